@@ -6,3 +6,22 @@ mod request;
 
 pub use options::{BusOptions, ConnectError};
 pub use request::{publish, request, RequestError};
+
+/// Where IDunno's installed tools live (`${IDUNNO_HOME:-$HOME/.cache/idunno}`).
+pub fn tools_home() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("IDUNNO_HOME") {
+        return home.into();
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    std::path::Path::new(&home).join(".cache/idunno")
+}
+
+/// The nats-server that `infra/setup.sh` installed, else `nats-server` from PATH.
+pub fn nats_server_binary() -> std::path::PathBuf {
+    let installed = tools_home().join("bin/nats-server");
+    if installed.exists() {
+        installed
+    } else {
+        "nats-server".into()
+    }
+}

@@ -8,13 +8,21 @@ use thiserror::Error;
 #[derive(Clone, Default, clap::Args)]
 pub struct BusOptions {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats", env = "IDUNNO_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats",
+        env = "IDUNNO_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// NATS user name (with --nats-password).
     #[arg(long = "nats-user", env = "IDUNNO_NATS_USER")]
     pub user: Option<String>,
     /// NATS password.
-    #[arg(long = "nats-password", env = "IDUNNO_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "nats-password",
+        env = "IDUNNO_NATS_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// NATS token.
     #[arg(long = "nats-token", env = "IDUNNO_NATS_TOKEN", hide_env_values = true)]
@@ -77,16 +85,23 @@ impl BusOptions {
     /// Checks that the options make sense together.
     pub fn validate(&self) -> Result<(), ConnectError> {
         if self.password.is_some() && self.user.is_none() {
-            return Err(ConnectError::Invalid("--nats-password needs --nats-user".into()));
+            return Err(ConnectError::Invalid(
+                "--nats-password needs --nats-user".into(),
+            ));
         }
         if self.token.is_some() && self.user.is_some() {
-            return Err(ConnectError::Invalid("give either a token or a user, not both".into()));
+            return Err(ConnectError::Invalid(
+                "give either a token or a user, not both".into(),
+            ));
         }
         Ok(())
     }
 
     /// async-nats options carrying these credentials, a client name and a bounded connect time.
-    pub async fn nats_options(&self, name: &str) -> Result<async_nats::ConnectOptions, ConnectError> {
+    pub async fn nats_options(
+        &self,
+        name: &str,
+    ) -> Result<async_nats::ConnectOptions, ConnectError> {
         self.validate()?;
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)

@@ -83,7 +83,8 @@ pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, DecodeError> {
     if !is_map {
         return Err(DecodeError::NotAMap);
     }
-    let probe: VersionProbe = rmp_serde::from_slice(bytes).map_err(|_| DecodeError::MissingVersion)?;
+    let probe: VersionProbe =
+        rmp_serde::from_slice(bytes).map_err(|_| DecodeError::MissingVersion)?;
     match probe.schema_version {
         None => return Err(DecodeError::MissingVersion),
         Some(SCHEMA_VERSION) => {}
@@ -168,16 +169,28 @@ mod tests {
     #[test]
     fn non_maps_and_missing_versions_are_refused() {
         assert_eq!(decode::<OlderSample>(b""), Err(DecodeError::NotAMap));
-        assert_eq!(decode::<OlderSample>(&[0x93, 1, 2, 3]), Err(DecodeError::NotAMap));
+        assert_eq!(
+            decode::<OlderSample>(&[0x93, 1, 2, 3]),
+            Err(DecodeError::NotAMap)
+        );
         let no_version = rmp_serde::to_vec_named(&OlderSample { name: "a".into() }).unwrap();
-        assert_eq!(decode::<OlderSample>(&no_version), Err(DecodeError::MissingVersion));
+        assert_eq!(
+            decode::<OlderSample>(&no_version),
+            Err(DecodeError::MissingVersion)
+        );
     }
 
     #[test]
     fn wrong_shape_names_the_message() {
         let bytes = encode(&OlderSample { name: "a".into() }).unwrap();
         let err = decode::<Sample>(&bytes).unwrap_err();
-        assert!(matches!(err, DecodeError::Shape { message: "sample", .. }));
+        assert!(matches!(
+            err,
+            DecodeError::Shape {
+                message: "sample",
+                ..
+            }
+        ));
     }
 
     proptest! {

@@ -48,9 +48,15 @@ mod tests {
     #[test]
     fn refuses_dots_wildcards_and_spaces() {
         for bad in ["a.b", "a*", ">", "a b", "é"] {
-            assert!(matches!(validate_token(bad), Err(NameError::BadChar(_))), "{bad}");
+            assert!(
+                matches!(validate_token(bad), Err(NameError::BadChar(_))),
+                "{bad}"
+            );
         }
         assert_eq!(validate_token(""), Err(NameError::Empty));
-        assert!(matches!(validate_token(&"x".repeat(65)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            validate_token(&"x".repeat(65)),
+            Err(NameError::TooLong(_))
+        ));
     }
 }

@@ -1,0 +1,136 @@
+//! The command line.
+
+use bus_client::BusOptions;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// One-shot commands to an IDunno cluster.
+#[derive(Debug, Parser)]
+#[command(name = "idunno", version, about)]
+pub struct Cli {
+    /// The bus.
+    #[command(flatten)]
+    pub bus: BusOptions,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the members: id, host, generation, incarnation, state, last heard.
+    #[command(alias = "list_mem")]
+    Members {
+        /// Show this node's view (default: any node's).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Make a node leave the cluster (its process keeps running).
+    Leave {
+        /// The node.
+        node: String,
+    },
+    /// Make a node that left join again.
+    Join {
+        /// The node.
+        node: String,
+    },
+    /// Per-node traffic, probes, failures detected, garbage dropped, uptime.
+    Stat {
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Simulate loss of incoming failure-detector messages: low (3%), mid (30%), high (90%),
+    /// off, or a fraction.
+    Droprate {
+        /// low | mid | high | off | <0..1>
+        rate: String,
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Empty the nodes' log files.
+    #[command(name = "clear-log")]
+    ClearLog {
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Run a cluster on this machine.
+    #[command(subcommand)]
+    Local(LocalCommand),
+}
+
+/// `idunno local …`
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start a nats-server (unless one answers at --nats) and N nodes in the background.
+    Up {
+        /// How many nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Directory for logs, data and the record of what was started.
+        #[arg(long, default_value = ".idunno")]
+        dir: PathBuf,
+        /// Dashboard port of the first node; node i gets this + i - 1.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+    },
+    /// Show what `local up` started and whether it still runs.
+    Status {
+        /// The directory given to `local up`.
+        #[arg(long, default_value = ".idunno")]
+        dir: PathBuf,
+    },
+    /// Stop exactly what `local up` started.
+    Down {
+        /// The directory given to `local up`.
+        #[arg(long, default_value = ".idunno")]
+        dir: PathBuf,
+    },
+}
+
+/// Parses `low|mid|high|off|<p>` into a fraction.
+pub fn parse_drop_rate(s: &str) -> anyhow::Result<f64> {
+    let rate = match s {
+        "low" => 0.03,
+        "mid" => 0.3,
+        "high" => 0.9,
+        "off" => 0.0,
+        other => other.parse::<f64>().map_err(|_| {
+            anyhow::anyhow!("drop rate {other:?} is not low, mid, high, off or a number")
+        })?,
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&rate),
+        "drop rate {rate} is not between 0 and 1"
+    );
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_rates_parse() {
+        assert_eq!(parse_drop_rate("low").unwrap(), 0.03);
+        assert_eq!(parse_drop_rate("mid").unwrap(), 0.3);
+        assert_eq!(parse_drop_rate("high").unwrap(), 0.9);
+        assert_eq!(parse_drop_rate("off").unwrap(), 0.0);
+        assert_eq!(parse_drop_rate("0.5").unwrap(), 0.5);
+        assert!(parse_drop_rate("2").is_err());
+        assert!(parse_drop_rate("lots").is_err());
+    }
+
+    #[test]
+    fn seed_aliases_parse() {
+        let cli = Cli::try_parse_from(["idunno", "list_mem"]).unwrap();
+        assert!(matches!(cli.command, Command::Members { node: None }));
+    }
+}

@@ -1,0 +1,361 @@
+//! `idunno local up|status|down`: a whole cluster on this machine, recorded in `<dir>/local.json`
+//! so that `down` stops exactly what `up` started.
+
+use crate::args::LocalCommand;
+use crate::output::{render, Output};
+use bus_client::BusOptions;
+use bus_schemas::membership::{MemberState, ViewRequest, ViewSnapshot};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process `up` started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Started {
+    name: String,
+    pid: u32,
+    log: PathBuf,
+    #[serde(default)]
+    http: Option<String>,
+}
+
+/// What `up` started.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LocalState {
+    nats_url: String,
+    nats: Option<Started>,
+    nodes: Vec<Started>,
+}
+
+/// Runs one `local` command.
+pub async fn run(cmd: LocalCommand, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        LocalCommand::Up {
+            nodes,
+            dir,
+            http_port,
+        } => up(bus, nodes, &dir, http_port, out).await,
+        LocalCommand::Status { dir } => status(&dir, out),
+        LocalCommand::Down { dir } => down(&dir),
+    }
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("local.json")
+}
+
+fn load(dir: &Path) -> anyhow::Result<Option<LocalState>> {
+    match std::fs::read(state_path(dir)) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is corrupt ({e}); remove it after stopping its processes",
+                state_path(dir).display()
+            )
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read {}: {e}",
+            state_path(dir).display()
+        )),
+    }
+}
+
+fn save(dir: &Path, state: &LocalState) -> anyhow::Result<()> {
+    std::fs::write(state_path(dir), serde_json::to_vec_pretty(state)?)?;
+    Ok(())
+}
+
+/// Whether `p` still runs the program it was started as.
+fn running(p: &Started, program: &str) -> bool {
+    std::fs::read(format!("/proc/{}/cmdline", p.pid))
+        .map(|cmd| String::from_utf8_lossy(&cmd).contains(program))
+        .unwrap_or(false)
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
+    let file = std::fs::File::create(log)?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", program.display()))?;
+    Ok(child.id())
+}
+
+/// The `idunno-node` beside this executable, else the one on PATH.
+fn node_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("idunno-node")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "idunno-node".into())
+}
+
+fn nats_port(url: &str) -> anyhow::Result<u16> {
+    let rest = url.split("://").last().unwrap_or(url);
+    let port = rest
+        .rsplit(':')
+        .next()
+        .filter(|p| *p != rest)
+        .unwrap_or("4222");
+    port.trim_end_matches('/')
+        .parse()
+        .map_err(|_| anyhow::anyhow!("cannot tell the port of NATS URL {url:?}"))
+}
+
+async fn start_nats(bus: &BusOptions, dir: &Path) -> anyhow::Result<Option<Started>> {
+    if bus.connect_once("idunno-local").await.is_ok() {
+        println!("using the NATS server already at {}", bus.url);
+        return Ok(None);
+    }
+    let port = nats_port(&bus.url)?;
+    let store = dir.join("nats");
+    std::fs::create_dir_all(&store)?;
+    let conf = dir.join("nats.conf");
+    let text = format!(
+        "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n}}\n",
+        store.display().to_string()
+    );
+    std::fs::write(&conf, text)?;
+    let log = dir.join("nats.log");
+    let binary = bus_client::nats_server_binary();
+    let pid = spawn(&binary, &["-c".into(), conf.display().to_string()], &log)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bus.connect_once("idunno-local").await.is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nats-server did not start; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("started nats-server (pid {pid}) at {}", bus.url);
+    Ok(Some(Started {
+        name: "nats-server".into(),
+        pid,
+        log,
+        http: None,
+    }))
+}
+
+fn node_args(bus: &BusOptions, id: &str, data: &Path, http: &str) -> Vec<String> {
+    let mut args = vec![
+        "--id".into(),
+        id.into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--nats".into(),
+        bus.url.clone(),
+        "--http".into(),
+        http.into(),
+        "--threads".into(),
+        "1".into(),
+    ];
+    let flags = [
+        ("--nats-user", &bus.user),
+        ("--nats-password", &bus.password),
+        ("--nats-token", &bus.token),
+    ];
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            args.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    for (flag, path) in [("--nats-creds", &bus.creds), ("--nats-tls-ca", &bus.tls_ca)] {
+        if let Some(p) = path {
+            args.extend([flag.to_string(), p.display().to_string()]);
+        }
+    }
+    args
+}
+
+async fn up(
+    bus: &BusOptions,
+    n: usize,
+    dir: &Path,
+    http_port: u16,
+    out: &Output,
+) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=200).contains(&n), "--nodes must be between 1 and 200");
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    if let Some(old) = load(dir)? {
+        let live = old.nodes.iter().any(|p| running(p, "idunno-node"));
+        anyhow::ensure!(!live, "a local cluster is already up in {} (see `idunno local status`, stop it with `idunno local down`)", dir.display());
+    }
+    let mut state = LocalState {
+        nats_url: bus.url.clone(),
+        ..LocalState::default()
+    };
+    state.nats = start_nats(bus, dir).await?;
+    save(dir, &state)?;
+    let binary = node_binary();
+    for i in 1..=n {
+        let id = format!("n{i}");
+        let data = dir.join("nodes").join(&id);
+        std::fs::create_dir_all(&data)?;
+        let http = format!("127.0.0.1:{}", http_port as usize + i - 1);
+        let log = data.join("stdout.log");
+        let pid = spawn(&binary, &node_args(bus, &id, &data, &http), &log)?;
+        state.nodes.push(Started {
+            name: id,
+            pid,
+            log,
+            http: Some(http),
+        });
+        save(dir, &state)?;
+    }
+    wait_for_members(bus, &state).await?;
+    status(dir, out)?;
+    if let Some(first) = state.nodes.first().and_then(|p| p.http.clone()) {
+        println!("dashboard: http://{first}/");
+    }
+    Ok(())
+}
+
+async fn wait_for_members(bus: &BusOptions, state: &LocalState) -> anyhow::Result<()> {
+    let client = bus.connect_once("idunno-local").await?;
+    let bar = indicatif::ProgressBar::new(state.nodes.len() as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "{spinner} waiting for nodes to join {pos}/{len}",
+    )?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let req = ViewRequest { from: "cli".into() };
+        let timeout = Duration::from_secs(2);
+        let view = bus_client::request::<_, ViewSnapshot>(
+            &client,
+            bus_schemas::subjects::members_list(),
+            &req,
+            timeout,
+        )
+        .await;
+        let joined = view
+            .map(|v| {
+                let alive = |p: &&Started| {
+                    v.members
+                        .iter()
+                        .any(|m| m.id == p.name && m.state == MemberState::Alive)
+                };
+                state.nodes.iter().filter(alive).count()
+            })
+            .unwrap_or(0);
+        bar.set_position(joined as u64);
+        if joined == state.nodes.len() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        if let Some(dead) = state.nodes.iter().find(|p| !running(p, "idunno-node")) {
+            anyhow::bail!("node {} exited; see {}", dead.name, dead.log.display());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {joined} of {} nodes joined within 60 s",
+            state.nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn status(dir: &Path, out: &Output) -> anyhow::Result<()> {
+    let Some(state) = load(dir)? else {
+        anyhow::bail!(
+            "no local cluster was started in {} (run `idunno local up`)",
+            dir.display()
+        );
+    };
+    let procs: Vec<(&Started, &str)> = state
+        .nats
+        .iter()
+        .map(|p| (p, "nats-server"))
+        .chain(state.nodes.iter().map(|p| (p, "idunno-node")))
+        .collect();
+    let json: Vec<_> = procs
+        .iter()
+        .map(|(p, prog)| serde_json::json!({"name": p.name, "pid": p.pid, "running": running(p, prog), "http": p.http, "log": p.log}))
+        .collect();
+    out.print(&json, || {
+        let mut rows = vec![["process", "pid", "running", "dashboard", "log"]
+            .map(String::from)
+            .to_vec()];
+        for (p, prog) in &procs {
+            let http = p
+                .http
+                .as_ref()
+                .map(|h| format!("http://{h}/"))
+                .unwrap_or_else(|| "-".into());
+            rows.push(vec![
+                p.name.clone(),
+                p.pid.to_string(),
+                running(p, prog).to_string(),
+                http,
+                p.log.display().to_string(),
+            ]);
+        }
+        rows
+    });
+    if !out.json && state.nats.is_none() {
+        print!(
+            "{}",
+            render(&[vec![format!(
+                "NATS: {} (not started by idunno)",
+                state.nats_url
+            )]])
+        );
+    }
+    Ok(())
+}
+
+fn stop(p: &Started, program: &str) -> bool {
+    if !running(p, program) {
+        return false;
+    }
+    let pid = Pid::from_raw(p.pid as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(p, program) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running(p, program) {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    true
+}
+
+fn down(dir: &Path) -> anyhow::Result<()> {
+    let Some(state) = load(dir)? else {
+        println!("nothing to stop in {}", dir.display());
+        return Ok(());
+    };
+    for p in &state.nodes {
+        if stop(p, "idunno-node") {
+            println!("stopped {} (pid {})", p.name, p.pid);
+        }
+    }
+    if let Some(nats) = &state.nats {
+        if stop(nats, "nats-server") {
+            println!("stopped nats-server (pid {})", nats.pid);
+        }
+    }
+    std::fs::remove_file(state_path(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_ports_are_read_from_urls() {
+        assert_eq!(nats_port("nats://127.0.0.1:4333").unwrap(), 4333);
+        assert_eq!(nats_port("nats://localhost").unwrap(), 4222);
+        assert!(nats_port("nats://h:x").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! `idunno`: one-shot commands to an IDunno cluster. Errors are one sentence and exit 1.
+
+mod args;
+mod cluster;
+mod local;
+mod output;
+
+use clap::Parser;
+
+fn main() {
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: args::Cli) -> anyhow::Result<()> {
+    let out = output::Output { json: cli.json };
+    match cli.command {
+        args::Command::Local(cmd) => local::run(cmd, &cli.bus, &out).await,
+        other => cluster::run(other, &cli.bus, &out).await,
+    }
+}

@@ -1,0 +1,27 @@
+//! Embeds an rpath to the real libtorch directory so `idunno-node` runs without LIBTORCH or
+//! LD_LIBRARY_PATH, and records the libtorch version it was built against.
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=torch-sys did not report its libtorch directory; no rpath set");
+        return;
+    };
+    let lib = PathBuf::from(lib);
+    // The assembled LIBTORCH/lib holds links into the wheel; the wheel's real directory is
+    // where libtorch_cpu.so finds the CUDA runtime through $ORIGIN.
+    let real = std::fs::canonicalize(lib.join("libtorch_cpu.so"))
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| lib.clone());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real.display());
+    let version = lib
+        .parent()
+        .map(|root| root.join("build-version"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=IDUNNO_LIBTORCH_VERSION={version}");
+}

@@ -1,0 +1,152 @@
+//! The node's configuration: command-line flags and the typed config built from them.
+
+use crate::membership::detector::DetectorConfig;
+use bus_client::BusOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where tch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU.
+    Cuda,
+}
+
+/// `idunno-node` flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "idunno-node",
+    about = "An IDunno cluster node",
+    disable_version_flag = true
+)]
+pub struct NodeArgs {
+    /// This node's id: letters, digits, '-' and '_', unique in the cluster.
+    #[arg(long, required_unless_present = "version")]
+    pub id: Option<String>,
+    /// Directory for this node's files and log.
+    #[arg(long, required_unless_present = "version")]
+    pub data_dir: Option<PathBuf>,
+    /// The bus.
+    #[command(flatten)]
+    pub bus: BusOptions,
+    /// Address of the dashboard and JSON API (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Threads for tch (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where models run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+    /// Directory of the built dashboard (frontend/dist).
+    #[arg(long)]
+    pub frontend_dir: Option<PathBuf>,
+    /// Failure-detector protocol period in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub probe_period_ms: u64,
+    /// Print the version and the libtorch it runs on, then exit.
+    #[arg(long, short = 'V')]
+    pub version: bool,
+}
+
+/// The node's validated configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Node id.
+    pub id: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The bus.
+    pub bus: BusOptions,
+    /// Dashboard address.
+    pub http: SocketAddr,
+    /// tch threads.
+    pub threads: usize,
+    /// tch device.
+    pub device: Device,
+    /// Built dashboard directory.
+    pub frontend_dir: PathBuf,
+    /// Failure detector timing.
+    pub detector: DetectorConfig,
+    /// Bound on every request to a peer.
+    pub request_timeout: Duration,
+}
+
+/// The dashboard built in this checkout, used when `--frontend-dir` is not given.
+pub const DEFAULT_FRONTEND_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist");
+
+impl NodeArgs {
+    /// Builds and validates the config.
+    pub fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let id = self.id.ok_or_else(|| anyhow::anyhow!("--id is required"))?;
+        let data_dir = self
+            .data_dir
+            .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let period = Duration::from_millis(self.probe_period_ms);
+        let cfg = NodeConfig {
+            id,
+            data_dir,
+            bus: self.bus,
+            http: self.http,
+            threads,
+            device: self.device,
+            frontend_dir: self
+                .frontend_dir
+                .unwrap_or_else(|| DEFAULT_FRONTEND_DIR.into()),
+            detector: DetectorConfig::with_period(period),
+            request_timeout: Duration::from_secs(2),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl NodeConfig {
+    /// Checks the config; the error says which setting is wrong.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+        self.bus.validate()?;
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        anyhow::ensure!(
+            self.detector.period >= Duration::from_millis(20),
+            "--probe-period-ms must be at least 20"
+        );
+        Ok(())
+    }
+
+    /// A config for tests: the given bus URL, a free dashboard port, one thread.
+    pub fn for_test(id: &str, data_dir: PathBuf, nats_url: &str) -> Self {
+        Self {
+            id: id.into(),
+            data_dir,
+            bus: BusOptions::for_url(nats_url),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            threads: 1,
+            device: Device::Cpu,
+            frontend_dir: DEFAULT_FRONTEND_DIR.into(),
+            detector: DetectorConfig::default(),
+            request_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_ids_are_refused() {
+        let mut cfg = NodeConfig::for_test("ok", "/tmp/x".into(), "nats://127.0.0.1:1");
+        assert!(cfg.validate().is_ok());
+        cfg.id = "a.b".into();
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! An IDunno node: membership over NATS, a control subject, and the dashboard.
+//!
+//! [`run`] wires the subsystems together; each subsystem is one task owned by `run`, reached
+//! through a cloneable handle, and stopped by the shutdown token.
+
+pub mod config;
+pub mod control;
+pub mod dashboard;
+pub mod logging;
+pub mod membership;
+pub mod metrics;
+
+use config::NodeConfig;
+use membership::service::{Connection, MembershipConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The libtorch version this binary was built against.
+pub const LIBTORCH_VERSION: &str = env!("IDUNNO_LIBTORCH_VERSION");
+
+/// Connects to the bus, keeping a reconnect delay short so that every node is back soon
+/// after a server restart; connection changes go to `events`.
+async fn connect(
+    cfg: &NodeConfig,
+    events: mpsc::Sender<Connection>,
+) -> anyhow::Result<async_nats::Client> {
+    let opts = cfg
+        .bus
+        .nats_options(&format!("idunno-node-{}", cfg.id))
+        .await?
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 50).min(250)))
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                let change = match event {
+                    async_nats::Event::Connected => Connection::Up,
+                    async_nats::Event::Disconnected => Connection::Down,
+                    other => {
+                        tracing::info!("bus: {other}");
+                        return;
+                    }
+                };
+                let _ = events.send(change).await;
+            }
+        });
+    Ok(opts.connect(cfg.bus.url.as_str()).await?)
+}
+
+/// Runs the node until `shutdown` is cancelled; then it leaves the cluster and returns.
+pub async fn run(
+    cfg: NodeConfig,
+    logs: logging::LogFiles,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listener = tokio::net::TcpListener::bind(cfg.http)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {}: {e}", cfg.http))?;
+    let http = listener.local_addr()?;
+    let (conn_tx, conn_rx) = mpsc::channel(16);
+    let client = connect(&cfg, conn_tx).await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let host = hostname();
+    let mcfg = MembershipConfig {
+        id: cfg.id.clone(),
+        host,
+        http: Some(http.to_string()),
+        detector: cfg.detector.clone(),
+        request_timeout: cfg.request_timeout,
+    };
+    let members_stop = CancellationToken::new();
+    let (membership, members_task) = membership::spawn(
+        client.clone(),
+        mcfg,
+        metrics.clone(),
+        conn_rx,
+        members_stop.clone(),
+    )
+    .await?;
+    let deps = control::ControlDeps {
+        client: client.clone(),
+        id: cfg.id.clone(),
+        membership: membership.clone(),
+        metrics,
+        logs,
+        started,
+    };
+    let control_task = control::spawn(deps, shutdown.clone()).await?;
+    let router = dashboard::router(membership, &cfg.frontend_dir);
+    let http_task = dashboard::spawn(listener, router, shutdown.clone());
+    tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
+    shutdown.cancelled().await;
+    members_stop.cancel();
+    let _ = members_task.await;
+    let _ = tokio::join!(control_task, http_task);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -1,0 +1,92 @@
+//! Logging to `<data-dir>/node.log` (rotated by size) and to standard error.
+
+use rolling_file::{BasicRollingFileAppender, RollingConditionBasic};
+use std::path::{Path, PathBuf};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// Size at which `node.log` rotates.
+const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
+/// Rotated files kept beside `node.log`.
+const KEPT_LOGS: usize = 4;
+
+/// The node's log files, for `clear-log`.
+#[derive(Debug, Clone)]
+pub struct LogFiles {
+    dir: PathBuf,
+}
+
+impl LogFiles {
+    /// The current log file.
+    pub fn current(&self) -> PathBuf {
+        self.dir.join("node.log")
+    }
+
+    /// Empties `node.log` and removes the rotated files; returns how many files were cleared.
+    pub fn clear(&self) -> std::io::Result<usize> {
+        let mut cleared = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name == "node.log" {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(0)?;
+                cleared += 1;
+            } else if name.starts_with("node.log.") {
+                std::fs::remove_file(&path)?;
+                cleared += 1;
+            }
+        }
+        Ok(cleared)
+    }
+}
+
+/// Installs the global subscriber (filter from `RUST_LOG`, default `info`). Keep the guard
+/// alive for the life of the process: dropping it flushes the file.
+pub fn init(data_dir: &Path) -> anyhow::Result<(LogFiles, WorkerGuard)> {
+    std::fs::create_dir_all(data_dir)?;
+    let files = LogFiles {
+        dir: data_dir.to_path_buf(),
+    };
+    let condition = RollingConditionBasic::new().max_size(MAX_LOG_BYTES);
+    let appender = BasicRollingFileAppender::new(files.current(), condition, KEPT_LOGS)?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer),
+        )
+        .try_init()?;
+    Ok((files, guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_empties_the_log_and_removes_rotated_files() {
+        let dir = std::env::temp_dir().join(format!("idunno-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("node.log"), "x").unwrap();
+        std::fs::write(dir.join("node.log.1"), "y").unwrap();
+        std::fs::write(dir.join("other"), "z").unwrap();
+        let files = LogFiles { dir: dir.clone() };
+        assert_eq!(files.clear().unwrap(), 2);
+        assert_eq!(std::fs::read(dir.join("node.log")).unwrap().len(), 0);
+        assert!(!dir.join("node.log.1").exists());
+        assert!(dir.join("other").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,47 @@
+//! `idunno-node`: parses flags, sets up logging and libtorch, runs the node until SIGTERM or
+//! SIGINT.
+
+use clap::Parser;
+use idunno_node::config::{Device, NodeArgs};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let args = NodeArgs::parse();
+    if args.version {
+        println!(
+            "idunno-node {} (libtorch {}, {} tch thread(s), CUDA {})",
+            env!("CARGO_PKG_VERSION"),
+            idunno_node::LIBTORCH_VERSION,
+            tch::get_num_threads(),
+            if tch::Cuda::is_available() {
+                "available"
+            } else {
+                "not available"
+            },
+        );
+        return Ok(());
+    }
+    let cfg = args.into_config()?;
+    if cfg.device == Device::Cuda && !tch::Cuda::is_available() {
+        anyhow::bail!("--device cuda: no CUDA device is available to libtorch");
+    }
+    tch::set_num_threads(cfg.threads as i32);
+    let (logs, _guard) = idunno_node::logging::init(&cfg.data_dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received: leaving the cluster");
+            trigger.cancel();
+        });
+        idunno_node::run(cfg, logs, shutdown).await
+    })
+}

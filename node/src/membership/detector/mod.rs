@@ -1,0 +1,434 @@
+//! SWIM-style failure detector as a sans-IO state machine.
+//!
+//! Fed ticks, failure-detector messages and member events (each with the current time),
+//! it returns what to send. Each node probes one peer per period (round-robin over a shuffled
+//! list), asks `indirect_probes` helpers to probe it when the direct ping gets no ack in
+//! time, suspects it when the period ends without an ack, and declares it failed when the
+//! suspicion is not refuted within `suspect_timeout`. The cost per node per period is constant.
+//! While cut off from the bus, during a grace period after reconnecting and after the process
+//! was paused, it declares nobody suspect or failed.
+
+use super::view::{Member, View};
+use bus_schemas::membership::{FdMessage, MemberEvent, MemberEventKind, MemberState};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Timing of the detector.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// One probe per period.
+    pub period: Duration,
+    /// Time for a direct ack before indirect probes go out.
+    pub ping_timeout: Duration,
+    /// Helpers asked to probe indirectly.
+    pub indirect_probes: usize,
+    /// Time a suspect has to refute before the node that suspected it declares it failed.
+    pub suspect_timeout: Duration,
+    /// Quiet time after (re)connecting or a pause: nobody is suspected or failed meanwhile.
+    pub grace: Duration,
+    /// A gap between ticks longer than this means the process was paused.
+    pub pause_threshold: Duration,
+    /// Minimum time between two view syncs triggered by digest mismatches.
+    pub sync_interval: Duration,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_millis(200),
+            ping_timeout: Duration::from_millis(80),
+            indirect_probes: 3,
+            suspect_timeout: Duration::from_millis(700),
+            grace: Duration::from_secs(2),
+            pause_threshold: Duration::from_millis(1000),
+            sync_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Timing scaled to a protocol period (the default period is 200 ms).
+    pub fn with_period(period: Duration) -> Self {
+        let default = Self::default();
+        let scale = |d: Duration| d.mul_f64(period.as_secs_f64() / default.period.as_secs_f64());
+        Self {
+            period,
+            ping_timeout: scale(default.ping_timeout),
+            suspect_timeout: scale(default.suspect_timeout),
+            ..default
+        }
+    }
+}
+
+/// The current time, monotonic and wall-clock (milliseconds since the epoch).
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time for timers.
+    pub mono: Instant,
+    /// Wall-clock time for generations and event timestamps.
+    pub wall_ms: u64,
+}
+
+/// Something the detector wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a failure-detector message to one node.
+    Send {
+        /// The node.
+        to: String,
+        /// The message.
+        msg: FdMessage,
+    },
+    /// Publish an event on the member events subject.
+    Broadcast(MemberEvent),
+    /// Views differ: fetch this peer's whole view and merge it.
+    SyncWith(String),
+    /// Fetch the view of any member (this node knows no peer yet).
+    SyncAny,
+}
+
+#[derive(Debug)]
+struct Probe {
+    target: String,
+    seq: u64,
+    started: Instant,
+    indirect_sent: bool,
+}
+
+#[derive(Debug)]
+struct Relay {
+    requester: String,
+    requester_seq: u64,
+    target: String,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Suspicion {
+    generation: u64,
+    deadline: Instant,
+}
+
+/// Counters kept by the detector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetectorStats {
+    /// Direct probes sent.
+    pub probes_sent: u64,
+    /// Members this node declared failed.
+    pub failures_detected: u64,
+}
+
+/// The failure detector of one node.
+pub struct Detector<R> {
+    cfg: DetectorConfig,
+    me: Member,
+    active: bool,
+    connected: bool,
+    view: View,
+    rng: R,
+    order: Vec<String>,
+    seq: u64,
+    probe: Option<Probe>,
+    next_probe: Instant,
+    relays: HashMap<u64, Relay>,
+    suspicions: HashMap<String, Suspicion>,
+    quiet_until: Instant,
+    last_tick: Instant,
+    last_sync: Option<Instant>,
+    stats: DetectorStats,
+}
+
+impl<R: Rng> Detector<R> {
+    /// A detector for node `id`, a member from `now` on, with a new generation.
+    pub fn new(
+        cfg: DetectorConfig,
+        id: &str,
+        host: &str,
+        http: Option<String>,
+        rng: R,
+        now: Now,
+    ) -> Self {
+        let me = Member {
+            id: id.to_string(),
+            generation: now.wall_ms,
+            incarnation: 0,
+            state: MemberState::Alive,
+            host: host.to_string(),
+            http,
+        };
+        let mut view = View::default();
+        view.apply(me.clone());
+        Self {
+            quiet_until: now.mono + cfg.grace,
+            cfg,
+            me,
+            active: true,
+            connected: true,
+            view,
+            rng,
+            order: Vec::new(),
+            seq: 0,
+            probe: None,
+            next_probe: now.mono,
+            relays: HashMap::new(),
+            suspicions: HashMap::new(),
+            last_tick: now.mono,
+            last_sync: None,
+            stats: DetectorStats::default(),
+        }
+    }
+
+    /// This node as the view holds it.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Whether this node is a member (false after `leave`).
+    pub fn is_member(&self) -> bool {
+        self.active
+    }
+
+    /// The whole view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DetectorStats {
+        self.stats
+    }
+
+    /// The event announcing this node's current generation.
+    pub fn join_event(&self, now: Now) -> MemberEvent {
+        self.event(MemberEventKind::Join, &self.me.clone(), now)
+    }
+
+    fn event(&self, kind: MemberEventKind, m: &Member, now: Now) -> MemberEvent {
+        MemberEvent {
+            kind,
+            node: m.id.clone(),
+            generation: m.generation,
+            incarnation: m.incarnation,
+            host: m.host.clone(),
+            http: m.http.clone(),
+            reporter: self.me.id.clone(),
+            at_ms: now.wall_ms,
+        }
+    }
+
+    fn quiet(&self, now: Instant) -> bool {
+        !self.connected || now < self.quiet_until
+    }
+
+    fn enter_grace(&mut self, now: Instant) {
+        self.quiet_until = now + self.cfg.grace;
+        self.probe = None;
+        self.relays.clear();
+        let deadline = self.quiet_until + self.cfg.suspect_timeout;
+        for s in self.suspicions.values_mut() {
+            s.deadline = s.deadline.max(deadline);
+        }
+    }
+
+    /// The bus connection was lost: declare nobody failed until it is back.
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// The bus connection is back: a grace period starts; returns a sync with a random peer.
+    pub fn reconnected(&mut self, now: Now) -> Vec<Output> {
+        self.connected = true;
+        self.enter_grace(now.mono);
+        let peers = self.view.live_peers(&self.me.id);
+        let _ = now;
+        match peers.get(self.rng.random_range(0..peers.len().max(1))) {
+            Some(peer) => vec![Output::SyncWith(peer.clone())],
+            None => vec![Output::SyncAny],
+        }
+    }
+
+    /// Leaves the cluster: stops probing and answering, announces `leave`.
+    pub fn leave(&mut self, now: Now) -> Vec<Output> {
+        if !self.active {
+            return Vec::new();
+        }
+        self.active = false;
+        self.probe = None;
+        self.relays.clear();
+        self.suspicions.clear();
+        self.me.state = MemberState::Left;
+        self.view.apply(self.me.clone());
+        vec![Output::Broadcast(self.event(
+            MemberEventKind::Leave,
+            &self.me.clone(),
+            now,
+        ))]
+    }
+
+    /// Joins again with a new generation (after a leave, or after being declared failed).
+    pub fn rejoin(&mut self, now: Now) -> Vec<Output> {
+        self.active = true;
+        self.me.generation = now.wall_ms.max(self.me.generation + 1);
+        self.me.incarnation = 0;
+        self.me.state = MemberState::Alive;
+        self.view.apply(self.me.clone());
+        self.enter_grace(now.mono);
+        vec![Output::Broadcast(self.join_event(now))]
+    }
+
+    /// Advances timers: starts probes, sends indirect probes, raises suspicions, declares
+    /// failures.
+    pub fn tick(&mut self, now: Now) -> Vec<Output> {
+        let gap = now.mono.saturating_duration_since(self.last_tick);
+        self.last_tick = now.mono;
+        if gap > self.cfg.pause_threshold {
+            self.enter_grace(now.mono);
+        }
+        let mut out = Vec::new();
+        if !self.active {
+            return out;
+        }
+        self.relays.retain(|_, r| r.expires > now.mono);
+        self.expire_suspicions(now, &mut out);
+        self.advance_probe(now, &mut out);
+        if self.probe.is_none() && now.mono >= self.next_probe {
+            self.start_probe(now.mono, &mut out);
+        }
+        out
+    }
+
+    fn expire_suspicions(&mut self, now: Now, out: &mut Vec<Output>) {
+        if self.quiet(now.mono) {
+            return;
+        }
+        let due: Vec<String> = self
+            .suspicions
+            .iter()
+            .filter(|(_, s)| s.deadline <= now.mono)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(s) = self.suspicions.remove(&id) else {
+                continue;
+            };
+            let Some(member) = self.view.get(&id).cloned() else {
+                continue;
+            };
+            if member.generation != s.generation || member.state != MemberState::Suspect {
+                continue;
+            }
+            let failed = Member {
+                state: MemberState::Failed,
+                ..member
+            };
+            self.view.apply(failed.clone());
+            self.stats.failures_detected += 1;
+            out.push(Output::Broadcast(self.event(
+                MemberEventKind::Fail,
+                &failed,
+                now,
+            )));
+        }
+    }
+
+    fn advance_probe(&mut self, now: Now, out: &mut Vec<Output>) {
+        let Some(probe) = &mut self.probe else { return };
+        let elapsed = now.mono.saturating_duration_since(probe.started);
+        if elapsed >= self.cfg.period {
+            let target = probe.target.clone();
+            self.probe = None;
+            if !self.quiet(now.mono) {
+                self.suspect(&target, now, out);
+            }
+        } else if elapsed >= self.cfg.ping_timeout && !probe.indirect_sent {
+            probe.indirect_sent = true;
+            let (target, seq) = (probe.target.clone(), probe.seq);
+            let mut helpers = self.view.alive_peers_except(&self.me.id, &target);
+            helpers.shuffle(&mut self.rng);
+            helpers.truncate(self.cfg.indirect_probes);
+            for helper in helpers {
+                let msg = FdMessage::PingReq {
+                    from: self.me.id.clone(),
+                    from_generation: self.me.generation,
+                    seq,
+                    target: target.clone(),
+                };
+                out.push(Output::Send { to: helper, msg });
+            }
+            out.push(Output::Send {
+                to: target,
+                msg: self.ping(seq),
+            });
+        }
+    }
+
+    fn ping(&self, seq: u64) -> FdMessage {
+        FdMessage::Ping {
+            from: self.me.id.clone(),
+            from_generation: self.me.generation,
+            seq,
+            digest: self.view.digest(),
+        }
+    }
+
+    fn start_probe(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let target = loop {
+            let Some(candidate) = self.order.pop() else {
+                self.order = self.view.live_peers(&self.me.id);
+                self.order.shuffle(&mut self.rng);
+                match self.order.pop() {
+                    Some(c) => break c,
+                    None => return,
+                }
+            };
+            if self.view.get(&candidate).is_some_and(Member::is_live) {
+                break candidate;
+            }
+        };
+        self.seq += 1;
+        self.next_probe = now + self.cfg.period;
+        self.stats.probes_sent += 1;
+        out.push(Output::Send {
+            to: target.clone(),
+            msg: self.ping(self.seq),
+        });
+        self.probe = Some(Probe {
+            target,
+            seq: self.seq,
+            started: now,
+            indirect_sent: false,
+        });
+    }
+
+    fn suspect(&mut self, id: &str, now: Now, out: &mut Vec<Output>) {
+        let Some(member) = self.view.get(id).cloned() else {
+            return;
+        };
+        if member.state != MemberState::Alive {
+            return;
+        }
+        let suspect = Member {
+            state: MemberState::Suspect,
+            ..member
+        };
+        self.view.apply(suspect.clone());
+        self.suspicions.insert(
+            id.to_string(),
+            Suspicion {
+                generation: suspect.generation,
+                deadline: now.mono + self.cfg.suspect_timeout,
+            },
+        );
+        out.push(Output::Broadcast(self.event(
+            MemberEventKind::Suspect,
+            &suspect,
+            now,
+        )));
+    }
+}
+
+mod handle;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,10 @@
+//! Cluster membership: a SWIM-style failure detector over NATS.
+//!
+//! [`view`] and [`detector`] are the sans-IO core; [`service`] owns a detector and drives it
+//! with the bus and the clock.
+
+pub mod detector;
+pub mod service;
+pub mod view;
+
+pub use service::{spawn, MembershipHandle};

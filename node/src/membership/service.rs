@@ -1,0 +1,413 @@
+//! The membership task: owns a [`Detector`] and drives it with the bus and the clock.
+
+use super::detector::{Detector, DetectorConfig, DetectorStats, Now, Output};
+use crate::metrics::{Metrics, Traffic};
+use async_nats::{Client, Message, Subscriber};
+use bus_schemas::control::{ControlReply, ControlRequest};
+use bus_schemas::membership::{FdMessage, MemberEvent, MemberRecord, ViewRequest, ViewSnapshot};
+use bus_schemas::{decode, encode, subjects};
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the membership service.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// This node's id.
+    pub id: String,
+    /// The host name reported to peers.
+    pub host: String,
+    /// The dashboard address reported to peers.
+    pub http: Option<String>,
+    /// Detector timing.
+    pub detector: DetectorConfig,
+    /// Bound on every request to a peer.
+    pub request_timeout: Duration,
+}
+
+/// A change of the bus connection, fed from async-nats's event callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Connected (again).
+    Up,
+    /// Lost.
+    Down,
+}
+
+/// This node's identity and counters, for `stat`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Current generation.
+    pub generation: u64,
+    /// Current incarnation.
+    pub incarnation: u64,
+    /// Whether the node is a member.
+    pub member: bool,
+    /// Detector counters.
+    pub stats: DetectorStats,
+    /// Current simulated loss.
+    pub drop_rate: f64,
+}
+
+enum Command {
+    View(oneshot::Sender<ViewSnapshot>),
+    Identity(oneshot::Sender<Identity>),
+    Leave(oneshot::Sender<bool>),
+    Join(oneshot::Sender<bool>),
+    DropRate(f64),
+}
+
+/// The only API of the membership task. Cheap to clone.
+#[derive(Clone)]
+pub struct MembershipHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Why the membership task could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the membership task has stopped")]
+pub struct Stopped;
+
+impl MembershipHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// The node's whole view.
+    pub async fn view(&self) -> Result<ViewSnapshot, Stopped> {
+        self.ask(Command::View).await
+    }
+
+    /// The node's identity and counters.
+    pub async fn identity(&self) -> Result<Identity, Stopped> {
+        self.ask(Command::Identity).await
+    }
+
+    /// Leaves the cluster; false if the node was not a member.
+    pub async fn leave(&self) -> Result<bool, Stopped> {
+        self.ask(Command::Leave).await
+    }
+
+    /// Joins again with a new generation; false if the node was a member already.
+    pub async fn join(&self) -> Result<bool, Stopped> {
+        self.ask(Command::Join).await
+    }
+
+    /// Sets the simulated loss of incoming failure-detector messages.
+    pub async fn set_drop_rate(&self, rate: f64) -> Result<(), Stopped> {
+        self.tx
+            .send(Command::DropRate(rate))
+            .await
+            .map_err(|_| Stopped)
+    }
+}
+
+fn now() -> Now {
+    let wall_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Now {
+        mono: Instant::now(),
+        wall_ms,
+    }
+}
+
+/// Starts the membership task: fetches the current view, announces this node, then probes.
+/// On `shutdown` the node announces that it leaves and the task ends.
+pub async fn spawn(
+    client: Client,
+    cfg: MembershipConfig,
+    metrics: Arc<Metrics>,
+    connection: mpsc::Receiver<Connection>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(MembershipHandle, JoinHandle<()>)> {
+    let fd = client.subscribe(subjects::member_fd(&cfg.id)).await?;
+    let events = client.subscribe(subjects::member_events()).await?;
+    let rng = StdRng::from_os_rng();
+    let detector = Detector::new(
+        cfg.detector.clone(),
+        &cfg.id,
+        &cfg.host,
+        cfg.http.clone(),
+        rng,
+        now(),
+    );
+    let (tx, commands) = mpsc::channel(64);
+    let mut task = Task {
+        client,
+        cfg,
+        metrics,
+        detector,
+        drop_rate: 0.0,
+        loss_rng: StdRng::from_os_rng(),
+        syncs: JoinSet::new(),
+    };
+    task.initial_sync().await;
+    let list = task
+        .client
+        .queue_subscribe(subjects::members_list(), subjects::MEMBERS_QUEUE.into())
+        .await?;
+    let join = task.detector.join_event(now());
+    task.perform(vec![Output::Broadcast(join)]).await;
+    let subs = Subs { fd, events, list };
+    let handle = tokio::spawn(task.run(subs, commands, connection, shutdown));
+    Ok((MembershipHandle { tx }, handle))
+}
+
+struct Subs {
+    fd: Subscriber,
+    events: Subscriber,
+    list: Subscriber,
+}
+
+struct Task {
+    client: Client,
+    cfg: MembershipConfig,
+    metrics: Arc<Metrics>,
+    detector: Detector<StdRng>,
+    drop_rate: f64,
+    loss_rng: StdRng,
+    syncs: JoinSet<Option<Vec<MemberRecord>>>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut subs: Subs,
+        mut commands: mpsc::Receiver<Command>,
+        mut connection: mpsc::Receiver<Connection>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.cfg.detector.period / 10);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let out = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.detector.tick(now()),
+                Some(msg) = subs.fd.next() => self.on_fd(msg),
+                Some(msg) = subs.events.next() => self.on_event(msg),
+                Some(msg) = subs.list.next() => { self.on_list(msg).await; Vec::new() }
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(Ok(Some(records))) = self.syncs.join_next() => {
+                    self.detector.merge_records(&records, now())
+                }
+                Some(change) = connection.recv() => self.on_connection(change),
+            };
+            self.perform(out).await;
+        }
+        let out = self.detector.leave(now());
+        self.perform(out).await;
+        if tokio::time::timeout(self.cfg.request_timeout, self.client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not flush the leave announcement in time");
+        }
+        self.syncs.shutdown().await;
+    }
+
+    async fn initial_sync(&mut self) {
+        let req = ViewRequest {
+            from: self.cfg.id.clone(),
+        };
+        let subject = subjects::members_list();
+        let timeout = self.cfg.request_timeout;
+        match bus_client::request::<_, ViewSnapshot>(&self.client, subject, &req, timeout).await {
+            Ok(view) => {
+                let out = self.detector.merge_records(&view.members, now());
+                tracing::info!(from = %view.node, members = view.members.len(), "fetched the view");
+                self.perform(out).await;
+            }
+            Err(e) => tracing::info!("no view fetched ({e}); starting a new cluster view"),
+        }
+    }
+
+    fn on_fd(&mut self, msg: Message) -> Vec<Output> {
+        self.metrics
+            .received(Traffic::Membership, msg.payload.len());
+        if self.drop_rate > 0.0 && self.loss_rng.random::<f64>() < self.drop_rate {
+            self.metrics.fd_dropped();
+            return Vec::new();
+        }
+        match decode::<FdMessage>(&msg.payload) {
+            Ok(fd) => self.detector.handle_fd(fd, now()),
+            Err(e) => self.garbage(&msg.subject, e),
+        }
+    }
+
+    fn on_event(&mut self, msg: Message) -> Vec<Output> {
+        self.metrics
+            .received(Traffic::Membership, msg.payload.len());
+        match decode::<MemberEvent>(&msg.payload) {
+            Ok(ev) => {
+                if ev.reporter != self.cfg.id {
+                    tracing::info!(kind = ?ev.kind, node = %ev.node, generation = ev.generation, reporter = %ev.reporter, "member event");
+                }
+                self.detector.handle_event(&ev, now())
+            }
+            Err(e) => self.garbage(&msg.subject, e),
+        }
+    }
+
+    fn garbage(&self, subject: &str, e: bus_schemas::DecodeError) -> Vec<Output> {
+        self.metrics.garbage();
+        tracing::warn!(%subject, "dropped a malformed payload: {e}");
+        Vec::new()
+    }
+
+    async fn on_list(&mut self, msg: Message) {
+        self.metrics
+            .received(Traffic::Membership, msg.payload.len());
+        if let Err(e) = decode::<ViewRequest>(&msg.payload) {
+            self.garbage(&msg.subject, e);
+            return;
+        }
+        let Some(reply) = msg.reply else { return };
+        let snapshot = self.snapshot();
+        self.reply(reply, &snapshot).await;
+    }
+
+    async fn reply<M: bus_schemas::Message>(&self, to: async_nats::Subject, msg: &M) {
+        match encode(msg) {
+            Ok(bytes) => {
+                self.metrics.sent(Traffic::Membership, bytes.len());
+                if let Err(e) = self.client.publish(to, bytes.into()).await {
+                    tracing::warn!("could not reply: {e}");
+                }
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn snapshot(&self) -> ViewSnapshot {
+        ViewSnapshot {
+            node: self.cfg.id.clone(),
+            coordinator: None,
+            members: self.detector.view().records(Instant::now()),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) -> Vec<Output> {
+        match cmd {
+            Command::View(tx) => {
+                let _ = tx.send(self.snapshot());
+                Vec::new()
+            }
+            Command::Identity(tx) => {
+                let me = self.detector.me();
+                let _ = tx.send(Identity {
+                    generation: me.generation,
+                    incarnation: me.incarnation,
+                    member: self.detector.is_member(),
+                    stats: self.detector.stats(),
+                    drop_rate: self.drop_rate,
+                });
+                Vec::new()
+            }
+            Command::Leave(tx) => {
+                let was_member = self.detector.is_member();
+                let _ = tx.send(was_member);
+                self.detector.leave(now())
+            }
+            Command::Join(tx) => {
+                let was_member = self.detector.is_member();
+                let _ = tx.send(!was_member);
+                if was_member {
+                    return Vec::new();
+                }
+                self.detector.rejoin(now())
+            }
+            Command::DropRate(rate) => {
+                self.drop_rate = rate;
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_connection(&mut self, change: Connection) -> Vec<Output> {
+        tracing::info!(?change, "bus connection changed");
+        match change {
+            Connection::Down => {
+                self.detector.disconnected();
+                Vec::new()
+            }
+            Connection::Up => self.detector.reconnected(now()),
+        }
+    }
+
+    async fn perform(&mut self, outputs: Vec<Output>) {
+        for out in outputs {
+            match out {
+                Output::Send { to, msg } => self.publish(subjects::member_fd(&to), &msg).await,
+                Output::Broadcast(ev) => {
+                    tracing::info!(kind = ?ev.kind, node = %ev.node, generation = ev.generation, "announcing");
+                    self.publish(subjects::member_events(), &ev).await
+                }
+                Output::SyncWith(peer) => self.start_sync(Some(peer)),
+                Output::SyncAny => self.start_sync(None),
+            }
+        }
+    }
+
+    async fn publish<M: bus_schemas::Message>(&self, subject: String, msg: &M) {
+        match bus_client::publish(&self.client, subject, msg).await {
+            Ok(len) => self.metrics.sent(Traffic::Membership, len),
+            Err(e) => tracing::debug!("publish failed: {e}"),
+        }
+    }
+
+    /// Fetches a peer's view (or any member's) in the background; the answer comes back
+    /// through `syncs`.
+    fn start_sync(&mut self, peer: Option<String>) {
+        if self.syncs.len() >= 2 {
+            return;
+        }
+        let client = self.client.clone();
+        let metrics = self.metrics.clone();
+        let timeout = self.cfg.request_timeout;
+        let from = self.cfg.id.clone();
+        self.syncs.spawn(async move {
+            metrics.sent(Traffic::Membership, 0);
+            let members = match peer {
+                Some(peer) => {
+                    let subject = subjects::node_control(&peer);
+                    let req = ControlRequest::Members;
+                    match bus_client::request(&client, subject, &req, timeout).await {
+                        Ok(ControlReply::Members { members, .. }) => Ok(members),
+                        Ok(_) => return None,
+                        Err(e) => Err(e),
+                    }
+                }
+                None => {
+                    let req = ViewRequest { from };
+                    bus_client::request::<_, ViewSnapshot>(
+                        &client,
+                        subjects::members_list(),
+                        &req,
+                        timeout,
+                    )
+                    .await
+                    .map(|v| v.members)
+                }
+            };
+            match members {
+                Ok(members) => {
+                    metrics.received(Traffic::Membership, 0);
+                    Some(members)
+                }
+                Err(e) => {
+                    tracing::debug!("view sync failed: {e}");
+                    None
+                }
+            }
+        });
+    }
+}

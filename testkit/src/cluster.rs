@@ -1,0 +1,131 @@
+//! A nats-server and N nodes, with helpers to read each node's view.
+
+use crate::process::{NatsServer, NodeProc};
+use bus_schemas::control::{ControlReply, ControlRequest, NodeStats};
+use bus_schemas::membership::{MemberRecord, MemberState};
+use bus_schemas::subjects;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A local cluster for one test: its own nats-server, nodes `n1..nN` and a client.
+pub struct Cluster {
+    /// The nodes, `nodes[i]` has id `n{i+1}`.
+    pub nodes: Vec<NodeProc>,
+    /// The bus.
+    pub client: async_nats::Client,
+    /// The server (dropped last).
+    pub nats: NatsServer,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a server and `n` nodes and waits until every node sees every other alive.
+    pub async fn start(binary: &Path, n: usize) -> Self {
+        let nats = NatsServer::start();
+        let client = async_nats::connect(nats.url())
+            .await
+            .expect("connect to test nats");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            client,
+            nats,
+            binary: binary.into(),
+            dir,
+        };
+        for i in 1..=n {
+            let node = cluster.spawn_node(&format!("n{i}"));
+            cluster.nodes.push(node);
+        }
+        cluster.wait_all_alive(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    /// Starts (or restarts) node `id` with its data directory in the cluster's temp dir.
+    pub fn spawn_node(&self, id: &str) -> NodeProc {
+        let data = self.dir.path().join(id);
+        NodeProc::spawn(&self.binary, id, &self.nats.url(), &data, &[])
+    }
+
+    /// The node with this id.
+    pub fn node(&mut self, id: &str) -> &mut NodeProc {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    /// Asks node `id` a control request (bounded by 2 s); `None` if it does not answer.
+    pub async fn control(&self, id: &str, req: ControlRequest) -> Option<ControlReply> {
+        let subject = subjects::node_control(id);
+        bus_client::request(&self.client, subject, &req, Duration::from_secs(2))
+            .await
+            .ok()
+    }
+
+    /// Node `observer`'s view, if it answers.
+    pub async fn view(&self, observer: &str) -> Option<Vec<MemberRecord>> {
+        match self.control(observer, ControlRequest::Members).await? {
+            ControlReply::Members { members, .. } => Some(members),
+            _ => None,
+        }
+    }
+
+    /// What `observer` thinks of `target`.
+    pub async fn seen(&self, observer: &str, target: &str) -> Option<MemberRecord> {
+        self.view(observer)
+            .await?
+            .into_iter()
+            .find(|m| m.id == target)
+    }
+
+    /// Node `id`'s statistics.
+    pub async fn stats(&self, id: &str) -> Option<NodeStats> {
+        match self.control(id, ControlRequest::Stat).await? {
+            ControlReply::Stats { stats } => Some(stats),
+            _ => None,
+        }
+    }
+
+    /// Whether every observer sees `target` in `state` (and, if given, generation > `after`).
+    pub async fn all_see(
+        &self,
+        observers: &[&str],
+        target: &str,
+        state: MemberState,
+        after: Option<u64>,
+    ) -> bool {
+        for o in observers {
+            match self.seen(o, target).await {
+                Some(m) if m.state == state && after.is_none_or(|g| m.generation > g) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Ids of all nodes.
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// Waits until every node sees every node alive.
+    pub async fn wait_all_alive(&self, limit: Duration) {
+        let ids = self.ids();
+        crate::wait_until("every node sees every node alive", limit, || async {
+            for o in &ids {
+                let view = self.view(o).await?;
+                let alive = ids.iter().all(|t| {
+                    view.iter()
+                        .any(|m| &m.id == t && m.state == MemberState::Alive)
+                });
+                if !alive {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+    }
+}

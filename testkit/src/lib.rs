@@ -1,0 +1,44 @@
+//! Test support: a real `nats-server` with JetStream on a free port, `idunno-node` processes,
+//! and waiting on conditions with deadlines. Every process is killed when its owner drops.
+
+mod cluster;
+mod process;
+
+pub use cluster::Cluster;
+pub use process::{free_port, NatsServer, NodeProc};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics naming `what` after `limit`.
+pub async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks that `check` holds at every poll for the whole of `span` (an observation window,
+/// for properties like "nobody is declared failed"); panics at the first poll where it fails.
+pub async fn holds_for<F, Fut>(what: &str, span: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        assert!(check().await, "stopped holding: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! Child processes owned by tests: nats-server and idunno-node.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn signal(child: &Child, sig: Signal) {
+    let _ = kill(Pid::from_raw(child.id() as i32), sig);
+}
+
+/// A real nats-server with JetStream, on a free port, killed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            store,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(bus_client::nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (run infra/setup.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An `idunno-node` process, killed on drop.
+pub struct NodeProc {
+    /// The node id.
+    pub id: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl NodeProc {
+    /// Starts `binary` as node `id` on the bus at `url`, with a free dashboard port.
+    pub fn spawn(binary: &Path, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = std::fs::File::create(data_dir.join("stdout.log")).expect("stdout log");
+        let child = Command::new(binary)
+            .args([
+                "--id",
+                id,
+                "--nats",
+                url,
+                "--http",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start idunno-node");
+        Self {
+            id: id.into(),
+            data_dir: data_dir.into(),
+            child,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        signal(&self.child, Signal::SIGTERM);
+    }
+
+    /// Freezes the process (SIGSTOP).
+    pub fn freeze(&self) {
+        signal(&self.child, Signal::SIGSTOP);
+    }
+
+    /// Thaws the process (SIGCONT).
+    pub fn thaw(&self) {
+        signal(&self.child, Signal::SIGCONT);
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for the process to exit; returns whether it exited successfully.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.thaw();
+        self.kill9();
+    }
+}
