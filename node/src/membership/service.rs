@@ -148,6 +148,7 @@ pub async fn spawn(
         detector,
         drop_rate: 0.0,
         loss_rng: StdRng::from_os_rng(),
+        was_down: false,
         syncs: JoinSet::new(),
     };
     task.initial_sync().await;
@@ -175,6 +176,7 @@ struct Task {
     detector: Detector<StdRng>,
     drop_rate: f64,
     loss_rng: StdRng,
+    was_down: bool,
     syncs: JoinSet<Option<Vec<MemberRecord>>>,
 }
 
@@ -336,9 +338,12 @@ impl Task {
         tracing::info!(?change, "bus connection changed");
         match change {
             Connection::Down => {
+                self.was_down = true;
                 self.detector.disconnected();
                 Vec::new()
             }
+            // The first connection needs no grace: this node has no stale view yet.
+            Connection::Up if !self.was_down => Vec::new(),
             Connection::Up => self.detector.reconnected(now()),
         }
     }

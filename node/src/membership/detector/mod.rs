@@ -40,7 +40,7 @@ impl Default for DetectorConfig {
             period: Duration::from_millis(200),
             ping_timeout: Duration::from_millis(80),
             indirect_probes: 3,
-            suspect_timeout: Duration::from_millis(700),
+            suspect_timeout: Duration::from_millis(500),
             grace: Duration::from_secs(2),
             pause_threshold: Duration::from_millis(1000),
             sync_interval: Duration::from_secs(2),
@@ -161,7 +161,7 @@ impl<R: Rng> Detector<R> {
         let mut view = View::default();
         view.apply(me.clone());
         Self {
-            quiet_until: now.mono + cfg.grace,
+            quiet_until: now.mono,
             cfg,
             me,
             active: true,
