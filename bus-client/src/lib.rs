@@ -1,6 +1,8 @@
 //! Connecting to IDunno's NATS bus (URL and credentials from flags or environment) and typed
 //! request/reply with a bounded wait. Shared by `idunno-node`, the `idunno` CLI and the tests.
 
+#![warn(missing_docs)]
+
 mod options;
 mod request;
 

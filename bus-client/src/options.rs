@@ -134,14 +134,32 @@ impl BusOptions {
         Ok(opts)
     }
 
+    /// The server addresses of the comma-separated URL list.
+    pub fn servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConnectError> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| ConnectError::Invalid(format!("NATS URL {s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|v| match v.is_empty() {
+                true => Err(ConnectError::Invalid("no NATS URL given".into())),
+                false => Ok(v),
+            })
+    }
+
     /// Connects once, for a one-shot client: an unreachable server is an error within 3 s.
     pub async fn connect_once(&self, name: &str) -> Result<async_nats::Client, ConnectError> {
         let opts = self.nats_options(name).await?;
+        let servers = self.servers()?;
         let unreachable = |reason: String| ConnectError::Unreachable {
             url: self.url.clone(),
             reason,
         };
-        match tokio::time::timeout(Duration::from_secs(3), opts.connect(self.url.as_str())).await {
+        match tokio::time::timeout(Duration::from_secs(3), opts.connect(servers)).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable("no answer within 3 s".into())),
@@ -169,6 +187,20 @@ mod tests {
             ..BusOptions::for_url("nats://x")
         };
         assert!(matches!(opts.validate(), Err(ConnectError::Invalid(_))));
+    }
+
+    #[test]
+    fn comma_separated_urls_are_several_servers() {
+        let opts = BusOptions::for_url("nats://127.0.0.1:4222, nats://127.0.0.1:4223");
+        assert_eq!(opts.servers().unwrap().len(), 2);
+        assert!(matches!(
+            BusOptions::for_url(" , ").servers(),
+            Err(ConnectError::Invalid(_))
+        ));
+        assert!(matches!(
+            BusOptions::for_url("nats://h:port").servers(),
+            Err(ConnectError::Invalid(_))
+        ));
     }
 
     #[tokio::test]

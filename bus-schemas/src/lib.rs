@@ -5,6 +5,8 @@
 //! rmp-serde and thiserror only, so any tool can speak the protocol without pulling in NATS,
 //! tokio or libtorch.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod control;
 pub mod membership;

@@ -87,6 +87,14 @@ pub enum LocalCommand {
         #[arg(long, default_value = ".idunno")]
         dir: PathBuf,
     },
+    /// Start a node of the local cluster again (after it was killed or stopped).
+    Restart {
+        /// The node id (n1, n2, …).
+        node: String,
+        /// The directory given to `local up`.
+        #[arg(long, default_value = ".idunno")]
+        dir: PathBuf,
+    },
     /// Stop exactly what `local up` started.
     Down {
         /// The directory given to `local up`.

@@ -64,13 +64,23 @@ async fn view(client: &Client, node: Option<String>) -> anyhow::Result<ViewSnaps
             }),
             other => anyhow::bail!("node {node} answered unexpectedly: {other:?}"),
         },
-        None => {
-            let req = ViewRequest { from: "cli".into() };
-            request(client, subjects::members_list(), &req, TIMEOUT)
-                .await
-                .map_err(|e| explain(e, "members"))
-        }
+        None => any_view(client).await,
     }
+}
+
+/// Any one node's view. The queue group may hand the request to a frozen node, so a timeout
+/// is retried (another node is likely to get it) within the 2 s budget.
+async fn any_view(client: &Client) -> anyhow::Result<ViewSnapshot> {
+    let req = ViewRequest { from: "cli".into() };
+    let attempt = TIMEOUT / 3;
+    let mut result = request(client, subjects::members_list(), &req, attempt).await;
+    for _ in 1..3 {
+        if !matches!(result, Err(RequestError::Timeout { .. })) {
+            break;
+        }
+        result = request(client, subjects::members_list(), &req, attempt).await;
+    }
+    result.map_err(|e| explain(e, "members"))
 }
 
 async fn members(client: &Client, node: Option<String>, out: &Output) -> anyhow::Result<()> {

@@ -40,6 +40,7 @@ pub async fn run(cmd: LocalCommand, bus: &BusOptions, out: &Output) -> anyhow::R
             http_port,
         } => up(bus, nodes, &dir, http_port, out).await,
         LocalCommand::Status { dir } => status(&dir, out),
+        LocalCommand::Restart { node, dir } => restart(bus, &node, &dir),
         LocalCommand::Down { dir } => down(&dir),
     }
 }
@@ -262,6 +263,39 @@ async fn wait_for_members(bus: &BusOptions, state: &LocalState) -> anyhow::Resul
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn restart(bus: &BusOptions, node: &str, dir: &Path) -> anyhow::Result<()> {
+    let Some(mut state) = load(dir)? else {
+        anyhow::bail!(
+            "no local cluster was started in {} (run `idunno local up`)",
+            dir.display()
+        );
+    };
+    let bus = BusOptions {
+        url: state.nats_url.clone(),
+        ..bus.clone()
+    };
+    let Some(entry) = state.nodes.iter_mut().find(|p| p.name == node) else {
+        anyhow::bail!(
+            "the local cluster in {} has no node {node:?}",
+            dir.display()
+        );
+    };
+    anyhow::ensure!(
+        !running(entry, "idunno-node"),
+        "node {node} is still running (pid {})",
+        entry.pid
+    );
+    let data = dir.join("nodes").join(node);
+    let http = entry.http.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+    entry.pid = spawn(
+        &node_binary(),
+        &node_args(&bus, node, &data, &http),
+        &entry.log,
+    )?;
+    println!("started {node} again (pid {})", entry.pid);
+    save(dir, &state)
 }
 
 fn status(dir: &Path, out: &Output) -> anyhow::Result<()> {

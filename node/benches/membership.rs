@@ -1,7 +1,7 @@
 //! Membership benchmark (`make bench`): detection time after `kill -9`, false positives under
 //! simulated loss, and membership messages per node per second as the cluster grows.
 //!
-//! Knobs (environment): `BENCH_KILLS` (default 25), `BENCH_LOSS_SECS` (default 300),
+//! Knobs (environment): `BENCH_KILLS` (default 100), `BENCH_LOSS_SECS` (default 300),
 //! `BENCH_SIZES` (default "5,20,50"), `BENCH_RATE_SECS` (default 20).
 
 use bus_schemas::control::ControlRequest;
@@ -32,13 +32,24 @@ async fn main() {
         return; // `cargo bench -- --list` probes harness-less benches
     }
     println!("## Membership benchmark\n");
-    detection_time(env_or("BENCH_KILLS", 25)).await;
+    let kills = env_or("BENCH_KILLS", 100);
+    if kills > 0 {
+        detection_time(kills).await;
+    }
     let loss_secs = env_or("BENCH_LOSS_SECS", 300u64);
-    for (name, rate) in [("3%", 0.03), ("30%", 0.3)] {
-        false_positives(name, rate, Duration::from_secs(loss_secs)).await;
+    let rates = [
+        ("3%", 0.03, loss_secs),
+        ("30%", 0.3, loss_secs),
+        ("90%", 0.9, loss_secs / 5),
+    ];
+    for (name, rate, secs) in rates.into_iter().filter(|r| r.2 > 0) {
+        false_positives(name, rate, Duration::from_secs(secs)).await;
     }
     let sizes: String = env_or("BENCH_SIZES", "5,20,50".to_string());
     let secs = env_or("BENCH_RATE_SECS", 20u64);
+    if sizes.trim().is_empty() {
+        return;
+    }
     println!("\n| nodes | membership msgs sent+received per node per s (mean) | max node |");
     println!("|---|---|---|");
     for n in sizes

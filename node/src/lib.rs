@@ -3,6 +3,8 @@
 //! [`run`] wires the subsystems together; each subsystem is one task owned by `run`, reached
 //! through a cloneable handle, and stopped by the shutdown token.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod control;
 pub mod dashboard;
@@ -47,7 +49,7 @@ async fn connect(
                 let _ = events.send(change).await;
             }
         });
-    Ok(opts.connect(cfg.bus.url.as_str()).await?)
+    Ok(opts.connect(cfg.bus.servers()?).await?)
 }
 
 /// Runs the node until `shutdown` is cancelled; then it leaves the cluster and returns.

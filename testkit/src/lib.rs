@@ -1,6 +1,8 @@
 //! Test support: a real `nats-server` with JetStream on a free port, `idunno-node` processes,
 //! and waiting on conditions with deadlines. Every process is killed when its owner drops.
 
+#![warn(missing_docs)]
+
 mod cluster;
 mod process;
 

@@ -22,16 +22,23 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra nats-server flags (e.g. `--auth <token>`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let store = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             child: None,
             port: free_port(),
             store,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.launch();
         server
@@ -48,6 +55,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

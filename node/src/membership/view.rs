@@ -65,6 +65,9 @@ impl View {
         match self.entries.get_mut(&member.id) {
             Some(entry) if !member.supersedes(&entry.member) => false,
             Some(entry) => {
+                if entry.member.generation != member.generation {
+                    entry.last_heard = None;
+                }
                 entry.member = member;
                 true
             }
@@ -197,6 +200,19 @@ mod tests {
     fn a_new_generation_beats_a_final_state() {
         assert!(m(2, 0, Alive).supersedes(&m(1, 0, Failed)));
         assert!(!m(1, 0, Failed).supersedes(&m(2, 0, Alive)));
+    }
+
+    #[test]
+    fn last_heard_belongs_to_one_generation() {
+        let mut view = View::default();
+        let now = Instant::now();
+        view.apply(m(1, 0, Alive));
+        view.heard_from("a", now);
+        assert_eq!(view.records(now)[0].last_heard_ms, Some(0));
+        view.apply(m(1, 1, Alive));
+        assert_eq!(view.records(now)[0].last_heard_ms, Some(0));
+        view.apply(m(2, 0, Alive));
+        assert_eq!(view.records(now)[0].last_heard_ms, None);
     }
 
     #[test]

@@ -287,7 +287,8 @@ impl<R: Rng> Detector<R> {
             self.enter_grace(now.mono);
         }
         let mut out = Vec::new();
-        if !self.active {
+        if !self.active || !self.connected {
+            // Cut off, probes could not be answered, and queued pings would only pile up.
             return out;
         }
         self.relays.retain(|_, r| r.expires > now.mono);

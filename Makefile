@@ -1,0 +1,31 @@
+# IDunno — every target runs the one idempotent set-up first.
+SHELL := /bin/bash
+export IDUNNO_HOME ?= $(HOME)/.cache/idunno
+export LIBTORCH ?= $(IDUNNO_HOME)/tools-torch2.13.0/libtorch
+CARGO ?= cargo
+
+.PHONY: setup frontend build test bench demo down
+
+setup:
+	bash infra/setup.sh
+
+frontend: setup
+	cd frontend && npm run build
+
+build: setup frontend
+	$(CARGO) build --release --workspace --bins
+
+test: setup frontend
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+	cd frontend && npm test
+
+bench: setup
+	$(CARGO) bench -p idunno-node --bench membership
+
+demo: build
+	bash infra/demo.sh
+
+down:
+	bash infra/demo.sh --down
