@@ -7,11 +7,13 @@
 
 #![warn(missing_docs)]
 
+mod bytes_field;
 pub mod codec;
 pub mod control;
 pub mod membership;
 pub mod names;
+pub mod sdfs;
 pub mod subjects;
 
 pub use codec::{decode, encode, DecodeError, EncodeError, Message, SCHEMA_VERSION};
-pub use names::{validate_token, NameError};
+pub use names::{validate_dir_name, validate_file_name, validate_token, NameError};

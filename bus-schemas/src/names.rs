@@ -1,4 +1,4 @@
-//! Validation of the short, subject-safe tokens used as node ids and job ids.
+//! Validation of node and job ids (short subject-safe tokens) and of SDFS file names.
 
 use thiserror::Error;
 
@@ -17,6 +17,55 @@ pub enum NameError {
     /// The id held a character outside letters, digits, `-` and `_`.
     #[error("id {0:?} may only hold letters, digits, '-' and '_'")]
     BadChar(String),
+    /// An SDFS name breaks the grammar; the text says how.
+    #[error("SDFS name {name:?}: {reason}")]
+    BadFileName {
+        /// The refused name (cut to 80 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// The longest SDFS name accepted, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 1024;
+
+/// Checks an SDFS file name: 1–1024 bytes of UTF-8, no NUL, no leading `/`, and no empty,
+/// `.` or `..` segment between slashes (so no trailing `/` either).
+pub fn validate_file_name(name: &str) -> Result<(), NameError> {
+    let bad = |reason| NameError::BadFileName {
+        name: name.chars().take(80).collect(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("a name cannot be empty"));
+    }
+    if name.len() > MAX_FILE_NAME_LEN {
+        return Err(bad("a name is at most 1024 bytes"));
+    }
+    if name.contains('\0') {
+        return Err(bad("a name cannot hold a NUL byte"));
+    }
+    if name.starts_with('/') {
+        return Err(bad("a name cannot start with '/'"));
+    }
+    for segment in name.split('/') {
+        match segment {
+            "" => {
+                return Err(bad(
+                    "a name cannot have an empty segment ('//' or a trailing '/')",
+                ))
+            }
+            "." | ".." => return Err(bad("a name cannot have a '.' or '..' segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks an SDFS directory (prefix) name: a file name, optionally with one trailing `/`.
+pub fn validate_dir_name(dir: &str) -> Result<(), NameError> {
+    validate_file_name(dir.strip_suffix('/').unwrap_or(dir))
 }
 
 /// Checks that `id` is a subject-safe token: 1–64 ASCII letters, digits, `-` or `_`.
@@ -58,5 +107,36 @@ mod tests {
             validate_token(&"x".repeat(65)),
             Err(NameError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn file_names_follow_the_grammar() {
+        for ok in [
+            "a",
+            "datasets/fashion-mnist/train/x.png",
+            "ü/ß 1.txt",
+            "a..b/.hidden",
+        ] {
+            assert_eq!(validate_file_name(ok), Ok(()), "{ok}");
+        }
+        let long = "x".repeat(1025);
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "./a",
+            "a/../b",
+            "a/.",
+            "a\0b",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(validate_file_name(bad), Err(NameError::BadFileName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(validate_dir_name("datasets/"), Ok(()));
+        assert!(validate_dir_name("/").is_err());
     }
 }

@@ -28,6 +28,30 @@ pub fn node_control(node_id: &str) -> String {
     format!("{PREFIX}.nodes.{node_id}.ctl")
 }
 
+/// Request/reply: SDFS metadata requests ([`crate::sdfs::SdfsRequest`]); any one node answers
+/// (queue group [`SDFS_QUEUE`]).
+pub fn sdfs_rpc() -> String {
+    format!("{PREFIX}.sdfs.rpc")
+}
+
+/// Queue group of [`sdfs_rpc`].
+pub const SDFS_QUEUE: &str = "idunno-sdfs";
+
+/// Request/reply: ask one node to fetch and keep a blob ([`crate::sdfs::StoreRequest`]).
+pub fn sdfs_store(node_id: &str) -> String {
+    format!("{PREFIX}.sdfs.node.{node_id}.store")
+}
+
+/// Request/reply: chunks of the blobs one node holds ([`crate::sdfs::ChunkRequest`]).
+pub fn sdfs_read(node_id: &str) -> String {
+    format!("{PREFIX}.sdfs.node.{node_id}.read")
+}
+
+/// Request/reply: chunks of a blob being put, served by the writer during the put.
+pub fn sdfs_upload(blob: &str) -> String {
+    format!("{PREFIX}.sdfs.upload.{blob}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +62,7 @@ mod tests {
         assert_eq!(member_fd("n1"), "idunno.v1.members.fd.n1");
         assert_eq!(node_control("n1"), "idunno.v1.nodes.n1.ctl");
         assert_eq!(members_list(), "idunno.v1.members.list");
+        assert_eq!(sdfs_store("n1"), "idunno.v1.sdfs.node.n1.store");
+        assert_eq!(sdfs_upload("b1"), "idunno.v1.sdfs.upload.b1");
     }
 }

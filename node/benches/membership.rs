@@ -10,7 +10,7 @@ use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use testkit::{wait_until, Cluster};
+use testkit::Cluster;
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -80,22 +80,11 @@ async fn detection_time(kills: usize) {
                 }
             }
         };
-        let ids = c.ids();
-        let watchers: Vec<&str> = ids
-            .iter()
-            .map(String::as_str)
-            .filter(|i| *i != victim)
-            .collect();
-        wait_until(
-            "every node marks the victim failed",
-            Duration::from_secs(20),
-            || async {
-                c.all_see(&watchers, &victim, MemberState::Failed, None)
-                    .await
-                    .then_some(())
-            },
-        )
-        .await;
+        let watchers = c.others(&[&victim]);
+        let watchers: Vec<&str> = watchers.iter().map(String::as_str).collect();
+        let limit = Duration::from_secs(20);
+        c.wait_seen(&watchers, &victim, MemberState::Failed, None, limit)
+            .await;
         times.push(detected.as_secs_f64());
         let restarted = c.spawn_node(&victim);
         *c.node(&victim) = restarted;

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod logging;
 pub mod membership;
 pub mod metrics;
+pub mod sdfs;
 
 use config::NodeConfig;
 use membership::service::{Connection, MembershipConfig};

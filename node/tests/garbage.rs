@@ -69,35 +69,18 @@ async fn garbage_on_every_subject_is_counted_and_harmless() {
     for node in c.nodes.iter_mut() {
         assert!(node.is_running(), "{} died", node.id);
     }
-    holds_for(
-        "membership stays correct",
-        Duration::from_secs(3),
-        || async {
-            for o in &ids {
-                let Some(view) = c.view(o).await else {
-                    return false;
-                };
-                let alive = view
-                    .iter()
-                    .filter(|m| m.state == MemberState::Alive)
-                    .count();
-                if alive != ids.len() {
-                    return false;
-                }
-            }
-            true
-        },
-    )
+    holds_for("membership stays correct", Duration::from_secs(3), || {
+        c.everyone_alive()
+    })
     .await;
     c.node("n2").kill9();
-    wait_until(
-        "n2 still detected as failed",
+    let watchers = ["n1", "n3", "n4", "n5"];
+    c.wait_seen(
+        &watchers,
+        "n2",
+        MemberState::Failed,
+        None,
         Duration::from_secs(15),
-        || async {
-            c.all_see(&["n1", "n3", "n4", "n5"], "n2", MemberState::Failed, None)
-                .await
-                .then_some(())
-        },
     )
     .await;
     let stat = c.control("n1", ControlRequest::Stat).await;

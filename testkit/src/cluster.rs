@@ -105,6 +105,51 @@ impl Cluster {
         true
     }
 
+    /// Waits until every observer sees `target` in `state` (and, if given, with a generation
+    /// above `after`); panics after `limit`.
+    pub async fn wait_seen(
+        &self,
+        observers: &[&str],
+        target: &str,
+        state: MemberState,
+        after: Option<u64>,
+        limit: Duration,
+    ) {
+        let what = format!("{observers:?} see {target} {state:?}");
+        crate::wait_until(&what, limit, || async {
+            self.all_see(observers, target, state, after)
+                .await
+                .then_some(())
+        })
+        .await
+    }
+
+    /// Whether every node answers and sees every node alive.
+    pub async fn everyone_alive(&self) -> bool {
+        let ids = self.ids();
+        for o in &ids {
+            let Some(view) = self.view(o).await else {
+                return false;
+            };
+            let alive = |t: &String| {
+                view.iter()
+                    .any(|m| &m.id == t && m.state == MemberState::Alive)
+            };
+            if !ids.iter().all(alive) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Ids of all nodes but `not`.
+    pub fn others(&self, not: &[&str]) -> Vec<String> {
+        self.ids()
+            .into_iter()
+            .filter(|i| !not.contains(&i.as_str()))
+            .collect()
+    }
+
     /// Ids of all nodes.
     pub fn ids(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()
@@ -112,19 +157,8 @@ impl Cluster {
 
     /// Waits until every node sees every node alive.
     pub async fn wait_all_alive(&self, limit: Duration) {
-        let ids = self.ids();
         crate::wait_until("every node sees every node alive", limit, || async {
-            for o in &ids {
-                let view = self.view(o).await?;
-                let alive = ids.iter().all(|t| {
-                    view.iter()
-                        .any(|m| &m.id == t && m.state == MemberState::Alive)
-                });
-                if !alive {
-                    return None;
-                }
-            }
-            Some(())
+            self.everyone_alive().await.then_some(())
         })
         .await
     }

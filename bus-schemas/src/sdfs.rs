@@ -1,0 +1,351 @@
+//! SDFS messages: metadata requests to any node, replica stores, and chunked reads.
+
+use crate::codec::Message;
+use serde::{Deserialize, Serialize};
+
+/// One stored version of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Version number, rising from 1 for each name.
+    pub version: u64,
+    /// The id of the bytes on the replicas.
+    pub blob: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256 of the bytes.
+    pub sha256: String,
+    /// Nodes holding a verified, fsynced copy.
+    pub replicas: Vec<String>,
+    /// Commit time, milliseconds since the epoch.
+    pub created_ms: u64,
+}
+
+/// A file and its kept versions (oldest first), as stored in the metadata bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// The SDFS name.
+    pub name: String,
+    /// Kept versions, oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+impl Message for FileInfo {
+    const NAME: &'static str = "SDFS file metadata";
+}
+
+impl FileInfo {
+    /// The newest version.
+    pub fn latest(&self) -> Option<&VersionInfo> {
+        self.versions.last()
+    }
+}
+
+/// A metadata request to any node (`idunno.v1.sdfs.rpc`, queue group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SdfsRequest {
+    /// Plan a put: choose the replicas and a blob id.
+    Prepare {
+        /// The SDFS name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Hex sha256 of the bytes.
+        sha256: String,
+    },
+    /// Record a version whose bytes the given replicas stored.
+    Commit {
+        /// The SDFS name.
+        name: String,
+        /// The blob id from `Prepare`.
+        blob: String,
+        /// Size in bytes.
+        size: u64,
+        /// Hex sha256.
+        sha256: String,
+        /// The replicas that acknowledged.
+        replicas: Vec<String>,
+    },
+    /// Where a version (the newest if `version` is absent) is stored.
+    Locate {
+        /// The SDFS name.
+        name: String,
+        /// The version, or the newest.
+        #[serde(default)]
+        version: Option<u64>,
+    },
+    /// The file named `name`, or every file under the directory `name`.
+    Ls {
+        /// A name or a directory prefix.
+        name: String,
+    },
+    /// Delete a file and all its versions.
+    Delete {
+        /// The SDFS name.
+        name: String,
+    },
+    /// Delete every file under a directory.
+    DelDir {
+        /// The directory.
+        dir: String,
+    },
+}
+
+impl Message for SdfsRequest {
+    const NAME: &'static str = "SDFS request";
+}
+
+/// Kinds of SDFS errors, for callers to match. No error leaves a half-written version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SdfsErrorKind {
+    /// The request could not be decoded.
+    BadRequest,
+    /// The name breaks the grammar; nothing was written.
+    BadName,
+    /// No such file or version.
+    NotFound,
+    /// No live node can take the file.
+    NoReplicas,
+    /// Fewer replicas than the write quorum stored the bytes; nothing was committed.
+    QuorumNotMet,
+    /// The bytes did not match their sha256.
+    Corrupt,
+    /// A storage or bus error on the node.
+    Internal,
+}
+
+/// A node's answer to an [`SdfsRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum SdfsReply {
+    /// The put plan.
+    Prepared {
+        /// The blob id to store the bytes under.
+        blob: String,
+        /// The replicas to store on, best first.
+        replicas: Vec<String>,
+        /// How many replicas must acknowledge before the commit.
+        write_quorum: u32,
+        /// Chunk size to transfer with.
+        chunk_size: u64,
+    },
+    /// The committed version.
+    Committed {
+        /// The SDFS name.
+        name: String,
+        /// The new version number.
+        version: u64,
+    },
+    /// A version and where it is.
+    Located {
+        /// The SDFS name.
+        name: String,
+        /// The version.
+        version: VersionInfo,
+    },
+    /// Files found.
+    Listing {
+        /// Files with their versions.
+        files: Vec<FileInfo>,
+    },
+    /// How many files were deleted.
+    Deleted {
+        /// Files deleted.
+        count: u64,
+    },
+    /// The request failed; nothing changed.
+    Error {
+        /// What kind of error.
+        kind: SdfsErrorKind,
+        /// One clear sentence.
+        message: String,
+    },
+}
+
+impl Message for SdfsReply {
+    const NAME: &'static str = "SDFS reply";
+}
+
+/// To a replica (`idunno.v1.sdfs.node.<id>.store`): fetch a blob from `source` by chunk
+/// requests, verify it, fsync it, keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRequest {
+    /// The blob id.
+    pub blob: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex sha256 the bytes must have.
+    pub sha256: String,
+    /// Subject answering [`ChunkRequest`]s for the blob.
+    pub source: String,
+    /// Bytes per chunk request.
+    pub chunk_size: u64,
+}
+
+impl Message for StoreRequest {
+    const NAME: &'static str = "SDFS store request";
+}
+
+/// A replica's answer to a [`StoreRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReply {
+    /// The replica.
+    pub node: String,
+    /// The blob.
+    pub blob: String,
+    /// Error, if the blob was not stored (nothing is kept then).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Message for StoreReply {
+    const NAME: &'static str = "SDFS store reply";
+}
+
+/// Ask for bytes `offset..offset+len` of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    /// The blob id.
+    pub blob: String,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes wanted.
+    pub len: u64,
+}
+
+impl Message for ChunkRequest {
+    const NAME: &'static str = "SDFS chunk request";
+}
+
+/// Bytes of a blob (fewer than asked at its end), or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The blob id.
+    pub blob: String,
+    /// Offset of `data`.
+    pub offset: u64,
+    /// The bytes.
+    #[serde(with = "crate::bytes_field")]
+    pub data: Vec<u8>,
+    /// Why no bytes were sent.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Message for Chunk {
+    const NAME: &'static str = "SDFS chunk";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(msg: T) {
+        let bytes = encode(&msg).unwrap();
+        assert_eq!(decode::<T>(&bytes).unwrap(), msg);
+    }
+
+    fn version() -> VersionInfo {
+        VersionInfo {
+            version: 3,
+            blob: "b1".into(),
+            size: 10,
+            sha256: "ab".into(),
+            replicas: vec!["n1".into()],
+            created_ms: 5,
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        round_trip(SdfsRequest::Prepare {
+            name: "a".into(),
+            size: 1,
+            sha256: "x".into(),
+        });
+        round_trip(SdfsRequest::Commit {
+            name: "a".into(),
+            blob: "b".into(),
+            size: 1,
+            sha256: "x".into(),
+            replicas: vec!["n1".into()],
+        });
+        round_trip(SdfsRequest::Locate {
+            name: "a".into(),
+            version: Some(2),
+        });
+        round_trip(SdfsRequest::Ls { name: "d/".into() });
+        round_trip(SdfsRequest::Delete { name: "a".into() });
+        round_trip(SdfsRequest::DelDir { dir: "d".into() });
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        round_trip(SdfsReply::Prepared {
+            blob: "b".into(),
+            replicas: vec![],
+            write_quorum: 3,
+            chunk_size: 1,
+        });
+        round_trip(SdfsReply::Committed {
+            name: "a".into(),
+            version: 1,
+        });
+        round_trip(SdfsReply::Located {
+            name: "a".into(),
+            version: version(),
+        });
+        round_trip(SdfsReply::Listing {
+            files: vec![FileInfo {
+                name: "a".into(),
+                versions: vec![version()],
+            }],
+        });
+        round_trip(SdfsReply::Deleted { count: 2 });
+        round_trip(SdfsReply::Error {
+            kind: SdfsErrorKind::QuorumNotMet,
+            message: "m".into(),
+        });
+        round_trip(FileInfo {
+            name: "a".into(),
+            versions: vec![version()],
+        });
+    }
+
+    #[test]
+    fn transfers_round_trip_and_chunks_are_binary() {
+        round_trip(StoreRequest {
+            blob: "b".into(),
+            size: 1,
+            sha256: "x".into(),
+            source: "s".into(),
+            chunk_size: 4,
+        });
+        round_trip(StoreReply {
+            node: "n".into(),
+            blob: "b".into(),
+            error: None,
+        });
+        round_trip(ChunkRequest {
+            blob: "b".into(),
+            offset: 0,
+            len: 4,
+        });
+        let data: Vec<u8> = (0..=255).collect();
+        let chunk = Chunk {
+            blob: "b".into(),
+            offset: 0,
+            data: data.clone(),
+            error: None,
+        };
+        let bytes = encode(&chunk).unwrap();
+        assert!(
+            bytes.len() < data.len() + 64,
+            "bytes travel as bin: {}",
+            bytes.len()
+        );
+        round_trip(chunk);
+    }
+}
