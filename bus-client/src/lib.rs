@@ -5,6 +5,7 @@
 
 mod options;
 mod request;
+pub mod transfer;
 
 pub use options::{BusOptions, ConnectError};
 pub use request::{publish, request, RequestError};

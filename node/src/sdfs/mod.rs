@@ -2,5 +2,6 @@
 //!
 //! [`placement`] chooses replicas by rendezvous hashing; [`keys`] maps names to metadata keys.
 
+pub mod blobs;
 pub mod keys;
 pub mod placement;
