@@ -5,6 +5,7 @@
 
 mod options;
 mod request;
+pub mod sdfs;
 pub mod transfer;
 
 pub use options::{BusOptions, ConnectError};

@@ -61,6 +61,61 @@ pub enum Command {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Store a local file as a new version of an SDFS file.
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// The SDFS name.
+        sdfs: String,
+    },
+    /// Fetch an SDFS file (the newest version unless --version).
+    Get {
+        /// The SDFS name.
+        sdfs: String,
+        /// The local file to write.
+        local: PathBuf,
+        /// A particular version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Store every file under a local directory, recursively, under an SDFS directory.
+    Putdir {
+        /// The local directory.
+        local_dir: PathBuf,
+        /// The SDFS directory.
+        sdfs_dir: String,
+    },
+    /// Delete every file under an SDFS directory.
+    Deldir {
+        /// The SDFS directory.
+        sdfs_dir: String,
+    },
+    /// Delete an SDFS file and all its versions.
+    Delete {
+        /// The SDFS name.
+        sdfs: String,
+    },
+    /// List a file, or the files under a directory (everything without an argument), with
+    /// versions, sizes, sha256 and replica nodes.
+    Ls {
+        /// A name or directory.
+        #[arg(default_value = "")]
+        sdfs: String,
+    },
+    /// Fetch the last n versions, newest first, into one local file (each preceded by a
+    /// header line), or one file per version with --split.
+    #[command(name = "get-versions")]
+    GetVersions {
+        /// The SDFS name.
+        sdfs: String,
+        /// How many versions.
+        n: usize,
+        /// The local file (with --split: the prefix of `<local>.v<N>` files).
+        local: PathBuf,
+        /// One file per version.
+        #[arg(long)]
+        split: bool,
+    },
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),

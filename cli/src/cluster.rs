@@ -27,7 +27,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             each(&client, node, ControlRequest::DropRate { rate }, out).await
         }
         Command::ClearLog { node } => each(&client, node, ControlRequest::ClearLog, out).await,
-        Command::Local(_) => unreachable!("handled by local::run"),
+        other => anyhow::bail!("{other:?} is not a cluster command"),
     }
 }
 

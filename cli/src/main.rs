@@ -2,6 +2,7 @@
 
 mod args;
 mod cluster;
+mod files;
 mod local;
 mod output;
 
@@ -29,6 +30,13 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
         args::Command::Local(cmd) => local::run(cmd, &cli.bus, &out).await,
+        cmd @ (args::Command::Put { .. }
+        | args::Command::Get { .. }
+        | args::Command::Putdir { .. }
+        | args::Command::Deldir { .. }
+        | args::Command::Delete { .. }
+        | args::Command::Ls { .. }
+        | args::Command::GetVersions { .. }) => files::run(cmd, &cli.bus, &out).await,
         other => cluster::run(other, &cli.bus, &out).await,
     }
 }

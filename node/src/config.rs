@@ -1,6 +1,7 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
 use crate::membership::detector::DetectorConfig;
+use crate::sdfs::SdfsConfig;
 use bus_client::BusOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +48,15 @@ pub struct NodeArgs {
     /// Failure-detector protocol period in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub probe_period_ms: u64,
+    /// SDFS: replicas per file version (effective: at most the live nodes).
+    #[arg(long, default_value_t = 4)]
+    pub replication: usize,
+    /// SDFS: replicas that must store a version before a put succeeds.
+    #[arg(long, default_value_t = 3)]
+    pub write_quorum: usize,
+    /// SDFS: versions kept per file.
+    #[arg(long, default_value_t = 5)]
+    pub keep_versions: usize,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -73,6 +83,8 @@ pub struct NodeConfig {
     pub detector: DetectorConfig,
     /// Bound on every request to a peer.
     pub request_timeout: Duration,
+    /// SDFS settings.
+    pub sdfs: SdfsConfig,
 }
 
 /// The dashboard built in this checkout, used when `--frontend-dir` is not given.
@@ -103,6 +115,12 @@ impl NodeArgs {
                 .unwrap_or_else(|| DEFAULT_FRONTEND_DIR.into()),
             detector: DetectorConfig::with_period(period),
             request_timeout: Duration::from_secs(2),
+            sdfs: SdfsConfig {
+                replication: self.replication,
+                write_quorum: self.write_quorum,
+                keep_versions: self.keep_versions,
+                ..SdfsConfig::default()
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -115,6 +133,13 @@ impl NodeConfig {
         bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
         self.bus.validate()?;
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        let s = &self.sdfs;
+        anyhow::ensure!(s.replication >= 1, "--replication must be at least 1");
+        anyhow::ensure!(
+            (1..=s.replication).contains(&s.write_quorum),
+            "--write-quorum must be between 1 and --replication"
+        );
+        anyhow::ensure!(s.keep_versions >= 1, "--keep-versions must be at least 1");
         anyhow::ensure!(
             self.detector.period >= Duration::from_millis(20),
             "--probe-period-ms must be at least 20"
@@ -134,6 +159,7 @@ impl NodeConfig {
             frontend_dir: DEFAULT_FRONTEND_DIR.into(),
             detector: DetectorConfig::default(),
             request_timeout: Duration::from_secs(2),
+            sdfs: SdfsConfig::default(),
         }
     }
 }

@@ -88,20 +88,65 @@ pub async fn run(
         client: client.clone(),
         id: cfg.id.clone(),
         membership: membership.clone(),
-        metrics,
+        metrics: metrics.clone(),
         logs,
         started,
     };
     let control_task = control::spawn(deps, shutdown.clone()).await?;
+    let sdfs_task = tokio::spawn(serve_sdfs(
+        cfg.clone(),
+        client.clone(),
+        membership.clone(),
+        metrics,
+        shutdown.clone(),
+    ));
     let router = dashboard::router(membership, &cfg.frontend_dir);
     let http_task = dashboard::spawn(listener, router, shutdown.clone());
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     shutdown.cancelled().await;
     members_stop.cancel();
     let _ = members_task.await;
-    let _ = tokio::join!(control_task, http_task);
+    let _ = tokio::join!(control_task, http_task, sdfs_task);
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Opens SDFS (retrying while the bus or JetStream is not reachable yet) and serves it until
+/// `shutdown`.
+async fn serve_sdfs(
+    cfg: NodeConfig,
+    client: async_nats::Client,
+    membership: membership::MembershipHandle,
+    metrics: Arc<metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    let sdfs = loop {
+        let opened = sdfs::Sdfs::open(
+            &cfg.id,
+            client.clone(),
+            cfg.sdfs.clone(),
+            &cfg.data_dir,
+            membership.clone(),
+            metrics.clone(),
+        );
+        match opened.await {
+            Ok(sdfs) => break sdfs,
+            Err(e) => tracing::warn!(
+                "SDFS not available yet (is JetStream enabled on the server?): {e:#}"
+            ),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
+        }
+    };
+    match sdfs.spawn(shutdown).await {
+        Ok(task) => {
+            let _ = task.await;
+        }
+        Err(e) => tracing::error!("SDFS could not subscribe: {e:#}"),
+    }
 }
 
 fn hostname() -> String {

@@ -1,0 +1,407 @@
+//! The SDFS client: put, get, ls, delete over the bus. Used by the CLI and by nodes.
+//!
+//! A put plans replicas with any node, serves the file's chunks on an upload subject while
+//! each replica pulls, verifies and fsyncs them, then commits the version once the write
+//! quorum has stored it. A get pulls chunks from one replica, checking the sha256, and falls
+//! back to the next replica on any error.
+
+use crate::request::{request, RequestError};
+use crate::transfer::{self, Hasher};
+use bus_schemas::sdfs::{
+    Chunk, ChunkRequest, FileInfo, SdfsErrorKind, SdfsReply, SdfsRequest, StoreReply, StoreRequest,
+    VersionInfo,
+};
+use bus_schemas::{decode, encode, subjects};
+use futures::StreamExt;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why an SDFS operation failed. A failed put commits nothing; a failed get leaves no file.
+#[derive(Debug, Error)]
+pub enum SdfsError {
+    /// The cluster refused the request.
+    #[error("{message}")]
+    Refused {
+        /// The kind, for callers to match.
+        kind: SdfsErrorKind,
+        /// The cluster's sentence.
+        message: String,
+    },
+    /// The bus failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Local {
+        /// The local path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No replica could deliver the bytes intact.
+    #[error("no replica delivered {name} v{version} intact: {reasons}")]
+    Unavailable {
+        /// The SDFS name.
+        name: String,
+        /// The version.
+        version: u64,
+        /// What each replica did.
+        reasons: String,
+    },
+    /// A node answered something unexpected.
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+impl SdfsError {
+    /// The kind of a refusal, if the cluster refused.
+    pub fn kind(&self) -> Option<SdfsErrorKind> {
+        match self {
+            SdfsError::Refused { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+fn local(path: &Path) -> impl FnOnce(std::io::Error) -> SdfsError + '_ {
+    move |source| SdfsError::Local {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reports bytes moved so far out of a total.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// A client of the cluster's file store.
+#[derive(Clone)]
+pub struct SdfsClient {
+    client: async_nats::Client,
+    timeout: Duration,
+}
+
+impl SdfsClient {
+    /// A client on `client`; metadata requests wait at most `timeout`.
+    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
+        match request(&self.client, subjects::sdfs_rpc(), req, self.timeout).await? {
+            SdfsReply::Error { kind, message } => Err(SdfsError::Refused { kind, message }),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Stores `path` as a new version of `name`; returns the version number.
+    pub async fn put(
+        &self,
+        path: &Path,
+        name: &str,
+        progress: Option<Progress>,
+    ) -> Result<u64, SdfsError> {
+        let (size, sha256) = hash_file(path).await?;
+        let prepare = SdfsRequest::Prepare {
+            name: name.into(),
+            size,
+            sha256: sha256.clone(),
+        };
+        let SdfsReply::Prepared {
+            blob,
+            replicas,
+            write_quorum,
+            chunk_size,
+        } = self.rpc(&prepare).await?
+        else {
+            return Err(SdfsError::Unexpected("to prepare".into()));
+        };
+        let served = Arc::new(AtomicU64::new(0));
+        let total = size * replicas.len() as u64;
+        let upload = self
+            .serve_upload(path, &blob, served.clone(), total, progress)
+            .await?;
+        let stored = self
+            .store_on(&replicas, &blob, size, &sha256, chunk_size)
+            .await;
+        upload.abort();
+        let ok: Vec<String> = stored
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        if ok.len() < write_quorum as usize {
+            let reasons = describe(&stored);
+            let message = format!("only {} of {write_quorum} replicas stored {name}; nothing was committed ({reasons})", ok.len());
+            return Err(SdfsError::Refused {
+                kind: SdfsErrorKind::QuorumNotMet,
+                message,
+            });
+        }
+        let commit = SdfsRequest::Commit {
+            name: name.into(),
+            blob,
+            size,
+            sha256,
+            replicas: ok,
+        };
+        match self.rpc(&commit).await? {
+            SdfsReply::Committed { version, .. } => Ok(version),
+            other => Err(SdfsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Answers chunk requests for `path` on the blob's upload subject until aborted.
+    async fn serve_upload(
+        &self,
+        path: &Path,
+        blob: &str,
+        served: Arc<AtomicU64>,
+        total: u64,
+        progress: Option<Progress>,
+    ) -> Result<tokio::task::JoinHandle<()>, SdfsError> {
+        let mut sub = self
+            .client
+            .subscribe(subjects::sdfs_upload(blob))
+            .await
+            .map_err(|e| {
+                SdfsError::Request(RequestError::Bus {
+                    subject: subjects::sdfs_upload(blob),
+                    reason: e.to_string(),
+                })
+            })?;
+        let client = self.client.clone();
+        let path = path.to_path_buf();
+        Ok(tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(reply) = msg.reply else { continue };
+                let Ok(req) = decode::<ChunkRequest>(&msg.payload) else {
+                    continue;
+                };
+                let len = req.len.min(transfer::MAX_CHUNK);
+                let chunk = match read_range(path.clone(), req.offset, len).await {
+                    Ok(data) => Chunk {
+                        blob: req.blob,
+                        offset: req.offset,
+                        data,
+                        error: None,
+                    },
+                    Err(e) => Chunk {
+                        blob: req.blob,
+                        offset: req.offset,
+                        data: Vec::new(),
+                        error: Some(e.to_string()),
+                    },
+                };
+                let done = served.fetch_add(chunk.data.len() as u64, Ordering::Relaxed)
+                    + chunk.data.len() as u64;
+                if let Some(p) = &progress {
+                    p(done.min(total), total);
+                }
+                if let Ok(bytes) = encode(&chunk) {
+                    let _ = client.publish(reply, bytes.into()).await;
+                }
+            }
+        }))
+    }
+
+    /// Asks every replica to store the blob; returns each one's error, if any.
+    async fn store_on(
+        &self,
+        replicas: &[String],
+        blob: &str,
+        size: u64,
+        sha256: &str,
+        chunk_size: u64,
+    ) -> Vec<(String, Option<String>)> {
+        let req = StoreRequest {
+            blob: blob.into(),
+            size,
+            sha256: sha256.into(),
+            source: subjects::sdfs_upload(blob),
+            chunk_size,
+        };
+        // A replica answers once it holds every byte: allow for a slow disk (5 MB/s).
+        let timeout = self.timeout + Duration::from_secs(size / 5_000_000 + 10);
+        let asks = replicas.iter().map(|node| {
+            let req = req.clone();
+            async move {
+                let reply = request::<_, StoreReply>(
+                    &self.client,
+                    subjects::sdfs_store(node),
+                    &req,
+                    timeout,
+                )
+                .await;
+                let error = match reply {
+                    Ok(r) => r.error,
+                    Err(e) => Some(e.to_string()),
+                };
+                (node.clone(), error)
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// Where version `version` (the newest if None) of `name` is.
+    pub async fn locate(&self, name: &str, version: Option<u64>) -> Result<VersionInfo, SdfsError> {
+        match self
+            .rpc(&SdfsRequest::Locate {
+                name: name.into(),
+                version,
+            })
+            .await?
+        {
+            SdfsReply::Located { version, .. } => Ok(version),
+            other => Err(SdfsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Writes version `version` (the newest if None) of `name` to `path`; returns it.
+    pub async fn get(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        path: &Path,
+        progress: Option<Progress>,
+    ) -> Result<VersionInfo, SdfsError> {
+        let v = self.locate(name, version).await?;
+        let mut reasons = Vec::new();
+        for node in &v.replicas {
+            match self.fetch(node, &v, path, progress.clone()).await {
+                Ok(()) => return Ok(v),
+                Err(e) => reasons.push(format!("{node}: {e}")),
+            }
+        }
+        let reasons = if reasons.is_empty() {
+            "no replicas are recorded".into()
+        } else {
+            reasons.join("; ")
+        };
+        Err(SdfsError::Unavailable {
+            name: name.into(),
+            version: v.version,
+            reasons,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        node: &str,
+        v: &VersionInfo,
+        path: &Path,
+        progress: Option<Progress>,
+    ) -> Result<(), SdfsError> {
+        let chunk = transfer::chunk_size(self.client.server_info().max_payload);
+        let chunks = transfer::pull(
+            self.client.clone(),
+            subjects::sdfs_read(node),
+            v.blob.clone(),
+            v.size,
+            chunk,
+            self.timeout.max(Duration::from_secs(10)),
+        );
+        let part = path.with_extension("idunno-part");
+        let mut file = std::fs::File::create(&part).map_err(local(&part))?;
+        let mut hasher = Hasher::default();
+        let mut done = 0;
+        let mut chunks = std::pin::pin!(chunks);
+        let result = async {
+            while let Some(data) = chunks.next().await {
+                let data = data.map_err(|e| SdfsError::Unexpected(e.to_string()))?;
+                let data = hasher.update(data).await;
+                file.write_all(&data).map_err(local(&part))?;
+                done += data.len() as u64;
+                if let Some(p) = &progress {
+                    p(done, v.size);
+                }
+            }
+            let sha = std::mem::take(&mut hasher).finish();
+            if sha != v.sha256 {
+                return Err(SdfsError::Unexpected(format!(
+                    "bytes have sha256 {sha}, expected {}",
+                    v.sha256
+                )));
+            }
+            file.sync_all().map_err(local(&part))?;
+            std::fs::rename(&part, path).map_err(local(path))
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        result
+    }
+
+    /// The file `name` and the files under directory `name/` (all files if empty).
+    pub async fn ls(&self, name: &str) -> Result<Vec<FileInfo>, SdfsError> {
+        match self.rpc(&SdfsRequest::Ls { name: name.into() }).await? {
+            SdfsReply::Listing { files } => Ok(files),
+            other => Err(SdfsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Deletes a file with all its versions.
+    pub async fn delete(&self, name: &str) -> Result<(), SdfsError> {
+        self.rpc(&SdfsRequest::Delete { name: name.into() })
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes every file under a directory; returns how many.
+    pub async fn deldir(&self, dir: &str) -> Result<u64, SdfsError> {
+        match self.rpc(&SdfsRequest::DelDir { dir: dir.into() }).await? {
+            SdfsReply::Deleted { count } => Ok(count),
+            other => Err(SdfsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+fn describe(stored: &[(String, Option<String>)]) -> String {
+    stored
+        .iter()
+        .map(|(n, e)| format!("{n}: {}", e.as_deref().unwrap_or("stored")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Size and sha256 of a local file, read off the async runtime.
+async fn hash_file(path: &Path) -> Result<(u64, String), SdfsError> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::{Digest, Sha256};
+        let mut file = std::fs::File::open(&owned)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((size, hex::encode(hasher.finalize())))
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(local(path))
+}
+
+/// Bytes `offset..offset+len` of a local file, read off the async runtime.
+async fn read_range(path: PathBuf, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut data = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut data)?;
+        Ok(data)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}

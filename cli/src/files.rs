@@ -1,0 +1,240 @@
+//! SDFS commands: put, get, putdir, deldir, delete, ls, get-versions.
+
+use crate::args::Command;
+use crate::output::Output;
+use bus_client::sdfs::{Progress, SdfsClient};
+use bus_client::BusOptions;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs one SDFS command.
+pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
+    let client = bus.connect_once("idunno-cli").await?;
+    let sdfs = SdfsClient::new(client, Duration::from_secs(5));
+    match cmd {
+        Command::Put { local, sdfs: name } => put(&sdfs, &local, &name, out).await,
+        Command::Get {
+            sdfs: name,
+            local,
+            version,
+        } => get(&sdfs, &name, version, &local, out).await,
+        Command::Putdir {
+            local_dir,
+            sdfs_dir,
+        } => putdir(&sdfs, &local_dir, &sdfs_dir, out).await,
+        Command::Deldir { sdfs_dir } => {
+            let count = sdfs.deldir(&sdfs_dir).await?;
+            out.print(&serde_json::json!({"deleted": count}), || {
+                vec![vec![format!("deleted {count} file(s) under {sdfs_dir}")]]
+            });
+            Ok(())
+        }
+        Command::Delete { sdfs: name } => {
+            sdfs.delete(&name).await?;
+            out.print(&serde_json::json!({"deleted": name}), || {
+                vec![vec![format!("deleted {name}")]]
+            });
+            Ok(())
+        }
+        Command::Ls { sdfs: name } => ls(&sdfs, &name, out).await,
+        Command::GetVersions {
+            sdfs: name,
+            n,
+            local,
+            split,
+        } => get_versions(&sdfs, &name, n, &local, split, out).await,
+        other => anyhow::bail!("{other:?} is not an SDFS command"),
+    }
+}
+
+/// A byte progress bar on a terminal (hidden otherwise), fed by transfer callbacks.
+fn bar(message: String) -> (ProgressBar, Progress) {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message);
+    let feed = bar.clone();
+    let progress: Progress = Arc::new(move |done, total| {
+        feed.set_length(total);
+        feed.set_position(done);
+    });
+    (bar, progress)
+}
+
+fn human(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
+async fn put(sdfs: &SdfsClient, local: &Path, name: &str, out: &Output) -> anyhow::Result<()> {
+    bus_schemas::validate_file_name(name)?;
+    let (bar, progress) = bar(format!("put {name}"));
+    let result = sdfs.put(local, name, Some(progress)).await;
+    bar.finish_and_clear();
+    let version = result?;
+    let v = sdfs.locate(name, Some(version)).await?;
+    out.print(&v, || {
+        vec![vec![format!(
+            "stored {} as {name} version {version} ({}, sha256 {}…) on {}",
+            local.display(),
+            human(v.size),
+            &v.sha256[..12],
+            v.replicas.join(", ")
+        )]]
+    });
+    Ok(())
+}
+
+async fn get(
+    sdfs: &SdfsClient,
+    name: &str,
+    version: Option<u64>,
+    local: &Path,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let (bar, progress) = bar(format!("get {name}"));
+    let result = sdfs.get(name, version, local, Some(progress)).await;
+    bar.finish_and_clear();
+    let v = result?;
+    out.print(&v, || {
+        vec![vec![format!(
+            "wrote {name} version {} ({}) to {}",
+            v.version,
+            human(v.size),
+            local.display()
+        )]]
+    });
+    Ok(())
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if path.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+async fn putdir(sdfs: &SdfsClient, local: &Path, dir: &str, out: &Output) -> anyhow::Result<()> {
+    bus_schemas::validate_dir_name(dir)?;
+    let mut files = Vec::new();
+    walk(local, &mut files).map_err(|e| anyhow::anyhow!("{}: {e}", local.display()))?;
+    files.sort();
+    let dir = dir.strip_suffix('/').unwrap_or(dir);
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("putdir {pos}/{len} files [{bar:30}] {msg}")?
+            .progress_chars("=> "),
+    );
+    let mut stored = Vec::new();
+    for file in &files {
+        let rel = file
+            .strip_prefix(local)?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let name = format!("{dir}/{rel}");
+        bar.set_message(rel);
+        let version = sdfs
+            .put(file, &name, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        stored.push(serde_json::json!({"name": name, "version": version}));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out.print(&stored, || {
+        vec![vec![format!(
+            "stored {} file(s) under {dir}/",
+            stored.len()
+        )]]
+    });
+    Ok(())
+}
+
+async fn ls(sdfs: &SdfsClient, name: &str, out: &Output) -> anyhow::Result<()> {
+    let files = sdfs.ls(name).await?;
+    anyhow::ensure!(
+        !files.is_empty() || name.is_empty(),
+        "no file or directory {name:?}"
+    );
+    out.print(&files, || {
+        let mut rows = vec![["name", "version", "size", "sha256", "replicas"]
+            .map(String::from)
+            .to_vec()];
+        for f in &files {
+            if let Some(v) = f.latest() {
+                rows.push(vec![
+                    f.name.clone(),
+                    format!("{} (of {})", v.version, f.versions.len()),
+                    human(v.size),
+                    v.sha256.chars().take(16).collect(),
+                    v.replicas.join(","),
+                ]);
+            }
+        }
+        rows
+    });
+    Ok(())
+}
+
+async fn get_versions(
+    sdfs: &SdfsClient,
+    name: &str,
+    n: usize,
+    local: &Path,
+    split: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(n >= 1, "n must be at least 1");
+    let files = sdfs.ls(name).await?;
+    let Some(file) = files.into_iter().find(|f| f.name == name) else {
+        anyhow::bail!("no file {name:?}");
+    };
+    let newest: Vec<u64> = file
+        .versions
+        .iter()
+        .rev()
+        .take(n)
+        .map(|v| v.version)
+        .collect();
+    let mut written = Vec::new();
+    let mut combined = if split {
+        None
+    } else {
+        Some(std::fs::File::create(local)?)
+    };
+    for version in newest {
+        let target = if split {
+            PathBuf::from(format!("{}.v{version}", local.display()))
+        } else {
+            local.with_extension(format!("v{version}.tmp"))
+        };
+        let v = sdfs.get(name, Some(version), &target, None).await?;
+        if let Some(all) = combined.as_mut() {
+            writeln!(all, "=== {name} version {version} ({} bytes) ===", v.size)?;
+            std::io::copy(&mut std::fs::File::open(&target)?, all)?;
+            std::fs::remove_file(&target)?;
+        }
+        written.push(serde_json::json!({"version": version, "size": v.size, "path": target}));
+    }
+    if let Some(all) = combined {
+        all.sync_all()?;
+    }
+    out.print(&written, || {
+        vec![vec![format!(
+            "wrote {} version(s) of {name}",
+            written.len()
+        )]]
+    });
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The SDFS tasks of a node: metadata requests from clients (any node answers), replica
+//! stores (this node fetches and keeps a blob) and chunk reads of the blobs it holds.
+
+use super::blobs::{BlobError, Blobs};
+use super::meta::Meta;
+use super::placement;
+use crate::membership::MembershipHandle;
+use async_nats::{Client, Message};
+use bus_client::transfer;
+use bus_schemas::membership::MemberState;
+use bus_schemas::sdfs::{
+    Chunk, ChunkRequest, SdfsErrorKind, SdfsReply, SdfsRequest, StoreReply, StoreRequest,
+    VersionInfo,
+};
+use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
+use futures::StreamExt;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// SDFS settings.
+#[derive(Debug, Clone)]
+pub struct SdfsConfig {
+    /// Target replicas per version.
+    pub replication: usize,
+    /// Replicas that must store a version before a put succeeds.
+    pub write_quorum: usize,
+    /// Versions kept per file.
+    pub keep_versions: usize,
+    /// Copies of the metadata bucket in a NATS cluster.
+    pub meta_replicas: usize,
+    /// Bound on each chunk request.
+    pub chunk_timeout: Duration,
+}
+
+impl Default for SdfsConfig {
+    fn default() -> Self {
+        Self {
+            replication: 4,
+            write_quorum: 3,
+            keep_versions: 5,
+            meta_replicas: 1,
+            chunk_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the SDFS tasks share. Cloned into each task; it holds handles only.
+#[derive(Clone)]
+pub struct Sdfs {
+    id: String,
+    client: Client,
+    cfg: SdfsConfig,
+    meta: Meta,
+    blobs: Blobs,
+    membership: MembershipHandle,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Concurrent replica stores and chunk reads per node.
+const CONCURRENCY: usize = 16;
+
+impl Sdfs {
+    /// Opens the metadata bucket and the blob store.
+    pub async fn open(
+        id: &str,
+        client: Client,
+        cfg: SdfsConfig,
+        data_dir: &std::path::Path,
+        membership: MembershipHandle,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
+        let js = async_nats::jetstream::new(client.clone());
+        let meta = Meta::open(&js, cfg.meta_replicas).await?;
+        let blobs = Blobs::open(&data_dir.join("sdfs"))?;
+        Ok(Self {
+            id: id.into(),
+            client,
+            cfg,
+            meta,
+            blobs,
+            membership,
+            metrics,
+        })
+    }
+
+    /// Subscribes and serves until `shutdown`.
+    pub async fn spawn(
+        self,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let rpc = self
+            .client
+            .queue_subscribe(subjects::sdfs_rpc(), subjects::SDFS_QUEUE.into())
+            .await?;
+        let store = self
+            .client
+            .subscribe(subjects::sdfs_store(&self.id))
+            .await?;
+        let read = self.client.subscribe(subjects::sdfs_read(&self.id)).await?;
+        Ok(tokio::spawn(async move {
+            let mut subs = futures::stream::select_all([rpc, store, read]);
+            let mut running = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(msg) = subs.next() => {
+                        while running.len() >= CONCURRENCY {
+                            running.join_next().await;
+                        }
+                        let this = self.clone();
+                        running.spawn(async move { this.handle(msg).await });
+                    }
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                }
+            }
+            running.shutdown().await;
+        }))
+    }
+
+    async fn handle(&self, msg: Message) {
+        self.metrics
+            .received(crate::metrics::Traffic::Other, msg.payload.len());
+        let subject = msg.subject.as_str();
+        let reply = if subject == subjects::sdfs_rpc() {
+            self.rpc(&msg).await
+        } else if subject == subjects::sdfs_store(&self.id) {
+            self.store(&msg).await
+        } else {
+            self.read(&msg).await
+        };
+        let (Some(to), Some(bytes)) = (msg.reply, reply) else {
+            return;
+        };
+        self.metrics
+            .sent(crate::metrics::Traffic::Other, bytes.len());
+        if let Err(e) = self.client.publish(to, bytes.into()).await {
+            tracing::warn!("could not answer an SDFS request: {e}");
+        }
+    }
+
+    fn garbage(&self, subject: &str, e: bus_schemas::DecodeError) {
+        self.metrics.garbage();
+        tracing::warn!(%subject, "dropped a malformed SDFS payload: {e}");
+    }
+
+    async fn rpc(&self, msg: &Message) -> Option<Vec<u8>> {
+        let reply = match decode::<SdfsRequest>(&msg.payload) {
+            Ok(req) => self.answer(req).await,
+            Err(e) => {
+                self.garbage(&msg.subject, e.clone());
+                error(SdfsErrorKind::BadRequest, format!("malformed request: {e}"))
+            }
+        };
+        encode(&reply).ok()
+    }
+
+    async fn answer(&self, req: SdfsRequest) -> SdfsReply {
+        let name = match &req {
+            SdfsRequest::DelDir { dir } => validate_dir_name(dir).map(|_| dir),
+            SdfsRequest::Ls { name } if name.is_empty() => Ok(name),
+            SdfsRequest::Ls { name } => validate_dir_name(name).map(|_| name),
+            SdfsRequest::Prepare { name, .. }
+            | SdfsRequest::Commit { name, .. }
+            | SdfsRequest::Locate { name, .. }
+            | SdfsRequest::Delete { name } => validate_file_name(name).map(|_| name),
+        };
+        if let Err(e) = name {
+            return error(SdfsErrorKind::BadName, e.to_string());
+        }
+        let result = match req {
+            SdfsRequest::Prepare { name, .. } => self.prepare(&name).await,
+            SdfsRequest::Commit {
+                name,
+                blob,
+                size,
+                sha256,
+                replicas,
+            } => self.commit(&name, blob, size, sha256, replicas).await,
+            SdfsRequest::Locate { name, version } => self.locate(&name, version).await,
+            SdfsRequest::Ls { name } => self
+                .meta
+                .list(&name)
+                .await
+                .map(|files| SdfsReply::Listing { files })
+                .map_err(internal),
+            SdfsRequest::Delete { name } => match self.meta.delete(&name).await {
+                Ok(true) => Ok(SdfsReply::Deleted { count: 1 }),
+                Ok(false) => Err((SdfsErrorKind::NotFound, format!("no file {name:?}"))),
+                Err(e) => Err(internal(e)),
+            },
+            SdfsRequest::DelDir { dir } => self.deldir(&dir).await,
+        };
+        result.unwrap_or_else(|(kind, message)| error(kind, message))
+    }
+
+    /// Alive members, this node included.
+    async fn live(&self) -> Vec<String> {
+        match self.membership.view().await {
+            Ok(view) => view
+                .members
+                .into_iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .map(|m| m.id)
+                .collect(),
+            Err(_) => vec![self.id.clone()],
+        }
+    }
+
+    async fn prepare(&self, name: &str) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let live = self.live().await;
+        let replicas: Vec<String> =
+            placement::replicas(name, live.iter().map(String::as_str), self.cfg.replication)
+                .into_iter()
+                .map(String::from)
+                .collect();
+        if replicas.is_empty() {
+            return Err((
+                SdfsErrorKind::NoReplicas,
+                "no live node can store the file".into(),
+            ));
+        }
+        let blob = format!(
+            "{:016x}{:016x}",
+            rand::rng().random::<u64>(),
+            rand::rng().random::<u64>()
+        );
+        let write_quorum = self.cfg.write_quorum.min(replicas.len()) as u32;
+        let chunk_size = transfer::chunk_size(self.client.server_info().max_payload);
+        Ok(SdfsReply::Prepared {
+            blob,
+            replicas,
+            write_quorum,
+            chunk_size,
+        })
+    }
+
+    async fn commit(
+        &self,
+        name: &str,
+        blob: String,
+        size: u64,
+        sha256: String,
+        replicas: Vec<String>,
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let effective = self.cfg.replication.min(self.live().await.len()).max(1);
+        let quorum = self.cfg.write_quorum.min(effective);
+        if replicas.len() < quorum {
+            let message = format!(
+                "only {} of {quorum} replicas stored {name:?}; nothing was committed",
+                replicas.len()
+            );
+            return Err((SdfsErrorKind::QuorumNotMet, message));
+        }
+        let version = VersionInfo {
+            version: 0,
+            blob,
+            size,
+            sha256,
+            replicas,
+            created_ms: now_ms(),
+        };
+        let file = self
+            .meta
+            .add_version(name, version, self.cfg.keep_versions)
+            .await
+            .map_err(internal)?;
+        let version = file.latest().map_or(0, |v| v.version);
+        tracing::info!(%name, version, "committed");
+        Ok(SdfsReply::Committed {
+            name: name.into(),
+            version,
+        })
+    }
+
+    async fn locate(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let not_found = || (SdfsErrorKind::NotFound, format!("no file {name:?}"));
+        let (file, _) = self
+            .meta
+            .get(name)
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        let found = match version {
+            None => file.latest().cloned(),
+            Some(v) => file.versions.iter().find(|x| x.version == v).cloned(),
+        };
+        match found {
+            Some(version) => Ok(SdfsReply::Located {
+                name: name.into(),
+                version,
+            }),
+            None => Err((
+                SdfsErrorKind::NotFound,
+                format!("{name:?} has no version {}", version.unwrap_or(0)),
+            )),
+        }
+    }
+
+    async fn deldir(&self, dir: &str) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let prefix = format!("{}/", dir.strip_suffix('/').unwrap_or(dir));
+        let mut count = 0;
+        for name in self.meta.names().await.map_err(internal)? {
+            if name.starts_with(&prefix) && self.meta.delete(&name).await.map_err(internal)? {
+                count += 1;
+            }
+        }
+        Ok(SdfsReply::Deleted { count })
+    }
+
+    async fn store(&self, msg: &Message) -> Option<Vec<u8>> {
+        let req = match decode::<StoreRequest>(&msg.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.garbage(&msg.subject, e);
+                return None;
+            }
+        };
+        let chunks = transfer::pull(
+            self.client.clone(),
+            req.source.clone(),
+            req.blob.clone(),
+            req.size,
+            req.chunk_size,
+            self.cfg.chunk_timeout,
+        );
+        let result = self
+            .blobs
+            .write(&req.blob, req.size, &req.sha256, chunks)
+            .await;
+        if let Err(e) = &result {
+            tracing::warn!(blob = %req.blob, "store failed: {e}");
+        }
+        let reply = StoreReply {
+            node: self.id.clone(),
+            blob: req.blob,
+            error: result.err().map(|e| e.to_string()),
+        };
+        encode(&reply).ok()
+    }
+
+    async fn read(&self, msg: &Message) -> Option<Vec<u8>> {
+        let req = match decode::<ChunkRequest>(&msg.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.garbage(&msg.subject, e);
+                return None;
+            }
+        };
+        let len = req.len.min(transfer::MAX_CHUNK);
+        let (data, error) = match self.blobs.read(&req.blob, req.offset, len).await {
+            Ok(data) => (data, None),
+            Err(e @ BlobError::NotFound(_)) => (Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        encode(&Chunk {
+            blob: req.blob,
+            offset: req.offset,
+            data,
+            error,
+        })
+        .ok()
+    }
+}
+
+fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
+    SdfsReply::Error { kind, message }
+}
+
+fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
+    (SdfsErrorKind::Internal, e.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
