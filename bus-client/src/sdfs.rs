@@ -52,6 +52,9 @@ pub enum SdfsError {
         /// What each replica did.
         reasons: String,
     },
+    /// A replica's bytes did not match their sha256.
+    #[error("corrupt replica: {0}")]
+    Corrupt(String),
     /// A node answered something unexpected.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
@@ -273,7 +276,17 @@ impl SdfsClient {
         for node in &v.replicas {
             match self.fetch(node, &v, path, progress.clone()).await {
                 Ok(()) => return Ok(v),
-                Err(e) => reasons.push(format!("{node}: {e}")),
+                Err(e) => {
+                    if matches!(e, SdfsError::Corrupt(_)) {
+                        let report = SdfsRequest::ReportCorrupt {
+                            name: name.into(),
+                            blob: v.blob.clone(),
+                            node: node.clone(),
+                        };
+                        let _ = self.rpc(&report).await;
+                    }
+                    reasons.push(format!("{node}: {e}"));
+                }
             }
         }
         let reasons = if reasons.is_empty() {
@@ -321,7 +334,7 @@ impl SdfsClient {
             }
             let sha = std::mem::take(&mut hasher).finish();
             if sha != v.sha256 {
-                return Err(SdfsError::Unexpected(format!(
+                return Err(SdfsError::Corrupt(format!(
                     "bytes have sha256 {sha}, expected {}",
                     v.sha256
                 )));

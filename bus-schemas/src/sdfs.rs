@@ -89,6 +89,15 @@ pub enum SdfsRequest {
         /// The directory.
         dir: String,
     },
+    /// A reader found a replica's bytes corrupt: drop it from the version so it is repaired.
+    ReportCorrupt {
+        /// The SDFS name.
+        name: String,
+        /// The version's blob.
+        blob: String,
+        /// The node whose copy was bad.
+        node: String,
+    },
 }
 
 impl Message for SdfsRequest {
@@ -279,6 +288,11 @@ mod tests {
         round_trip(SdfsRequest::Ls { name: "d/".into() });
         round_trip(SdfsRequest::Delete { name: "a".into() });
         round_trip(SdfsRequest::DelDir { dir: "d".into() });
+        round_trip(SdfsRequest::ReportCorrupt {
+            name: "a".into(),
+            blob: "b".into(),
+            node: "n".into(),
+        });
     }
 
     #[test]

@@ -9,7 +9,9 @@ use testkit::Cluster;
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
 fn random_file(dir: &Path, name: &str, len: usize, seed: u8) -> std::path::PathBuf {
-    let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect();
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect();
     let path = dir.join(name);
     std::fs::write(&path, data).unwrap();
     path
@@ -60,7 +62,11 @@ async fn versions_are_numbered_kept_and_concurrent_puts_both_land() {
     }
     let files = fs.ls("f").await.unwrap();
     let versions: Vec<u64> = files[0].versions.iter().map(|v| v.version).collect();
-    assert_eq!(versions, vec![3, 4, 5, 6, 7], "the last 5 versions are kept");
+    assert_eq!(
+        versions,
+        vec![3, 4, 5, 6, 7],
+        "the last 5 versions are kept"
+    );
     let out = dir.path().join("v2");
     let v2 = fs.get("f", Some(2), &out, None).await;
     assert_eq!(v2.unwrap_err().kind(), Some(SdfsErrorKind::NotFound));
@@ -76,8 +82,14 @@ async fn bad_names_missing_files_and_deletes_are_clear() {
         let err = fs.put(&a, bad, None).await.unwrap_err();
         assert_eq!(err.kind(), Some(SdfsErrorKind::BadName), "{bad}: {err}");
     }
-    assert!(fs.ls("").await.unwrap().is_empty(), "a refused put writes nothing");
-    let missing = fs.get("nope", None, &dir.path().join("x"), None).await.unwrap_err();
+    assert!(
+        fs.ls("").await.unwrap().is_empty(),
+        "a refused put writes nothing"
+    );
+    let missing = fs
+        .get("nope", None, &dir.path().join("x"), None)
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), Some(SdfsErrorKind::NotFound));
     fs.put(&a, "d/one", None).await.unwrap();
     fs.put(&a, "d/sub/two", None).await.unwrap();
@@ -85,6 +97,9 @@ async fn bad_names_missing_files_and_deletes_are_clear() {
     assert_eq!(fs.ls("d").await.unwrap().len(), 2);
     assert_eq!(fs.deldir("d").await.unwrap(), 2);
     fs.delete("dx").await.unwrap();
-    assert_eq!(fs.delete("dx").await.unwrap_err().kind(), Some(SdfsErrorKind::NotFound));
+    assert_eq!(
+        fs.delete("dx").await.unwrap_err().kind(),
+        Some(SdfsErrorKind::NotFound)
+    );
     assert!(fs.ls("").await.unwrap().is_empty());
 }

@@ -43,6 +43,8 @@ pub struct BlobMeta {
     pub blob: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was written.
+    pub modified: std::time::SystemTime,
 }
 
 /// The blobs of this node.
@@ -171,7 +173,12 @@ impl Blobs {
             .into_iter()
             .filter_map(|m| {
                 let blob = m.location.filename()?.to_string();
-                Some(BlobMeta { blob, size: m.size })
+                let modified = std::time::SystemTime::from(m.last_modified);
+                Some(BlobMeta {
+                    blob,
+                    size: m.size,
+                    modified,
+                })
             })
             .collect())
     }
@@ -197,13 +204,9 @@ mod tests {
             .unwrap();
         assert_eq!(blobs.read("b1", 6, 100).await.unwrap(), b"world");
         assert_eq!(blobs.sha256("b1").await.unwrap(), HELLO_SHA);
-        assert_eq!(
-            blobs.list().await.unwrap(),
-            vec![BlobMeta {
-                blob: "b1".into(),
-                size: 11
-            }]
-        );
+        let listed = blobs.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].blob.as_str(), listed[0].size), ("b1", 11));
         blobs.delete("b1").await.unwrap();
         assert!(matches!(
             blobs.read("b1", 0, 1).await,

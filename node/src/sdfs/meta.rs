@@ -152,6 +152,32 @@ impl Meta {
         Ok(true)
     }
 
+    /// Every change to the bucket from now on, after the current value of every file:
+    /// `(name, Some(file))` for a put, `(name, None)` for a delete. Undecodable entries are
+    /// skipped with a warning.
+    pub async fn watch(
+        &self,
+    ) -> Result<impl futures::Stream<Item = (String, Option<FileInfo>)>, MetaError> {
+        use futures::StreamExt;
+        let watch = self.kv.watch_all().await.map_err(bucket)?;
+        Ok(watch.filter_map(|entry| async move {
+            let entry = entry
+                .map_err(|e| tracing::warn!("metadata watch: {e}"))
+                .ok()?;
+            let name = keys::name(&entry.key)?;
+            if entry.operation != kv::Operation::Put {
+                return Some((name, None));
+            }
+            match decode::<FileInfo>(&entry.value) {
+                Ok(file) => Some((name, Some(file))),
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, "skipping corrupt metadata: {e}");
+                    None
+                }
+            }
+        }))
+    }
+
     /// Names of every file (for `ls` of a directory and for repairs).
     pub async fn names(&self) -> Result<Vec<String>, MetaError> {
         let keys: Vec<String> = self

@@ -5,6 +5,7 @@
 //! this node; [`service`] answers clients and peers on the bus.
 
 pub mod blobs;
+pub mod keeper;
 pub mod keys;
 pub mod meta;
 pub mod placement;

@@ -100,6 +100,15 @@ impl Sdfs {
             .subscribe(subjects::sdfs_store(&self.id))
             .await?;
         let read = self.client.subscribe(subjects::sdfs_read(&self.id)).await?;
+        let keeper = super::keeper::Keeper {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            cfg: self.cfg.clone(),
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            membership: self.membership.clone(),
+        };
+        let keeper = tokio::spawn(keeper.run(shutdown.clone()));
         Ok(tokio::spawn(async move {
             let mut subs = futures::stream::select_all([rpc, store, read]);
             let mut running = JoinSet::new();
@@ -117,6 +126,7 @@ impl Sdfs {
                 }
             }
             running.shutdown().await;
+            let _ = keeper.await;
         }))
     }
 
@@ -165,7 +175,8 @@ impl Sdfs {
             SdfsRequest::Prepare { name, .. }
             | SdfsRequest::Commit { name, .. }
             | SdfsRequest::Locate { name, .. }
-            | SdfsRequest::Delete { name } => validate_file_name(name).map(|_| name),
+            | SdfsRequest::Delete { name }
+            | SdfsRequest::ReportCorrupt { name, .. } => validate_file_name(name).map(|_| name),
         };
         if let Err(e) = name {
             return error(SdfsErrorKind::BadName, e.to_string());
@@ -192,6 +203,9 @@ impl Sdfs {
                 Err(e) => Err(internal(e)),
             },
             SdfsRequest::DelDir { dir } => self.deldir(&dir).await,
+            SdfsRequest::ReportCorrupt { name, blob, node } => {
+                self.drop_replica(&name, &blob, &node).await
+            }
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
     }
@@ -312,6 +326,25 @@ impl Sdfs {
             }
         }
         Ok(SdfsReply::Deleted { count })
+    }
+
+    async fn drop_replica(
+        &self,
+        name: &str,
+        blob: &str,
+        node: &str,
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        tracing::warn!(%name, %blob, %node, "a reader reported a corrupt replica");
+        self.meta
+            .modify(name, |current| {
+                let mut file = current?;
+                let v = file.versions.iter_mut().find(|v| v.blob == blob)?;
+                v.replicas.retain(|n| n != node);
+                Some(file)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(SdfsReply::Deleted { count: 0 })
     }
 
     async fn store(&self, msg: &Message) -> Option<Vec<u8>> {
