@@ -107,11 +107,23 @@ impl SdfsClient {
         name: &str,
         progress: Option<Progress>,
     ) -> Result<u64, SdfsError> {
+        self.put_with(path, name, None, progress).await
+    }
+
+    /// Like [`SdfsClient::put`], with `replication` replicas instead of the cluster's default.
+    pub async fn put_with(
+        &self,
+        path: &Path,
+        name: &str,
+        replication: Option<u32>,
+        progress: Option<Progress>,
+    ) -> Result<u64, SdfsError> {
         let (size, sha256) = hash_file(path).await?;
         let prepare = SdfsRequest::Prepare {
             name: name.into(),
             size,
             sha256: sha256.clone(),
+            replication,
         };
         let SdfsReply::Prepared {
             blob,
@@ -150,6 +162,7 @@ impl SdfsClient {
             size,
             sha256,
             replicas: ok,
+            replication,
         };
         match self.rpc(&commit).await? {
             SdfsReply::Committed { version, .. } => Ok(version),

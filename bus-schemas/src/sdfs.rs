@@ -18,6 +18,9 @@ pub struct VersionInfo {
     pub replicas: Vec<String>,
     /// Commit time, milliseconds since the epoch.
     pub created_ms: u64,
+    /// Replicas this version should have, if not the cluster's replication factor.
+    #[serde(default)]
+    pub replication: Option<u32>,
 }
 
 /// A file and its kept versions (oldest first), as stored in the metadata bucket.
@@ -52,6 +55,9 @@ pub enum SdfsRequest {
         size: u64,
         /// Hex sha256 of the bytes.
         sha256: String,
+        /// Replicas wanted for this put (default: the cluster's replication factor).
+        #[serde(default)]
+        replication: Option<u32>,
     },
     /// Record a version whose bytes the given replicas stored.
     Commit {
@@ -65,6 +71,9 @@ pub enum SdfsRequest {
         sha256: String,
         /// The replicas that acknowledged.
         replicas: Vec<String>,
+        /// The replication asked for at `Prepare`, if not the cluster's.
+        #[serde(default)]
+        replication: Option<u32>,
     },
     /// Where a version (the newest if `version` is absent) is stored.
     Locate {
@@ -264,6 +273,7 @@ mod tests {
             sha256: "ab".into(),
             replicas: vec!["n1".into()],
             created_ms: 5,
+            replication: None,
         }
     }
 
@@ -273,6 +283,7 @@ mod tests {
             name: "a".into(),
             size: 1,
             sha256: "x".into(),
+            replication: Some(2),
         });
         round_trip(SdfsRequest::Commit {
             name: "a".into(),
@@ -280,6 +291,7 @@ mod tests {
             size: 1,
             sha256: "x".into(),
             replicas: vec!["n1".into()],
+            replication: None,
         });
         round_trip(SdfsRequest::Locate {
             name: "a".into(),

@@ -67,6 +67,9 @@ pub enum Command {
         local: PathBuf,
         /// The SDFS name.
         sdfs: String,
+        /// Replicas for this file (default: the cluster's replication factor, 4).
+        #[arg(long)]
+        replicas: Option<u32>,
     },
     /// Fetch an SDFS file (the newest version unless --version).
     Get {

@@ -15,7 +15,11 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
     let client = bus.connect_once("idunno-cli").await?;
     let sdfs = SdfsClient::new(client, Duration::from_secs(5));
     match cmd {
-        Command::Put { local, sdfs: name } => put(&sdfs, &local, &name, out).await,
+        Command::Put {
+            local,
+            sdfs: name,
+            replicas,
+        } => put(&sdfs, &local, &name, replicas, out).await,
         Command::Get {
             sdfs: name,
             local,
@@ -72,10 +76,16 @@ fn human(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
 
-async fn put(sdfs: &SdfsClient, local: &Path, name: &str, out: &Output) -> anyhow::Result<()> {
+async fn put(
+    sdfs: &SdfsClient,
+    local: &Path,
+    name: &str,
+    replicas: Option<u32>,
+    out: &Output,
+) -> anyhow::Result<()> {
     bus_schemas::validate_file_name(name)?;
     let (bar, progress) = bar(format!("put {name}"));
-    let result = sdfs.put(local, name, Some(progress)).await;
+    let result = sdfs.put_with(local, name, replicas, Some(progress)).await;
     bar.finish_and_clear();
     let version = result?;
     let v = sdfs.locate(name, Some(version)).await?;

@@ -17,11 +17,17 @@ pub struct Cluster {
     pub nats: NatsServer,
     binary: PathBuf,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     /// Starts a server and `n` nodes and waits until every node sees every other alive.
     pub async fn start(binary: &Path, n: usize) -> Self {
+        Self::start_with(binary, n, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra `idunno-node` flags for every node.
+    pub async fn start_with(binary: &Path, n: usize, extra: &[&str]) -> Self {
         let nats = NatsServer::start();
         let client = async_nats::connect(nats.url())
             .await
@@ -33,6 +39,7 @@ impl Cluster {
             nats,
             binary: binary.into(),
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 1..=n {
             let node = cluster.spawn_node(&format!("n{i}"));
@@ -45,7 +52,8 @@ impl Cluster {
     /// Starts (or restarts) node `id` with its data directory in the cluster's temp dir.
     pub fn spawn_node(&self, id: &str) -> NodeProc {
         let data = self.dir.path().join(id);
-        NodeProc::spawn(&self.binary, id, &self.nats.url(), &data, &[])
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        NodeProc::spawn(&self.binary, id, &self.nats.url(), &data, &extra)
     }
 
     /// The node with this id.

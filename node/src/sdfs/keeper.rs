@@ -123,7 +123,7 @@ impl Keeper {
             .filter(|m| matches!(m.state, MemberState::Failed | MemberState::Left))
             .map(|m| m.id.clone())
             .collect();
-        let target = self.cfg.replication.min(alive.len()).max(1);
+        let target_of = |v: &VersionInfo| self.target(v, alive.len());
         let held: HashMap<String, BlobMeta> = self
             .blobs
             .list()
@@ -143,6 +143,7 @@ impl Keeper {
                 let leader = placement::rank(&file.name, live.iter().map(String::as_str))
                     .first()
                     .map(|s| s.to_string());
+                let target = target_of(v);
                 let needs_work = live.len() < target || live.len() < v.replicas.len();
                 if needs_work
                     && leader.as_deref() == Some(self.id.as_str())
@@ -152,7 +153,7 @@ impl Keeper {
                 }
             }
         }
-        self.collect(state, &held, &gone, target).await;
+        self.collect(state, &held, &gone, alive.len()).await;
         Ok(())
     }
 
@@ -238,7 +239,7 @@ impl Keeper {
         state: &mut State,
         held: &HashMap<String, BlobMeta>,
         gone: &HashSet<String>,
-        target: usize,
+        alive: usize,
     ) {
         let mut wanted: HashMap<&str, (&FileInfo, &VersionInfo)> = HashMap::new();
         for file in state.index.values() {
@@ -252,6 +253,7 @@ impl Keeper {
                 Some((_, v)) if v.replicas.contains(&self.id) => {}
                 Some((file, v)) => {
                     let live = v.replicas.iter().filter(|n| !gone.contains(*n)).count();
+                    let target = self.target(v, alive);
                     if live < target
                         && self.blobs.sha256(blob).await.ok().as_deref() == Some(v.sha256.as_str())
                     {
@@ -259,7 +261,7 @@ impl Keeper {
                         replicas.push(self.id.clone());
                         self.set_replicas(&file.name, blob, replicas).await;
                         tracing::info!(name = %file.name, version = v.version, "re-announced a kept replica");
-                    } else if live >= self.cfg.replication {
+                    } else if live >= v.replication.map_or(self.cfg.replication, |r| r as usize) {
                         // Fully replicated elsewhere: this copy is surplus.
                         self.delete(blob).await;
                     }
@@ -274,6 +276,14 @@ impl Keeper {
                 }
             }
         }
+    }
+
+    /// The replicas a version wants: its own replication, or the cluster's, at most `alive`.
+    fn target(&self, v: &VersionInfo, alive: usize) -> usize {
+        let wanted = v
+            .replication
+            .map_or(self.cfg.replication, |r| (r as usize).max(1));
+        wanted.min(alive).max(1)
     }
 
     async fn delete(&self, blob: &str) {

@@ -182,14 +182,28 @@ impl Sdfs {
             return error(SdfsErrorKind::BadName, e.to_string());
         }
         let result = match req {
-            SdfsRequest::Prepare { name, .. } => self.prepare(&name).await,
+            SdfsRequest::Prepare {
+                name, replication, ..
+            } => self.prepare(&name, replication).await,
             SdfsRequest::Commit {
                 name,
                 blob,
                 size,
                 sha256,
                 replicas,
-            } => self.commit(&name, blob, size, sha256, replicas).await,
+                replication,
+            } => {
+                let version = VersionInfo {
+                    version: 0,
+                    blob,
+                    size,
+                    sha256,
+                    replicas,
+                    created_ms: now_ms(),
+                    replication,
+                };
+                self.commit(&name, version).await
+            }
             SdfsRequest::Locate { name, version } => self.locate(&name, version).await,
             SdfsRequest::Ls { name } => self
                 .meta
@@ -223,10 +237,20 @@ impl Sdfs {
         }
     }
 
-    async fn prepare(&self, name: &str) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+    /// The replication of a put: the asked-for one (at least 1) or the cluster's.
+    fn wanted(&self, asked: Option<u32>) -> usize {
+        asked.map_or(self.cfg.replication, |r| (r as usize).max(1))
+    }
+
+    async fn prepare(
+        &self,
+        name: &str,
+        asked: Option<u32>,
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
         let live = self.live().await;
+        let wanted = self.wanted(asked);
         let replicas: Vec<String> =
-            placement::replicas(name, live.iter().map(String::as_str), self.cfg.replication)
+            placement::replicas(name, live.iter().map(String::as_str), wanted)
                 .into_iter()
                 .map(String::from)
                 .collect();
@@ -254,28 +278,20 @@ impl Sdfs {
     async fn commit(
         &self,
         name: &str,
-        blob: String,
-        size: u64,
-        sha256: String,
-        replicas: Vec<String>,
+        version: VersionInfo,
     ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
-        let effective = self.cfg.replication.min(self.live().await.len()).max(1);
+        let effective = self
+            .wanted(version.replication)
+            .min(self.live().await.len())
+            .max(1);
         let quorum = self.cfg.write_quorum.min(effective);
-        if replicas.len() < quorum {
+        if version.replicas.len() < quorum {
             let message = format!(
                 "only {} of {quorum} replicas stored {name:?}; nothing was committed",
-                replicas.len()
+                version.replicas.len()
             );
             return Err((SdfsErrorKind::QuorumNotMet, message));
         }
-        let version = VersionInfo {
-            version: 0,
-            blob,
-            size,
-            sha256,
-            replicas,
-            created_ms: now_ms(),
-        };
         let file = self
             .meta
             .add_version(name, version, self.cfg.keep_versions)
