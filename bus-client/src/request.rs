@@ -50,7 +50,11 @@ pub async fn request<Req: Message, Rep: Message>(
     timeout: Duration,
 ) -> Result<Rep, RequestError> {
     let payload = encode(req)?;
-    let fut = client.request(subject.clone(), payload.into());
+    // The client's own request timeout (10 s by default) must not cut a longer wait short.
+    let ask = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(timeout));
+    let fut = client.send_request(subject.clone(), ask);
     let msg = match tokio::time::timeout(timeout, fut).await {
         Err(_) => return Err(RequestError::Timeout { subject, timeout }),
         Ok(Err(e)) => {

@@ -119,6 +119,12 @@ pub enum Command {
         #[arg(long)]
         split: bool,
     },
+    /// The files each node holds (from the metadata), or one node's with --node.
+    Store {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),

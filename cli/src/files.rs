@@ -50,6 +50,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             local,
             split,
         } => get_versions(&sdfs, &name, n, &local, split, out).await,
+        Command::Store { node } => store(&sdfs, node, out).await,
         other => anyhow::bail!("{other:?} is not an SDFS command"),
     }
 }
@@ -245,6 +246,50 @@ async fn get_versions(
             "wrote {} version(s) of {name}",
             written.len()
         )]]
+    });
+    Ok(())
+}
+
+async fn store(sdfs: &SdfsClient, node: Option<String>, out: &Output) -> anyhow::Result<()> {
+    let files = sdfs.ls("").await?;
+    let mut held: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    for f in &files {
+        for v in &f.versions {
+            for n in &v.replicas {
+                let entry =
+                    serde_json::json!({"name": f.name, "version": v.version, "size": v.size});
+                held.entry(n.clone()).or_default().push(entry);
+            }
+        }
+    }
+    if let Some(node) = &node {
+        held.retain(|n, _| n == node);
+        held.entry(node.clone()).or_default();
+    }
+    out.print(&held, || {
+        let mut rows = vec![["node", "name", "version", "size"]
+            .map(String::from)
+            .to_vec()];
+        for (n, entries) in &held {
+            if entries.is_empty() {
+                rows.push(vec![
+                    n.clone(),
+                    "(nothing)".into(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+            for e in entries {
+                rows.push(vec![
+                    n.clone(),
+                    e["name"].as_str().unwrap_or_default().to_string(),
+                    e["version"].to_string(),
+                    human(e["size"].as_u64().unwrap_or(0)),
+                ]);
+            }
+        }
+        rows
     });
     Ok(())
 }

@@ -36,7 +36,8 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Deldir { .. }
         | args::Command::Delete { .. }
         | args::Command::Ls { .. }
-        | args::Command::GetVersions { .. }) => files::run(cmd, &cli.bus, &out).await,
+        | args::Command::GetVersions { .. }
+        | args::Command::Store { .. }) => files::run(cmd, &cli.bus, &out).await,
         other => cluster::run(other, &cli.bus, &out).await,
     }
 }
