@@ -22,7 +22,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs
 
 demo: build
 	bash infra/demo.sh

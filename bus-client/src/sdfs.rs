@@ -139,8 +139,9 @@ impl SdfsClient {
         let upload = self
             .serve_upload(path, &blob, served.clone(), total, progress)
             .await?;
+        let quorum = write_quorum as usize;
         let stored = self
-            .store_on(&replicas, &blob, size, &sha256, chunk_size)
+            .store_on(&replicas, &blob, size, &sha256, chunk_size, quorum)
             .await;
         upload.abort();
         let ok: Vec<String> = stored
@@ -232,6 +233,7 @@ impl SdfsClient {
         size: u64,
         sha256: &str,
         chunk_size: u64,
+        quorum: usize,
     ) -> Vec<(String, Option<String>)> {
         let req = StoreRequest {
             blob: blob.into(),
@@ -259,7 +261,22 @@ impl SdfsClient {
                 (node.clone(), error)
             }
         });
-        futures::future::join_all(asks).await
+        let started = std::time::Instant::now();
+        let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+        let mut done = Vec::new();
+        while let Some(result) = pending.next().await {
+            done.push(result);
+            let stored = done.iter().filter(|(_, e)| e.is_none()).count();
+            if stored >= quorum && !pending.is_empty() {
+                // Quorum reached: give the others a little longer, then leave them to the
+                // keepers' repair (a dead replica would otherwise hold the put until timeout).
+                let grace = started.elapsed() / 4 + Duration::from_secs(1);
+                let rest = tokio::time::timeout(grace, pending.by_ref().collect::<Vec<_>>()).await;
+                done.extend(rest.unwrap_or_default());
+                break;
+            }
+        }
+        done
     }
 
     /// Where version `version` (the newest if None) of `name` is.
