@@ -28,10 +28,16 @@ fn garbage_payloads() -> Vec<Vec<u8>> {
 async fn garbage_on_every_subject_is_counted_and_harmless() {
     let mut c = Cluster::start(Path::new(NODE), 5).await;
     let ids = c.ids();
-    let mut subjects_hit = vec![subjects::member_events(), subjects::members_list()];
+    let mut subjects_hit = vec![
+        subjects::member_events(),
+        subjects::members_list(),
+        subjects::sdfs_rpc(),
+    ];
     for id in &ids {
         subjects_hit.push(subjects::member_fd(id));
         subjects_hit.push(subjects::node_control(id));
+        subjects_hit.push(subjects::sdfs_store(id));
+        subjects_hit.push(subjects::sdfs_read(id));
     }
     let payloads = garbage_payloads();
     for subject in &subjects_hit {
@@ -51,7 +57,8 @@ async fn garbage_on_every_subject_is_counted_and_harmless() {
     let reply: ControlReply = bus_schemas::decode(&reply.payload).unwrap();
     assert!(matches!(reply, ControlReply::Error { .. }), "{reply:?}");
     c.client.flush().await.unwrap();
-    let per_node = payloads.len() as u64 * 3;
+    // Each node subscribes to its fd, control, store and read subjects and to the events.
+    let per_node = payloads.len() as u64 * 5;
     wait_until(
         "every node counted its garbage",
         Duration::from_secs(10),

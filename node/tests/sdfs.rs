@@ -2,9 +2,10 @@
 
 use bus_client::sdfs::SdfsClient;
 use bus_schemas::sdfs::SdfsErrorKind;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
-use testkit::Cluster;
+use testkit::{wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -17,10 +18,18 @@ fn random_file(dir: &Path, name: &str, len: usize, seed: u8) -> std::path::PathB
     path
 }
 
+fn blobs_on(data_dir: &Path) -> BTreeSet<String> {
+    let Ok(dir) = std::fs::read_dir(data_dir.join("sdfs/blobs")) else {
+        return BTreeSet::new();
+    };
+    dir.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect()
+}
+
 async fn sdfs(c: &Cluster) -> SdfsClient {
     // SDFS opens its bucket right after the node joins; the first request may race it.
     let client = SdfsClient::new(c.client.clone(), Duration::from_secs(5));
-    testkit::wait_until("SDFS answers", Duration::from_secs(15), || async {
+    wait_until("SDFS answers", Duration::from_secs(15), || async {
         client.ls("").await.ok().map(|_| ())
     })
     .await;
@@ -70,6 +79,30 @@ async fn versions_are_numbered_kept_and_concurrent_puts_both_land() {
     let out = dir.path().join("v2");
     let v2 = fs.get("f", Some(2), &out, None).await;
     assert_eq!(v2.unwrap_err().kind(), Some(SdfsErrorKind::NotFound));
+    let kept: BTreeSet<String> = files[0].versions.iter().map(|v| v.blob.clone()).collect();
+    wait_until(
+        "pruned versions leave every disk",
+        Duration::from_secs(15),
+        || async {
+            c.nodes
+                .iter()
+                .all(|n| blobs_on(&n.data_dir) == kept)
+                .then_some(())
+        },
+    )
+    .await;
+    fs.delete("f").await.unwrap();
+    wait_until(
+        "a deleted file leaves every disk",
+        Duration::from_secs(15),
+        || async {
+            c.nodes
+                .iter()
+                .all(|n| blobs_on(&n.data_dir).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
