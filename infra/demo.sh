@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a local NATS and 5 nodes; kill -9 one node, watch it detected as failed, restart
-# it and watch it rejoin with a new generation. The cluster stays up for the dashboard;
+# it and watch it rejoin with a new generation; put a real file into SDFS, kill one of its
+# holders, get it back intact and watch it re-replicated. The cluster stays up for the dashboard;
 # `make down` (or this script with --down) stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 "$IDUNNO" local down --dir "$DIR" >/dev/null
 [ "${1:-}" = "--down" ] && exit 0
+rm -rf "$DIR" # each demo starts from an empty cluster
 
 state_of() { # state_of <node> [observer] -> "state generation"
   "$IDUNNO" --json members --node "${2:-n1}" | python3 -c '
@@ -53,7 +55,30 @@ step "Restarting n3"
 wait_state n3 alive "$old_gen"
 "$IDUNNO" members
 
+FILE=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+step "SDFS: put Fashion-MNIST's test images (4 replicas, 3 must fsync before the put succeeds)"
+for _ in $(seq 1 50); do "$IDUNNO" put "$FILE" datasets/fmnist/t10k-images.gz && break; sleep 0.2; done
+"$IDUNNO" ls datasets/
+holder=$("$IDUNNO" --json ls datasets/fmnist/t10k-images.gz | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["versions"][-1]["replicas"][0])')
+hpid=$(python3 -c 'import json,sys; print([n["pid"] for n in json.load(open(sys.argv[1]))["nodes"] if n["name"]==sys.argv[2]][0])' "$DIR/local.json" "$holder")
+step "kill -9 $holder, a holder of the file; get it back and compare"
+kill -9 "$hpid"
+"$IDUNNO" get datasets/fmnist/t10k-images.gz "$DIR/t10k-images.gz"
+sha256sum "$FILE" "$DIR/t10k-images.gz"
+deadline=$((SECONDS + 30))
+until "$IDUNNO" --json ls datasets/fmnist/t10k-images.gz | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[0]["versions"][-1]
+sys.exit(0 if len(v["replicas"]) == 4 and sys.argv[1] not in v["replicas"] else 1)' "$holder"; do
+  [ $SECONDS -lt $deadline ] || { echo "demo: not re-replicated after 30 s" >&2; exit 1; }
+  sleep 0.1
+done
+echo "re-replicated: back to 4 live replicas"
+"$IDUNNO" ls datasets/
+"$IDUNNO" local restart "$holder" --dir "$DIR"
+
 step "The cluster keeps running"
 echo "Dashboard: http://127.0.0.1:8080/    Members as JSON: http://127.0.0.1:8080/api/members"
-echo "Try: $IDUNNO members | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
+echo "Try: $IDUNNO members | $IDUNNO stat | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
+echo "     $IDUNNO ls | $IDUNNO put <file> <name> | $IDUNNO get <name> <file> | $IDUNNO store"
 echo "Stop it with: make down"

@@ -93,8 +93,20 @@ impl SdfsClient {
         Self { client, timeout }
     }
 
+    /// Sends a metadata request to any node. The queue group may hand it to a node that has
+    /// just died, so requests that are safe to repeat are retried (three tries within the
+    /// timeout); a commit is sent once.
     async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
-        match request(&self.client, subjects::sdfs_rpc(), req, self.timeout).await? {
+        let repeatable = !matches!(req, SdfsRequest::Commit { .. });
+        let (tries, each) = if repeatable { (3, self.timeout / 3) } else { (1, self.timeout) };
+        let mut result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
+        for _ in 1..tries {
+            if !matches!(result, Err(RequestError::Timeout { .. })) {
+                break;
+            }
+            result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
+        }
+        match result? {
             SdfsReply::Error { kind, message } => Err(SdfsError::Refused { kind, message }),
             reply => Ok(reply),
         }
