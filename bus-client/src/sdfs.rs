@@ -98,7 +98,11 @@ impl SdfsClient {
     /// timeout); a commit is sent once.
     async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
         let repeatable = !matches!(req, SdfsRequest::Commit { .. });
-        let (tries, each) = if repeatable { (3, self.timeout / 3) } else { (1, self.timeout) };
+        let (tries, each) = if repeatable {
+            (3, self.timeout / 3)
+        } else {
+            (1, self.timeout)
+        };
         let mut result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
         for _ in 1..tries {
             if !matches!(result, Err(RequestError::Timeout { .. })) {

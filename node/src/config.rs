@@ -57,6 +57,9 @@ pub struct NodeArgs {
     /// SDFS: versions kept per file.
     #[arg(long, default_value_t = 5)]
     pub keep_versions: usize,
+    /// Copies JetStream keeps of the metadata bucket (3 in a 3-server NATS cluster).
+    #[arg(long, default_value_t = 1)]
+    pub kv_replicas: usize,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -119,6 +122,7 @@ impl NodeArgs {
                 replication: self.replication,
                 write_quorum: self.write_quorum,
                 keep_versions: self.keep_versions,
+                meta_replicas: self.kv_replicas,
                 ..SdfsConfig::default()
             },
         };
@@ -140,6 +144,10 @@ impl NodeConfig {
             "--write-quorum must be between 1 and --replication"
         );
         anyhow::ensure!(s.keep_versions >= 1, "--keep-versions must be at least 1");
+        anyhow::ensure!(
+            (1..=5).contains(&s.meta_replicas),
+            "--kv-replicas must be between 1 and 5"
+        );
         anyhow::ensure!(
             self.detector.period >= Duration::from_millis(20),
             "--probe-period-ms must be at least 20"
