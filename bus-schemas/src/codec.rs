@@ -96,6 +96,13 @@ pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, DecodeError> {
     })
 }
 
+/// Asserts that `msg` survives encoding and decoding unchanged (for every message's tests).
+#[cfg(test)]
+pub(crate) fn round_trip<T: Message + PartialEq + std::fmt::Debug>(msg: T) {
+    let bytes = encode(&msg).expect("encodes");
+    assert_eq!(decode::<T>(&bytes).expect("decodes"), msg);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,12 +132,7 @@ pub enum ControlErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(msg: T) {
-        let bytes = encode(&msg).unwrap();
-        assert_eq!(decode::<T>(&bytes).unwrap(), msg);
-    }
+    use crate::codec::round_trip;
 
     #[test]
     fn every_request_round_trips() {

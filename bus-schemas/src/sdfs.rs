@@ -258,12 +258,7 @@ impl Message for Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(msg: T) {
-        let bytes = encode(&msg).unwrap();
-        assert_eq!(decode::<T>(&bytes).unwrap(), msg);
-    }
+    use crate::codec::{encode, round_trip};
 
     fn version() -> VersionInfo {
         VersionInfo {
