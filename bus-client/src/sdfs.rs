@@ -13,12 +13,13 @@ use bus_schemas::sdfs::{
 };
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::io::AsyncWriteExt;
 
 /// Why an SDFS operation failed. A failed put commits nothing; a failed get leaves no file.
 #[derive(Debug, Error)]
@@ -364,7 +365,7 @@ impl SdfsClient {
             self.timeout.max(Duration::from_secs(10)),
         );
         let part = path.with_extension("idunno-part");
-        let mut file = std::fs::File::create(&part).map_err(local(&part))?;
+        let mut file = tokio::fs::File::create(&part).await.map_err(local(&part))?;
         let mut hasher = Hasher::default();
         let mut done = 0;
         let mut chunks = std::pin::pin!(chunks);
@@ -372,7 +373,7 @@ impl SdfsClient {
             while let Some(data) = chunks.next().await {
                 let data = data.map_err(|e| SdfsError::Unexpected(e.to_string()))?;
                 let data = hasher.update(data).await;
-                file.write_all(&data).map_err(local(&part))?;
+                file.write_all(&data).await.map_err(local(&part))?;
                 done += data.len() as u64;
                 if let Some(p) = &progress {
                     p(done, v.size);
@@ -385,12 +386,12 @@ impl SdfsClient {
                     v.sha256
                 )));
             }
-            file.sync_all().map_err(local(&part))?;
-            std::fs::rename(&part, path).map_err(local(path))
+            file.sync_all().await.map_err(local(&part))?;
+            tokio::fs::rename(&part, path).await.map_err(local(path))
         }
         .await;
         if result.is_err() {
-            let _ = std::fs::remove_file(&part);
+            let _ = tokio::fs::remove_file(&part).await;
         }
         result
     }
