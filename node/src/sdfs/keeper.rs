@@ -25,7 +25,7 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_secs(600);
 /// Time between passes.
 const PASS_INTERVAL: Duration = Duration::from_millis(500);
 /// A node that joined less than this ago is not yet a re-replication target.
-const NEWCOMER_SETTLE: Duration = Duration::from_secs(3);
+const NEWCOMER_SETTLE: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u64 {
     SystemTime::now()
