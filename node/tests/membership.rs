@@ -74,7 +74,11 @@ async fn a_terminated_node_is_marked_left_never_failed() {
         c.all_see(&watchers, "n2", MemberState::Left, None).await
     })
     .await;
-    assert_eq!(drain(&mut events, "n2").await, vec![MemberEventKind::Leave]);
+    // Under load a probe may catch n2 between leaving and others hearing of it (a suspicion
+    // that its leave overrides); it is never declared failed.
+    let kinds = drain(&mut events, "n2").await;
+    assert!(kinds.contains(&MemberEventKind::Leave), "{kinds:?}");
+    assert!(!kinds.contains(&MemberEventKind::Fail), "{kinds:?}");
 }
 
 #[tokio::test]
