@@ -156,6 +156,13 @@ impl Sdfs {
         tracing::warn!(%subject, "dropped a malformed SDFS payload: {e}");
     }
 
+    /// Decodes a peer's request, counting and dropping it if malformed.
+    fn decode<T: bus_schemas::Message>(&self, msg: &Message) -> Option<T> {
+        decode::<T>(&msg.payload)
+            .map_err(|e| self.garbage(&msg.subject, e))
+            .ok()
+    }
+
     async fn rpc(&self, msg: &Message) -> Option<Vec<u8>> {
         let reply = match decode::<SdfsRequest>(&msg.payload) {
             Ok(req) => self.answer(req).await,
@@ -364,13 +371,7 @@ impl Sdfs {
     }
 
     async fn store(&self, msg: &Message) -> Option<Vec<u8>> {
-        let req = match decode::<StoreRequest>(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                self.garbage(&msg.subject, e);
-                return None;
-            }
-        };
+        let req = self.decode::<StoreRequest>(msg)?;
         let chunks = transfer::pull(
             self.client.clone(),
             req.source.clone(),
@@ -395,13 +396,7 @@ impl Sdfs {
     }
 
     async fn read(&self, msg: &Message) -> Option<Vec<u8>> {
-        let req = match decode::<ChunkRequest>(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                self.garbage(&msg.subject, e);
-                return None;
-            }
-        };
+        let req = self.decode::<ChunkRequest>(msg)?;
         let len = req.len.min(transfer::MAX_CHUNK);
         let (data, error) = match self.blobs.read(&req.blob, req.offset, len).await {
             Ok(data) => (data, None),
