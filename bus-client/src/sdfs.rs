@@ -371,7 +371,14 @@ impl SdfsClient {
         let mut chunks = std::pin::pin!(chunks);
         let result = async {
             while let Some(data) = chunks.next().await {
-                let data = data.map_err(|e| SdfsError::Unexpected(e.to_string()))?;
+                // A replica that answers but cannot serve its bytes (lost or unreadable) is
+                // reported like a corrupt one, so the cluster repairs it.
+                let data = data.map_err(|e| match e {
+                    crate::transfer::TransferError::Source { .. } => {
+                        SdfsError::Corrupt(e.to_string())
+                    }
+                    other => SdfsError::Unexpected(other.to_string()),
+                })?;
                 let data = hasher.update(data).await;
                 file.write_all(&data).await.map_err(local(&part))?;
                 done += data.len() as u64;

@@ -107,6 +107,39 @@ async fn a_corrupt_replica_is_read_around_and_repaired() {
 }
 
 #[tokio::test]
+async fn a_replica_that_lost_its_blob_is_read_around_and_repaired() {
+    let mut c = Cluster::start(Path::new(NODE), 5).await;
+    let fs = ready(&c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = file_of(dir.path(), 200_000);
+    fs.put(&src, "lost/file", None).await.unwrap();
+    let v = fs.locate("lost/file", None).await.unwrap();
+    let unlucky = v.replicas[0].clone();
+    std::fs::remove_file(blob_path(&mut c, &unlucky, &v)).unwrap();
+    let out = dir.path().join("out");
+    fs.get("lost/file", None, &out, None).await.unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    let good = std::fs::read(&src).unwrap();
+    wait_until(
+        "every listed replica holds the bytes again",
+        LIMIT,
+        || async {
+            let v = fs.locate("lost/file", None).await.ok()?;
+            let all = v.replicas.len() == 4
+                && v.replicas.iter().all(|n| {
+                    let node = c.nodes.iter().find(|x| &x.id == n).unwrap();
+                    std::fs::read(node.data_dir.join("sdfs/blobs").join(&v.blob))
+                        .ok()
+                        .as_ref()
+                        == Some(&good)
+                });
+            all.then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_restarted_node_drops_deleted_files_and_keeps_wanted_ones_without_copying() {
     let mut c = Cluster::start(Path::new(NODE), 4).await;
     let fs = ready(&c).await;
