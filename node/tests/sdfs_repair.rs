@@ -33,6 +33,25 @@ fn blob_path(c: &mut Cluster, node: &str, v: &VersionInfo) -> PathBuf {
     c.node(node).data_dir.join("sdfs/blobs").join(&v.blob)
 }
 
+/// Waits until the newest version of `name` has 4 replicas, each holding `good` on disk.
+async fn wait_all_hold(c: &Cluster, fs: &SdfsClient, name: &str, good: &[u8]) {
+    wait_until(
+        "every listed replica holds the right bytes again",
+        LIMIT,
+        || async {
+            let v = fs.locate(name, None).await.ok()?;
+            let holds = |n: &String| {
+                let node = c.nodes.iter().find(|x| &x.id == n)?;
+                std::fs::read(node.data_dir.join("sdfs/blobs").join(&v.blob)).ok()
+            };
+            let all = v.replicas.len() == 4
+                && v.replicas.iter().all(|n| holds(n).as_deref() == Some(good));
+            all.then_some(())
+        },
+    )
+    .await
+}
+
 /// Waits until the newest version has `n` replicas, none of them in `not`.
 async fn wait_replicas(fs: &SdfsClient, name: &str, n: usize, not: &[&str]) -> VersionInfo {
     wait_until(&format!("{name} back to {n} replicas"), LIMIT, || async {
@@ -79,31 +98,7 @@ async fn a_corrupt_replica_is_read_around_and_repaired() {
     let out = dir.path().join("out");
     fs.get("c/file", None, &out, None).await.unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
-    let good = std::fs::read(&src).unwrap();
-    wait_until(
-        "every listed replica holds the right bytes again",
-        LIMIT,
-        || async {
-            let v = fs.locate("c/file", None).await.ok()?;
-            let all_good = v.replicas.len() == 4
-                && v.replicas.iter().all(|n| {
-                    std::fs::read(
-                        c.nodes
-                            .iter()
-                            .find(|x| &x.id == n)
-                            .unwrap()
-                            .data_dir
-                            .join("sdfs/blobs")
-                            .join(&v.blob),
-                    )
-                    .ok()
-                    .as_ref()
-                        == Some(&good)
-                });
-            all_good.then_some(())
-        },
-    )
-    .await;
+    wait_all_hold(&c, &fs, "c/file", &std::fs::read(&src).unwrap()).await;
 }
 
 #[tokio::test]
@@ -119,24 +114,7 @@ async fn a_replica_that_lost_its_blob_is_read_around_and_repaired() {
     let out = dir.path().join("out");
     fs.get("lost/file", None, &out, None).await.unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
-    let good = std::fs::read(&src).unwrap();
-    wait_until(
-        "every listed replica holds the bytes again",
-        LIMIT,
-        || async {
-            let v = fs.locate("lost/file", None).await.ok()?;
-            let all = v.replicas.len() == 4
-                && v.replicas.iter().all(|n| {
-                    let node = c.nodes.iter().find(|x| &x.id == n).unwrap();
-                    std::fs::read(node.data_dir.join("sdfs/blobs").join(&v.blob))
-                        .ok()
-                        .as_ref()
-                        == Some(&good)
-                });
-            all.then_some(())
-        },
-    )
-    .await;
+    wait_all_hold(&c, &fs, "lost/file", &std::fs::read(&src).unwrap()).await;
 }
 
 #[tokio::test]
