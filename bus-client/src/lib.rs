@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod jobs;
 mod options;
 mod request;
 pub mod sdfs;

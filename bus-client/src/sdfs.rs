@@ -13,6 +13,7 @@ use bus_schemas::sdfs::{
 };
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,15 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> SdfsError + '_ {
 /// Reports bytes moved so far out of a total.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
+/// Options of one put.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Replicas instead of the cluster's replication factor.
+    pub replication: Option<u32>,
+    /// User metadata kept with the version (shown by `ls`).
+    pub attrs: BTreeMap<String, String>,
+}
+
 /// A client of the cluster's file store.
 #[derive(Clone)]
 pub struct SdfsClient {
@@ -124,17 +134,19 @@ impl SdfsClient {
         name: &str,
         progress: Option<Progress>,
     ) -> Result<u64, SdfsError> {
-        self.put_with(path, name, None, progress).await
+        self.put_with(path, name, PutOptions::default(), progress)
+            .await
     }
 
-    /// Like [`SdfsClient::put`], with `replication` replicas instead of the cluster's default.
+    /// Like [`SdfsClient::put`], with per-put options.
     pub async fn put_with(
         &self,
         path: &Path,
         name: &str,
-        replication: Option<u32>,
+        options: PutOptions,
         progress: Option<Progress>,
     ) -> Result<u64, SdfsError> {
+        let PutOptions { replication, attrs } = options;
         let (size, sha256) = hash_file(path).await?;
         let prepare = SdfsRequest::Prepare {
             name: name.into(),
@@ -181,6 +193,7 @@ impl SdfsClient {
             sha256,
             replicas: ok,
             replication,
+            attrs,
         };
         match self.rpc(&commit).await? {
             SdfsReply::Committed { version, .. } => Ok(version),

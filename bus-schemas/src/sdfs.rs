@@ -2,6 +2,7 @@
 
 use crate::codec::Message;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One stored version of a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub struct VersionInfo {
     /// Replicas this version should have, if not the cluster's replication factor.
     #[serde(default)]
     pub replication: Option<u32>,
+    /// User metadata given at put (like an object store's object metadata): models record
+    /// their architecture, dataset and accuracy here.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, String>,
 }
 
 /// A file and its kept versions (oldest first), as stored in the metadata bucket.
@@ -74,6 +79,9 @@ pub enum SdfsRequest {
         /// The replication asked for at `Prepare`, if not the cluster's.
         #[serde(default)]
         replication: Option<u32>,
+        /// User metadata to keep with the version.
+        #[serde(default)]
+        attrs: BTreeMap<String, String>,
     },
     /// Where a version (the newest if `version` is absent) is stored.
     Locate {
@@ -269,6 +277,7 @@ mod tests {
             replicas: vec!["n1".into()],
             created_ms: 5,
             replication: None,
+            attrs: BTreeMap::from([("arch".into(), "cnn".into())]),
         }
     }
 
@@ -287,6 +296,7 @@ mod tests {
             sha256: "x".into(),
             replicas: vec!["n1".into()],
             replication: None,
+            attrs: BTreeMap::new(),
         });
         round_trip(SdfsRequest::Locate {
             name: "a".into(),

@@ -52,6 +52,26 @@ pub fn sdfs_upload(blob: &str) -> String {
     format!("{PREFIX}.sdfs.upload.{blob}")
 }
 
+/// Public: job submitted / started / reassigned / finished / failed / cancelled
+/// ([`crate::jobs::JobEvent`]).
+pub fn job_events() -> String {
+    format!("{PREFIX}.jobs.events")
+}
+
+/// Public: periodic progress of one job ([`crate::jobs::Progress`]).
+pub fn job_progress(job_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.progress")
+}
+
+/// Request/reply: submit, list, get and cancel jobs ([`crate::jobs::JobsRequest`]); any one
+/// node answers (queue group [`JOBS_QUEUE`]).
+pub fn jobs_rpc() -> String {
+    format!("{PREFIX}.jobs.rpc")
+}
+
+/// Queue group of [`jobs_rpc`].
+pub const JOBS_QUEUE: &str = "idunno-jobs";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +84,7 @@ mod tests {
         assert_eq!(members_list(), "idunno.v1.members.list");
         assert_eq!(sdfs_store("n1"), "idunno.v1.sdfs.node.n1.store");
         assert_eq!(sdfs_upload("b1"), "idunno.v1.sdfs.upload.b1");
+        assert_eq!(job_progress("t-1"), "idunno.v1.jobs.t-1.progress");
+        assert_eq!(jobs_rpc(), "idunno.v1.jobs.rpc");
     }
 }

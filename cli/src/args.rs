@@ -128,6 +128,67 @@ pub enum Command {
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Datasets: `dataset import`.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// List the datasets: splits, classes, input shape, size.
+    Datasets,
+    /// Models: `model import`.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// List the models: versions, architecture, dataset, parameters, test accuracy.
+    Models {
+        /// Only this model.
+        name: Option<String>,
+    },
+    /// Train a built-in model (mlp, cnn, resnet) on a dataset; the result becomes a new
+    /// version of models/<name>.
+    Train {
+        /// The architecture: mlp, cnn or resnet.
+        model: String,
+        /// The dataset.
+        dataset: String,
+        /// Passes over the training split.
+        #[arg(long, default_value_t = 5)]
+        epochs: u32,
+        /// Samples per step.
+        #[arg(long, default_value_t = 128)]
+        batch: u32,
+        /// Peak learning rate (default: the architecture's).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Train on at most this many samples.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Store the model as models/<name> (default: the architecture's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seed of the initial weights and the sample order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List the jobs: running and queued first, then ended ones.
+    #[command(alias = "j")]
+    Jobs,
+    /// One job: state, worker, attempts, progress, result.
+    #[command(alias = "ij")]
+    Job {
+        /// The job id.
+        id: String,
+    },
+    /// Stop a job.
+    Cancel {
+        /// The job id.
+        job: String,
+    },
+    /// Follow a job's progress until it ends.
+    Watch {
+        /// The job id.
+        job: String,
+    },
 }
 
 /// `idunno local …`
@@ -164,6 +225,45 @@ pub enum LocalCommand {
         /// The directory given to `local up`.
         #[arg(long, default_value = ".idunno")]
         dir: PathBuf,
+    },
+}
+
+/// `idunno dataset …`
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Import `fashion-mnist` (from the Debian package's files), or a local directory: an
+    /// MNIST-IDX directory, an image folder (train|test/<class>/*.png|jpg) or a folder of
+    /// unlabelled images.
+    Import {
+        /// The dataset's name in the cluster.
+        name: String,
+        /// The local directory (optional for fashion-mnist).
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `idunno model …`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register a TorchScript model exported from PyTorch. It receives float32 N×C×H×W pixels
+    /// scaled to [0, 1], then (x - mean) / std, and must return N×classes logits.
+    Import {
+        /// The model's name (models/<name>).
+        name: String,
+        /// The TorchScript file (torch.jit.trace or torch.jit.script, then .save()).
+        file: PathBuf,
+        /// The dataset whose inputs it takes; it is evaluated on its test split.
+        #[arg(long)]
+        dataset: String,
+        /// Per-channel mean to subtract (one value, or one per channel).
+        #[arg(long, value_delimiter = ',')]
+        mean: Vec<f32>,
+        /// Per-channel std to divide by (one value, or one per channel).
+        #[arg(long, value_delimiter = ',')]
+        std: Vec<f32>,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        detach: bool,
     },
 }
 

@@ -2,7 +2,7 @@
 
 use crate::args::Command;
 use crate::output::Output;
-use bus_client::sdfs::{Progress, SdfsClient};
+use bus_client::sdfs::{Progress, PutOptions, SdfsClient};
 use bus_client::BusOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -56,7 +56,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
 }
 
 /// A byte progress bar on a terminal (hidden otherwise), fed by transfer callbacks.
-fn bar(message: String) -> (ProgressBar, Progress) {
+pub fn bar(message: String) -> (ProgressBar, Progress) {
     let bar = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
@@ -86,7 +86,17 @@ async fn put(
 ) -> anyhow::Result<()> {
     bus_schemas::validate_file_name(name)?;
     let (bar, progress) = bar(format!("put {name}"));
-    let result = sdfs.put_with(local, name, replicas, Some(progress)).await;
+    let result = sdfs
+        .put_with(
+            local,
+            name,
+            PutOptions {
+                replication: replicas,
+                ..Default::default()
+            },
+            Some(progress),
+        )
+        .await;
     bar.finish_and_clear();
     let version = result?;
     let v = sdfs.locate(name, Some(version)).await?;

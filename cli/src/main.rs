@@ -3,7 +3,9 @@
 mod args;
 mod cluster;
 mod files;
+mod jobs;
 mod local;
+mod ml;
 mod output;
 
 use clap::Parser;
@@ -38,6 +40,15 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Ls { .. }
         | args::Command::GetVersions { .. }
         | args::Command::Store { .. }) => files::run(cmd, &cli.bus, &out).await,
+        cmd @ (args::Command::Dataset(_)
+        | args::Command::Datasets
+        | args::Command::Model(_)
+        | args::Command::Models { .. }) => ml::run(cmd, &cli.bus, &out).await,
+        cmd @ (args::Command::Train { .. }
+        | args::Command::Jobs
+        | args::Command::Job { .. }
+        | args::Command::Cancel { .. }
+        | args::Command::Watch { .. }) => jobs::run(cmd, &cli.bus, &out).await,
         other => cluster::run(other, &cli.bus, &out).await,
     }
 }

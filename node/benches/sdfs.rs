@@ -208,11 +208,11 @@ async fn object_store_comparison(dir: &Path, mb: u64) {
     })
     .await;
     r.unwrap();
-    let (r, rf1_put) = timed(fs.put_with(&src, "bench/obj1", Some(1), None)).await;
+    let (r, rf1_put) = timed(fs.put_with(&src, "bench/obj1", rf(1), None)).await;
     r.unwrap();
     let (r, sdfs_get) = timed(fs.get("bench/obj1", None, &out, None)).await;
     r.unwrap();
-    let (r, rf4_put) = timed(fs.put_with(&src, "bench/obj4", Some(4), None)).await;
+    let (r, rf4_put) = timed(fs.put_with(&src, "bench/obj4", rf(4), None)).await;
     r.unwrap();
     let send4 = send_copies(&c.client, mb, 4).await;
     println!("| operation | time | ratio |\n|---|---|---|");
@@ -257,4 +257,11 @@ async fn send_copies(client: &async_nats::Client, mb: u64, copies: u64) -> Durat
     }
     receiver.await.unwrap();
     started.elapsed()
+}
+
+fn rf(replication: u32) -> bus_client::sdfs::PutOptions {
+    bus_client::sdfs::PutOptions {
+        replication: Some(replication),
+        ..Default::default()
+    }
 }

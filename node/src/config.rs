@@ -16,6 +16,19 @@ pub enum Device {
     Cuda,
 }
 
+impl Device {
+    /// The tch device, or why it cannot be used on this machine.
+    pub fn tch(self) -> anyhow::Result<tch::Device> {
+        match self {
+            Device::Cpu => Ok(tch::Device::Cpu),
+            Device::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            Device::Cuda => anyhow::bail!(
+                "--device cuda: no CUDA device is usable (this build links libtorch's CPU library; see the README on CUDA builds)"
+            ),
+        }
+    }
+}
+
 /// `idunno-node` flags.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -137,6 +150,7 @@ impl NodeConfig {
         bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
         self.bus.validate()?;
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        self.device.tch()?;
         let s = &self.sdfs;
         anyhow::ensure!(s.replication >= 1, "--replication must be at least 1");
         anyhow::ensure!(

@@ -8,9 +8,11 @@
 pub mod config;
 pub mod control;
 pub mod dashboard;
+pub mod jobs;
 pub mod logging;
 pub mod membership;
 pub mod metrics;
+pub mod ml;
 pub mod sdfs;
 
 use config::NodeConfig;
@@ -68,12 +70,15 @@ pub async fn run(
     let client = connect(&cfg, conn_tx).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let host = hostname();
+    let (coordinator_tx, coordinator_rx) =
+        tokio::sync::watch::channel(jobs::lease::Coordinator::default());
     let mcfg = MembershipConfig {
         id: cfg.id.clone(),
         host,
         http: Some(http.to_string()),
         detector: cfg.detector.clone(),
         request_timeout: cfg.request_timeout,
+        coordinator: Some(coordinator_rx),
     };
     let members_stop = CancellationToken::new();
     let (membership, members_task) = membership::spawn(
@@ -97,7 +102,22 @@ pub async fn run(
         cfg.clone(),
         client.clone(),
         membership.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let jobs_cfg = jobs::JobsConfig {
+        id: cfg.id.clone(),
+        data_dir: cfg.data_dir.clone(),
+        device: cfg.device.tch()?,
+        kv_replicas: cfg.sdfs.meta_replicas,
+        request_timeout: cfg.request_timeout,
+    };
+    let jobs_task = tokio::spawn(jobs::serve(
+        client.clone(),
+        membership.clone(),
         metrics,
+        jobs_cfg,
+        coordinator_tx,
         shutdown.clone(),
     ));
     let router = dashboard::router(membership, &cfg.frontend_dir);
@@ -106,7 +126,7 @@ pub async fn run(
     shutdown.cancelled().await;
     members_stop.cancel();
     let _ = members_task.await;
-    let _ = tokio::join!(control_task, http_task, sdfs_task);
+    let _ = tokio::join!(control_task, http_task, sdfs_task, jobs_task);
     tracing::info!("node stopped");
     Ok(())
 }

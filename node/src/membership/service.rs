@@ -28,6 +28,8 @@ pub struct MembershipConfig {
     pub detector: DetectorConfig,
     /// Bound on every request to a peer.
     pub request_timeout: Duration,
+    /// Who coordinates, reported in view snapshots.
+    pub coordinator: Option<tokio::sync::watch::Receiver<crate::jobs::lease::Coordinator>>,
 }
 
 /// A change of the bus connection, fed from async-nats's event callback.
@@ -292,7 +294,11 @@ impl Task {
     fn snapshot(&self) -> ViewSnapshot {
         ViewSnapshot {
             node: self.cfg.id.clone(),
-            coordinator: None,
+            coordinator: self
+                .cfg
+                .coordinator
+                .as_ref()
+                .and_then(|c| c.borrow().node.clone()),
             members: self.detector.view().records(Instant::now()),
         }
     }

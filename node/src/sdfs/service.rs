@@ -199,6 +199,7 @@ impl Sdfs {
                 sha256,
                 replicas,
                 replication,
+                attrs,
             } => {
                 let version = VersionInfo {
                     version: 0,
@@ -208,6 +209,7 @@ impl Sdfs {
                     replicas,
                     created_ms: now_ms(),
                     replication,
+                    attrs,
                 };
                 self.commit(&name, version).await
             }

@@ -1,0 +1,80 @@
+//! A client of the cluster's jobs API (`idunno.v1.jobs.rpc`).
+
+use crate::request::{request, RequestError};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobsErrorKind, JobsReply, JobsRequest};
+use bus_schemas::subjects;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a jobs request failed.
+#[derive(Debug, Error)]
+pub enum JobsError {
+    /// The bus failed or nobody answered.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The cluster refused.
+    #[error("{message}")]
+    Refused {
+        /// Why, as a kind.
+        kind: JobsErrorKind,
+        /// Why, in one sentence.
+        message: String,
+    },
+    /// An answer of the wrong kind.
+    #[error("unexpected answer from the cluster: {0}")]
+    Unexpected(String),
+}
+
+/// Submits and inspects jobs.
+#[derive(Clone)]
+pub struct JobsClient {
+    client: async_nats::Client,
+    timeout: Duration,
+}
+
+impl JobsClient {
+    /// A client on `client`; requests wait at most `timeout`.
+    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    async fn rpc(&self, req: &JobsRequest) -> Result<JobsReply, JobsError> {
+        let reply = request(&self.client, subjects::jobs_rpc(), req, self.timeout).await?;
+        match reply {
+            JobsReply::Error { kind, message } => Err(JobsError::Refused { kind, message }),
+            other => Ok(other),
+        }
+    }
+
+    /// Queues a job; returns its id.
+    pub async fn submit(&self, spec: JobSpec) -> Result<String, JobsError> {
+        match self.rpc(&JobsRequest::Submit { spec }).await? {
+            JobsReply::Submitted { id } => Ok(id),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Every job.
+    pub async fn list(&self) -> Result<Vec<JobRecord>, JobsError> {
+        match self.rpc(&JobsRequest::List).await? {
+            JobsReply::Jobs { jobs } => Ok(jobs),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// One job.
+    pub async fn get(&self, id: &str) -> Result<JobRecord, JobsError> {
+        match self.rpc(&JobsRequest::Get { id: id.into() }).await? {
+            JobsReply::Job { job } => Ok(*job),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Cancels a job; returns its record.
+    pub async fn cancel(&self, id: &str) -> Result<JobRecord, JobsError> {
+        match self.rpc(&JobsRequest::Cancel { id: id.into() }).await? {
+            JobsReply::Job { job } => Ok(*job),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Jobs: what a client submits, the record the cluster keeps for each job (in the JetStream KV
+//! bucket `idunno-jobs`), progress, events, and the request/reply API on `idunno.v1.jobs.rpc`.
+
+use crate::codec::Message;
+use serde::{Deserialize, Serialize};
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobSpec {
+    /// Train a built-in architecture on a dataset; the result becomes a new version of
+    /// `models/<name>`.
+    Train(TrainSpec),
+    /// Register a TorchScript file already uploaded to SDFS as a model: check it, evaluate it on
+    /// the dataset's test split and store it as a new version of `models/<name>`.
+    Import(ImportSpec),
+}
+
+impl JobSpec {
+    /// The model the job writes.
+    pub fn model(&self) -> &str {
+        match self {
+            JobSpec::Train(t) => &t.name,
+            JobSpec::Import(i) => &i.name,
+        }
+    }
+
+    /// The dataset the job reads.
+    pub fn dataset(&self) -> &str {
+        match self {
+            JobSpec::Train(t) => &t.dataset,
+            JobSpec::Import(i) => &i.dataset,
+        }
+    }
+
+    /// `train` or `import`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Train(_) => "train",
+            JobSpec::Import(_) => "import",
+        }
+    }
+}
+
+/// A training job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    /// The architecture: `mlp`, `cnn` or `resnet`.
+    pub arch: String,
+    /// The model name to store the result under (`models/<name>`).
+    pub name: String,
+    /// The dataset (`datasets/<dataset>`).
+    pub dataset: String,
+    /// Passes over the training split.
+    pub epochs: u32,
+    /// Samples per step.
+    pub batch: u32,
+    /// Peak learning rate (the architecture's default if absent).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Train on at most this many samples of the training split.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Seed of the initial weights and of the sample order.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A TorchScript import.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportSpec {
+    /// The model name (`models/<name>`).
+    pub name: String,
+    /// The dataset whose inputs the model takes.
+    pub dataset: String,
+    /// The uploaded TorchScript file in SDFS.
+    pub upload: String,
+    /// Per-channel mean subtracted from the [0, 1] pixels (none if empty).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation the pixels are divided by (none if empty).
+    #[serde(default)]
+    pub std: Vec<f32>,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Stopped with an error.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Training progress, published on `idunno.v1.jobs.<id>.progress` and kept in the record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The job.
+    pub job_id: String,
+    /// The worker reporting.
+    pub worker: String,
+    /// The worker's attempt number (1 for the first worker).
+    pub attempt: u32,
+    /// The epoch in progress, from 0.
+    pub epoch: u32,
+    /// Epochs in all.
+    pub epochs: u32,
+    /// Steps done in this epoch.
+    pub step: u64,
+    /// Steps per epoch.
+    pub steps: u64,
+    /// Mean loss over this epoch so far.
+    pub loss: f64,
+    /// Training accuracy over this epoch so far (0 to 1).
+    pub accuracy: f64,
+    /// Training images per second over the last few seconds.
+    pub images_per_s: f64,
+    /// The epoch this attempt resumed at (0 when it started from scratch).
+    pub resumed_at_epoch: u32,
+}
+
+impl Message for Progress {
+    const NAME: &'static str = "job progress";
+}
+
+/// One worker's run of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// The worker.
+    pub worker: String,
+    /// When the coordinator assigned it, milliseconds since the epoch.
+    pub assigned_ms: u64,
+    /// The epoch the worker resumed at (0: from scratch), once it started.
+    #[serde(default)]
+    pub resumed_at_epoch: Option<u32>,
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// The SDFS file written (`models/<name>`).
+    pub model_file: String,
+    /// Its version.
+    pub model_version: u64,
+    /// Accuracy on the dataset's test split (0 to 1), if it has one.
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
+    /// Per-sample predictions on the test split, `results/<job_id>.jsonl`, if written.
+    #[serde(default)]
+    pub results_file: Option<String>,
+    /// Seconds the job ran, over all attempts.
+    pub seconds: f64,
+}
+
+/// The cluster's record of a job: the value under its id in the `idunno-jobs` bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id (a subject-safe token).
+    pub id: String,
+    /// What it does.
+    pub spec: JobSpec,
+    /// Where it is.
+    pub state: JobState,
+    /// Submitted, milliseconds since the epoch.
+    pub submitted_ms: u64,
+    /// Ended, milliseconds since the epoch.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    /// Every worker assignment, oldest first; the last one is current while running.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Epochs whose checkpoint is in SDFS (`checkpoints/<job_id>`).
+    #[serde(default)]
+    pub checkpoint_epochs: u32,
+    /// The SDFS version of `checkpoints/<job_id>` that holds them; a worker resumes from exactly
+    /// this version (a stale worker's later writes are never referenced).
+    #[serde(default)]
+    pub checkpoint_version: Option<u64>,
+    /// Latest progress.
+    #[serde(default)]
+    pub progress: Option<Progress>,
+    /// The result, when succeeded.
+    #[serde(default)]
+    pub outcome: Option<JobOutcome>,
+    /// Why it failed, or was cancelled.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl JobRecord {
+    /// The current assignment, if any.
+    pub fn current(&self) -> Option<&Attempt> {
+        match self.state {
+            JobState::Running => self.attempts.last(),
+            _ => None,
+        }
+    }
+}
+
+impl Message for JobRecord {
+    const NAME: &'static str = "job record";
+}
+
+/// What happened to a job, on `idunno.v1.jobs.events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobEventKind {
+    /// Accepted and queued.
+    Submitted,
+    /// Given to its first worker.
+    Started,
+    /// Given to another worker after its worker failed.
+    Reassigned,
+    /// Ended with a result.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Ended on request.
+    Cancelled,
+}
+
+/// A job event, on `idunno.v1.jobs.events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// The job.
+    pub job_id: String,
+    /// What happened.
+    pub event: JobEventKind,
+    /// The worker concerned, if any.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// A human-readable detail (the error, the model version).
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// When, milliseconds since the epoch.
+    pub at_ms: u64,
+}
+
+impl Message for JobEvent {
+    const NAME: &'static str = "job event";
+}
+
+/// A request on `idunno.v1.jobs.rpc`; any node answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum JobsRequest {
+    /// Check and queue a job.
+    Submit {
+        /// The job.
+        spec: JobSpec,
+    },
+    /// Every job (running and queued first, then ended, newest first).
+    List,
+    /// One job.
+    Get {
+        /// The job id.
+        id: String,
+    },
+    /// Stop a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+}
+
+impl Message for JobsRequest {
+    const NAME: &'static str = "jobs request";
+}
+
+/// Why a jobs request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobsErrorKind {
+    /// No such job.
+    NotFound,
+    /// No such model architecture or model.
+    UnknownModel,
+    /// No such dataset.
+    UnknownDataset,
+    /// An argument is out of range.
+    BadArgument,
+    /// The job has already ended.
+    AlreadyEnded,
+    /// The request could not be decoded.
+    BadRequest,
+    /// A node-side failure (bus, storage).
+    Internal,
+}
+
+/// The answer to a [`JobsRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum JobsReply {
+    /// The job was queued.
+    Submitted {
+        /// Its id.
+        id: String,
+    },
+    /// Jobs.
+    Jobs {
+        /// The records.
+        jobs: Vec<JobRecord>,
+    },
+    /// One job.
+    Job {
+        /// The record.
+        job: Box<JobRecord>,
+    },
+    /// Refused.
+    Error {
+        /// Why, as a kind.
+        kind: JobsErrorKind,
+        /// Why, in one sentence.
+        message: String,
+    },
+}
+
+impl Message for JobsReply {
+    const NAME: &'static str = "jobs reply";
+}
+
+/// The coordinator lease: the value of key `coordinator` in the `idunno-coord` bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The coordinating node.
+    pub node: String,
+    /// Its generation, so a restarted node does not inherit its old lease.
+    pub generation: u64,
+    /// When it first acquired this lease, milliseconds since the epoch.
+    pub since_ms: u64,
+}
+
+impl Message for Lease {
+    const NAME: &'static str = "coordinator lease";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::round_trip;
+
+    fn train() -> JobSpec {
+        JobSpec::Train(TrainSpec {
+            arch: "cnn".into(),
+            name: "cnn".into(),
+            dataset: "fashion-mnist".into(),
+            epochs: 5,
+            batch: 128,
+            lr: None,
+            limit: Some(1000),
+            seed: 7,
+        })
+    }
+
+    #[test]
+    fn jobs_messages_round_trip() {
+        round_trip(JobsRequest::Submit { spec: train() });
+        round_trip(JobsRequest::Get { id: "t-1".into() });
+        round_trip(JobsReply::Submitted { id: "t-1".into() });
+        round_trip(JobRecord {
+            id: "t-1".into(),
+            spec: train(),
+            state: JobState::Running,
+            submitted_ms: 1,
+            finished_ms: None,
+            attempts: vec![Attempt {
+                attempt: 1,
+                worker: "n2".into(),
+                assigned_ms: 2,
+                resumed_at_epoch: Some(0),
+            }],
+            checkpoint_epochs: 1,
+            checkpoint_version: Some(1),
+            progress: Some(Progress::default()),
+            outcome: None,
+            error: None,
+        });
+        round_trip(JobEvent {
+            job_id: "t-1".into(),
+            event: JobEventKind::Reassigned,
+            worker: Some("n3".into()),
+            detail: None,
+            at_ms: 3,
+        });
+        round_trip(Lease {
+            node: "n1".into(),
+            generation: 4,
+            since_ms: 5,
+        });
+    }
+
+    #[test]
+    fn spec_accessors_name_the_model_and_dataset() {
+        let spec = train();
+        assert_eq!(spec.model(), "cnn");
+        assert_eq!(spec.dataset(), "fashion-mnist");
+        assert_eq!(spec.kind(), "train");
+        assert!(JobState::Cancelled.is_final() && !JobState::Queued.is_final());
+    }
+}

@@ -1,0 +1,265 @@
+//! Job commands: train, jobs, job, cancel, watch, and following a job to its end with a
+//! progress bar.
+
+use crate::args::Command;
+use crate::output::{millis, Output};
+use bus_client::jobs::JobsClient;
+use bus_client::BusOptions;
+use bus_schemas::jobs::{JobEvent, JobRecord, JobSpec, JobState, Progress, TrainSpec};
+use bus_schemas::{decode, subjects};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Runs one job command.
+pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
+    let client = bus.connect_once("idunno-cli").await?;
+    let jobs = JobsClient::new(client.clone(), Duration::from_secs(10));
+    match cmd {
+        Command::Train {
+            model,
+            dataset,
+            epochs,
+            batch,
+            lr,
+            limit,
+            name,
+            seed,
+            detach,
+        } => {
+            let spec = JobSpec::Train(TrainSpec {
+                name: name.unwrap_or_else(|| model.clone()),
+                arch: model,
+                dataset,
+                epochs,
+                batch,
+                lr,
+                limit,
+                seed,
+            });
+            let id = jobs.submit(spec).await?;
+            submitted(&client, &jobs, &id, detach, out).await
+        }
+        Command::Jobs => {
+            let list = jobs.list().await?;
+            out.print(&list, || table(&list));
+            Ok(())
+        }
+        Command::Job { id } => {
+            let job = jobs.get(&id).await?;
+            out.print(&job, || details(&job));
+            Ok(())
+        }
+        Command::Cancel { job } => {
+            let job = jobs.cancel(&job).await?;
+            out.print(&job, || vec![vec![format!("cancelled {}", job.id)]]);
+            Ok(())
+        }
+        Command::Watch { job } => follow(&client, &jobs, &job, out).await,
+        other => anyhow::bail!("{other:?} is not a job command"),
+    }
+}
+
+/// After a submission: print the id and return (`--detach`), or follow the job.
+pub async fn submitted(
+    client: &async_nats::Client,
+    jobs: &JobsClient,
+    id: &str,
+    detach: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if detach {
+        out.print(&serde_json::json!({ "job_id": id }), || {
+            vec![vec![id.to_string()]]
+        });
+        return Ok(());
+    }
+    follow(client, jobs, id, out).await
+}
+
+/// Follows job `id` until it ends: a bar on a terminal (plain lines otherwise), from progress
+/// messages and the job record (polled, so a lost message or a new coordinator changes
+/// nothing). Fails if the job fails or is cancelled.
+pub async fn follow(
+    client: &async_nats::Client,
+    jobs: &JobsClient,
+    id: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let mut progress = client.subscribe(subjects::job_progress(id)).await?;
+    let mut events = client.subscribe(subjects::job_events()).await?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(id.to_string());
+    if out.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let mut last_line = std::time::Instant::now();
+    let job = loop {
+        tokio::select! {
+            Some(msg) = progress.next() => {
+                let Ok(p) = decode::<Progress>(&msg.payload) else { continue };
+                show(&bar, &p);
+                if bar.is_hidden() && !out.json && last_line.elapsed() >= Duration::from_secs(5) {
+                    last_line = std::time::Instant::now();
+                    println!("{id}: {}", bar.message());
+                }
+            }
+            Some(msg) = events.next() => {
+                let Ok(ev) = decode::<JobEvent>(&msg.payload) else { continue };
+                if ev.job_id == id && !out.json {
+                    let who = ev.worker.map(|w| format!(" on {w}")).unwrap_or_default();
+                    let detail = ev.detail.map(|d| format!(": {d}")).unwrap_or_default();
+                    let line = format!("{id}: {}{who}{detail}", format!("{:?}", ev.event).to_lowercase());
+                    if bar.is_hidden() {
+                        println!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
+                }
+            }
+            _ = poll.tick() => {
+                let job = jobs.get(id).await?;
+                if job.state.is_final() {
+                    break job;
+                }
+                if let Some(p) = &job.progress {
+                    if bar.length() == Some(0) {
+                        show(&bar, p);
+                    }
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    out.print(&job, || details(&job));
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        state => anyhow::bail!(
+            "job {id} {}: {}",
+            format!("{state:?}").to_lowercase(),
+            job.error.as_deref().unwrap_or("no reason given")
+        ),
+    }
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    bar.set_length(u64::from(p.epochs) * p.steps);
+    bar.set_position(u64::from(p.epoch) * p.steps + p.step);
+    bar.set_message(format!(
+        "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s on {}",
+        p.epoch + 1,
+        p.epochs,
+        p.loss,
+        p.accuracy * 100.0,
+        p.images_per_s,
+        p.worker
+    ));
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn state(job: &JobRecord) -> String {
+    format!("{:?}", job.state).to_lowercase()
+}
+
+fn progress_cell(job: &JobRecord) -> String {
+    match (&job.outcome, &job.progress) {
+        (Some(o), _) => o
+            .test_accuracy
+            .map_or("done".into(), |a| format!("test acc {:.2}%", a * 100.0)),
+        (None, Some(p)) => format!(
+            "epoch {}/{} step {}/{} loss {:.3}",
+            p.epoch + 1,
+            p.epochs,
+            p.step,
+            p.steps,
+            p.loss
+        ),
+        (None, None) => String::new(),
+    }
+}
+
+fn table(jobs: &[JobRecord]) -> Vec<Vec<String>> {
+    let mut rows = vec![[
+        "job", "kind", "model", "dataset", "state", "worker", "progress", "age",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for j in jobs {
+        rows.push(vec![
+            j.id.clone(),
+            j.spec.kind().into(),
+            j.spec.model().into(),
+            j.spec.dataset().into(),
+            state(j),
+            j.attempts.last().map_or("-".into(), |a| a.worker.clone()),
+            progress_cell(j),
+            millis(now_ms().saturating_sub(j.submitted_ms)),
+        ]);
+    }
+    rows
+}
+
+fn details(job: &JobRecord) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        vec!["job".into(), job.id.clone()],
+        vec!["kind".into(), job.spec.kind().into()],
+        vec!["model".into(), job.spec.model().into()],
+        vec!["dataset".into(), job.spec.dataset().into()],
+        vec!["state".into(), state(job)],
+    ];
+    if let JobSpec::Train(t) = &job.spec {
+        let lr = t.lr.map_or("default".into(), |l| l.to_string());
+        rows.push(vec![
+            "schedule".into(),
+            format!(
+                "{} epochs, batch {}, lr {lr}, arch {}",
+                t.epochs, t.batch, t.arch
+            ),
+        ]);
+    }
+    for a in &job.attempts {
+        let resumed = match a.resumed_at_epoch {
+            Some(0) => "from scratch".to_string(),
+            Some(e) => format!("resumed at epoch {}", e + 1),
+            None => "starting".into(),
+        };
+        rows.push(vec![
+            format!("attempt {}", a.attempt),
+            format!("{} ({resumed})", a.worker),
+        ]);
+    }
+    if job.checkpoint_epochs > 0 {
+        rows.push(vec![
+            "checkpoint".into(),
+            format!("after epoch {}", job.checkpoint_epochs),
+        ]);
+    }
+    if job.progress.is_some() || job.outcome.is_some() {
+        rows.push(vec!["progress".into(), progress_cell(job)]);
+    }
+    if let Some(o) = &job.outcome {
+        rows.push(vec![
+            "model".into(),
+            format!("{} v{}", o.model_file, o.model_version),
+        ]);
+        if let Some(r) = &o.results_file {
+            rows.push(vec!["results".into(), r.clone()]);
+        }
+        rows.push(vec!["took".into(), format!("{:.1}s", o.seconds)]);
+    }
+    if let Some(e) = &job.error {
+        rows.push(vec!["error".into(), e.clone()]);
+    }
+    rows
+}

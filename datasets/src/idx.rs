@@ -1,0 +1,232 @@
+//! Reading and writing IDX files (the MNIST container format), plain or gzipped.
+//!
+//! Header: two zero bytes, a type byte, the number of dimensions, then each dimension as a
+//! big-endian u32; the payload follows, row-major, big-endian.
+
+use crate::DatasetError;
+use flate2::bufread::MultiGzDecoder;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+/// Element type of an IDX file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxType {
+    /// Unsigned byte (0x08).
+    U8,
+    /// Signed byte (0x09).
+    I8,
+    /// Big-endian i16 (0x0B).
+    I16,
+    /// Big-endian i32 (0x0C).
+    I32,
+    /// Big-endian f32 (0x0D).
+    F32,
+    /// Big-endian f64 (0x0E).
+    F64,
+}
+
+impl IdxType {
+    /// The type byte of the header.
+    pub fn code(self) -> u8 {
+        match self {
+            IdxType::U8 => 0x08,
+            IdxType::I8 => 0x09,
+            IdxType::I16 => 0x0B,
+            IdxType::I32 => 0x0C,
+            IdxType::F32 => 0x0D,
+            IdxType::F64 => 0x0E,
+        }
+    }
+
+    /// The type for a header byte, if it is a known one.
+    pub fn from_code(code: u8) -> Option<IdxType> {
+        [
+            Self::U8,
+            Self::I8,
+            Self::I16,
+            Self::I32,
+            Self::F32,
+            Self::F64,
+        ]
+        .into_iter()
+        .find(|t| t.code() == code)
+    }
+
+    /// Size of one element in bytes.
+    pub fn elem_size(self) -> usize {
+        match self {
+            IdxType::U8 | IdxType::I8 => 1,
+            IdxType::I16 => 2,
+            IdxType::I32 | IdxType::F32 => 4,
+            IdxType::F64 => 8,
+        }
+    }
+}
+
+/// A whole IDX file in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idx {
+    /// Element type.
+    pub kind: IdxType,
+    /// Dimensions, outermost first (for images: N, H, W[, C]).
+    pub dims: Vec<usize>,
+    /// Raw big-endian payload, `product(dims) * kind.elem_size()` bytes.
+    pub data: Vec<u8>,
+}
+
+/// Reads an IDX file, gunzipping it when it starts with the gzip magic `1f 8b`.
+pub fn read(path: &Path) -> Result<Idx, DatasetError> {
+    let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
+    read_from(BufReader::new(file), path)
+}
+
+/// Reads an IDX file from `reader` (gzip auto-detected); `path` only names it in errors.
+pub fn read_from<R: BufRead>(mut reader: R, path: &Path) -> Result<Idx, DatasetError> {
+    let head = reader.fill_buf().map_err(|e| DatasetError::io(path, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        read_plain(BufReader::new(MultiGzDecoder::new(reader)), path, true)
+    } else {
+        read_plain(reader, path, false)
+    }
+}
+
+fn read_plain<R: Read>(mut reader: R, path: &Path, gz: bool) -> Result<Idx, DatasetError> {
+    let mut magic = [0u8; 4];
+    read_header(&mut reader, &mut magic, path, gz)?;
+    if magic[0] != 0 || magic[1] != 0 {
+        return Err(DatasetError::bad_idx(path, "it does not start with 00 00"));
+    }
+    let kind = IdxType::from_code(magic[2]).ok_or_else(|| {
+        DatasetError::bad_idx(path, format!("unknown element type 0x{:02x}", magic[2]))
+    })?;
+    if magic[3] == 0 {
+        return Err(DatasetError::bad_idx(path, "it declares no dimensions"));
+    }
+    let mut dims = Vec::with_capacity(magic[3] as usize);
+    for _ in 0..magic[3] {
+        let mut d = [0u8; 4];
+        read_header(&mut reader, &mut d, path, gz)?;
+        dims.push(u32::from_be_bytes(d) as usize);
+    }
+    let expected = payload_len(kind, &dims)
+        .ok_or_else(|| DatasetError::bad_idx(path, format!("dimensions {dims:?} are too large")))?;
+    let data = read_payload(reader, expected, path, gz)?;
+    Ok(Idx { kind, dims, data })
+}
+
+fn payload_len(kind: IdxType, dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(kind.elem_size(), |acc, &d| acc.checked_mul(d))
+}
+
+fn read_header<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    path: &Path,
+    gz: bool,
+) -> Result<(), DatasetError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            DatasetError::bad_idx(path, "its header is incomplete")
+        }
+        _ => stream_error(path, e, gz),
+    })
+}
+
+fn read_payload<R: Read>(
+    r: R,
+    expected: usize,
+    path: &Path,
+    gz: bool,
+) -> Result<Vec<u8>, DatasetError> {
+    let mut data = Vec::new();
+    let mut limited = r.take(expected as u64 + 1);
+    if let Err(e) = limited.read_to_end(&mut data) {
+        return Err(stream_error(path, e, gz));
+    }
+    if data.len() < expected {
+        return Err(DatasetError::Truncated {
+            path: path.to_path_buf(),
+            expected: expected as u64,
+            actual: data.len() as u64,
+        });
+    }
+    if data.len() > expected {
+        return Err(DatasetError::bad_idx(
+            path,
+            format!("it has data after the {expected} bytes its header announces"),
+        ));
+    }
+    Ok(data)
+}
+
+fn stream_error(path: &Path, e: std::io::Error, gz: bool) -> DatasetError {
+    if gz {
+        DatasetError::bad_idx(path, format!("its gzip stream is damaged ({e})"))
+    } else {
+        DatasetError::io(path, e)
+    }
+}
+
+/// Writes an uncompressed IDX file; `data` must be `product(dims) * kind.elem_size()` bytes.
+pub fn write(path: &Path, kind: IdxType, dims: &[usize], data: &[u8]) -> Result<(), DatasetError> {
+    let bytes = encode(kind, dims, data).map_err(|reason| DatasetError::bad_idx(path, reason))?;
+    let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
+    let mut w = BufWriter::new(file);
+    w.write_all(&bytes)
+        .and_then(|()| w.flush())
+        .map_err(|e| DatasetError::io(path, e))
+}
+
+/// Encodes an IDX file in memory (header and payload).
+pub fn encode(kind: IdxType, dims: &[usize], data: &[u8]) -> Result<Vec<u8>, String> {
+    if dims.is_empty() || dims.len() > 255 {
+        return Err(format!("{} dimensions cannot be written", dims.len()));
+    }
+    if let Some(d) = dims.iter().find(|&&d| d > u32::MAX as usize) {
+        return Err(format!("dimension {d} does not fit in 32 bits"));
+    }
+    if payload_len(kind, dims) != Some(data.len()) {
+        return Err(format!(
+            "{} bytes of data do not match dimensions {dims:?}",
+            data.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
+    out.extend_from_slice(&[0, 0, kind.code(), dims.len() as u8]);
+    for &d in dims {
+        out.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// The elements of an integer IDX file (u8, i8, i16 or i32) as i64, in order.
+///
+/// `path` only names the file in errors; float files are refused.
+pub fn labels_as_i64(idx: &Idx, path: &Path) -> Result<Vec<i64>, DatasetError> {
+    let d = &idx.data;
+    Ok(match idx.kind {
+        IdxType::U8 => d.iter().map(|&b| b as i64).collect(),
+        IdxType::I8 => d.iter().map(|&b| b as i8 as i64).collect(),
+        IdxType::I16 => d
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]) as i64)
+            .collect(),
+        IdxType::I32 => d
+            .chunks_exact(4)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]) as i64)
+            .collect(),
+        IdxType::F32 | IdxType::F64 => {
+            return Err(DatasetError::bad_idx(
+                path,
+                "labels must be integers, not floats",
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+#[path = "idx_tests.rs"]
+mod tests;

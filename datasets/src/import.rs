@@ -1,0 +1,48 @@
+//! `import_dir`: detecting a local dataset's layout and importing it.
+
+use crate::canonical::write_dataset;
+use crate::{folder, idx_dir, DatasetError, Manifest};
+use std::path::Path;
+
+/// Detects the layout of the dataset in `src` and writes the canonical form of dataset
+/// `name` to `out`.
+///
+/// Layouts, tried in this order:
+/// 1. MNIST-IDX: `{train,t10k,test}-images*` with matching `…-labels*` files (optionally
+///    gzipped); `t10k` and `test` both become split `test`; classes are `"0"`..`"k-1"`.
+/// 2. Image folder: `train/<class>/*` and/or `test/<class>/*` with `.png`/`.jpg`/`.jpeg`
+///    files; classes are the sorted union of the class folder names.
+/// 3. Unlabelled: image files directly in `src`, giving one split `all`.
+///
+/// All images must share one width and height. Images are grayscale (C = 1) when every one
+/// is, otherwise all are converted to RGB (C = 3). Samples are ordered by path.
+pub fn import_dir(src: &Path, out: &Path, name: &str) -> Result<Manifest, DatasetError> {
+    let names = list_names(src)?;
+    let dataset = match idx_dir::try_import(src, &names)? {
+        Some(d) => d,
+        None => match folder::try_import(src, &names)? {
+            Some(d) => d,
+            None => {
+                return Err(DatasetError::UnknownFormat {
+                    dir: src.to_path_buf(),
+                })
+            }
+        },
+    };
+    write_dataset(out, name, dataset)
+}
+
+/// Sorted names of the entries directly inside `dir`.
+pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>, DatasetError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DatasetError::io(dir, e))?;
+        let name = entry.file_name().into_string().map_err(|raw| {
+            DatasetError::layout(dir.join(raw), "this file name is not valid UTF-8")
+        })?;
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}

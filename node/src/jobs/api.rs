@@ -1,0 +1,218 @@
+//! `idunno.v1.jobs.rpc`: submit, list, get and cancel, answered by any node (queue group).
+//! Submissions are checked here (architecture, dataset, arguments) so a bad job is refused at
+//! once with a clear reason instead of failing later on a worker.
+
+use super::{lease::now_ms, Ctx, JobError};
+use crate::ml::arch::{Arch, ARCH_NAMES};
+use bus_schemas::jobs::{
+    JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsReply, JobsRequest,
+};
+use bus_schemas::{decode, encode, subjects};
+use futures::StreamExt;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Answers requests until `shutdown`.
+pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut sub = loop {
+        match ctx
+            .client
+            .queue_subscribe(subjects::jobs_rpc(), subjects::JOBS_QUEUE.into())
+            .await
+        {
+            Ok(sub) => break sub,
+            Err(e) => tracing::warn!("cannot subscribe to the jobs API: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    };
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(msg) = sub.next() => {
+                while running.len() >= 16 {
+                    running.join_next().await;
+                }
+                let ctx = ctx.clone();
+                running.spawn(async move {
+                    let reply = match decode::<JobsRequest>(&msg.payload) {
+                        Ok(req) => handle(&ctx, req).await,
+                        Err(e) => {
+                            ctx.metrics.garbage();
+                            tracing::warn!(subject = %msg.subject, "garbage dropped: {e}");
+                            error(JobsErrorKind::BadRequest, e.to_string())
+                        }
+                    };
+                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                        let _ = ctx.client.publish(to, bytes.into()).await;
+                    }
+                });
+            }
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+}
+
+fn error(kind: JobsErrorKind, message: String) -> JobsReply {
+    JobsReply::Error { kind, message }
+}
+
+fn refuse(e: JobError) -> JobsReply {
+    let kind = match &e {
+        JobError::UnknownModel(_) => JobsErrorKind::UnknownModel,
+        JobError::UnknownDataset(_) => JobsErrorKind::UnknownDataset,
+        JobError::NotFound(_) => JobsErrorKind::NotFound,
+        JobError::BadInput(_) => JobsErrorKind::BadArgument,
+        _ => JobsErrorKind::Internal,
+    };
+    error(kind, e.to_string())
+}
+
+async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
+    match req {
+        JobsRequest::Submit { spec } => match submit(ctx, spec).await {
+            Ok(id) => JobsReply::Submitted { id },
+            Err(e) => refuse(e),
+        },
+        JobsRequest::List => match ctx.store.list().await {
+            Ok(mut jobs) => {
+                jobs.sort_by_key(|j| (j.state.is_final(), std::cmp::Reverse(j.submitted_ms)));
+                JobsReply::Jobs { jobs }
+            }
+            Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
+        },
+        JobsRequest::Get { id } => match ctx.store.get(&id).await {
+            Ok(Some((job, _))) => JobsReply::Job { job: Box::new(job) },
+            Ok(None) => error(JobsErrorKind::NotFound, format!("no job {id:?}")),
+            Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
+        },
+        JobsRequest::Cancel { id } => cancel(ctx, &id).await,
+    }
+}
+
+async fn cancel(ctx: &Ctx, id: &str) -> JobsReply {
+    let mut ended = None;
+    let changed = ctx
+        .store
+        .modify(id, |job| {
+            if job.state.is_final() {
+                ended = Some(job.state);
+                return false;
+            }
+            job.state = JobState::Cancelled;
+            job.finished_ms = Some(now_ms());
+            job.error = Some("cancelled on request".into());
+            true
+        })
+        .await;
+    match changed {
+        Ok(Some(job)) => {
+            ctx.event(id, JobEventKind::Cancelled, None, None).await;
+            JobsReply::Job { job: Box::new(job) }
+        }
+        Ok(None) => match ended {
+            Some(state) => error(
+                JobsErrorKind::AlreadyEnded,
+                format!("job {id} has already ended ({state:?})"),
+            ),
+            None => error(JobsErrorKind::NotFound, format!("no job {id:?}")),
+        },
+        Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
+    }
+}
+
+/// Checks a model name: one path segment usable in SDFS as `models/<name>`.
+fn check_model_name(name: &str) -> Result<(), JobError> {
+    bus_schemas::validate_token(name)
+        .map_err(|e| JobError::BadInput(format!("bad model name {name:?}: {e}")))
+}
+
+async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
+    check_model_name(spec.model())?;
+    bus_schemas::validate_token(spec.dataset()).map_err(|e| {
+        JobError::UnknownDataset(format!("bad dataset name {:?}: {e}", spec.dataset()))
+    })?;
+    let manifest = ctx.cache.manifest(spec.dataset()).await?;
+    match &mut spec {
+        JobSpec::Train(t) => {
+            if Arch::parse(&t.arch).is_none() {
+                return Err(JobError::UnknownModel(format!(
+                    "unknown model {:?}: the architectures that train are {}",
+                    t.arch,
+                    ARCH_NAMES.join(", ")
+                )));
+            }
+            let bad = |m: String| Err(JobError::BadInput(m));
+            if !(1..=10_000).contains(&t.epochs) {
+                return bad(format!(
+                    "--epochs must be between 1 and 10000, not {}",
+                    t.epochs
+                ));
+            }
+            if !(1..=65_536).contains(&t.batch) {
+                return bad(format!(
+                    "--batch must be between 1 and 65536, not {}",
+                    t.batch
+                ));
+            }
+            if let Some(lr) =
+                t.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0 && *lr <= 10.0))
+            {
+                return bad(format!("--lr must be in (0, 10], not {lr}"));
+            }
+            if t.limit == Some(0) {
+                return bad("--limit must be at least 1".into());
+            }
+            if !manifest.labelled() || !manifest.splits.contains_key("train") {
+                return bad(format!(
+                    "dataset {:?} has no labelled train split, so it cannot be trained on (it can be served)",
+                    t.dataset
+                ));
+            }
+        }
+        JobSpec::Import(i) => {
+            ctx.cache
+                .sdfs()
+                .locate(&i.upload, None)
+                .await
+                .map_err(|e| JobError::from_sdfs(&i.upload, e))?;
+            let c = manifest.shape[0] as usize;
+            for (flag, v) in [("--mean", &i.mean), ("--std", &i.std)] {
+                if !(v.is_empty() || v.len() == 1 || v.len() == c) {
+                    return Err(JobError::BadInput(format!(
+                        "{flag} needs 1 or {c} values for {}, not {}",
+                        i.dataset,
+                        v.len()
+                    )));
+                }
+            }
+            if i.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(JobError::BadInput("--std values must be positive".into()));
+            }
+        }
+    }
+    let id = format!("{}-{:08x}", spec.kind(), rand::random::<u32>());
+    let job = JobRecord {
+        id: id.clone(),
+        spec,
+        state: JobState::Queued,
+        submitted_ms: now_ms(),
+        finished_ms: None,
+        attempts: Vec::new(),
+        checkpoint_epochs: 0,
+        checkpoint_version: None,
+        progress: None,
+        outcome: None,
+        error: None,
+    };
+    ctx.store
+        .create(&job)
+        .await
+        .map_err(|e| JobError::Internal(format!("{e:#}")))?;
+    ctx.event(&id, JobEventKind::Submitted, None, None).await;
+    Ok(id)
+}

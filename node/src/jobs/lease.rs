@@ -1,0 +1,170 @@
+//! The coordinator lease: key `coordinator` in the KV bucket `idunno-coord`, whose `max_age` is
+//! the lease's time to live. The holder renews it with compare-and-swap every
+//! [`RENEW`]; anyone may create it when it is absent. A standby that sees the holder failed
+//! or left in the membership view deletes the lease (expecting its revision) so that it need
+//! not wait for the TTL.
+
+use crate::membership::MembershipHandle;
+use async_nats::jetstream::kv::{Operation, Store};
+use bus_schemas::jobs::Lease;
+use bus_schemas::membership::MemberState;
+use bus_schemas::{decode, encode};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The lease bucket.
+pub const BUCKET: &str = "idunno-coord";
+/// The lease key.
+pub const KEY: &str = "coordinator";
+/// How long a lease lives without renewal.
+pub const TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews, and standbys look.
+pub const RENEW: Duration = Duration::from_millis(400);
+
+/// Who coordinates now, as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coordinator {
+    /// The holder's id, if the lease is held.
+    pub node: Option<String>,
+    /// Whether this node holds it.
+    pub me: bool,
+}
+
+/// Keeps trying to hold the lease until `shutdown`; publishes who holds it to `tx`.
+pub async fn run(
+    kv: Store,
+    me: String,
+    membership: MembershipHandle,
+    tx: watch::Sender<Coordinator>,
+    shutdown: CancellationToken,
+) {
+    let mut held: Option<u64> = None;
+    let mut since_ms = 0;
+    loop {
+        let Ok(identity) = membership.identity().await else {
+            return;
+        };
+        let lease = Lease {
+            node: me.clone(),
+            generation: identity.generation,
+            since_ms,
+        };
+        let state = if !identity.member {
+            // A node that left the cluster does not coordinate.
+            if let Some(rev) = held.take() {
+                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+            }
+            Coordinator::default()
+        } else {
+            step(&kv, &me, &membership, lease, &mut held, &mut since_ms).await
+        };
+        tx.send_if_modified(|c| {
+            let changed = *c != state;
+            if changed {
+                tracing::info!(coordinator = ?state.node, me = state.me, "coordinator");
+            }
+            *c = state;
+            changed
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(RENEW) => {}
+        }
+    }
+    if let Some(rev) = held {
+        let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+    }
+}
+
+async fn step(
+    kv: &Store,
+    me: &str,
+    membership: &MembershipHandle,
+    mut lease: Lease,
+    held: &mut Option<u64>,
+    since_ms: &mut u64,
+) -> Coordinator {
+    if let Some(rev) = *held {
+        let Ok(bytes) = encode(&lease) else {
+            return Coordinator::default();
+        };
+        match kv.update(KEY, bytes.into(), rev).await {
+            Ok(next) => {
+                *held = Some(next);
+                return Coordinator {
+                    node: Some(me.into()),
+                    me: true,
+                };
+            }
+            Err(e) => {
+                tracing::warn!("lost the coordinator lease: {e}");
+                *held = None;
+            }
+        }
+    }
+    let entry = match kv.entry(KEY).await {
+        Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
+        Err(e) => {
+            tracing::debug!("cannot read the coordinator lease: {e}");
+            return Coordinator::default();
+        }
+    };
+    match entry.map(|e| (decode::<Lease>(&e.value), e.revision)) {
+        Some((Ok(holder), rev)) => {
+            if holder.node != me && !holder_alive(membership, &holder).await {
+                tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
+                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+            } else if holder.node == me {
+                // Our own lease from an earlier generation or a lost renewal: let it go.
+                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+            }
+            Coordinator {
+                node: Some(holder.node),
+                me: false,
+            }
+        }
+        Some((Err(e), rev)) => {
+            tracing::warn!("corrupt coordinator lease, deleting it: {e}");
+            let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+            Coordinator::default()
+        }
+        None => {
+            *since_ms = now_ms();
+            lease.since_ms = *since_ms;
+            let Ok(bytes) = encode(&lease) else {
+                return Coordinator::default();
+            };
+            match kv.create(KEY, bytes.into()).await {
+                Ok(rev) => {
+                    *held = Some(rev);
+                    Coordinator {
+                        node: Some(me.into()),
+                        me: true,
+                    }
+                }
+                Err(_) => Coordinator::default(),
+            }
+        }
+    }
+}
+
+/// Whether the lease holder's generation is alive (or suspect) in this node's view.
+async fn holder_alive(membership: &MembershipHandle, holder: &Lease) -> bool {
+    let Ok(view) = membership.view().await else {
+        return true;
+    };
+    match view.members.iter().find(|m| m.id == holder.node) {
+        Some(m) if m.generation > holder.generation => false,
+        Some(m) => matches!(m.state, MemberState::Alive | MemberState::Suspect),
+        // Not known yet (this node just started): trust the lease until its TTL.
+        None => true,
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

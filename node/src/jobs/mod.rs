@@ -1,0 +1,177 @@
+//! Jobs: the request API any node answers, the coordinator (one node at a time, by lease) that
+//! assigns jobs to workers, and the worker that runs them with tch. Job records live in the KV
+//! bucket `idunno-jobs`, so any node can take over coordinating and any worker can resume.
+
+pub mod api;
+pub mod cache;
+pub mod coordinator;
+mod import_run;
+pub mod lease;
+pub mod outputs;
+pub mod store;
+mod train_run;
+pub mod worker;
+
+use crate::membership::MembershipHandle;
+use bus_schemas::jobs::{JobEvent, JobEventKind};
+use bus_schemas::subjects;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Why a job (or a request about one) failed. Each message is one sentence for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No such model or architecture.
+    #[error("{0}")]
+    UnknownModel(String),
+    /// No such dataset.
+    #[error("{0}")]
+    UnknownDataset(String),
+    /// An SDFS file is missing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The input does not fit (shapes, classes, corrupt files, arguments).
+    #[error("{0}")]
+    BadInput(String),
+    /// SDFS failed.
+    #[error("file store: {0}")]
+    Storage(String),
+    /// The job was cancelled or given to another worker while this one ran it.
+    #[error("stopped: the job was cancelled or reassigned")]
+    Stopped,
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl JobError {
+    /// Wraps an I/O error about `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+        move |e| JobError::Internal(format!("{}: {e}", path.display()))
+    }
+}
+
+impl From<crate::ml::model::ModelError> for JobError {
+    fn from(e: crate::ml::model::ModelError) -> Self {
+        JobError::BadInput(e.to_string())
+    }
+}
+
+/// What the jobs subsystem shares between its tasks.
+pub struct Ctx {
+    /// This node's id.
+    pub id: String,
+    /// The bus.
+    pub client: async_nats::Client,
+    /// Job records.
+    pub store: store::JobStore,
+    /// Datasets and files from SDFS.
+    pub cache: cache::Cache,
+    /// Membership.
+    pub membership: MembershipHandle,
+    /// Where tch runs.
+    pub device: tch::Device,
+    /// Who coordinates.
+    pub coordinator: watch::Receiver<lease::Coordinator>,
+    /// Counters (garbage on the bus).
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Ctx {
+    /// Publishes a job event (best effort: the record in KV is the truth).
+    pub async fn event(
+        &self,
+        job_id: &str,
+        event: JobEventKind,
+        worker: Option<&str>,
+        detail: Option<String>,
+    ) {
+        let ev = JobEvent {
+            job_id: job_id.into(),
+            event,
+            worker: worker.map(str::to_string),
+            detail,
+            at_ms: lease::now_ms(),
+        };
+        if let Err(e) = bus_client::publish(&self.client, subjects::job_events(), &ev).await {
+            tracing::debug!("cannot publish a job event: {e}");
+        }
+    }
+}
+
+/// Settings of the jobs subsystem.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// This node's id.
+    pub id: String,
+    /// The node's data directory (the cache lives under it).
+    pub data_dir: std::path::PathBuf,
+    /// Where tch runs.
+    pub device: tch::Device,
+    /// Copies JetStream keeps of the buckets.
+    pub kv_replicas: usize,
+    /// Bound on SDFS metadata requests.
+    pub request_timeout: Duration,
+}
+
+/// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
+/// coordinator and the worker until `shutdown`.
+pub async fn serve(
+    client: async_nats::Client,
+    membership: MembershipHandle,
+    metrics: Arc<crate::metrics::Metrics>,
+    cfg: JobsConfig,
+    coordinator_tx: watch::Sender<lease::Coordinator>,
+    shutdown: CancellationToken,
+) {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut delay = Duration::from_millis(200);
+    let (store, lease_kv) = loop {
+        let opened = async {
+            let store = store::JobStore::open(&js, cfg.kv_replicas).await?;
+            let lease = store::open_bucket(
+                &js,
+                lease::BUCKET,
+                "IDunno coordinator lease",
+                cfg.kv_replicas,
+                lease::TTL,
+            )
+            .await?;
+            anyhow::Ok((store, lease))
+        };
+        match opened.await {
+            Ok(opened) => break opened,
+            Err(e) => tracing::warn!("jobs not available yet (is JetStream enabled?): {e:#}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
+        }
+    };
+    let id = cfg.id.clone();
+    let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
+    let ctx = Arc::new(Ctx {
+        id: id.clone(),
+        client: client.clone(),
+        store,
+        cache: cache::Cache::new(&cfg.data_dir, sdfs),
+        membership: membership.clone(),
+        device: cfg.device,
+        coordinator: coordinator_tx.subscribe(),
+        metrics,
+    });
+    let lease_task = tokio::spawn(lease::run(
+        lease_kv,
+        id,
+        membership,
+        coordinator_tx,
+        shutdown.clone(),
+    ));
+    let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
+    let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
+    let worker_task = tokio::spawn(worker::run(ctx, shutdown.clone()));
+    let _ = tokio::join!(lease_task, api_task, coord_task, worker_task);
+}

@@ -1,0 +1,11 @@
+//! Machine learning with libtorch (tch): built-in architectures, model files, the training
+//! loop and evaluation. Everything here is synchronous and runs on blocking threads.
+
+pub mod arch;
+pub mod model;
+pub mod modelfile;
+pub mod optim;
+pub mod train;
+
+#[cfg(test)]
+mod tests;

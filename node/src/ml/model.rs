@@ -1,0 +1,295 @@
+//! A runnable model: a built-in architecture with its weights, or a TorchScript module, plus
+//! the input convention of DESIGN.md (u8 pixels → [0, 1] → minus mean, over std).
+
+use super::arch::Arch;
+use super::modelfile::{self, FileError, Header, Payload};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use tch::{nn, nn::ModuleT, CModule, Device, Kind, Tensor};
+
+/// Why a model could not be built, loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file is not a usable model file.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// libtorch refused the weights or the module.
+    #[error("{what}: {reason}")]
+    Torch {
+        /// The model.
+        what: String,
+        /// libtorch's reason, first line.
+        reason: String,
+    },
+    /// The model does not fit the dataset.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn torch(what: &str, e: impl std::fmt::Display) -> ModelError {
+    let reason = e.to_string();
+    let first = reason.lines().next().unwrap_or("").trim().to_string();
+    ModelError::Torch {
+        what: what.into(),
+        reason: first,
+    }
+}
+
+enum Net {
+    Builtin {
+        vs: nn::VarStore,
+        seq: nn::SequentialT,
+    },
+    Script(CModule),
+}
+
+/// A model ready to run on one device.
+pub struct Model {
+    /// What it is (`payload_sha256` is filled in only when written).
+    pub header: Header,
+    net: Net,
+    mean: Tensor,
+    std: Tensor,
+    device: Device,
+}
+
+impl Model {
+    /// A freshly initialised built-in `arch` for `header`'s dataset.
+    pub fn builtin(arch: Arch, mut header: Header, device: Device) -> Model {
+        let vs = nn::VarStore::new(device);
+        let [c, h, w] = header.shape.map(i64::from);
+        let seq = arch.build(&vs.root(), [c, h, w], header.classes.len() as i64);
+        header.arch = arch.name().into();
+        header.params = vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as u64)
+            .sum();
+        Self::assemble(header, Net::Builtin { vs, seq }, device)
+    }
+
+    /// Loads a model file (`what` names it in errors).
+    pub fn load(what: &str, bytes: &[u8], device: Device) -> Result<Model, ModelError> {
+        let (header, payload) =
+            modelfile::decode_kind(what, bytes, &[Payload::Weights, Payload::Torchscript])?;
+        match header.payload {
+            Payload::Torchscript => Self::torchscript(what, header, payload, device),
+            _ => {
+                let arch = Arch::parse(&header.arch).ok_or_else(|| {
+                    ModelError::Mismatch(format!(
+                        "{what} has unknown architecture {:?}",
+                        header.arch
+                    ))
+                })?;
+                let mut model = Self::builtin(arch, header.clone(), device);
+                let tensors = read_tensors(what, payload, device)?;
+                model.set_weights(what, &tensors, "")?;
+                model.header = header;
+                Ok(model)
+            }
+        }
+    }
+
+    /// A TorchScript module from its raw file bytes.
+    pub fn torchscript(
+        what: &str,
+        mut header: Header,
+        bytes: &[u8],
+        device: Device,
+    ) -> Result<Model, ModelError> {
+        let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
+            .map_err(|e| torch(&format!("{what} is not a loadable TorchScript module"), e))?;
+        module.set_eval();
+        header.payload = Payload::Torchscript;
+        header.arch = "torchscript".into();
+        if let Ok(params) = module.named_parameters() {
+            header.params = params.iter().map(|(_, t)| t.numel() as u64).sum();
+        }
+        Ok(Self::assemble(header, Net::Script(module), device))
+    }
+
+    fn assemble(header: Header, net: Net, device: Device) -> Model {
+        let c = header.shape[0] as i64;
+        let per_channel = |v: &[f32], default: f32| {
+            let v: Vec<f32> = match v.len() {
+                0 => vec![default; c as usize],
+                1 => vec![v[0]; c as usize],
+                _ => v.to_vec(),
+            };
+            Tensor::from_slice(&v).view([1, -1, 1, 1]).to_device(device)
+        };
+        let mean = per_channel(&header.mean, 0.0);
+        let std = per_channel(&header.std, 1.0);
+        Model {
+            header,
+            net,
+            mean,
+            std,
+            device,
+        }
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Logits for a batch of u8 pixels N×C×H×W (any device).
+    pub fn forward(&self, pixels: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        let x =
+            (pixels.to_device(self.device).to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std;
+        match &self.net {
+            Net::Builtin { seq, .. } => Ok(seq.forward_t(&x, train)),
+            Net::Script(m) => m.forward_ts(&[x]).map_err(|e| torch("the model failed", e)),
+        }
+    }
+
+    /// Checks that a batch of the dataset's shape gives one logit per class.
+    pub fn check_fits(&self, dataset: &str) -> Result<(), ModelError> {
+        let [c, h, w] = self.header.shape.map(i64::from);
+        let x = Tensor::zeros([2, c, h, w], (Kind::Uint8, self.device));
+        let out = tch::no_grad(|| self.forward(&x, false)).map_err(|e| {
+            ModelError::Mismatch(format!(
+                "the model does not accept {dataset}'s inputs (float32 2×{c}×{h}×{w}): {e}"
+            ))
+        })?;
+        let classes = self.header.classes.len() as i64;
+        if out.size() != [2, classes] {
+            return Err(ModelError::Mismatch(format!(
+                "the model outputs {:?} for a batch of 2, but {dataset} has {classes} classes (expected [2, {classes}])",
+                out.size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The built-in network's variables (weights and batch-norm statistics), by name.
+    pub fn variables(&self) -> HashMap<String, Tensor> {
+        match &self.net {
+            Net::Builtin { vs, .. } => vs.variables(),
+            Net::Script(_) => HashMap::new(),
+        }
+    }
+
+    /// The built-in network's var store (None for TorchScript).
+    pub fn var_store(&self) -> Option<&nn::VarStore> {
+        match &self.net {
+            Net::Builtin { vs, .. } => Some(vs),
+            Net::Script(_) => None,
+        }
+    }
+
+    /// Copies `tensors[prefix + name]` into every variable.
+    pub fn set_weights(
+        &mut self,
+        what: &str,
+        tensors: &BTreeMap<String, Tensor>,
+        prefix: &str,
+    ) -> Result<(), ModelError> {
+        for (name, mut var) in self.variables() {
+            let src = tensors
+                .get(&format!("{prefix}{name}"))
+                .ok_or_else(|| ModelError::Mismatch(format!("{what} has no weights for {name}")))?;
+            if src.size() != var.size() {
+                return Err(ModelError::Mismatch(format!(
+                    "{what}: {name} has shape {:?}, the architecture needs {:?}",
+                    src.size(),
+                    var.size()
+                )));
+            }
+            tch::no_grad(|| var.copy_(src));
+        }
+        Ok(())
+    }
+
+    /// The model as a file image, with `header` updates applied by the caller beforehand.
+    pub fn to_file(&self, script_bytes: Option<&[u8]>) -> Vec<u8> {
+        match (&self.net, script_bytes) {
+            (Net::Script(_), Some(bytes)) => modelfile::encode(self.header.clone(), bytes),
+            _ => {
+                let mut header = self.header.clone();
+                header.payload = Payload::Weights;
+                let named: BTreeMap<String, Tensor> = self.variables().into_iter().collect();
+                modelfile::encode(header, &write_tensors(&named))
+            }
+        }
+    }
+}
+
+/// Named tensors in libtorch's format.
+pub fn write_tensors(named: &BTreeMap<String, Tensor>) -> Vec<u8> {
+    let list: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu)))
+        .collect();
+    let mut out = Vec::new();
+    Tensor::save_multi_to_stream(&list, &mut out).expect("writing to memory cannot fail");
+    out
+}
+
+/// Reads named tensors written by [`write_tensors`].
+pub fn read_tensors(
+    what: &str,
+    bytes: &[u8],
+    device: Device,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let list = Tensor::load_multi_from_stream_with_device(Cursor::new(bytes), device)
+        .map_err(|e| torch(&format!("{what}: unreadable weights"), e))?;
+    Ok(list.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn header(classes: usize) -> Header {
+        Header {
+            payload: Payload::Weights,
+            arch: String::new(),
+            dataset: "ds".into(),
+            classes: (0..classes).map(|c| c.to_string()).collect(),
+            shape: [1, 12, 12],
+            mean: vec![0.5],
+            std: vec![0.25],
+            params: 0,
+            epochs: 0,
+            test_accuracy: None,
+            job: None,
+            payload_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_saved_model_loads_with_identical_outputs() {
+        let model = Model::builtin(Arch::Cnn, header(4), Device::Cpu);
+        let bytes = model.to_file(None);
+        let loaded = Model::load("m", &bytes, Device::Cpu).unwrap();
+        let x = Tensor::randint(255, [3, 1, 12, 12], (Kind::Uint8, Device::Cpu));
+        let a = model.forward(&x, false).unwrap();
+        let b = loaded.forward(&x, false).unwrap();
+        assert!(a.equal(&b));
+        assert_eq!(loaded.header.params, model.header.params);
+        model.check_fits("ds").unwrap();
+    }
+
+    #[test]
+    fn bad_model_files_are_refused_with_a_reason() {
+        let err = Model::load("m", b"not a model", Device::Cpu).err().unwrap();
+        assert!(
+            err.to_string().contains("not an IDunno model file"),
+            "{err}"
+        );
+        let err = Model::torchscript("x.pt", header(4), b"garbage", Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("not a loadable TorchScript"),
+            "{err}"
+        );
+        let mut h = header(4);
+        h.arch = "cnn".into();
+        let wrong = modelfile::encode(h, &write_tensors(&BTreeMap::new()));
+        let err = Model::load("m", &wrong, Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("has no weights"), "{err}");
+    }
+}

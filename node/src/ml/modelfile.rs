@@ -1,0 +1,187 @@
+//! IDunno's model and checkpoint files: an 8-byte magic, a little-endian u32 header length, a
+//! JSON header (what the weights are for, with the sha256 of the payload) and the payload
+//! (libtorch named tensors, or a TorchScript file). A file that fails any check is refused with
+//! a sentence saying what is wrong, never half-loaded.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 8] = b"IDUNNOM1";
+
+/// What the payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// Named tensors of a built-in architecture (libtorch's format).
+    Weights,
+    /// A TorchScript module.
+    Torchscript,
+    /// A training checkpoint: weights plus optimiser state.
+    Checkpoint,
+}
+
+/// The header of a model or checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// What the payload is.
+    pub payload: Payload,
+    /// The built-in architecture, or `torchscript`.
+    pub arch: String,
+    /// The dataset it was trained or evaluated on.
+    pub dataset: String,
+    /// Class names, in output order.
+    pub classes: Vec<String>,
+    /// Input shape, C, H, W.
+    pub shape: [u32; 3],
+    /// Per-channel mean subtracted from [0, 1] pixels (none if empty).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel std the pixels are divided by (none if empty).
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// Trainable parameters.
+    #[serde(default)]
+    pub params: u64,
+    /// Epochs trained (for a checkpoint: completed so far).
+    #[serde(default)]
+    pub epochs: u32,
+    /// Test accuracy, if measured.
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
+    /// The job that made it.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Lower-case hex sha256 of the payload.
+    pub payload_sha256: String,
+}
+
+/// Why a file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Not an IDunno model file at all.
+    #[error("{what} is not an IDunno model file (no IDUNNOM1 magic): it may be a raw TorchScript file, import it with `idunno model import`")]
+    BadMagic {
+        /// The file.
+        what: String,
+    },
+    /// Cut short or with a header that does not parse.
+    #[error("{what} is damaged: {reason}")]
+    Damaged {
+        /// The file.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file of another kind than expected.
+    #[error("{what} holds {found:?}, expected {expected:?}")]
+    WrongKind {
+        /// The file.
+        what: String,
+        /// What it holds.
+        found: Payload,
+        /// What was expected.
+        expected: Payload,
+    },
+}
+
+/// Writes `header` (its `payload_sha256` is filled in) and `payload` into one file image.
+pub fn encode(mut header: Header, payload: &[u8]) -> Vec<u8> {
+    header.payload_sha256 = hex::encode(Sha256::digest(payload));
+    let json = serde_json::to_vec(&header).expect("a header always serialises");
+    let mut out = Vec::with_capacity(12 + json.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits a file image into its checked header and payload; `what` names it in errors.
+pub fn decode<'a>(what: &str, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), FileError> {
+    let damaged = |reason: String| FileError::Damaged {
+        what: what.into(),
+        reason,
+    };
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(FileError::BadMagic { what: what.into() });
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let Some(json) = bytes.get(12..12 + len) else {
+        return Err(damaged(format!(
+            "its header claims {len} bytes, the file is shorter"
+        )));
+    };
+    let header: Header =
+        serde_json::from_slice(json).map_err(|e| damaged(format!("unreadable header: {e}")))?;
+    let payload = &bytes[12 + len..];
+    let sha = hex::encode(Sha256::digest(payload));
+    if sha != header.payload_sha256 {
+        return Err(damaged(format!(
+            "its weights do not match their checksum (sha256 {sha}, header says {})",
+            header.payload_sha256
+        )));
+    }
+    Ok((header, payload))
+}
+
+/// Like [`decode`], and refuses a file of another kind than `expected`.
+pub fn decode_kind<'a>(
+    what: &str,
+    bytes: &'a [u8],
+    expected: &[Payload],
+) -> Result<(Header, &'a [u8]), FileError> {
+    let (header, payload) = decode(what, bytes)?;
+    if !expected.contains(&header.payload) {
+        return Err(FileError::WrongKind {
+            what: what.into(),
+            found: header.payload,
+            expected: expected[0],
+        });
+    }
+    Ok((header, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            payload: Payload::Weights,
+            arch: "cnn".into(),
+            dataset: "fm".into(),
+            classes: vec!["a".into(), "b".into()],
+            shape: [1, 28, 28],
+            mean: vec![0.5],
+            std: vec![0.25],
+            params: 10,
+            epochs: 2,
+            test_accuracy: Some(0.9),
+            job: None,
+            payload_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_file_round_trips_and_any_damage_is_refused() {
+        let bytes = encode(header(), b"weights");
+        let (h, p) = decode("m", &bytes).unwrap();
+        assert_eq!((h.arch.as_str(), p), ("cnn", &b"weights"[..]));
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(decode("m", &flipped)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
+        assert!(matches!(
+            decode("m", b"PK\x03\x04zip"),
+            Err(FileError::BadMagic { .. })
+        ));
+        assert!(decode("m", &bytes[..20])
+            .unwrap_err()
+            .to_string()
+            .contains("damaged"));
+        let err = decode_kind("m", &bytes, &[Payload::Checkpoint]).unwrap_err();
+        assert!(err.to_string().contains("expected Checkpoint"), "{err}");
+    }
+}
