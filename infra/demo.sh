@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a local NATS and 5 nodes; kill -9 one node, watch it detected as failed, restart
 # it and watch it rejoin with a new generation; put a real file into SDFS, kill one of its
-# holders, get it back intact and watch it re-replicated. The cluster stays up for the dashboard;
+# holders, get it back intact and watch it re-replicated; import Fashion-MNIST, train `cnn`, then
+# train `resnet` and kill -9 its worker mid-run: another worker resumes from the last checkpoint.
+# The cluster stays up for the dashboard;
 # `make down` (or this script with --down) stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +79,38 @@ echo "re-replicated: back to 4 live replicas"
 "$IDUNNO" ls datasets/
 "$IDUNNO" local restart "$holder" --dir "$DIR"
 
+pid_of() { python3 -c 'import json,sys; print([n["pid"] for n in json.load(open(sys.argv[1]))["nodes"] if n["name"]==sys.argv[2]][0])' "$DIR/local.json" "$1"; }
+job_field() { "$IDUNNO" --json job "$1" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"j": j}))' "$2"; }
+
+step "Datasets: import Fashion-MNIST (60000 + 10000 images) into SDFS"
+"$IDUNNO" dataset import fashion-mnist
+"$IDUNNO" datasets
+
+step "Train cnn on 12000 images for 2 epochs (short schedule; make bench trains to convergence)"
+"$IDUNNO" train cnn fashion-mnist --epochs 2 --limit 12000
+
+step "Train resnet (ResNet-20) on 6000 images for 3 epochs, and kill -9 its worker after the first checkpoint"
+job=$("$IDUNNO" train resnet fashion-mnist --epochs 3 --limit 6000 --detach)
+echo "job $job"
+deadline=$((SECONDS + 300))
+until [ "$(job_field "$job" 'j["checkpoint_epochs"]')" -ge 1 ]; do
+  [ $SECONDS -lt $deadline ] || { echo "demo: no checkpoint after 300 s" >&2; exit 1; }
+  sleep 0.5
+done
+worker=$(job_field "$job" 'j["attempts"][-1]["worker"]')
+echo "checkpoint after epoch 1 stored; kill -9 the worker $worker"
+kill -9 "$(pid_of "$worker")"
+"$IDUNNO" watch "$job"
+echo "attempts: $(job_field "$job" '", ".join(a["worker"] + " from epoch " + str(a["resumed_at_epoch"] + 1) for a in j["attempts"])')"
+"$IDUNNO" local restart "$worker" --dir "$DIR"
+
+step "idunno models"
+"$IDUNNO" models
+"$IDUNNO" jobs
+
 step "The cluster keeps running"
 echo "Dashboard: http://127.0.0.1:8080/    Members as JSON: http://127.0.0.1:8080/api/members"
 echo "Try: $IDUNNO members | $IDUNNO stat | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
 echo "     $IDUNNO ls | $IDUNNO put <file> <name> | $IDUNNO get <name> <file> | $IDUNNO store"
+echo "     $IDUNNO train mlp fashion-mnist --epochs 3 | $IDUNNO jobs | $IDUNNO models | $IDUNNO datasets"
 echo "Stop it with: make down"

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 /// Runs one dataset or model command.
 pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
+    if let Command::Dataset(DatasetCommand::Import { name, dir }) = cmd {
+        // Convert first: a directory in no known format is refused without a cluster.
+        return import_dataset(bus, &name, dir, out).await;
+    }
     let client = bus.connect_once("idunno-cli").await?;
     let sdfs = SdfsClient::new(client.clone(), Duration::from_secs(5));
     match cmd {
-        Command::Dataset(DatasetCommand::Import { name, dir }) => {
-            import_dataset(&sdfs, &name, dir, out).await
-        }
         Command::Datasets => datasets(&sdfs, out).await,
         Command::Model(ModelCommand::Import {
             name,
@@ -63,13 +64,17 @@ fn rand_u32() -> u32 {
 }
 
 async fn import_dataset(
-    sdfs: &SdfsClient,
+    bus: &BusOptions,
     name: &str,
     dir: Option<PathBuf>,
     out: &Output,
 ) -> anyhow::Result<()> {
     bus_schemas::validate_token(name)
         .map_err(|e| anyhow::anyhow!("bad dataset name {name:?}: {e}"))?;
+    anyhow::ensure!(
+        dir.is_some() || name == "fashion-mnist",
+        "give the directory to import: `idunno dataset import {name} <dir>` (only fashion-mnist needs none)"
+    );
     let staging = tempfile::tempdir()?;
     let work = staging.path().to_path_buf();
     let (owned_name, src) = (name.to_string(), dir.clone());
@@ -85,6 +90,8 @@ async fn import_dataset(
         }),
     })
     .await??;
+    let client = bus.connect_once("idunno-cli").await?;
+    let sdfs = SdfsClient::new(client, Duration::from_secs(5));
     let mut files: Vec<&str> = manifest.files().iter().map(|f| f.file.as_str()).collect();
     files.push(MANIFEST_FILE);
     for file in files {

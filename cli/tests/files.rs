@@ -1,53 +1,10 @@
 //! The SDFS commands of `idunno` against a real local cluster.
 
 use std::path::Path;
-use std::process::{Command, Output};
-use testkit::free_port;
 
-const IDUNNO: &str = env!("CARGO_BIN_EXE_idunno");
+mod common;
 
-struct Local {
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Local {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(IDUNNO)
-            .args(["--nats", &self.url])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("IDUNNO_NATS_URL")
-            .output()
-            .expect("run idunno")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn err(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.run(&["local", "down", "--dir", "cluster"]);
-    }
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).expect("JSON output")
-}
+use common::{json, Local, IDUNNO};
 
 #[test]
 fn put_get_ls_versions_store_putdir_deldir_delete() {
@@ -55,32 +12,11 @@ fn put_get_ls_versions_store_putdir_deldir_delete() {
         Path::new(IDUNNO).with_file_name("idunno-node").exists(),
         "build idunno-node first"
     );
-    let c = Local {
-        url: format!("nats://127.0.0.1:{}", free_port()),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let port = free_port().to_string();
-    c.ok(&[
-        "local",
-        "up",
-        "--nodes",
-        "4",
-        "--dir",
-        "cluster",
-        "--http-port",
-        &port,
-    ]);
+    let c = Local::up(4);
     let root = c.dir.path();
     std::fs::write(root.join("a.txt"), "first\n").unwrap();
     std::fs::write(root.join("b.txt"), "second version\n").unwrap();
-
-    // SDFS opens its bucket just after the nodes join: the first put may need a retry.
-    let mut tries = 0;
-    while !c.run(&["put", "a.txt", "docs/a.txt"]).status.success() {
-        tries += 1;
-        assert!(tries < 50, "SDFS never became ready");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    c.ok(&["put", "a.txt", "docs/a.txt"]);
     c.ok(&["put", "b.txt", "docs/a.txt"]);
     let listing = json(&c.ok(&["--json", "ls", "docs/a.txt"]));
     let versions = listing[0]["versions"].as_array().unwrap();

@@ -1,7 +1,6 @@
 //! Training and model import with a real nats-server, real nodes and real Fashion-MNIST.
 
 use bus_client::jobs::{JobsClient, JobsError};
-use bus_client::sdfs::SdfsClient;
 use bus_schemas::jobs::{
     ImportSpec, JobRecord, JobSpec, JobState, JobsErrorKind, Progress, TrainSpec,
 };
@@ -9,30 +8,10 @@ use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::Duration;
-use testkit::{wait_until, Cluster};
+use testkit::{import_fashion, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchscript");
-
-/// Imports Fashion-MNIST into the cluster as `dataset`, the way `idunno dataset import` does.
-async fn import_fashion(c: &Cluster, dataset: &str) -> (SdfsClient, JobsClient) {
-    let fs = SdfsClient::new(c.client.clone(), Duration::from_secs(5));
-    wait_until("SDFS answers", Duration::from_secs(15), || async {
-        fs.ls("").await.ok().map(|_| ())
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
-    let manifest = idunno_datasets::import_fashion_mnist(src, dir.path(), dataset).unwrap();
-    let mut files: Vec<String> = manifest.files().iter().map(|f| f.file.clone()).collect();
-    files.push(idunno_datasets::MANIFEST_FILE.into());
-    for f in files {
-        let name = format!("datasets/{dataset}/{f}");
-        fs.put(&dir.path().join(&f), &name, None).await.unwrap();
-    }
-    let jobs = JobsClient::new(c.client.clone(), Duration::from_secs(10));
-    (fs, jobs)
-}
 
 async fn wait_job(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
     wait_until(&format!("job {id} ends"), limit, || async {
@@ -57,7 +36,7 @@ fn train_spec(arch: &str, dataset: &str, epochs: u32, limit: u64) -> JobSpec {
 #[tokio::test]
 async fn a_killed_training_worker_is_resumed_from_its_checkpoint_by_another() {
     let mut c = Cluster::start(Path::new(NODE), 4).await;
-    let (fs, jobs) = import_fashion(&c, "fm").await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
     let mut progress_sub = c.client.subscribe(subjects::job_events()).await.unwrap();
     let id = jobs.submit(train_spec("cnn", "fm", 6, 3000)).await.unwrap();
     let mut progress = c
@@ -136,7 +115,7 @@ struct ResultLine {
 #[tokio::test]
 async fn a_pytorch_torchscript_model_gives_pytorchs_predictions_through_idunno() {
     let c = Cluster::start(Path::new(NODE), 3).await;
-    let (fs, jobs) = import_fashion(&c, "fm").await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
     let expected: Expected =
         serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/expected.json")).unwrap())
             .unwrap();
@@ -200,7 +179,7 @@ fn refused(r: Result<String, JobsError>) -> (JobsErrorKind, String) {
 #[tokio::test]
 async fn bad_jobs_are_refused_or_fail_clearly_and_every_node_keeps_running() {
     let mut c = Cluster::start(Path::new(NODE), 3).await;
-    let (fs, jobs) = import_fashion(&c, "fm").await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
     let (kind, msg) = refused(jobs.submit(train_spec("vgg", "fm", 1, 10)).await);
     assert_eq!(kind, JobsErrorKind::UnknownModel);
     assert!(msg.contains("mlp, cnn, resnet"), "{msg}");
@@ -252,4 +231,48 @@ async fn bad_jobs_are_refused_or_fail_clearly_and_every_node_keeps_running() {
         assert!(node.is_running());
     }
     assert!(c.everyone_alive().await);
+}
+
+#[tokio::test]
+async fn a_corrupt_checkpoint_fails_the_resumed_job_with_a_clear_error() {
+    let mut c = Cluster::start(Path::new(NODE), 4).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    let id = jobs.submit(train_spec("cnn", "fm", 6, 6000)).await.unwrap();
+    let job = wait_until("a checkpoint", Duration::from_secs(120), || async {
+        let job = jobs.get(&id).await.ok()?;
+        assert!(!job.state.is_final(), "ended before a checkpoint: {job:?}");
+        (job.checkpoint_epochs >= 1).then_some(job)
+    })
+    .await;
+    // Flip bytes in every stored copy of the recorded checkpoint, then kill the worker.
+    let version = job.checkpoint_version.unwrap();
+    let ckpt = fs
+        .locate(&format!("checkpoints/{id}"), Some(version))
+        .await
+        .unwrap();
+    for holder in &ckpt.replicas {
+        let blob = c.node(holder).data_dir.join("sdfs/blobs").join(&ckpt.blob);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&blob, bytes).unwrap();
+    }
+    let victim = job.attempts[0].worker.clone();
+    c.node(&victim).kill9();
+    let done = wait_job(&jobs, &id, Duration::from_secs(120)).await;
+    assert_eq!(
+        done.checkpoint_version,
+        Some(version),
+        "the worker died first"
+    );
+    assert_eq!(done.state, JobState::Failed, "{done:?}");
+    let error = done.error.unwrap();
+    assert!(
+        error.contains(&format!("cannot resume job {id}")),
+        "{error}"
+    );
+    assert!(done.attempts.len() >= 2);
+    for node in c.nodes.iter_mut().filter(|n| n.id != victim) {
+        assert!(node.is_running());
+    }
 }

@@ -4,9 +4,11 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod data;
 mod process;
 
 pub use cluster::Cluster;
+pub use data::import_fashion;
 pub use process::{free_port, NatsServer, NodeProc};
 
 use std::future::Future;

@@ -107,17 +107,15 @@ impl NodeProc {
     pub fn spawn(binary: &Path, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.join("stdout.log")).expect("stdout log");
+        // One tch thread unless the caller asks for more.
+        let threads: &[&str] = if extra.contains(&"--threads") {
+            &[]
+        } else {
+            &["--threads", "1"]
+        };
         let child = Command::new(binary)
-            .args([
-                "--id",
-                id,
-                "--nats",
-                url,
-                "--http",
-                "127.0.0.1:0",
-                "--threads",
-                "1",
-            ])
+            .args(["--id", id, "--nats", url, "--http", "127.0.0.1:0"])
+            .args(threads)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

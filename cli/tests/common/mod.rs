@@ -1,0 +1,91 @@
+//! A local cluster started by `idunno local up`, driven through the `idunno` binary.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use testkit::free_port;
+
+/// The binary under test.
+pub const IDUNNO: &str = env!("CARGO_BIN_EXE_idunno");
+
+/// A cluster started with `local up` in a temporary directory, stopped on drop.
+pub struct Local {
+    /// The bus URL.
+    pub url: String,
+    /// The working directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Local {
+    /// Runs `idunno` with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(IDUNNO)
+            .args(["--nats", &self.url])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("IDUNNO_NATS_URL")
+            .output()
+            .expect("run idunno")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and expects exit 1; returns stderr.
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.run(&["local", "down", "--dir", "cluster"]);
+    }
+}
+
+/// Parses JSON output.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).expect("JSON output")
+}
+
+impl Local {
+    /// Starts `nodes` nodes and waits until SDFS takes a put.
+    pub fn up(nodes: usize) -> Local {
+        let c = Local {
+            url: format!("nats://127.0.0.1:{}", free_port()),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let (port, n) = (free_port().to_string(), nodes.to_string());
+        c.ok(&[
+            "local",
+            "up",
+            "--nodes",
+            &n,
+            "--dir",
+            "cluster",
+            "--http-port",
+            &port,
+        ]);
+        std::fs::write(c.dir.path().join("probe.txt"), "probe\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !c.run(&["put", "probe.txt", "probe.txt"]).status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SDFS never became ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        c.ok(&["delete", "probe.txt"]);
+        c
+    }
+}

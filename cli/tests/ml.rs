@@ -1,0 +1,105 @@
+//! Datasets, models and training through the `idunno` binary against a real local cluster.
+
+mod common;
+
+use common::{json, Local, IDUNNO};
+use std::path::Path;
+use std::process::Command;
+
+/// A tiny image folder: class `left` has a bright left half, `right` a bright right half.
+fn image_folder(root: &Path) {
+    for split in ["train", "test"] {
+        for (class, bright_left) in [("left", true), ("right", false)] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            let n = if split == "train" { 24 } else { 8 };
+            for i in 0..n {
+                let img = image::GrayImage::from_fn(8, 8, |x, _| {
+                    let bright = (x < 4) == bright_left;
+                    image::Luma([if bright { 200 } else { 20 } + (i as u8 % 7)])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_dataset_directories_are_refused_before_reaching_any_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let neither = dir.path().join("neither");
+    std::fs::create_dir_all(&neither).unwrap();
+    std::fs::write(neither.join("README"), "no data here").unwrap();
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    image::GrayImage::new(8, 8)
+        .save(mixed.join("a.png"))
+        .unwrap();
+    image::GrayImage::new(9, 8)
+        .save(mixed.join("b.png"))
+        .unwrap();
+    // No server listens on this URL: the error must come from the directory itself.
+    let url = format!("nats://127.0.0.1:{}", testkit::free_port());
+    for (dir, reason) in [
+        (&neither, "is neither an MNIST-IDX directory"),
+        (&mixed, "images differ in size"),
+    ] {
+        let out = Command::new(IDUNNO)
+            .args(["--nats", &url, "dataset", "import", "x"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn import_list_train_follow_and_inspect_jobs() {
+    let c = Local::up(3);
+    let root = c.dir.path();
+    image_folder(&root.join("halves"));
+    let imported = json(&c.ok(&["--json", "dataset", "import", "halves", "halves"]));
+    assert_eq!(imported["classes"], serde_json::json!(["left", "right"]));
+    let listed = json(&c.ok(&["--json", "datasets"]));
+    let first = &listed[0]["manifest"];
+    assert_eq!(first["name"], "halves");
+    assert_eq!(first["splits"]["train"]["count"], 48);
+    assert_eq!(first["shape"], serde_json::json!([1, 8, 8]));
+
+    let err = c.err(&["train", "vgg", "halves"]);
+    assert!(err.contains("unknown model \"vgg\""), "{err}");
+    let err = c.err(&["train", "mlp", "nope"]);
+    assert!(err.contains("unknown dataset \"nope\""), "{err}");
+
+    let id = json(&c.ok(&[
+        "--json", "train", "mlp", "halves", "--epochs", "3", "--batch", "8", "--detach",
+    ]))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watched = json(&c.ok(&["--json", "watch", &id]));
+    assert_eq!(watched["state"], "succeeded");
+    let job = json(&c.ok(&["--json", "job", &id]));
+    assert_eq!(job["attempts"][0]["resumed_at_epoch"], 0);
+    let acc = job["outcome"]["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "{acc}");
+    let jobs = json(&c.ok(&["--json", "jobs"]));
+    assert!(jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["id"] == id.as_str()));
+    let models = json(&c.ok(&["--json", "models"]));
+    let attrs = &models[0]["versions"][0]["attrs"];
+    assert_eq!(models[0]["name"], "models/mlp");
+    assert_eq!(
+        (&attrs["arch"], &attrs["dataset"]),
+        (&"mlp".into(), &"halves".into())
+    );
+    assert!(c.ok(&["models"]).contains("mlp"));
+    let err = c.err(&["cancel", &id]);
+    assert!(err.contains("already ended"), "{err}");
+}

@@ -1,0 +1,33 @@
+//! Putting real Fashion-MNIST into a test cluster, the way `idunno dataset import` does.
+
+use bus_client::jobs::JobsClient;
+use bus_client::sdfs::SdfsClient;
+use std::path::Path;
+use std::time::Duration;
+
+/// Waits until SDFS answers, imports Fashion-MNIST (from the Debian package's files) as
+/// `dataset`, and returns SDFS and jobs clients on `client`.
+pub async fn import_fashion(
+    client: &async_nats::Client,
+    dataset: &str,
+) -> (SdfsClient, JobsClient) {
+    let fs = SdfsClient::new(client.clone(), Duration::from_secs(5));
+    crate::wait_until("SDFS answers", Duration::from_secs(15), || async {
+        fs.ls("").await.ok().map(|_| ())
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
+    let manifest = idunno_datasets::import_fashion_mnist(src, dir.path(), dataset)
+        .expect("Fashion-MNIST (Debian package dataset-fashion-mnist) converts");
+    let mut files: Vec<String> = manifest.files().iter().map(|f| f.file.clone()).collect();
+    files.push(idunno_datasets::MANIFEST_FILE.into());
+    for f in files {
+        let name = format!("datasets/{dataset}/{f}");
+        fs.put(&dir.path().join(&f), &name, None)
+            .await
+            .expect("dataset file stored");
+    }
+    let jobs = JobsClient::new(client.clone(), Duration::from_secs(10));
+    (fs, jobs)
+}
