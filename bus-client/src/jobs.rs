@@ -38,9 +38,24 @@ impl JobsClient {
         Self { client, timeout }
     }
 
+    /// Sends a request to any node. The queue group may hand it to a node that has just died,
+    /// so requests that are safe to repeat are retried (three tries within the timeout); a
+    /// submission is sent once.
     async fn rpc(&self, req: &JobsRequest) -> Result<JobsReply, JobsError> {
-        let reply = request(&self.client, subjects::jobs_rpc(), req, self.timeout).await?;
-        match reply {
+        let repeatable = !matches!(req, JobsRequest::Submit { .. });
+        let (tries, each) = if repeatable {
+            (3, self.timeout / 3)
+        } else {
+            (1, self.timeout)
+        };
+        let mut result = request(&self.client, subjects::jobs_rpc(), req, each).await;
+        for _ in 1..tries {
+            if !matches!(result, Err(RequestError::Timeout { .. })) {
+                break;
+            }
+            result = request(&self.client, subjects::jobs_rpc(), req, each).await;
+        }
+        match result? {
             JobsReply::Error { kind, message } => Err(JobsError::Refused { kind, message }),
             other => Ok(other),
         }

@@ -100,6 +100,7 @@ pub async fn follow(
     }
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     let mut last_line = std::time::Instant::now();
+    let mut failing_since: Option<std::time::Instant> = None;
     let job = loop {
         tokio::select! {
             Some(msg) = progress.next() => {
@@ -116,15 +117,23 @@ pub async fn follow(
                     let who = ev.worker.map(|w| format!(" on {w}")).unwrap_or_default();
                     let detail = ev.detail.map(|d| format!(": {d}")).unwrap_or_default();
                     let line = format!("{id}: {}{who}{detail}", format!("{:?}", ev.event).to_lowercase());
-                    if bar.is_hidden() {
-                        println!("{line}");
-                    } else {
-                        bar.println(line);
-                    }
+                    tracing_line(&bar, out, &line);
                 }
             }
             _ = poll.tick() => {
-                let job = jobs.get(id).await?;
+                // A node dying mid-request is no reason to stop following; a cluster that stays
+                // unreachable is.
+                let job = match jobs.get(id).await {
+                    Ok(job) => {
+                        failing_since = None;
+                        job
+                    }
+                    Err(e) if failing_since.get_or_insert_with(std::time::Instant::now).elapsed() < Duration::from_secs(30) => {
+                        tracing_line(&bar, out, &format!("{id}: {e}; still trying"));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if job.state.is_final() {
                     break job;
                 }
@@ -145,6 +154,18 @@ pub async fn follow(
             format!("{state:?}").to_lowercase(),
             job.error.as_deref().unwrap_or("no reason given")
         ),
+    }
+}
+
+/// Prints a line above the bar (or plainly without a terminal); nothing with `--json`.
+fn tracing_line(bar: &ProgressBar, out: &Output, line: &str) {
+    if out.json {
+        return;
+    }
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 

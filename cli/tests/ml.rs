@@ -102,4 +102,15 @@ fn import_list_train_follow_and_inspect_jobs() {
     assert!(c.ok(&["models"]).contains("mlp"));
     let err = c.err(&["cancel", &id]);
     assert!(err.contains("already ended"), "{err}");
+
+    let long = json(&c.ok(&[
+        "--json", "train", "mlp", "halves", "--epochs", "10000", "--name", "long", "--detach",
+    ]))["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancelled = json(&c.ok(&["--json", "cancel", &long]));
+    assert_eq!(cancelled["state"], "cancelled");
+    let err = c.err(&["watch", &long]);
+    assert!(err.contains("cancelled"), "{err}");
 }

@@ -82,7 +82,11 @@ fn consider(
         if mine == Some(r.attempt) {
             return;
         }
-        tracing::info!(job = %job.id, "stopping: the job was cancelled, ended or reassigned");
+        match job.state {
+            JobState::Succeeded | JobState::Failed => tracing::debug!(job = %job.id, "ended"),
+            JobState::Cancelled => tracing::info!(job = %job.id, "stopping: cancelled"),
+            _ => tracing::info!(job = %job.id, "stopping: the job was reassigned"),
+        }
         r.stop.cancel();
         running.remove(&job.id);
     }
