@@ -10,16 +10,9 @@ use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use testkit::Cluster;
+use testkit::{env_or, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -12,17 +12,10 @@ use futures::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::{wait_until, Cluster};
+use testkit::{env_or, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 const MB: u64 = 1_000_000;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A file of `mb` MB of pseudo-random bytes (incompressible, cheap to make).
 fn make_file(dir: &Path, name: &str, mb: u64) -> PathBuf {

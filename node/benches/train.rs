@@ -16,16 +16,9 @@ use idunno_node::ml::modelfile::{Header, Payload};
 use idunno_node::ml::train::{Samples, Schedule, Trainer};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use testkit::{import_fashion, Cluster};
+use testkit::{env_or, import_fashion, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Images per second of one epoch of the bare training loop (same code as the worker's).
 fn bare_epoch(arch: Arch, dir: &Path, m: &idunno_datasets::Manifest, threads: i32) -> f64 {

@@ -46,3 +46,11 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The environment variable `name` parsed as a `T` (benchmark knobs), or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -4,12 +4,12 @@
 
 use super::outputs::{self, model_file};
 use super::train_run::panic_message;
-use super::worker::update;
-use super::{lease::now_ms, Ctx, JobError};
+use super::worker::succeed;
+use super::{Ctx, JobError};
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
 use crate::ml::train::{evaluate, Samples};
-use bus_schemas::jobs::{ImportSpec, JobEventKind, JobOutcome, JobRecord, JobSpec, JobState};
+use bus_schemas::jobs::{ImportSpec, JobOutcome, JobRecord, JobSpec};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -109,22 +109,7 @@ async fn import(
         results_file: Some(results),
         seconds: started.elapsed().as_secs_f64(),
     };
-    update(ctx, &job.id, attempt, |j| {
-        j.state = JobState::Succeeded;
-        j.finished_ms = Some(now_ms());
-        j.outcome = Some(outcome.clone());
-    })
-    .await?;
+    succeed(ctx, &job.id, attempt, outcome, &split_name).await?;
     let _ = ctx.cache.sdfs().delete(&spec.upload).await;
-    let acc = header.test_accuracy.map_or(String::new(), |a| {
-        format!(", {split_name} accuracy {:.2}%", a * 100.0)
-    });
-    ctx.event(
-        &job.id,
-        JobEventKind::Finished,
-        Some(&ctx.id),
-        Some(format!("{name} v{version}{acc}")),
-    )
-    .await;
     Ok(())
 }

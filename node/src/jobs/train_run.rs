@@ -3,15 +3,13 @@
 //! stores a checkpoint after every epoch, and finally the model and its test accuracy.
 
 use super::outputs::{self, checkpoint_file, model_file};
-use super::worker::update;
+use super::worker::{succeed, update};
 use super::{lease::now_ms, Ctx, JobError};
 use crate::ml::arch::Arch;
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
 use crate::ml::train::{evaluate, Evaluation, Samples, Schedule, StepReport, Trainer};
-use bus_schemas::jobs::{
-    JobEventKind, JobOutcome, JobRecord, JobSpec, JobState, Progress, TrainSpec,
-};
+use bus_schemas::jobs::{JobOutcome, JobRecord, JobSpec, Progress, TrainSpec};
 use bus_schemas::subjects;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,22 +230,7 @@ async fn finish(
         results_file,
         seconds: seconds.max(started.elapsed().as_secs_f64()),
     };
-    update(ctx, &job.id, attempt, |j| {
-        j.state = JobState::Succeeded;
-        j.finished_ms = Some(now_ms());
-        j.outcome = Some(outcome.clone());
-    })
-    .await?;
-    let acc = header.test_accuracy.map_or(String::new(), |a| {
-        format!(", test accuracy {:.2}%", a * 100.0)
-    });
-    ctx.event(
-        &job.id,
-        JobEventKind::Finished,
-        Some(&ctx.id),
-        Some(format!("{name} v{version}{acc}")),
-    )
-    .await;
+    succeed(ctx, &job.id, attempt, outcome, "test").await?;
     let _ = ctx.cache.sdfs().delete(&checkpoint_file(&job.id)).await;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::{lease::now_ms, Ctx, JobError};
 use bus_schemas::decode;
-use bus_schemas::jobs::{JobEventKind, JobRecord, JobSpec, JobState};
+use bus_schemas::jobs::{JobEventKind, JobOutcome, JobRecord, JobSpec, JobState};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,24 +123,45 @@ fn consider(
 async fn fail(ctx: &Ctx, id: &str, attempt: u32, e: JobError) {
     let message = e.to_string();
     tracing::warn!(job = %id, "failed: {message}");
-    let changed = ctx
-        .store
-        .modify(id, |j| {
-            let current = j
-                .current()
-                .is_some_and(|a| a.attempt == attempt && a.worker == ctx.id);
-            if current {
-                j.state = JobState::Failed;
-                j.error = Some(message.clone());
-                j.finished_ms = Some(now_ms());
-            }
-            current
-        })
-        .await;
-    if let Ok(Some(_)) = changed {
+    let failed = update(ctx, id, attempt, |j| {
+        j.state = JobState::Failed;
+        j.error = Some(message.clone());
+        j.finished_ms = Some(now_ms());
+    })
+    .await;
+    if failed.is_ok() {
         ctx.event(id, JobEventKind::Failed, Some(&ctx.id), Some(message))
             .await;
     }
+}
+
+/// Records that attempt `attempt` of `job` succeeded with `outcome`, and announces it;
+/// `measured` names the split its accuracy was measured on.
+pub async fn succeed(
+    ctx: &Ctx,
+    job: &str,
+    attempt: u32,
+    outcome: JobOutcome,
+    measured: &str,
+) -> Result<(), JobError> {
+    let detail = format!(
+        "{} v{}{}",
+        outcome.model_file,
+        outcome.model_version,
+        outcome.test_accuracy.map_or(String::new(), |a| format!(
+            ", {measured} accuracy {:.2}%",
+            a * 100.0
+        ))
+    );
+    update(ctx, job, attempt, |j| {
+        j.state = JobState::Succeeded;
+        j.finished_ms = Some(now_ms());
+        j.outcome = Some(outcome.clone());
+    })
+    .await?;
+    ctx.event(job, JobEventKind::Finished, Some(&ctx.id), Some(detail))
+        .await;
+    Ok(())
 }
 
 /// Applies `change` to job `id` only while attempt `attempt` is current on this worker;
