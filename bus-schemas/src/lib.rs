@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod membership;
 pub mod names;
 pub mod sdfs;
+pub mod serve;
 pub mod subjects;
 
 pub use codec::{decode, encode, DecodeError, EncodeError, Message, SCHEMA_VERSION};

@@ -72,6 +72,38 @@ pub fn jobs_rpc() -> String {
 /// Queue group of [`jobs_rpc`].
 pub const JOBS_QUEUE: &str = "idunno-jobs";
 
+/// Public: the results of an inference job, one message per batch
+/// ([`crate::serve::ResultsBatch`]); captured by the stream [`RESULTS_STREAM`].
+pub fn job_results(job_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.results")
+}
+
+/// Every job's results, for the stream's subject filter.
+pub fn all_job_results() -> String {
+    format!("{PREFIX}.jobs.*.results")
+}
+
+/// The JetStream stream that keeps inference results (with retention limits) and drops a
+/// re-dispatched batch's second copy by its message id.
+pub const RESULTS_STREAM: &str = "IDUNNO_RESULTS";
+
+/// Request/reply: batches of one inference job ([`crate::serve::WorkBatch`]), answered by one
+/// of the workers serving it (queue group [`work_queue`]).
+pub fn job_work(job_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.work")
+}
+
+/// The queue group of a job's work subject.
+pub fn work_queue(job_id: &str) -> String {
+    format!("idunno-work-{job_id}")
+}
+
+/// Request/reply: tell one worker to join or leave a job's work queue
+/// ([`crate::serve::AssignRequest`]).
+pub fn node_assign(node_id: &str) -> String {
+    format!("{PREFIX}.nodes.{node_id}.assign")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod membership;
 pub mod metrics;
 pub mod ml;
 pub mod sdfs;
+pub mod serving;
 
 use config::NodeConfig;
 use membership::service::{Connection, MembershipConfig};

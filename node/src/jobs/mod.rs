@@ -69,7 +69,7 @@ pub struct Ctx {
     /// Job records.
     pub store: store::JobStore,
     /// Datasets and files from SDFS.
-    pub cache: cache::Cache,
+    pub cache: Arc<cache::Cache>,
     /// Membership.
     pub membership: MembershipHandle,
     /// Where tch runs.
@@ -157,7 +157,7 @@ pub async fn serve(
         id: id.clone(),
         client: client.clone(),
         store,
-        cache: cache::Cache::new(&cfg.data_dir, sdfs),
+        cache: Arc::new(cache::Cache::new(&cfg.data_dir, sdfs)),
         membership: membership.clone(),
         device: cfg.device,
         coordinator: coordinator_tx.subscribe(),
@@ -172,6 +172,10 @@ pub async fn serve(
     ));
     let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
     let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
+    if let Err(e) = crate::serving::results_stream(&js, cfg.kv_replicas).await {
+        tracing::warn!("cannot create the results stream: {e:#}");
+    }
+    let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(ctx, shutdown.clone()));
-    let _ = tokio::join!(lease_task, api_task, coord_task, worker_task);
+    let _ = tokio::join!(lease_task, api_task, coord_task, worker_task, serve_task);
 }

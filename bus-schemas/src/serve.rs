@@ -1,0 +1,205 @@
+//! Inference work: the coordinator tells a worker to join or leave a job's work queue
+//! (`idunno.v1.nodes.<id>.assign`), sends batches to the job's work subject
+//! (`idunno.v1.jobs.<job_id>.work`, one queue group per job), and workers publish each batch's
+//! results on `idunno.v1.jobs.<job_id>.results` (captured by a JetStream stream that drops a
+//! re-dispatched batch's second copy).
+
+use crate::codec::Message;
+use serde::{Deserialize, Serialize};
+
+/// What a worker needs to serve a job: the model version and the split it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServeTarget {
+    /// The job.
+    pub job_id: String,
+    /// The model's SDFS file (`models/<name>`).
+    pub model_file: String,
+    /// Its version.
+    pub model_version: u64,
+    /// The dataset.
+    pub dataset: String,
+    /// The split (`test`, `train`, `all`).
+    pub split: String,
+}
+
+/// `idunno.v1.nodes.<id>.assign`: join or leave a job's work queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AssignRequest {
+    /// Load the model and the split, then take batches of the job.
+    Join {
+        /// The job to serve.
+        target: ServeTarget,
+    },
+    /// Stop taking batches of the job (a batch in progress is finished).
+    Leave {
+        /// The job.
+        job_id: String,
+    },
+}
+
+impl Message for AssignRequest {
+    const NAME: &'static str = "assign request";
+}
+
+/// The answer to an [`AssignRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum AssignReply {
+    /// The worker now serves (or no longer serves) the job.
+    Done {
+        /// The worker.
+        worker: String,
+        /// The jobs it serves now.
+        serving: Vec<String>,
+    },
+    /// Refused: the model or the split could not be loaded.
+    Error {
+        /// The worker.
+        worker: String,
+        /// One sentence.
+        message: String,
+    },
+}
+
+impl Message for AssignReply {
+    const NAME: &'static str = "assign reply";
+}
+
+/// One batch of queries, sent to `idunno.v1.jobs.<job_id>.work`. Query `first_query + i`
+/// reads sample `(first_query + i) mod count` of the split, so a batch is the same whichever
+/// worker runs it and however often it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkBatch {
+    /// The job.
+    pub job_id: String,
+    /// The batch, unique within the job; kept when the batch is sent again.
+    pub batch_id: u64,
+    /// The first query id.
+    pub first_query: u64,
+    /// Queries in the batch.
+    pub len: u32,
+}
+
+impl Message for WorkBatch {
+    const NAME: &'static str = "work batch";
+}
+
+/// A worker's answer to a [`WorkBatch`], once its results are stored in the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum WorkReply {
+    /// Done.
+    Done {
+        /// The batch.
+        batch_id: u64,
+        /// The worker that ran it.
+        worker: String,
+        /// Queries answered.
+        queries: u32,
+        /// Correct predictions, when the split is labelled.
+        #[serde(default)]
+        correct: Option<u32>,
+        /// Milliseconds from receipt to results stored.
+        proc_ms: f64,
+        /// Milliseconds of model time.
+        infer_ms: f64,
+        /// Whether the results stream already held this batch (a re-dispatch).
+        duplicate: bool,
+    },
+    /// The worker cannot run the batch (it does not serve the job, or the model failed).
+    Error {
+        /// The batch.
+        batch_id: u64,
+        /// The worker.
+        worker: String,
+        /// One sentence.
+        message: String,
+    },
+}
+
+impl Message for WorkReply {
+    const NAME: &'static str = "work reply";
+}
+
+/// One query's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    /// Unique within the job.
+    pub query_id: u64,
+    /// The sample's index in the split.
+    pub sample: u64,
+    /// The predicted class index.
+    pub predicted: i64,
+    /// Its name.
+    pub class_name: String,
+    /// Softmax probability of the predicted class.
+    pub score: f32,
+    /// The true class, when the split is labelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<i64>,
+}
+
+/// Public: `idunno.v1.jobs.<job_id>.results`, one message per batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultsBatch {
+    /// The job.
+    pub job_id: String,
+    /// The batch.
+    pub batch_id: u64,
+    /// One entry per query.
+    pub results: Vec<QueryResult>,
+}
+
+impl Message for ResultsBatch {
+    const NAME: &'static str = "results batch";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::round_trip;
+
+    #[test]
+    fn serve_messages_round_trip() {
+        let target = ServeTarget {
+            job_id: "serve-1".into(),
+            model_file: "models/cnn".into(),
+            model_version: 2,
+            dataset: "fm".into(),
+            split: "test".into(),
+        };
+        round_trip(AssignRequest::Join { target });
+        round_trip(AssignReply::Done {
+            worker: "n1".into(),
+            serving: vec!["serve-1".into()],
+        });
+        round_trip(WorkBatch {
+            job_id: "serve-1".into(),
+            batch_id: 3,
+            first_query: 192,
+            len: 64,
+        });
+        round_trip(WorkReply::Done {
+            batch_id: 3,
+            worker: "n1".into(),
+            queries: 64,
+            correct: Some(60),
+            proc_ms: 12.5,
+            infer_ms: 10.0,
+            duplicate: false,
+        });
+        round_trip(ResultsBatch {
+            job_id: "serve-1".into(),
+            batch_id: 3,
+            results: vec![QueryResult {
+                query_id: 192,
+                sample: 192,
+                predicted: 4,
+                class_name: "Coat".into(),
+                score: 0.9,
+                label: None,
+            }],
+        });
+    }
+}

@@ -1,0 +1,178 @@
+//! The worker's inference engine: models and dataset splits loaded once and kept, and batches
+//! of queries run through them on blocking threads.
+
+use crate::jobs::cache::Cache;
+use crate::jobs::JobError;
+use crate::ml::model::Model;
+use crate::ml::train::Samples;
+use bus_schemas::serve::{QueryResult, ServeTarget, WorkBatch};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// A loaded model, used by one batch at a time.
+type SharedModel = Arc<Mutex<Model>>;
+
+/// A split in memory, ready to serve.
+pub struct SplitData {
+    samples: Mutex<Samples>,
+    count: u64,
+    labels: Option<Vec<i64>>,
+    classes: Vec<String>,
+}
+
+/// What one batch produced.
+pub struct BatchOutput {
+    /// One per query.
+    pub results: Vec<QueryResult>,
+    /// Correct predictions, when labelled.
+    pub correct: Option<u32>,
+    /// Model time in milliseconds.
+    pub infer_ms: f64,
+}
+
+/// A job being served: its model and split.
+#[derive(Clone)]
+pub struct Serving {
+    /// What to serve.
+    pub target: ServeTarget,
+    model: SharedModel,
+    split: Arc<SplitData>,
+}
+
+/// Loaded models and splits, shared by every job this worker serves.
+pub struct Engine {
+    cache: Arc<Cache>,
+    device: Device,
+    models: tokio::sync::Mutex<HashMap<(String, u64), SharedModel>>,
+    splits: tokio::sync::Mutex<HashMap<(String, String), Arc<SplitData>>>,
+}
+
+impl Engine {
+    /// An engine fetching through `cache`, running on `device`.
+    pub fn new(cache: Arc<Cache>, device: Device) -> Engine {
+        Engine {
+            cache,
+            device,
+            models: Default::default(),
+            splits: Default::default(),
+        }
+    }
+
+    /// Loads (or finds loaded) what `target` needs, checking that the model fits the split.
+    pub async fn prepare(&self, target: &ServeTarget) -> Result<Serving, JobError> {
+        let split = self.split(&target.dataset, &target.split).await?;
+        let model = self.model(&target.model_file, target.model_version).await?;
+        let (m, classes) = (model.clone(), split.classes.len());
+        let dataset = target.dataset.clone();
+        tokio::task::spawn_blocking(move || {
+            let m = m.lock().expect("model lock");
+            if classes > 0 && m.header.classes.len() != classes {
+                return Err(JobError::BadInput(format!(
+                    "the model has {} classes but {dataset} has {classes}",
+                    m.header.classes.len()
+                )));
+            }
+            m.check_fits(&dataset).map_err(JobError::from)
+        })
+        .await
+        .map_err(|e| JobError::Internal(e.to_string()))??;
+        Ok(Serving {
+            target: target.clone(),
+            model,
+            split,
+        })
+    }
+
+    async fn model(&self, file: &str, version: u64) -> Result<SharedModel, JobError> {
+        let key = (file.to_string(), version);
+        if let Some(m) = self.models.lock().await.get(&key) {
+            return Ok(m.clone());
+        }
+        let bytes = self.cache.read(file, Some(version)).await?;
+        let (what, device) = (format!("{file} v{version}"), self.device);
+        let model = tokio::task::spawn_blocking(move || Model::load(&what, &bytes, device))
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))??;
+        let model = Arc::new(Mutex::new(model));
+        self.models.lock().await.insert(key, model.clone());
+        Ok(model)
+    }
+
+    async fn split(&self, dataset: &str, split: &str) -> Result<Arc<SplitData>, JobError> {
+        let key = (dataset.to_string(), split.to_string());
+        if let Some(s) = self.splits.lock().await.get(&key) {
+            return Ok(s.clone());
+        }
+        let manifest = self.cache.manifest(dataset).await?;
+        let loaded = self.cache.split(dataset, &manifest, split).await?;
+        let data = Arc::new(SplitData {
+            count: loaded.count as u64,
+            labels: loaded.labels.clone(),
+            classes: manifest.classes.clone(),
+            samples: Mutex::new(Samples::from_split(&loaded, None)),
+        });
+        self.splits.lock().await.insert(key, data.clone());
+        Ok(data)
+    }
+}
+
+impl Serving {
+    /// Runs `batch` (off the async runtime).
+    pub async fn run(&self, batch: &WorkBatch) -> Result<BatchOutput, JobError> {
+        let this = self.clone();
+        let (first, len) = (batch.first_query, batch.len as u64);
+        tokio::task::spawn_blocking(move || this.run_blocking(first, len))
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))?
+    }
+
+    fn run_blocking(&self, first: u64, len: u64) -> Result<BatchOutput, JobError> {
+        let count = self.split.count.max(1);
+        let samples: Vec<i64> = (first..first + len).map(|q| (q % count) as i64).collect();
+        let x = {
+            let data = self.split.samples.lock().expect("split lock");
+            data.images.index_select(0, &Tensor::from_slice(&samples))
+        };
+        let started = Instant::now();
+        let (pred, score) = {
+            let model = self.model.lock().expect("model lock");
+            let _guard = tch::no_grad_guard();
+            let probs = model.forward(&x, false)?.softmax(-1, Kind::Float);
+            let (score, pred) = probs.max_dim(-1, false);
+            (pred.to_device(Device::Cpu), score.to_device(Device::Cpu))
+        };
+        let infer_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let bad = |e: tch::TchError| JobError::Internal(e.to_string());
+        let pred = Vec::<i64>::try_from(&pred).map_err(bad)?;
+        let score = Vec::<f32>::try_from(&score).map_err(bad)?;
+        let classes = &self.split.classes;
+        let mut correct = self.split.labels.as_ref().map(|_| 0u32);
+        let results = (0..len as usize)
+            .map(|i| {
+                let sample = samples[i] as u64;
+                let label = self.split.labels.as_ref().map(|l| l[sample as usize]);
+                if let (Some(c), Some(l)) = (correct.as_mut(), label) {
+                    *c += u32::from(l == pred[i]);
+                }
+                QueryResult {
+                    query_id: first + i as u64,
+                    sample,
+                    predicted: pred[i],
+                    class_name: classes
+                        .get(pred[i] as usize)
+                        .cloned()
+                        .unwrap_or_else(|| pred[i].to_string()),
+                    score: score[i],
+                    label,
+                }
+            })
+            .collect();
+        Ok(BatchOutput {
+            results,
+            correct,
+            infer_ms,
+        })
+    }
+}

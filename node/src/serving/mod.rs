@@ -1,0 +1,255 @@
+//! Inference on a worker: the coordinator tells it to join or leave a job's work queue on
+//! `idunno.v1.nodes.<id>.assign`; while it serves a job it takes the job's batches (one at a
+//! time, from the job's queue group), runs them, stores the results in the `IDUNNO_RESULTS`
+//! stream under the batch's message id (so a batch sent twice is stored once), and answers.
+
+pub mod engine;
+
+use crate::jobs::Ctx;
+use async_nats::jetstream::{self, stream};
+use bus_schemas::serve::{AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkReply};
+use bus_schemas::{decode, encode, subjects};
+use engine::{Engine, Serving};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Creates the results stream if needed: every job's results, kept a day or 1 GiB, with a
+/// 10-minute window in which a second copy of a batch (same message id) is dropped.
+pub async fn results_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<stream::Stream> {
+    let config = stream::Config {
+        name: subjects::RESULTS_STREAM.into(),
+        description: Some("IDunno inference results, one message per batch".into()),
+        subjects: vec![subjects::all_job_results()],
+        max_age: Duration::from_secs(24 * 3600),
+        max_bytes: 1 << 30,
+        duplicate_window: Duration::from_secs(600),
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    Ok(js.get_or_create_stream(config).await?)
+}
+
+/// The message id of a batch's results.
+pub fn results_msg_id(job_id: &str, batch_id: u64) -> String {
+    format!("{job_id}.{batch_id}")
+}
+
+/// The worker's serving side.
+pub struct Worker {
+    ctx: Arc<Ctx>,
+    engine: Engine,
+    js: jetstream::Context,
+    serving: Mutex<BTreeMap<String, CancellationToken>>,
+}
+
+impl Worker {
+    /// Answers assignments until `shutdown`.
+    pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+        let js = jetstream::new(ctx.client.clone());
+        let engine = Engine::new(ctx.cache.clone(), ctx.device);
+        let me = Arc::new(Worker {
+            ctx: ctx.clone(),
+            engine,
+            js,
+            serving: Mutex::new(BTreeMap::new()),
+        });
+        let mut sub = loop {
+            match ctx.client.subscribe(subjects::node_assign(&ctx.id)).await {
+                Ok(sub) => break sub,
+                Err(e) => tracing::warn!("cannot subscribe to assignments: {e}"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(msg) = sub.next() => {
+                    let me = me.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        let reply = match decode::<AssignRequest>(&msg.payload) {
+                            Ok(req) => me.assign(req, &shutdown).await,
+                            Err(e) => {
+                                me.ctx.metrics.garbage();
+                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string() }
+                            }
+                        };
+                        if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                            let _ = me.ctx.client.publish(to, bytes.into()).await;
+                        }
+                    });
+                }
+            }
+        }
+        for token in me.serving.lock().await.values() {
+            token.cancel();
+        }
+    }
+
+    async fn assign(
+        self: &Arc<Self>,
+        req: AssignRequest,
+        shutdown: &CancellationToken,
+    ) -> AssignReply {
+        let worker = self.ctx.id.clone();
+        match req {
+            AssignRequest::Join { target } => {
+                if let Err(e) = bus_schemas::validate_token(&target.job_id) {
+                    return AssignReply::Error {
+                        worker,
+                        message: format!("bad job id: {e}"),
+                    };
+                }
+                if self.serving.lock().await.contains_key(&target.job_id) {
+                    return self.done().await;
+                }
+                let serving = match self.engine.prepare(&target).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return AssignReply::Error {
+                            worker,
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                let sub = self
+                    .ctx
+                    .client
+                    .queue_subscribe(
+                        subjects::job_work(&target.job_id),
+                        subjects::work_queue(&target.job_id),
+                    )
+                    .await;
+                let sub = match sub {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        return AssignReply::Error {
+                            worker,
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                let token = shutdown.child_token();
+                let mut map = self.serving.lock().await;
+                if map.contains_key(&target.job_id) {
+                    return AssignReply::Done {
+                        worker,
+                        serving: map.keys().cloned().collect(),
+                    };
+                }
+                map.insert(target.job_id.clone(), token.clone());
+                drop(map);
+                tracing::info!(job = %target.job_id, "serving");
+                tokio::spawn(self.clone().take_batches(serving, sub, token));
+                self.done().await
+            }
+            AssignRequest::Leave { job_id } => {
+                if let Some(token) = self.serving.lock().await.remove(&job_id) {
+                    tracing::info!(job = %job_id, "no longer serving");
+                    token.cancel();
+                }
+                self.done().await
+            }
+        }
+    }
+
+    async fn done(&self) -> AssignReply {
+        AssignReply::Done {
+            worker: self.ctx.id.clone(),
+            serving: self.serving.lock().await.keys().cloned().collect(),
+        }
+    }
+
+    /// Takes the job's batches one at a time until told to leave.
+    async fn take_batches(
+        self: Arc<Self>,
+        serving: Serving,
+        mut sub: async_nats::Subscriber,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                msg = sub.next() => match msg { Some(m) => m, None => break },
+            };
+            let received = Instant::now();
+            let reply = match decode::<WorkBatch>(&msg.payload) {
+                Ok(batch) if batch.job_id == serving.target.job_id => {
+                    self.run(&serving, &batch, received).await
+                }
+                Ok(batch) => WorkReply::Error {
+                    batch_id: batch.batch_id,
+                    worker: self.ctx.id.clone(),
+                    message: "a batch of another job".into(),
+                },
+                Err(e) => {
+                    self.ctx.metrics.garbage();
+                    WorkReply::Error {
+                        batch_id: 0,
+                        worker: self.ctx.id.clone(),
+                        message: e.to_string(),
+                    }
+                }
+            };
+            if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                let _ = self.ctx.client.publish(to, bytes.into()).await;
+            }
+        }
+        let _ = sub.unsubscribe().await;
+    }
+
+    async fn run(&self, serving: &Serving, batch: &WorkBatch, received: Instant) -> WorkReply {
+        let worker = self.ctx.id.clone();
+        let error = |message: String| WorkReply::Error {
+            batch_id: batch.batch_id,
+            worker: worker.clone(),
+            message,
+        };
+        let out = match serving.run(batch).await {
+            Ok(out) => out,
+            Err(e) => return error(e.to_string()),
+        };
+        let results = ResultsBatch {
+            job_id: batch.job_id.clone(),
+            batch_id: batch.batch_id,
+            results: out.results,
+        };
+        let payload = match encode(&results) {
+            Ok(p) => p,
+            Err(e) => return error(e.to_string()),
+        };
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(results_msg_id(&batch.job_id, batch.batch_id));
+        let stored = match self
+            .js
+            .send_publish(subjects::job_results(&batch.job_id), publish)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => return error(format!("cannot store results: {e}")),
+        };
+        match stored {
+            Ok(ack) => WorkReply::Done {
+                batch_id: batch.batch_id,
+                worker: worker.clone(),
+                queries: batch.len,
+                correct: out.correct,
+                proc_ms: received.elapsed().as_secs_f64() * 1000.0,
+                infer_ms: out.infer_ms,
+                duplicate: ack.duplicate,
+            },
+            Err(e) => error(format!("results not stored: {e}")),
+        }
+    }
+}
