@@ -14,6 +14,9 @@ pub enum JobSpec {
     /// Register a TorchScript file already uploaded to SDFS as a model: check it, evaluate it on
     /// the dataset's test split and store it as a new version of `models/<name>`.
     Import(ImportSpec),
+    /// Run a model over a dataset split in batches (inference), sharing workers fairly with the
+    /// other inference jobs.
+    Serve(ServeSpec),
 }
 
 impl JobSpec {
@@ -22,6 +25,7 @@ impl JobSpec {
         match self {
             JobSpec::Train(t) => &t.name,
             JobSpec::Import(i) => &i.name,
+            JobSpec::Serve(s) => &s.model,
         }
     }
 
@@ -30,6 +34,7 @@ impl JobSpec {
         match self {
             JobSpec::Train(t) => &t.dataset,
             JobSpec::Import(i) => &i.dataset,
+            JobSpec::Serve(s) => &s.dataset,
         }
     }
 
@@ -38,6 +43,7 @@ impl JobSpec {
         match self {
             JobSpec::Train(_) => "train",
             JobSpec::Import(_) => "import",
+            JobSpec::Serve(_) => "serve",
         }
     }
 }
@@ -81,6 +87,65 @@ pub struct ImportSpec {
     /// Per-channel standard deviation the pixels are divided by (none if empty).
     #[serde(default)]
     pub std: Vec<f32>,
+}
+
+/// An inference job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServeSpec {
+    /// The model (`models/<model>`).
+    pub model: String,
+    /// The model version (the newest at submission if absent).
+    #[serde(default)]
+    pub model_version: Option<u64>,
+    /// The dataset (the model's own if absent).
+    #[serde(default)]
+    pub dataset: String,
+    /// The split to run over.
+    pub split: String,
+    /// Queries per batch.
+    pub batch: u32,
+    /// Passes over the split; absent: continuous until cancelled.
+    #[serde(default)]
+    pub passes: Option<u32>,
+    /// Fair-time weight (1 = an equal share).
+    pub weight: u32,
+}
+
+/// The coordinator's record of an inference job's progress (in the job record, so that
+/// another coordinator continues exactly where this one stopped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServeState {
+    /// The model version served.
+    pub model_version: u64,
+    /// Samples in the split.
+    pub count: u64,
+    /// Queries in all (None: continuous).
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// The batch size applied to batches cut from now on.
+    pub batch: u32,
+    /// The next query id to cut.
+    pub next_query: u64,
+    /// The next batch id.
+    pub next_batch: u64,
+    /// Batches cut and not yet answered: `(batch_id, first_query, len)`; sent again after a
+    /// coordinator failover.
+    #[serde(default)]
+    pub pending: Vec<(u64, u64, u32)>,
+    /// Queries answered (each counted once).
+    pub done: u64,
+    /// Correct answers among them, when the split is labelled.
+    #[serde(default)]
+    pub correct: Option<u64>,
+    /// Workers serving the job now.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// Queries per second over the last 10 s, as last measured by the coordinator.
+    #[serde(default)]
+    pub rate: f64,
+    /// Processing time per batch, milliseconds: mean, std, median, p90, p95, p99.
+    #[serde(default)]
+    pub proc_ms: Vec<f64>,
 }
 
 /// Where a job is in its life.
@@ -204,6 +269,9 @@ pub struct JobRecord {
     /// Why it failed, or was cancelled.
     #[serde(default)]
     pub error: Option<String>,
+    /// An inference job's progress.
+    #[serde(default)]
+    pub serve: Option<ServeState>,
 }
 
 impl JobRecord {
@@ -393,6 +461,7 @@ mod tests {
             progress: Some(Progress::default()),
             outcome: None,
             error: None,
+            serve: Some(ServeState::default()),
         });
         round_trip(JobEvent {
             job_id: "t-1".into(),

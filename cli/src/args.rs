@@ -170,6 +170,42 @@ pub enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Run a model over a dataset split as an inference job, sharing the workers fairly with
+    /// the other inference jobs.
+    Serve {
+        /// The model (see `idunno models`).
+        model: String,
+        /// Queries per batch.
+        batch_size: u32,
+        /// The dataset (default: the one the model was trained or imported on).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The split.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// The model version (default: the newest).
+        #[arg(long)]
+        model_version: Option<u64>,
+        /// Passes over the split.
+        #[arg(long, default_value_t = 1, conflicts_with = "continuous")]
+        passes: u32,
+        /// Run until cancelled.
+        #[arg(long)]
+        continuous: bool,
+        /// Fair-time weight: a job of weight 2 gets twice the query rate of one of weight 1.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// An inference job's statistics: query rate over the last 10 s, queries done, accuracy,
+    /// processing time per batch (mean, std, median, p90, p95, p99).
+    #[command(name = "job-stats", alias = "ijs")]
+    JobStats {
+        /// The job id.
+        id: String,
+    },
     /// List the jobs: running and queued first, then ended ones.
     #[command(alias = "j")]
     Jobs,

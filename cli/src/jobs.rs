@@ -5,7 +5,9 @@ use crate::args::Command;
 use crate::output::{millis, Output};
 use bus_client::jobs::JobsClient;
 use bus_client::BusOptions;
-use bus_schemas::jobs::{JobEvent, JobRecord, JobSpec, JobState, Progress, TrainSpec};
+use bus_schemas::jobs::{
+    JobEvent, JobRecord, JobSpec, JobState, Progress, ServeSpec, ServeState, TrainSpec,
+};
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +41,37 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             });
             let id = jobs.submit(spec).await?;
             submitted(&client, &jobs, &id, detach, out).await
+        }
+        Command::Serve {
+            model,
+            batch_size,
+            dataset,
+            split,
+            model_version,
+            passes,
+            continuous,
+            weight,
+            detach,
+        } => {
+            let spec = JobSpec::Serve(ServeSpec {
+                model,
+                model_version,
+                dataset: dataset.unwrap_or_default(),
+                split,
+                batch: batch_size,
+                passes: (!continuous).then_some(passes),
+                weight,
+            });
+            let id = jobs.submit(spec).await?;
+            submitted(&client, &jobs, &id, detach, out).await
+        }
+        Command::JobStats { id } => {
+            let job = jobs.get(&id).await?;
+            let Some(s) = &job.serve else {
+                anyhow::bail!("job {id} is not an inference job");
+            };
+            out.print(&job, || stats(&job, s));
+            Ok(())
         }
         Command::Jobs => {
             let list = jobs.list().await?;
@@ -137,7 +170,9 @@ pub async fn follow(
                 if job.state.is_final() {
                     break job;
                 }
-                if let Some(p) = &job.progress {
+                if let Some(s) = &job.serve {
+                    show_serve(&bar, s);
+                } else if let Some(p) = &job.progress {
                     if bar.length() == Some(0) {
                         show(&bar, p);
                     }
@@ -183,6 +218,53 @@ fn show(bar: &ProgressBar, p: &Progress) {
     ));
 }
 
+fn show_serve(bar: &ProgressBar, s: &ServeState) {
+    bar.set_length(s.total.unwrap_or(0));
+    bar.set_position(s.done);
+    let acc = s.correct.map_or(String::new(), |c| {
+        format!(" acc {:.2}%", c as f64 * 100.0 / s.done.max(1) as f64)
+    });
+    bar.set_message(format!(
+        "queries, {:.0} q/s{acc} on {}",
+        s.rate,
+        s.workers.join(",")
+    ));
+}
+
+/// `job-stats`: rate, counts, accuracy and processing-time percentiles.
+fn stats(job: &JobRecord, s: &ServeState) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        vec!["job".into(), job.id.clone()],
+        vec!["state".into(), state(job)],
+        vec!["query rate (10 s)".into(), format!("{:.1} q/s", s.rate)],
+        vec![
+            "queries done".into(),
+            match s.total {
+                Some(t) => format!("{} of {t}", s.done),
+                None => format!("{} (continuous)", s.done),
+            },
+        ],
+        vec!["batch size".into(), s.batch.to_string()],
+        vec!["workers".into(), s.workers.join(", ")],
+    ];
+    if let Some(c) = s.correct {
+        rows.push(vec![
+            "accuracy".into(),
+            format!("{:.2}%", c as f64 * 100.0 / s.done.max(1) as f64),
+        ]);
+    }
+    let names = ["mean", "std", "median", "p90", "p95", "p99"];
+    if s.proc_ms.len() == names.len() {
+        let cells: Vec<String> = names
+            .iter()
+            .zip(&s.proc_ms)
+            .map(|(n, v)| format!("{n} {v:.1}"))
+            .collect();
+        rows.push(vec!["batch time (ms)".into(), cells.join(", ")]);
+    }
+    rows
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -194,6 +276,9 @@ fn state(job: &JobRecord) -> String {
 }
 
 fn progress_cell(job: &JobRecord) -> String {
+    if let (None, Some(s)) = (&job.outcome, &job.serve) {
+        return format!("{} queries, {:.0} q/s", s.done, s.rate);
+    }
     match (&job.outcome, &job.progress) {
         (Some(o), _) => o
             .test_accuracy

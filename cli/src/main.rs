@@ -45,6 +45,8 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Model(_)
         | args::Command::Models { .. }) => ml::run(cmd, &cli.bus, &out).await,
         cmd @ (args::Command::Train { .. }
+        | args::Command::Serve { .. }
+        | args::Command::JobStats { .. }
         | args::Command::Jobs
         | args::Command::Job { .. }
         | args::Command::Cancel { .. }

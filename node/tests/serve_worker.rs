@@ -3,7 +3,6 @@
 //! is sent twice, leave.
 
 use bus_client::request;
-use bus_schemas::jobs::{ImportSpec, JobSpec, JobState};
 use bus_schemas::serve::{
     AssignReply, AssignRequest, ResultsBatch, ServeTarget, WorkBatch, WorkReply,
 };
@@ -11,15 +10,12 @@ use bus_schemas::{decode, subjects};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use testkit::{import_fashion, wait_until, Cluster};
+use testkit::{import_fashion, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchscript");
+mod common;
 
-#[derive(serde::Deserialize)]
-struct Expected {
-    predicted: Vec<i64>,
-}
+use common::{expected, import_fixture};
 
 async fn assign(c: &Cluster, node: &str, req: &AssignRequest) -> AssignReply {
     request(
@@ -47,26 +43,7 @@ async fn send(c: &Cluster, batch: &WorkBatch) -> WorkReply {
 async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
     let c = Cluster::start(Path::new(NODE), 3).await;
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
-    fs.put(
-        &Path::new(FIXTURES).join("fashion_cnn.pt"),
-        "uploads/f.pt",
-        None,
-    )
-    .await
-    .unwrap();
-    let spec = JobSpec::Import(ImportSpec {
-        name: "fixture".into(),
-        dataset: "fm".into(),
-        upload: "uploads/f.pt".into(),
-        mean: vec![0.286],
-        std: vec![0.353],
-    });
-    let id = jobs.submit(spec).await.unwrap();
-    let imported = wait_until("the import", Duration::from_secs(120), || async {
-        jobs.get(&id).await.ok().filter(|j| j.state.is_final())
-    })
-    .await;
-    assert_eq!(imported.state, JobState::Succeeded, "{imported:?}");
+    import_fixture(&fs, &jobs, "fixture").await;
 
     let job = "serve-test1";
     let target = ServeTarget {
@@ -140,9 +117,7 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
             "{reply:?}"
         );
     }
-    let expected: Expected =
-        serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/expected.json")).unwrap())
-            .unwrap();
+    let expected = expected();
     let js = async_nats::jetstream::new(c.client.clone());
     let mut stream = js.get_stream(subjects::RESULTS_STREAM).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;

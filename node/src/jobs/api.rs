@@ -133,6 +133,10 @@ fn check_model_name(name: &str) -> Result<(), JobError> {
 
 async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
     check_model_name(spec.model())?;
+    let mut serve = None;
+    if let JobSpec::Serve(s) = &mut spec {
+        serve = Some(super::serve_check::check(ctx, s).await?);
+    }
     bus_schemas::validate_token(spec.dataset()).map_err(|e| {
         JobError::UnknownDataset(format!("bad dataset name {:?}: {e}", spec.dataset()))
     })?;
@@ -174,6 +178,7 @@ async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
                 ));
             }
         }
+        JobSpec::Serve(_) => {}
         JobSpec::Import(i) => {
             ctx.cache
                 .sdfs()
@@ -208,6 +213,7 @@ async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
         progress: None,
         outcome: None,
         error: None,
+        serve,
     };
     ctx.store
         .create(&job)

@@ -3,7 +3,7 @@
 //! resumes from the job's last checkpoint). A training job holds its worker exclusively.
 
 use super::{lease::now_ms, Ctx};
-use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobState};
+use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobSpec, JobState};
 use bus_schemas::membership::{MemberRecord, MemberState};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +29,15 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// Workers held by a training or import job (they serve no inference meanwhile).
+pub fn training_workers(jobs: &[JobRecord], view: &[MemberRecord]) -> BTreeSet<String> {
+    jobs.iter()
+        .filter_map(JobRecord::current)
+        .filter(|a| usable(view, &a.worker))
+        .map(|a| a.worker.clone())
+        .collect()
+}
+
 /// Whether `worker` can be relied on: alive (or only suspected) in the view.
 fn usable(view: &[MemberRecord], worker: &str) -> bool {
     view.iter()
@@ -52,13 +61,11 @@ async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
         .members;
     let mut jobs = ctx.store.list().await?;
     jobs.sort_by_key(|j| j.submitted_ms);
-    let mut busy: BTreeSet<String> = jobs
+    let mut busy = training_workers(&jobs, &view);
+    let exclusive = jobs
         .iter()
-        .filter_map(JobRecord::current)
-        .filter(|a| usable(&view, &a.worker))
-        .map(|a| a.worker.clone())
-        .collect();
-    for job in jobs.iter().filter(|j| !j.state.is_final()) {
+        .filter(|j| !j.state.is_final() && !matches!(j.spec, JobSpec::Serve(_)));
+    for job in exclusive {
         let stranded = job.current().is_some_and(|a| gone(&view, &a.worker));
         if job.state == JobState::Queued || stranded {
             let Some(worker) = pick(ctx, &view, &busy, &job.id) else {

@@ -5,9 +5,12 @@
 pub mod api;
 pub mod cache;
 pub mod coordinator;
+mod dispatch;
 mod import_run;
 pub mod lease;
 pub mod outputs;
+mod serve_check;
+mod serve_finish;
 pub mod store;
 mod train_run;
 pub mod worker;
@@ -172,10 +175,18 @@ pub async fn serve(
     ));
     let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
     let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
+    let dispatch_task = tokio::spawn(dispatch::run(ctx.clone(), shutdown.clone()));
     if let Err(e) = crate::serving::results_stream(&js, cfg.kv_replicas).await {
         tracing::warn!("cannot create the results stream: {e:#}");
     }
     let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
     let worker_task = tokio::spawn(worker::run(ctx, shutdown.clone()));
-    let _ = tokio::join!(lease_task, api_task, coord_task, worker_task, serve_task);
+    let _ = tokio::join!(
+        lease_task,
+        api_task,
+        coord_task,
+        dispatch_task,
+        worker_task,
+        serve_task
+    );
 }

@@ -74,6 +74,9 @@ fn consider(
     job: JobRecord,
     shutdown: &CancellationToken,
 ) {
+    if matches!(job.spec, JobSpec::Serve(_)) {
+        return; // served through the dispatcher's batches, not run here
+    }
     let mine = job
         .current()
         .filter(|a| a.worker == ctx.id)
@@ -108,6 +111,7 @@ fn consider(
         let result = match &job.spec {
             JobSpec::Train(_) => super::train_run::run(&ctx, &job, attempt, stop.clone()).await,
             JobSpec::Import(_) => super::import_run::run(&ctx, &job, attempt, stop.clone()).await,
+            JobSpec::Serve(_) => Ok(()),
         };
         match result {
             Ok(()) => {}
@@ -161,6 +165,43 @@ pub async fn succeed(
     .await?;
     ctx.event(job, JobEventKind::Finished, Some(&ctx.id), Some(detail))
         .await;
+    Ok(())
+}
+
+/// Records that inference job `job` succeeded with `outcome` (the coordinator owns such jobs,
+/// so no attempt is checked), and announces it.
+pub async fn succeed_record(
+    ctx: &Ctx,
+    job: &str,
+    outcome: JobOutcome,
+    measured: &str,
+) -> Result<(), JobError> {
+    let detail = format!(
+        "{} v{}{}",
+        outcome.model_file,
+        outcome.model_version,
+        outcome.test_accuracy.map_or(String::new(), |a| format!(
+            ", {measured} accuracy {:.2}%",
+            a * 100.0
+        ))
+    );
+    let changed = ctx
+        .store
+        .modify(job, |j| {
+            let running = j.state == JobState::Running;
+            if running {
+                j.state = JobState::Succeeded;
+                j.finished_ms = Some(now_ms());
+                j.outcome = Some(outcome.clone());
+            }
+            running
+        })
+        .await
+        .map_err(|e| JobError::Storage(format!("{e:#}")))?;
+    if changed.is_some() {
+        ctx.event(job, JobEventKind::Finished, None, Some(detail))
+            .await;
+    }
     Ok(())
 }
 

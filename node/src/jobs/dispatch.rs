@@ -1,0 +1,451 @@
+//! The coordinator's dispatcher of inference jobs. While this node holds the lease it tells
+//! the free workers (alive, not training) to join every running inference job, cuts batches
+//! and sends them to each job's work subject, and counts each answered batch once.
+//!
+//! Fair time: a free in-flight slot goes to the job whose query rate over the last 10 s,
+//! divided by its weight, is lowest, so jobs whose queries cost several times more still get the
+//! same rate. Every cut batch is recorded in the job record before it is sent and removed when
+//! its answer is counted; a batch that times out or fails is sent again with the same id and
+//! contents, and a new coordinator sends the recorded ones again. Workers store results under
+//! the batch's id, so the stream keeps each query once.
+
+use super::coordinator::training_workers;
+use super::{serve_finish, Ctx};
+use bus_client::RequestError;
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec};
+use bus_schemas::membership::MemberState;
+use bus_schemas::serve::{AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply};
+use bus_schemas::subjects;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The window over which query rates are measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// In-flight batches per serving worker.
+const SLOTS_PER_WORKER: usize = 2;
+
+/// One batch: `(batch_id, first_query, len)`.
+type Batch = (u64, u64, u32);
+
+/// What the dispatcher knows of one running inference job.
+struct Run {
+    spec: ServeSpec,
+    target: ServeTarget,
+    joined: BTreeSet<String>,
+    joining: BTreeSet<String>,
+    in_flight: usize,
+    resend: VecDeque<Batch>,
+    exhausted: bool,
+    answered: VecDeque<(Instant, u32)>,
+    proc_ms: VecDeque<f64>,
+    saved: Instant,
+}
+
+impl Run {
+    fn rate(&mut self, now: Instant) -> f64 {
+        while self
+            .answered
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.answered.pop_front();
+        }
+        let q: u64 = self.answered.iter().map(|(_, n)| u64::from(*n)).sum();
+        q as f64 / RATE_WINDOW.as_secs_f64()
+    }
+}
+
+enum Done {
+    Joined(String, String, Result<AssignReply, RequestError>),
+    Answered(String, Batch, Result<WorkReply, RequestError>),
+}
+
+/// Runs the dispatcher while this node holds the lease, until `shutdown`.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut refresh = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = refresh.tick() => {
+                if !ctx.coordinator.borrow().me {
+                    runs.clear();
+                    tasks.abort_all();
+                    continue;
+                }
+                if let Err(e) = reconcile(&ctx, &mut runs, &mut tasks).await {
+                    tracing::debug!("dispatcher: {e:#}");
+                }
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok(done) = done else { continue };
+                handle(&ctx, &mut runs, done).await;
+            }
+        }
+        fill(&ctx, &mut runs, &mut tasks).await;
+    }
+}
+
+/// Follows the records: new and ended jobs, the worker pool, joins; saves statistics.
+async fn reconcile(
+    ctx: &Arc<Ctx>,
+    runs: &mut BTreeMap<String, Run>,
+    tasks: &mut JoinSet<Done>,
+) -> anyhow::Result<()> {
+    let view = ctx
+        .membership
+        .view()
+        .await
+        .map_err(|_| anyhow::anyhow!("membership stopped"))?
+        .members;
+    let jobs = ctx.store.list().await?;
+    let training = training_workers(&jobs, &view);
+    let pool: BTreeSet<String> = view
+        .iter()
+        .filter(|m| m.state == MemberState::Alive && !training.contains(&m.id))
+        .map(|m| m.id.clone())
+        .collect();
+    let live: BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| !j.state.is_final() && matches!(j.spec, JobSpec::Serve(_)))
+        .map(|j| j.id.as_str())
+        .collect();
+    let ended: Vec<String> = runs
+        .keys()
+        .filter(|id| !live.contains(id.as_str()))
+        .cloned()
+        .collect();
+    for id in ended {
+        if let Some(run) = runs.remove(&id) {
+            leave(ctx, &id, &run.joined);
+        }
+    }
+    for job in jobs.iter().filter(|j| live.contains(j.id.as_str())) {
+        let run = match runs.get_mut(&job.id) {
+            Some(run) => run,
+            None => match start(ctx, job).await {
+                Some(run) => runs.entry(job.id.clone()).or_insert(run),
+                None => continue,
+            },
+        };
+        run.joined.retain(|w| pool.contains(w));
+        let wanted: Vec<String> = pool
+            .iter()
+            .filter(|w| !run.joined.contains(*w) && !run.joining.contains(*w))
+            .cloned()
+            .collect();
+        for worker in wanted {
+            run.joining.insert(worker.clone());
+            let (client, target, worker, id) = (
+                ctx.client.clone(),
+                run.target.clone(),
+                worker.clone(),
+                job.id.clone(),
+            );
+            tasks.spawn(async move {
+                let req = AssignRequest::Join { target };
+                let reply = bus_client::request(
+                    &client,
+                    subjects::node_assign(&worker),
+                    &req,
+                    Duration::from_secs(60),
+                )
+                .await;
+                Done::Joined(id, worker, reply)
+            });
+        }
+        let workers: Vec<String> = run.joined.iter().cloned().collect();
+        let stale = job.serve.as_ref().is_some_and(|s| s.workers != workers);
+        if stale || run.saved.elapsed() >= Duration::from_secs(1) {
+            run.saved = Instant::now();
+            let rate = run.rate(Instant::now());
+            let proc_ms = percentiles(&run.proc_ms);
+            ctx.store
+                .modify(&job.id, |j| {
+                    let Some(s) = j.serve.as_mut().filter(|_| !j.state.is_final()) else {
+                        return false;
+                    };
+                    s.workers = workers.clone();
+                    s.rate = rate;
+                    if !proc_ms.is_empty() {
+                        s.proc_ms = proc_ms.clone();
+                    }
+                    true
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes up a running or queued inference job: marks it running and queues its recorded
+/// batches to be sent again.
+async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
+    let JobSpec::Serve(spec) = &job.spec else {
+        return None;
+    };
+    let state = job.serve.clone()?;
+    if job.state == JobState::Queued {
+        let started = ctx
+            .store
+            .modify(&job.id, |j| {
+                let queued = j.state == JobState::Queued;
+                if queued {
+                    j.state = JobState::Running;
+                }
+                queued
+            })
+            .await;
+        if let Ok(Some(_)) = started {
+            ctx.event(
+                &job.id,
+                bus_schemas::jobs::JobEventKind::Started,
+                None,
+                None,
+            )
+            .await;
+        }
+    }
+    tracing::info!(job = %job.id, pending = state.pending.len(), "dispatching");
+    Some(Run {
+        target: ServeTarget {
+            job_id: job.id.clone(),
+            model_file: super::outputs::model_file(&spec.model),
+            model_version: state.model_version,
+            dataset: spec.dataset.clone(),
+            split: spec.split.clone(),
+        },
+        spec: spec.clone(),
+        joined: BTreeSet::new(),
+        joining: BTreeSet::new(),
+        in_flight: 0,
+        resend: state.pending.iter().copied().collect(),
+        exhausted: false,
+        answered: VecDeque::new(),
+        proc_ms: VecDeque::new(),
+        saved: Instant::now(),
+    })
+}
+
+fn leave(ctx: &Ctx, job: &str, workers: &BTreeSet<String>) {
+    for worker in workers {
+        let (client, worker, job) = (ctx.client.clone(), worker.clone(), job.to_string());
+        tokio::spawn(async move {
+            let req = AssignRequest::Leave { job_id: job };
+            let _: Result<AssignReply, _> = bus_client::request(
+                &client,
+                subjects::node_assign(&worker),
+                &req,
+                Duration::from_secs(5),
+            )
+            .await;
+        });
+    }
+}
+
+/// Fills free in-flight slots, lowest weighted rate first.
+async fn fill(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, tasks: &mut JoinSet<Done>) {
+    if !ctx.coordinator.borrow().me {
+        return;
+    }
+    let workers: BTreeSet<&String> = runs.values().flat_map(|r| r.joined.iter()).collect();
+    let slots = (workers.len() * SLOTS_PER_WORKER).max(1);
+    let now = Instant::now();
+    loop {
+        let busy: usize = runs.values().map(|r| r.in_flight).sum();
+        if busy >= slots {
+            return;
+        }
+        let next = runs
+            .iter_mut()
+            .filter(|(_, r)| !r.joined.is_empty() && (!r.resend.is_empty() || !r.exhausted))
+            .map(|(id, r)| {
+                let share = r.rate(now) / f64::from(r.spec.weight.max(1));
+                (share, r.in_flight, id.clone())
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some((_, _, id)) = next else {
+            return;
+        };
+        let run = runs.get_mut(&id).expect("chosen from runs");
+        let batch = match run.resend.pop_front() {
+            Some(b) => b,
+            None => match cut(ctx, &id).await {
+                Some(b) => b,
+                None => {
+                    run.exhausted = true;
+                    continue;
+                }
+            },
+        };
+        run.in_flight += 1;
+        let deadline = deadline(&run.proc_ms);
+        let client = ctx.client.clone();
+        tasks.spawn(async move {
+            let work = WorkBatch {
+                job_id: id.clone(),
+                batch_id: batch.0,
+                first_query: batch.1,
+                len: batch.2,
+            };
+            let reply =
+                bus_client::request(&client, subjects::job_work(&id), &work, deadline).await;
+            Done::Answered(id, batch, reply)
+        });
+    }
+}
+
+/// A batch's deadline: 5× the median processing time, at least 3 s, at most 60 s.
+fn deadline(proc_ms: &VecDeque<f64>) -> Duration {
+    let mut v: Vec<f64> = proc_ms.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
+    Duration::from_millis((median * 5.0) as u64)
+        .clamp(Duration::from_secs(3), Duration::from_secs(60))
+}
+
+/// Cuts the job's next batch and records it as pending; None when every query is cut.
+async fn cut(ctx: &Ctx, id: &str) -> Option<Batch> {
+    let mut batch = None;
+    let changed = ctx
+        .store
+        .modify(id, |j| {
+            batch = None;
+            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+                return false;
+            };
+            let left = s.total.map_or(u64::MAX, |t| t.saturating_sub(s.next_query));
+            if left == 0 {
+                return false;
+            }
+            let len = u64::from(s.batch).min(left) as u32;
+            let b = (s.next_batch, s.next_query, len);
+            s.pending.push(b);
+            s.next_batch += 1;
+            s.next_query += u64::from(len);
+            batch = Some(b);
+            true
+        })
+        .await;
+    match changed {
+        Ok(Some(_)) => batch,
+        _ => None,
+    }
+}
+
+async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
+    match done {
+        Done::Joined(id, worker, reply) => {
+            let Some(run) = runs.get_mut(&id) else { return };
+            run.joining.remove(&worker);
+            match reply {
+                Ok(AssignReply::Done { .. }) => {
+                    run.joined.insert(worker);
+                }
+                Ok(AssignReply::Error { message, .. }) => {
+                    tracing::warn!(job = %id, %worker, "cannot serve: {message}");
+                }
+                Err(e) => tracing::debug!(job = %id, %worker, "join: {e}"),
+            }
+        }
+        Done::Answered(id, batch, reply) => {
+            let Some(run) = runs.get_mut(&id) else { return };
+            run.in_flight -= 1;
+            match reply {
+                Ok(WorkReply::Done {
+                    queries,
+                    correct,
+                    proc_ms,
+                    ..
+                }) => {
+                    run.answered.push_back((Instant::now(), queries));
+                    run.proc_ms.push_back(proc_ms);
+                    if run.proc_ms.len() > 2000 {
+                        run.proc_ms.pop_front();
+                    }
+                    if count(ctx, &id, batch.0, queries, correct).await {
+                        serve_finish::finish(ctx.clone(), id, run.joined.clone());
+                    }
+                }
+                Ok(WorkReply::Error {
+                    worker, message, ..
+                }) => {
+                    tracing::warn!(job = %id, batch = batch.0, %worker, "batch failed, sending again: {message}");
+                    run.joined.remove(&worker);
+                    run.resend.push_back(batch);
+                }
+                Err(e) => {
+                    tracing::info!(job = %id, batch = batch.0, "no answer, sending again: {e}");
+                    run.resend.push_back(batch);
+                }
+            }
+        }
+    }
+}
+
+/// Counts an answered batch once (only while it is pending); returns whether the job has
+/// answered every query.
+async fn count(ctx: &Ctx, id: &str, batch_id: u64, queries: u32, correct: Option<u32>) -> bool {
+    let mut complete = false;
+    let _ = ctx
+        .store
+        .modify(id, |j| {
+            complete = false;
+            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+                return false;
+            };
+            let Some(pos) = s.pending.iter().position(|b| b.0 == batch_id) else {
+                return false; // already counted
+            };
+            s.pending.remove(pos);
+            s.done += u64::from(queries);
+            if let (Some(c), Some(k)) = (s.correct.as_mut(), correct) {
+                *c += u64::from(k);
+            }
+            complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
+            true
+        })
+        .await;
+    complete
+}
+
+/// Mean, std, median, p90, p95, p99 of `v` (empty if `v` is).
+pub fn percentiles(v: &VecDeque<f64>) -> Vec<f64> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    let mut s: Vec<f64> = v.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let mean = s.iter().sum::<f64>() / n;
+    let std = (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let at = |p: f64| s[((p * (n - 1.0)).round() as usize).min(s.len() - 1)];
+    vec![mean, std, at(0.5), at(0.9), at(0.95), at(0.99)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_series() {
+        let v: VecDeque<f64> = (1..=100).map(f64::from).collect();
+        let p = percentiles(&v);
+        assert_eq!(p[0], 50.5);
+        assert_eq!((p[2], p[3], p[5]), (51.0, 90.0, 99.0));
+        assert!(percentiles(&VecDeque::new()).is_empty());
+    }
+
+    #[test]
+    fn deadlines_follow_the_median_within_bounds() {
+        assert_eq!(deadline(&VecDeque::new()), Duration::from_secs(3));
+        let slow: VecDeque<f64> = vec![20_000.0; 5].into();
+        assert_eq!(deadline(&slow), Duration::from_secs(60));
+        let mid: VecDeque<f64> = vec![1_000.0; 5].into();
+        assert_eq!(deadline(&mid), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,87 @@
+//! Checks an inference job at submission: the model version exists, the dataset and split
+//! exist, the model's input shape and classes fit the dataset, and the numbers are in range.
+
+use super::{Ctx, JobError};
+use bus_schemas::jobs::{ServeSpec, ServeState};
+
+/// Largest batch size.
+pub const MAX_BATCH: u32 = 4096;
+
+/// Checks `spec` (filling in the dataset and version when absent) and returns the job's
+/// initial state.
+pub async fn check(ctx: &Ctx, spec: &mut ServeSpec) -> Result<ServeState, JobError> {
+    if !(1..=MAX_BATCH).contains(&spec.batch) {
+        return Err(JobError::BadInput(format!(
+            "the batch size must be between 1 and {MAX_BATCH}, not {}",
+            spec.batch
+        )));
+    }
+    if spec.passes == Some(0) {
+        return Err(JobError::BadInput("--passes must be at least 1".into()));
+    }
+    if !(1..=1000).contains(&spec.weight) {
+        return Err(JobError::BadInput(format!(
+            "--weight must be between 1 and 1000, not {}",
+            spec.weight
+        )));
+    }
+    let file = super::outputs::model_file(&spec.model);
+    let version = ctx
+        .cache
+        .sdfs()
+        .locate(&file, spec.model_version)
+        .await
+        .map_err(|e| match JobError::from_sdfs(&file, e) {
+            JobError::NotFound(_) => JobError::UnknownModel(match spec.model_version {
+                Some(v) => format!(
+                    "model {:?} has no version {v} (see `idunno models`)",
+                    spec.model
+                ),
+                None => format!("unknown model {:?} (see `idunno models`)", spec.model),
+            }),
+            other => other,
+        })?;
+    let attrs = &version.attrs;
+    if spec.dataset.is_empty() {
+        spec.dataset = attrs.get("dataset").cloned().unwrap_or_default();
+    }
+    bus_schemas::validate_token(&spec.dataset).map_err(|e| {
+        JobError::UnknownDataset(format!("bad dataset name {:?}: {e}", spec.dataset))
+    })?;
+    let manifest = ctx.cache.manifest(&spec.dataset).await?;
+    let split = manifest.splits.get(&spec.split).ok_or_else(|| {
+        let have: Vec<&String> = manifest.splits.keys().collect();
+        JobError::BadInput(format!(
+            "dataset {:?} has no split {:?} (it has {have:?})",
+            spec.dataset, spec.split
+        ))
+    })?;
+    let shape = format!(
+        "{}x{}x{}",
+        manifest.shape[0], manifest.shape[1], manifest.shape[2]
+    );
+    if let Some(input) = attrs.get("input").filter(|i| **i != shape) {
+        return Err(JobError::BadInput(format!(
+            "model {} takes {input} inputs but dataset {} has {shape}",
+            spec.model, spec.dataset
+        )));
+    }
+    let classes = attrs.get("classes").and_then(|c| c.parse::<usize>().ok());
+    if let Some(c) = classes.filter(|c| manifest.labelled() && *c != manifest.classes.len()) {
+        return Err(JobError::BadInput(format!(
+            "model {} has {c} classes but dataset {} has {}",
+            spec.model,
+            spec.dataset,
+            manifest.classes.len()
+        )));
+    }
+    spec.model_version = Some(version.version);
+    Ok(ServeState {
+        model_version: version.version,
+        count: split.count,
+        total: spec.passes.map(|p| u64::from(p) * split.count),
+        batch: spec.batch,
+        correct: manifest.labelled().then_some(0),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,152 @@
+//! Inference jobs end to end: submitted through the jobs API, dispatched by the coordinator,
+//! with workers and the coordinator killed mid-job. Every test checks that the results file
+//! holds every query exactly once and that the reported accuracy equals the one recomputed
+//! from it.
+
+mod common;
+
+use bus_client::jobs::JobsClient;
+use bus_client::sdfs::SdfsClient;
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec};
+use common::{expected, import_fixture, wait_job};
+use std::path::Path;
+use std::time::Duration;
+use testkit::{import_fashion, wait_until, Cluster};
+
+const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
+
+fn serve(model: &str, batch: u32) -> JobSpec {
+    JobSpec::Serve(ServeSpec {
+        model: model.into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch,
+        passes: Some(1),
+        weight: 1,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct Line {
+    query_id: u64,
+    sample: u64,
+    predicted: i64,
+    label: Option<i64>,
+}
+
+/// Checks the finished job's results file: every query once, PyTorch's predictions, and the
+/// reported accuracy equal to the recomputed one.
+async fn check_results(fs: &SdfsClient, job: &JobRecord) {
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let outcome = job.outcome.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    fs.get(outcome.results_file.as_deref().unwrap(), None, &path, None)
+        .await
+        .unwrap();
+    let expected = expected();
+    let mut seen = vec![0u32; expected.predicted.len()];
+    let mut correct = 0u64;
+    for line in std::fs::read_to_string(&path).unwrap().lines() {
+        let l: Line = serde_json::from_str(line).unwrap();
+        seen[l.query_id as usize] += 1;
+        assert_eq!(l.sample, l.query_id);
+        assert_eq!(l.predicted, expected.predicted[l.sample as usize]);
+        correct += u64::from(l.label == Some(l.predicted));
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every query exactly once");
+    assert_eq!(correct, expected.correct);
+    let reported = outcome.test_accuracy.unwrap();
+    assert!(
+        (reported - correct as f64 / 10_000.0).abs() < 1e-12,
+        "{reported}"
+    );
+    let state = job.serve.as_ref().unwrap();
+    assert_eq!((state.done, state.pending.len()), (10_000, 0));
+}
+
+async fn setup(n: usize) -> (Cluster, SdfsClient, JobsClient) {
+    let c = Cluster::start(Path::new(NODE), n).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    import_fixture(&fs, &jobs, "fixture").await;
+    (c, fs, jobs)
+}
+
+/// Waits until the job has answered at least `n` queries.
+async fn wait_done(jobs: &JobsClient, id: &str, n: u64) -> JobRecord {
+    wait_until(
+        &format!("{n} queries of {id}"),
+        Duration::from_secs(120),
+        || async {
+            let job = jobs.get(id).await.ok()?;
+            assert!(!job.state.is_final(), "ended too early: {job:?}");
+            (job.serve.as_ref()?.done >= n).then_some(job)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_serve_job_survives_a_killed_worker() {
+    let (mut c, fs, jobs) = setup(4).await;
+    let id = jobs.submit(serve("fixture", 20)).await.unwrap();
+    let job = wait_done(&jobs, &id, 2000).await;
+    let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator);
+    let workers = job.serve.as_ref().unwrap().workers.clone();
+    let victim = workers
+        .iter()
+        .find(|w| Some(*w) != coordinator.as_ref())
+        .unwrap()
+        .clone();
+    c.node(&victim).kill9();
+    let done = wait_job(&jobs, &id, Duration::from_secs(180)).await;
+    check_results(&fs, &done).await;
+}
+
+#[tokio::test]
+async fn a_serve_job_survives_a_killed_coordinator() {
+    let (mut c, fs, jobs) = setup(4).await;
+    let id = jobs.submit(serve("fixture", 20)).await.unwrap();
+    wait_done(&jobs, &id, 2000).await;
+    let coordinator = wait_until("a coordinator", Duration::from_secs(10), || async {
+        let view = testkit_view(&c).await?;
+        view.coordinator
+    })
+    .await;
+    c.node(&coordinator).kill9();
+    let done = wait_job(&jobs, &id, Duration::from_secs(180)).await;
+    check_results(&fs, &done).await;
+}
+
+async fn testkit_view(c: &Cluster) -> Option<bus_schemas::membership::ViewSnapshot> {
+    bus_client::request(
+        &c.client,
+        bus_schemas::subjects::members_list(),
+        &bus_schemas::membership::ViewRequest {
+            from: "test".into(),
+        },
+        Duration::from_secs(2),
+    )
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn bad_serve_jobs_are_refused_with_a_reason() {
+    let (_c, _fs, jobs) = setup(3).await;
+    let refused = |r: Result<String, bus_client::jobs::JobsError>| match r {
+        Err(bus_client::jobs::JobsError::Refused { message, .. }) => message,
+        other => panic!("expected a refusal: {other:?}"),
+    };
+    let msg = refused(jobs.submit(serve("nope", 8)).await);
+    assert!(msg.contains("unknown model \"nope\""), "{msg}");
+    let msg = refused(jobs.submit(serve("fixture", 0)).await);
+    assert!(msg.contains("batch size must be between 1"), "{msg}");
+    let JobSpec::Serve(mut s) = serve("fixture", 8) else {
+        unreachable!()
+    };
+    s.split = "validation".into();
+    let msg = refused(jobs.submit(JobSpec::Serve(s)).await);
+    assert!(msg.contains("no split \"validation\""), "{msg}");
+}
