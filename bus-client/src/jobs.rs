@@ -85,6 +85,20 @@ impl JobsClient {
         }
     }
 
+    /// Changes an inference job's batch size; returns its record.
+    pub async fn batch(&self, id: &str, size: u32) -> Result<JobRecord, JobsError> {
+        match self
+            .rpc(&JobsRequest::Batch {
+                id: id.into(),
+                size,
+            })
+            .await?
+        {
+            JobsReply::Job { job } => Ok(*job),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Cancels a job; returns its record.
     pub async fn cancel(&self, id: &str) -> Result<JobRecord, JobsError> {
         match self.rpc(&JobsRequest::Cancel { id: id.into() }).await? {

@@ -140,6 +140,9 @@ pub struct ServeState {
     /// Workers serving the job now.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// Queries answered by each worker.
+    #[serde(default)]
+    pub by_worker: std::collections::BTreeMap<String, u64>,
     /// Queries per second over the last 10 s, as last measured by the coordinator.
     #[serde(default)]
     pub rate: f64,
@@ -347,6 +350,13 @@ pub enum JobsRequest {
     Cancel {
         /// The job id.
         id: String,
+    },
+    /// Change a running inference job's batch size (for batches cut from now on).
+    Batch {
+        /// The job id.
+        id: String,
+        /// Queries per batch.
+        size: u32,
     },
 }
 

@@ -1,6 +1,6 @@
 //! Inference work: the coordinator tells a worker to join or leave a job's work queue
 //! (`idunno.v1.nodes.<id>.assign`), sends batches to the job's work subject
-//! (`idunno.v1.jobs.<job_id>.work`, one queue group per job), and workers publish each batch's
+//! (`idunno.v1.jobs.<job_id>.work.<node_id>`, one subject per worker), and workers publish each batch's
 //! results on `idunno.v1.jobs.<job_id>.results` (captured by a JetStream stream that drops a
 //! re-dispatched batch's second copy).
 
@@ -66,7 +66,7 @@ impl Message for AssignReply {
     const NAME: &'static str = "assign reply";
 }
 
-/// One batch of queries, sent to `idunno.v1.jobs.<job_id>.work`. Query `first_query + i`
+/// One batch of queries, sent to `idunno.v1.jobs.<job_id>.work.<node_id>`. Query `first_query + i`
 /// reads sample `(first_query + i) mod count` of the split, so a batch is the same whichever
 /// worker runs it and however often it is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

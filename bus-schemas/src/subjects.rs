@@ -87,15 +87,12 @@ pub fn all_job_results() -> String {
 /// re-dispatched batch's second copy by its message id.
 pub const RESULTS_STREAM: &str = "IDUNNO_RESULTS";
 
-/// Request/reply: batches of one inference job ([`crate::serve::WorkBatch`]), answered by one
-/// of the workers serving it (queue group [`work_queue`]).
-pub fn job_work(job_id: &str) -> String {
-    format!("{PREFIX}.jobs.{job_id}.work")
-}
-
-/// The queue group of a job's work subject.
-pub fn work_queue(job_id: &str) -> String {
-    format!("idunno-work-{job_id}")
+/// Request/reply: batches of one inference job for one of the workers serving it
+/// ([`crate::serve::WorkBatch`]). Each worker has its own subject, so the coordinator decides
+/// who runs a batch and never sends one to a worker it knows to be frozen or gone (a frozen
+/// process keeps its subscriptions on the server until the server's ping timeout, minutes).
+pub fn job_work(job_id: &str, node_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.work.{node_id}")
 }
 
 /// Request/reply: tell one worker to join or leave a job's work queue

@@ -206,6 +206,22 @@ pub enum Command {
         /// The job id.
         id: String,
     },
+    /// Change a running inference job's batch size (applies to batches cut from now on).
+    Batch {
+        /// The job id.
+        job: String,
+        /// Queries per batch.
+        size: u32,
+    },
+    /// Which workers run which job now.
+    Assignments,
+    /// Every member as a worker: state, the job it trains, the inference jobs it serves,
+    /// queries it answered.
+    #[command(alias = "w")]
+    Workers,
+    /// The jobs that have ended.
+    #[command(alias = "cj")]
+    Completed,
     /// List the jobs: running and queued first, then ended ones.
     #[command(alias = "j")]
     Jobs,

@@ -73,6 +73,41 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             out.print(&job, || stats(&job, s));
             Ok(())
         }
+        Command::Batch { job, size } => {
+            let job = jobs.batch(&job, size).await?;
+            out.print(&job, || {
+                vec![vec![format!("{}: batch size now {size}", job.id)]]
+            });
+            Ok(())
+        }
+        Command::Completed => {
+            let list: Vec<JobRecord> = jobs
+                .list()
+                .await?
+                .into_iter()
+                .filter(|j| j.state.is_final())
+                .collect();
+            out.print(&list, || table(&list));
+            Ok(())
+        }
+        Command::Assignments => {
+            let list = jobs.list().await?;
+            let rows: Vec<(String, String, Vec<String>)> = list
+                .iter()
+                .filter(|j| j.state == JobState::Running)
+                .map(|j| (j.id.clone(), j.spec.kind().to_string(), assigned(j)))
+                .collect();
+            out.print(&rows, || {
+                let mut t = vec![vec!["job".into(), "kind".into(), "workers".into()]];
+                t.extend(
+                    rows.iter()
+                        .map(|(id, k, w)| vec![id.clone(), k.clone(), w.join(", ")]),
+                );
+                t
+            });
+            Ok(())
+        }
+        Command::Workers => crate::workers::show(&client, &jobs, out).await,
         Command::Jobs => {
             let list = jobs.list().await?;
             out.print(&list, || table(&list));
@@ -218,6 +253,15 @@ fn show(bar: &ProgressBar, p: &Progress) {
     ));
 }
 
+/// The workers a running job uses now.
+pub fn assigned(job: &JobRecord) -> Vec<String> {
+    match (&job.serve, job.current()) {
+        (Some(s), _) => s.workers.clone(),
+        (None, Some(a)) => vec![a.worker.clone()],
+        (None, None) => Vec::new(),
+    }
+}
+
 fn show_serve(bar: &ProgressBar, s: &ServeState) {
     bar.set_length(s.total.unwrap_or(0));
     bar.set_position(s.done);
@@ -295,7 +339,7 @@ fn progress_cell(job: &JobRecord) -> String {
     }
 }
 
-fn table(jobs: &[JobRecord]) -> Vec<Vec<String>> {
+pub fn table(jobs: &[JobRecord]) -> Vec<Vec<String>> {
     let mut rows = vec![[
         "job", "kind", "model", "dataset", "state", "worker", "progress", "age",
     ]

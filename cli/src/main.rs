@@ -7,6 +7,7 @@ mod jobs;
 mod local;
 mod ml;
 mod output;
+mod workers;
 
 use clap::Parser;
 
@@ -47,6 +48,10 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         cmd @ (args::Command::Train { .. }
         | args::Command::Serve { .. }
         | args::Command::JobStats { .. }
+        | args::Command::Batch { .. }
+        | args::Command::Assignments
+        | args::Command::Workers
+        | args::Command::Completed
         | args::Command::Jobs
         | args::Command::Job { .. }
         | args::Command::Cancel { .. }

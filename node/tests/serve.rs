@@ -150,3 +150,59 @@ async fn bad_serve_jobs_are_refused_with_a_reason() {
     let msg = refused(jobs.submit(JobSpec::Serve(s)).await);
     assert!(msg.contains("no split \"validation\""), "{msg}");
 }
+
+#[tokio::test]
+async fn a_serve_job_survives_a_frozen_worker_and_a_batch_size_change() {
+    let (c, fs, jobs) = setup(4).await;
+    let id = jobs.submit(serve("fixture", 20)).await.unwrap();
+    wait_done(&jobs, &id, 1000).await;
+    let changed = jobs.batch(&id, 50).await.unwrap();
+    assert_eq!(changed.serve.as_ref().unwrap().batch, 50);
+    let job = wait_done(&jobs, &id, 3000).await;
+    let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator);
+    let frozen = job
+        .serve
+        .as_ref()
+        .unwrap()
+        .workers
+        .iter()
+        .find(|w| Some(*w) != coordinator.as_ref())
+        .unwrap()
+        .clone();
+    let node = c.nodes.iter().find(|n| n.id == frozen).unwrap();
+    node.freeze();
+    let done = wait_job(&jobs, &id, Duration::from_secs(240)).await;
+    node.thaw();
+    check_results(&fs, &done).await;
+    let state = done.serve.as_ref().unwrap();
+    assert!(
+        state.next_batch < 500,
+        "batches of 50 were cut after the change: {}",
+        state.next_batch
+    );
+}
+
+#[tokio::test]
+async fn a_serve_job_survives_three_nodes_killed_at_once_with_the_coordinator() {
+    let (mut c, fs, jobs) = setup(6).await;
+    let id = jobs.submit(serve("fixture", 20)).await.unwrap();
+    wait_done(&jobs, &id, 2000).await;
+    let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator).unwrap();
+    let mut victims = vec![coordinator.clone()];
+    victims.extend(c.others(&[&coordinator]).into_iter().take(2));
+    for v in &victims {
+        c.node(v).kill9();
+    }
+    let done = wait_job(&jobs, &id, Duration::from_secs(240)).await;
+    check_results(&fs, &done).await;
+}
+
+#[tokio::test]
+async fn a_serve_job_survives_a_nats_server_restart() {
+    let (mut c, fs, jobs) = setup(4).await;
+    let id = jobs.submit(serve("fixture", 20)).await.unwrap();
+    wait_done(&jobs, &id, 2000).await;
+    c.nats.restart();
+    let done = wait_job(&jobs, &id, Duration::from_secs(240)).await;
+    check_results(&fs, &done).await;
+}

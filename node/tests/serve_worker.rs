@@ -1,5 +1,5 @@
-//! Workers serving an inference job, driven directly (as the coordinator will): join, batches on
-//! the job's queue group, results stored once per batch in the results stream even when a batch
+//! Workers serving an inference job, driven directly (as the coordinator does): join, batches on
+//! each worker's work subject, results stored once per batch in the results stream even when a batch
 //! is sent twice, leave.
 
 use bus_client::request;
@@ -28,10 +28,10 @@ async fn assign(c: &Cluster, node: &str, req: &AssignRequest) -> AssignReply {
     .unwrap()
 }
 
-async fn send(c: &Cluster, batch: &WorkBatch) -> WorkReply {
+async fn send(c: &Cluster, worker: &str, batch: &WorkBatch) -> WorkReply {
     request(
         &c.client,
-        subjects::job_work(&batch.job_id),
+        subjects::job_work(&batch.job_id, worker),
         batch,
         Duration::from_secs(30),
     )
@@ -84,7 +84,8 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
     let mut workers = BTreeMap::<String, u32>::new();
     let mut correct = 0;
     for b in 0..20 {
-        match send(&c, &batch(b)).await {
+        let to = if b % 2 == 0 { "n2" } else { "n3" };
+        match send(&c, to, &batch(b)).await {
             WorkReply::Done {
                 worker,
                 queries,
@@ -105,7 +106,7 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
     );
     // A re-dispatched batch is run again but stored once.
     for b in 0..3 {
-        let reply = send(&c, &batch(b)).await;
+        let reply = send(&c, "n3", &batch(b)).await;
         assert!(
             matches!(
                 reply,
@@ -145,7 +146,7 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
     }
     let gone = request::<_, WorkReply>(
         &c.client,
-        subjects::job_work(job),
+        subjects::job_work(job, "n2"),
         &batch(0),
         Duration::from_secs(2),
     )

@@ -91,6 +91,7 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
             Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
         },
         JobsRequest::Cancel { id } => cancel(ctx, &id).await,
+        JobsRequest::Batch { id, size } => batch(ctx, &id, size).await,
     }
 }
 
@@ -121,6 +122,52 @@ async fn cancel(ctx: &Ctx, id: &str) -> JobsReply {
             ),
             None => error(JobsErrorKind::NotFound, format!("no job {id:?}")),
         },
+        Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
+    }
+}
+
+async fn batch(ctx: &Ctx, id: &str, size: u32) -> JobsReply {
+    let max = super::serve_check::MAX_BATCH;
+    if !(1..=max).contains(&size) {
+        return error(
+            JobsErrorKind::BadArgument,
+            format!("the batch size must be between 1 and {max}, not {size}"),
+        );
+    }
+    let mut why = None;
+    let changed = ctx
+        .store
+        .modify(id, |job| {
+            why = None;
+            match job.serve.as_mut() {
+                Some(s) if !job.state.is_final() => {
+                    s.batch = size;
+                    true
+                }
+                Some(_) => {
+                    why = Some((
+                        JobsErrorKind::AlreadyEnded,
+                        format!("job {id} has already ended"),
+                    ));
+                    false
+                }
+                None => {
+                    why = Some((
+                        JobsErrorKind::BadArgument,
+                        format!("job {id} is not an inference job"),
+                    ));
+                    false
+                }
+            }
+        })
+        .await;
+    match changed {
+        Ok(Some(job)) => JobsReply::Job { job: Box::new(job) },
+        Ok(None) => {
+            let (kind, message) =
+                why.unwrap_or((JobsErrorKind::NotFound, format!("no job {id:?}")));
+            error(kind, message)
+        }
         Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
     }
 }

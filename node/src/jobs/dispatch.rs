@@ -24,8 +24,18 @@ use tokio_util::sync::CancellationToken;
 
 /// The window over which query rates are measured.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
-/// In-flight batches per serving worker.
+/// In-flight batches per serving worker (one running, one waiting), over all its jobs.
 const SLOTS_PER_WORKER: usize = 2;
+
+/// The dispatcher's state.
+#[derive(Default)]
+struct State {
+    runs: BTreeMap<String, Run>,
+    /// Batches in flight per worker.
+    load: BTreeMap<String, usize>,
+    /// Workers alive (not suspected) in the latest view.
+    alive: BTreeSet<String>,
+}
 
 /// One batch: `(batch_id, first_query, len)`.
 type Batch = (u64, u64, u32);
@@ -42,6 +52,8 @@ struct Run {
     answered: VecDeque<(Instant, u32)>,
     proc_ms: VecDeque<f64>,
     saved: Instant,
+    /// When the job was last found complete and its finishing started.
+    finishing: Option<Instant>,
 }
 
 impl Run {
@@ -60,12 +72,12 @@ impl Run {
 
 enum Done {
     Joined(String, String, Result<AssignReply, RequestError>),
-    Answered(String, Batch, Result<WorkReply, RequestError>),
+    Answered(String, String, Batch, Result<WorkReply, RequestError>),
 }
 
 /// Runs the dispatcher while this node holds the lease, until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
+    let mut st = State::default();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut refresh = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -73,29 +85,30 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = refresh.tick() => {
                 if !ctx.coordinator.borrow().me {
-                    runs.clear();
+                    st = State::default();
                     tasks.abort_all();
                     continue;
                 }
-                if let Err(e) = reconcile(&ctx, &mut runs, &mut tasks).await {
+                if let Err(e) = reconcile(&ctx, &mut st, &mut tasks).await {
                     tracing::debug!("dispatcher: {e:#}");
                 }
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok(done) = done else { continue };
-                handle(&ctx, &mut runs, done).await;
+                handle(&ctx, &mut st, done).await;
             }
         }
-        fill(&ctx, &mut runs, &mut tasks).await;
+        fill(&ctx, &mut st, &mut tasks).await;
     }
 }
 
 /// Follows the records: new and ended jobs, the worker pool, joins; saves statistics.
 async fn reconcile(
     ctx: &Arc<Ctx>,
-    runs: &mut BTreeMap<String, Run>,
+    st: &mut State,
     tasks: &mut JoinSet<Done>,
 ) -> anyhow::Result<()> {
+    let runs = &mut st.runs;
     let view = ctx
         .membership
         .view()
@@ -109,6 +122,7 @@ async fn reconcile(
         .filter(|m| m.state == MemberState::Alive && !training.contains(&m.id))
         .map(|m| m.id.clone())
         .collect();
+    st.alive = pool.clone();
     let live: BTreeSet<&str> = jobs
         .iter()
         .filter(|j| !j.state.is_final() && matches!(j.spec, JobSpec::Serve(_)))
@@ -133,6 +147,19 @@ async fn reconcile(
             },
         };
         run.joined.retain(|w| pool.contains(w));
+        if let Some(s) = &job.serve {
+            run.exhausted = s.total.is_some_and(|t| s.next_query >= t);
+            let complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
+            // Finishing failed or this coordinator took over a complete job: finish (again).
+            if complete
+                && run
+                    .finishing
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+            {
+                run.finishing = Some(Instant::now());
+                serve_finish::finish(ctx.clone(), job.id.clone(), run.joined.clone());
+            }
+        }
         let wanted: Vec<String> = pool
             .iter()
             .filter(|w| !run.joined.contains(*w) && !run.joining.contains(*w))
@@ -228,6 +255,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         answered: VecDeque::new(),
         proc_ms: VecDeque::new(),
         saved: Instant::now(),
+        finishing: None,
     })
 }
 
@@ -247,22 +275,29 @@ fn leave(ctx: &Ctx, job: &str, workers: &BTreeSet<String>) {
     }
 }
 
-/// Fills free in-flight slots, lowest weighted rate first.
-async fn fill(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, tasks: &mut JoinSet<Done>) {
+/// Fills free in-flight slots, lowest weighted rate first; each batch goes to the least
+/// loaded alive worker of its job.
+async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
     if !ctx.coordinator.borrow().me {
         return;
     }
-    let workers: BTreeSet<&String> = runs.values().flat_map(|r| r.joined.iter()).collect();
-    let slots = (workers.len() * SLOTS_PER_WORKER).max(1);
     let now = Instant::now();
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
     loop {
-        let busy: usize = runs.values().map(|r| r.in_flight).sum();
-        if busy >= slots {
-            return;
-        }
-        let next = runs
+        let (load, alive) = (&st.load, &st.alive);
+        let free_worker = |r: &Run| {
+            r.joined
+                .iter()
+                .filter(|w| alive.contains(*w))
+                .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
+                .filter(|(l, _)| *l < SLOTS_PER_WORKER)
+                .min()
+                .map(|(_, w)| w)
+        };
+        let next = st
+            .runs
             .iter_mut()
-            .filter(|(_, r)| !r.joined.is_empty() && (!r.resend.is_empty() || !r.exhausted))
+            .filter(|(id, r)| !blocked.contains(*id) && (!r.resend.is_empty() || !r.exhausted))
             .map(|(id, r)| {
                 let share = r.rate(now) / f64::from(r.spec.weight.max(1));
                 (share, r.in_flight, id.clone())
@@ -271,18 +306,29 @@ async fn fill(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, tasks: &mut Join
         let Some((_, _, id)) = next else {
             return;
         };
-        let run = runs.get_mut(&id).expect("chosen from runs");
+        let run = st.runs.get_mut(&id).expect("chosen from runs");
+        let Some(worker) = free_worker(run) else {
+            blocked.insert(id);
+            continue;
+        };
         let batch = match run.resend.pop_front() {
             Some(b) => b,
             None => match cut(ctx, &id).await {
-                Some(b) => b,
-                None => {
+                Ok(Some(b)) => b,
+                Ok(None) => {
                     run.exhausted = true;
+                    continue;
+                }
+                Err(e) => {
+                    // The bucket is unreachable for now (a server restart): try again later.
+                    tracing::debug!(job = %id, "cannot cut a batch: {e:#}");
+                    blocked.insert(id);
                     continue;
                 }
             },
         };
         run.in_flight += 1;
+        *st.load.entry(worker.clone()).or_default() += 1;
         let deadline = deadline(&run.proc_ms);
         let client = ctx.client.clone();
         tasks.spawn(async move {
@@ -292,9 +338,9 @@ async fn fill(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, tasks: &mut Join
                 first_query: batch.1,
                 len: batch.2,
             };
-            let reply =
-                bus_client::request(&client, subjects::job_work(&id), &work, deadline).await;
-            Done::Answered(id, batch, reply)
+            let subject = subjects::job_work(&id, &worker);
+            let reply = bus_client::request(&client, subject, &work, deadline).await;
+            Done::Answered(id, worker, batch, reply)
         });
     }
 }
@@ -308,8 +354,9 @@ fn deadline(proc_ms: &VecDeque<f64>) -> Duration {
         .clamp(Duration::from_secs(3), Duration::from_secs(60))
 }
 
-/// Cuts the job's next batch and records it as pending; None when every query is cut.
-async fn cut(ctx: &Ctx, id: &str) -> Option<Batch> {
+/// Cuts the job's next batch and records it as pending; None when every query is cut (or the
+/// job is no longer running).
+async fn cut(ctx: &Ctx, id: &str) -> anyhow::Result<Option<Batch>> {
     let mut batch = None;
     let changed = ctx
         .store
@@ -330,14 +377,12 @@ async fn cut(ctx: &Ctx, id: &str) -> Option<Batch> {
             batch = Some(b);
             true
         })
-        .await;
-    match changed {
-        Ok(Some(_)) => batch,
-        _ => None,
-    }
+        .await?;
+    Ok(changed.and(batch))
 }
 
-async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
+async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
+    let runs = &mut st.runs;
     match done {
         Done::Joined(id, worker, reply) => {
             let Some(run) = runs.get_mut(&id) else { return };
@@ -352,7 +397,10 @@ async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
                 Err(e) => tracing::debug!(job = %id, %worker, "join: {e}"),
             }
         }
-        Done::Answered(id, batch, reply) => {
+        Done::Answered(id, to, batch, reply) => {
+            if let Some(l) = st.load.get_mut(&to) {
+                *l = l.saturating_sub(1);
+            }
             let Some(run) = runs.get_mut(&id) else { return };
             run.in_flight -= 1;
             match reply {
@@ -360,6 +408,7 @@ async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
                     queries,
                     correct,
                     proc_ms,
+                    worker,
                     ..
                 }) => {
                     run.answered.push_back((Instant::now(), queries));
@@ -367,8 +416,17 @@ async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();
                     }
-                    if count(ctx, &id, batch.0, queries, correct).await {
-                        serve_finish::finish(ctx.clone(), id, run.joined.clone());
+                    match count(ctx, &id, batch.0, &worker, queries, correct).await {
+                        Ok(true) => {
+                            run.finishing = Some(Instant::now());
+                            serve_finish::finish(ctx.clone(), id, run.joined.clone());
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            // Not counted: run it again (its results are stored once anyway).
+                            tracing::debug!(job = %id, "cannot count batch {}: {e:#}", batch.0);
+                            run.resend.push_back(batch);
+                        }
                     }
                 }
                 Ok(WorkReply::Error {
@@ -379,7 +437,10 @@ async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
                     run.resend.push_back(batch);
                 }
                 Err(e) => {
-                    tracing::info!(job = %id, batch = batch.0, "no answer, sending again: {e}");
+                    tracing::info!(job = %id, batch = batch.0, worker = %to, "no answer, sending again: {e}");
+                    if matches!(e, RequestError::NoResponders { .. }) {
+                        run.joined.remove(&to); // it does not serve the job (any more)
+                    }
                     run.resend.push_back(batch);
                 }
             }
@@ -389,10 +450,16 @@ async fn handle(ctx: &Arc<Ctx>, runs: &mut BTreeMap<String, Run>, done: Done) {
 
 /// Counts an answered batch once (only while it is pending); returns whether the job has
 /// answered every query.
-async fn count(ctx: &Ctx, id: &str, batch_id: u64, queries: u32, correct: Option<u32>) -> bool {
+async fn count(
+    ctx: &Ctx,
+    id: &str,
+    batch_id: u64,
+    worker: &str,
+    queries: u32,
+    correct: Option<u32>,
+) -> anyhow::Result<bool> {
     let mut complete = false;
-    let _ = ctx
-        .store
+    ctx.store
         .modify(id, |j| {
             complete = false;
             let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
@@ -403,14 +470,15 @@ async fn count(ctx: &Ctx, id: &str, batch_id: u64, queries: u32, correct: Option
             };
             s.pending.remove(pos);
             s.done += u64::from(queries);
+            *s.by_worker.entry(worker.to_string()).or_default() += u64::from(queries);
             if let (Some(c), Some(k)) = (s.correct.as_mut(), correct) {
                 *c += u64::from(k);
             }
             complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
             true
         })
-        .await;
-    complete
+        .await?;
+    Ok(complete)
 }
 
 /// Mean, std, median, p90, p95, p99 of `v` (empty if `v` is).

@@ -1,7 +1,8 @@
-//! Inference on a worker: the coordinator tells it to join or leave a job's work queue on
-//! `idunno.v1.nodes.<id>.assign`; while it serves a job it takes the job's batches (one at a
-//! time, from the job's queue group), runs them, stores the results in the `IDUNNO_RESULTS`
-//! stream under the batch's message id (so a batch sent twice is stored once), and answers.
+//! Inference on a worker: the coordinator tells it to join or leave a job
+//! (`idunno.v1.nodes.<id>.assign`); while it serves a job it takes the batches the coordinator
+//! sends to its own work subject of the job (`idunno.v1.jobs.<job>.work.<id>`) one at a time,
+//! runs them, stores the results in the `IDUNNO_RESULTS` stream under the batch's message id (so
+//! a batch sent twice is stored once), and answers.
 
 pub mod engine;
 
@@ -125,10 +126,7 @@ impl Worker {
                 let sub = self
                     .ctx
                     .client
-                    .queue_subscribe(
-                        subjects::job_work(&target.job_id),
-                        subjects::work_queue(&target.job_id),
-                    )
+                    .subscribe(subjects::job_work(&target.job_id, &self.ctx.id))
                     .await;
                 let sub = match sub {
                     Ok(sub) => sub,
