@@ -106,6 +106,27 @@ echo "attempts: $(job_field "$job" '", ".join(a["worker"] + " from epoch " + str
 
 step "idunno models"
 "$IDUNNO" models
+
+step "Serve cnn and resnet concurrently (continuous, fair time): equal query rates though resnet costs more"
+a=$("$IDUNNO" serve cnn 32 --continuous --detach)
+b=$("$IDUNNO" serve resnet 32 --continuous --detach)
+sleep 12
+"$IDUNNO" job-stats "$a"
+"$IDUNNO" job-stats "$b"
+"$IDUNNO" workers
+coord=$("$IDUNNO" --json members | python3 -c 'import json,sys; print(json.load(sys.stdin)["coordinator"])')
+other=$("$IDUNNO" --json members | python3 -c 'import json,sys; v=json.load(sys.stdin); print([m["id"] for m in v["members"] if m["state"]=="alive" and m["id"]!=v["coordinator"]][0])')
+step "kill -9 a worker ($other) and the coordinator ($coord); the jobs go on"
+kill -9 "$(pid_of "$other")" "$(pid_of "$coord")"
+sleep 12
+"$IDUNNO" job-stats "$a"
+"$IDUNNO" job-stats "$b"
+"$IDUNNO" members
+"$IDUNNO" cancel "$a"; "$IDUNNO" cancel "$b"
+"$IDUNNO" local restart "$other" --dir "$DIR"; "$IDUNNO" local restart "$coord" --dir "$DIR"
+
+step "Serve cnn once over the 10000 test images, batch 64"
+"$IDUNNO" serve cnn 64
 "$IDUNNO" jobs
 
 step "The cluster keeps running"

@@ -134,7 +134,7 @@ async fn testkit_view(c: &Cluster) -> Option<bus_schemas::membership::ViewSnapsh
 
 #[tokio::test]
 async fn bad_serve_jobs_are_refused_with_a_reason() {
-    let (_c, _fs, jobs) = setup(3).await;
+    let (_c, fs, jobs) = setup(3).await;
     let refused = |r: Result<String, bus_client::jobs::JobsError>| match r {
         Err(bus_client::jobs::JobsError::Refused { message, .. }) => message,
         other => panic!("expected a refusal: {other:?}"),
@@ -149,6 +149,21 @@ async fn bad_serve_jobs_are_refused_with_a_reason() {
     s.split = "validation".into();
     let msg = refused(jobs.submit(JobSpec::Serve(s)).await);
     assert!(msg.contains("no split \"validation\""), "{msg}");
+    // A model file that no worker can load fails the job with the workers' reason.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk"), b"definitely not a model").unwrap();
+    fs.put(&dir.path().join("junk"), "models/broken", None)
+        .await
+        .unwrap();
+    let JobSpec::Serve(mut s) = serve("broken", 8) else {
+        unreachable!()
+    };
+    s.dataset = "fm".into();
+    let id = jobs.submit(JobSpec::Serve(s)).await.unwrap();
+    let done = wait_job(&jobs, &id, Duration::from_secs(60)).await;
+    assert_eq!(done.state, JobState::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("not an IDunno model file"), "{error}");
 }
 
 #[tokio::test]

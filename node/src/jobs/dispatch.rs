@@ -37,6 +37,9 @@ struct State {
     alive: BTreeSet<String>,
 }
 
+/// How long a worker that could not join a job is left alone before it is asked again.
+const JOIN_RETRY: Duration = Duration::from_secs(5);
+
 /// One batch: `(batch_id, first_query, len)`.
 type Batch = (u64, u64, u32);
 
@@ -46,6 +49,10 @@ struct Run {
     target: ServeTarget,
     joined: BTreeSet<String>,
     joining: BTreeSet<String>,
+    /// Workers that refused to join, and when: asked again only after [`JOIN_RETRY`].
+    refused: BTreeMap<String, Instant>,
+    /// The last reason a worker gave for not joining.
+    refusal: Option<String>,
     in_flight: usize,
     resend: VecDeque<Batch>,
     exhausted: bool,
@@ -160,9 +167,17 @@ async fn reconcile(
                 serve_finish::finish(ctx.clone(), job.id.clone(), run.joined.clone());
             }
         }
+        let hopeless = run.joined.is_empty()
+            && !pool.is_empty()
+            && pool.iter().all(|w| run.refused.contains_key(w));
+        if let (true, Some(reason)) = (hopeless, run.refusal.clone()) {
+            fail(ctx, &job.id, &format!("no worker can serve it: {reason}")).await;
+            continue;
+        }
         let wanted: Vec<String> = pool
             .iter()
             .filter(|w| !run.joined.contains(*w) && !run.joining.contains(*w))
+            .filter(|w| run.refused.get(*w).is_none_or(|t| t.elapsed() > JOIN_RETRY))
             .cloned()
             .collect();
         for worker in wanted {
@@ -249,6 +264,8 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         spec: spec.clone(),
         joined: BTreeSet::new(),
         joining: BTreeSet::new(),
+        refused: BTreeMap::new(),
+        refusal: None,
         in_flight: 0,
         resend: state.pending.iter().copied().collect(),
         exhausted: false,
@@ -272,6 +289,32 @@ fn leave(ctx: &Ctx, job: &str, workers: &BTreeSet<String>) {
             )
             .await;
         });
+    }
+}
+
+/// Ends job `id` as failed with `reason`.
+async fn fail(ctx: &Ctx, id: &str, reason: &str) {
+    let failed = ctx
+        .store
+        .modify(id, |j| {
+            let live = !j.state.is_final();
+            if live {
+                j.state = JobState::Failed;
+                j.error = Some(reason.to_string());
+                j.finished_ms = Some(super::lease::now_ms());
+            }
+            live
+        })
+        .await;
+    if let Ok(Some(_)) = failed {
+        tracing::warn!(job = %id, "failed: {reason}");
+        ctx.event(
+            id,
+            bus_schemas::jobs::JobEventKind::Failed,
+            None,
+            Some(reason.into()),
+        )
+        .await;
     }
 }
 
@@ -393,8 +436,13 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                 }
                 Ok(AssignReply::Error { message, .. }) => {
                     tracing::warn!(job = %id, %worker, "cannot serve: {message}");
+                    run.refused.insert(worker, Instant::now());
+                    run.refusal = Some(message);
                 }
-                Err(e) => tracing::debug!(job = %id, %worker, "join: {e}"),
+                Err(e) => {
+                    tracing::debug!(job = %id, %worker, "join: {e}");
+                    run.refused.insert(worker, Instant::now());
+                }
             }
         }
         Done::Answered(id, to, batch, reply) => {
