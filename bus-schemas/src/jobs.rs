@@ -202,6 +202,15 @@ pub struct Progress {
     pub images_per_s: f64,
     /// The epoch this attempt resumed at (0 when it started from scratch).
     pub resumed_at_epoch: u32,
+    /// Inference: queries answered so far.
+    #[serde(default)]
+    pub queries: u64,
+    /// Inference: queries in all (absent when continuous or training).
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// Inference: queries per second over the last 10 s.
+    #[serde(default)]
+    pub query_rate: f64,
 }
 
 impl Message for Progress {

@@ -158,7 +158,7 @@ pub async fn follow(
     let mut events = client.subscribe(subjects::job_events()).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg}")
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
@@ -240,6 +240,13 @@ fn tracing_line(bar: &ProgressBar, out: &Output, line: &str) {
 }
 
 fn show(bar: &ProgressBar, p: &Progress) {
+    if p.epochs == 0 {
+        // An inference job: queries, not epochs.
+        bar.set_length(p.total.unwrap_or(0));
+        bar.set_position(p.queries);
+        bar.set_message(format!("queries, {:.0} q/s on {}", p.query_rate, p.worker));
+        return;
+    }
     bar.set_length(u64::from(p.epochs) * p.steps);
     bar.set_position(u64::from(p.epoch) * p.steps + p.step);
     bar.set_message(format!(

@@ -218,6 +218,33 @@ async fn a_serve_job_survives_a_nats_server_restart() {
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
     wait_done(&jobs, &id, 2000).await;
     c.nats.restart();
+    // Diagnostics: if the job stalls, show the tails of the node logs before failing.
+    let mut last = (0, std::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(job) = jobs.get(&id).await else {
+            continue;
+        };
+        if job.state.is_final() {
+            break;
+        }
+        let done = job.serve.as_ref().map_or(0, |s| s.done);
+        if done != last.0 {
+            last = (done, std::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(90) {
+            for n in &c.nodes {
+                let log =
+                    std::fs::read_to_string(n.data_dir.join("stdout.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "--- {} ---\n{}",
+                    n.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            panic!("stalled at {done} queries: {job:?}");
+        }
+    }
     let done = wait_job(&jobs, &id, Duration::from_secs(240)).await;
     check_results(&fs, &done).await;
 }

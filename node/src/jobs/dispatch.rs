@@ -206,7 +206,8 @@ async fn reconcile(
             run.saved = Instant::now();
             let rate = run.rate(Instant::now());
             let proc_ms = percentiles(&run.proc_ms);
-            ctx.store
+            let saved = ctx
+                .store
                 .modify(&job.id, |j| {
                     let Some(s) = j.serve.as_mut().filter(|_| !j.state.is_final()) else {
                         return false;
@@ -219,6 +220,18 @@ async fn reconcile(
                     true
                 })
                 .await?;
+            if let Some(s) = saved.as_ref().and_then(|j| j.serve.as_ref()) {
+                let progress = bus_schemas::jobs::Progress {
+                    job_id: job.id.clone(),
+                    worker: workers.join(","),
+                    queries: s.done,
+                    total: s.total,
+                    query_rate: rate,
+                    ..Default::default()
+                };
+                let subject = subjects::job_progress(&job.id);
+                let _ = bus_client::publish(&ctx.client, subject, &progress).await;
+            }
         }
     }
     Ok(())

@@ -270,6 +270,7 @@ impl<'a> Reporter<'a> {
             accuracy: r.accuracy,
             images_per_s: r.images_per_s,
             resumed_at_epoch: self.resumed,
+            ..Default::default()
         };
         let _ = bus_client::publish(&self.ctx.client, subjects::job_progress(self.job), &p).await;
         if self.recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) || r.step == r.steps {
