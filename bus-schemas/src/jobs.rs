@@ -4,6 +4,8 @@
 use crate::codec::Message;
 use serde::{Deserialize, Serialize};
 
+pub use crate::serve::{ServeSpec, ServeState};
+
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -87,68 +89,6 @@ pub struct ImportSpec {
     /// Per-channel standard deviation the pixels are divided by (none if empty).
     #[serde(default)]
     pub std: Vec<f32>,
-}
-
-/// An inference job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServeSpec {
-    /// The model (`models/<model>`).
-    pub model: String,
-    /// The model version (the newest at submission if absent).
-    #[serde(default)]
-    pub model_version: Option<u64>,
-    /// The dataset (the model's own if absent).
-    #[serde(default)]
-    pub dataset: String,
-    /// The split to run over.
-    pub split: String,
-    /// Queries per batch.
-    pub batch: u32,
-    /// Passes over the split; absent: continuous until cancelled.
-    #[serde(default)]
-    pub passes: Option<u32>,
-    /// Fair-time weight (1 = an equal share).
-    pub weight: u32,
-}
-
-/// The coordinator's record of an inference job's progress (in the job record, so that
-/// another coordinator continues exactly where this one stopped).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServeState {
-    /// The model version served.
-    pub model_version: u64,
-    /// Samples in the split.
-    pub count: u64,
-    /// Queries in all (None: continuous).
-    #[serde(default)]
-    pub total: Option<u64>,
-    /// The batch size applied to batches cut from now on.
-    pub batch: u32,
-    /// The next query id to cut.
-    pub next_query: u64,
-    /// The next batch id.
-    pub next_batch: u64,
-    /// Batches cut and not yet answered: `(batch_id, first_query, len)`; sent again after a
-    /// coordinator failover.
-    #[serde(default)]
-    pub pending: Vec<(u64, u64, u32)>,
-    /// Queries answered (each counted once).
-    pub done: u64,
-    /// Correct answers among them, when the split is labelled.
-    #[serde(default)]
-    pub correct: Option<u64>,
-    /// Workers serving the job now.
-    #[serde(default)]
-    pub workers: Vec<String>,
-    /// Queries answered by each worker.
-    #[serde(default)]
-    pub by_worker: std::collections::BTreeMap<String, u64>,
-    /// Queries per second over the last 10 s, as last measured by the coordinator.
-    #[serde(default)]
-    pub rate: f64,
-    /// Processing time per batch, milliseconds: mean, std, median, p90, p95, p99.
-    #[serde(default)]
-    pub proc_ms: Vec<f64>,
 }
 
 /// Where a job is in its life.

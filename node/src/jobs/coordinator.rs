@@ -53,13 +53,7 @@ fn gone(view: &[MemberRecord], worker: &str) -> bool {
 }
 
 async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
-    let view = ctx
-        .membership
-        .view()
-        .await
-        .map_err(|_| anyhow::anyhow!("membership stopped"))?
-        .members;
-    let mut jobs = ctx.store.list().await?;
+    let (view, mut jobs) = ctx.snapshot().await?;
     jobs.sort_by_key(|j| j.submitted_ms);
     let mut busy = training_workers(&jobs, &view);
     let exclusive = jobs

@@ -2,9 +2,9 @@
 //! inputs and gives one logit per class, evaluates it on the test split, and stores it as a new
 //! version of `models/<name>` (and its per-sample results as `results/<job>.jsonl`).
 
+use super::ending::{succeed, Owner};
 use super::outputs::{self, model_file};
 use super::train_run::panic_message;
-use super::worker::succeed;
 use super::{Ctx, JobError};
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
@@ -109,7 +109,7 @@ async fn import(
         results_file: Some(results),
         seconds: started.elapsed().as_secs_f64(),
     };
-    succeed(ctx, &job.id, attempt, outcome, &split_name).await?;
+    succeed(ctx, &job.id, Owner::Attempt(attempt), outcome, &split_name).await?;
     let _ = ctx.cache.sdfs().delete(&spec.upload).await;
     Ok(())
 }

@@ -6,11 +6,13 @@ pub mod api;
 pub mod cache;
 pub mod coordinator;
 mod dispatch;
+pub mod ending;
 mod import_run;
 pub mod lease;
 pub mod outputs;
 mod serve_check;
 mod serve_finish;
+mod serve_ops;
 pub mod store;
 mod train_run;
 pub mod worker;
@@ -84,6 +86,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The membership view and every job record, as the coordinator and dispatcher see them.
+    pub async fn snapshot(
+        &self,
+    ) -> anyhow::Result<(
+        Vec<bus_schemas::membership::MemberRecord>,
+        Vec<bus_schemas::jobs::JobRecord>,
+    )> {
+        let view = self
+            .membership
+            .view()
+            .await
+            .map_err(|_| anyhow::anyhow!("membership stopped"))?
+            .members;
+        Ok((view, self.store.list().await?))
+    }
+
     /// Publishes a job event (best effort: the record in KV is the truth).
     pub async fn event(
         &self,

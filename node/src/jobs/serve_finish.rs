@@ -2,8 +2,8 @@
 //! batch, each batch stored once), become `results/<job_id>.jsonl`, and the job succeeds with
 //! the accuracy counted from the answered batches.
 
+use super::ending::{succeed, Owner};
 use super::outputs::{self, model_file};
-use super::worker::succeed_record;
 use super::{Ctx, JobError};
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
 use bus_schemas::jobs::{JobOutcome, JobSpec};
@@ -20,16 +20,7 @@ pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
         if let Err(e) = write(&ctx, &id).await {
             tracing::warn!(job = %id, "cannot finish: {e}");
         }
-        for worker in workers {
-            let req = bus_schemas::serve::AssignRequest::Leave { job_id: id.clone() };
-            let _: Result<bus_schemas::serve::AssignReply, _> = bus_client::request(
-                &ctx.client,
-                subjects::node_assign(&worker),
-                &req,
-                Duration::from_secs(5),
-            )
-            .await;
-        }
+        super::serve_ops::leave(&ctx, &id, &workers);
     });
 }
 
@@ -98,5 +89,5 @@ async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
         results_file: Some(file),
         seconds: super::lease::now_ms().saturating_sub(job.submitted_ms) as f64 / 1000.0,
     };
-    succeed_record(ctx, id, outcome, &spec.split).await
+    succeed(ctx, id, Owner::Coordinator, outcome, &spec.split).await
 }

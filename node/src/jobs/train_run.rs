@@ -2,8 +2,8 @@
 //! checkpoint if there is one, trains on a blocking thread while this task publishes progress,
 //! stores a checkpoint after every epoch, and finally the model and its test accuracy.
 
+use super::ending::{succeed, update, Owner};
 use super::outputs::{self, checkpoint_file, model_file};
-use super::worker::{succeed, update};
 use super::{lease::now_ms, Ctx, JobError};
 use crate::ml::arch::Arch;
 use crate::ml::model::Model;
@@ -47,6 +47,8 @@ pub async fn run(
         true => Some(ctx.cache.split(&spec.dataset, &manifest, "test").await?),
         false => None,
     };
+    // The test split's labels and source files, for the results file written at the end.
+    let test_meta = test.as_ref().map(|t| (t.labels.clone(), t.files.clone()));
     let checkpoint = match job.checkpoint_version {
         Some(v) => {
             let name = checkpoint_file(&job.id);
@@ -93,7 +95,7 @@ pub async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Resumed(epoch)) => {
                     reporter.resumed = epoch;
-                    update(ctx, &job.id, attempt, |j| {
+                    update(ctx, &job.id, Owner::Attempt(attempt), |j| {
                         if let Some(a) = j.attempts.last_mut() {
                             a.resumed_at_epoch = Some(epoch);
                         }
@@ -103,7 +105,7 @@ pub async fn run(
                 Some(Msg::Step(r)) => reporter.step(&r).await?,
                 Some(Msg::Checkpoint(epochs, bytes)) => {
                     let v = outputs::put_bytes(ctx, &checkpoint_file(&job.id), &bytes, BTreeMap::new()).await?;
-                    update(ctx, &job.id, attempt, |j| {
+                    update(ctx, &job.id, Owner::Attempt(attempt), |j| {
                         j.checkpoint_epochs = epochs;
                         j.checkpoint_version = Some(v);
                     })
@@ -112,7 +114,7 @@ pub async fn run(
                 }
                 Some(Msg::Done(done)) => {
                     let (bytes, eval, header) = *done;
-                    finish(ctx, job, attempt, &bytes, eval, &header, &manifest, started).await?;
+                    finish(ctx, job, attempt, &bytes, eval, &header, &manifest, &test_meta, started).await?;
                 }
                 None => break (&mut thread).await.map_err(|e| JobError::Internal(e.to_string()))?,
             }
@@ -185,6 +187,9 @@ fn train_blocking(
     ))))
 }
 
+/// The test split's labels and source file names.
+type TestMeta = Option<(Option<Vec<i64>>, Option<Vec<String>>)>;
+
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     ctx: &Ctx,
@@ -194,28 +199,25 @@ async fn finish(
     eval: Option<Evaluation>,
     header: &Header,
     manifest: &idunno_datasets::Manifest,
+    test: &TestMeta,
     started: Instant,
 ) -> Result<(), JobError> {
     let name = model_file(job.spec.model());
     let version = outputs::put_bytes(ctx, &name, bytes, outputs::model_attrs(header)).await?;
-    let results_file = match &eval {
-        Some(eval) => {
-            let test = ctx
-                .cache
-                .split(job.spec.dataset(), manifest, "test")
-                .await?;
+    let results_file = match (&eval, test) {
+        (Some(eval), Some((labels, files))) => {
             let file = outputs::write_results(
                 ctx,
                 &job.id,
                 eval,
                 &manifest.classes,
-                test.labels.as_deref(),
-                test.files.as_deref(),
+                labels.as_deref(),
+                files.as_deref(),
             )
             .await?;
             Some(file)
         }
-        None => None,
+        _ => None,
     };
     let seconds = (now_ms().saturating_sub(
         job.attempts
@@ -230,7 +232,7 @@ async fn finish(
         results_file,
         seconds: seconds.max(started.elapsed().as_secs_f64()),
     };
-    succeed(ctx, &job.id, attempt, outcome, "test").await?;
+    succeed(ctx, &job.id, Owner::Attempt(attempt), outcome, "test").await?;
     let _ = ctx.cache.sdfs().delete(&checkpoint_file(&job.id)).await;
     Ok(())
 }
@@ -275,7 +277,7 @@ impl<'a> Reporter<'a> {
         let _ = bus_client::publish(&self.ctx.client, subjects::job_progress(self.job), &p).await;
         if self.recorded.is_none_or(|t| t.elapsed() >= RECORD_EVERY) || r.step == r.steps {
             self.recorded = Some(Instant::now());
-            update(self.ctx, self.job, self.attempt, |j| {
+            update(self.ctx, self.job, Owner::Attempt(self.attempt), |j| {
                 j.progress = Some(p.clone())
             })
             .await?;

@@ -1,9 +1,10 @@
 //! The worker: watches the job records and runs each job assigned to this node (one attempt at
 //! a time per job); stops a run when its job is cancelled or given to another worker.
 
-use super::{lease::now_ms, Ctx, JobError};
+use super::ending::{self, Owner};
+use super::{Ctx, JobError};
 use bus_schemas::decode;
-use bus_schemas::jobs::{JobEventKind, JobOutcome, JobRecord, JobSpec, JobState};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,117 +118,8 @@ fn consider(
             Ok(()) => {}
             Err(_) if stop.is_cancelled() => {}
             Err(JobError::Stopped) => {}
-            Err(e) => fail(&ctx, &id, attempt, e).await,
+            Err(e) => ending::fail(&ctx, &id, Owner::Attempt(attempt), e.to_string()).await,
         }
         let _ = done.send((id, attempt));
     });
-}
-
-/// Records that attempt `attempt` of job `id` failed with `e`, if it is still current.
-async fn fail(ctx: &Ctx, id: &str, attempt: u32, e: JobError) {
-    let message = e.to_string();
-    tracing::warn!(job = %id, "failed: {message}");
-    let failed = update(ctx, id, attempt, |j| {
-        j.state = JobState::Failed;
-        j.error = Some(message.clone());
-        j.finished_ms = Some(now_ms());
-    })
-    .await;
-    if failed.is_ok() {
-        ctx.event(id, JobEventKind::Failed, Some(&ctx.id), Some(message))
-            .await;
-    }
-}
-
-/// Records that attempt `attempt` of `job` succeeded with `outcome`, and announces it;
-/// `measured` names the split its accuracy was measured on.
-pub async fn succeed(
-    ctx: &Ctx,
-    job: &str,
-    attempt: u32,
-    outcome: JobOutcome,
-    measured: &str,
-) -> Result<(), JobError> {
-    let detail = format!(
-        "{} v{}{}",
-        outcome.model_file,
-        outcome.model_version,
-        outcome.test_accuracy.map_or(String::new(), |a| format!(
-            ", {measured} accuracy {:.2}%",
-            a * 100.0
-        ))
-    );
-    update(ctx, job, attempt, |j| {
-        j.state = JobState::Succeeded;
-        j.finished_ms = Some(now_ms());
-        j.outcome = Some(outcome.clone());
-    })
-    .await?;
-    ctx.event(job, JobEventKind::Finished, Some(&ctx.id), Some(detail))
-        .await;
-    Ok(())
-}
-
-/// Records that inference job `job` succeeded with `outcome` (the coordinator owns such jobs,
-/// so no attempt is checked), and announces it.
-pub async fn succeed_record(
-    ctx: &Ctx,
-    job: &str,
-    outcome: JobOutcome,
-    measured: &str,
-) -> Result<(), JobError> {
-    let detail = format!(
-        "{} v{}{}",
-        outcome.model_file,
-        outcome.model_version,
-        outcome.test_accuracy.map_or(String::new(), |a| format!(
-            ", {measured} accuracy {:.2}%",
-            a * 100.0
-        ))
-    );
-    let changed = ctx
-        .store
-        .modify(job, |j| {
-            let running = j.state == JobState::Running;
-            if running {
-                j.state = JobState::Succeeded;
-                j.finished_ms = Some(now_ms());
-                j.outcome = Some(outcome.clone());
-            }
-            running
-        })
-        .await
-        .map_err(|e| JobError::Storage(format!("{e:#}")))?;
-    if changed.is_some() {
-        ctx.event(job, JobEventKind::Finished, None, Some(detail))
-            .await;
-    }
-    Ok(())
-}
-
-/// Applies `change` to job `id` only while attempt `attempt` is current on this worker;
-/// otherwise the run must stop ([`JobError::Stopped`]).
-pub async fn update<F>(
-    ctx: &Ctx,
-    id: &str,
-    attempt: u32,
-    mut change: F,
-) -> Result<JobRecord, JobError>
-where
-    F: FnMut(&mut JobRecord),
-{
-    let changed = ctx
-        .store
-        .modify(id, |j| {
-            let current = j
-                .current()
-                .is_some_and(|a| a.attempt == attempt && a.worker == ctx.id);
-            if current {
-                change(j);
-            }
-            current
-        })
-        .await
-        .map_err(|e| JobError::Storage(format!("{e:#}")))?;
-    changed.ok_or(JobError::Stopped)
 }

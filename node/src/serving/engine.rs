@@ -107,12 +107,17 @@ impl Engine {
         }
         let manifest = self.cache.manifest(dataset).await?;
         let loaded = self.cache.split(dataset, &manifest, split).await?;
-        let data = Arc::new(SplitData {
+        let classes = manifest.classes.clone();
+        // Copying the pixels into a tensor takes a while for a large split: off the runtime.
+        let data = tokio::task::spawn_blocking(move || SplitData {
             count: loaded.count as u64,
-            labels: loaded.labels.clone(),
-            classes: manifest.classes.clone(),
             samples: Mutex::new(Samples::from_split(&loaded, None)),
-        });
+            labels: loaded.labels,
+            classes,
+        })
+        .await
+        .map_err(|e| JobError::Internal(e.to_string()))?;
+        let data = Arc::new(data);
         self.splits.lock().await.insert(key, data.clone());
         Ok(data)
     }

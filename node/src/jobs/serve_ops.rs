@@ -1,0 +1,135 @@
+//! What the dispatcher does to one inference job: cut a batch into the job's record, count an
+//! answered one (each batch once), tell workers to leave, and the statistics it keeps.
+
+use super::Ctx;
+use bus_schemas::jobs::JobState;
+use bus_schemas::serve::{AssignReply, AssignRequest};
+use bus_schemas::subjects;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// One batch: `(batch_id, first_query, len)`.
+pub type Batch = (u64, u64, u32);
+
+/// Tells `workers` to leave job `job` (in the background; a worker that is gone is ignored).
+pub fn leave(ctx: &Ctx, job: &str, workers: &BTreeSet<String>) {
+    for worker in workers {
+        let (client, worker, job) = (ctx.client.clone(), worker.clone(), job.to_string());
+        tokio::spawn(async move {
+            let req = AssignRequest::Leave { job_id: job };
+            let _: Result<AssignReply, _> = bus_client::request(
+                &client,
+                subjects::node_assign(&worker),
+                &req,
+                Duration::from_secs(5),
+            )
+            .await;
+        });
+    }
+}
+
+/// A batch's deadline: 5× the median processing time, at least 3 s, at most 60 s.
+pub fn deadline(proc_ms: &VecDeque<f64>) -> Duration {
+    let mut v: Vec<f64> = proc_ms.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
+    Duration::from_millis((median * 5.0) as u64)
+        .clamp(Duration::from_secs(3), Duration::from_secs(60))
+}
+
+/// Cuts the job's next batch and records it as pending; None when every query is cut (or the
+/// job is no longer running).
+pub async fn cut(ctx: &Ctx, id: &str) -> anyhow::Result<Option<Batch>> {
+    let mut batch = None;
+    let changed = ctx
+        .store
+        .modify(id, |j| {
+            batch = None;
+            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+                return false;
+            };
+            let left = s.total.map_or(u64::MAX, |t| t.saturating_sub(s.next_query));
+            if left == 0 {
+                return false;
+            }
+            let len = u64::from(s.batch).min(left) as u32;
+            let b = (s.next_batch, s.next_query, len);
+            s.pending.push(b);
+            s.next_batch += 1;
+            s.next_query += u64::from(len);
+            batch = Some(b);
+            true
+        })
+        .await?;
+    Ok(changed.and(batch))
+}
+
+/// Counts an answered batch once (only while it is pending); returns whether the job has
+/// answered every query.
+pub async fn count(
+    ctx: &Ctx,
+    id: &str,
+    batch_id: u64,
+    worker: &str,
+    queries: u32,
+    correct: Option<u32>,
+) -> anyhow::Result<bool> {
+    let mut complete = false;
+    ctx.store
+        .modify(id, |j| {
+            complete = false;
+            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+                return false;
+            };
+            let Some(pos) = s.pending.iter().position(|b| b.0 == batch_id) else {
+                return false; // already counted
+            };
+            s.pending.remove(pos);
+            s.done += u64::from(queries);
+            *s.by_worker.entry(worker.to_string()).or_default() += u64::from(queries);
+            if let (Some(c), Some(k)) = (s.correct.as_mut(), correct) {
+                *c += u64::from(k);
+            }
+            complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
+            true
+        })
+        .await?;
+    Ok(complete)
+}
+
+/// Mean, std, median, p90, p95, p99 of `v` (empty if `v` is).
+pub fn percentiles(v: &VecDeque<f64>) -> Vec<f64> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    let mut s: Vec<f64> = v.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let mean = s.iter().sum::<f64>() / n;
+    let std = (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let at = |p: f64| s[((p * (n - 1.0)).round() as usize).min(s.len() - 1)];
+    vec![mean, std, at(0.5), at(0.9), at(0.95), at(0.99)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_series() {
+        let v: VecDeque<f64> = (1..=100).map(f64::from).collect();
+        let p = percentiles(&v);
+        assert_eq!(p[0], 50.5);
+        assert_eq!((p[2], p[3], p[5]), (51.0, 90.0, 99.0));
+        assert!(percentiles(&VecDeque::new()).is_empty());
+    }
+
+    #[test]
+    fn deadlines_follow_the_median_within_bounds() {
+        assert_eq!(deadline(&VecDeque::new()), Duration::from_secs(3));
+        let slow: VecDeque<f64> = vec![20_000.0; 5].into();
+        assert_eq!(deadline(&slow), Duration::from_secs(60));
+        let mid: VecDeque<f64> = vec![1_000.0; 5].into();
+        assert_eq!(deadline(&mid), Duration::from_secs(5));
+    }
+}
