@@ -191,6 +191,7 @@ async fn up(
         let live = old.nodes.iter().any(|p| running(p, "idunno-node"));
         anyhow::ensure!(!live, "a local cluster is already up in {} (see `idunno local status`, stop it with `idunno local down`)", dir.display());
     }
+    check_http_ports(http_port, n)?;
     let mut state = LocalState {
         nats_url: bus.url.clone(),
         ..LocalState::default()
@@ -254,7 +255,12 @@ async fn wait_for_members(bus: &BusOptions, state: &LocalState) -> anyhow::Resul
             return Ok(());
         }
         if let Some(dead) = state.nodes.iter().find(|p| !running(p, "idunno-node")) {
-            anyhow::bail!("node {} exited; see {}", dead.name, dead.log.display());
+            anyhow::bail!(
+                "node {} exited; see {}{}",
+                dead.name,
+                dead.log.display(),
+                log_tail(&dead.log, 5)
+            );
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -263,6 +269,32 @@ async fn wait_for_members(bus: &BusOptions, state: &LocalState) -> anyhow::Resul
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Node i listens on `base + i - 1`: every one of those ports must be free before anything starts.
+fn check_http_ports(base: u16, n: usize) -> anyhow::Result<()> {
+    let last = base as usize + n - 1;
+    anyhow::ensure!(
+        last <= u16::MAX as usize,
+        "--http-port {base} leaves no room for {n} nodes (node i listens on {base} + i - 1)"
+    );
+    for port in base..=last as u16 {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            anyhow::bail!(
+                "cannot serve a dashboard on 127.0.0.1:{port} ({e}); node i listens on \
+                 --http-port + i - 1, so choose a --http-port with {n} free ports from it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of a log, indented, for an error message ("" if unreadable).
+fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    tail.iter().map(|l| format!("\n  {l}")).collect()
 }
 
 fn restart(bus: &BusOptions, node: &str, dir: &Path) -> anyhow::Result<()> {

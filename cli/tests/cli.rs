@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-use testkit::{free_port, NatsServer};
+use testkit::{free_port, free_ports, NatsServer};
 
 const IDUNNO: &str = env!("CARGO_BIN_EXE_idunno");
 
@@ -48,6 +48,27 @@ fn bad_arguments_are_refused_before_touching_the_cluster() {
     assert!(stderr(&out).contains("not low, mid, high, off or a number"));
     let out = idunno(&url, &["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // A dashboard port already taken: refused before a nats-server or node starts.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().join("c");
+    let args = ["local", "up", "--nodes", "2", "--dir"];
+    let out = idunno(
+        &url,
+        &[&args[..], &[dir.to_str().unwrap(), "--http-port", &port]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve a dashboard on 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.join("nats.conf").exists(),
+        "nothing should have started"
+    );
 }
 
 #[test]
@@ -164,13 +185,14 @@ fn local_up_members_stat_droprate_leave_join_clear_log_down() {
         node.exists(),
         "build idunno-node first (cargo build --workspace)"
     );
+    let (bus, http) = free_ports(3);
     let cluster = LocalCluster {
-        url: format!("nats://127.0.0.1:{}", free_port()),
+        url: format!("nats://127.0.0.1:{bus}"),
         dir: tempfile::tempdir().unwrap(),
     };
     let dir = cluster.dir();
     let dir = dir.to_str().unwrap();
-    let port = free_port().to_string();
+    let port = http.to_string();
     let up = idunno(
         &cluster.url,
         &[

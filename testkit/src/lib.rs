@@ -9,7 +9,7 @@ mod process;
 
 pub use cluster::Cluster;
 pub use data::import_fashion;
-pub use process::{free_port, NatsServer, NodeProc};
+pub use process::{free_port, free_ports, NatsServer, NodeProc};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

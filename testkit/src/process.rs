@@ -13,6 +13,27 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A bus port and the first of `n` consecutive HTTP ports, all free a moment ago and all
+/// distinct (for `idunno local up --http-port`, which gives node i the port base + i - 1).
+pub fn free_ports(n: usize) -> (u16, u16) {
+    use std::net::TcpListener;
+    for _ in 0..200 {
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let base = first.local_addr().expect("local addr").port();
+        if base as usize + n >= u16::MAX as usize {
+            continue;
+        }
+        let rest: Option<Vec<TcpListener>> = (1..n as u16)
+            .map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if let Some(_held) = rest {
+            // Held while the bus port is chosen, so it cannot fall inside the run.
+            return (free_port(), base);
+        }
+    }
+    panic!("no run of {n} consecutive free ports")
+}
+
 fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(child.id() as i32), sig);
 }

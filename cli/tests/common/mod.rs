@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
-use testkit::free_port;
+use testkit::free_ports;
 
 /// The binary under test.
 pub const IDUNNO: &str = env!("CARGO_BIN_EXE_idunno");
@@ -61,11 +61,12 @@ pub fn json(s: &str) -> serde_json::Value {
 impl Local {
     /// Starts `nodes` nodes and waits until SDFS takes a put.
     pub fn up(nodes: usize) -> Local {
+        let (bus, http) = free_ports(nodes);
         let c = Local {
-            url: format!("nats://127.0.0.1:{}", free_port()),
+            url: format!("nats://127.0.0.1:{bus}"),
             dir: tempfile::tempdir().unwrap(),
         };
-        let (port, n) = (free_port().to_string(), nodes.to_string());
+        let (port, n) = (http.to_string(), nodes.to_string());
         c.ok(&[
             "local",
             "up",
