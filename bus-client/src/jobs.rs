@@ -1,7 +1,7 @@
 //! A client of the cluster's jobs API (`idunno.v1.jobs.rpc`).
 
 use crate::request::{request, RequestError};
-use bus_schemas::jobs::{JobRecord, JobSpec, JobsErrorKind, JobsReply, JobsRequest};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobsErrorKind, JobsReply, JobsRequest, QpsPolicy};
 use bus_schemas::subjects;
 use std::time::Duration;
 use thiserror::Error;
@@ -95,6 +95,14 @@ impl JobsClient {
             .await?
         {
             JobsReply::Job { job } => Ok(*job),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The fair-time policy; sets it first when `policy` is given.
+    pub async fn qps(&self, policy: Option<QpsPolicy>) -> Result<QpsPolicy, JobsError> {
+        match self.rpc(&JobsRequest::Qps { policy }).await? {
+            JobsReply::Qps { policy } => Ok(policy),
             other => Err(JobsError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -72,6 +72,9 @@ pub struct NodeStats {
     pub fd_dropped: u64,
     /// The current simulated loss rate.
     pub drop_rate: f64,
+    /// Models this node's inference engine holds in memory (`name vN`).
+    #[serde(default)]
+    pub cached_models: Vec<String>,
 }
 
 /// What a node answers to a [`ControlRequest`].

@@ -307,6 +307,35 @@ pub enum JobsRequest {
         /// Queries per batch.
         size: u32,
     },
+    /// Read the fair-time policy, or set it when `policy` is given.
+    Qps {
+        /// The new policy.
+        policy: Option<QpsPolicy>,
+    },
+}
+
+/// How the coordinator shares the workers among concurrent inference jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QpsPolicy {
+    /// Every worker serves every job; each free slot goes to the job with the lowest query
+    /// rate over its weight, which minimises the largest weighted rate difference.
+    #[default]
+    Global,
+    /// Each worker serves one job; a job gets workers in proportion to its weight times its
+    /// measured cost per query (with fewer workers than jobs, workers are shared as in global).
+    Local,
+}
+
+/// Cluster-wide settings: the value of key `cluster` in the KV bucket `idunno-settings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The fair-time policy.
+    pub qps: QpsPolicy,
+}
+
+impl Message for Settings {
+    const NAME: &'static str = "cluster settings";
 }
 
 impl Message for JobsRequest {
@@ -351,6 +380,11 @@ pub enum JobsReply {
     Job {
         /// The record.
         job: Box<JobRecord>,
+    },
+    /// The fair-time policy in force.
+    Qps {
+        /// The policy.
+        policy: QpsPolicy,
     },
     /// Refused.
     Error {
@@ -403,6 +437,13 @@ mod tests {
         round_trip(JobsRequest::Submit { spec: train() });
         round_trip(JobsRequest::Get { id: "t-1".into() });
         round_trip(JobsReply::Submitted { id: "t-1".into() });
+        round_trip(JobsRequest::Qps {
+            policy: Some(QpsPolicy::Local),
+        });
+        round_trip(JobsReply::Qps {
+            policy: QpsPolicy::Global,
+        });
+        round_trip(Settings::default());
         round_trip(JobRecord {
             id: "t-1".into(),
             spec: train(),

@@ -10,6 +10,7 @@
 mod bytes_field;
 pub mod codec;
 pub mod control;
+pub mod infer;
 pub mod jobs;
 pub mod membership;
 pub mod names;

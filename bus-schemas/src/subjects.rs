@@ -101,6 +101,15 @@ pub fn node_assign(node_id: &str) -> String {
     format!("{PREFIX}.nodes.{node_id}.assign")
 }
 
+/// Request/reply, queue group [`INFER_QUEUE`]: online inference of a few images
+/// ([`crate::infer::InferRequest`]); any node answers, batching the requests it receives.
+pub fn infer() -> String {
+    format!("{PREFIX}.infer")
+}
+
+/// The queue group of [`infer`].
+pub const INFER_QUEUE: &str = "idunno-infer";
+
 #[cfg(test)]
 mod tests {
     use super::*;

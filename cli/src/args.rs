@@ -141,6 +141,21 @@ pub enum Command {
         /// Only this model.
         name: Option<String>,
     },
+    /// Classify image files (PNG or JPEG) with a model now: the cluster batches the request
+    /// with others and answers before the deadline, or says it timed out.
+    Infer {
+        /// The model.
+        model: String,
+        /// The image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// The model version (default: the newest).
+        #[arg(long)]
+        model_version: Option<u64>,
+        /// The deadline in milliseconds: at it, an unanswered request is answered with a timeout.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
     /// Train a built-in model (mlp, cnn, resnet) on a dataset; the result becomes a new
     /// version of models/<name>.
     Train {
@@ -215,6 +230,13 @@ pub enum Command {
     },
     /// Which workers run which job now.
     Assignments,
+    /// Show or set how workers are shared among inference jobs: `global` (every worker
+    /// serves every job; the largest weighted rate difference is kept smallest) or `local`
+    /// (each worker serves one job; jobs get workers in proportion to weight x cost per query).
+    Qps {
+        /// The new policy (without it, the policy in force is shown).
+        policy: Option<QpsArg>,
+    },
     /// Every member as a worker: state, the job it trains, the inference jobs it serves,
     /// queries it answered.
     #[command(alias = "w")]
@@ -335,6 +357,15 @@ pub fn parse_drop_rate(s: &str) -> anyhow::Result<f64> {
         "drop rate {rate} is not between 0 and 1"
     );
     Ok(rate)
+}
+
+/// A fair-time policy on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QpsArg {
+    /// Every worker serves every job.
+    Global,
+    /// Each worker serves one job.
+    Local,
 }
 
 #[cfg(test)]

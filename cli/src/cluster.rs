@@ -40,7 +40,12 @@ fn explain(e: RequestError, what: &str) -> anyhow::Error {
     }
 }
 
-async fn control(client: &Client, node: &str, req: ControlRequest) -> anyhow::Result<ControlReply> {
+/// One control request to one node, with errors phrased for the user.
+pub async fn control(
+    client: &Client,
+    node: &str,
+    req: ControlRequest,
+) -> anyhow::Result<ControlReply> {
     bus_schemas::validate_token(node).map_err(|e| anyhow::anyhow!("node {node:?}: {e}"))?;
     request(client, subjects::node_control(node), &req, TIMEOUT)
         .await

@@ -6,7 +6,7 @@ use crate::output::{millis, Output};
 use bus_client::jobs::JobsClient;
 use bus_client::BusOptions;
 use bus_schemas::jobs::{
-    JobEvent, JobRecord, JobSpec, JobState, Progress, ServeSpec, ServeState, TrainSpec,
+    JobEvent, JobRecord, JobSpec, JobState, Progress, QpsPolicy, ServeSpec, ServeState, TrainSpec,
 };
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
@@ -77,6 +77,18 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             let job = jobs.batch(&job, size).await?;
             out.print(&job, || {
                 vec![vec![format!("{}: batch size now {size}", job.id)]]
+            });
+            Ok(())
+        }
+        Command::Qps { policy } => {
+            let policy = policy.map(|p| match p {
+                crate::args::QpsArg::Global => QpsPolicy::Global,
+                crate::args::QpsArg::Local => QpsPolicy::Local,
+            });
+            let now = jobs.qps(policy).await?;
+            out.print(&now, || {
+                let name = format!("{now:?}").to_lowercase();
+                vec![vec![format!("qps {name}")]]
             });
             Ok(())
         }

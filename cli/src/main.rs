@@ -3,6 +3,7 @@
 mod args;
 mod cluster;
 mod files;
+mod infer;
 mod jobs;
 mod local;
 mod ml;
@@ -45,11 +46,13 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Datasets
         | args::Command::Model(_)
         | args::Command::Models { .. }) => ml::run(cmd, &cli.bus, &out).await,
+        cmd @ args::Command::Infer { .. } => infer::run(cmd, &cli.bus, &out).await,
         cmd @ (args::Command::Train { .. }
         | args::Command::Serve { .. }
         | args::Command::JobStats { .. }
         | args::Command::Batch { .. }
         | args::Command::Assignments
+        | args::Command::Qps { .. }
         | args::Command::Workers
         | args::Command::Completed
         | args::Command::Jobs

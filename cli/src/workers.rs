@@ -2,9 +2,11 @@
 
 use crate::output::Output;
 use bus_client::jobs::JobsClient;
+use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::jobs::JobState;
-use bus_schemas::membership::{ViewRequest, ViewSnapshot};
+use bus_schemas::membership::{MemberState, ViewRequest, ViewSnapshot};
 use bus_schemas::subjects;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One worker's line.
@@ -15,6 +17,8 @@ struct Worker {
     coordinator: bool,
     training: Option<String>,
     serving: Vec<String>,
+    /// Models its inference engine holds (`name vN`).
+    models: Vec<String>,
     queries: u64,
 }
 
@@ -33,6 +37,22 @@ pub async fn show(
     )
     .await?;
     let list = jobs.list().await?;
+    let asks = view
+        .members
+        .iter()
+        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+        .map(|m| async move {
+            let reply = crate::cluster::control(client, &m.id, ControlRequest::Stat).await;
+            match reply {
+                Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats.cached_models)),
+                _ => None,
+            }
+        });
+    let models: BTreeMap<String, Vec<String>> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let workers: Vec<Worker> = view
         .members
         .iter()
@@ -50,6 +70,7 @@ pub async fn show(
                 .filter(|j| j.serve.as_ref().is_some_and(|s| s.workers.contains(&m.id)))
                 .map(|j| j.id.clone())
                 .collect(),
+            models: models.get(&m.id).cloned().unwrap_or_default(),
             queries: list
                 .iter()
                 .filter_map(|j| j.serve.as_ref()?.by_worker.get(&m.id))
@@ -57,9 +78,16 @@ pub async fn show(
         })
         .collect();
     out.print(&workers, || {
-        let mut rows = vec![["worker", "state", "training", "serving", "queries done"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![[
+            "worker",
+            "state",
+            "training",
+            "serving",
+            "models",
+            "queries done",
+        ]
+        .map(String::from)
+        .to_vec()];
         for w in &workers {
             let id = if w.coordinator {
                 format!("{} (coordinator)", w.id)
@@ -74,6 +102,11 @@ pub async fn show(
                     "-".into()
                 } else {
                     w.serving.join(", ")
+                },
+                if w.models.is_empty() {
+                    "-".into()
+                } else {
+                    w.models.join(", ")
                 },
                 w.queries.to_string(),
             ]);

@@ -100,6 +100,41 @@ fn import_list_train_follow_and_inspect_jobs() {
         (&"mlp".into(), &"halves".into())
     );
     assert!(c.ok(&["models"]).contains("mlp"));
+
+    // Online inference: the test images of each class, one request.
+    let left = root.join("halves/test/left/0.png");
+    let right = root.join("halves/test/right/3.png");
+    let (l, r) = (left.to_str().unwrap(), right.to_str().unwrap());
+    let answers = json(&c.ok(&["--json", "infer", "mlp", l, r]));
+    assert_eq!(answers[0]["class_name"], "left", "{answers}");
+    assert_eq!(answers[1]["class_name"], "right", "{answers}");
+    assert_eq!(answers[0]["version"], 1);
+    assert!(c.ok(&["infer", "mlp", l]).contains("left (0)"));
+    std::fs::write(root.join("corrupt.png"), b"\x89PNG but then nothing").unwrap();
+    let err = c.err(&["infer", "mlp", l, "corrupt.png"]);
+    assert!(err.contains("image 2: not a PNG or JPEG image"), "{err}");
+    let err = c.err(&["infer", "mlp", "missing.png"]);
+    assert!(err.contains("cannot read missing.png"), "{err}");
+    let err = c.err(&["infer", "nope", l]);
+    assert!(err.contains("unknown model \"nope\""), "{err}");
+    // The worker that answered keeps the model loaded, and says so.
+    let workers = json(&c.ok(&["--json", "workers"]));
+    let cached = workers.as_array().unwrap().iter().any(|w| {
+        w["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "mlp v1")
+    });
+    assert!(cached, "{workers}");
+
+    // The fair-time policy is a cluster setting.
+    assert!(c.ok(&["qps"]).contains("qps global"));
+    assert!(c.ok(&["qps", "local"]).contains("qps local"));
+    assert!(c.ok(&["qps"]).contains("qps local"));
+    let err = c.run(&["qps", "fastest"]);
+    assert_eq!(err.status.code(), Some(2));
+
     let err = c.err(&["cancel", &id]);
     assert!(err.contains("already ended"), "{err}");
 

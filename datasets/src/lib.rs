@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod canonical;
+mod decode;
 mod error;
 mod fashion;
 mod folder;
@@ -28,6 +29,7 @@ mod import;
 mod load;
 mod manifest;
 
+pub use decode::image_to_chw;
 pub use error::DatasetError;
 pub use fashion::{import_fashion_mnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
 pub use hash::sha256_file;

@@ -73,6 +73,12 @@ pub struct NodeArgs {
     /// Copies JetStream keeps of the metadata bucket (3 in a 3-server NATS cluster).
     #[arg(long, default_value_t = 1)]
     pub kv_replicas: usize,
+    /// Online inference: most images in one batch.
+    #[arg(long, default_value_t = 32)]
+    pub infer_max_batch: usize,
+    /// Online inference: longest a request waits for others to batch with, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub infer_max_delay_ms: u64,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -101,6 +107,26 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// SDFS settings.
     pub sdfs: SdfsConfig,
+    /// Online inference batching.
+    pub infer: InferConfig,
+}
+
+/// How a node batches online inference requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InferConfig {
+    /// Most images in one batch.
+    pub max_batch: usize,
+    /// Longest a request waits for others to batch with.
+    pub max_delay: Duration,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_delay: Duration::from_millis(5),
+        }
+    }
 }
 
 /// The dashboard built in this checkout, used when `--frontend-dir` is not given.
@@ -138,6 +164,10 @@ impl NodeArgs {
                 meta_replicas: self.kv_replicas,
                 ..SdfsConfig::default()
             },
+            infer: InferConfig {
+                max_batch: self.infer_max_batch,
+                max_delay: Duration::from_millis(self.infer_max_delay_ms),
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -166,6 +196,14 @@ impl NodeConfig {
             self.detector.period >= Duration::from_millis(20),
             "--probe-period-ms must be at least 20"
         );
+        anyhow::ensure!(
+            (1..=4096).contains(&self.infer.max_batch),
+            "--infer-max-batch must be between 1 and 4096"
+        );
+        anyhow::ensure!(
+            self.infer.max_delay <= Duration::from_secs(10),
+            "--infer-max-delay-ms must be at most 10000"
+        );
         Ok(())
     }
 
@@ -182,6 +220,7 @@ impl NodeConfig {
             detector: DetectorConfig::default(),
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig::default(),
+            infer: InferConfig::default(),
         }
     }
 }

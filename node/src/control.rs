@@ -188,6 +188,7 @@ async fn stats(
         garbage_dropped: c.garbage,
         fd_dropped: c.fd_dropped,
         drop_rate: id.drop_rate,
+        cached_models: deps.metrics.cached_models(),
     })
 }
 

@@ -1,12 +1,15 @@
 //! The dashboard: the built `frontend/` and a JSON API, served by axum on `--http`.
 
 use crate::membership::MembershipHandle;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
+use bus_schemas::infer::{ByteBuf, InferErrorKind, InferReply, InferRequest};
 use std::path::Path;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,12 +19,31 @@ const NOT_BUILT: &str = "<!doctype html><title>IDunno</title><h1>IDunno</h1>\
 <p>The dashboard is not built here (run <code>make frontend</code>). \
 The JSON API is at <a href=\"api/members\">api/members</a>.</p>";
 
-/// The dashboard's router: `/api/members`, `/healthz`, and the built frontend.
-pub fn router(membership: MembershipHandle, frontend_dir: &Path) -> Router {
+/// Largest request body `/api/infer` accepts.
+const MAX_BODY: usize = 64 << 20;
+
+/// What the API handlers share.
+#[derive(Clone)]
+struct Api {
+    membership: MembershipHandle,
+    client: async_nats::Client,
+}
+
+/// The dashboard's router: `/api/members`, `POST /api/infer`, `/healthz`, and the built
+/// frontend.
+pub fn router(
+    membership: MembershipHandle,
+    client: async_nats::Client,
+    frontend_dir: &Path,
+) -> Router {
     let api = Router::new()
         .route("/api/members", get(members))
+        .route(
+            "/api/infer",
+            post(infer).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(membership);
+        .with_state(Api { membership, client });
     if frontend_dir.join("index.html").is_file() {
         let index = ServeFile::new(frontend_dir.join("index.html"));
         api.fallback_service(ServeDir::new(frontend_dir).fallback(index))
@@ -30,11 +52,118 @@ pub fn router(membership: MembershipHandle, frontend_dir: &Path) -> Router {
     }
 }
 
-async fn members(State(membership): State<MembershipHandle>) -> Response {
-    match membership.view().await {
+async fn members(State(api): State<Api>) -> Response {
+    match api.membership.view().await {
         Ok(view) => Json(view).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// `POST /api/infer` as JSON.
+#[derive(serde::Deserialize)]
+struct InferJson {
+    model: String,
+    version: Option<u64>,
+    /// Base64-encoded PNG or JPEG files.
+    images: Vec<String>,
+    timeout_ms: Option<u64>,
+}
+
+/// `POST /api/infer?model=…` with one raw image as the body.
+#[derive(serde::Deserialize)]
+struct InferQuery {
+    model: Option<String>,
+    version: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// The default deadline of an online request.
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// `POST /api/infer`: a JSON body (`{"model", "images": [base64…], "version"?, "timeout_ms"?}`)
+/// or one raw image with `?model=…`. Answers 200 with the predictions, 400 for bad input,
+/// 404 for an unknown model, 504 at the deadline, 503 when no node answers.
+async fn infer(
+    State(api): State<Api>,
+    Query(query): Query<InferQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let req = if json {
+        match parse_json(&body) {
+            Ok(req) => req,
+            Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+        }
+    } else {
+        let Some(model) = query.model else {
+            let why = "send JSON, or one image with ?model=<name>";
+            return problem(StatusCode::BAD_REQUEST, why.into());
+        };
+        InferRequest {
+            model,
+            version: query.version,
+            images: vec![ByteBuf::from(body.to_vec())],
+            timeout_ms: query.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        }
+    };
+    // The node answering enforces the deadline; the bus wait only covers a lost node.
+    let wait = Duration::from_millis(req.timeout_ms.saturating_add(2000));
+    match bus_client::request::<_, InferReply>(
+        &api.client,
+        bus_schemas::subjects::infer(),
+        &req,
+        wait,
+    )
+    .await
+    {
+        Ok(reply @ InferReply::Done { .. }) => Json(reply).into_response(),
+        Ok(reply @ InferReply::Error { kind, .. }) => {
+            let status = match kind {
+                InferErrorKind::BadInput => StatusCode::BAD_REQUEST,
+                InferErrorKind::UnknownModel => StatusCode::NOT_FOUND,
+                InferErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                InferErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, Json(reply)).into_response()
+        }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<InferRequest, String> {
+    let j: InferJson = serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))?;
+    let images = j
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map(ByteBuf::from)
+                .map_err(|e| format!("image {} is not base64: {e}", i + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(InferRequest {
+        model: j.model,
+        version: j.version,
+        images,
+        timeout_ms: j.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+    })
+}
+
+/// An error as JSON, shaped like the bus's error replies.
+fn problem(status: StatusCode, message: String) -> Response {
+    let kind = if status == StatusCode::BAD_REQUEST {
+        "bad_input"
+    } else {
+        "unavailable"
+    };
+    let body = serde_json::json!({"reply": "error", "kind": kind, "message": message});
+    (status, Json(body)).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown`.

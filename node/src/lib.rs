@@ -112,6 +112,7 @@ pub async fn run(
         device: cfg.device.tch()?,
         kv_replicas: cfg.sdfs.meta_replicas,
         request_timeout: cfg.request_timeout,
+        infer: cfg.infer,
     };
     let jobs_task = tokio::spawn(jobs::serve(
         client.clone(),
@@ -121,7 +122,7 @@ pub async fn run(
         coordinator_tx,
         shutdown.clone(),
     ));
-    let router = dashboard::router(membership, &cfg.frontend_dir);
+    let router = dashboard::router(membership, client.clone(), &cfg.frontend_dir);
     let http_task = dashboard::spawn(listener, router, shutdown.clone());
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     shutdown.cancelled().await;

@@ -13,6 +13,8 @@ pub struct Metrics {
     member_msgs_out: AtomicU64,
     garbage: AtomicU64,
     fd_dropped: AtomicU64,
+    /// Models the inference engine holds in memory (`name vN`).
+    models: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A copy of the counters at one moment.
@@ -46,6 +48,18 @@ pub enum Traffic {
 }
 
 impl Metrics {
+    /// Records that the inference engine now holds `model` (`name vN`) in memory.
+    pub fn cached_model(&self, model: &str) {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        models.insert(model.to_string());
+    }
+
+    /// The models the inference engine holds.
+    pub fn cached_models(&self) -> Vec<String> {
+        let models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        models.iter().cloned().collect()
+    }
+
     /// Counts a received message of `len` bytes.
     pub fn received(&self, traffic: Traffic, len: usize) {
         self.msgs_in.fetch_add(1, Relaxed);

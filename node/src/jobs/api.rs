@@ -92,6 +92,16 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
         },
         JobsRequest::Cancel { id } => cancel(ctx, &id).await,
         JobsRequest::Batch { id, size } => batch(ctx, &id, size).await,
+        JobsRequest::Qps { policy } => {
+            let settings = match policy {
+                Some(p) => ctx.settings.set_qps(p).await,
+                None => ctx.settings.get().await,
+            };
+            match settings {
+                Ok(s) => JobsReply::Qps { policy: s.qps },
+                Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
+            }
+        }
     }
 }
 

@@ -12,9 +12,9 @@
 use super::coordinator::training_workers;
 use super::ending::{self, Owner};
 use super::serve_ops::{count, cut, deadline, leave, percentiles, Batch};
-use super::{serve_finish, Ctx};
+use super::{fair, serve_finish, Ctx};
 use bus_client::RequestError;
-use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
 use bus_schemas::serve::{AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply};
 use bus_schemas::subjects;
@@ -37,6 +37,53 @@ struct State {
     load: BTreeMap<String, usize>,
     /// Workers alive (not suspected) in the latest view.
     alive: BTreeSet<String>,
+    /// The fair-time policy in force.
+    policy: QpsPolicy,
+    /// Under `qps local`: the workers each job may use, and when they were last divided.
+    divided: BTreeMap<String, BTreeSet<String>>,
+    divided_at: Option<Instant>,
+}
+
+/// How often `qps local` divides the workers again as costs change.
+const REDIVIDE: Duration = Duration::from_secs(5);
+
+/// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
+fn may_serve(
+    policy: QpsPolicy,
+    divided: &BTreeMap<String, BTreeSet<String>>,
+    id: &str,
+    worker: &str,
+) -> bool {
+    policy == QpsPolicy::Global || divided.get(id).is_none_or(|ws| ws.contains(worker))
+}
+
+impl State {
+    /// Under `qps local`, divides the pool among the running jobs when the jobs or the pool
+    /// changed, or every [`REDIVIDE`] as the measured costs move.
+    fn divide(&mut self, pool: &BTreeSet<String>) {
+        if self.policy == QpsPolicy::Global {
+            self.divided.clear();
+            return;
+        }
+        let now = Instant::now();
+        let same_jobs = self.divided.keys().eq(self.runs.keys());
+        let covered: BTreeSet<&String> = self.divided.values().flatten().collect();
+        let same_pool = covered.len() == pool.len() && pool.iter().all(|w| covered.contains(w));
+        if same_jobs && same_pool && self.divided_at.is_some_and(|t| now - t < REDIVIDE) {
+            return;
+        }
+        let claims: Vec<fair::Claim> = self
+            .runs
+            .iter_mut()
+            .map(|(id, r)| fair::Claim {
+                job: id.clone(),
+                weight: f64::from(r.spec.weight.max(1)),
+                cost: r.cost(now),
+            })
+            .collect();
+        self.divided = fair::partition(pool, &claims, &self.divided);
+        self.divided_at = Some(now);
+    }
 }
 
 /// How long a worker that could not join a job is left alone before it is asked again.
@@ -55,7 +102,8 @@ struct Run {
     in_flight: usize,
     resend: VecDeque<Batch>,
     exhausted: bool,
-    answered: VecDeque<(Instant, u32)>,
+    /// Answered batches in the rate window: when, queries, processing milliseconds.
+    answered: VecDeque<(Instant, u32, f64)>,
     proc_ms: VecDeque<f64>,
     saved: Instant,
     /// When the job was last found complete and its finishing started.
@@ -63,16 +111,29 @@ struct Run {
 }
 
 impl Run {
-    fn rate(&mut self, now: Instant) -> f64 {
+    fn expire(&mut self, now: Instant) {
         while self
             .answered
             .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW)
         {
             self.answered.pop_front();
         }
-        let q: u64 = self.answered.iter().map(|(_, n)| u64::from(*n)).sum();
+    }
+
+    /// Queries per second over the last [`RATE_WINDOW`].
+    fn rate(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        let q: u64 = self.answered.iter().map(|(_, n, _)| u64::from(*n)).sum();
         q as f64 / RATE_WINDOW.as_secs_f64()
+    }
+
+    /// Worker milliseconds per query over the last [`RATE_WINDOW`], once measured.
+    fn cost(&mut self, now: Instant) -> Option<f64> {
+        self.expire(now);
+        let q: u64 = self.answered.iter().map(|(_, n, _)| u64::from(*n)).sum();
+        let ms: f64 = self.answered.iter().map(|(_, _, ms)| ms).sum();
+        (q > 0).then(|| ms / q as f64)
     }
 }
 
@@ -114,7 +175,10 @@ async fn reconcile(
     st: &mut State,
     tasks: &mut JoinSet<Done>,
 ) -> anyhow::Result<()> {
-    let runs = &mut st.runs;
+    match ctx.settings.get().await {
+        Ok(settings) => st.policy = settings.qps,
+        Err(e) => tracing::debug!("cannot read the settings, keeping {:?}: {e:#}", st.policy),
+    }
     let (view, jobs) = ctx.snapshot().await?;
     let training = training_workers(&jobs, &view);
     let pool: BTreeSet<String> = view
@@ -123,6 +187,7 @@ async fn reconcile(
         .map(|m| m.id.clone())
         .collect();
     st.alive = pool.clone();
+    let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
         .iter()
         .filter(|j| !j.state.is_final() && matches!(j.spec, JobSpec::Serve(_)))
@@ -138,6 +203,8 @@ async fn reconcile(
             leave(ctx, &id, &run.joined);
         }
     }
+    st.divide(&pool);
+    let runs = &mut st.runs;
     for job in jobs.iter().filter(|j| live.contains(j.id.as_str())) {
         let run = match runs.get_mut(&job.id) {
             Some(run) => run,
@@ -194,7 +261,8 @@ async fn reconcile(
                 Done::Joined(id, worker, reply)
             });
         }
-        let workers: Vec<String> = run.joined.iter().cloned().collect();
+        let serving = |w: &&String| may_serve(st.policy, &st.divided, &job.id, w);
+        let workers: Vec<String> = run.joined.iter().filter(serving).cloned().collect();
         let stale = job.serve.as_ref().is_some_and(|s| s.workers != workers);
         if stale || run.saved.elapsed() >= Duration::from_secs(1) {
             run.saved = Instant::now();
@@ -293,10 +361,11 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
     let mut blocked: BTreeSet<String> = BTreeSet::new();
     loop {
         let (load, alive) = (&st.load, &st.alive);
-        let free_worker = |r: &Run| {
+        let (policy, divided) = (st.policy, &st.divided);
+        let free_worker = |id: &str, r: &Run| {
             r.joined
                 .iter()
-                .filter(|w| alive.contains(*w))
+                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
                 .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
                 .filter(|(l, _)| *l < SLOTS_PER_WORKER)
                 .min()
@@ -315,7 +384,7 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
             return;
         };
         let run = st.runs.get_mut(&id).expect("chosen from runs");
-        let Some(worker) = free_worker(run) else {
+        let Some(worker) = free_worker(&id, run) else {
             blocked.insert(id);
             continue;
         };
@@ -388,7 +457,7 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                     worker,
                     ..
                 }) => {
-                    run.answered.push_back((Instant::now(), queries));
+                    run.answered.push_back((Instant::now(), queries, proc_ms));
                     run.proc_ms.push_back(proc_ms);
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();

@@ -7,12 +7,14 @@ pub mod cache;
 pub mod coordinator;
 mod dispatch;
 pub mod ending;
+mod fair;
 mod import_run;
 pub mod lease;
 pub mod outputs;
 mod serve_check;
 mod serve_finish;
 mod serve_ops;
+pub mod settings;
 pub mod store;
 mod train_run;
 pub mod worker;
@@ -47,6 +49,9 @@ pub enum JobError {
     /// The job was cancelled or given to another worker while this one ran it.
     #[error("stopped: the job was cancelled or reassigned")]
     Stopped,
+    /// A deadline passed.
+    #[error("{0}")]
+    Timeout(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,8 +78,12 @@ pub struct Ctx {
     pub client: async_nats::Client,
     /// Job records.
     pub store: store::JobStore,
+    /// Cluster-wide settings (the fair-time policy).
+    pub settings: settings::SettingsStore,
     /// Datasets and files from SDFS.
     pub cache: Arc<cache::Cache>,
+    /// Models and splits loaded for inference (batch jobs and online requests).
+    pub engine: Arc<crate::serving::engine::Engine>,
     /// Membership.
     pub membership: MembershipHandle,
     /// Where tch runs.
@@ -136,6 +145,8 @@ pub struct JobsConfig {
     pub kv_replicas: usize,
     /// Bound on SDFS metadata requests.
     pub request_timeout: Duration,
+    /// Online inference batching.
+    pub infer: crate::config::InferConfig,
 }
 
 /// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
@@ -150,9 +161,10 @@ pub async fn serve(
 ) {
     let js = async_nats::jetstream::new(client.clone());
     let mut delay = Duration::from_millis(200);
-    let (store, lease_kv) = loop {
+    let (store, lease_kv, settings) = loop {
         let opened = async {
             let store = store::JobStore::open(&js, cfg.kv_replicas).await?;
+            let settings = settings::SettingsStore::open(&js, cfg.kv_replicas).await?;
             let lease = store::open_bucket(
                 &js,
                 lease::BUCKET,
@@ -161,7 +173,7 @@ pub async fn serve(
                 lease::TTL,
             )
             .await?;
-            anyhow::Ok((store, lease))
+            anyhow::Ok((store, lease, settings))
         };
         match opened.await {
             Ok(opened) => break opened,
@@ -174,11 +186,15 @@ pub async fn serve(
     };
     let id = cfg.id.clone();
     let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
+    let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs));
+    let engine = crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone());
     let ctx = Arc::new(Ctx {
         id: id.clone(),
         client: client.clone(),
         store,
-        cache: Arc::new(cache::Cache::new(&cfg.data_dir, sdfs)),
+        settings,
+        cache,
+        engine: Arc::new(engine),
         membership: membership.clone(),
         device: cfg.device,
         coordinator: coordinator_tx.subscribe(),
@@ -198,6 +214,11 @@ pub async fn serve(
         tracing::warn!("cannot create the results stream: {e:#}");
     }
     let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
+    let infer_task = tokio::spawn(crate::serving::infer::serve(
+        ctx.clone(),
+        cfg.infer,
+        shutdown.clone(),
+    ));
     let worker_task = tokio::spawn(worker::run(ctx, shutdown.clone()));
     let _ = tokio::join!(
         lease_task,
@@ -205,6 +226,7 @@ pub async fn serve(
         coord_task,
         dispatch_task,
         worker_task,
-        serve_task
+        serve_task,
+        infer_task
     );
 }

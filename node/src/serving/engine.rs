@@ -3,6 +3,7 @@
 
 use crate::jobs::cache::Cache;
 use crate::jobs::JobError;
+use crate::metrics::Metrics;
 use crate::ml::model::Model;
 use crate::ml::train::Samples;
 use bus_schemas::serve::{QueryResult, ServeTarget, WorkBatch};
@@ -12,7 +13,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// A loaded model, used by one batch at a time.
-type SharedModel = Arc<Mutex<Model>>;
+pub type SharedModel = Arc<Mutex<Model>>;
 
 /// A split in memory, ready to serve.
 pub struct SplitData {
@@ -45,16 +46,19 @@ pub struct Serving {
 pub struct Engine {
     cache: Arc<Cache>,
     device: Device,
+    metrics: Arc<Metrics>,
     models: tokio::sync::Mutex<HashMap<(String, u64), SharedModel>>,
     splits: tokio::sync::Mutex<HashMap<(String, String), Arc<SplitData>>>,
 }
 
 impl Engine {
-    /// An engine fetching through `cache`, running on `device`.
-    pub fn new(cache: Arc<Cache>, device: Device) -> Engine {
+    /// An engine fetching through `cache`, running on `device`; it lists the models it loaded
+    /// in `metrics` (for `workers` and `stat`).
+    pub fn new(cache: Arc<Cache>, device: Device, metrics: Arc<Metrics>) -> Engine {
         Engine {
             cache,
             device,
+            metrics,
             models: Default::default(),
             splits: Default::default(),
         }
@@ -85,7 +89,8 @@ impl Engine {
         })
     }
 
-    async fn model(&self, file: &str, version: u64) -> Result<SharedModel, JobError> {
+    /// The model `file` at `version`, loaded once and kept.
+    pub async fn model(&self, file: &str, version: u64) -> Result<SharedModel, JobError> {
         let key = (file.to_string(), version);
         if let Some(m) = self.models.lock().await.get(&key) {
             return Ok(m.clone());
@@ -97,6 +102,8 @@ impl Engine {
             .map_err(|e| JobError::Internal(e.to_string()))??;
         let model = Arc::new(Mutex::new(model));
         self.models.lock().await.insert(key, model.clone());
+        let name = file.strip_prefix("models/").unwrap_or(file);
+        self.metrics.cached_model(&format!("{name} v{version}"));
         Ok(model)
     }
 

@@ -5,12 +5,13 @@
 //! a batch sent twice is stored once), and answers.
 
 pub mod engine;
+pub mod infer;
 
 use crate::jobs::Ctx;
 use async_nats::jetstream::{self, stream};
 use bus_schemas::serve::{AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkReply};
 use bus_schemas::{decode, encode, subjects};
-use engine::{Engine, Serving};
+use engine::Serving;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,7 +46,6 @@ pub fn results_msg_id(job_id: &str, batch_id: u64) -> String {
 /// The worker's serving side.
 pub struct Worker {
     ctx: Arc<Ctx>,
-    engine: Engine,
     js: jetstream::Context,
     serving: Mutex<BTreeMap<String, CancellationToken>>,
 }
@@ -54,10 +54,8 @@ impl Worker {
     /// Answers assignments until `shutdown`.
     pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let js = jetstream::new(ctx.client.clone());
-        let engine = Engine::new(ctx.cache.clone(), ctx.device);
         let me = Arc::new(Worker {
             ctx: ctx.clone(),
-            engine,
             js,
             serving: Mutex::new(BTreeMap::new()),
         });
@@ -114,7 +112,7 @@ impl Worker {
                 if self.serving.lock().await.contains_key(&target.job_id) {
                     return self.done().await;
                 }
-                let serving = match self.engine.prepare(&target).await {
+                let serving = match self.ctx.engine.prepare(&target).await {
                     Ok(s) => s,
                     Err(e) => {
                         return AssignReply::Error {

@@ -1,0 +1,123 @@
+//! Online inference on `idunno.v1.infer` (queue group `idunno-infer`): a client sends a few
+//! encoded images for one model; the node that takes the request batches it with others for
+//! the same model (up to a maximum batch, waiting at most a maximum queue delay) and answers
+//! before the request's deadline, or with a timeout at the deadline.
+
+use crate::codec::Message;
+use serde::{Deserialize, Serialize};
+pub use serde_bytes::ByteBuf;
+
+/// Classify `images` with a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferRequest {
+    /// The model's name (`models/<name>` in SDFS).
+    pub model: String,
+    /// Its version; the newest when absent.
+    pub version: Option<u64>,
+    /// PNG or JPEG files, each one query. They are converted to the model's channels and
+    /// resized to its input size.
+    pub images: Vec<serde_bytes::ByteBuf>,
+    /// How long the node may take, in milliseconds from when it receives the request; a
+    /// request still waiting at its deadline is answered with [`InferErrorKind::Timeout`]
+    /// and never run.
+    pub timeout_ms: u64,
+}
+
+impl Message for InferRequest {
+    const NAME: &'static str = "infer request";
+}
+
+/// One image's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The predicted class index.
+    pub class: i64,
+    /// Its name (the index as text when the model has no class names).
+    pub class_name: String,
+    /// Its softmax probability.
+    pub score: f32,
+    /// Every class's probability, in class order.
+    pub scores: Vec<f32>,
+}
+
+/// Why an inference request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferErrorKind {
+    /// No such model or version.
+    UnknownModel,
+    /// An image could not be decoded, or the request is malformed.
+    BadInput,
+    /// The deadline passed before the request could run.
+    Timeout,
+    /// The node failed (storage, model loading).
+    Internal,
+}
+
+/// The answer to an [`InferRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum InferReply {
+    /// Every image classified.
+    Done {
+        /// The model.
+        model: String,
+        /// The version used.
+        version: u64,
+        /// One per image, in order.
+        predictions: Vec<Prediction>,
+        /// The node that ran it.
+        node: String,
+        /// Milliseconds the request waited to be batched.
+        queue_ms: f64,
+        /// Milliseconds the batch took in the model.
+        run_ms: f64,
+        /// How many images the batch held (this request's and others').
+        batch: u32,
+    },
+    /// Refused or failed.
+    Error {
+        /// Why, as a kind.
+        kind: InferErrorKind,
+        /// Why, in one sentence.
+        message: String,
+    },
+}
+
+impl Message for InferReply {
+    const NAME: &'static str = "infer reply";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::round_trip;
+
+    #[test]
+    fn infer_messages_round_trip() {
+        round_trip(InferRequest {
+            model: "cnn".into(),
+            version: Some(2),
+            images: vec![serde_bytes::ByteBuf::from(vec![0x89, b'P', b'N', b'G'])],
+            timeout_ms: 1000,
+        });
+        round_trip(InferReply::Done {
+            model: "cnn".into(),
+            version: 2,
+            predictions: vec![Prediction {
+                class: 3,
+                class_name: "Dress".into(),
+                score: 0.9,
+                scores: vec![0.1, 0.9],
+            }],
+            node: "n1".into(),
+            queue_ms: 1.5,
+            run_ms: 2.0,
+            batch: 4,
+        });
+        round_trip(InferReply::Error {
+            kind: InferErrorKind::Timeout,
+            message: "late".into(),
+        });
+    }
+}

@@ -1,0 +1,104 @@
+//! `infer <model> <images…>`: online inference through `idunno.v1.infer`.
+
+use crate::args::Command;
+use crate::output::Output;
+use bus_client::BusOptions;
+use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Images sent in one request.
+const PER_REQUEST: usize = 256;
+
+/// One image's line.
+#[derive(serde::Serialize)]
+struct Line {
+    file: PathBuf,
+    class: i64,
+    class_name: String,
+    score: f32,
+    scores: Vec<f32>,
+    node: String,
+    version: u64,
+}
+
+/// Runs `infer`.
+pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
+    let Command::Infer {
+        model,
+        images,
+        model_version,
+        timeout_ms,
+    } = cmd
+    else {
+        anyhow::bail!("not an infer command");
+    };
+    anyhow::ensure!(timeout_ms >= 1, "--timeout-ms must be at least 1");
+    // Read every file first: a missing one is refused without touching the cluster.
+    let mut files = Vec::with_capacity(images.len());
+    for path in &images {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        files.push(ByteBuf::from(bytes));
+    }
+    let client = bus.connect_once("idunno-cli").await?;
+    let mut lines = Vec::with_capacity(images.len());
+    let mut notes = Vec::new();
+    for (paths, chunk) in images.chunks(PER_REQUEST).zip(files.chunks(PER_REQUEST)) {
+        let req = InferRequest {
+            model: model.clone(),
+            version: model_version,
+            images: chunk.to_vec(),
+            timeout_ms,
+        };
+        let wait = Duration::from_millis(timeout_ms.saturating_add(2000));
+        let reply: InferReply =
+            bus_client::request(&client, bus_schemas::subjects::infer(), &req, wait)
+                .await
+                .map_err(|e| anyhow::anyhow!("no answer to the inference request: {e}"))?;
+        match reply {
+            InferReply::Done {
+                version,
+                predictions,
+                node,
+                queue_ms,
+                run_ms,
+                batch,
+                ..
+            } => {
+                notes.push(format!(
+                    "{node}: batch of {batch}, waited {queue_ms:.1} ms, ran {run_ms:.1} ms"
+                ));
+                for (path, p) in paths.iter().zip(predictions) {
+                    lines.push(Line {
+                        file: path.clone(),
+                        class: p.class,
+                        class_name: p.class_name,
+                        score: p.score,
+                        scores: p.scores,
+                        node: node.clone(),
+                        version,
+                    });
+                }
+            }
+            InferReply::Error { message, .. } => anyhow::bail!("{message}"),
+        }
+    }
+    out.print(&lines, || {
+        let mut rows = vec![["file", "class", "score"].map(String::from).to_vec()];
+        for l in &lines {
+            rows.push(vec![
+                l.file.display().to_string(),
+                format!("{} ({})", l.class_name, l.class),
+                format!("{:.3}", l.score),
+            ]);
+        }
+        rows
+    });
+    if !out.json {
+        for note in notes {
+            eprintln!("{note}");
+        }
+    }
+    Ok(())
+}
