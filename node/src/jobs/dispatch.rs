@@ -81,7 +81,11 @@ impl State {
                 cost: r.cost(now),
             })
             .collect();
-        self.divided = fair::partition(pool, &claims, &self.divided);
+        let divided = fair::partition(pool, &claims, &self.divided);
+        if divided != self.divided {
+            tracing::info!(?divided, ?claims, "qps local: workers divided");
+        }
+        self.divided = divided;
         self.divided_at = Some(now);
     }
 }
