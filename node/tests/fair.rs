@@ -143,8 +143,11 @@ async fn jobs_of_different_cost_get_equal_rates_weights_set_the_ratio_and_qps_lo
     let mut last: Option<Vec<Vec<String>>> = None;
     let divided = loop {
         let w = workers(ids.clone()).await;
-        if w.is_some() && w == last && split(w.as_ref().unwrap()) {
-            break w.unwrap();
+        if let Some(now) = w
+            .as_ref()
+            .filter(|now| Some(*now) == last.as_ref() && split(now))
+        {
+            break now.clone();
         }
         assert!(
             std::time::Instant::now() < deadline,
