@@ -22,7 +22,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench train
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train
 
 demo: build
 	bash infra/demo.sh

@@ -35,6 +35,9 @@ struct State {
     runs: BTreeMap<String, Run>,
     /// Batches in flight per worker.
     load: BTreeMap<String, usize>,
+    /// Every batch in flight, by flight number.
+    flights: BTreeMap<u64, Flight>,
+    next_flight: u64,
     /// Workers alive (not suspected) in the latest view.
     alive: BTreeSet<String>,
     /// The fair-time policy in force.
@@ -47,6 +50,13 @@ struct State {
 /// How often `qps local` divides the workers again as costs change.
 const REDIVIDE: Duration = Duration::from_secs(5);
 
+/// A batch sent to a worker and not answered yet.
+struct Flight {
+    job: String,
+    worker: String,
+    batch: Batch,
+}
+
 /// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
 fn may_serve(
     policy: QpsPolicy,
@@ -58,6 +68,29 @@ fn may_serve(
 }
 
 impl State {
+    /// Sends again at once the batches in flight on workers that are no longer in the pool
+    /// (suspected, failed, left, or training) instead of waiting for their deadline; a late
+    /// answer to an abandoned flight is still counted, once.
+    fn abandon_lost(&mut self) {
+        let lost: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| !self.alive.contains(&f.worker))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in lost {
+            let f = self.flights.remove(&n).expect("listed above");
+            if let Some(l) = self.load.get_mut(&f.worker) {
+                *l = l.saturating_sub(1);
+            }
+            if let Some(run) = self.runs.get_mut(&f.job) {
+                tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
+                run.in_flight = run.in_flight.saturating_sub(1);
+                run.resend.push_front(f.batch);
+            }
+        }
+    }
+
     /// Under `qps local`, divides the pool among the running jobs when the jobs or the pool
     /// changed, or every [`REDIVIDE`] as the measured costs move.
     fn divide(&mut self, pool: &BTreeSet<String>) {
@@ -143,7 +176,7 @@ impl Run {
 
 enum Done {
     Joined(String, String, Result<AssignReply, RequestError>),
-    Answered(String, String, Batch, Result<WorkReply, RequestError>),
+    Answered(u64, String, String, Batch, Result<WorkReply, RequestError>),
 }
 
 /// Runs the dispatcher while this node holds the lease, until `shutdown`.
@@ -191,6 +224,7 @@ async fn reconcile(
         .map(|m| m.id.clone())
         .collect();
     st.alive = pool.clone();
+    st.abandon_lost();
     let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
         .iter()
@@ -410,6 +444,10 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
         };
         run.in_flight += 1;
         *st.load.entry(worker.clone()).or_default() += 1;
+        let flight = st.next_flight;
+        st.next_flight += 1;
+        let (job, to) = (id.clone(), worker.clone());
+        st.flights.insert(flight, Flight { job, worker: to, batch });
         let deadline = deadline(&run.proc_ms);
         let client = ctx.client.clone();
         tasks.spawn(async move {
@@ -421,7 +459,7 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
             };
             let subject = subjects::job_work(&id, &worker);
             let reply = bus_client::request(&client, subject, &work, deadline).await;
-            Done::Answered(id, worker, batch, reply)
+            Done::Answered(flight, id, worker, batch, reply)
         });
     }
 }
@@ -447,7 +485,18 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                 }
             }
         }
-        Done::Answered(id, to, batch, reply) => {
+        Done::Answered(flight, id, to, batch, reply) => {
+            if st.flights.remove(&flight).is_none() {
+                // Abandoned and sent again: count a late answer (once), nothing else.
+                if let Ok(WorkReply::Done { queries, correct, worker, .. }) = reply {
+                    let counted = count(ctx, &id, batch.0, &worker, queries, correct).await;
+                    if let (Ok(true), Some(run)) = (counted, runs.get_mut(&id)) {
+                        run.finishing = Some(Instant::now());
+                        serve_finish::finish(ctx.clone(), id, run.joined.clone());
+                    }
+                }
+                return;
+            }
             if let Some(l) = st.load.get_mut(&to) {
                 *l = l.saturating_sub(1);
             }

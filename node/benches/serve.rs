@@ -1,0 +1,418 @@
+//! Inference benchmark (`make bench`), in the README's "Measured figures":
+//! (a) a one-node `serve cnn 64` and `serve resnet 64` against the same tch inference loop in
+//!     a bare process (this binary started again with `BENCH_BARE_MODEL` set), same threads,
+//!     same run; the bare loop runs before and after the job and the mean is the reference;
+//! (b) on 4 nodes: each job's share when a second job arrives, the time until the second job's
+//!     first result, the time to resume after a worker and after a coordinator `kill -9`;
+//! (c) the largest rate difference of the two concurrent jobs over 10 s windows;
+//! (d) `infer` latency of one image, idle and while both jobs run.
+//!
+//! Knobs (environment): `BENCH_THREADS` (default 2, part a), `BENCH_PASSES` (default 3),
+//! `BENCH_KILLS` (default 3 of each kind), `BENCH_INFERS` (default 200).
+
+use bus_client::jobs::JobsClient;
+use bus_schemas::control::{ControlReply, ControlRequest};
+use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec, TrainSpec};
+use bus_schemas::serve::ResultsBatch;
+use bus_schemas::{decode, subjects};
+use futures::StreamExt;
+use idunno_node::ml::model::Model;
+use idunno_node::ml::train::Samples;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+use testkit::{env_or, import_fashion, wait_until, Cluster};
+
+const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
+
+/// Queries per second of the bare loop: the worker's batch code (index, forward, softmax,
+/// best class, one result per query) over `queries` test images.
+fn bare_serve(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) -> f64 {
+    tch::set_num_threads(threads);
+    let bytes = std::fs::read(model).unwrap();
+    let model = Model::load("bench", &bytes, tch::Device::Cpu).unwrap();
+    let m = idunno_datasets::Manifest::read(dir).unwrap();
+    let split = idunno_datasets::load_split(dir, &m, "test").unwrap();
+    let labels = split.labels.clone().unwrap();
+    let samples = Samples::from_split(&split, None);
+    let count = split.count as i64;
+    let started = Instant::now();
+    let mut correct = 0u64;
+    let mut names = 0usize;
+    let mut first = 0;
+    while first < queries {
+        let len = batch.min(queries - first);
+        let idx: Vec<i64> = (first..first + len).map(|q| q % count).collect();
+        let x = samples.images.index_select(0, &Tensor::from_slice(&idx));
+        let _guard = tch::no_grad_guard();
+        let probs = model.forward(&x, false).unwrap().softmax(-1, Kind::Float);
+        let (score, pred) = probs.max_dim(-1, false);
+        let pred = Vec::<i64>::try_from(&pred).unwrap();
+        let score = Vec::<f32>::try_from(&score).unwrap();
+        for (i, p) in pred.iter().enumerate() {
+            correct += u64::from(labels[idx[i] as usize] == *p);
+            names += m.classes[*p as usize].len() + usize::from(score[i] > 0.5);
+        }
+        first += len;
+    }
+    let rate = queries as f64 / started.elapsed().as_secs_f64();
+    assert!(correct > 0 && names > 0);
+    rate
+}
+
+/// Runs the bare loop in a fresh process of this binary; returns its queries/s.
+fn bare_process(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_BARE_MODEL", model)
+        .env("BENCH_BARE_DIR", dir)
+        .env("BENCH_BARE_BATCH", batch.to_string())
+        .env("BENCH_BARE_QUERIES", queries.to_string())
+        .env("BENCH_THREADS", threads.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let (Ok(model), Ok(dir)) = (
+        std::env::var("BENCH_BARE_MODEL"),
+        std::env::var("BENCH_BARE_DIR"),
+    ) {
+        let rate = bare_serve(
+            Path::new(&model),
+            Path::new(&dir),
+            env_or("BENCH_BARE_BATCH", 64),
+            env_or("BENCH_BARE_QUERIES", 10_000),
+            env_or("BENCH_THREADS", 2),
+        );
+        println!("{rate}");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(throughput());
+    rt.block_on(sharing_and_failover());
+}
+
+async fn train(jobs: &JobsClient, arch: &str) {
+    let spec = JobSpec::Train(TrainSpec {
+        arch: arch.into(),
+        name: arch.into(),
+        dataset: "fm".into(),
+        epochs: 1,
+        batch: 64,
+        lr: None,
+        limit: Some(1000),
+        seed: 0,
+    });
+    let id = jobs.submit(spec).await.unwrap();
+    let job = wait_final(jobs, &id, Duration::from_secs(600)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+}
+
+async fn wait_final(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
+    wait_until(&format!("job {id} ends"), limit, || async {
+        jobs.get(id).await.ok().filter(|j| j.state.is_final())
+    })
+    .await
+}
+
+fn serve(model: &str, passes: Option<u32>) -> JobSpec {
+    JobSpec::Serve(ServeSpec {
+        model: model.into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch: 64,
+        passes,
+        weight: 1,
+    })
+}
+
+/// Every results message seen: when, job, batch id.
+type Seen = Arc<Mutex<Vec<(Instant, String, u64)>>>;
+
+async fn collect_results(client: &async_nats::Client) -> Seen {
+    let seen: Seen = Arc::default();
+    let mut sub = client.subscribe(subjects::all_job_results()).await.unwrap();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Ok(b) = decode::<ResultsBatch>(&msg.payload) {
+                out.lock().unwrap().push((Instant::now(), b.job_id, b.batch_id));
+            }
+        }
+    });
+    seen
+}
+
+/// (a): one node, `serve <arch> 64` against the bare loop.
+async fn throughput() {
+    let threads: i32 = env_or("BENCH_THREADS", 2);
+    let passes: u32 = env_or("BENCH_PASSES", 3);
+    println!("## Inference benchmark\n");
+    println!("### (a) one node, {threads} tch threads, batch 64, {passes} passes over the 10000 test images\n");
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
+    idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
+    let t = threads.to_string();
+    let flags = ["--threads", &t, "--replication", "1", "--write-quorum", "1"];
+    let c = Cluster::start_with(Path::new(NODE), 1, &flags).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    let seen = collect_results(&c.client).await;
+    for arch in ["cnn", "resnet"] {
+        train(&jobs, arch).await;
+        let model = dir.path().join(format!("{arch}.model"));
+        fs.get(&format!("models/{arch}"), None, &model, None)
+            .await
+            .unwrap();
+        let queries = i64::from(passes) * 10_000;
+        let before = bare_process(&model, dir.path(), 64, queries, threads);
+        let id = jobs.submit(serve(arch, Some(passes))).await.unwrap();
+        let job = wait_final(&jobs, &id, Duration::from_secs(1800)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let times: Vec<Instant> = {
+            let seen = seen.lock().unwrap();
+            seen.iter().filter(|s| s.1 == id).map(|s| s.0).collect()
+        };
+        let (first, last) = (times[0], *times.last().unwrap());
+        let rate = (queries - 64) as f64 / (last - first).as_secs_f64();
+        let after = bare_process(&model, dir.path(), 64, queries, threads);
+        let bare = (before + after) / 2.0;
+        println!(
+            "- `serve {arch} 64`: IDunno {rate:.0} queries/s (first to last result) vs bare tch loop {bare:.0} queries/s (before {before:.0}, after {after:.0}): ratio **{:.3}**",
+            rate / bare
+        );
+    }
+    println!();
+}
+
+/// Queries each job answered per second over the last `secs` seconds.
+async fn rates(jobs: &JobsClient, ids: &[String], secs: u64) -> Vec<f64> {
+    let done = || async {
+        let mut v = Vec::new();
+        for id in ids {
+            v.push(jobs.get(id).await.unwrap().serve.unwrap().done as f64);
+        }
+        v
+    };
+    let before = done().await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let after = done().await;
+    let took = started.elapsed().as_secs_f64();
+    after.iter().zip(&before).map(|(a, b)| (a - b) / took).collect()
+}
+
+/// Per-query cost (median batch time / batch) of each job.
+async fn costs(jobs: &JobsClient, ids: &[String]) -> Vec<f64> {
+    let mut v = Vec::new();
+    for id in ids {
+        let s = jobs.get(id).await.unwrap().serve.unwrap();
+        v.push(s.proc_ms[2] / f64::from(s.batch));
+    }
+    v
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// (d): one-image `infer` latencies in milliseconds.
+async fn infer_latency(c: &Cluster, png: &[u8], n: usize) -> (f64, f64) {
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = InferRequest {
+            model: "cnn".into(),
+            version: None,
+            images: vec![ByteBuf::from(png.to_vec())],
+            timeout_ms: 10_000,
+        };
+        let started = Instant::now();
+        let reply: InferReply =
+            bus_client::request(&c.client, subjects::infer(), &req, Duration::from_secs(15))
+                .await
+                .unwrap();
+        assert!(matches!(reply, InferReply::Done { .. }), "{reply:?}");
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    (pct(&mut ms, 0.5), pct(&mut ms, 0.99))
+}
+
+async fn coordinator(c: &Cluster) -> String {
+    wait_until("a coordinator", Duration::from_secs(30), || async {
+        for n in &c.nodes {
+            if let Some(ControlReply::Members {
+                coordinator: Some(id),
+                ..
+            }) = c.control(&n.id, ControlRequest::Members).await
+            {
+                return Some(id);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// Kills `victim` and returns the seconds until the service resumed: for a worker, until
+/// every batch pending at the kill was answered; for the coordinator, until the first result
+/// of a batch cut after the kill. The node is started again afterwards.
+async fn kill_and_resume(
+    c: &mut Cluster,
+    jobs: &JobsClient,
+    ids: &[String],
+    seen: &Seen,
+    victim: &str,
+    is_coordinator: bool,
+) -> f64 {
+    c.node(victim).kill9();
+    let killed = Instant::now();
+    let mut pending = Vec::new();
+    let mut next = Vec::new();
+    for id in ids {
+        let s = jobs.get(id).await.unwrap().serve.unwrap();
+        pending.push(s.pending.iter().map(|p| p.0).collect::<Vec<u64>>());
+        next.push(s.next_batch);
+    }
+    let resumed = wait_until("resume", Duration::from_secs(60), || async {
+        if is_coordinator {
+            let seen = seen.lock().unwrap();
+            seen.iter()
+                .filter(|(t, _, _)| *t > killed)
+                .find(|(_, job, batch)| {
+                    ids.iter()
+                        .zip(&next)
+                        .any(|(id, n)| id == job && batch >= n)
+                })
+                .map(|(t, _, _)| *t)
+        } else {
+            for (id, was) in ids.iter().zip(&pending) {
+                let s = jobs.get(id).await.ok()?.serve?;
+                if s.pending.iter().any(|p| was.contains(&p.0)) {
+                    return None;
+                }
+            }
+            Some(Instant::now())
+        }
+    })
+    .await;
+    let secs = (resumed - killed).as_secs_f64();
+    let i = c.nodes.iter().position(|n| n.id == victim).unwrap();
+    c.nodes[i] = c.spawn_node(victim);
+    c.wait_all_alive(Duration::from_secs(60)).await;
+    // Wait until the restarted node serves again before the next kill.
+    wait_until("the restarted node serves", Duration::from_secs(60), || async {
+        let j = jobs.get(&ids[0]).await.ok()?;
+        j.serve?
+            .workers
+            .contains(&victim.to_string())
+            .then_some(())
+    })
+    .await;
+    secs
+}
+
+/// (b), (c), (d) on four nodes of one tch thread each.
+async fn sharing_and_failover() {
+    let kills: usize = env_or("BENCH_KILLS", 3);
+    let infers: usize = env_or("BENCH_INFERS", 200);
+    println!("### (b)–(d) four nodes, one tch thread each, `cnn` and `resnet` continuous, batch 64\n");
+    let mut c = Cluster::start(Path::new(NODE), 4).await;
+    let (_fs, jobs) = import_fashion(&c.client, "fm").await;
+    train(&jobs, "cnn").await;
+    train(&jobs, "resnet").await;
+    let png = {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
+        let m = idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
+        let split = idunno_datasets::load_split(dir.path(), &m, "test").unwrap();
+        let img = image::GrayImage::from_raw(28, 28, split.pixels[..784].to_vec()).unwrap();
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let (p50, p99) = infer_latency(&c, &png, infers).await;
+    println!("- (d) `infer` of one image, idle cluster ({infers} requests one after another): p50 **{p50:.1} ms**, p99 **{p99:.1} ms**");
+
+    let seen = collect_results(&c.client).await;
+    let a = jobs.submit(serve("cnn", None)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let alone = rates(&jobs, std::slice::from_ref(&a), 10).await[0];
+    let submitted = Instant::now();
+    let b = jobs.submit(serve("resnet", None)).await.unwrap();
+    let first = wait_until("the second job's first result", Duration::from_secs(60), || async {
+        let seen = seen.lock().unwrap();
+        seen.iter().find(|s| s.1 == b).map(|s| s.0)
+    })
+    .await;
+    let ids = vec![a.clone(), b.clone()];
+    let arrival = rates(&jobs, &ids, 10).await;
+    println!(
+        "- (b) a second job arrives: its first result **{:.0} ms** after submission; `cnn` alone {alone:.0} q/s, then over the next 10 s `cnn` {:.0} q/s and `resnet` {:.0} q/s",
+        (first - submitted).as_secs_f64() * 1000.0,
+        arrival[0],
+        arrival[1]
+    );
+    let mut worst: f64 = 0.0;
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let r = rates(&jobs, &ids, 10).await;
+        let cost = costs(&jobs, &ids).await;
+        let (ta, tb) = (r[0] * cost[0], r[1] * cost[1]);
+        let diff = (r[0] - r[1]).abs() / r[0].max(r[1]);
+        worst = worst.max(diff);
+        lines.push(format!(
+            "{:.0} / {:.0} q/s (diff {:.1}%, worker time {:.0}% / {:.0}%)",
+            r[0],
+            r[1],
+            diff * 100.0,
+            100.0 * ta / (ta + tb),
+            100.0 * tb / (ta + tb)
+        ));
+    }
+    println!(
+        "- (b) shares in the 10 s windows after that, `cnn` / `resnet`: {}",
+        lines.join("; ")
+    );
+    println!("- (c) largest rate difference over those windows: **{:.1}%**", worst * 100.0);
+    let (p50, p99) = infer_latency(&c, &png, infers).await;
+    println!("- (d) `infer` of one image while both jobs run: p50 **{p50:.1} ms**, p99 **{p99:.1} ms**");
+
+    let mut worker_secs = Vec::new();
+    let mut coord_secs = Vec::new();
+    for _ in 0..kills {
+        let coord = coordinator(&c).await;
+        let victim = c.ids().into_iter().find(|n| *n != coord).unwrap();
+        worker_secs.push(kill_and_resume(&mut c, &jobs, &ids, &seen, &victim, false).await);
+        let coord = coordinator(&c).await;
+        coord_secs.push(kill_and_resume(&mut c, &jobs, &ids, &seen, &coord, true).await);
+    }
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|s| format!("{:.2} s", s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "- (b) resume after `kill -9` of a worker (every batch pending at the kill answered): {}",
+        show(&worker_secs)
+    );
+    println!(
+        "- (b) resume after `kill -9` of the coordinator (first result of a batch cut by the new one): {}",
+        show(&coord_secs)
+    );
+    for id in &ids {
+        jobs.cancel(id).await.unwrap();
+    }
+}
