@@ -11,7 +11,7 @@
 
 use super::coordinator::training_workers;
 use super::ending::{self, Owner};
-use super::serve_ops::{count, cut, deadline, leave, percentiles, Batch};
+use super::serve_ops::{count, cut, deadline, leave, percentiles, Answered, Batch};
 use super::{fair, serve_finish, Ctx};
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
@@ -28,6 +28,12 @@ use tokio_util::sync::CancellationToken;
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// In-flight batches per serving worker (one running, one waiting), over all its jobs.
 const SLOTS_PER_WORKER: usize = 2;
+/// Most batches cut in one write to the job record.
+const CUT_AHEAD: usize = 8;
+/// Answered batches are counted in one write once this many wait, or every [`COUNT_EVERY`].
+const COUNT_GROUP: usize = 16;
+/// How often answered batches are counted when fewer than [`COUNT_GROUP`] wait.
+const COUNT_EVERY: Duration = Duration::from_millis(100);
 
 /// The dispatcher's state.
 #[derive(Default)]
@@ -137,7 +143,10 @@ struct Run {
     /// The last reason a worker gave for not joining.
     refusal: Option<String>,
     in_flight: usize,
+    /// Batches recorded as pending and waiting to be sent (again, or cut ahead).
     resend: VecDeque<Batch>,
+    /// Answered batches not yet counted in the record (counted in groups).
+    uncounted: Vec<Answered>,
     exhausted: bool,
     /// Answered batches in the rate window: when, queries, processing milliseconds.
     answered: VecDeque<(Instant, u32, f64)>,
@@ -184,9 +193,16 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut st = State::default();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut refresh = tokio::time::interval(Duration::from_millis(250));
+    let mut counting = tokio::time::interval(COUNT_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = counting.tick() => {
+                let ids: Vec<String> = st.runs.keys().cloned().collect();
+                for id in ids {
+                    settle(&ctx, &mut st, &id).await;
+                }
+            }
             _ = refresh.tick() => {
                 if !ctx.coordinator.borrow().me {
                     st = State::default();
@@ -381,6 +397,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         refusal: None,
         in_flight: 0,
         resend: state.pending.iter().copied().collect(),
+        uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),
         proc_ms: VecDeque::new(),
@@ -409,6 +426,13 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
                 .min()
                 .map(|(_, w)| w)
         };
+        let free_slots = |id: &str, r: &Run| -> usize {
+            r.joined
+                .iter()
+                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
+                .map(|w| SLOTS_PER_WORKER.saturating_sub(load.get(w).copied().unwrap_or(0)))
+                .sum()
+        };
         let next = st
             .runs
             .iter_mut()
@@ -428,11 +452,14 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
         };
         let batch = match run.resend.pop_front() {
             Some(b) => b,
-            None => match cut(ctx, &id).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
+            None => match cut(ctx, &id, free_slots(&id, run).clamp(1, CUT_AHEAD)).await {
+                Ok(cut) if cut.is_empty() => {
                     run.exhausted = true;
                     continue;
+                }
+                Ok(cut) => {
+                    run.resend.extend(cut[1..].iter().copied());
+                    cut[0]
                 }
                 Err(e) => {
                     // The bucket is unreachable for now (a server restart): try again later.
@@ -447,7 +474,14 @@ async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
         let flight = st.next_flight;
         st.next_flight += 1;
         let (job, to) = (id.clone(), worker.clone());
-        st.flights.insert(flight, Flight { job, worker: to, batch });
+        st.flights.insert(
+            flight,
+            Flight {
+                job,
+                worker: to,
+                batch,
+            },
+        );
         let deadline = deadline(&run.proc_ms);
         let client = ctx.client.clone();
         tasks.spawn(async move {
@@ -488,12 +522,23 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
         Done::Answered(flight, id, to, batch, reply) => {
             if st.flights.remove(&flight).is_none() {
                 // Abandoned and sent again: count a late answer (once), nothing else.
-                if let Ok(WorkReply::Done { queries, correct, worker, .. }) = reply {
-                    let counted = count(ctx, &id, batch.0, &worker, queries, correct).await;
-                    if let (Ok(true), Some(run)) = (counted, runs.get_mut(&id)) {
-                        run.finishing = Some(Instant::now());
-                        serve_finish::finish(ctx.clone(), id, run.joined.clone());
-                    }
+                if let (
+                    Ok(WorkReply::Done {
+                        queries,
+                        correct,
+                        worker,
+                        ..
+                    }),
+                    Some(run),
+                ) = (reply, runs.get_mut(&id))
+                {
+                    let answered = Answered {
+                        batch,
+                        worker,
+                        queries,
+                        correct,
+                    };
+                    run.uncounted.push(answered);
                 }
                 return;
             }
@@ -515,17 +560,17 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();
                     }
-                    match count(ctx, &id, batch.0, &worker, queries, correct).await {
-                        Ok(true) => {
-                            run.finishing = Some(Instant::now());
-                            serve_finish::finish(ctx.clone(), id, run.joined.clone());
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            // Not counted: run it again (its results are stored once anyway).
-                            tracing::debug!(job = %id, "cannot count batch {}: {e:#}", batch.0);
-                            run.resend.push_back(batch);
-                        }
+                    let answered = Answered {
+                        batch,
+                        worker,
+                        queries,
+                        correct,
+                    };
+                    run.uncounted.push(answered);
+                    // The last batch of a job is counted at once; others in groups.
+                    let last = run.exhausted && run.in_flight == 0 && run.resend.is_empty();
+                    if run.uncounted.len() >= COUNT_GROUP || last {
+                        settle(ctx, st, &id).await;
                     }
                 }
                 Ok(WorkReply::Error {
@@ -543,6 +588,29 @@ async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                     run.resend.push_back(batch);
                 }
             }
+        }
+    }
+}
+
+/// Counts the job's answered batches in one write; when that fails they are sent again
+/// (their results are stored once anyway). Finishes the job when every query is answered.
+async fn settle(ctx: &Arc<Ctx>, st: &mut State, id: &str) {
+    let Some(run) = st.runs.get_mut(id) else {
+        return;
+    };
+    if run.uncounted.is_empty() {
+        return;
+    }
+    let answered = std::mem::take(&mut run.uncounted);
+    match count(ctx, id, &answered).await {
+        Ok(true) => {
+            run.finishing = Some(Instant::now());
+            serve_finish::finish(ctx.clone(), id.to_string(), run.joined.clone());
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::debug!(job = %id, "cannot count {} batches: {e:#}", answered.len());
+            run.resend.extend(answered.iter().map(|a| a.batch));
         }
     }
 }

@@ -37,43 +37,54 @@ pub fn deadline(proc_ms: &VecDeque<f64>) -> Duration {
         .clamp(Duration::from_secs(3), Duration::from_secs(60))
 }
 
-/// Cuts the job's next batch and records it as pending; None when every query is cut (or the
-/// job is no longer running).
-pub async fn cut(ctx: &Ctx, id: &str) -> anyhow::Result<Option<Batch>> {
-    let mut batch = None;
+/// Cuts up to `n` of the job's next batches and records them as pending, in one write; empty
+/// when every query is cut (or the job is no longer running).
+pub async fn cut(ctx: &Ctx, id: &str, n: usize) -> anyhow::Result<Vec<Batch>> {
+    let mut batches = Vec::new();
     let changed = ctx
         .store
         .modify(id, |j| {
-            batch = None;
+            batches.clear();
             let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
                 return false;
             };
-            let left = s.total.map_or(u64::MAX, |t| t.saturating_sub(s.next_query));
-            if left == 0 {
-                return false;
+            for _ in 0..n {
+                let left = s.total.map_or(u64::MAX, |t| t.saturating_sub(s.next_query));
+                if left == 0 {
+                    break;
+                }
+                let len = u64::from(s.batch).min(left) as u32;
+                let b = (s.next_batch, s.next_query, len);
+                s.pending.push(b);
+                s.next_batch += 1;
+                s.next_query += u64::from(len);
+                batches.push(b);
             }
-            let len = u64::from(s.batch).min(left) as u32;
-            let b = (s.next_batch, s.next_query, len);
-            s.pending.push(b);
-            s.next_batch += 1;
-            s.next_query += u64::from(len);
-            batch = Some(b);
-            true
+            !batches.is_empty()
         })
         .await?;
-    Ok(changed.and(batch))
+    if changed.is_none() {
+        batches.clear();
+    }
+    Ok(batches)
 }
 
-/// Counts an answered batch once (only while it is pending); returns whether the job has
-/// answered every query.
-pub async fn count(
-    ctx: &Ctx,
-    id: &str,
-    batch_id: u64,
-    worker: &str,
-    queries: u32,
-    correct: Option<u32>,
-) -> anyhow::Result<bool> {
+/// An answered batch waiting to be counted.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The batch.
+    pub batch: Batch,
+    /// Who answered it.
+    pub worker: String,
+    /// Queries it held.
+    pub queries: u32,
+    /// Correct predictions, when labelled.
+    pub correct: Option<u32>,
+}
+
+/// Counts answered batches, each once (only while it is pending), in one write; returns
+/// whether the job has answered every query.
+pub async fn count(ctx: &Ctx, id: &str, answered: &[Answered]) -> anyhow::Result<bool> {
     let mut complete = false;
     ctx.store
         .modify(id, |j| {
@@ -81,17 +92,21 @@ pub async fn count(
             let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
                 return false;
             };
-            let Some(pos) = s.pending.iter().position(|b| b.0 == batch_id) else {
-                return false; // already counted
-            };
-            s.pending.remove(pos);
-            s.done += u64::from(queries);
-            *s.by_worker.entry(worker.to_string()).or_default() += u64::from(queries);
-            if let (Some(c), Some(k)) = (s.correct.as_mut(), correct) {
-                *c += u64::from(k);
+            let mut changed = false;
+            for a in answered {
+                let Some(pos) = s.pending.iter().position(|b| b.0 == a.batch.0) else {
+                    continue; // already counted
+                };
+                s.pending.remove(pos);
+                s.done += u64::from(a.queries);
+                *s.by_worker.entry(a.worker.clone()).or_default() += u64::from(a.queries);
+                if let (Some(c), Some(k)) = (s.correct.as_mut(), a.correct) {
+                    *c += u64::from(k);
+                }
+                changed = true;
             }
-            complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
-            true
+            complete = changed && s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
+            changed
         })
         .await?;
     Ok(complete)
