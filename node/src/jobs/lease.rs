@@ -1,8 +1,9 @@
 //! The coordinator lease: key `coordinator` in the KV bucket `idunno-coord`, whose `max_age` is
 //! the lease's time to live. The holder renews it with compare-and-swap every
 //! [`RENEW`]; anyone may create it when it is absent. A standby that sees the holder failed
-//! or left in the membership view deletes the lease (expecting its revision) so that it need
-//! not wait for the TTL.
+//! or left in the membership view, or whose process is gone from the bus (its control subject
+//! has no responders twice in a row), deletes the lease (expecting its revision) and takes it
+//! at once, so that it need not wait for the TTL.
 
 use crate::membership::MembershipHandle;
 use async_nats::jetstream::kv::{Operation, Store};
@@ -34,6 +35,7 @@ pub struct Coordinator {
 /// Keeps trying to hold the lease until `shutdown`; publishes who holds it to `tx`.
 pub async fn run(
     kv: Store,
+    client: async_nats::Client,
     me: String,
     membership: MembershipHandle,
     tx: watch::Sender<Coordinator>,
@@ -57,7 +59,13 @@ pub async fn run(
             }
             Coordinator::default()
         } else {
-            step(&kv, &me, &membership, lease, &mut held, &mut since_ms).await
+            let standby = Standby {
+                kv: &kv,
+                client: &client,
+                me: &me,
+                membership: &membership,
+            };
+            standby.step(lease, &mut held, &mut since_ms).await
         };
         tx.send_if_modified(|c| {
             let changed = *c != state;
@@ -77,75 +85,111 @@ pub async fn run(
     }
 }
 
-async fn step(
-    kv: &Store,
-    me: &str,
-    membership: &MembershipHandle,
-    mut lease: Lease,
-    held: &mut Option<u64>,
-    since_ms: &mut u64,
-) -> Coordinator {
-    if let Some(rev) = *held {
-        let Ok(bytes) = encode(&lease) else {
-            return Coordinator::default();
-        };
-        match kv.update(KEY, bytes.into(), rev).await {
-            Ok(next) => {
-                *held = Some(next);
-                return Coordinator {
-                    node: Some(me.into()),
-                    me: true,
-                };
-            }
-            Err(e) => {
-                tracing::warn!("lost the coordinator lease: {e}");
-                *held = None;
-            }
-        }
-    }
-    let entry = match kv.entry(KEY).await {
-        Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
-        Err(e) => {
-            tracing::debug!("cannot read the coordinator lease: {e}");
-            return Coordinator::default();
-        }
-    };
-    match entry.map(|e| (decode::<Lease>(&e.value), e.revision)) {
-        Some((Ok(holder), rev)) => {
-            if holder.node != me && !holder_alive(membership, &holder).await {
-                tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
-                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
-            } else if holder.node == me {
-                // Our own lease from an earlier generation or a lost renewal: let it go.
-                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
-            }
-            Coordinator {
-                node: Some(holder.node),
-                me: false,
-            }
-        }
-        Some((Err(e), rev)) => {
-            tracing::warn!("corrupt coordinator lease, deleting it: {e}");
-            let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
-            Coordinator::default()
-        }
-        None => {
-            *since_ms = now_ms();
-            lease.since_ms = *since_ms;
+/// What one round of holding or watching the lease needs.
+struct Standby<'a> {
+    kv: &'a Store,
+    client: &'a async_nats::Client,
+    me: &'a str,
+    membership: &'a MembershipHandle,
+}
+
+impl Standby<'_> {
+    async fn step(
+        &self,
+        mut lease: Lease,
+        held: &mut Option<u64>,
+        since_ms: &mut u64,
+    ) -> Coordinator {
+        let (kv, me) = (self.kv, self.me);
+        if let Some(rev) = *held {
             let Ok(bytes) = encode(&lease) else {
                 return Coordinator::default();
             };
-            match kv.create(KEY, bytes.into()).await {
-                Ok(rev) => {
-                    *held = Some(rev);
-                    Coordinator {
+            match kv.update(KEY, bytes.into(), rev).await {
+                Ok(next) => {
+                    *held = Some(next);
+                    return Coordinator {
                         node: Some(me.into()),
                         me: true,
-                    }
+                    };
                 }
-                Err(_) => Coordinator::default(),
+                Err(e) => {
+                    tracing::warn!("lost the coordinator lease: {e}");
+                    *held = None;
+                }
             }
         }
+        let entry = match kv.entry(KEY).await {
+            Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
+            Err(e) => {
+                tracing::debug!("cannot read the coordinator lease: {e}");
+                return Coordinator::default();
+            }
+        };
+        match entry.map(|e| (decode::<Lease>(&e.value), e.revision)) {
+            Some((Ok(holder), rev)) => {
+                let gone = holder.node != me
+                    && (!holder_alive(self.membership, &holder).await
+                        || self.vanished(&holder.node).await);
+                if gone {
+                    tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
+                    if kv.delete_expect_revision(KEY, Some(rev)).await.is_err() {
+                        return Coordinator::default();
+                    }
+                } else {
+                    if holder.node == me {
+                        // Our own lease from an earlier generation or a lost renewal: let it go.
+                        let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+                    }
+                    return Coordinator {
+                        node: Some(holder.node),
+                        me: false,
+                    };
+                }
+            }
+            Some((Err(e), rev)) => {
+                tracing::warn!("corrupt coordinator lease, deleting it: {e}");
+                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+                return Coordinator::default();
+            }
+            None => {}
+        }
+        *since_ms = now_ms();
+        lease.since_ms = *since_ms;
+        let Ok(bytes) = encode(&lease) else {
+            return Coordinator::default();
+        };
+        match kv.create(KEY, bytes.into()).await {
+            Ok(rev) => {
+                *held = Some(rev);
+                Coordinator {
+                    node: Some(me.into()),
+                    me: true,
+                }
+            }
+            Err(_) => Coordinator::default(),
+        }
+    }
+
+    /// Whether `holder`'s process is gone from the bus: its control subject has no responders,
+    /// twice, 150 ms apart (a node reconnecting after a server restart answers again by then).
+    async fn vanished(&self, holder: &str) -> bool {
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            let reply: Result<bus_schemas::control::ControlReply, _> = bus_client::request(
+                self.client,
+                bus_schemas::subjects::node_control(holder),
+                &bus_schemas::control::ControlRequest::Members,
+                Duration::from_millis(500),
+            )
+            .await;
+            if !matches!(reply, Err(bus_client::RequestError::NoResponders { .. })) {
+                return false;
+            }
+        }
+        true
     }
 }
 

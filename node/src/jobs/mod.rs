@@ -202,6 +202,7 @@ pub async fn serve(
     });
     let lease_task = tokio::spawn(lease::run(
         lease_kv,
+        client.clone(),
         id,
         membership,
         coordinator_tx,

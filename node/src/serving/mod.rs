@@ -11,13 +11,16 @@ use crate::jobs::Ctx;
 use async_nats::jetstream::{self, stream};
 use bus_schemas::serve::{AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkReply};
 use bus_schemas::{decode, encode, subjects};
-use engine::Serving;
+use engine::{BatchOutput, Serving};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+
+/// Batches whose results one job's worker stores at once while the next batch runs.
+const STORING: usize = 4;
 
 /// Creates the results stream if needed: every job's results, kept a day or 1 GiB, with a
 /// 10-minute window in which a second copy of a batch (same message id) is dropped.
@@ -166,13 +169,16 @@ impl Worker {
         }
     }
 
-    /// Takes the job's batches one at a time until told to leave.
+    /// Takes the job's batches until told to leave: one runs in the model at a time, while
+    /// the results of earlier ones are stored and answered beside it (at most
+    /// [`STORING`] at once), so the model does not wait for the stream's acknowledgement.
     async fn take_batches(
         self: Arc<Self>,
         serving: Serving,
         mut sub: async_nats::Subscriber,
         stop: CancellationToken,
     ) {
+        let storing = Arc::new(tokio::sync::Semaphore::new(STORING));
         loop {
             let msg = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -181,13 +187,23 @@ impl Worker {
             let received = Instant::now();
             let reply = match decode::<WorkBatch>(&msg.payload) {
                 Ok(batch) if batch.job_id == serving.target.job_id => {
-                    self.run(&serving, &batch, received).await
+                    match serving.run(&batch).await {
+                        Ok(out) => {
+                            let Ok(permit) = storing.clone().acquire_owned().await else {
+                                break;
+                            };
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                let reply = me.store(&batch, out, received).await;
+                                me.answer(msg.reply, &reply).await;
+                                drop(permit);
+                            });
+                            continue;
+                        }
+                        Err(e) => self.error(&batch, e.to_string()),
+                    }
                 }
-                Ok(batch) => WorkReply::Error {
-                    batch_id: batch.batch_id,
-                    worker: self.ctx.id.clone(),
-                    message: "a batch of another job".into(),
-                },
+                Ok(batch) => self.error(&batch, "a batch of another job".into()),
                 Err(e) => {
                     self.ctx.metrics.garbage();
                     WorkReply::Error {
@@ -197,24 +213,29 @@ impl Worker {
                     }
                 }
             };
-            if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
-                let _ = self.ctx.client.publish(to, bytes.into()).await;
-            }
+            self.answer(msg.reply, &reply).await;
         }
         let _ = sub.unsubscribe().await;
     }
 
-    async fn run(&self, serving: &Serving, batch: &WorkBatch, received: Instant) -> WorkReply {
-        let worker = self.ctx.id.clone();
-        let error = |message: String| WorkReply::Error {
+    fn error(&self, batch: &WorkBatch, message: String) -> WorkReply {
+        WorkReply::Error {
             batch_id: batch.batch_id,
-            worker: worker.clone(),
+            worker: self.ctx.id.clone(),
             message,
-        };
-        let out = match serving.run(batch).await {
-            Ok(out) => out,
-            Err(e) => return error(e.to_string()),
-        };
+        }
+    }
+
+    async fn answer(&self, to: Option<async_nats::Subject>, reply: &WorkReply) {
+        if let (Some(to), Ok(bytes)) = (to, encode(reply)) {
+            let _ = self.ctx.client.publish(to, bytes.into()).await;
+        }
+    }
+
+    /// Stores a batch's results in the stream (once per batch id) and says how it went.
+    async fn store(&self, batch: &WorkBatch, out: BatchOutput, received: Instant) -> WorkReply {
+        let worker = self.ctx.id.clone();
+        let error = |message: String| self.error(batch, message);
         let results = ResultsBatch {
             job_id: batch.job_id.clone(),
             batch_id: batch.batch_id,
@@ -238,7 +259,7 @@ impl Worker {
         match stored {
             Ok(ack) => WorkReply::Done {
                 batch_id: batch.batch_id,
-                worker: worker.clone(),
+                worker,
                 queries: batch.len,
                 correct: out.correct,
                 proc_ms: received.elapsed().as_secs_f64() * 1000.0,

@@ -1,0 +1,279 @@
+//! The coordinator's dispatcher of inference jobs. While this node holds the lease it tells
+//! the free workers (alive, not training) to join every running inference job, cuts batches
+//! and sends them to each job's work subject, and counts each answered batch once.
+//!
+//! Fair time: a free in-flight slot goes to the job whose query rate over the last 10 s,
+//! divided by its weight, is lowest, so jobs whose queries cost several times more still get the
+//! same rate. Every cut batch is recorded in the job record before it is sent and removed when
+//! its answer is counted; a batch that times out or fails is sent again with the same id and
+//! contents, and a new coordinator sends the recorded ones again. Workers store results under
+//! the batch's id, so the stream keeps each query once.
+//!
+//! Batches are cut several at a time and counted in groups, so the job record is written a few
+//! times per second rather than twice per batch. A worker's in-flight batches are sent again as
+//! soon as membership suspects it, or as soon as a probe finds its process gone, instead of
+//! waiting for their deadline. Under `qps local` each job keeps to its share of the workers.
+
+mod send;
+mod state;
+
+use super::coordinator::training_workers;
+use super::ending::{self, Owner};
+use super::serve_ops::{count, cut, deadline, leave, percentiles, Answered, Batch};
+use super::{fair, serve_finish, Ctx};
+use bus_client::RequestError;
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
+use bus_schemas::membership::MemberState;
+use bus_schemas::serve::{AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply};
+use bus_schemas::subjects;
+use send::{fill, handle, probe_stragglers, settle, Done};
+use state::{may_serve, Run, State, JOIN_RETRY};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The window over which query rates are measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// In-flight batches per serving worker (one running, one waiting), over all its jobs.
+pub(super) const SLOTS_PER_WORKER: usize = 3;
+/// A batch out longer than this many median batch times (at least [`STRAGGLER_MIN`]) gets its
+/// worker probed; a worker whose process is gone (no responders) or that does not answer
+/// within [`PROBE_TIMEOUT`] is treated as lost at once, without waiting for membership.
+pub(super) const STRAGGLER_FACTOR: f64 = 3.0;
+pub(super) const STRAGGLER_MIN: Duration = Duration::from_millis(200);
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Most batches cut in one write to the job record.
+pub(super) const CUT_AHEAD: usize = 8;
+/// Answered batches are counted in one write once this many wait, or every [`COUNT_EVERY`].
+pub(super) const COUNT_GROUP: usize = 16;
+/// How often answered batches are counted when fewer than [`COUNT_GROUP`] wait.
+pub(super) const COUNT_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs the dispatcher while this node holds the lease, until `shutdown`.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut st = State::default();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut refresh = tokio::time::interval(Duration::from_millis(250));
+    let mut counting = tokio::time::interval(COUNT_EVERY);
+    let mut coordinator = ctx.coordinator.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = coordinator.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Just became (or stopped being) the coordinator: act now, not at the tick.
+                refresh.reset_immediately();
+            }
+            _ = counting.tick() => {
+                let ids: Vec<String> = st.runs.keys().cloned().collect();
+                for id in ids {
+                    settle(&ctx, &mut st, &id).await;
+                }
+                probe_stragglers(&ctx, &mut st, &mut tasks);
+            }
+            _ = refresh.tick() => {
+                if !ctx.coordinator.borrow().me {
+                    st = State::default();
+                    tasks.abort_all();
+                    continue;
+                }
+                if let Err(e) = reconcile(&ctx, &mut st, &mut tasks).await {
+                    tracing::debug!("dispatcher: {e:#}");
+                }
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok(done) = done else { continue };
+                handle(&ctx, &mut st, done).await;
+            }
+        }
+        fill(&ctx, &mut st, &mut tasks).await;
+    }
+}
+
+/// Follows the records: new and ended jobs, the worker pool, joins; saves statistics.
+async fn reconcile(
+    ctx: &Arc<Ctx>,
+    st: &mut State,
+    tasks: &mut JoinSet<Done>,
+) -> anyhow::Result<()> {
+    match ctx.settings.get().await {
+        Ok(settings) => st.policy = settings.qps,
+        Err(e) => tracing::debug!("cannot read the settings, keeping {:?}: {e:#}", st.policy),
+    }
+    let (view, jobs) = ctx.snapshot().await?;
+    let training = training_workers(&jobs, &view);
+    let pool: BTreeSet<String> = view
+        .iter()
+        .filter(|m| m.state == MemberState::Alive && !training.contains(&m.id))
+        .map(|m| m.id.clone())
+        .collect();
+    st.alive = pool.clone();
+    st.abandon_lost();
+    let runs = &mut st.runs;
+    let live: BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| !j.state.is_final() && matches!(j.spec, JobSpec::Serve(_)))
+        .map(|j| j.id.as_str())
+        .collect();
+    let ended: Vec<String> = runs
+        .keys()
+        .filter(|id| !live.contains(id.as_str()))
+        .cloned()
+        .collect();
+    for id in ended {
+        if let Some(run) = runs.remove(&id) {
+            leave(ctx, &id, &run.joined);
+        }
+    }
+    st.divide(&pool);
+    let runs = &mut st.runs;
+    for job in jobs.iter().filter(|j| live.contains(j.id.as_str())) {
+        let run = match runs.get_mut(&job.id) {
+            Some(run) => run,
+            None => match start(ctx, job).await {
+                Some(run) => runs.entry(job.id.clone()).or_insert(run),
+                None => continue,
+            },
+        };
+        run.joined.retain(|w| pool.contains(w));
+        if let Some(s) = &job.serve {
+            run.exhausted = s.total.is_some_and(|t| s.next_query >= t);
+            let complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
+            // Finishing failed or this coordinator took over a complete job: finish (again).
+            if complete
+                && run
+                    .finishing
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+            {
+                run.finishing = Some(Instant::now());
+                serve_finish::finish(ctx.clone(), job.id.clone(), run.joined.clone());
+            }
+        }
+        let hopeless = run.joined.is_empty()
+            && !pool.is_empty()
+            && pool.iter().all(|w| run.refused.contains_key(w));
+        if let (true, Some(reason)) = (hopeless, run.refusal.clone()) {
+            let reason = format!("no worker can serve it: {reason}");
+            ending::fail(ctx, &job.id, Owner::Coordinator, reason).await;
+            continue;
+        }
+        let wanted: Vec<String> = pool
+            .iter()
+            .filter(|w| !run.joined.contains(*w) && !run.joining.contains(*w))
+            .filter(|w| run.refused.get(*w).is_none_or(|t| t.elapsed() > JOIN_RETRY))
+            .cloned()
+            .collect();
+        for worker in wanted {
+            run.joining.insert(worker.clone());
+            let (client, target, worker, id) = (
+                ctx.client.clone(),
+                run.target.clone(),
+                worker.clone(),
+                job.id.clone(),
+            );
+            tasks.spawn(async move {
+                let req = AssignRequest::Join { target };
+                let reply = bus_client::request(
+                    &client,
+                    subjects::node_assign(&worker),
+                    &req,
+                    Duration::from_secs(60),
+                )
+                .await;
+                Done::Joined(id, worker, reply)
+            });
+        }
+        let serving = |w: &&String| may_serve(st.policy, &st.divided, &job.id, w);
+        let workers: Vec<String> = run.joined.iter().filter(serving).cloned().collect();
+        let stale = job.serve.as_ref().is_some_and(|s| s.workers != workers);
+        if stale || run.saved.elapsed() >= Duration::from_secs(1) {
+            run.saved = Instant::now();
+            let rate = run.rate(Instant::now());
+            let proc_ms = percentiles(&run.proc_ms);
+            let saved = ctx
+                .store
+                .modify(&job.id, |j| {
+                    let Some(s) = j.serve.as_mut().filter(|_| !j.state.is_final()) else {
+                        return false;
+                    };
+                    s.workers = workers.clone();
+                    s.rate = rate;
+                    if !proc_ms.is_empty() {
+                        s.proc_ms = proc_ms.clone();
+                    }
+                    true
+                })
+                .await?;
+            if let Some(s) = saved.as_ref().and_then(|j| j.serve.as_ref()) {
+                let progress = bus_schemas::jobs::Progress {
+                    job_id: job.id.clone(),
+                    worker: workers.join(","),
+                    queries: s.done,
+                    total: s.total,
+                    query_rate: rate,
+                    ..Default::default()
+                };
+                let subject = subjects::job_progress(&job.id);
+                let _ = bus_client::publish(&ctx.client, subject, &progress).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes up a running or queued inference job: marks it running and queues its recorded
+/// batches to be sent again.
+async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
+    let JobSpec::Serve(spec) = &job.spec else {
+        return None;
+    };
+    let state = job.serve.clone()?;
+    if job.state == JobState::Queued {
+        let started = ctx
+            .store
+            .modify(&job.id, |j| {
+                let queued = j.state == JobState::Queued;
+                if queued {
+                    j.state = JobState::Running;
+                }
+                queued
+            })
+            .await;
+        if let Ok(Some(_)) = started {
+            ctx.event(
+                &job.id,
+                bus_schemas::jobs::JobEventKind::Started,
+                None,
+                None,
+            )
+            .await;
+        }
+    }
+    tracing::info!(job = %job.id, pending = state.pending.len(), "dispatching");
+    Some(Run {
+        target: ServeTarget {
+            job_id: job.id.clone(),
+            model_file: super::outputs::model_file(&spec.model),
+            model_version: state.model_version,
+            dataset: spec.dataset.clone(),
+            split: spec.split.clone(),
+        },
+        spec: spec.clone(),
+        joined: BTreeSet::new(),
+        joining: BTreeSet::new(),
+        refused: BTreeMap::new(),
+        refusal: None,
+        in_flight: 0,
+        resend: state.pending.iter().copied().collect(),
+        uncounted: Vec::new(),
+        exhausted: false,
+        answered: VecDeque::new(),
+        proc_ms: VecDeque::new(),
+        saved: Instant::now(),
+        finishing: None,
+    })
+}

@@ -1,0 +1,271 @@
+//! Sending batches to workers, handling their answers, counting them, probing stragglers.
+
+use super::state::Flight;
+use super::*;
+
+pub(super) enum Done {
+    Joined(String, String, Result<AssignReply, RequestError>),
+    Answered(u64, String, String, Batch, Result<WorkReply, RequestError>),
+    /// A probed worker, and whether its process answered.
+    Probed(String, bool),
+}
+
+/// Fills free in-flight slots, lowest weighted rate first; each batch goes to the least
+/// loaded alive worker of its job.
+pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
+    if !ctx.coordinator.borrow().me {
+        return;
+    }
+    let now = Instant::now();
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let (load, alive) = (&st.load, &st.alive);
+        let (policy, divided) = (st.policy, &st.divided);
+        let free_worker = |id: &str, r: &Run| {
+            r.joined
+                .iter()
+                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
+                .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
+                .filter(|(l, _)| *l < SLOTS_PER_WORKER)
+                .min()
+                .map(|(_, w)| w)
+        };
+        let free_slots = |id: &str, r: &Run| -> usize {
+            r.joined
+                .iter()
+                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
+                .map(|w| SLOTS_PER_WORKER.saturating_sub(load.get(w).copied().unwrap_or(0)))
+                .sum()
+        };
+        let next = st
+            .runs
+            .iter_mut()
+            .filter(|(id, r)| !blocked.contains(*id) && (!r.resend.is_empty() || !r.exhausted))
+            .map(|(id, r)| {
+                let share = r.rate(now) / f64::from(r.spec.weight.max(1));
+                (share, r.in_flight, id.clone())
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some((_, _, id)) = next else {
+            return;
+        };
+        let run = st.runs.get_mut(&id).expect("chosen from runs");
+        let Some(worker) = free_worker(&id, run) else {
+            blocked.insert(id);
+            continue;
+        };
+        let batch = match run.resend.pop_front() {
+            Some(b) => b,
+            None => match cut(ctx, &id, free_slots(&id, run).clamp(1, CUT_AHEAD)).await {
+                Ok(cut) if cut.is_empty() => {
+                    run.exhausted = true;
+                    continue;
+                }
+                Ok(cut) => {
+                    run.resend.extend(cut[1..].iter().copied());
+                    cut[0]
+                }
+                Err(e) => {
+                    // The bucket is unreachable for now (a server restart): try again later.
+                    tracing::debug!(job = %id, "cannot cut a batch: {e:#}");
+                    blocked.insert(id);
+                    continue;
+                }
+            },
+        };
+        run.in_flight += 1;
+        *st.load.entry(worker.clone()).or_default() += 1;
+        let flight = st.next_flight;
+        st.next_flight += 1;
+        let (job, to) = (id.clone(), worker.clone());
+        let sent = Instant::now();
+        st.flights.insert(
+            flight,
+            Flight {
+                job,
+                worker: to,
+                batch,
+                sent,
+            },
+        );
+        let deadline = deadline(&run.proc_ms);
+        let client = ctx.client.clone();
+        tasks.spawn(async move {
+            let work = WorkBatch {
+                job_id: id.clone(),
+                batch_id: batch.0,
+                first_query: batch.1,
+                len: batch.2,
+            };
+            let subject = subjects::job_work(&id, &worker);
+            let reply = bus_client::request(&client, subject, &work, deadline).await;
+            Done::Answered(flight, id, worker, batch, reply)
+        });
+    }
+}
+
+pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
+    let runs = &mut st.runs;
+    match done {
+        Done::Joined(id, worker, reply) => {
+            let Some(run) = runs.get_mut(&id) else { return };
+            run.joining.remove(&worker);
+            match reply {
+                Ok(AssignReply::Done { .. }) => {
+                    run.joined.insert(worker);
+                }
+                Ok(AssignReply::Error { message, .. }) => {
+                    tracing::warn!(job = %id, %worker, "cannot serve: {message}");
+                    run.refused.insert(worker, Instant::now());
+                    run.refusal = Some(message);
+                }
+                Err(e) => {
+                    tracing::debug!(job = %id, %worker, "join: {e}");
+                    run.refused.insert(worker, Instant::now());
+                }
+            }
+        }
+        Done::Probed(worker, up) => {
+            st.probing.remove(&worker);
+            if !up && st.alive.remove(&worker) {
+                tracing::info!(%worker, "a worker with a late batch does not answer: treated as lost");
+                for run in st.runs.values_mut() {
+                    run.joined.remove(&worker);
+                }
+                st.abandon_lost();
+            }
+        }
+        Done::Answered(flight, id, to, batch, reply) => {
+            if st.flights.remove(&flight).is_none() {
+                // Abandoned and sent again: count a late answer (once), nothing else.
+                if let (
+                    Ok(WorkReply::Done {
+                        queries,
+                        correct,
+                        worker,
+                        ..
+                    }),
+                    Some(run),
+                ) = (reply, runs.get_mut(&id))
+                {
+                    let answered = Answered {
+                        batch,
+                        worker,
+                        queries,
+                        correct,
+                    };
+                    run.uncounted.push(answered);
+                }
+                return;
+            }
+            if let Some(l) = st.load.get_mut(&to) {
+                *l = l.saturating_sub(1);
+            }
+            let Some(run) = runs.get_mut(&id) else { return };
+            run.in_flight -= 1;
+            match reply {
+                Ok(WorkReply::Done {
+                    queries,
+                    correct,
+                    proc_ms,
+                    worker,
+                    ..
+                }) => {
+                    run.answered.push_back((Instant::now(), queries, proc_ms));
+                    run.proc_ms.push_back(proc_ms);
+                    if run.proc_ms.len() > 2000 {
+                        run.proc_ms.pop_front();
+                    }
+                    let answered = Answered {
+                        batch,
+                        worker,
+                        queries,
+                        correct,
+                    };
+                    run.uncounted.push(answered);
+                    // The last batch of a job is counted at once; others in groups.
+                    let last = run.exhausted && run.in_flight == 0 && run.resend.is_empty();
+                    if run.uncounted.len() >= COUNT_GROUP || last {
+                        settle(ctx, st, &id).await;
+                    }
+                }
+                Ok(WorkReply::Error {
+                    worker, message, ..
+                }) => {
+                    tracing::warn!(job = %id, batch = batch.0, %worker, "batch failed, sending again: {message}");
+                    run.joined.remove(&worker);
+                    run.resend.push_back(batch);
+                }
+                Err(e) => {
+                    tracing::info!(job = %id, batch = batch.0, worker = %to, "no answer, sending again: {e}");
+                    if matches!(e, RequestError::NoResponders { .. }) {
+                        run.joined.remove(&to); // it does not serve the job (any more)
+                    }
+                    run.resend.push_back(batch);
+                }
+            }
+        }
+    }
+}
+
+/// Counts the job's answered batches in one write; when that fails they are sent again
+/// (their results are stored once anyway). Finishes the job when every query is answered.
+pub(super) async fn settle(ctx: &Arc<Ctx>, st: &mut State, id: &str) {
+    let Some(run) = st.runs.get_mut(id) else {
+        return;
+    };
+    if run.uncounted.is_empty() {
+        return;
+    }
+    let answered = std::mem::take(&mut run.uncounted);
+    match count(ctx, id, &answered).await {
+        Ok(true) => {
+            run.finishing = Some(Instant::now());
+            serve_finish::finish(ctx.clone(), id.to_string(), run.joined.clone());
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::debug!(job = %id, "cannot count {} batches: {e:#}", answered.len());
+            run.resend.extend(answered.iter().map(|a| a.batch));
+        }
+    }
+}
+
+/// Probes the workers of batches out much longer than their job's median batch time.
+pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
+    let now = Instant::now();
+    let late: BTreeSet<String> = st
+        .flights
+        .values()
+        .filter(|f| !st.probing.contains(&f.worker))
+        .filter(|f| {
+            let median = st
+                .runs
+                .get(&f.job)
+                .map_or(0.0, |r| percentile(&r.proc_ms, 0.5));
+            let limit = Duration::from_secs_f64(STRAGGLER_FACTOR * median / 1000.0);
+            now - f.sent > limit.max(STRAGGLER_MIN)
+        })
+        .map(|f| f.worker.clone())
+        .collect();
+    for worker in late {
+        st.probing.insert(worker.clone());
+        let client = ctx.client.clone();
+        tasks.spawn(async move {
+            let req = bus_schemas::control::ControlRequest::Members;
+            let subject = subjects::node_control(&worker);
+            let reply: Result<bus_schemas::control::ControlReply, _> =
+                bus_client::request(&client, subject, &req, PROBE_TIMEOUT).await;
+            Done::Probed(worker, reply.is_ok())
+        });
+    }
+}
+
+/// The `p` quantile of `v` (0 when empty).
+pub(super) fn percentile(v: &VecDeque<f64>, p: f64) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    s.get(((s.len() as f64 - 1.0) * p).round().max(0.0) as usize)
+        .copied()
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,154 @@
+//! The dispatcher's state: the jobs it runs, the batches in flight, the workers it may use.
+
+use super::*;
+
+/// The dispatcher's state.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) runs: BTreeMap<String, Run>,
+    /// Batches in flight per worker.
+    pub(super) load: BTreeMap<String, usize>,
+    /// Every batch in flight, by flight number.
+    pub(super) flights: BTreeMap<u64, Flight>,
+    pub(super) next_flight: u64,
+    /// Workers alive (not suspected) in the latest view.
+    pub(super) alive: BTreeSet<String>,
+    /// The fair-time policy in force.
+    pub(super) policy: QpsPolicy,
+    /// Under `qps local`: the workers each job may use, and when they were last divided.
+    pub(super) divided: BTreeMap<String, BTreeSet<String>>,
+    pub(super) divided_at: Option<Instant>,
+    /// Workers being probed now.
+    pub(super) probing: BTreeSet<String>,
+}
+
+/// How often `qps local` divides the workers again as costs change.
+const REDIVIDE: Duration = Duration::from_secs(5);
+
+/// A batch sent to a worker and not answered yet.
+pub(super) struct Flight {
+    pub(super) job: String,
+    pub(super) worker: String,
+    pub(super) batch: Batch,
+    pub(super) sent: Instant,
+}
+
+/// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
+pub(super) fn may_serve(
+    policy: QpsPolicy,
+    divided: &BTreeMap<String, BTreeSet<String>>,
+    id: &str,
+    worker: &str,
+) -> bool {
+    policy == QpsPolicy::Global || divided.get(id).is_none_or(|ws| ws.contains(worker))
+}
+
+impl State {
+    /// Sends again at once the batches in flight on workers that are no longer in the pool
+    /// (suspected, failed, left, or training) instead of waiting for their deadline; a late
+    /// answer to an abandoned flight is still counted, once.
+    pub(super) fn abandon_lost(&mut self) {
+        let lost: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| !self.alive.contains(&f.worker))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in lost {
+            let f = self.flights.remove(&n).expect("listed above");
+            if let Some(l) = self.load.get_mut(&f.worker) {
+                *l = l.saturating_sub(1);
+            }
+            if let Some(run) = self.runs.get_mut(&f.job) {
+                tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
+                run.in_flight = run.in_flight.saturating_sub(1);
+                run.resend.push_front(f.batch);
+            }
+        }
+    }
+
+    /// Under `qps local`, divides the pool among the running jobs when the jobs or the pool
+    /// changed, or every [`REDIVIDE`] as the measured costs move.
+    pub(super) fn divide(&mut self, pool: &BTreeSet<String>) {
+        if self.policy == QpsPolicy::Global {
+            self.divided.clear();
+            return;
+        }
+        let now = Instant::now();
+        let same_jobs = self.divided.keys().eq(self.runs.keys());
+        let covered: BTreeSet<&String> = self.divided.values().flatten().collect();
+        let same_pool = covered.len() == pool.len() && pool.iter().all(|w| covered.contains(w));
+        if same_jobs && same_pool && self.divided_at.is_some_and(|t| now - t < REDIVIDE) {
+            return;
+        }
+        let claims: Vec<fair::Claim> = self
+            .runs
+            .iter_mut()
+            .map(|(id, r)| fair::Claim {
+                job: id.clone(),
+                weight: f64::from(r.spec.weight.max(1)),
+                cost: r.cost(now),
+            })
+            .collect();
+        let divided = fair::partition(pool, &claims, &self.divided);
+        if divided != self.divided {
+            tracing::info!(?divided, ?claims, "qps local: workers divided");
+        }
+        self.divided = divided;
+        self.divided_at = Some(now);
+    }
+}
+
+/// How long a worker that could not join a job is left alone before it is asked again.
+pub(super) const JOIN_RETRY: Duration = Duration::from_secs(5);
+
+/// What the dispatcher knows of one running inference job.
+pub(super) struct Run {
+    pub(super) spec: ServeSpec,
+    pub(super) target: ServeTarget,
+    pub(super) joined: BTreeSet<String>,
+    pub(super) joining: BTreeSet<String>,
+    /// Workers that refused to join, and when: asked again only after [`JOIN_RETRY`].
+    pub(super) refused: BTreeMap<String, Instant>,
+    /// The last reason a worker gave for not joining.
+    pub(super) refusal: Option<String>,
+    pub(super) in_flight: usize,
+    /// Batches recorded as pending and waiting to be sent (again, or cut ahead).
+    pub(super) resend: VecDeque<Batch>,
+    /// Answered batches not yet counted in the record (counted in groups).
+    pub(super) uncounted: Vec<Answered>,
+    pub(super) exhausted: bool,
+    /// Answered batches in the rate window: when, queries, processing milliseconds.
+    pub(super) answered: VecDeque<(Instant, u32, f64)>,
+    pub(super) proc_ms: VecDeque<f64>,
+    pub(super) saved: Instant,
+    /// When the job was last found complete and its finishing started.
+    pub(super) finishing: Option<Instant>,
+}
+
+impl Run {
+    pub(super) fn expire(&mut self, now: Instant) {
+        while self
+            .answered
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.answered.pop_front();
+        }
+    }
+
+    /// Queries per second over the last [`RATE_WINDOW`].
+    pub(super) fn rate(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        let q: u64 = self.answered.iter().map(|(_, n, _)| u64::from(*n)).sum();
+        q as f64 / RATE_WINDOW.as_secs_f64()
+    }
+
+    /// Worker milliseconds per query over the last [`RATE_WINDOW`], once measured.
+    pub(super) fn cost(&mut self, now: Instant) -> Option<f64> {
+        self.expire(now);
+        let q: u64 = self.answered.iter().map(|(_, n, _)| u64::from(*n)).sum();
+        let ms: f64 = self.answered.iter().map(|(_, _, ms)| ms).sum();
+        (q > 0).then(|| ms / q as f64)
+    }
+}
