@@ -1,6 +1,7 @@
 //! The worker's inference engine: models and dataset splits loaded once and kept, and batches
 //! of queries run through them on blocking threads.
 
+use super::executor::Executor;
 use crate::jobs::cache::Cache;
 use crate::jobs::JobError;
 use crate::metrics::Metrics;
@@ -40,6 +41,7 @@ pub struct Serving {
     pub target: ServeTarget,
     model: SharedModel,
     split: Arc<SplitData>,
+    exec: Executor,
 }
 
 /// Loaded models and splits, shared by every job this worker serves.
@@ -47,6 +49,7 @@ pub struct Engine {
     cache: Arc<Cache>,
     device: Device,
     metrics: Arc<Metrics>,
+    exec: Executor,
     models: tokio::sync::Mutex<HashMap<(String, u64), SharedModel>>,
     splits: tokio::sync::Mutex<HashMap<(String, String), Arc<SplitData>>>,
 }
@@ -59,6 +62,7 @@ impl Engine {
             cache,
             device,
             metrics,
+            exec: Executor::new(),
             models: Default::default(),
             splits: Default::default(),
         }
@@ -70,23 +74,29 @@ impl Engine {
         let model = self.model(&target.model_file, target.model_version).await?;
         let (m, classes) = (model.clone(), split.classes.len());
         let dataset = target.dataset.clone();
-        tokio::task::spawn_blocking(move || {
-            let m = m.lock().expect("model lock");
-            if classes > 0 && m.header.classes.len() != classes {
-                return Err(JobError::BadInput(format!(
-                    "the model has {} classes but {dataset} has {classes}",
-                    m.header.classes.len()
-                )));
-            }
-            m.check_fits(&dataset).map_err(JobError::from)
-        })
-        .await
-        .map_err(|e| JobError::Internal(e.to_string()))??;
+        self.exec
+            .run(move || {
+                let m = m.lock().expect("model lock");
+                if classes > 0 && m.header.classes.len() != classes {
+                    return Err(JobError::BadInput(format!(
+                        "the model has {} classes but {dataset} has {classes}",
+                        m.header.classes.len()
+                    )));
+                }
+                m.check_fits(&dataset).map_err(JobError::from)
+            })
+            .await??;
         Ok(Serving {
             target: target.clone(),
             model,
             split,
+            exec: self.exec.clone(),
         })
+    }
+
+    /// The thread every inference call of this node runs on.
+    pub fn executor(&self) -> &Executor {
+        &self.exec
     }
 
     /// The model `file` at `version`, loaded once and kept.
@@ -97,9 +107,10 @@ impl Engine {
         }
         let bytes = self.cache.read(file, Some(version)).await?;
         let (what, device) = (format!("{file} v{version}"), self.device);
-        let model = tokio::task::spawn_blocking(move || Model::load(&what, &bytes, device))
-            .await
-            .map_err(|e| JobError::Internal(e.to_string()))??;
+        let model = self
+            .exec
+            .run(move || Model::load(&what, &bytes, device))
+            .await??;
         let model = Arc::new(Mutex::new(model));
         self.models.lock().await.insert(key, model.clone());
         let name = file.strip_prefix("models/").unwrap_or(file);
@@ -135,9 +146,7 @@ impl Serving {
     pub async fn run(&self, batch: &WorkBatch) -> Result<BatchOutput, JobError> {
         let this = self.clone();
         let (first, len) = (batch.first_query, batch.len as u64);
-        tokio::task::spawn_blocking(move || this.run_blocking(first, len))
-            .await
-            .map_err(|e| JobError::Internal(e.to_string()))?
+        self.exec.run(move || this.run_blocking(first, len)).await?
     }
 
     fn run_blocking(&self, first: u64, len: u64) -> Result<BatchOutput, JobError> {

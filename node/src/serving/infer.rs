@@ -8,6 +8,7 @@
 use crate::config::InferConfig;
 use crate::jobs::{Ctx, JobError};
 use crate::serving::engine::SharedModel;
+use crate::serving::executor::Executor;
 use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest, Prediction};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
@@ -59,7 +60,7 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
         }
     };
     let (tx, rx) = mpsc::channel::<Pending>(1024);
-    let batcher = tokio::spawn(batcher(rx, cfg));
+    let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
     let versions = Arc::new(Mutex::new(HashMap::new()));
     loop {
         tokio::select! {
@@ -226,7 +227,7 @@ async fn prepare(
 }
 
 /// Groups queued requests by model and runs them in batches, one batch at a time.
-async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig) {
+async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig, exec: Executor) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -271,12 +272,12 @@ async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig) {
             }
         }
         queue = rest;
-        run(batch).await;
+        run(&exec, batch).await;
     }
 }
 
 /// Runs one batch of requests for one model and answers each.
-async fn run(batch: Vec<Pending>) {
+async fn run(exec: &Executor, batch: Vec<Pending>) {
     let started = Instant::now();
     let model = batch[0].model.clone();
     let shape = batch[0].shape;
@@ -286,23 +287,23 @@ async fn run(batch: Vec<Pending>) {
     for p in &batch {
         pixels.extend_from_slice(&p.pixels);
     }
-    let outcome = tokio::task::spawn_blocking(move || {
-        let model = model.lock().expect("model lock");
-        let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
-        let _guard = tch::no_grad_guard();
-        let probs = model
-            .forward(&x, false)?
-            .softmax(-1, Kind::Float)
-            .to_device(tch::Device::Cpu);
-        let classes = probs.size().last().copied().unwrap_or(0) as usize;
-        let flat = Vec::<f32>::try_from(&probs.flatten(0, -1))
-            .map_err(|e| JobError::Internal(e.to_string()))?;
-        let names = model.header.classes.clone();
-        Ok::<_, JobError>((flat, classes, names))
-    })
-    .await
-    .map_err(|e| JobError::Internal(e.to_string()))
-    .and_then(|r| r);
+    let outcome = exec
+        .run(move || {
+            let model = model.lock().expect("model lock");
+            let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
+            let _guard = tch::no_grad_guard();
+            let probs = model
+                .forward(&x, false)?
+                .softmax(-1, Kind::Float)
+                .to_device(tch::Device::Cpu);
+            let classes = probs.size().last().copied().unwrap_or(0) as usize;
+            let flat = Vec::<f32>::try_from(&probs.flatten(0, -1))
+                .map_err(|e| JobError::Internal(e.to_string()))?;
+            let names = model.header.classes.clone();
+            Ok::<_, JobError>((flat, classes, names))
+        })
+        .await
+        .and_then(|r| r);
     let run_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut offset = 0;
     for p in batch {

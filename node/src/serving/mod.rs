@@ -5,6 +5,7 @@
 //! a batch sent twice is stored once), and answers.
 
 pub mod engine;
+pub mod executor;
 pub mod infer;
 
 use crate::jobs::Ctx;

@@ -2,9 +2,11 @@
 //! the free workers (alive, not training) to join every running inference job, cuts batches
 //! and sends them to each job's work subject, and counts each answered batch once.
 //!
-//! Fair time: a free in-flight slot goes to the job whose query rate over the last 10 s,
-//! divided by its weight, is lowest, so jobs whose queries cost several times more still get the
-//! same rate. Every cut batch is recorded in the job record before it is sent and removed when
+//! Fair time: a free in-flight slot goes to the job that has been sent the fewest queries per
+//! unit of weight (its virtual queries, as in a fair-queueing scheduler), so jobs whose
+//! queries cost several times more still get the same rate, in every window rather than on
+//! average. A new job starts level with the others, and no job falls further behind than a
+//! few batches (a job that could not be served for a while is not owed a burst). Every cut batch is recorded in the job record before it is sent and removed when
 //! its answer is counted; a batch that times out or fails is sent again with the same id and
 //! contents, and a new coordinator sends the recorded ones again. Workers store results under
 //! the batch's id, so the stream keeps each query once.
@@ -130,12 +132,18 @@ async fn reconcile(
         }
     }
     st.divide(&pool);
+    st.level_virtual_queries();
     let runs = &mut st.runs;
     for job in jobs.iter().filter(|j| live.contains(j.id.as_str())) {
         let run = match runs.get_mut(&job.id) {
             Some(run) => run,
             None => match start(ctx, job).await {
-                Some(run) => runs.entry(job.id.clone()).or_insert(run),
+                Some(mut run) => {
+                    // A new job starts level with the others, not owed their past.
+                    let level = runs.values().map(|r| r.vq).fold(f64::INFINITY, f64::min);
+                    run.vq = if level.is_finite() { level } else { 0.0 };
+                    runs.entry(job.id.clone()).or_insert(run)
+                }
                 None => continue,
             },
         };
@@ -272,6 +280,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),
+        vq: 0.0,
         proc_ms: VecDeque::new(),
         saved: Instant::now(),
         finishing: None,

@@ -10,13 +10,12 @@ pub(super) enum Done {
     Probed(String, bool),
 }
 
-/// Fills free in-flight slots, lowest weighted rate first; each batch goes to the least
+/// Fills free in-flight slots, fewest virtual queries first; each batch goes to the least
 /// loaded alive worker of its job.
 pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
     if !ctx.coordinator.borrow().me {
         return;
     }
-    let now = Instant::now();
     let mut blocked: BTreeSet<String> = BTreeSet::new();
     loop {
         let (load, alive) = (&st.load, &st.alive);
@@ -41,10 +40,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
             .runs
             .iter_mut()
             .filter(|(id, r)| !blocked.contains(*id) && (!r.resend.is_empty() || !r.exhausted))
-            .map(|(id, r)| {
-                let share = r.rate(now) / f64::from(r.spec.weight.max(1));
-                (share, r.in_flight, id.clone())
-            })
+            .map(|(id, r)| (r.vq, r.in_flight, id.clone()))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let Some((_, _, id)) = next else {
             return;
@@ -74,6 +70,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
             },
         };
         run.in_flight += 1;
+        run.vq += f64::from(batch.2) / f64::from(run.spec.weight.max(1));
         *st.load.entry(worker.clone()).or_default() += 1;
         let flight = st.next_flight;
         st.next_flight += 1;

@@ -43,7 +43,20 @@ pub(super) fn may_serve(
     policy == QpsPolicy::Global || divided.get(id).is_none_or(|ws| ws.contains(worker))
 }
 
+/// How far, in batches, a job's virtual queries may trail the leader's.
+const LAG_BATCHES: f64 = 8.0;
+
 impl State {
+    /// Lifts a job that trails the leader by more than [`LAG_BATCHES`] of its batches (it could
+    /// not be served for a while: no worker, a failure) so that it is not owed a burst.
+    pub(super) fn level_virtual_queries(&mut self) {
+        let lead = self.runs.values().map(|r| r.vq).fold(0.0, f64::max);
+        for run in self.runs.values_mut() {
+            let lag = LAG_BATCHES * f64::from(run.spec.batch) / f64::from(run.spec.weight.max(1));
+            run.vq = run.vq.max(lead - lag);
+        }
+    }
+
     /// Sends again at once the batches in flight on workers that are no longer in the pool
     /// (suspected, failed, left, or training) instead of waiting for their deadline; a late
     /// answer to an abandoned flight is still counted, once.
@@ -118,6 +131,8 @@ pub(super) struct Run {
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
     pub(super) exhausted: bool,
+    /// Queries sent, divided by the weight, since the job started competing (fair queueing).
+    pub(super) vq: f64,
     /// Answered batches in the rate window: when, queries, processing milliseconds.
     pub(super) answered: VecDeque<(Instant, u32, f64)>,
     pub(super) proc_ms: VecDeque<f64>,
