@@ -6,34 +6,76 @@
 //! from the one doing the work; a single calling thread keeps a single team.
 
 use crate::jobs::JobError;
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::oneshot;
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// Waiting tasks: urgent ones (online requests) run before the others (batches of jobs).
+#[derive(Default)]
+struct Queues {
+    urgent: VecDeque<Task>,
+    normal: VecDeque<Task>,
+}
+
 /// A handle to the inference thread; cloning it shares the thread.
 #[derive(Clone)]
 pub struct Executor {
-    tx: mpsc::Sender<Task>,
+    shared: Arc<(Mutex<Queues>, Condvar)>,
 }
 
 impl Executor {
-    /// Starts the thread (it ends when every handle is dropped).
+    /// Starts the thread, which lives as long as the process.
     pub fn new() -> Executor {
-        let (tx, rx) = mpsc::channel::<Task>();
+        let shared: Arc<(Mutex<Queues>, Condvar)> = Arc::default();
+        let queues = shared.clone();
         std::thread::Builder::new()
             .name("tch-infer".into())
-            .spawn(move || {
-                while let Ok(task) = rx.recv() {
-                    task();
-                }
+            .spawn(move || loop {
+                let task = {
+                    let (lock, ready) = &*queues;
+                    let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if let Some(t) = q.urgent.pop_front().or_else(|| q.normal.pop_front()) {
+                            break t;
+                        }
+                        q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                task();
             })
             .expect("start the inference thread");
-        Executor { tx }
+        Executor { shared }
     }
 
-    /// Runs `f` on the inference thread and waits for it without blocking the runtime.
+    /// Runs `f` on the inference thread after the tasks queued before it, and waits for it
+    /// without blocking the runtime.
     pub async fn run<T, F>(&self, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    /// Like [`Executor::run`], ahead of every task not urgent (an online request waits at most
+    /// for the batch running now).
+    pub async fn run_urgent<T, F>(&self, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.submit(f, true).await
+    }
+
+    /// Tasks waiting: urgent, then the others.
+    pub fn queued(&self) -> (usize, usize) {
+        let q = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        (q.urgent.len(), q.normal.len())
+    }
+
+    async fn submit<T, F>(&self, f: F, urgent: bool) -> Result<T, JobError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -43,9 +85,16 @@ impl Executor {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             let _ = done.send(out);
         });
-        self.tx
-            .send(task)
-            .map_err(|_| JobError::Internal("the inference thread has stopped".into()))?;
+        {
+            let (lock, ready) = &*self.shared;
+            let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if urgent {
+                q.urgent.push_back(task);
+            } else {
+                q.normal.push_back(task);
+            }
+            ready.notify_one();
+        }
         match rx.await {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(_)) => Err(JobError::Internal("libtorch panicked".into())),
@@ -80,5 +129,56 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("panicked"), "{err}");
         assert_eq!(exec.run(|| 7).await.unwrap(), 7);
+    }
+
+    async fn wait_for(exec: &Executor, queued: (usize, usize)) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while exec.queued() != queued {
+            assert!(std::time::Instant::now() < deadline, "{:?}", exec.queued());
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn urgent_tasks_overtake_queued_ones() {
+        let exec = Executor::new();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        // Hold the thread until every task is queued.
+        let first = tokio::spawn({
+            let exec = exec.clone();
+            async move {
+                exec.run(move || {
+                    started_tx.send(()).unwrap();
+                    gate_rx.recv().unwrap()
+                })
+                .await
+            }
+        });
+        while started_rx.try_recv().is_err() {
+            tokio::task::yield_now().await;
+        }
+        let log = |name: &'static str| {
+            let order = order.clone();
+            move || order.lock().unwrap().push(name)
+        };
+        let normal = tokio::spawn({
+            let exec = exec.clone();
+            let f = log("normal");
+            async move { exec.run(f).await }
+        });
+        wait_for(&exec, (0, 1)).await;
+        let urgent = tokio::spawn({
+            let exec = exec.clone();
+            let f = log("urgent");
+            async move { exec.run_urgent(f).await }
+        });
+        wait_for(&exec, (1, 1)).await;
+        gate_tx.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        normal.await.unwrap().unwrap();
+        urgent.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["urgent", "normal"]);
     }
 }

@@ -288,7 +288,7 @@ async fn run(exec: &Executor, batch: Vec<Pending>) {
         pixels.extend_from_slice(&p.pixels);
     }
     let outcome = exec
-        .run(move || {
+        .run_urgent(move || {
             let model = model.lock().expect("model lock");
             let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
             let _guard = tch::no_grad_guard();
