@@ -212,7 +212,7 @@ pub struct ServeState {
     /// Queries per second over the last 10 s, as last measured by the coordinator.
     #[serde(default)]
     pub rate: f64,
-    /// Processing time per batch, milliseconds: mean, std, median, p90, p95, p99.
+    /// Processing (model) time per batch, milliseconds: mean, std, median, p90, p95, p99.
     #[serde(default)]
     pub proc_ms: Vec<f64>,
 }
