@@ -2,7 +2,8 @@
 # The demo: a local NATS and 5 nodes; kill -9 one node, watch it detected as failed, restart
 # it and watch it rejoin with a new generation; put a real file into SDFS, kill one of its
 # holders, get it back intact and watch it re-replicated; import Fashion-MNIST, train `cnn`, then
-# train `resnet` and kill -9 its worker mid-run: another worker resumes from the last checkpoint.
+# train `resnet` and kill -9 its worker mid-run: another worker resumes from the last checkpoint;
+# serve both concurrently with fair time through a worker and a coordinator kill; infer online.
 # The cluster stays up for the dashboard;
 # `make down` (or this script with --down) stops it.
 set -euo pipefail
@@ -129,9 +130,19 @@ step "Serve cnn once over the 10000 test images, batch 64"
 "$IDUNNO" serve cnn 64
 "$IDUNNO" jobs
 
+step "Online inference: three test images as PNG files, through the CLI and through HTTP"
+python3 infra/test_images.py "$DIR/images" 3
+"$IDUNNO" infer cnn "$DIR"/images/test0.png "$DIR"/images/test1.png "$DIR"/images/test2.png
+curl -s -X POST --data-binary @"$DIR/images/test0.png" 'http://127.0.0.1:8080/api/infer?model=cnn' |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); p=r["predictions"][0]; print("POST /api/infer -> %s (%.2f) from %s, batch of %d" % (p["class_name"], p["score"], r["node"], r["batch"]))'
+echo "a request whose deadline (1 ms) passes first is answered with a timeout:"
+"$IDUNNO" infer resnet "$DIR"/images/test0.png --timeout-ms 1 || true
+"$IDUNNO" workers
+
 step "The cluster keeps running"
 echo "Dashboard: http://127.0.0.1:8080/    Members as JSON: http://127.0.0.1:8080/api/members"
 echo "Try: $IDUNNO members | $IDUNNO stat | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
 echo "     $IDUNNO ls | $IDUNNO put <file> <name> | $IDUNNO get <name> <file> | $IDUNNO store"
 echo "     $IDUNNO train mlp fashion-mnist --epochs 3 | $IDUNNO jobs | $IDUNNO models | $IDUNNO datasets"
+echo "     $IDUNNO serve resnet 64 --continuous | $IDUNNO qps local | $IDUNNO infer cnn $DIR/images/test1.png"
 echo "Stop it with: make down"

@@ -9,6 +9,7 @@ use crate::ml::model::Model;
 use crate::ml::train::Samples;
 use bus_schemas::serve::{QueryResult, ServeTarget, WorkBatch};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -42,6 +43,8 @@ pub struct Serving {
     model: SharedModel,
     split: Arc<SplitData>,
     exec: Executor,
+    /// Model milliseconds per query, smoothed (`f64` bits; 0 until measured).
+    cost: Arc<AtomicU64>,
 }
 
 /// Loaded models and splits, shared by every job this worker serves.
@@ -91,6 +94,7 @@ impl Engine {
             model,
             split,
             exec: self.exec.clone(),
+            cost: Arc::default(),
         })
     }
 
@@ -141,12 +145,47 @@ impl Engine {
     }
 }
 
+/// Longest stretch one piece of a batch holds the inference thread: online requests go
+/// first, so they wait at most about this long for a batch job.
+const SLICE_MS: f64 = 20.0;
+
 impl Serving {
-    /// Runs `batch` (off the async runtime).
+    /// Runs `batch` on the inference thread, in pieces of about [`SLICE_MS`] each.
     pub async fn run(&self, batch: &WorkBatch) -> Result<BatchOutput, JobError> {
-        let this = self.clone();
-        let (first, len) = (batch.first_query, batch.len as u64);
-        self.exec.run(move || this.run_blocking(first, len)).await?
+        let (first, len) = (batch.first_query, u64::from(batch.len));
+        let per_query = f64::from_bits(self.cost.load(Ordering::Relaxed));
+        let piece = if per_query > 0.0 {
+            ((SLICE_MS / per_query) as u64).clamp(1, len.max(1))
+        } else {
+            len.max(1)
+        };
+        let mut out = BatchOutput {
+            results: Vec::with_capacity(len as usize),
+            correct: self.split.labels.as_ref().map(|_| 0),
+            infer_ms: 0.0,
+        };
+        let mut at = first;
+        while at < first + len {
+            let n = piece.min(first + len - at);
+            let this = self.clone();
+            let part = self.exec.run(move || this.run_blocking(at, n)).await??;
+            out.results.extend(part.results);
+            out.infer_ms += part.infer_ms;
+            if let (Some(c), Some(k)) = (out.correct.as_mut(), part.correct) {
+                *c += k;
+            }
+            at += n;
+        }
+        if len > 0 {
+            let now = out.infer_ms / len as f64;
+            let cost = if per_query > 0.0 {
+                0.8 * per_query + 0.2 * now
+            } else {
+                now
+            };
+            self.cost.store(cost.to_bits(), Ordering::Relaxed);
+        }
+        Ok(out)
     }
 
     fn run_blocking(&self, first: u64, len: u64) -> Result<BatchOutput, JobError> {
