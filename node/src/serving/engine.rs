@@ -145,16 +145,20 @@ impl Engine {
     }
 }
 
-/// Longest stretch one piece of a batch holds the inference thread: online requests go
-/// first, so they wait at most about this long for a batch job.
+/// While online requests arrive (one within [`SLICING_WINDOW`]), the longest stretch one piece
+/// of a batch holds the inference thread: online requests go first, so they wait at most about
+/// this long for a batch job. Without online requests a batch runs whole (fastest).
 const SLICE_MS: f64 = 20.0;
+const SLICING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Serving {
-    /// Runs `batch` on the inference thread, in pieces of about [`SLICE_MS`] each.
+    /// Runs `batch` on the inference thread (in pieces of about [`SLICE_MS`] each while online
+    /// requests arrive).
     pub async fn run(&self, batch: &WorkBatch) -> Result<BatchOutput, JobError> {
         let (first, len) = (batch.first_query, u64::from(batch.len));
         let per_query = f64::from_bits(self.cost.load(Ordering::Relaxed));
-        let piece = if per_query > 0.0 {
+        let slicing = self.exec.urgent_within(SLICING_WINDOW);
+        let piece = if slicing && per_query > 0.0 {
             ((SLICE_MS / per_query) as u64).clamp(1, len.max(1))
         } else {
             len.max(1)

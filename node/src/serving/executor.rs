@@ -23,6 +23,8 @@ struct Queues {
 #[derive(Clone)]
 pub struct Executor {
     shared: Arc<(Mutex<Queues>, Condvar)>,
+    /// When the last urgent task was submitted.
+    last_urgent: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl Executor {
@@ -46,7 +48,10 @@ impl Executor {
                 task();
             })
             .expect("start the inference thread");
-        Executor { shared }
+        Executor {
+            shared,
+            last_urgent: Arc::default(),
+        }
     }
 
     /// Runs `f` on the inference thread after the tasks queued before it, and waits for it
@@ -69,6 +74,13 @@ impl Executor {
         self.submit(f, true).await
     }
 
+    /// Whether an urgent task was submitted within `window`: long work should then run in
+    /// short pieces, so that the next urgent task need not wait long.
+    pub fn urgent_within(&self, window: std::time::Duration) -> bool {
+        let last = self.last_urgent.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|t| t.elapsed() < window)
+    }
+
     /// Tasks waiting: urgent, then the others.
     pub fn queued(&self) -> (usize, usize) {
         let q = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -89,6 +101,8 @@ impl Executor {
             let (lock, ready) = &*self.shared;
             let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
             if urgent {
+                *self.last_urgent.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now());
                 q.urgent.push_back(task);
             } else {
                 q.normal.push_back(task);
