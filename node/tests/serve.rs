@@ -73,25 +73,43 @@ async fn setup(n: usize) -> (Cluster, SdfsClient, JobsClient) {
     (c, fs, jobs)
 }
 
-/// Waits until the job has answered at least `n` queries.
-async fn wait_done(jobs: &JobsClient, id: &str, n: u64) -> JobRecord {
-    wait_until(
-        &format!("{n} queries of {id}"),
-        Duration::from_secs(120),
-        || async {
-            let job = jobs.get(id).await.ok()?;
+/// Waits until the job has answered at least `n` queries; on a timeout, shows the tails of
+/// the node logs.
+async fn wait_done(c: &Cluster, jobs: &JobsClient, id: &str, n: u64) -> JobRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(job) = jobs.get(id).await {
             assert!(!job.state.is_final(), "ended too early: {job:?}");
-            (job.serve.as_ref()?.done >= n).then_some(job)
-        },
-    )
-    .await
+            if job.serve.as_ref().is_some_and(|s| s.done >= n) {
+                return job;
+            }
+            if std::time::Instant::now() > deadline {
+                print_logs(c);
+                panic!("timed out waiting for {n} queries of {id}: {job:?}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The last 40 lines of every node's log, on stderr.
+fn print_logs(c: &Cluster) {
+    for n in &c.nodes {
+        let log = std::fs::read_to_string(n.data_dir.join("stdout.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!(
+            "--- {} ---\n{}",
+            n.id,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_serve_job_survives_a_killed_worker() {
     let (mut c, fs, jobs) = setup(4).await;
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
-    let job = wait_done(&jobs, &id, 2000).await;
+    let job = wait_done(&c, &jobs, &id, 2000).await;
     let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator);
     let workers = job.serve.as_ref().unwrap().workers.clone();
     let victim = workers
@@ -108,7 +126,7 @@ async fn a_serve_job_survives_a_killed_worker() {
 async fn a_serve_job_survives_a_killed_coordinator() {
     let (mut c, fs, jobs) = setup(4).await;
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
-    wait_done(&jobs, &id, 2000).await;
+    wait_done(&c, &jobs, &id, 2000).await;
     let coordinator = wait_until("a coordinator", Duration::from_secs(10), || async {
         let view = testkit_view(&c).await?;
         view.coordinator
@@ -170,10 +188,10 @@ async fn bad_serve_jobs_are_refused_with_a_reason() {
 async fn a_serve_job_survives_a_frozen_worker_and_a_batch_size_change() {
     let (c, fs, jobs) = setup(4).await;
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
-    wait_done(&jobs, &id, 1000).await;
+    wait_done(&c, &jobs, &id, 1000).await;
     let changed = jobs.batch(&id, 50).await.unwrap();
     assert_eq!(changed.serve.as_ref().unwrap().batch, 50);
-    let job = wait_done(&jobs, &id, 3000).await;
+    let job = wait_done(&c, &jobs, &id, 3000).await;
     let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator);
     let frozen = job
         .serve
@@ -201,7 +219,7 @@ async fn a_serve_job_survives_a_frozen_worker_and_a_batch_size_change() {
 async fn a_serve_job_survives_three_nodes_killed_at_once_with_the_coordinator() {
     let (mut c, fs, jobs) = setup(6).await;
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
-    wait_done(&jobs, &id, 2000).await;
+    wait_done(&c, &jobs, &id, 2000).await;
     let coordinator = testkit_view(&c).await.and_then(|v| v.coordinator).unwrap();
     let mut victims = vec![coordinator.clone()];
     victims.extend(c.others(&[&coordinator]).into_iter().take(2));
@@ -216,7 +234,7 @@ async fn a_serve_job_survives_three_nodes_killed_at_once_with_the_coordinator() 
 async fn a_serve_job_survives_a_nats_server_restart() {
     let (mut c, fs, jobs) = setup(4).await;
     let id = jobs.submit(serve("fixture", 20)).await.unwrap();
-    wait_done(&jobs, &id, 2000).await;
+    wait_done(&c, &jobs, &id, 2000).await;
     c.nats.restart();
     // Diagnostics: if the job stalls, show the tails of the node logs before failing.
     let mut last = (0, std::time::Instant::now());
@@ -232,16 +250,7 @@ async fn a_serve_job_survives_a_nats_server_restart() {
         if done != last.0 {
             last = (done, std::time::Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(90) {
-            for n in &c.nodes {
-                let log =
-                    std::fs::read_to_string(n.data_dir.join("stdout.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!(
-                    "--- {} ---\n{}",
-                    n.id,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
+            print_logs(&c);
             panic!("stalled at {done} queries: {job:?}");
         }
     }

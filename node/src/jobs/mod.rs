@@ -92,6 +92,8 @@ pub struct Ctx {
     pub coordinator: watch::Receiver<lease::Coordinator>,
     /// Counters (garbage on the bus).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Copies JetStream keeps of the buckets and the results stream.
+    pub kv_replicas: usize,
 }
 
 impl Ctx {
@@ -199,6 +201,7 @@ pub async fn serve(
         device: cfg.device,
         coordinator: coordinator_tx.subscribe(),
         metrics,
+        kv_replicas: cfg.kv_replicas,
     });
     let lease_task = tokio::spawn(lease::run(
         lease_kv,
@@ -211,9 +214,11 @@ pub async fn serve(
     let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
     let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
     let dispatch_task = tokio::spawn(dispatch::run(ctx.clone(), shutdown.clone()));
-    if let Err(e) = crate::serving::results_stream(&js, cfg.kv_replicas).await {
-        tracing::warn!("cannot create the results stream: {e:#}");
-    }
+    let stream_task = tokio::spawn(crate::serving::ensure_results_stream(
+        js.clone(),
+        cfg.kv_replicas,
+        shutdown.clone(),
+    ));
     let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
     let infer_task = tokio::spawn(crate::serving::infer::serve(
         ctx.clone(),
@@ -228,6 +233,7 @@ pub async fn serve(
         dispatch_task,
         worker_task,
         serve_task,
-        infer_task
+        infer_task,
+        stream_task
     );
 }

@@ -23,23 +23,53 @@ use tokio_util::sync::CancellationToken;
 /// Batches whose results one job's worker stores at once while the next batch runs.
 const STORING: usize = 4;
 
-/// Creates the results stream if needed: every job's results, kept a day or 1 GiB, with a
-/// 10-minute window in which a second copy of a batch (same message id) is dropped.
+/// Creates the results stream if needed: every job's results, kept a day and at most 1 GiB,
+/// with a 10-minute window in which a second copy of a batch (same message id) is dropped.
+/// JetStream reserves a stream's byte limit on the server; when the server cannot reserve
+/// 1 GiB (a small disk or `max_file_store`), smaller limits are tried, down to 64 MiB.
 pub async fn results_stream(
     js: &jetstream::Context,
     replicas: usize,
 ) -> anyhow::Result<stream::Stream> {
-    let config = stream::Config {
-        name: subjects::RESULTS_STREAM.into(),
-        description: Some("IDunno inference results, one message per batch".into()),
-        subjects: vec![subjects::all_job_results()],
-        max_age: Duration::from_secs(24 * 3600),
-        max_bytes: 1 << 30,
-        duplicate_window: Duration::from_secs(600),
-        num_replicas: replicas,
-        ..Default::default()
-    };
-    Ok(js.get_or_create_stream(config).await?)
+    let mut last = None;
+    for max_bytes in [1i64 << 30, 256 << 20, 64 << 20] {
+        let config = stream::Config {
+            name: subjects::RESULTS_STREAM.into(),
+            description: Some("IDunno inference results, one message per batch".into()),
+            subjects: vec![subjects::all_job_results()],
+            max_age: Duration::from_secs(24 * 3600),
+            max_bytes,
+            duplicate_window: Duration::from_secs(600),
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        match js.get_or_create_stream(config).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                tracing::warn!(max_bytes, "cannot create the results stream: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("tried at least once").into())
+}
+
+/// Keeps trying to create the results stream (every 5 s) until it exists or `shutdown`.
+pub async fn ensure_results_stream(
+    js: jetstream::Context,
+    replicas: usize,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match results_stream(&js, replicas).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!("no results stream yet, inference jobs wait: {e:#}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// The message id of a batch's results.
@@ -267,7 +297,14 @@ impl Worker {
                 infer_ms: out.infer_ms,
                 duplicate: ack.duplicate,
             },
-            Err(e) => error(format!("results not stored: {e}")),
+            Err(e) => {
+                if e.to_string().contains("no stream found") {
+                    // Deleted, or never created (no space when the node started): try again;
+                    // the batch itself is sent again by the coordinator.
+                    let _ = results_stream(&self.js, self.ctx.kv_replicas).await;
+                }
+                error(format!("results not stored: {e}"))
+            }
         }
     }
 }
