@@ -14,7 +14,7 @@
 use bus_client::jobs::JobsClient;
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
-use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec, TrainSpec};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec};
 use bus_schemas::serve::ResultsBatch;
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
-use testkit::{env_or, import_fashion, wait_until, Cluster};
+use testkit::{env_or, import_fashion, train_quick, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -69,20 +69,13 @@ fn bare_serve(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) 
 
 /// Runs the bare loop in a fresh process of this binary; returns its queries/s.
 fn bare_process(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) -> f64 {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("BENCH_BARE_MODEL", model)
-        .env("BENCH_BARE_DIR", dir)
-        .env("BENCH_BARE_BATCH", batch.to_string())
-        .env("BENCH_BARE_QUERIES", queries.to_string())
-        .env("BENCH_THREADS", threads.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    testkit::rerun_self(&[
+        ("BENCH_BARE_MODEL", model.display().to_string()),
+        ("BENCH_BARE_DIR", dir.display().to_string()),
+        ("BENCH_BARE_BATCH", batch.to_string()),
+        ("BENCH_BARE_QUERIES", queries.to_string()),
+        ("BENCH_THREADS", threads.to_string()),
+    ])
 }
 
 fn main() {
@@ -106,22 +99,6 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(throughput());
     rt.block_on(sharing_and_failover());
-}
-
-async fn train(jobs: &JobsClient, arch: &str) {
-    let spec = JobSpec::Train(TrainSpec {
-        arch: arch.into(),
-        name: arch.into(),
-        dataset: "fm".into(),
-        epochs: 1,
-        batch: 64,
-        lr: None,
-        limit: Some(1000),
-        seed: 0,
-    });
-    let id = jobs.submit(spec).await.unwrap();
-    let job = wait_final(jobs, &id, Duration::from_secs(600)).await;
-    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
 }
 
 async fn wait_final(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
@@ -178,7 +155,7 @@ async fn throughput() {
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
     let seen = collect_results(&c.client).await;
     for arch in ["cnn", "resnet"] {
-        train(&jobs, arch).await;
+        train_quick(&jobs, arch, 1000).await;
         let model = dir.path().join(format!("{arch}.model"));
         fs.get(&format!("models/{arch}"), None, &model, None)
             .await
@@ -354,8 +331,8 @@ async fn sharing_and_failover() {
     );
     let mut c = Cluster::start(Path::new(NODE), 4).await;
     let (_fs, jobs) = import_fashion(&c.client, "fm").await;
-    train(&jobs, "cnn").await;
-    train(&jobs, "resnet").await;
+    train_quick(&jobs, "cnn", 1000).await;
+    train_quick(&jobs, "resnet", 1000).await;
     let png = {
         let dir = tempfile::tempdir().unwrap();
         let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);

@@ -52,18 +52,11 @@ fn bare_epoch(arch: Arch, dir: &Path, m: &idunno_datasets::Manifest, threads: i3
 
 /// Runs one bare epoch in a fresh process of this binary; returns its images/s.
 fn bare_process(arch: &str, dir: &Path, threads: i32) -> f64 {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("BENCH_BARE_ARCH", arch)
-        .env("BENCH_BARE_DIR", dir)
-        .env("BENCH_THREADS", threads.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    testkit::rerun_self(&[
+        ("BENCH_BARE_ARCH", arch.to_string()),
+        ("BENCH_BARE_DIR", dir.display().to_string()),
+        ("BENCH_THREADS", threads.to_string()),
+    ])
 }
 
 fn main() {

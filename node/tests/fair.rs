@@ -4,32 +4,13 @@
 mod common;
 
 use bus_client::jobs::JobsClient;
-use bus_schemas::jobs::{JobSpec, JobState, QpsPolicy, ServeSpec, TrainSpec};
-use common::wait_job;
+use bus_schemas::jobs::{JobSpec, QpsPolicy, ServeSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use testkit::{import_fashion, wait_until, Cluster};
+use testkit::{import_fashion, train_quick, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-
-async fn train(jobs: &JobsClient, arch: &str) {
-    let spec = JobSpec::Train(TrainSpec {
-        arch: arch.into(),
-        name: arch.into(),
-        dataset: "fm".into(),
-        epochs: 1,
-        batch: 64,
-        lr: None,
-        limit: Some(256),
-        seed: 0,
-    });
-    let id = jobs.submit(spec).await.unwrap();
-    assert_eq!(
-        wait_job(jobs, &id, Duration::from_secs(120)).await.state,
-        JobState::Succeeded
-    );
-}
 
 fn continuous(model: &str, weight: u32) -> JobSpec {
     JobSpec::Serve(ServeSpec {
@@ -73,8 +54,8 @@ async fn jobs_of_different_cost_get_equal_rates_weights_set_the_ratio_and_qps_lo
 ) {
     let c = Cluster::start(Path::new(NODE), 3).await;
     let (_fs, jobs) = import_fashion(&c.client, "fm").await;
-    train(&jobs, "mlp").await;
-    train(&jobs, "resnet").await;
+    train_quick(&jobs, "mlp", 256).await;
+    train_quick(&jobs, "resnet", 256).await;
     let ids = vec![
         jobs.submit(continuous("mlp", 1)).await.unwrap(),
         jobs.submit(continuous("resnet", 1)).await.unwrap(),

@@ -1,4 +1,5 @@
-//! Putting real Fashion-MNIST into a test cluster, the way `idunno dataset import` does.
+//! Putting real Fashion-MNIST into a test cluster, the way `idunno dataset import` does, and
+//! training a quick model on it.
 
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
@@ -30,4 +31,28 @@ pub async fn import_fashion(
     }
     let jobs = JobsClient::new(client.clone(), Duration::from_secs(10));
     (fs, jobs)
+}
+
+/// Trains `arch` for one epoch on `limit` samples of dataset `fm` (batch 64, seed 0) as
+/// `models/<arch>`, and waits (up to 10 min) until it has succeeded.
+pub async fn train_quick(jobs: &JobsClient, arch: &str, limit: u64) {
+    use bus_schemas::jobs::{JobSpec, JobState, TrainSpec};
+    let spec = JobSpec::Train(TrainSpec {
+        arch: arch.into(),
+        name: arch.into(),
+        dataset: "fm".into(),
+        epochs: 1,
+        batch: 64,
+        lr: None,
+        limit: Some(limit),
+        seed: 0,
+    });
+    let id = jobs.submit(spec).await.expect("training job submitted");
+    let job = crate::wait_until(
+        &format!("job {id} ends"),
+        Duration::from_secs(600),
+        || async { jobs.get(&id).await.ok().filter(|j| j.state.is_final()) },
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
 }

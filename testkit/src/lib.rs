@@ -8,7 +8,7 @@ mod data;
 mod process;
 
 pub use cluster::Cluster;
-pub use data::import_fashion;
+pub use data::{import_fashion, train_quick};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
 
 use std::future::Future;
@@ -53,4 +53,22 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Runs this very binary again with `envs` set (a bench's bare loop, away from the runtime
+/// and the bus) and parses the one number it prints.
+pub fn rerun_self(envs: &[(&str, String)]) -> f64 {
+    let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run this binary again");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text:?}"))
 }

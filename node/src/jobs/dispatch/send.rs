@@ -133,24 +133,23 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             }
         }
         Done::Answered(flight, id, to, batch, reply) => {
+            let answered = match &reply {
+                Ok(WorkReply::Done {
+                    queries,
+                    correct,
+                    worker,
+                    ..
+                }) => Some(Answered {
+                    batch,
+                    worker: worker.clone(),
+                    queries: *queries,
+                    correct: *correct,
+                }),
+                _ => None,
+            };
             if st.flights.remove(&flight).is_none() {
                 // Abandoned and sent again: count a late answer (once), nothing else.
-                if let (
-                    Ok(WorkReply::Done {
-                        queries,
-                        correct,
-                        worker,
-                        ..
-                    }),
-                    Some(run),
-                ) = (reply, runs.get_mut(&id))
-                {
-                    let answered = Answered {
-                        batch,
-                        worker,
-                        queries,
-                        correct,
-                    };
+                if let (Some(answered), Some(run)) = (answered, runs.get_mut(&id)) {
                     run.uncounted.push(answered);
                 }
                 return;
@@ -162,11 +161,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             run.in_flight -= 1;
             match reply {
                 Ok(WorkReply::Done {
-                    queries,
-                    correct,
-                    infer_ms,
-                    worker,
-                    ..
+                    queries, infer_ms, ..
                 }) => {
                     // Model time: the worker's wait for its inference thread (other jobs'
                     // batches) is not this job's cost.
@@ -175,13 +170,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();
                     }
-                    let answered = Answered {
-                        batch,
-                        worker,
-                        queries,
-                        correct,
-                    };
-                    run.uncounted.push(answered);
+                    run.uncounted.extend(answered);
                     // The last batch of a job is counted at once; others in groups.
                     let last = run.exhausted && run.in_flight == 0 && run.resend.is_empty();
                     if run.uncounted.len() >= COUNT_GROUP || last {
