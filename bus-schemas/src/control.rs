@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
+    /// Reply `done` at once: is the node's process there (a cheap liveness probe)?
+    Ping,
     /// Reply with the node's membership view.
     Members,
     /// Reply with the node's statistics.
@@ -142,6 +144,7 @@ mod tests {
         for req in [
             ControlRequest::Members,
             ControlRequest::Stat,
+            ControlRequest::Ping,
             ControlRequest::DropRate { rate: 0.3 },
             ControlRequest::ClearLog,
             ControlRequest::Leave,

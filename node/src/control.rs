@@ -104,6 +104,7 @@ async fn answer(deps: &ControlDeps, rates: &Rates, req: ControlRequest) -> Contr
         )
     };
     match req {
+        ControlRequest::Ping => done(deps, "pong"),
         ControlRequest::Members => match deps.membership.view().await {
             Ok(v) => ControlReply::Members {
                 node: v.node,

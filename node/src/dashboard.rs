@@ -94,9 +94,11 @@ async fn infer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
     let req = if json {
-        match parse_json(&body) {
-            Ok(req) => req,
-            Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+        // Decoding up to 64 MiB of base64 is CPU work: off the runtime.
+        match tokio::task::spawn_blocking(move || parse_json(&body)).await {
+            Ok(Ok(req)) => req,
+            Ok(Err(why)) => return problem(StatusCode::BAD_REQUEST, why),
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     } else {
         let Some(model) = query.model else {

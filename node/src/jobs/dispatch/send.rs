@@ -240,7 +240,7 @@ pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinS
         st.probing.insert(worker.clone());
         let client = ctx.client.clone();
         tasks.spawn(async move {
-            let req = bus_schemas::control::ControlRequest::Members;
+            let req = bus_schemas::control::ControlRequest::Ping;
             let subject = subjects::node_control(&worker);
             let reply: Result<bus_schemas::control::ControlReply, _> =
                 bus_client::request(&client, subject, &req, PROBE_TIMEOUT).await;
