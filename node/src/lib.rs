@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ml;
 pub mod sdfs;
 pub mod serving;
+pub mod subscribe;
 
 use config::NodeConfig;
 use membership::service::{Connection, MembershipConfig};

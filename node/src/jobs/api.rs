@@ -15,19 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Answers requests until `shutdown`.
 pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut sub = loop {
-        match ctx
-            .client
-            .queue_subscribe(subjects::jobs_rpc(), subjects::JOBS_QUEUE.into())
-            .await
-        {
-            Ok(sub) => break sub,
-            Err(e) => tracing::warn!("cannot subscribe to the jobs API: {e}"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
+    let queue = Some(subjects::JOBS_QUEUE);
+    let subscribed = crate::subscribe::retrying(
+        &ctx.client,
+        subjects::jobs_rpc(),
+        queue,
+        "the jobs API",
+        &shutdown,
+    );
+    let Some(mut sub) = subscribed.await else {
+        return;
     };
     let mut running = JoinSet::new();
     loop {

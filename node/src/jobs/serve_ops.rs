@@ -29,12 +29,16 @@ pub fn leave(ctx: &Ctx, job: &str, workers: &BTreeSet<String>) {
 }
 
 /// A batch's deadline: 5× the median processing time, at least 3 s, at most 60 s.
-pub fn deadline(proc_ms: &VecDeque<f64>) -> Duration {
-    let mut v: Vec<f64> = proc_ms.iter().copied().collect();
-    v.sort_by(f64::total_cmp);
-    let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
-    Duration::from_millis((median * 5.0) as u64)
+pub fn deadline(median_ms: f64) -> Duration {
+    Duration::from_millis((median_ms * 5.0) as u64)
         .clamp(Duration::from_secs(3), Duration::from_secs(60))
+}
+
+/// The median of `v` (0 when empty).
+pub fn median(v: &VecDeque<f64>) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().collect();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Cuts up to `n` of the job's next batches and records them as pending, in one write; empty
@@ -141,10 +145,10 @@ mod tests {
 
     #[test]
     fn deadlines_follow_the_median_within_bounds() {
-        assert_eq!(deadline(&VecDeque::new()), Duration::from_secs(3));
+        assert_eq!(deadline(median(&VecDeque::new())), Duration::from_secs(3));
         let slow: VecDeque<f64> = vec![20_000.0; 5].into();
-        assert_eq!(deadline(&slow), Duration::from_secs(60));
-        let mid: VecDeque<f64> = vec![1_000.0; 5].into();
-        assert_eq!(deadline(&mid), Duration::from_secs(5));
+        assert_eq!(deadline(median(&slow)), Duration::from_secs(60));
+        let mid: VecDeque<f64> = vec![1_000.0, 1_000.0, 9.0].into();
+        assert_eq!(deadline(median(&mid)), Duration::from_secs(5));
     }
 }

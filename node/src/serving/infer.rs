@@ -45,19 +45,16 @@ type Answer = Result<(Vec<Prediction>, f64, f64, u32), JobError>;
 
 /// Answers inference requests until `shutdown`.
 pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken) {
-    let mut sub = loop {
-        match ctx
-            .client
-            .queue_subscribe(subjects::infer(), subjects::INFER_QUEUE.into())
-            .await
-        {
-            Ok(sub) => break sub,
-            Err(e) => tracing::warn!("cannot subscribe to inference requests: {e}"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+    let queue = Some(subjects::INFER_QUEUE);
+    let subscribed = crate::subscribe::retrying(
+        &ctx.client,
+        subjects::infer(),
+        queue,
+        "inference requests",
+        &shutdown,
+    );
+    let Some(mut sub) = subscribed.await else {
+        return;
     };
     let (tx, rx) = mpsc::channel::<Pending>(1024);
     let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));

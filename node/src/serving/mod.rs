@@ -93,15 +93,11 @@ impl Worker {
             js,
             serving: Mutex::new(BTreeMap::new()),
         });
-        let mut sub = loop {
-            match ctx.client.subscribe(subjects::node_assign(&ctx.id)).await {
-                Ok(sub) => break sub,
-                Err(e) => tracing::warn!("cannot subscribe to assignments: {e}"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+        let subject = subjects::node_assign(&ctx.id);
+        let subscribed =
+            crate::subscribe::retrying(&ctx.client, subject, None, "assignments", &shutdown);
+        let Some(mut sub) = subscribed.await else {
+            return;
         };
         loop {
             tokio::select! {

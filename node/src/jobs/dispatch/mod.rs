@@ -21,7 +21,7 @@ mod state;
 
 use super::coordinator::training_workers;
 use super::ending::{self, Owner};
-use super::serve_ops::{count, cut, deadline, leave, percentiles, Answered, Batch};
+use super::serve_ops::{count, cut, deadline, leave, median, percentiles, Answered, Batch};
 use super::{fair, serve_finish, Ctx};
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
@@ -71,6 +71,9 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 refresh.reset_immediately();
             }
             _ = counting.tick() => {
+                for run in st.runs.values_mut() {
+                    run.median_ms = median(&run.proc_ms);
+                }
                 let ids: Vec<String> = st.runs.keys().cloned().collect();
                 for id in ids {
                     settle(&ctx, &mut st, &id).await;
@@ -282,6 +285,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         answered: VecDeque::new(),
         vq: 0.0,
         proc_ms: VecDeque::new(),
+        median_ms: 0.0,
         saved: Instant::now(),
         finishing: None,
     })

@@ -85,7 +85,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 sent,
             },
         );
-        let deadline = deadline(&run.proc_ms);
+        let deadline = deadline(run.median_ms);
         let client = ctx.client.clone();
         tasks.spawn(async move {
             let work = WorkBatch {
@@ -227,10 +227,7 @@ pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinS
         .values()
         .filter(|f| !st.probing.contains(&f.worker))
         .filter(|f| {
-            let median = st
-                .runs
-                .get(&f.job)
-                .map_or(0.0, |r| percentile(&r.proc_ms, 0.5));
+            let median = st.runs.get(&f.job).map_or(0.0, |r| r.median_ms);
             let limit = Duration::from_secs_f64(STRAGGLER_FACTOR * median / 1000.0);
             now - f.sent > limit.max(STRAGGLER_MIN)
         })
@@ -247,13 +244,4 @@ pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinS
             Done::Probed(worker, reply.is_ok())
         });
     }
-}
-
-/// The `p` quantile of `v` (0 when empty).
-pub(super) fn percentile(v: &VecDeque<f64>, p: f64) -> f64 {
-    let mut s: Vec<f64> = v.iter().copied().collect();
-    s.sort_by(f64::total_cmp);
-    s.get(((s.len() as f64 - 1.0) * p).round().max(0.0) as usize)
-        .copied()
-        .unwrap_or(0.0)
 }

@@ -136,6 +136,8 @@ pub(super) struct Run {
     /// Answered batches in the rate window: when, queries, processing milliseconds.
     pub(super) answered: VecDeque<(Instant, u32, f64)>,
     pub(super) proc_ms: VecDeque<f64>,
+    /// The median of `proc_ms`, refreshed every [`super::COUNT_EVERY`] (not sorted per batch).
+    pub(super) median_ms: f64,
     pub(super) saved: Instant,
     /// When the job was last found complete and its finishing started.
     pub(super) finishing: Option<Instant>,
