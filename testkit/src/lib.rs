@@ -5,6 +5,7 @@
 
 mod cluster;
 mod data;
+pub mod http;
 mod process;
 
 pub use cluster::Cluster;

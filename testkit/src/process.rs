@@ -134,8 +134,15 @@ impl NodeProc {
         } else {
             &["--threads", "1"]
         };
+        // A free loopback dashboard port unless the caller chose the address.
+        let http: &[&str] = if extra.contains(&"--http") {
+            &[]
+        } else {
+            &["--http", "127.0.0.1:0"]
+        };
         let child = Command::new(binary)
-            .args(["--id", id, "--nats", url, "--http", "127.0.0.1:0"])
+            .args(["--id", id, "--nats", url])
+            .args(http)
             .args(threads)
             .arg("--data-dir")
             .arg(data_dir)

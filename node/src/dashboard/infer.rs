@@ -1,67 +1,17 @@
-//! The dashboard: the built `frontend/` and a JSON API, served by axum on `--http`.
+//! `POST /api/infer`: online inference over HTTP, forwarded to `idunno.v1.infer`.
 
-use crate::membership::MembershipHandle;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use super::{problem, Api};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::Engine as _;
 use bus_schemas::infer::{ByteBuf, InferErrorKind, InferReply, InferRequest};
-use std::path::Path;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tower_http::services::{ServeDir, ServeFile};
-
-const NOT_BUILT: &str = "<!doctype html><title>IDunno</title><h1>IDunno</h1>\
-<p>The dashboard is not built here (run <code>make frontend</code>). \
-The JSON API is at <a href=\"api/members\">api/members</a>.</p>";
-
-/// Largest request body `/api/infer` accepts.
-const MAX_BODY: usize = 64 << 20;
-
-/// What the API handlers share.
-#[derive(Clone)]
-struct Api {
-    membership: MembershipHandle,
-    client: async_nats::Client,
-}
-
-/// The dashboard's router: `/api/members`, `POST /api/infer`, `/healthz`, and the built
-/// frontend.
-pub fn router(
-    membership: MembershipHandle,
-    client: async_nats::Client,
-    frontend_dir: &Path,
-) -> Router {
-    let api = Router::new()
-        .route("/api/members", get(members))
-        .route(
-            "/api/infer",
-            post(infer).layer(DefaultBodyLimit::max(MAX_BODY)),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(Api { membership, client });
-    if frontend_dir.join("index.html").is_file() {
-        let index = ServeFile::new(frontend_dir.join("index.html"));
-        api.fallback_service(ServeDir::new(frontend_dir).fallback(index))
-    } else {
-        api.fallback(|| async { Html(NOT_BUILT) })
-    }
-}
-
-async fn members(State(api): State<Api>) -> Response {
-    match api.membership.view().await {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-    }
-}
 
 /// `POST /api/infer` as JSON.
 #[derive(serde::Deserialize)]
-struct InferJson {
+pub struct InferJson {
     model: String,
     version: Option<u64>,
     /// Base64-encoded PNG or JPEG files.
@@ -71,7 +21,7 @@ struct InferJson {
 
 /// `POST /api/infer?model=…` with one raw image as the body.
 #[derive(serde::Deserialize)]
-struct InferQuery {
+pub struct InferQuery {
     model: Option<String>,
     version: Option<u64>,
     timeout_ms: Option<u64>,
@@ -83,7 +33,7 @@ const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// `POST /api/infer`: a JSON body (`{"model", "images": [base64…], "version"?, "timeout_ms"?}`)
 /// or one raw image with `?model=…`. Answers 200 with the predictions, 400 for bad input,
 /// 404 for an unknown model, 504 at the deadline, 503 when no node answers.
-async fn infer(
+pub async fn infer(
     State(api): State<Api>,
     Query(query): Query<InferQuery>,
     headers: HeaderMap,
@@ -154,27 +104,5 @@ fn parse_json(body: &[u8]) -> Result<InferRequest, String> {
         version: j.version,
         images,
         timeout_ms: j.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-    })
-}
-
-/// An error as JSON, shaped like the bus's error replies.
-fn problem(status: StatusCode, message: String) -> Response {
-    let kind = if status == StatusCode::BAD_REQUEST {
-        "bad_input"
-    } else {
-        "unavailable"
-    };
-    let body = serde_json::json!({"reply": "error", "kind": kind, "message": message});
-    (status, Json(body)).into_response()
-}
-
-/// Serves `router` on `listener` until `shutdown`.
-pub fn spawn(listener: TcpListener, router: Router, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!("dashboard stopped: {e}");
-        }
     })
 }

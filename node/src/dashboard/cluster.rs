@@ -1,0 +1,150 @@
+//! The API's cluster and job endpoints: members, workers, jobs, submit and cancel.
+
+use super::{model, problem, Api};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bus_client::jobs::JobsError;
+use bus_schemas::codec::decode;
+use bus_schemas::jobs::{JobSpec, JobsErrorKind};
+use bus_schemas::serve::{QueryResult, ResultsBatch};
+use bus_schemas::subjects;
+
+/// Outputs shown on a job's page.
+const OUTPUTS: usize = 50;
+
+/// `GET /api/members`: this node's membership view.
+pub async fn members(State(api): State<Api>) -> Response {
+    match api.membership.view().await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `GET /api/workers`: every member with its work, from the live snapshot.
+pub async fn workers(State(api): State<Api>) -> Response {
+    let latest = api.live.latest.borrow().clone();
+    let s = &latest.snapshot;
+    let body = serde_json::json!({
+        "node": api.id,
+        "coordinator": s.coordinator,
+        "workers": s.workers,
+    });
+    Json(body).into_response()
+}
+
+/// `GET /api/jobs`: every job record.
+pub async fn list(State(api): State<Api>) -> Response {
+    match api.jobs.list().await {
+        Ok(jobs) => Json(serde_json::json!({ "jobs": jobs })).into_response(),
+        Err(e) => jobs_problem(e),
+    }
+}
+
+/// `GET /api/jobs/{id}`: a job record and its newest outputs.
+pub async fn get(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let job = match api.jobs.get(&id).await {
+        Ok(job) => job,
+        Err(e) => return jobs_problem(e),
+    };
+    let outputs = if model::is_serve(&job) {
+        newest_outputs(&api.client, &id).await
+    } else {
+        Vec::new()
+    };
+    Json(serde_json::json!({ "job": job, "outputs": outputs })).into_response()
+}
+
+/// The newest results of job `id`: the last batch in the results stream.
+async fn newest_outputs(client: &async_nats::Client, id: &str) -> Vec<QueryResult> {
+    let js = async_nats::jetstream::new(client.clone());
+    let Ok(stream) = js.get_stream(subjects::RESULTS_STREAM).await else {
+        return Vec::new();
+    };
+    let Ok(msg) = stream
+        .get_last_raw_message_by_subject(&subjects::job_results(id))
+        .await
+    else {
+        return Vec::new();
+    };
+    match decode::<ResultsBatch>(&msg.payload) {
+        Ok(batch) => {
+            let skip = batch.results.len().saturating_sub(OUTPUTS);
+            batch.results.into_iter().skip(skip).collect()
+        }
+        Err(e) => {
+            tracing::warn!(job = %id, "undecodable results message: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// `POST /api/jobs`: submits a job spec (as JSON, with the CLI's defaults filled in).
+pub async fn submit(State(api): State<Api>, Json(mut spec): Json<serde_json::Value>) -> Response {
+    fill_defaults(&mut spec);
+    let spec: JobSpec = match serde_json::from_value(spec) {
+        Ok(spec) => spec,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("bad job spec: {e}")),
+    };
+    match api.jobs.submit(spec).await {
+        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(e) => jobs_problem(e),
+    }
+}
+
+/// An inference spec may leave out its split (`test`) and weight (1).
+fn fill_defaults(spec: &mut serde_json::Value) {
+    let Some(obj) = spec.as_object_mut() else {
+        return;
+    };
+    if obj.get("kind").and_then(|k| k.as_str()) == Some("serve") {
+        obj.entry("split").or_insert_with(|| "test".into());
+        obj.entry("weight").or_insert_with(|| 1.into());
+    }
+}
+
+/// `POST /api/jobs/{id}/cancel`: stops a job.
+pub async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.jobs.cancel(&id).await {
+        Ok(job) => Json(serde_json::json!({ "job": job })).into_response(),
+        Err(e) => jobs_problem(e),
+    }
+}
+
+/// A jobs API error as an HTTP answer.
+fn jobs_problem(e: JobsError) -> Response {
+    let status = match &e {
+        JobsError::Refused { kind, .. } => match kind {
+            JobsErrorKind::NotFound | JobsErrorKind::UnknownModel => StatusCode::NOT_FOUND,
+            JobsErrorKind::UnknownDataset => StatusCode::NOT_FOUND,
+            JobsErrorKind::BadArgument | JobsErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            JobsErrorKind::AlreadyEnded => StatusCode::CONFLICT,
+            JobsErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        JobsError::Request(_) => StatusCode::SERVICE_UNAVAILABLE,
+        JobsError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    problem(status, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_specs_get_the_cli_defaults() {
+        let mut spec = serde_json::json!({"kind": "serve", "model": "cnn", "batch": 8});
+        fill_defaults(&mut spec);
+        let spec: JobSpec = serde_json::from_value(spec).unwrap();
+        let JobSpec::Serve(s) = spec else {
+            panic!("not a serve spec")
+        };
+        assert_eq!((s.split.as_str(), s.weight, s.passes), ("test", 1, None));
+        let mut spec = serde_json::json!({"kind": "serve", "model": "cnn", "batch": 8,
+            "split": "train", "weight": 3});
+        fill_defaults(&mut spec);
+        assert_eq!(spec["weight"], 3);
+        assert_eq!(spec["split"], "train");
+    }
+}

@@ -1,0 +1,214 @@
+//! The live view behind the dashboard: a task that rebuilds a cluster snapshot every second
+//! (members with their work, job records, a statistics sample) and keeps ten minutes of
+//! samples, and a bridge that forwards membership and job events from the bus as they come.
+
+use super::model::{self, EventCounts, Sample, Snapshot};
+use crate::membership::MembershipHandle;
+use bus_client::jobs::JobsClient;
+use bus_schemas::codec::decode;
+use bus_schemas::control::{ControlReply, ControlRequest};
+use bus_schemas::jobs::JobEvent;
+use bus_schemas::membership::{MemberEvent, MemberEventKind, MemberState};
+use bus_schemas::subjects;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Samples kept: one a second for ten minutes.
+const HISTORY: usize = 600;
+/// How often the snapshot is rebuilt.
+const PERIOD: Duration = Duration::from_secs(1);
+/// How often each node is asked which models it holds.
+const MODELS_PERIOD: Duration = Duration::from_secs(5);
+
+/// What the live task publishes each second.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The latest snapshot.
+    pub snapshot: Snapshot,
+    /// It as JSON, serialised once for every event-stream client.
+    pub json: String,
+    /// Samples, oldest first.
+    pub history: Vec<Sample>,
+    /// Membership events seen since the node started.
+    pub counts: EventCounts,
+}
+
+/// An event forwarded from the bus: its SSE event name and JSON data.
+pub type BusEvent = (&'static str, Arc<str>);
+
+/// The dashboard's handle on the live view.
+#[derive(Clone)]
+pub struct LiveHandle {
+    /// The latest publication.
+    pub latest: watch::Receiver<Arc<Published>>,
+    /// Membership and job events as they arrive.
+    pub events: broadcast::Sender<BusEvent>,
+}
+
+/// What the live task reads.
+pub struct LiveDeps {
+    /// This node's id.
+    pub id: String,
+    /// The bus.
+    pub client: async_nats::Client,
+    /// The membership view.
+    pub membership: MembershipHandle,
+    /// The jobs API.
+    pub jobs: JobsClient,
+}
+
+/// Starts the live task and the event bridge; both stop at `shutdown`.
+pub fn spawn(deps: LiveDeps, shutdown: CancellationToken) -> (LiveHandle, JoinHandle<()>) {
+    let (tx, latest) = watch::channel(Arc::new(Published::default()));
+    let (events, _) = broadcast::channel(256);
+    let (counts_tx, counts_rx) = watch::channel(EventCounts::default());
+    let bridge = tokio::spawn(bridge(
+        deps.client.clone(),
+        events.clone(),
+        counts_tx,
+        shutdown.clone(),
+    ));
+    let snapshots = tokio::spawn(snapshots(deps, tx, counts_rx, shutdown));
+    let task = tokio::spawn(async move {
+        let _ = tokio::join!(bridge, snapshots);
+    });
+    (LiveHandle { latest, events }, task)
+}
+
+/// Rebuilds the snapshot every second until `shutdown`.
+async fn snapshots(
+    deps: LiveDeps,
+    tx: watch::Sender<Arc<Published>>,
+    counts: watch::Receiver<EventCounts>,
+    shutdown: CancellationToken,
+) {
+    let mut history: VecDeque<Sample> = VecDeque::with_capacity(HISTORY);
+    let mut models = BTreeMap::new();
+    let mut models_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(view) = deps.membership.view().await else {
+            return;
+        };
+        // Keep the last job list when the jobs API is slow: the members still refresh.
+        let jobs = match deps.jobs.list().await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::debug!("dashboard: jobs list failed: {e}");
+                tx.borrow().snapshot.jobs.clone()
+            }
+        };
+        if models_at.is_none_or(|t| t.elapsed() >= MODELS_PERIOD) {
+            models = cached_models(&deps.client, &view.members).await;
+            models_at = Some(Instant::now());
+        }
+        let counts = counts.borrow().clone();
+        let at_ms = model::now_ms();
+        let sample = model::sample(at_ms, &view, &jobs, counts.failures);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(sample.clone());
+        let snapshot = Snapshot {
+            node: deps.id.clone(),
+            coordinator: view.coordinator.clone(),
+            at_ms,
+            workers: model::workers(&view, &jobs, &models),
+            jobs,
+            sample,
+        };
+        let json = serde_json::to_string(&snapshot).unwrap_or_default();
+        let published = Published {
+            snapshot,
+            json,
+            history: history.iter().cloned().collect(),
+            counts,
+        };
+        tx.send_replace(Arc::new(published));
+    }
+}
+
+/// Asks every live member which models it holds; a member that does not answer holds none.
+async fn cached_models(
+    client: &async_nats::Client,
+    members: &[bus_schemas::membership::MemberRecord],
+) -> BTreeMap<String, Vec<String>> {
+    let asks = members
+        .iter()
+        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+        .map(|m| async move {
+            let subject = subjects::node_control(&m.id);
+            let reply = bus_client::request::<_, ControlReply>(
+                client,
+                subject,
+                &ControlRequest::Stat,
+                Duration::from_secs(1),
+            )
+            .await;
+            match reply {
+                Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats.cached_models)),
+                _ => None,
+            }
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Forwards membership and job events from the bus to the event streams, and counts the
+/// membership events.
+async fn bridge(
+    client: async_nats::Client,
+    events: broadcast::Sender<BusEvent>,
+    counts_tx: watch::Sender<EventCounts>,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt;
+    let what = "dashboard member events";
+    let sub = crate::subscribe::retrying(&client, subjects::member_events(), None, what, &shutdown);
+    let Some(mut members) = sub.await else { return };
+    let what = "dashboard job events";
+    let sub = crate::subscribe::retrying(&client, subjects::job_events(), None, what, &shutdown);
+    let Some(mut jobs) = sub.await else { return };
+    let mut counts = EventCounts::default();
+    let mut failed: BTreeSet<(String, u64)> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(msg) = members.next() => {
+                let Ok(event) = decode::<MemberEvent>(&msg.payload) else { continue };
+                counts.count(event.kind);
+                if event.kind == MemberEventKind::Fail
+                    && failed.insert((event.node.clone(), event.generation))
+                {
+                    counts.failures += 1;
+                }
+                counts_tx.send_replace(counts.clone());
+                forward(&events, "member", &event);
+            }
+            Some(msg) = jobs.next() => {
+                let Ok(event) = decode::<JobEvent>(&msg.payload) else { continue };
+                forward(&events, "job", &event);
+            }
+            else => return,
+        }
+    }
+}
+
+fn forward<T: serde::Serialize>(events: &broadcast::Sender<BusEvent>, name: &'static str, e: &T) {
+    if let Ok(json) = serde_json::to_string(e) {
+        // No receivers is fine: nobody has the page open.
+        let _ = events.send((name, json.into()));
+    }
+}

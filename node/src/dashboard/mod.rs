@@ -1,0 +1,164 @@
+//! The dashboard: the built `frontend/`, a JSON API (`docs/api.md`), a live event stream and
+//! Prometheus metrics, served by axum on `--http`.
+
+mod auth;
+mod cluster;
+mod events;
+mod files;
+mod infer;
+mod live;
+pub mod model;
+mod prom;
+
+use crate::membership::MembershipHandle;
+use crate::metrics::Metrics;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bus_client::jobs::JobsClient;
+use bus_client::sdfs::SdfsClient;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::{ServeDir, ServeFile};
+
+const NOT_BUILT: &str = "<!doctype html><title>IDunno</title><h1>IDunno</h1>\
+<p>The dashboard is not built here (run <code>make frontend</code>). \
+The JSON API is at <a href=\"api/members\">api/members</a>.</p>";
+
+/// Largest request body `/api/infer` accepts.
+const MAX_BODY: usize = 64 << 20;
+
+/// What the dashboard reads from the rest of the node.
+pub struct DashboardDeps {
+    /// This node's id.
+    pub id: String,
+    /// The bus.
+    pub client: async_nats::Client,
+    /// The membership view.
+    pub membership: MembershipHandle,
+    /// This node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The built frontend.
+    pub frontend_dir: PathBuf,
+    /// The token the API requires, if any.
+    pub token: Option<String>,
+    /// The cluster's SDFS replication factor.
+    pub replication: usize,
+    /// Bound on each request to the cluster.
+    pub request_timeout: Duration,
+}
+
+/// What the API handlers share.
+#[derive(Clone)]
+struct Api {
+    id: String,
+    client: async_nats::Client,
+    membership: MembershipHandle,
+    metrics: Arc<Metrics>,
+    jobs: JobsClient,
+    sdfs: SdfsClient,
+    live: live::LiveHandle,
+    manifests: files::Manifests,
+    replication: usize,
+    shutdown: CancellationToken,
+}
+
+/// Starts the live view and returns the dashboard's router (the API of `docs/api.md`, the
+/// metrics and the built frontend) with the task that owns the live view.
+pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, JoinHandle<()>) {
+    let jobs = JobsClient::new(deps.client.clone(), deps.request_timeout);
+    let live_deps = live::LiveDeps {
+        id: deps.id.clone(),
+        client: deps.client.clone(),
+        membership: deps.membership.clone(),
+        jobs: jobs.clone(),
+    };
+    let (live, live_task) = live::spawn(live_deps, shutdown.clone());
+    let api = Api {
+        id: deps.id,
+        sdfs: SdfsClient::new(deps.client.clone(), deps.request_timeout),
+        client: deps.client,
+        membership: deps.membership,
+        metrics: deps.metrics,
+        jobs,
+        live,
+        manifests: Default::default(),
+        replication: deps.replication,
+        shutdown,
+    };
+    let auth = auth::Auth::new(deps.token.as_deref());
+    let guarded = Router::new()
+        .route("/api/members", get(cluster::members))
+        .route("/api/workers", get(cluster::workers))
+        .route("/api/jobs", get(cluster::list).post(cluster::submit))
+        .route("/api/jobs/{id}", get(cluster::get))
+        .route("/api/jobs/{id}/cancel", post(cluster::cancel))
+        .route("/api/files", get(files::files))
+        .route("/api/models", get(files::models))
+        .route("/api/datasets", get(files::datasets))
+        .route("/api/stats", get(events::stats))
+        .route("/api/events", get(events::events))
+        .route(
+            "/api/infer",
+            post(infer::infer).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
+        .route("/metrics", get(prom::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require,
+        ))
+        .with_state(api);
+    let open = Router::new()
+        .route("/api/auth", get(auth::status))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .with_state(auth)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/{*rest}", get(not_found).post(not_found));
+    let app = guarded.merge(open);
+    let app = if deps.frontend_dir.join("index.html").is_file() {
+        let index = ServeFile::new(deps.frontend_dir.join("index.html"));
+        app.fallback_service(ServeDir::new(&deps.frontend_dir).fallback(index))
+    } else {
+        app.fallback(|| async { Html(NOT_BUILT) })
+    };
+    (app, live_task)
+}
+
+async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "no such API endpoint (see docs/api.md)".into(),
+    )
+}
+
+/// An error as JSON, shaped like the bus's error replies.
+fn problem(status: StatusCode, message: String) -> Response {
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "bad_input",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "already_ended",
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => "unavailable",
+        _ => "internal",
+    };
+    let body = serde_json::json!({"reply": "error", "kind": kind, "message": message});
+    (status, Json(body)).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub fn spawn(listener: TcpListener, router: Router, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!("dashboard stopped: {e}");
+        }
+    })
+}

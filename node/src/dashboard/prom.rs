@@ -1,0 +1,211 @@
+//! `GET /metrics`: Prometheus text format, built at each scrape from the live snapshot, the
+//! SDFS metadata and this node's counters.
+
+use super::{model, Api};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bus_schemas::jobs::JobState;
+use prometheus::core::Collector;
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// `GET /metrics`.
+pub async fn metrics(State(api): State<Api>) -> Response {
+    // SDFS figures are skipped (not invented) when the metadata cannot be read.
+    let files = api.sdfs.ls("").await.ok();
+    match render(&api, files) {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Registers `c` in `r` and hands it back.
+fn add<C: Collector + Clone + 'static>(r: &Registry, c: C) -> prometheus::Result<C> {
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    add(r, GaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn counters(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn render(
+    api: &Api,
+    files: Option<Vec<bus_schemas::sdfs::FileInfo>>,
+) -> prometheus::Result<String> {
+    let r = Registry::new();
+    let latest = api.live.latest.borrow().clone();
+    let snap = &latest.snapshot;
+    jobs(&r, &snap.jobs)?;
+    let members = gauges(
+        &r,
+        "idunno_members",
+        "Members in this node's view by state.",
+        &["state"],
+    )?;
+    let c = &snap.sample.members;
+    for (state, n) in [
+        ("alive", c.alive),
+        ("suspect", c.suspect),
+        ("failed", c.failed),
+        ("left", c.left),
+    ] {
+        members.with_label_values(&[state]).set(n as f64);
+    }
+    let events = counters(
+        &r,
+        "idunno_membership_events_total",
+        "Membership events this node has seen.",
+        &["kind"],
+    )?;
+    for kind in ["join", "alive", "suspect", "fail", "leave"] {
+        let n = latest.counts.by_kind.get(kind).copied().unwrap_or(0);
+        events.with_label_values(&[kind]).inc_by(n);
+    }
+    if let Some(files) = files {
+        let live = model::live_members(&model_view(snap));
+        let rows = model::file_rows(files, &live, api.replication);
+        let bytes: u64 = rows
+            .iter()
+            .filter_map(|f| f.versions.last())
+            .map(|v| v.size)
+            .sum();
+        let under = rows.iter().filter(|f| f.under_replicated).count();
+        add(
+            &r,
+            Gauge::new(
+                "idunno_sdfs_bytes",
+                "Bytes of the newest version of every SDFS file (one copy).",
+            )?,
+        )?
+        .set(bytes as f64);
+        add(&r, Gauge::new("idunno_sdfs_files", "SDFS files.")?)?.set(rows.len() as f64);
+        add(
+            &r,
+            Gauge::new(
+                "idunno_sdfs_under_replicated_files",
+                "SDFS files with fewer live replicas than wanted.",
+            )?,
+        )?
+        .set(under as f64);
+    }
+    node(&r, api)?;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Per-job figures and jobs by state.
+fn jobs(r: &Registry, jobs: &[bus_schemas::jobs::JobRecord]) -> prometheus::Result<()> {
+    let by_job = ["job", "model"];
+    let rate = gauges(
+        r,
+        "idunno_job_query_rate",
+        "Queries per second over the last 10 s.",
+        &by_job,
+    )?;
+    let done = counters(r, "idunno_job_queries_total", "Queries answered.", &by_job)?;
+    let correct = counters(
+        r,
+        "idunno_job_correct_total",
+        "Correct answers (labelled splits).",
+        &by_job,
+    )?;
+    let pending = gauges(
+        r,
+        "idunno_job_pending_batches",
+        "Batches sent and not yet answered.",
+        &by_job,
+    )?;
+    let latency = gauges(
+        r,
+        "idunno_job_batch_latency_ms",
+        "Batch model time percentiles, milliseconds.",
+        &["job", "model", "quantile"],
+    )?;
+    for j in jobs.iter().filter(|j| j.state == JobState::Running) {
+        let Some(s) = &j.serve else { continue };
+        let labels = [j.id.as_str(), j.spec.model()];
+        rate.with_label_values(&labels).set(s.rate);
+        done.with_label_values(&labels).inc_by(s.done);
+        if let Some(c) = s.correct {
+            correct.with_label_values(&labels).inc_by(c);
+        }
+        pending
+            .with_label_values(&labels)
+            .set(s.pending.len() as f64);
+        for (q, i) in [("0.5", 2), ("0.9", 3), ("0.95", 4), ("0.99", 5)] {
+            if let Some(v) = s.proc_ms.get(i) {
+                latency
+                    .with_label_values(&[labels[0], labels[1], q])
+                    .set(*v);
+            }
+        }
+    }
+    let states = gauges(r, "idunno_jobs", "Jobs on record by state.", &["state"])?;
+    for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
+        let n = jobs.iter().filter(|j| state_name(j.state) == state).count();
+        states.with_label_values(&[state]).set(n as f64);
+    }
+    Ok(())
+}
+
+fn state_name(s: JobState) -> &'static str {
+    match s {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+/// This node's own counters.
+fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
+    let c = api.metrics.counters();
+    let bytes = counters(
+        r,
+        "idunno_bus_bytes_total",
+        "This node's bus traffic in bytes.",
+        &["direction"],
+    )?;
+    bytes.with_label_values(&["in"]).inc_by(c.bytes_in);
+    bytes.with_label_values(&["out"]).inc_by(c.bytes_out);
+    let msgs = counters(
+        r,
+        "idunno_bus_messages_total",
+        "This node's bus messages.",
+        &["direction"],
+    )?;
+    msgs.with_label_values(&["in"]).inc_by(c.msgs_in);
+    msgs.with_label_values(&["out"]).inc_by(c.msgs_out);
+    let garbage = IntCounter::new(
+        "idunno_garbage_dropped_total",
+        "Malformed payloads this node dropped.",
+    )?;
+    add(r, garbage)?.inc_by(c.garbage);
+    let cached = Gauge::new(
+        "idunno_infer_cached_models",
+        "Models this node's inference engine holds.",
+    )?;
+    add(r, cached)?.set(api.metrics.cached_models().len() as f64);
+    Ok(())
+}
+
+/// The snapshot's members as a view, for the replica checks.
+fn model_view(snap: &model::Snapshot) -> bus_schemas::membership::ViewSnapshot {
+    bus_schemas::membership::ViewSnapshot {
+        node: snap.node.clone(),
+        coordinator: snap.coordinator.clone(),
+        members: snap.workers.iter().map(|w| w.member.clone()).collect(),
+    }
+}
