@@ -2,10 +2,11 @@
 import { defineConfig } from 'vite';
 import react from '@vitejs/plugin-react';
 
-// Every node's axum server serves `dist/` at `/`; relative asset URLs keep
-// the bundle working regardless of the mount point.
+// Every node's axum server serves `dist/` at `/` and answers `index.html` for unknown paths,
+// so that the client-side routes (`/jobs/<id>`, `/workers`, …) load directly. Asset URLs are
+// absolute: relative ones would resolve under `/jobs/` on a deep link.
 export default defineConfig({
-  base: './',
+  base: '/',
   plugins: [react()],
   server: {
     proxy: {
@@ -14,5 +15,8 @@ export default defineConfig({
   },
   test: {
     environment: 'jsdom',
+    // The browser test in e2e/ has its own config (vitest.e2e.config.ts) and needs a cluster.
+    include: ['src/**/*.test.{ts,tsx}'],
+    setupFiles: ['./src/test/setup.ts'],
   },
 });

@@ -139,8 +139,13 @@ echo "a request whose deadline (1 ms) passes first is answered with a timeout:"
 "$IDUNNO" infer resnet "$DIR"/images/test0.png --timeout-ms 1 || true
 "$IDUNNO" workers
 
+step "The dashboard's API and metrics (the same figures the pages show live)"
+curl -s http://127.0.0.1:8080/api/workers |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("GET /api/workers: coordinator %s; %s" % (r["coordinator"], ", ".join("%s %s" % (w["id"], w["state"]) for w in r["workers"])))'
+curl -s http://127.0.0.1:8080/metrics | grep -E '^idunno_(members|jobs|sdfs_files|sdfs_bytes)' || true
+
 step "The cluster keeps running"
-echo "Dashboard: http://127.0.0.1:8080/    Members as JSON: http://127.0.0.1:8080/api/members"
+echo "Dashboard: http://127.0.0.1:8080/ (Jobs, Workers, Files, Stats, Models)    API: docs/api.md    Metrics: http://127.0.0.1:8080/metrics"
 echo "Try: $IDUNNO members | $IDUNNO stat | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
 echo "     $IDUNNO ls | $IDUNNO put <file> <name> | $IDUNNO get <name> <file> | $IDUNNO store"
 echo "     $IDUNNO train mlp fashion-mnist --epochs 3 | $IDUNNO jobs | $IDUNNO models | $IDUNNO datasets"

@@ -24,15 +24,29 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         "{CHROMIUM} is missing: run `infra/setup.sh --browser` (make test does)"
     );
     let vitest = frontend.join("node_modules/.bin/vitest");
-    assert!(vitest.is_file(), "run `infra/setup.sh` for the npm packages");
+    assert!(
+        vitest.is_file(),
+        "run `infra/setup.sh` for the npm packages"
+    );
 
     let c = Local::up(4);
     c.ok(&["dataset", "import", "fashion-mnist"]);
-    c.ok(&["train", "mlp", "fashion-mnist", "--epochs", "1", "--limit", "3000"]);
+    c.ok(&[
+        "train",
+        "mlp",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--limit",
+        "3000",
+    ]);
     let state = json(&std::fs::read_to_string(c.dir.path().join("cluster/local.json")).unwrap());
     let nodes = state["nodes"].as_array().expect("nodes in local.json");
     let node = |i: usize| &nodes[i];
-    let url = format!("http://{}", node(0)["http"].as_str().expect("n1's dashboard"));
+    let url = format!(
+        "http://{}",
+        node(0)["http"].as_str().expect("n1's dashboard")
+    );
     let ids: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
     let pid = |i: usize| node(i)["pid"].as_u64().expect("pid").to_string();
 

@@ -1,82 +1,181 @@
-// Typed client for the node's HTTP API.
+// Typed client for the node's HTTP API (docs/api.md). Every answer is checked at run time
+// with zod: a field the page relies on that is missing or of the wrong type is an error, a
+// field the page does not know is ignored (the API only ever adds fields).
+import { z } from 'zod';
+import { authSchema, membersResponseSchema, statsResponseSchema, workersResponseSchema } from './schemas/cluster.ts';
+import type { Auth, MembersResponse, StatsResponse, WorkersResponse } from './schemas/cluster.ts';
+import { jobDetailSchema, jobRecordSchema, jobsResponseSchema } from './schemas/jobs.ts';
+import type { JobDetail, JobRecord, JobSpecInput, JobsResponse } from './schemas/jobs.ts';
+import { datasetsResponseSchema, filesResponseSchema, modelsResponseSchema } from './schemas/storage.ts';
+import type { DatasetsResponse, FilesResponse, ModelsResponse } from './schemas/storage.ts';
 
-export type MemberState = 'alive' | 'suspect' | 'failed' | 'left';
+export * from './schemas/cluster.ts';
+export * from './schemas/jobs.ts';
+export * from './schemas/storage.ts';
 
-export interface Member {
-  id: string;
-  /** Start time of this incarnation of the process, ms since the epoch. */
-  generation: number;
-  incarnation: number;
-  state: MemberState;
-  host: string;
-  /** `host:port` of the member's HTTP server (dashboard), if known. */
-  http: string | null;
-  /** Milliseconds since the answering node last heard from this member. */
-  last_heard_ms: number | null;
-}
+const submittedSchema = z.object({ id: z.string() });
+const cancelledSchema = z.object({ job: jobRecordSchema });
+const errorBodySchema = z.object({ kind: z.string(), message: z.string() });
 
-export interface MembersResponse {
-  /** Id of the node that answered the request. */
-  node: string;
-  coordinator: string | null;
-  members: Member[];
-}
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
 
-const STATES: readonly string[] = ['alive', 'suspect', 'failed', 'left'];
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function isNullable<T>(v: unknown, check: (x: unknown) => x is T): v is T | null {
-  return v === null || check(v);
-}
-
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isNumber = (v: unknown): v is number => typeof v === 'number';
-
-function parseMember(v: unknown): Member {
-  if (
-    isRecord(v) &&
-    isString(v.id) &&
-    isNumber(v.generation) &&
-    isNumber(v.incarnation) &&
-    isString(v.state) &&
-    STATES.includes(v.state) &&
-    isString(v.host) &&
-    isNullable(v.http, isString) &&
-    isNullable(v.last_heard_ms, isNumber)
+/** A request the server refused with an error status (other than 401). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    /** The error body's `kind` (`bad_input`, `not_found`, `already_ended`, …), or `http`. */
+    readonly kind: string,
+    message: string,
   ) {
-    return {
-      id: v.id,
-      generation: v.generation,
-      incarnation: v.incarnation,
-      state: v.state as MemberState,
-      host: v.host,
-      http: v.http,
-      last_heard_ms: v.last_heard_ms,
-    };
+    super(message);
+    this.name = 'ApiError';
   }
-  throw new Error('malformed member in /api/members response');
 }
 
-export function parseMembersResponse(v: unknown): MembersResponse {
-  if (
-    isRecord(v) &&
-    isString(v.node) &&
-    isNullable(v.coordinator, isString) &&
-    Array.isArray(v.members)
-  ) {
-    return { node: v.node, coordinator: v.coordinator, members: v.members.map(parseMember) };
+/** `401`: no or a wrong token. The page shows its login form. */
+export class UnauthorizedError extends ApiError {
+  constructor(message = 'authentication required') {
+    super(401, 'unauthorized', message);
+    this.name = 'UnauthorizedError';
   }
-  throw new Error('malformed /api/members response');
 }
 
-export async function fetchMembers(signal?: AbortSignal): Promise<MembersResponse> {
-  const res = await fetch('/api/members', { signal, headers: { Accept: 'application/json' } });
-  if (!res.ok) {
-    throw new Error(`GET /api/members: HTTP ${res.status}`);
+/** An answer that does not have the documented shape. */
+export class MalformedResponseError extends Error {
+  constructor(readonly what: string, detail: string) {
+    super(`malformed answer to ${what}: ${detail}`);
+    this.name = 'MalformedResponseError';
   }
-  const body: unknown = await res.json();
-  return parseMembersResponse(body);
 }
+
+/** The message of any thrown value, for display. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Checks `value` against `schema`; `what` names the request in the error. */
+export function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const detail = issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid';
+  throw new MalformedResponseError(what, detail);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+interface RequestOptions {
+  method?: 'GET' | 'POST';
+  body?: unknown;
+  signal?: AbortSignal;
+}
+
+async function send(path: string, opts: RequestOptions = {}): Promise<Response> {
+  const method = opts.method ?? 'GET';
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    signal: opts.signal,
+  });
+  if (res.ok) return res;
+
+  let kind = 'http';
+  let message = `${method} ${path}: HTTP ${res.status}`;
+  try {
+    const parsed = errorBodySchema.safeParse(await res.json());
+    if (parsed.success) {
+      kind = parsed.data.kind;
+      message = parsed.data.message;
+    }
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  if (res.status === 401) throw new UnauthorizedError(message);
+  throw new ApiError(res.status, kind, message);
+}
+
+async function request<T>(
+  path: string,
+  schema: z.ZodType<T>,
+  opts: RequestOptions = {},
+): Promise<T> {
+  const res = await send(path, opts);
+  const what = `${opts.method ?? 'GET'} ${path}`;
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    throw new MalformedResponseError(what, 'not JSON');
+  }
+  return parseWith(schema, body, what);
+}
+
+export function fetchAuth(signal?: AbortSignal): Promise<Auth> {
+  return request('/api/auth', authSchema, { signal });
+}
+
+/** Sets the session cookie; a wrong token raises `UnauthorizedError`. */
+export async function login(token: string): Promise<void> {
+  await send('/api/login', { method: 'POST', body: { token } });
+}
+
+export async function logout(): Promise<void> {
+  await send('/api/logout', { method: 'POST' });
+}
+
+export function fetchMembers(signal?: AbortSignal): Promise<MembersResponse> {
+  return request('/api/members', membersResponseSchema, { signal });
+}
+
+export function fetchWorkers(signal?: AbortSignal): Promise<WorkersResponse> {
+  return request('/api/workers', workersResponseSchema, { signal });
+}
+
+export function fetchJobs(signal?: AbortSignal): Promise<JobsResponse> {
+  return request('/api/jobs', jobsResponseSchema, { signal });
+}
+
+export function fetchJob(id: string, signal?: AbortSignal): Promise<JobDetail> {
+  return request(`/api/jobs/${encodeURIComponent(id)}`, jobDetailSchema, { signal });
+}
+
+/** Submits a job; answers its id. */
+export async function submitJob(spec: JobSpecInput): Promise<string> {
+  const { id } = await request('/api/jobs', submittedSchema, { method: 'POST', body: spec });
+  return id;
+}
+
+/** Cancels a job; answers its record, now `cancelled`. */
+export async function cancelJob(id: string): Promise<JobRecord> {
+  const path = `/api/jobs/${encodeURIComponent(id)}/cancel`;
+  const { job } = await request(path, cancelledSchema, { method: 'POST' });
+  return job;
+}
+
+export function fetchFiles(prefix?: string, signal?: AbortSignal): Promise<FilesResponse> {
+  const query = prefix ? `?prefix=${encodeURIComponent(prefix)}` : '';
+  return request(`/api/files${query}`, filesResponseSchema, { signal });
+}
+
+export function fetchModels(signal?: AbortSignal): Promise<ModelsResponse> {
+  return request('/api/models', modelsResponseSchema, { signal });
+}
+
+export function fetchDatasets(signal?: AbortSignal): Promise<DatasetsResponse> {
+  return request('/api/datasets', datasetsResponseSchema, { signal });
+}
+
+export function fetchStats(signal?: AbortSignal): Promise<StatsResponse> {
+  return request('/api/stats', statsResponseSchema, { signal });
+}
+
+/** The URL of the server-sent-events stream. */
+export const EVENTS_URL = '/api/events';

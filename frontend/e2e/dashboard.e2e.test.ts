@@ -1,0 +1,196 @@
+// The dashboard in Debian's Chromium against a real local cluster. Started by
+// `cargo test -p idunno-cli --test browser` (part of `make test`), which brings the cluster
+// up, trains a model and passes what this test needs in IDUNNO_E2E_* variables.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (!v) {
+    throw new Error(`${name} is not set: run this through cargo test -p idunno-cli --test browser`);
+  }
+  return v;
+}
+
+/** `id:pid` of a node. */
+function proc(name: string): { id: string; pid: number } {
+  const [id = '', pid = ''] = env(name).split(':');
+  return { id, pid: Number(pid) };
+}
+
+const base = env('IDUNNO_E2E_URL');
+const cli = env('IDUNNO_E2E_CLI');
+const nats = env('IDUNNO_E2E_NATS');
+const workdir = env('IDUNNO_E2E_DIR');
+const nodes = env('IDUNNO_E2E_NODES').split(',');
+const victim = proc('IDUNNO_E2E_VICTIM');
+const home = proc('IDUNNO_E2E_HOME');
+const shots = process.env.IDUNNO_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'idunno-shots-'));
+
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+let context: BrowserContext;
+let page: Page;
+
+/** Runs the CLI against the test cluster; returns stdout. */
+function idunno(...args: string[]): string {
+  return execFileSync(cli, ['--nats', nats, ...args], {
+    cwd: workdir,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+}
+
+async function shot(name: string): Promise<void> {
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+/** Goes to a page through the nav bar: the app keeps running, nothing reloads. */
+async function nav(text: string): Promise<void> {
+  await page.getByRole('link', { name: text, exact: true }).first().click();
+}
+
+/** The page was never reloaded since `mark()` if the marker is still on `window`. */
+async function mark(): Promise<void> {
+  await page.evaluate(() => {
+    document.documentElement.dataset.e2eMarker = 'set';
+  });
+}
+
+async function stillSamePage(): Promise<boolean> {
+  return page.evaluate(() => document.documentElement.dataset.e2eMarker === 'set');
+}
+
+function doneOf(id: string): Promise<number> {
+  return page
+    .getByTestId(`job-progress-${id}`)
+    .getAttribute('data-done')
+    .then((v) => Number(v ?? 'NaN'));
+}
+
+async function waitFor(what: string, ms: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  mkdirSync(shots, { recursive: true });
+  const profile = mkdtempSync(join(tmpdir(), 'idunno-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('dialog', (d) => void d.accept());
+});
+
+afterAll(async () => {
+  await context?.close();
+});
+
+test('the dashboard follows the cluster live', async () => {
+  // Workers: every node, alive.
+  await page.goto(`${base}/workers`);
+  await mark();
+  for (const id of nodes) {
+    await expect
+      .poll(() => page.getByTestId(`worker-row-${id}`).getAttribute('data-state'), { timeout: 20_000 })
+      .toBe('alive');
+  }
+  await expect.poll(() => page.getByTestId('coordinator').textContent()).toMatch(/n\d/);
+
+  // Files: a file put from the CLI, with its replicas.
+  writeFileSync(join(workdir, 'e2e.txt'), 'put from the CLI by the browser test\n');
+  idunno('put', 'e2e.txt', 'e2e/hello.txt');
+  await nav('Files');
+  const row = page.getByTestId('file-row-e2e/hello.txt');
+  await row.waitFor({ timeout: 20_000 });
+  const listed = JSON.parse(idunno('--json', 'ls', 'e2e/hello.txt')) as {
+    versions: { replicas: string[] }[];
+  }[];
+  const replicas = listed[0]?.versions.at(-1)?.replicas ?? [];
+  expect(replicas.length).toBeGreaterThanOrEqual(3);
+  for (const r of replicas) await expect.poll(() => row.textContent()).toContain(r);
+  await shot('files');
+
+  // Jobs: a job started from the CLI appears and advances without a reload.
+  const job = (JSON.parse(idunno('--json', 'serve', 'mlp', '16', '--continuous', '--detach')) as {
+    job_id: string;
+  }).job_id;
+  await nav('Jobs');
+  await page.getByTestId(`job-row-${job}`).waitFor({ timeout: 20_000 });
+  await expect.poll(() => doneOf(job), { timeout: 20_000 }).toBeGreaterThan(0);
+  const first = await doneOf(job);
+  await expect.poll(() => doneOf(job), { timeout: 20_000 }).toBeGreaterThan(first);
+  console.log(`job ${job}: ${first} → ${await doneOf(job)} queries, live`);
+  await shot('jobs');
+
+  // The job's page: outputs and percentiles.
+  await page.getByRole('link', { name: job, exact: true }).first().click();
+  await page.getByText('Recent outputs').waitFor({ timeout: 10_000 });
+  await expect.poll(() => page.locator('table').count(), { timeout: 15_000 }).toBeGreaterThan(1);
+  await shot('job');
+
+  await nav('Stats');
+  await page.locator('svg.recharts-surface').first().waitFor({ timeout: 15_000 });
+  await new Promise((r) => setTimeout(r, 3000)); // a few more points on the charts
+  await shot('stats');
+
+  await nav('Models');
+  await page.getByText('mlp', { exact: true }).first().waitFor({ timeout: 15_000 });
+  await shot('models');
+
+  // kill -9 of a node: marked failed within 5 s, without a reload.
+  await nav('Workers');
+  const victimRow = page.getByTestId(`worker-row-${victim.id}`);
+  await expect.poll(() => victimRow.getAttribute('data-state')).toBe('alive');
+  process.kill(victim.pid, 'SIGKILL');
+  const took = await waitFor(`${victim.id} is marked failed`, 5_000, async () => {
+    return (await victimRow.getAttribute('data-state')) === 'failed';
+  });
+  console.log(`${victim.id} marked failed ${took} ms after kill -9`);
+  expect(await stillSamePage()).toBe(true);
+  await shot('workers');
+
+  // Cancel from the job's page.
+  await nav('Jobs');
+  await page.getByRole('link', { name: job, exact: true }).first().click();
+  await page.getByRole('button', { name: 'Cancel job' }).click();
+  await expect
+    .poll(() => JSON.parse(idunno('--json', 'job', job)).state as string, { timeout: 15_000 })
+    .toBe('cancelled');
+  await nav('Jobs');
+  await expect
+    .poll(() => page.getByTestId(`job-row-${job}`).getAttribute('data-state'), { timeout: 10_000 })
+    .toBe('cancelled');
+
+  // The page's own node dies: the banner says so; once it is back, the page reconnects.
+  const banner = page.getByTestId('connection-banner');
+  expect(await banner.count()).toBe(0);
+  process.kill(home.pid, 'SIGKILL');
+  await banner.waitFor({ timeout: 15_000 });
+  await expect.poll(() => banner.textContent()).toMatch(/lost|reconnect/i);
+  await shot('disconnected');
+  idunno('local', 'restart', home.id, '--dir', 'cluster');
+  await banner.waitFor({ state: 'detached', timeout: 30_000 });
+  expect(await stillSamePage()).toBe(true);
+});

@@ -1,0 +1,66 @@
+import { Link } from 'react-router';
+import type { JobRecord } from '../api.ts';
+import { formatPercent } from '../format.ts';
+import { jobAccuracy, jobBatch, jobDataset, jobModel, jobRate, jobWorkers } from '../jobs.ts';
+import { StateBadge } from './Badge.tsx';
+import { JobProgressCell } from './JobProgress.tsx';
+
+const COLUMNS = [
+  'id',
+  'kind',
+  'model',
+  'dataset',
+  'batch size',
+  'state',
+  'progress',
+  'rate',
+  'accuracy',
+  'workers',
+];
+
+export function JobsTable({ jobs, empty }: { jobs: readonly JobRecord[]; empty: string }) {
+  return (
+    <table className="data jobs">
+      <thead>
+        <tr>
+          {COLUMNS.map((c) => (
+            <th key={c}>{c}</th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>
+        {jobs.length === 0 ? (
+          <tr>
+            <td colSpan={COLUMNS.length} className="empty">
+              {empty}
+            </td>
+          </tr>
+        ) : (
+          jobs.map((job) => <JobRow key={job.id} job={job} />)
+        )}
+      </tbody>
+    </table>
+  );
+}
+
+function JobRow({ job }: { job: JobRecord }) {
+  const workers = jobWorkers(job);
+  return (
+    <tr data-testid={`job-row-${job.id}`} data-state={job.state}>
+      <td className="mono">
+        <Link to={`/jobs/${encodeURIComponent(job.id)}`}>{job.id}</Link>
+      </td>
+      <td>{job.spec.kind}</td>
+      <td>{jobModel(job.spec)}</td>
+      <td>{jobDataset(job.spec)}</td>
+      <td className="num">{jobBatch(job) ?? '—'}</td>
+      <td>
+        <StateBadge state={job.state} />
+      </td>
+      <JobProgressCell job={job} />
+      <td className="num">{jobRate(job)}</td>
+      <td className="num">{formatPercent(jobAccuracy(job))}</td>
+      <td className="mono">{workers.length > 0 ? workers.join(', ') : '—'}</td>
+    </tr>
+  );
+}

@@ -1,0 +1,79 @@
+import { Link } from 'react-router';
+import type { Worker } from '../api.ts';
+import { StateBadge } from '../components/Badge.tsx';
+import { formatCount, formatLastHeard } from '../format.ts';
+import { useLiveContext } from '../live.tsx';
+
+const COLUMNS = ['id', 'state', 'host', 'incarnation', 'last heard', 'coordinator', 'jobs', 'cached models', 'queries', 'dashboard'];
+
+export function WorkersPage() {
+  const { snapshot } = useLiveContext();
+  if (!snapshot) return <p className="muted">Waiting for the cluster…</p>;
+  const alive = snapshot.workers.filter((w) => w.state === 'alive').length;
+  return (
+    <section>
+      <h2>Workers</h2>
+      <p className="muted">
+        {alive} of {snapshot.workers.length} members alive, as seen by {snapshot.node}.
+      </p>
+      <table className="data workers">
+        <thead>
+          <tr>
+            {COLUMNS.map((c) => (
+              <th key={c}>{c}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {snapshot.workers.length === 0 ? (
+            <tr>
+              <td colSpan={COLUMNS.length} className="empty">
+                no members
+              </td>
+            </tr>
+          ) : (
+            snapshot.workers.map((w) => <WorkerRow key={`${w.id}/${w.generation}`} worker={w} />)
+          )}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+function JobLink({ id }: { id: string }) {
+  return (
+    <Link className="mono" to={`/jobs/${encodeURIComponent(id)}`}>
+      {id}
+    </Link>
+  );
+}
+
+function WorkerRow({ worker: w }: { worker: Worker }) {
+  const ended = w.state === 'failed' || w.state === 'left';
+  const jobs = [...(w.training ? [w.training] : []), ...w.serving];
+  return (
+    <tr data-testid={`worker-row-${w.id}`} data-state={w.state} className={ended ? `ended ${w.state}` : undefined}>
+      <td className="mono id">{w.id}</td>
+      <td>
+        <StateBadge state={w.state} />
+      </td>
+      <td>{w.host || '—'}</td>
+      <td className="num">{w.incarnation}</td>
+      <td>{formatLastHeard(w.last_heard_ms)}</td>
+      <td className="star">{w.coordinator ? <span title="holds the coordinator lease">★</span> : ''}</td>
+      <td>
+        {jobs.length === 0
+          ? '—'
+          : jobs.map((id, i) => (
+              <span key={id}>
+                {i > 0 && ', '}
+                <JobLink id={id} />
+              </span>
+            ))}
+      </td>
+      <td>{w.models.length > 0 ? w.models.join(', ') : '—'}</td>
+      <td className="num">{formatCount(w.queries)}</td>
+      <td>{w.http && !ended ? <a href={`http://${w.http}/`}>{w.http}</a> : (w.http ?? '—')}</td>
+    </tr>
+  );
+}
