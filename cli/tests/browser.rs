@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: a cluster started by `idunno local up`, a model trained
 //! through the CLI, then `frontend/e2e/dashboard.e2e.test.ts` drives Debian's Chromium
 //! (playwright-core) against it, running CLI commands and `kill -9` as it goes.
+//! The nodes require a token (`IDUNNO_HTTP_TOKEN`), so the test logs in on the page first.
 //! Set `IDUNNO_SCREENSHOTS=<dir>` to keep the screenshots (`make screenshots` → docs/img).
 
 mod common;
@@ -11,6 +12,8 @@ use std::process::Command;
 
 const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend");
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Every node of the test cluster requires this token (`local up` passes its environment on).
+const TOKEN: &str = "browser-test-token";
 
 #[test]
 fn the_dashboard_follows_the_cluster_live_in_chromium() {
@@ -29,6 +32,8 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         "run `infra/setup.sh` for the npm packages"
     );
 
+    // This test binary holds this one test: setting the variable affects nothing else.
+    std::env::set_var("IDUNNO_HTTP_TOKEN", TOKEN);
     let c = Local::up(4);
     c.ok(&["dataset", "import", "fashion-mnist"]);
     c.ok(&[
@@ -60,6 +65,7 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         .env("IDUNNO_E2E_NODES", ids.join(","))
         .env("IDUNNO_E2E_VICTIM", format!("{}:{}", ids[3], pid(3)))
         .env("IDUNNO_E2E_HOME", format!("{}:{}", ids[0], pid(0)))
+        .env("IDUNNO_E2E_TOKEN", TOKEN)
         .env("CI", "1")
         .output()
         .expect("run vitest");

@@ -29,6 +29,7 @@ const workdir = env('IDUNNO_E2E_DIR');
 const nodes = env('IDUNNO_E2E_NODES').split(',');
 const victim = proc('IDUNNO_E2E_VICTIM');
 const home = proc('IDUNNO_E2E_HOME');
+const token = env('IDUNNO_E2E_TOKEN');
 const shots = process.env.IDUNNO_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'idunno-shots-'));
 
 const FLAGS = [
@@ -108,9 +109,19 @@ afterAll(async () => {
 });
 
 test('the dashboard follows the cluster live', async () => {
-  // Workers: every node, alive.
+  // The nodes want the token: the API refuses without it, the page asks for it.
+  expect((await fetch(`${base}/api/members`)).status).toBe(401);
   await page.goto(`${base}/workers`);
   await mark();
+  const input = page.getByLabel('Token');
+  await input.fill('not-the-token');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByTestId('login-error').waitFor({ timeout: 10_000 });
+  await shot('login');
+  await input.fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await input.waitFor({ state: 'detached', timeout: 10_000 });
+
   for (const id of nodes) {
     await expect
       .poll(() => page.getByTestId(`worker-row-${id}`).getAttribute('data-state'), { timeout: 20_000 })
@@ -169,6 +180,11 @@ test('the dashboard follows the cluster live', async () => {
   });
   console.log(`${victim.id} marked failed ${took} ms after kill -9`);
   expect(await stillSamePage()).toBe(true);
+  // If the victim coordinated, the header names its successor once a standby takes over.
+  await expect
+    .poll(() => page.getByTestId('coordinator').textContent(), { timeout: 15_000 })
+    .not.toContain(victim.id);
+  await expect.poll(() => victimRow.textContent(), { timeout: 10_000 }).not.toContain('serve-');
   await shot('workers');
 
   // Cancel from the job's page.
