@@ -8,6 +8,7 @@ mod options;
 mod request;
 pub mod sdfs;
 pub mod transfer;
+pub mod workers;
 
 pub use options::{BusOptions, ConnectError};
 pub use request::{publish, request, RequestError};

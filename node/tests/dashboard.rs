@@ -1,13 +1,13 @@
 //! The dashboard's HTTP side against a real cluster: the JSON API of docs/api.md, the event
 //! stream, Prometheus metrics checked with the official Python parser, and the token.
 
-use bus_schemas::jobs::{JobSpec, JobState, ServeSpec};
+use bus_schemas::jobs::JobState;
 use bus_schemas::membership::MemberState;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testkit::http::{first_event, get, request};
-use testkit::{import_fashion, train_quick, wait_until, Cluster};
+use testkit::{continuous, import_fashion, train_quick, wait_until, Cluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idunno-node");
 const TOKEN: &str = "s3cret-dashboard-token";
@@ -146,18 +146,6 @@ async fn an_exposed_api_answers_401_without_the_token() {
     drop(c);
 }
 
-fn continuous(model: &str) -> JobSpec {
-    JobSpec::Serve(ServeSpec {
-        model: model.into(),
-        model_version: None,
-        dataset: String::new(),
-        split: "test".into(),
-        batch: 16,
-        passes: None,
-        weight: 1,
-    })
-}
-
 #[tokio::test]
 async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     let mut c = Cluster::start(Path::new(BIN), 3).await;
@@ -209,7 +197,7 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     );
     assert_eq!(a.status, 201, "{a:?}");
     let id = a.json()["id"].as_str().unwrap().to_string();
-    let other = jobs.submit(continuous("mlp")).await.unwrap();
+    let other = jobs.submit(continuous("mlp", 1)).await.unwrap();
     wait_until(
         "both jobs answer queries",
         Duration::from_secs(60),

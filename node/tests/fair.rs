@@ -4,25 +4,13 @@
 mod common;
 
 use bus_client::jobs::JobsClient;
-use bus_schemas::jobs::{JobSpec, QpsPolicy, ServeSpec};
+use bus_schemas::jobs::QpsPolicy;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use testkit::{import_fashion, train_quick, wait_until, Cluster};
+use testkit::{continuous, import_fashion, train_quick, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-
-fn continuous(model: &str, weight: u32) -> JobSpec {
-    JobSpec::Serve(ServeSpec {
-        model: model.into(),
-        model_version: None,
-        dataset: String::new(),
-        split: "test".into(),
-        batch: 16,
-        passes: None,
-        weight,
-    })
-}
 
 /// Queries each job answers in each of `windows` 10-second windows, after a 10 s warm-up.
 async fn rates(jobs: &JobsClient, ids: &[String], windows: usize) -> Vec<Vec<f64>> {

@@ -56,3 +56,16 @@ pub async fn train_quick(jobs: &JobsClient, arch: &str, limit: u64) {
     .await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
 }
+
+/// A continuous inference job of `model` over the test split of its own dataset, batch 16.
+pub fn continuous(model: &str, weight: u32) -> bus_schemas::jobs::JobSpec {
+    bus_schemas::jobs::JobSpec::Serve(bus_schemas::jobs::ServeSpec {
+        model: model.into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch: 16,
+        passes: None,
+        weight,
+    })
+}

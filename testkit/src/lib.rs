@@ -9,7 +9,7 @@ pub mod http;
 mod process;
 
 pub use cluster::Cluster;
-pub use data::{import_fashion, train_quick};
+pub use data::{continuous, import_fashion, train_quick};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
 
 use std::future::Future;

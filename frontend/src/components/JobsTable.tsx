@@ -4,6 +4,7 @@ import { formatPercent } from '../format.ts';
 import { jobAccuracy, jobBatch, jobDataset, jobModel, jobRate, jobWorkers } from '../jobs.ts';
 import { StateBadge } from './Badge.tsx';
 import { JobProgressCell } from './JobProgress.tsx';
+import { DataTable } from './DataTable.tsx';
 
 const COLUMNS = [
   'id',
@@ -20,26 +21,9 @@ const COLUMNS = [
 
 export function JobsTable({ jobs, empty }: { jobs: readonly JobRecord[]; empty: string }) {
   return (
-    <table className="data jobs">
-      <thead>
-        <tr>
-          {COLUMNS.map((c) => (
-            <th key={c}>{c}</th>
-          ))}
-        </tr>
-      </thead>
-      <tbody>
-        {jobs.length === 0 ? (
-          <tr>
-            <td colSpan={COLUMNS.length} className="empty">
-              {empty}
-            </td>
-          </tr>
-        ) : (
-          jobs.map((job) => <JobRow key={job.id} job={job} />)
-        )}
-      </tbody>
-    </table>
+    <DataTable kind="jobs" columns={COLUMNS} empty={jobs.length === 0 ? empty : null}>
+      {jobs.map((job) => <JobRow key={job.id} job={job} />)}
+    </DataTable>
   );
 }
 

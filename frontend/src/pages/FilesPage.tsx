@@ -2,6 +2,7 @@ import { useState } from 'react';
 import type { FileInfo } from '../api.ts';
 import { formatBytes, formatDateTime } from '../format.ts';
 import { useDebounced, useFiles } from '../hooks/useFiles.ts';
+import { DataTable } from '../components/DataTable.tsx';
 
 export function FilesPage() {
   const [prefix, setPrefix] = useState('');
@@ -49,26 +50,9 @@ const COLUMNS = ['name', 'versions', 'size', 'replicas', 'live / wanted', 'creat
 
 function FilesTable({ files }: { files: readonly FileInfo[] }) {
   return (
-    <table className="data files">
-      <thead>
-        <tr>
-          {COLUMNS.map((c) => (
-            <th key={c}>{c}</th>
-          ))}
-        </tr>
-      </thead>
-      <tbody>
-        {files.length === 0 ? (
-          <tr>
-            <td colSpan={COLUMNS.length} className="empty">
-              no files
-            </td>
-          </tr>
-        ) : (
-          files.map((f) => <FileRow key={f.name} file={f} />)
-        )}
-      </tbody>
-    </table>
+    <DataTable kind="files" columns={COLUMNS} empty={files.length === 0 ? 'no files' : null}>
+      {files.map((f) => <FileRow key={f.name} file={f} />)}
+    </DataTable>
   );
 }
 

@@ -3,6 +3,7 @@ import type { Dataset, FileInfo } from '../api.ts';
 import { formatBytes, formatCount, formatPercent, formatShape } from '../format.ts';
 import { useDatasets } from '../hooks/useDatasets.ts';
 import { useModels } from '../hooks/useModels.ts';
+import { DataTable } from '../components/DataTable.tsx';
 
 export function ModelsPage() {
   const models = useModels();
@@ -41,44 +42,27 @@ function ModelsTable({ models }: { models: readonly FileInfo[] }) {
     [...f.versions].reverse().map((v) => ({ name: f.name.replace(/^models\//, ''), v })),
   );
   return (
-    <table className="data models">
-      <thead>
-        <tr>
-          {MODEL_COLUMNS.map((c) => (
-            <th key={c}>{c}</th>
-          ))}
-        </tr>
-      </thead>
-      <tbody>
-        {rows.length === 0 ? (
-          <tr>
-            <td colSpan={MODEL_COLUMNS.length} className="empty">
-              no models
+    <DataTable kind="models" columns={MODEL_COLUMNS} empty={rows.length === 0 ? 'no models' : null}>
+      {rows.map(({ name, v }) => {
+        const a = v.attrs;
+        const params = number(a.params);
+        return (
+          <tr key={`${name}/${v.version}`} data-testid={`model-row-${name}-v${v.version}`}>
+            <td className="mono">{name}</td>
+            <td className="num">{v.version}</td>
+            <td>{a.arch || '—'}</td>
+            <td>{a.dataset || '—'}</td>
+            <td>{a.input ? formatShape(a.input) : '—'}</td>
+            <td className="num">{params === null ? (a.params ?? '—') : formatCount(params)}</td>
+            <td className="num">{a.epochs || '—'}</td>
+            <td className="num">{formatPercent(number(a.test_accuracy))}</td>
+            <td className="mono">
+              {a.job ? <Link to={`/jobs/${encodeURIComponent(a.job)}`}>{a.job}</Link> : '—'}
             </td>
           </tr>
-        ) : (
-          rows.map(({ name, v }) => {
-            const a = v.attrs;
-            const params = number(a.params);
-            return (
-              <tr key={`${name}/${v.version}`} data-testid={`model-row-${name}-v${v.version}`}>
-                <td className="mono">{name}</td>
-                <td className="num">{v.version}</td>
-                <td>{a.arch || '—'}</td>
-                <td>{a.dataset || '—'}</td>
-                <td>{a.input ? formatShape(a.input) : '—'}</td>
-                <td className="num">{params === null ? (a.params ?? '—') : formatCount(params)}</td>
-                <td className="num">{a.epochs || '—'}</td>
-                <td className="num">{formatPercent(number(a.test_accuracy))}</td>
-                <td className="mono">
-                  {a.job ? <Link to={`/jobs/${encodeURIComponent(a.job)}`}>{a.job}</Link> : '—'}
-                </td>
-              </tr>
-            );
-          })
-        )}
-      </tbody>
-    </table>
+        );
+      })}
+    </DataTable>
   );
 }
 
@@ -86,38 +70,21 @@ const DATASET_COLUMNS = ['name', 'source', 'splits', 'classes', 'input', 'size']
 
 function DatasetsTable({ datasets }: { datasets: readonly Dataset[] }) {
   return (
-    <table className="data datasets">
-      <thead>
-        <tr>
-          {DATASET_COLUMNS.map((c) => (
-            <th key={c}>{c}</th>
-          ))}
+    <DataTable kind="datasets" columns={DATASET_COLUMNS} empty={datasets.length === 0 ? 'no datasets' : null}>
+      {datasets.map(({ manifest: m, bytes }) => (
+        <tr key={m.name} data-testid={`dataset-row-${m.name}`}>
+          <td className="mono">{m.name}</td>
+          <td>{m.source}</td>
+          <td>
+            {Object.entries(m.splits)
+              .map(([split, info]) => `${split} ${formatCount(info.count)}`)
+              .join(', ')}
+          </td>
+          <td className="num">{m.classes.length > 0 ? m.classes.length : '—'}</td>
+          <td>{formatShape(m.shape)}</td>
+          <td className="num">{formatBytes(bytes)}</td>
         </tr>
-      </thead>
-      <tbody>
-        {datasets.length === 0 ? (
-          <tr>
-            <td colSpan={DATASET_COLUMNS.length} className="empty">
-              no datasets
-            </td>
-          </tr>
-        ) : (
-          datasets.map(({ manifest: m, bytes }) => (
-            <tr key={m.name} data-testid={`dataset-row-${m.name}`}>
-              <td className="mono">{m.name}</td>
-              <td>{m.source}</td>
-              <td>
-                {Object.entries(m.splits)
-                  .map(([split, info]) => `${split} ${formatCount(info.count)}`)
-                  .join(', ')}
-              </td>
-              <td className="num">{m.classes.length > 0 ? m.classes.length : '—'}</td>
-              <td>{formatShape(m.shape)}</td>
-              <td className="num">{formatBytes(bytes)}</td>
-            </tr>
-          ))
-        )}
-      </tbody>
-    </table>
+      ))}
+    </DataTable>
   );
 }

@@ -3,6 +3,7 @@ import type { Worker } from '../api.ts';
 import { StateBadge } from '../components/Badge.tsx';
 import { formatCount, formatLastHeard } from '../format.ts';
 import { useLiveContext } from '../live.tsx';
+import { DataTable } from '../components/DataTable.tsx';
 
 const COLUMNS = ['id', 'state', 'host', 'incarnation', 'last heard', 'coordinator', 'jobs', 'cached models', 'queries', 'dashboard'];
 
@@ -16,26 +17,9 @@ export function WorkersPage() {
       <p className="muted">
         {alive} of {snapshot.workers.length} members alive, as seen by {snapshot.node}.
       </p>
-      <table className="data workers">
-        <thead>
-          <tr>
-            {COLUMNS.map((c) => (
-              <th key={c}>{c}</th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {snapshot.workers.length === 0 ? (
-            <tr>
-              <td colSpan={COLUMNS.length} className="empty">
-                no members
-              </td>
-            </tr>
-          ) : (
-            snapshot.workers.map((w) => <WorkerRow key={`${w.id}/${w.generation}`} worker={w} />)
-          )}
-        </tbody>
-      </table>
+      <DataTable kind="workers" columns={COLUMNS} empty={snapshot.workers.length === 0 ? 'no members' : null}>
+        {snapshot.workers.map((w) => <WorkerRow key={`${w.id}/${w.generation}`} worker={w} />)}
+      </DataTable>
     </section>
   );
 }

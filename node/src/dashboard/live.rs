@@ -6,9 +6,8 @@ use super::model::{self, EventCounts, Sample, Snapshot};
 use crate::membership::MembershipHandle;
 use bus_client::jobs::JobsClient;
 use bus_schemas::codec::decode;
-use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::jobs::JobEvent;
-use bus_schemas::membership::{MemberEvent, MemberEventKind, MemberState};
+use bus_schemas::membership::{MemberEvent, MemberEventKind};
 use bus_schemas::subjects;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,6 +22,8 @@ const HISTORY: usize = 600;
 const PERIOD: Duration = Duration::from_secs(1);
 /// How often each node is asked which models it holds.
 const MODELS_PERIOD: Duration = Duration::from_secs(5);
+/// How long a node has to say it.
+const STAT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the live task publishes each second.
 #[derive(Debug, Default)]
@@ -108,7 +109,8 @@ async fn snapshots(
             }
         };
         if models_at.is_none_or(|t| t.elapsed() >= MODELS_PERIOD) {
-            models = cached_models(&deps.client, &view.members).await;
+            models =
+                bus_client::workers::cached_models(&deps.client, &view.members, STAT_TIMEOUT).await;
             models_at = Some(Instant::now());
         }
         let counts = counts.borrow().clone();
@@ -135,35 +137,6 @@ async fn snapshots(
         };
         tx.send_replace(Arc::new(published));
     }
-}
-
-/// Asks every live member which models it holds; a member that does not answer holds none.
-async fn cached_models(
-    client: &async_nats::Client,
-    members: &[bus_schemas::membership::MemberRecord],
-) -> BTreeMap<String, Vec<String>> {
-    let asks = members
-        .iter()
-        .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
-        .map(|m| async move {
-            let subject = subjects::node_control(&m.id);
-            let reply = bus_client::request::<_, ControlReply>(
-                client,
-                subject,
-                &ControlRequest::Stat,
-                Duration::from_secs(1),
-            )
-            .await;
-            match reply {
-                Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats.cached_models)),
-                _ => None,
-            }
-        });
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 /// Forwards membership and job events from the bus to the event streams, and counts the

@@ -1,58 +1,11 @@
 //! What the dashboard shows, computed from the bus's records: pure functions, unit-tested.
 
+pub use bus_client::workers::{workers, Worker};
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState};
-use bus_schemas::membership::{MemberEventKind, MemberRecord, MemberState, ViewSnapshot};
+use bus_schemas::membership::{MemberEventKind, MemberState, ViewSnapshot};
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// A member with its work, as on the Workers page.
-#[derive(Debug, Clone, Serialize)]
-pub struct Worker {
-    /// The member as this node sees it.
-    #[serde(flatten)]
-    pub member: MemberRecord,
-    /// Whether it holds the coordinator lease.
-    pub coordinator: bool,
-    /// The training or import job it runs.
-    pub training: Option<String>,
-    /// The inference jobs it serves.
-    pub serving: Vec<String>,
-    /// Models its inference engine holds (`name vN`).
-    pub models: Vec<String>,
-    /// Queries it answered, over every inference job on record.
-    pub queries: u64,
-}
-
-/// Every member of `view` with its work.
-pub fn workers(
-    view: &ViewSnapshot,
-    jobs: &[JobRecord],
-    models: &BTreeMap<String, Vec<String>>,
-) -> Vec<Worker> {
-    view.members
-        .iter()
-        .map(|m| Worker {
-            member: m.clone(),
-            coordinator: view.coordinator.as_deref() == Some(m.id.as_str()),
-            training: jobs
-                .iter()
-                .find(|j| j.serve.is_none() && j.current().is_some_and(|a| a.worker == m.id))
-                .map(|j| j.id.clone()),
-            serving: jobs
-                .iter()
-                .filter(|j| j.state == JobState::Running)
-                .filter(|j| j.serve.as_ref().is_some_and(|s| s.workers.contains(&m.id)))
-                .map(|j| j.id.clone())
-                .collect(),
-            models: models.get(&m.id).cloned().unwrap_or_default(),
-            queries: jobs
-                .iter()
-                .filter_map(|j| j.serve.as_ref()?.by_worker.get(&m.id))
-                .sum(),
-        })
-        .collect()
-}
 
 /// One running inference job at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]

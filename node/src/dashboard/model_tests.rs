@@ -1,5 +1,6 @@
 use super::*;
 use bus_schemas::jobs::{Attempt, ServeSpec, ServeState, TrainSpec};
+use bus_schemas::membership::MemberRecord;
 
 fn member(id: &str, state: MemberState) -> MemberRecord {
     MemberRecord {
