@@ -24,7 +24,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench dashboard
 
 # Retakes docs/img/*.png with the browser test.
 screenshots: SETUP_FLAGS = --browser

@@ -109,6 +109,46 @@ pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
     request("GET", addr, path, headers, b"")
 }
 
+/// An open server-sent event stream.
+pub struct EventStream {
+    /// The status the server answered.
+    pub status: u16,
+    reader: BufReader<TcpStream>,
+}
+
+impl EventStream {
+    /// Opens `path` on `addr` as an event stream.
+    pub fn open(addr: &str, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut reader = connect(addr, &head("GET", addr, path, headers, 0), b"");
+        let (status, _) = read_head(&mut reader);
+        Self { status, reader }
+    }
+
+    /// The next event as `(name, data)`, if one comes within `limit` (and the stream is open).
+    pub fn next_event(&mut self, limit: Duration) -> Option<(String, String)> {
+        if self.status != 200 {
+            return None;
+        }
+        let deadline = Instant::now() + limit;
+        let _ = self.reader.get_ref().set_read_timeout(Some(limit));
+        let mut name = String::new();
+        let mut line = String::new();
+        while Instant::now() < deadline {
+            line.clear();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            let l = line.trim_end();
+            if let Some(n) = l.strip_prefix("event:") {
+                name = n.trim().to_string();
+            } else if let Some(data) = l.strip_prefix("data:") {
+                return Some((name, data.trim().to_string()));
+            }
+        }
+        None
+    }
+}
+
 /// Opens a server-sent event stream and returns the status and the first event named
 /// `event` (its `data` line), read within `limit`; `None` if the stream was refused or
 /// the event did not come.
@@ -119,27 +159,14 @@ pub fn first_event(
     event: &str,
     limit: Duration,
 ) -> (u16, Option<String>) {
-    let mut r = connect(addr, &head("GET", addr, path, headers, 0), b"");
-    let (status, _) = read_head(&mut r);
-    if status != 200 {
-        return (status, None);
-    }
+    let mut stream = EventStream::open(addr, path, headers);
     let deadline = Instant::now() + limit;
-    let mut current = String::new();
-    let mut line = String::new();
-    while Instant::now() < deadline {
-        line.clear();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let l = line.trim_end();
-        if let Some(name) = l.strip_prefix("event:") {
-            current = name.trim().to_string();
-        } else if let Some(data) = l.strip_prefix("data:") {
-            if current == event {
-                return (status, Some(data.trim().to_string()));
-            }
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match stream.next_event(left) {
+            Some((name, data)) if name == event => return (stream.status, Some(data)),
+            Some(_) => continue,
+            None => break,
         }
     }
-    (status, None)
+    (stream.status, None)
 }
