@@ -188,6 +188,19 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     );
     let a = request("POST", &addr, "/api/jobs", &json, br#"{"kind": "bogus"}"#);
     assert_eq!(a.status, 400, "{a:?}");
+    let a = request("POST", &addr, "/api/jobs", &json, b"\xff not json");
+    assert_eq!(
+        (a.status, a.json()["kind"].as_str()),
+        (400, Some("bad_input")),
+        "{a:?}"
+    );
+    let a = get(&addr, "/api/files?prefix=../x", &[]);
+    assert_eq!(a.status, 400, "{a:?}");
+    let a = get(&addr, "/api/nope", &[]);
+    assert_eq!(
+        (a.status, a.json()["kind"].as_str()),
+        (404, Some("not_found"))
+    );
     let a = request(
         "POST",
         &addr,

@@ -108,7 +108,14 @@ pub struct Login {
 }
 
 /// `POST /api/login`: sets the cookie when the token is right.
-pub async fn login(State(auth): State<Auth>, Json(login): Json<Login>) -> Response {
+pub async fn login(State(auth): State<Auth>, body: axum::body::Bytes) -> Response {
+    let login: Login = match serde_json::from_slice(&body) {
+        Ok(login) => login,
+        Err(e) => {
+            let why = format!("send {{\"token\": \"…\"}} as JSON ({e})");
+            return problem(StatusCode::BAD_REQUEST, why);
+        }
+    };
     if !auth.required() {
         return StatusCode::NO_CONTENT.into_response();
     }

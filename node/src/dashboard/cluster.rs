@@ -81,7 +81,11 @@ async fn newest_outputs(client: &async_nats::Client, id: &str) -> Vec<QueryResul
 }
 
 /// `POST /api/jobs`: submits a job spec (as JSON, with the CLI's defaults filled in).
-pub async fn submit(State(api): State<Api>, Json(mut spec): Json<serde_json::Value>) -> Response {
+pub async fn submit(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+    let mut spec: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
+    };
     fill_defaults(&mut spec);
     let spec: JobSpec = match serde_json::from_value(spec) {
         Ok(spec) => spec,
