@@ -117,6 +117,37 @@ fn import_list_train_follow_and_inspect_jobs() {
     assert!(err.contains("cannot read missing.png"), "{err}");
     let err = c.err(&["infer", "nope", l]);
     assert!(err.contains("unknown model \"nope\""), "{err}");
+    // A flat folder of images is an input-only dataset: served, with predictions, no accuracy.
+    let pics = root.join("pics");
+    std::fs::create_dir_all(&pics).unwrap();
+    for (i, src) in [&left, &right, &root.join("halves/test/right/5.png")]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::copy(src, pics.join(format!("p{i}.png"))).unwrap();
+    }
+    let imported = json(&c.ok(&["--json", "dataset", "import", "pics", "pics"]));
+    assert_eq!(imported["source"], "unlabelled", "{imported}");
+    assert_eq!(imported["classes"], serde_json::json!([]));
+    assert_eq!(imported["splits"]["all"]["count"], 3);
+    assert!(c.ok(&["datasets"]).contains("unlabelled"));
+    let served = json(&c.ok(&[
+        "--json",
+        "serve",
+        "mlp",
+        "2",
+        "--dataset",
+        "pics",
+        "--split",
+        "all",
+    ]));
+    assert_eq!(served["state"], "succeeded", "{served}");
+    assert_eq!(served["serve"]["done"], 3);
+    assert!(
+        served["serve"]["correct"].is_null(),
+        "no labels, no accuracy"
+    );
+
     // The worker that answered keeps the model loaded, and says so.
     let workers = json(&c.ok(&["--json", "workers"]));
     let cached = workers.as_array().unwrap().iter().any(|w| {
