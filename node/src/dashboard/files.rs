@@ -98,11 +98,11 @@ async fn manifest(api: &Api, file: &FileInfo) -> Result<Manifest, String> {
         std::process::id(),
         rand::random::<u64>()
     ));
-    let got = api.sdfs.get(&file.name, Some(version), &tmp, None).await;
-    let bytes = got
-        .map_err(|e| e.to_string())
-        .and_then(|_| std::fs::read(&tmp).map_err(|e| e.to_string()));
-    let _ = std::fs::remove_file(&tmp);
+    let bytes = match api.sdfs.get(&file.name, Some(version), &tmp, None).await {
+        Ok(_) => tokio::fs::read(&tmp).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = tokio::fs::remove_file(&tmp).await;
     let m = Manifest::from_json(&bytes?, Path::new(&file.name)).map_err(|e| e.to_string())?;
     let mut cache = api.manifests.lock().unwrap_or_else(|e| e.into_inner());
     cache.insert(key, m.clone());
