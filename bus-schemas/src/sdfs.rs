@@ -46,6 +46,17 @@ impl FileInfo {
     pub fn latest(&self) -> Option<&VersionInfo> {
         self.versions.last()
     }
+
+    /// Bytes of the newest version of every file in `files` whose name starts with `prefix`
+    /// (one copy; `""` for all).
+    pub fn newest_bytes(files: &[FileInfo], prefix: &str) -> u64 {
+        files
+            .iter()
+            .filter(|f| f.name.starts_with(prefix))
+            .filter_map(FileInfo::latest)
+            .map(|v| v.size)
+            .sum()
+    }
 }
 
 /// A metadata request to any node (`idunno.v1.sdfs.rpc`, queue group).

@@ -144,12 +144,7 @@ async fn datasets(sdfs: &SdfsClient, out: &Output) -> anyhow::Result<()> {
         sdfs.get(&f.name, None, &path, None).await?;
         let m = Manifest::from_json(&std::fs::read(&path)?, Path::new(&f.name))?;
         let dir = f.name.trim_end_matches(MANIFEST_FILE);
-        let size: u64 = files
-            .iter()
-            .filter(|g| g.name.starts_with(dir))
-            .filter_map(|g| g.versions.last())
-            .map(|v| v.size)
-            .sum();
+        let size = FileInfo::newest_bytes(&files, dir);
         manifests.push((m, size));
     }
     let json: Vec<serde_json::Value> = manifests

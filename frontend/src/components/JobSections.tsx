@@ -2,6 +2,7 @@
 import type { JobRecord, QueryResult, ServeState } from '../api.ts';
 import { formatCount, formatDateTime, formatMs, formatPercent, formatRate } from '../format.ts';
 import { PROC_MS_LABELS } from '../jobs.ts';
+import { DataTable } from './DataTable.tsx';
 
 export function ServeSection({ serve }: { serve: ServeState }) {
   const workers = Object.entries(serve.by_worker).sort(([a], [b]) => a.localeCompare(b));
@@ -34,35 +35,23 @@ export function ServeSection({ serve }: { serve: ServeState }) {
       </div>
       <div className="card">
         <h3>Queries per worker</h3>
-        <table className="data compact" data-testid="by-worker">
-          <thead>
-            <tr>
-              <th>worker</th>
-              <th>queries</th>
-              <th>share</th>
+        <DataTable
+          kind="compact"
+          testId="by-worker"
+          columns={['worker', 'queries', 'share']}
+          empty={workers.length === 0 ? 'no query answered yet' : null}
+        >
+          {workers.map(([node, n]) => (
+            <tr key={node}>
+              <td className="mono">
+                {node}
+                {serve.workers.includes(node) ? '' : ' (not serving now)'}
+              </td>
+              <td className="num">{formatCount(n)}</td>
+              <td className="num">{formatPercent(serve.done > 0 ? n / serve.done : null)}</td>
             </tr>
-          </thead>
-          <tbody>
-            {workers.length === 0 ? (
-              <tr>
-                <td colSpan={3} className="empty">
-                  no query answered yet
-                </td>
-              </tr>
-            ) : (
-              workers.map(([node, n]) => (
-                <tr key={node}>
-                  <td className="mono">
-                    {node}
-                    {serve.workers.includes(node) ? '' : ' (not serving now)'}
-                  </td>
-                  <td className="num">{formatCount(n)}</td>
-                  <td className="num">{formatPercent(serve.done > 0 ? n / serve.done : null)}</td>
-                </tr>
-              ))
-            )}
-          </tbody>
-        </table>
+          ))}
+        </DataTable>
       </div>
     </div>
   );
@@ -99,34 +88,21 @@ export function TrainSection({ job }: { job: JobRecord }) {
       </div>
       <div className="card">
         <h3>Attempts</h3>
-        <table className="data compact" data-testid="attempts">
-          <thead>
-            <tr>
-              <th>attempt</th>
-              <th>worker</th>
-              <th>assigned</th>
-              <th>resumed at epoch</th>
+        <DataTable
+          kind="compact"
+          testId="attempts"
+          columns={['attempt', 'worker', 'assigned', 'resumed at epoch']}
+          empty={job.attempts.length === 0 ? 'not assigned yet' : null}
+        >
+          {job.attempts.map((a) => (
+            <tr key={a.attempt}>
+              <td className="num">{a.attempt}</td>
+              <td className="mono">{a.worker}</td>
+              <td>{formatDateTime(a.assigned_ms)}</td>
+              <td className="num">{a.resumed_at_epoch ?? '—'}</td>
             </tr>
-          </thead>
-          <tbody>
-            {job.attempts.length === 0 ? (
-              <tr>
-                <td colSpan={4} className="empty">
-                  not assigned yet
-                </td>
-              </tr>
-            ) : (
-              job.attempts.map((a) => (
-                <tr key={a.attempt}>
-                  <td className="num">{a.attempt}</td>
-                  <td className="mono">{a.worker}</td>
-                  <td>{formatDateTime(a.assigned_ms)}</td>
-                  <td className="num">{a.resumed_at_epoch ?? '—'}</td>
-                </tr>
-              ))
-            )}
-          </tbody>
-        </table>
+          ))}
+        </DataTable>
       </div>
     </div>
   );
@@ -140,43 +116,28 @@ export function OutputsTable({ outputs }: { outputs: readonly QueryResult[] }) {
   return (
     <div className="card">
       <h3>Recent outputs</h3>
-      <table className="data compact" data-testid="outputs">
-        <thead>
-          <tr>
-            <th>query</th>
-            <th>sample</th>
-            <th>predicted</th>
-            <th>score</th>
-            <th>label</th>
-            <th>correct</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.length === 0 ? (
-            <tr>
-              <td colSpan={6} className="empty">
-                no output yet
+      <DataTable
+        kind="compact"
+        testId="outputs"
+        columns={['query', 'sample', 'predicted', 'score', 'label', 'correct']}
+        empty={rows.length === 0 ? 'no output yet' : null}
+      >
+        {rows.map((o) => {
+          const correct = o.label === null ? null : o.label === o.predicted;
+          return (
+            <tr key={o.query_id} data-testid={`output-${o.query_id}`}>
+              <td className="num">{o.query_id}</td>
+              <td className="num">{o.sample}</td>
+              <td>{o.class_name}</td>
+              <td className="num">{o.score.toFixed(3)}</td>
+              <td>{o.label === null ? '—' : (names.get(o.label) ?? String(o.label))}</td>
+              <td className={correct === null ? '' : correct ? 'ok' : 'error'}>
+                {correct === null ? '—' : correct ? '✓' : '✗'}
               </td>
             </tr>
-          ) : (
-            rows.map((o) => {
-              const correct = o.label === null ? null : o.label === o.predicted;
-              return (
-                <tr key={o.query_id} data-testid={`output-${o.query_id}`}>
-                  <td className="num">{o.query_id}</td>
-                  <td className="num">{o.sample}</td>
-                  <td>{o.class_name}</td>
-                  <td className="num">{o.score.toFixed(3)}</td>
-                  <td>{o.label === null ? '—' : (names.get(o.label) ?? String(o.label))}</td>
-                  <td className={correct === null ? '' : correct ? 'ok' : 'error'}>
-                    {correct === null ? '—' : correct ? '✓' : '✗'}
-                  </td>
-                </tr>
-              );
-            })
-          )}
-        </tbody>
-      </table>
+          );
+        })}
+      </DataTable>
     </div>
   );
 }

@@ -70,7 +70,11 @@ const DATASET_COLUMNS = ['name', 'source', 'splits', 'classes', 'input', 'size']
 
 function DatasetsTable({ datasets }: { datasets: readonly Dataset[] }) {
   return (
-    <DataTable kind="datasets" columns={DATASET_COLUMNS} empty={datasets.length === 0 ? 'no datasets' : null}>
+    <DataTable
+      kind="datasets"
+      columns={DATASET_COLUMNS}
+      empty={datasets.length === 0 ? 'no datasets' : null}
+    >
       {datasets.map(({ manifest: m, bytes }) => (
         <tr key={m.name} data-testid={`dataset-row-${m.name}`}>
           <td className="mono">{m.name}</td>

@@ -2,6 +2,7 @@ import type { Sample } from '../api.ts';
 import { seriesColor, TimeChart, type ChartRow, type Series } from '../components/TimeChart.tsx';
 import { formatCount, formatMs, formatRate } from '../format.ts';
 import { useStatsHistory } from '../hooks/useStatsHistory.ts';
+import { DataTable } from '../components/DataTable.tsx';
 
 /** The ids of every job that appears in the samples, in order of first appearance. */
 function jobIds(samples: readonly Sample[]): string[] {
@@ -94,37 +95,25 @@ function CurrentValues({ sample }: { sample: Sample }) {
         {m.suspect} suspect, {m.failed} failed, {m.left} left · {sample.failures} failure
         {sample.failures === 1 ? '' : 's'} seen
       </p>
-      <table className="data compact" data-testid="stats-current">
-        <thead>
-          <tr>
-            {['job', 'model', 'rate', 'done', 'p50', 'p90', 'p99', 'pending'].map((c) => (
-              <th key={c}>{c}</th>
-            ))}
+      <DataTable
+        kind="compact"
+        testId="stats-current"
+        columns={['job', 'model', 'rate', 'done', 'p50', 'p90', 'p99', 'pending']}
+        empty={sample.jobs.length === 0 ? 'no job running' : null}
+      >
+        {sample.jobs.map((j) => (
+          <tr key={j.id}>
+            <td className="mono">{j.id}</td>
+            <td>{j.model}</td>
+            <td className="num">{formatRate(j.rate)}</td>
+            <td className="num">{formatCount(j.done)}</td>
+            <td className="num">{formatMs(j.p50_ms)}</td>
+            <td className="num">{formatMs(j.p90_ms)}</td>
+            <td className="num">{formatMs(j.p99_ms)}</td>
+            <td className="num">{j.pending}</td>
           </tr>
-        </thead>
-        <tbody>
-          {sample.jobs.length === 0 ? (
-            <tr>
-              <td colSpan={8} className="empty">
-                no job running
-              </td>
-            </tr>
-          ) : (
-            sample.jobs.map((j) => (
-              <tr key={j.id}>
-                <td className="mono">{j.id}</td>
-                <td>{j.model}</td>
-                <td className="num">{formatRate(j.rate)}</td>
-                <td className="num">{formatCount(j.done)}</td>
-                <td className="num">{formatMs(j.p50_ms)}</td>
-                <td className="num">{formatMs(j.p90_ms)}</td>
-                <td className="num">{formatMs(j.p99_ms)}</td>
-                <td className="num">{j.pending}</td>
-              </tr>
-            ))
-          )}
-        </tbody>
-      </table>
+        ))}
+      </DataTable>
     </div>
   );
 }

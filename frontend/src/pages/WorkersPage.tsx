@@ -17,7 +17,11 @@ export function WorkersPage() {
       <p className="muted">
         {alive} of {snapshot.workers.length} members alive, as seen by {snapshot.node}.
       </p>
-      <DataTable kind="workers" columns={COLUMNS} empty={snapshot.workers.length === 0 ? 'no members' : null}>
+      <DataTable
+        kind="workers"
+        columns={COLUMNS}
+        empty={snapshot.workers.length === 0 ? 'no members' : null}
+      >
         {snapshot.workers.map((w) => <WorkerRow key={`${w.id}/${w.generation}`} worker={w} />)}
       </DataTable>
     </section>

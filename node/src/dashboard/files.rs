@@ -34,7 +34,7 @@ pub async fn files(State(api): State<Api>, Query(q): Query<FilesQuery>) -> Respo
             "the node is stopping".into(),
         );
     };
-    let live = model::live_members(&view);
+    let live = model::live_members(&view.members);
     let body = serde_json::json!({
         "replication": api.replication,
         "live_nodes": live.len(),
@@ -70,12 +70,7 @@ pub async fn datasets(State(api): State<Api>) -> Response {
             }
         };
         let dir = f.name.trim_end_matches(MANIFEST_FILE);
-        let bytes: u64 = files
-            .iter()
-            .filter(|g| g.name.starts_with(dir))
-            .filter_map(|g| g.versions.last())
-            .map(|v| v.size)
-            .sum();
+        let bytes = FileInfo::newest_bytes(&files, dir);
         out.push(serde_json::json!({ "manifest": manifest, "bytes": bytes }));
     }
     Json(serde_json::json!({ "datasets": out })).into_response()

@@ -2,7 +2,7 @@
 
 pub use bus_client::workers::{workers, Worker};
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState};
-use bus_schemas::membership::{MemberEventKind, MemberState, ViewSnapshot};
+use bus_schemas::membership::{MemberEventKind, MemberRecord, MemberState, ViewSnapshot};
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -193,10 +193,10 @@ pub fn file_rows(
         .collect()
 }
 
-/// The live members of `view`.
-pub fn live_members(view: &ViewSnapshot) -> BTreeSet<String> {
-    view.members
-        .iter()
+/// The ids of the live (alive or suspected) members among `members`.
+pub fn live_members<'a>(members: impl IntoIterator<Item = &'a MemberRecord>) -> BTreeSet<String> {
+    members
+        .into_iter()
         .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
         .map(|m| m.id.clone())
         .collect()

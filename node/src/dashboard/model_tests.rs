@@ -145,7 +145,7 @@ fn file(name: &str, replicas: &[&str], replication: Option<u32>) -> FileInfo {
 
 #[test]
 fn files_lacking_live_replicas_are_under_replicated() {
-    let live = live_members(&view());
+    let live = live_members(&view().members);
     assert_eq!(live.len(), 2);
     let rows = file_rows(
         vec![

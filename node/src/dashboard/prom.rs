@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bus_schemas::jobs::JobState;
+use bus_schemas::sdfs::FileInfo;
 use prometheus::core::Collector;
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -72,13 +73,9 @@ fn render(
         events.with_label_values(&[kind]).inc_by(n);
     }
     if let Some(files) = files {
-        let live = model::live_members(&model_view(snap));
+        let bytes = FileInfo::newest_bytes(&files, "");
+        let live = model::live_members(snap.workers.iter().map(|w| &w.member));
         let rows = model::file_rows(files, &live, api.replication);
-        let bytes: u64 = rows
-            .iter()
-            .filter_map(|f| f.versions.last())
-            .map(|v| v.size)
-            .sum();
         let under = rows.iter().filter(|f| f.under_replicated).count();
         add(
             &r,
@@ -199,13 +196,4 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
     )?;
     add(r, cached)?.set(api.metrics.cached_models().len() as f64);
     Ok(())
-}
-
-/// The snapshot's members as a view, for the replica checks.
-fn model_view(snap: &model::Snapshot) -> bus_schemas::membership::ViewSnapshot {
-    bus_schemas::membership::ViewSnapshot {
-        node: snap.node.clone(),
-        coordinator: snap.coordinator.clone(),
-        members: snap.workers.iter().map(|w| w.member.clone()).collect(),
-    }
 }
