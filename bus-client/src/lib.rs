@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fsck;
 pub mod jobs;
 mod options;
 mod request;

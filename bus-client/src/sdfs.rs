@@ -7,6 +7,7 @@
 
 use crate::request::{request, RequestError};
 use crate::transfer::{self, Hasher};
+use bus_schemas::fsck::BlobLabel;
 use bus_schemas::sdfs::{
     Chunk, ChunkRequest, FileInfo, SdfsErrorKind, SdfsReply, SdfsRequest, StoreReply, StoreRequest,
     VersionInfo,
@@ -107,6 +108,11 @@ impl SdfsClient {
     /// Sends a metadata request to any node. The queue group may hand it to a node that has
     /// just died, so requests that are safe to repeat are retried (three tries within the
     /// timeout); a commit is sent once.
+    /// Sends one metadata request to any node; a refusal is [`SdfsError::Refused`].
+    pub async fn request(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
+        self.rpc(req).await
+    }
+
     async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
         let repeatable = !matches!(req, SdfsRequest::Commit { .. });
         let (tries, each) = if repeatable {
@@ -169,8 +175,19 @@ impl SdfsClient {
             .serve_upload(path, &blob, served.clone(), total, progress)
             .await?;
         let quorum = write_quorum as usize;
+        let label = BlobLabel {
+            name: name.into(),
+            version: None,
+            size,
+            sha256: sha256.clone(),
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            replication,
+            attrs: attrs.clone(),
+        };
         let stored = self
-            .store_on(&replicas, &blob, size, &sha256, chunk_size, quorum)
+            .store_on(&replicas, &blob, &label, chunk_size, quorum)
             .await;
         upload.abort();
         let ok: Vec<String> = stored
@@ -260,17 +277,18 @@ impl SdfsClient {
         &self,
         replicas: &[String],
         blob: &str,
-        size: u64,
-        sha256: &str,
+        label: &BlobLabel,
         chunk_size: u64,
         quorum: usize,
     ) -> Vec<(String, Option<String>)> {
+        let size = label.size;
         let req = StoreRequest {
             blob: blob.into(),
             size,
-            sha256: sha256.into(),
+            sha256: label.sha256.clone(),
             source: subjects::sdfs_upload(blob),
             chunk_size,
+            label: Some(label.clone()),
         };
         // A replica answers once it holds every byte: allow for a slow disk (5 MB/s).
         let timeout = self.timeout + Duration::from_secs(size / 5_000_000 + 10);

@@ -10,11 +10,13 @@
 mod bytes_field;
 pub mod codec;
 pub mod control;
+pub mod fsck;
 pub mod infer;
 pub mod jobs;
 pub mod membership;
 pub mod names;
 pub mod sdfs;
+pub mod sdfs_limits;
 pub mod serve;
 pub mod subjects;
 

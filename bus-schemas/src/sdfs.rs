@@ -117,6 +117,14 @@ pub enum SdfsRequest {
         /// The directory.
         dir: String,
     },
+    /// Put versions back into a file's metadata (`idunno fsck --rebuild`): each version whose
+    /// blob the file does not list yet is added, keeping its number unless another blob has it.
+    Restore {
+        /// The SDFS name.
+        name: String,
+        /// The versions, with the nodes that hold them as replicas.
+        versions: Vec<VersionInfo>,
+    },
     /// A reader found a replica's bytes corrupt: drop it from the version so it is repaired.
     ReportCorrupt {
         /// The SDFS name.
@@ -150,6 +158,13 @@ pub enum SdfsErrorKind {
     Corrupt,
     /// A storage or bus error on the node.
     Internal,
+    /// A value is beyond a documented limit; nothing changed.
+    Limit,
+    /// The node has no room for the request now (all its slots are busy); try again later.
+    Overloaded,
+    /// A kind this build does not know (sent by a newer node).
+    #[serde(other)]
+    Unknown,
 }
 
 /// A node's answer to an [`SdfsRequest`].
@@ -186,6 +201,13 @@ pub enum SdfsReply {
         /// Files with their versions.
         files: Vec<FileInfo>,
     },
+    /// Versions put back by [`SdfsRequest::Restore`].
+    Restored {
+        /// The SDFS name.
+        name: String,
+        /// Versions added.
+        added: u64,
+    },
     /// How many files were deleted.
     Deleted {
         /// Files deleted.
@@ -218,6 +240,9 @@ pub struct StoreRequest {
     pub source: String,
     /// Bytes per chunk request.
     pub chunk_size: u64,
+    /// What the blob is (name, version...), kept beside it so that lost metadata can be rebuilt.
+    #[serde(default)]
+    pub label: Option<crate::fsck::BlobLabel>,
 }
 
 impl Message for StoreRequest {
@@ -234,6 +259,9 @@ pub struct StoreReply {
     /// Error, if the blob was not stored (nothing is kept then).
     #[serde(default)]
     pub error: Option<String>,
+    /// The error's kind (`limit`, `overloaded`...), when there is one.
+    #[serde(default)]
+    pub kind: Option<SdfsErrorKind>,
 }
 
 impl Message for StoreReply {
@@ -316,6 +344,10 @@ mod tests {
         round_trip(SdfsRequest::Ls { name: "d/".into() });
         round_trip(SdfsRequest::Delete { name: "a".into() });
         round_trip(SdfsRequest::DelDir { dir: "d".into() });
+        round_trip(SdfsRequest::Restore {
+            name: "a".into(),
+            versions: vec![version()],
+        });
         round_trip(SdfsRequest::ReportCorrupt {
             name: "a".into(),
             blob: "b".into(),
@@ -346,6 +378,10 @@ mod tests {
             }],
         });
         round_trip(SdfsReply::Deleted { count: 2 });
+        round_trip(SdfsReply::Restored {
+            name: "a".into(),
+            added: 1,
+        });
         round_trip(SdfsReply::Error {
             kind: SdfsErrorKind::QuorumNotMet,
             message: "m".into(),
@@ -364,11 +400,13 @@ mod tests {
             sha256: "x".into(),
             source: "s".into(),
             chunk_size: 4,
+            label: None,
         });
         round_trip(StoreReply {
             node: "n".into(),
             blob: "b".into(),
             error: None,
+            kind: None,
         });
         round_trip(ChunkRequest {
             blob: "b".into(),

@@ -37,6 +37,12 @@ pub fn sdfs_rpc() -> String {
 /// Queue group of [`sdfs_rpc`].
 pub const SDFS_QUEUE: &str = "idunno-sdfs";
 
+/// Request/reply: one page of the blobs a node holds, with their labels
+/// ([`crate::fsck::InventoryRequest`]), for `idunno fsck`.
+pub fn sdfs_inventory(node_id: &str) -> String {
+    format!("{PREFIX}.sdfs.node.{node_id}.inventory")
+}
+
 /// Request/reply: ask one node to fetch and keep a blob ([`crate::sdfs::StoreRequest`]).
 pub fn sdfs_store(node_id: &str) -> String {
     format!("{PREFIX}.sdfs.node.{node_id}.store")

@@ -105,6 +105,17 @@ pub enum Command {
         #[arg(default_value = "")]
         sdfs: String,
     },
+    /// Check SDFS: blobs the metadata does not name (orphans), under-replicated and unreadable
+    /// versions, nodes keeping blobs in quarantine. Exits 1 if anything is wrong.
+    Fsck {
+        /// Put the orphans' versions back into the metadata from the labels kept beside them
+        /// (after the metadata was lost), then check again.
+        #[arg(long)]
+        rebuild: bool,
+        /// The cluster's replication factor, to judge under-replication.
+        #[arg(long, default_value_t = 4)]
+        replication: usize,
+    },
     /// Fetch the last n versions, newest first, into one local file (each preceded by a
     /// header line), or one file per version with --split.
     #[command(name = "get-versions")]

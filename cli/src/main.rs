@@ -3,6 +3,7 @@
 mod args;
 mod cluster;
 mod files;
+mod fsck;
 mod infer;
 mod jobs;
 mod local;
@@ -46,6 +47,10 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Datasets
         | args::Command::Model(_)
         | args::Command::Models { .. }) => ml::run(cmd, &cli.bus, &out).await,
+        args::Command::Fsck {
+            rebuild,
+            replication,
+        } => fsck::run(rebuild, replication, &cli.bus, &out).await,
         cmd @ args::Command::Infer { .. } => infer::run(cmd, &cli.bus, &out).await,
         cmd @ (args::Command::Train { .. }
         | args::Command::Serve { .. }

@@ -77,6 +77,12 @@ pub struct NodeArgs {
     /// Copies JetStream keeps of the metadata bucket (3 in a 3-server NATS cluster).
     #[arg(long, default_value_t = 1)]
     pub kv_replicas: usize,
+    /// SDFS: the largest file version this node stores, in bytes (larger puts are refused).
+    #[arg(long, env = "IDUNNO_SDFS_MAX_FILE_BYTES", default_value_t = crate::sdfs::service::DEFAULT_MAX_FILE_BYTES)]
+    pub sdfs_max_file_bytes: u64,
+    /// SDFS: replica stores this node runs at once; more are refused as `overloaded`.
+    #[arg(long, env = "IDUNNO_SDFS_STORE_SLOTS", default_value_t = 4)]
+    pub sdfs_store_slots: usize,
     /// Online inference: most images in one batch.
     #[arg(long, default_value_t = 32)]
     pub infer_max_batch: usize,
@@ -179,6 +185,8 @@ impl NodeArgs {
                 write_quorum: self.write_quorum,
                 keep_versions: self.keep_versions,
                 meta_replicas: self.kv_replicas,
+                max_file_bytes: self.sdfs_max_file_bytes,
+                store_slots: self.sdfs_store_slots,
                 ..SdfsConfig::default()
             },
             infer: InferConfig {
@@ -211,6 +219,14 @@ impl NodeConfig {
             "--write-quorum must be between 1 and --replication"
         );
         anyhow::ensure!(s.keep_versions >= 1, "--keep-versions must be at least 1");
+        anyhow::ensure!(
+            s.max_file_bytes >= 1,
+            "--sdfs-max-file-bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=256).contains(&s.store_slots),
+            "--sdfs-store-slots must be between 1 and 256"
+        );
         anyhow::ensure!(
             (1..=5).contains(&s.meta_replicas),
             "--kv-replicas must be between 1 and 5"

@@ -100,6 +100,22 @@ impl NatsServer {
         self.launch();
     }
 
+    /// Stops the server (SIGKILL), deletes everything JetStream stored (streams, KV buckets),
+    /// and starts it again on the same port: a server whose storage was lost.
+    pub fn restart_wiped(&mut self) {
+        self.stop();
+        let entries = std::fs::read_dir(self.store.path()).expect("read the store dir");
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+        self.launch();
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -50,10 +50,12 @@ pub struct BlobMeta {
 /// The blobs of this node.
 #[derive(Clone)]
 pub struct Blobs {
-    store: Arc<LocalFileSystem>,
+    pub(super) store: Arc<LocalFileSystem>,
+    /// The data directory (`<data-dir>/sdfs`).
+    pub(super) dir: std::path::PathBuf,
 }
 
-fn path(blob: &str) -> Path {
+pub(super) fn path(blob: &str) -> Path {
     Path::from(format!("blobs/{blob}"))
 }
 
@@ -67,16 +69,19 @@ impl Blobs {
         let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
         Ok(Self {
             store: Arc::new(store),
+            dir: dir.to_path_buf(),
         })
     }
 
     /// Writes a blob from a stream of chunks; keeps it only if its size and sha256 match, and
-    /// only after it is fsynced.
+    /// only after it is fsynced. Its label, if given, is written (fsynced) before the blob is
+    /// kept, so a kept blob is never without its label.
     pub async fn write<S, E>(
         &self,
         blob: &str,
         size: u64,
         sha256: &str,
+        label: Option<&bus_schemas::fsck::BlobLabel>,
         chunks: S,
     ) -> Result<(), BlobError>
     where
@@ -116,8 +121,22 @@ impl Blobs {
                 reason,
             });
         }
-        writer.finish().await?;
+        if let Some(label) = label {
+            if let Err(e) = self.write_label(blob, label).await {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = writer.finish().await {
+            let _ = self.delete_label(blob).await;
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// The directory the blobs live in (`<data-dir>/sdfs`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Bytes `offset..offset+len` of a blob (fewer at its end).
@@ -157,12 +176,13 @@ impl Blobs {
         Ok(hasher.finish())
     }
 
-    /// Deletes a blob; deleting a missing blob is not an error.
+    /// Deletes a blob and its label; deleting a missing blob is not an error.
     pub async fn delete(&self, blob: &str) -> Result<(), BlobError> {
         match self.store.delete(&path(blob)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
+        self.delete_label(blob).await
     }
 
     /// Every blob held here.
@@ -199,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(dir.path()).unwrap();
         blobs
-            .write("b1", 11, HELLO_SHA, chunks(&[b"hello ", b"world"]))
+            .write("b1", 11, HELLO_SHA, None, chunks(&[b"hello ", b"world"]))
             .await
             .unwrap();
         assert_eq!(blobs.read("b1", 6, 100).await.unwrap(), b"world");
@@ -220,12 +240,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(dir.path()).unwrap();
         let err = blobs
-            .write("b2", 11, HELLO_SHA, chunks(&[b"hello ", b"wor1d"]))
+            .write("b2", 11, HELLO_SHA, None, chunks(&[b"hello ", b"wor1d"]))
             .await;
         assert!(matches!(err, Err(BlobError::Mismatch { .. })));
         let failing =
             futures::stream::iter(vec![Ok(b"he".to_vec()), Err("source died".to_string())]);
-        let err = blobs.write("b3", 11, HELLO_SHA, failing).await;
+        let err = blobs.write("b3", 11, HELLO_SHA, None, failing).await;
         assert!(matches!(err, Err(BlobError::Source { .. })));
         assert_eq!(blobs.list().await.unwrap(), vec![]);
     }

@@ -7,9 +7,12 @@
 //! restarted with its data serves it again without copying it).
 
 use super::blobs::{BlobMeta, Blobs};
-use super::meta::Meta;
+use super::collect::State;
+use super::meta::{Meta, MetaError};
+use super::now_ms;
 use super::placement;
 use super::service::SdfsConfig;
+use super::trust::{LocalEpoch, TrustState};
 use crate::membership::MembershipHandle;
 use async_nats::Client;
 use bus_schemas::membership::MemberState;
@@ -17,22 +20,16 @@ use bus_schemas::sdfs::{FileInfo, StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Unreferenced blobs younger than this may belong to a put still in flight.
-const IN_FLIGHT_GRACE: Duration = Duration::from_secs(600);
 /// Time between passes.
 const PASS_INTERVAL: Duration = Duration::from_millis(500);
 /// A node that joined less than this ago is not yet a re-replication target.
 const NEWCOMER_SETTLE: Duration = Duration::from_secs(5);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Pause before the keeper starts over after the metadata failed it.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// What the keeper needs.
 pub struct Keeper {
@@ -50,39 +47,51 @@ pub struct Keeper {
     pub membership: MembershipHandle,
 }
 
-struct State {
-    index: HashMap<String, FileInfo>,
-    /// Blobs some version held until a change dropped it (delete or prune): delete at once.
-    dropped: HashSet<String>,
-    started: SystemTime,
-}
-
 impl Keeper {
-    /// Runs until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let watch = match self.meta.watch().await {
-            Ok(w) => w,
-            Err(e) => return tracing::error!("SDFS keeper cannot watch the metadata: {e}"),
-        };
+    /// Runs until `shutdown`. If the metadata cannot be read or its watch ends, it starts over
+    /// (after a pause) with a fresh index: it never stops for the life of the process.
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        trust: std::sync::Arc<watch::Sender<TrustState>>,
+    ) {
+        let mut state = State::new(LocalEpoch::load(self.blobs.dir()), trust);
+        self.clean_labels().await;
+        loop {
+            if let Err(e) = self.follow(&mut state, &shutdown).await {
+                tracing::warn!("SDFS keeper: {e}; starting over");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    /// Loads the index, then follows the watch and runs passes until the watch ends.
+    async fn follow(
+        &self,
+        state: &mut State,
+        shutdown: &CancellationToken,
+    ) -> Result<(), MetaError> {
+        let watch = self.meta.watch().await?;
         let mut watch = std::pin::pin!(watch);
-        let mut state = State {
-            index: HashMap::new(),
-            dropped: HashSet::new(),
-            started: SystemTime::now(),
-        };
         // No pass may judge blobs before the index holds every file: load it first (the
         // watch replays the same values afterwards, which changes nothing).
-        if let Err(e) = self.load(&mut state).await {
-            return tracing::error!("SDFS keeper cannot read the metadata: {e}");
-        }
+        state.index.clear();
+        state.corrupt.clear();
+        self.load(state).await?;
         let mut tick = tokio::time::interval(PASS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some((name, file)) = watch.next() => state.apply(name, file),
+                _ = shutdown.cancelled() => return Ok(()),
+                change = watch.next() => match change {
+                    Some((name, change)) => state.apply(name, change),
+                    None => return Err(MetaError::Bucket("the metadata watch ended".into())),
+                },
                 _ = tick.tick() => {
-                    if let Err(e) = self.pass(&mut state).await {
+                    if let Err(e) = self.pass(state).await {
                         tracing::warn!("SDFS keeper pass: {e:#}");
                     }
                 }
@@ -90,13 +99,38 @@ impl Keeper {
         }
     }
 
-    async fn load(&self, state: &mut State) -> Result<(), super::meta::MetaError> {
+    /// Reads every entry; an undecodable one is remembered (its blobs are kept), not fatal.
+    async fn load(&self, state: &mut State) -> Result<(), MetaError> {
         for name in self.meta.names().await? {
-            if let Some((file, _)) = self.meta.get(&name).await? {
-                state.index.insert(name, file);
+            match self.meta.get(&name).await {
+                Ok(Some((file, _))) => {
+                    state.index.insert(name, file);
+                }
+                Ok(None) => {}
+                Err(MetaError::Corrupt { key, reason }) => {
+                    tracing::warn!(%key, "corrupt metadata entry, skipped: {reason}");
+                    state.corrupt.insert(name);
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Removes labels whose blob is gone (a store that failed after its label was written),
+    /// written before this keeper started, so no label of a store in progress is removed.
+    async fn clean_labels(&self) {
+        let started = std::time::SystemTime::now() - Duration::from_secs(1);
+        let (Ok(held), Ok(labelled)) = (self.blobs.list().await, self.blobs.labelled().await)
+        else {
+            return;
+        };
+        let held: HashSet<String> = held.into_iter().map(|b| b.blob).collect();
+        for (blob, written) in labelled {
+            if written < started && !held.contains(&blob) {
+                let _ = self.blobs.delete_label(&blob).await;
+            }
+        }
     }
 
     async fn pass(&self, state: &mut State) -> anyhow::Result<()> {
@@ -153,7 +187,7 @@ impl Keeper {
                 }
             }
         }
-        self.collect(state, &held, &gone, alive.len()).await;
+        self.collect(state, &held, &gone, alive.len()).await?;
         Ok(())
     }
 
@@ -180,6 +214,7 @@ impl Keeper {
             sha256: v.sha256.clone(),
             source: subjects::sdfs_read(&self.id),
             chunk_size: bus_client::transfer::chunk_size(self.client.server_info().max_payload),
+            label: Some(bus_schemas::fsck::BlobLabel::of(name, v)),
         };
         let timeout = Duration::from_secs(v.size / 5_000_000 + 15);
         let asks = new.iter().map(|node| {
@@ -218,7 +253,7 @@ impl Keeper {
         }
     }
 
-    async fn set_replicas(&self, name: &str, blob: &str, replicas: Vec<String>) {
+    pub(super) async fn set_replicas(&self, name: &str, blob: &str, replicas: Vec<String>) {
         let result = self
             .meta
             .modify(name, |current| {
@@ -233,79 +268,18 @@ impl Keeper {
         }
     }
 
-    /// Deletes unwanted blobs; re-announces wanted ones that the metadata forgot.
-    async fn collect(
-        &self,
-        state: &mut State,
-        held: &HashMap<String, BlobMeta>,
-        gone: &HashSet<String>,
-        alive: usize,
-    ) {
-        let mut wanted: HashMap<&str, (&FileInfo, &VersionInfo)> = HashMap::new();
-        for file in state.index.values() {
-            for v in &file.versions {
-                wanted.insert(v.blob.as_str(), (file, v));
-            }
-        }
-        let now = SystemTime::now();
-        for (blob, meta) in held {
-            match wanted.get(blob.as_str()) {
-                Some((_, v)) if v.replicas.contains(&self.id) => {}
-                Some((file, v)) => {
-                    let live = v.replicas.iter().filter(|n| !gone.contains(*n)).count();
-                    let target = self.target(v, alive);
-                    if live < target
-                        && self.blobs.sha256(blob).await.ok().as_deref() == Some(v.sha256.as_str())
-                    {
-                        let mut replicas = v.replicas.clone();
-                        replicas.push(self.id.clone());
-                        self.set_replicas(&file.name, blob, replicas).await;
-                        tracing::info!(name = %file.name, version = v.version, "re-announced a kept replica");
-                    } else if live >= v.replication.map_or(self.cfg.replication, |r| r as usize) {
-                        // Fully replicated elsewhere: this copy is surplus.
-                        self.delete(blob).await;
-                    }
-                }
-                None => {
-                    let old =
-                        now.duration_since(meta.modified).unwrap_or_default() > IN_FLIGHT_GRACE;
-                    if state.dropped.contains(blob) || meta.modified < state.started || old {
-                        self.delete(blob).await;
-                        state.dropped.remove(blob);
-                    }
-                }
-            }
-        }
-    }
-
     /// The replicas a version wants: its own replication, or the cluster's, at most `alive`.
-    fn target(&self, v: &VersionInfo, alive: usize) -> usize {
+    pub(super) fn target(&self, v: &VersionInfo, alive: usize) -> usize {
         let wanted = v
             .replication
             .map_or(self.cfg.replication, |r| (r as usize).max(1));
         wanted.min(alive).max(1)
     }
 
-    async fn delete(&self, blob: &str) {
+    pub(super) async fn delete(&self, blob: &str) {
         match self.blobs.delete(blob).await {
             Ok(()) => tracing::info!(%blob, "deleted an unwanted blob"),
             Err(e) => tracing::warn!(%blob, "could not delete: {e}"),
         }
     }
-}
-
-impl State {
-    fn apply(&mut self, name: String, file: Option<FileInfo>) {
-        let before: HashSet<String> = self.index.get(&name).map(blobs_of).unwrap_or_default();
-        let after: HashSet<String> = file.as_ref().map(blobs_of).unwrap_or_default();
-        self.dropped.extend(before.difference(&after).cloned());
-        match file {
-            Some(f) => self.index.insert(name, f),
-            None => self.index.remove(&name),
-        };
-    }
-}
-
-fn blobs_of(file: &FileInfo) -> HashSet<String> {
-    file.versions.iter().map(|v| v.blob.clone()).collect()
 }

@@ -4,6 +4,7 @@
 
 use super::keys;
 use async_nats::jetstream::kv::{self, Store};
+use bus_schemas::fsck::MetaEpoch;
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use bus_schemas::{decode, encode};
 use futures::TryStreamExt;
@@ -28,6 +29,17 @@ pub enum MetaError {
     Contended(String),
 }
 
+/// One change seen on the bucket.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The file's entry now holds these versions.
+    Put(FileInfo),
+    /// The file was deleted.
+    Deleted,
+    /// The entry does not decode (why): its blobs must not be judged by it.
+    Corrupt(String),
+}
+
 fn bucket<E: std::fmt::Display>(e: E) -> MetaError {
     MetaError::Bucket(e.to_string())
 }
@@ -40,15 +52,29 @@ pub struct Meta {
 
 /// The bucket's name.
 pub const BUCKET: &str = "idunno-sdfs";
+/// The key of the bucket's epoch marker (file keys start with `f.`, so it names no file).
+pub const EPOCH_KEY: &str = "epoch";
 
 impl Meta {
-    /// Opens the bucket, creating it (with `replicas` copies in a NATS cluster) if needed.
+    /// Opens the bucket, creating it (with `replicas` copies in a NATS cluster) only when the
+    /// server says it does not exist: a bucket that cannot be reached is an error to retry,
+    /// never a reason to start an empty one. A new bucket gets a new epoch marker.
     pub async fn open(
         js: &async_nats::jetstream::Context,
         replicas: usize,
     ) -> Result<Self, MetaError> {
-        if let Ok(kv) = js.get_key_value(BUCKET).await {
-            return Ok(Self { kv });
+        use async_nats::jetstream::context::GetStreamErrorKind;
+        use async_nats::jetstream::ErrorCode;
+        match js.get_stream(format!("KV_{BUCKET}")).await {
+            Ok(_) => {
+                let kv = js.get_key_value(BUCKET).await.map_err(bucket)?;
+                return Ok(Self { kv });
+            }
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {}
+                _ => return Err(bucket(e)),
+            },
         }
         let config = kv::Config {
             bucket: BUCKET.into(),
@@ -57,14 +83,41 @@ impl Meta {
             num_replicas: replicas,
             ..Default::default()
         };
-        match js.create_key_value(config).await {
-            Ok(kv) => Ok(Self { kv }),
+        let kv = match js.create_key_value(config).await {
+            Ok(kv) => kv,
             // Another node created it at the same moment.
-            Err(_) => js
-                .get_key_value(BUCKET)
-                .await
-                .map(|kv| Self { kv })
-                .map_err(bucket),
+            Err(_) => js.get_key_value(BUCKET).await.map_err(bucket)?,
+        };
+        tracing::warn!(
+            "created the SDFS metadata bucket (a new cluster, or its metadata was lost)"
+        );
+        Ok(Self { kv })
+    }
+
+    /// The bucket's epoch marker, creating one if it has none (a new bucket, or one made by
+    /// an older version). `None` if the marker cannot be decoded: then the bucket is not
+    /// trusted.
+    pub async fn epoch(&self) -> Result<Option<MetaEpoch>, MetaError> {
+        if let Some(entry) = self.kv.entry(EPOCH_KEY).await.map_err(bucket)? {
+            if entry.operation == kv::Operation::Put {
+                return Ok(decode::<MetaEpoch>(&entry.value).ok());
+            }
+        }
+        let fresh = MetaEpoch {
+            epoch: format!("{:032x}", rand::random::<u128>()),
+            created_ms: super::now_ms(),
+        };
+        let bytes = encode(&fresh).map_err(bucket)?;
+        match self.kv.create(EPOCH_KEY, bytes.into()).await {
+            Ok(_) => {
+                tracing::info!(epoch = %fresh.epoch, "new SDFS metadata epoch");
+                Ok(Some(fresh))
+            }
+            // Another node wrote one first: read it.
+            Err(_) => match self.kv.entry(EPOCH_KEY).await.map_err(bucket)? {
+                Some(entry) => Ok(decode::<MetaEpoch>(&entry.value).ok()),
+                None => Ok(None),
+            },
         }
     }
 
@@ -143,21 +196,49 @@ impl Meta {
         stored.ok_or_else(|| MetaError::Bucket("no entry written".into()))
     }
 
-    /// Deletes a file; false if it did not exist.
+    /// Deletes a file; false if it did not exist. The delete names the revision it read, so a
+    /// version committed meanwhile is never deleted unseen (the delete is tried again).
     pub async fn delete(&self, name: &str) -> Result<bool, MetaError> {
-        if self.get(name).await?.is_none() {
-            return Ok(false);
+        let key = keys::key(name);
+        for _ in 0..32 {
+            let Some(entry) = self.kv.entry(key.clone()).await.map_err(bucket)? else {
+                return Ok(false);
+            };
+            if entry.operation != kv::Operation::Put {
+                return Ok(false);
+            }
+            match self
+                .kv
+                .delete_expect_revision(&key, Some(entry.revision))
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(e) => tracing::debug!(%name, "delete lost a race, retrying: {e}"),
+            }
         }
-        self.kv.delete(keys::key(name)).await.map_err(bucket)?;
-        Ok(true)
+        Err(MetaError::Contended(name.into()))
     }
 
-    /// Every change to the bucket from now on, after the current value of every file:
-    /// `(name, Some(file))` for a put, `(name, None)` for a delete. Undecodable entries are
-    /// skipped with a warning.
-    pub async fn watch(
-        &self,
-    ) -> Result<impl futures::Stream<Item = (String, Option<FileInfo>)>, MetaError> {
+    /// Adds the versions of `restored` whose blobs the file does not list yet. A version keeps
+    /// its number unless the file already has that number for another blob; versions without
+    /// a free number (or numbered 0) come after the newest. Returns how many were added.
+    pub async fn restore(&self, name: &str, restored: &[VersionInfo]) -> Result<u64, MetaError> {
+        let mut added = 0;
+        self.modify(name, |current| {
+            let mut file = current.unwrap_or_else(|| FileInfo {
+                name: name.to_string(),
+                versions: Vec::new(),
+            });
+            added = super::restore::merge_versions(&mut file, restored);
+            (added > 0).then_some(file)
+        })
+        .await?;
+        Ok(added)
+    }
+
+    /// Every change to the bucket from now on, after the current value of every file.
+    /// Undecodable entries come as [`Change::Corrupt`], so that the blobs they name are kept.
+    pub async fn watch(&self) -> Result<impl futures::Stream<Item = (String, Change)>, MetaError> {
         use futures::StreamExt;
         let watch = self.kv.watch_all().await.map_err(bucket)?;
         Ok(watch.filter_map(|entry| async move {
@@ -166,13 +247,13 @@ impl Meta {
                 .ok()?;
             let name = keys::name(&entry.key)?;
             if entry.operation != kv::Operation::Put {
-                return Some((name, None));
+                return Some((name, Change::Deleted));
             }
             match decode::<FileInfo>(&entry.value) {
-                Ok(file) => Some((name, Some(file))),
+                Ok(file) => Some((name, Change::Put(file))),
                 Err(e) => {
-                    tracing::warn!(key = %entry.key, "skipping corrupt metadata: {e}");
-                    None
+                    tracing::warn!(key = %entry.key, "corrupt metadata entry, skipped: {e}");
+                    Some((name, Change::Corrupt(e.to_string())))
                 }
             }
         }))

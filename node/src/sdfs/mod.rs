@@ -7,11 +7,24 @@
 //! [`SdfsClient`] (put, get, ls, delete over any NATS connection).
 
 pub mod blobs;
+mod collect;
 pub mod keeper;
 pub mod keys;
+pub mod labels;
 pub mod meta;
+mod peer;
 pub mod placement;
+pub mod restore;
 pub mod service;
+pub mod trust;
 
 pub use bus_client::sdfs::{SdfsClient, SdfsError};
 pub use service::{Sdfs, SdfsConfig};
+
+/// Wall-clock milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,22 +1,23 @@
 //! The SDFS tasks of a node: metadata requests from clients (any node answers), replica
 //! stores (this node fetches and keeps a blob) and chunk reads of the blobs it holds.
 
-use super::blobs::{BlobError, Blobs};
+use super::blobs::Blobs;
 use super::meta::Meta;
+use super::now_ms;
 use super::placement;
+use super::trust::TrustState;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
 use bus_schemas::membership::MemberState;
-use bus_schemas::sdfs::{
-    Chunk, ChunkRequest, SdfsErrorKind, SdfsReply, SdfsRequest, StoreReply, StoreRequest,
-    VersionInfo,
-};
+use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
+use bus_schemas::sdfs_limits::{self as limits, LimitError};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
 use futures::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,19 @@ pub struct SdfsConfig {
     pub meta_replicas: usize,
     /// Bound on each chunk request.
     pub chunk_timeout: Duration,
+    /// The largest version this node stores, in bytes.
+    pub max_file_bytes: u64,
+    /// Replica stores run at once; more are refused as `overloaded`.
+    pub store_slots: usize,
 }
+
+/// The default of `--sdfs-max-file-bytes`: 64 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+/// The slowest a replica store may pull its bytes before it is given up (bytes per second),
+/// so that a slow or stalled source cannot hold a store slot for ever.
+pub(super) const MIN_STORE_RATE: u64 = 1_000_000;
+/// Time every replica store may take on top of its bytes at [`MIN_STORE_RATE`].
+pub(super) const STORE_SLACK: Duration = Duration::from_secs(30);
 
 impl Default for SdfsConfig {
     fn default() -> Self {
@@ -43,6 +56,8 @@ impl Default for SdfsConfig {
             keep_versions: 5,
             meta_replicas: 1,
             chunk_timeout: Duration::from_secs(10),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            store_slots: 4,
         }
     }
 }
@@ -50,16 +65,20 @@ impl Default for SdfsConfig {
 /// What the SDFS tasks share. Cloned into each task; it holds handles only.
 #[derive(Clone)]
 pub struct Sdfs {
-    id: String,
-    client: Client,
-    cfg: SdfsConfig,
-    meta: Meta,
-    blobs: Blobs,
-    membership: MembershipHandle,
-    metrics: Arc<crate::metrics::Metrics>,
+    pub(super) id: String,
+    pub(super) client: Client,
+    pub(super) cfg: SdfsConfig,
+    pub(super) meta: Meta,
+    pub(super) blobs: Blobs,
+    pub(super) membership: MembershipHandle,
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    pub(super) trust: watch::Receiver<TrustState>,
+    pub(super) trust_tx: Arc<watch::Sender<TrustState>>,
+    pub(super) stores: Arc<Semaphore>,
 }
 
-/// Concurrent replica stores and chunk reads per node.
+/// Concurrent requests (metadata, chunk reads, inventories) per node; replica stores have
+/// their own slots ([`SdfsConfig::store_slots`]).
 const CONCURRENCY: usize = 16;
 
 impl Sdfs {
@@ -75,6 +94,8 @@ impl Sdfs {
         let js = async_nats::jetstream::new(client.clone());
         let meta = Meta::open(&js, cfg.meta_replicas).await?;
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
+        let (trust_tx, trust) = watch::channel(TrustState::default());
+        let stores = Arc::new(Semaphore::new(cfg.store_slots));
         Ok(Self {
             id: id.into(),
             client,
@@ -83,6 +104,9 @@ impl Sdfs {
             blobs,
             membership,
             metrics,
+            trust,
+            trust_tx: Arc::new(trust_tx),
+            stores,
         })
     }
 
@@ -100,6 +124,10 @@ impl Sdfs {
             .subscribe(subjects::sdfs_store(&self.id))
             .await?;
         let read = self.client.subscribe(subjects::sdfs_read(&self.id)).await?;
+        let inventory = self
+            .client
+            .subscribe(subjects::sdfs_inventory(&self.id))
+            .await?;
         let keeper = super::keeper::Keeper {
             id: self.id.clone(),
             client: self.client.clone(),
@@ -108,13 +136,26 @@ impl Sdfs {
             blobs: self.blobs.clone(),
             membership: self.membership.clone(),
         };
-        let keeper = tokio::spawn(keeper.run(shutdown.clone()));
+        let keeper = tokio::spawn(keeper.run(shutdown.clone(), Arc::clone(&self.trust_tx)));
         Ok(tokio::spawn(async move {
-            let mut subs = futures::stream::select_all([rpc, store, read]);
+            let mut subs = futures::stream::select_all([rpc, read, inventory]);
+            let mut store = store;
             let mut running = JoinSet::new();
+            let mut storing = JoinSet::new();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    Some(msg) = store.next() => {
+                        // Never queued: a store waits for bytes, so a full node says so at once.
+                        let this = self.clone();
+                        match Arc::clone(&self.stores).try_acquire_owned() {
+                            Ok(slot) => {
+                                storing.spawn(async move { this.handle(msg).await; drop(slot) });
+                            }
+                            Err(_) => this.refuse_store(msg).await,
+                        }
+                    }
+                    Some(_) = storing.join_next(), if !storing.is_empty() => {}
                     Some(msg) = subs.next() => {
                         while running.len() >= CONCURRENCY {
                             running.join_next().await;
@@ -126,6 +167,7 @@ impl Sdfs {
                 }
             }
             running.shutdown().await;
+            storing.shutdown().await;
             let _ = keeper.await;
         }))
     }
@@ -138,6 +180,8 @@ impl Sdfs {
             self.rpc(&msg).await
         } else if subject == subjects::sdfs_store(&self.id) {
             self.store(&msg).await
+        } else if subject == subjects::sdfs_inventory(&self.id) {
+            self.inventory(&msg).await
         } else {
             self.read(&msg).await
         };
@@ -157,7 +201,7 @@ impl Sdfs {
     }
 
     /// Decodes a peer's request, counting and dropping it if malformed.
-    fn decode<T: bus_schemas::Message>(&self, msg: &Message) -> Option<T> {
+    pub(super) fn decode<T: bus_schemas::Message>(&self, msg: &Message) -> Option<T> {
         decode::<T>(&msg.payload)
             .map_err(|e| self.garbage(&msg.subject, e))
             .ok()
@@ -181,12 +225,16 @@ impl Sdfs {
             SdfsRequest::Ls { name } => validate_dir_name(name).map(|_| name),
             SdfsRequest::Prepare { name, .. }
             | SdfsRequest::Commit { name, .. }
+            | SdfsRequest::Restore { name, .. }
             | SdfsRequest::Locate { name, .. }
             | SdfsRequest::Delete { name }
             | SdfsRequest::ReportCorrupt { name, .. } => validate_file_name(name).map(|_| name),
         };
         if let Err(e) = name {
             return error(SdfsErrorKind::BadName, e.to_string());
+        }
+        if let Err(e) = self.check_limits(&req) {
+            return error(SdfsErrorKind::Limit, e.to_string());
         }
         let result = match req {
             SdfsRequest::Prepare {
@@ -226,11 +274,84 @@ impl Sdfs {
                 Err(e) => Err(internal(e)),
             },
             SdfsRequest::DelDir { dir } => self.deldir(&dir).await,
+            SdfsRequest::Restore { name, versions } => self
+                .meta
+                .restore(&name, &versions)
+                .await
+                .map(|added| {
+                    tracing::warn!(%name, added, "versions restored by fsck");
+                    SdfsReply::Restored { name, added }
+                })
+                .map_err(internal),
             SdfsRequest::ReportCorrupt { name, blob, node } => {
                 self.drop_replica(&name, &blob, &node).await
             }
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
+    }
+
+    /// Checks the values of a request that size or name anything against their limits.
+    fn check_limits(&self, req: &SdfsRequest) -> Result<(), LimitError> {
+        let too_large = |size: u64| LimitError {
+            what: "size",
+            why: format!(
+                "{size} bytes is more than the cluster stores (--sdfs-max-file-bytes {})",
+                self.cfg.max_file_bytes
+            ),
+        };
+        match req {
+            SdfsRequest::Prepare {
+                size,
+                sha256,
+                replication,
+                ..
+            } => {
+                limits::check_sha256(sha256)?;
+                limits::check_replicas(replication.unwrap_or(0) as usize)?;
+                if *size > self.cfg.max_file_bytes {
+                    return Err(too_large(*size));
+                }
+            }
+            SdfsRequest::Commit {
+                blob,
+                size,
+                sha256,
+                replicas,
+                replication,
+                attrs,
+                ..
+            } => {
+                let version = VersionInfo {
+                    version: 0,
+                    blob: blob.clone(),
+                    size: *size,
+                    sha256: sha256.clone(),
+                    replicas: replicas.clone(),
+                    created_ms: 0,
+                    replication: *replication,
+                    attrs: attrs.clone(),
+                };
+                limits::check_version(&version)?;
+            }
+            SdfsRequest::Restore { versions, .. } => {
+                if versions.len() > limits::MAX_RESTORE_VERSIONS {
+                    return Err(LimitError {
+                        what: "versions",
+                        why: format!("at most {} per restore", limits::MAX_RESTORE_VERSIONS),
+                    });
+                }
+                versions.iter().try_for_each(limits::check_version)?;
+            }
+            SdfsRequest::ReportCorrupt { blob, node, .. } => {
+                limits::check_blob_id(blob)?;
+                bus_schemas::validate_token(node).map_err(|e| LimitError {
+                    what: "node",
+                    why: e.to_string(),
+                })?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Alive members, this node included.
@@ -371,61 +492,12 @@ impl Sdfs {
             .map_err(internal)?;
         Ok(SdfsReply::Deleted { count: 0 })
     }
-
-    async fn store(&self, msg: &Message) -> Option<Vec<u8>> {
-        let req = self.decode::<StoreRequest>(msg)?;
-        let chunks = transfer::pull(
-            self.client.clone(),
-            req.source.clone(),
-            req.blob.clone(),
-            req.size,
-            req.chunk_size,
-            self.cfg.chunk_timeout,
-        );
-        let result = self
-            .blobs
-            .write(&req.blob, req.size, &req.sha256, chunks)
-            .await;
-        if let Err(e) = &result {
-            tracing::warn!(blob = %req.blob, "store failed: {e}");
-        }
-        let reply = StoreReply {
-            node: self.id.clone(),
-            blob: req.blob,
-            error: result.err().map(|e| e.to_string()),
-        };
-        encode(&reply).ok()
-    }
-
-    async fn read(&self, msg: &Message) -> Option<Vec<u8>> {
-        let req = self.decode::<ChunkRequest>(msg)?;
-        let len = req.len.min(transfer::MAX_CHUNK);
-        let (data, error) = match self.blobs.read(&req.blob, req.offset, len).await {
-            Ok(data) => (data, None),
-            Err(e @ BlobError::NotFound(_)) => (Vec::new(), Some(e.to_string())),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
-        encode(&Chunk {
-            blob: req.blob,
-            offset: req.offset,
-            data,
-            error,
-        })
-        .ok()
-    }
 }
 
-fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
+pub(super) fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
     SdfsReply::Error { kind, message }
 }
 
 fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
     (SdfsErrorKind::Internal, e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
