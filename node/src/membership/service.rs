@@ -1,6 +1,7 @@
 //! The membership task: owns a [`Detector`] and drives it with the bus and the clock.
 
-use super::detector::{Detector, DetectorConfig, DetectorStats, Now, Output};
+use super::detector::{Detector, DetectorConfig, DetectorStats, Now, Output, Refused};
+use super::refusal_log::RefusalLog;
 use crate::metrics::{Metrics, Traffic};
 use async_nats::{Client, Message, Subscriber};
 use bus_schemas::control::{ControlReply, ControlRequest};
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+
+/// At most one warning per this interval about refused membership messages; the rest are
+/// counted (`membership_refused`) and summed up in the next warning.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Settings of the membership service.
 #[derive(Debug, Clone)]
@@ -152,6 +157,7 @@ pub async fn spawn(
         loss_rng: StdRng::from_os_rng(),
         was_down: false,
         syncs: JoinSet::new(),
+        refusals: RefusalLog::new(REFUSAL_LOG_EVERY),
     };
     task.initial_sync().await;
     let list = task
@@ -180,6 +186,7 @@ struct Task {
     loss_rng: StdRng,
     was_down: bool,
     syncs: JoinSet<Option<Vec<MemberRecord>>>,
+    refusals: RefusalLog,
 }
 
 impl Task {
@@ -195,7 +202,7 @@ impl Task {
         loop {
             let out = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.detector.tick(now()),
+                _ = tick.tick() => self.on_tick(),
                 Some(msg) = subs.fd.next() => self.on_fd(msg),
                 Some(msg) = subs.events.next() => self.on_event(msg),
                 Some(msg) = subs.list.next() => { self.on_list(msg).await; Vec::new() }
@@ -216,6 +223,21 @@ impl Task {
             tracing::warn!("could not flush the leave announcement in time");
         }
         self.syncs.shutdown().await;
+    }
+
+    fn on_tick(&mut self) -> Vec<Output> {
+        let now = now();
+        if let Some(line) = self.refusals.flush(now.mono) {
+            tracing::warn!("{line}");
+        }
+        self.detector.tick(now)
+    }
+
+    fn refused(&mut self, refused: Refused) {
+        self.metrics.membership_refused();
+        if let Some(line) = self.refusals.note(&refused, Instant::now()) {
+            tracing::warn!("{line}");
+        }
     }
 
     async fn initial_sync(&mut self) {
@@ -252,10 +274,12 @@ impl Task {
             .received(Traffic::Membership, msg.payload.len());
         match decode::<MemberEvent>(&msg.payload) {
             Ok(ev) => {
-                if ev.reporter != self.cfg.id {
+                let out = self.detector.handle_event(&ev, now());
+                let refused = matches!(out.as_slice(), [Output::Refused(_)]);
+                if ev.reporter != self.cfg.id && !refused {
                     tracing::info!(kind = ?ev.kind, node = %ev.node, generation = ev.generation, reporter = %ev.reporter, "member event");
                 }
-                self.detector.handle_event(&ev, now())
+                out
             }
             Err(e) => self.garbage(&msg.subject, e),
         }
@@ -364,6 +388,7 @@ impl Task {
                 }
                 Output::SyncWith(peer) => self.start_sync(Some(peer)),
                 Output::SyncAny => self.start_sync(None),
+                Output::Refused(refused) => self.refused(refused),
             }
         }
     }
