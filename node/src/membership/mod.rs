@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod detector;
+mod handle;
 mod refusal_log;
 pub mod service;
 pub mod view;

@@ -325,6 +325,8 @@ pub use refused::Refused;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;
