@@ -72,6 +72,9 @@ pub struct NodeStats {
     pub garbage_dropped: u64,
     /// Incoming failure-detector messages dropped on purpose (`droprate`).
     pub fd_dropped: u64,
+    /// Membership messages (or view records) refused as implausible or beyond a limit.
+    #[serde(default)]
+    pub membership_refused: u64,
     /// The current simulated loss rate.
     pub drop_rate: f64,
     /// Models this node's inference engine holds in memory (`name vN`).

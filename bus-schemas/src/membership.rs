@@ -3,6 +3,10 @@
 use crate::codec::Message;
 use serde::{Deserialize, Serialize};
 
+pub mod plausible;
+
+pub use plausible::{Clock, Implausible};
+
 /// What a node's view says of one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

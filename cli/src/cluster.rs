@@ -233,6 +233,7 @@ async fn stat(client: &Client, node: Option<String>, out: &Output) -> anyhow::Re
             "probes",
             "failures",
             "garbage",
+            "refused",
             "droprate",
             "uptime",
         ];
@@ -249,6 +250,7 @@ async fn stat(client: &Client, node: Option<String>, out: &Output) -> anyhow::Re
                 s.probes_sent.to_string(),
                 s.failures_detected.to_string(),
                 s.garbage_dropped.to_string(),
+                s.membership_refused.to_string(),
                 format!("{:.0}%", s.drop_rate * 100.0),
                 millis(s.uptime_ms),
             ]);

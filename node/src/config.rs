@@ -1,5 +1,6 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
+use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
 use bus_client::BusOptions;
@@ -62,9 +63,9 @@ pub struct NodeArgs {
     /// Directory of the built dashboard (frontend/dist).
     #[arg(long)]
     pub frontend_dir: Option<PathBuf>,
-    /// Failure-detector protocol period in milliseconds.
-    #[arg(long, default_value_t = 200)]
-    pub probe_period_ms: u64,
+    /// Membership: failure-detector timing and limits.
+    #[command(flatten)]
+    pub membership: MembershipArgs,
     /// SDFS: replicas per file version (effective: at most the live nodes).
     #[arg(long, default_value_t = 4)]
     pub replication: usize,
@@ -166,7 +167,7 @@ impl NodeArgs {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let period = Duration::from_millis(self.probe_period_ms);
+        let detector = self.membership.detector()?;
         let cfg = NodeConfig {
             id,
             data_dir,
@@ -178,7 +179,7 @@ impl NodeArgs {
             frontend_dir: self
                 .frontend_dir
                 .unwrap_or_else(|| DEFAULT_FRONTEND_DIR.into()),
-            detector: DetectorConfig::with_period(period),
+            detector,
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig {
                 replication: self.replication,
@@ -231,10 +232,7 @@ impl NodeConfig {
             (1..=5).contains(&s.meta_replicas),
             "--kv-replicas must be between 1 and 5"
         );
-        anyhow::ensure!(
-            self.detector.period >= Duration::from_millis(20),
-            "--probe-period-ms must be at least 20"
-        );
+        crate::membership::args::validate(&self.detector)?;
         anyhow::ensure!(
             (1..=4096).contains(&self.infer.max_batch),
             "--infer-max-batch must be between 1 and 4096"

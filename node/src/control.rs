@@ -188,6 +188,7 @@ async fn stats(
         failures_detected: id.stats.failures_detected,
         garbage_dropped: c.garbage,
         fd_dropped: c.fd_dropped,
+        membership_refused: c.membership_refused,
         drop_rate: id.drop_rate,
         cached_models: deps.metrics.cached_models(),
     })

@@ -13,6 +13,7 @@ pub struct Metrics {
     member_msgs_out: AtomicU64,
     garbage: AtomicU64,
     fd_dropped: AtomicU64,
+    membership_refused: AtomicU64,
     /// Models the inference engine holds in memory (`name vN`).
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -36,6 +37,8 @@ pub struct Counters {
     pub garbage: u64,
     /// Failure-detector messages dropped by the simulated loss.
     pub fd_dropped: u64,
+    /// Membership messages (or view records) refused as implausible or beyond a limit.
+    pub membership_refused: u64,
 }
 
 /// Which subsystem a message belongs to.
@@ -88,6 +91,11 @@ impl Metrics {
         self.fd_dropped.fetch_add(1, Relaxed);
     }
 
+    /// Counts a membership message (or view record) refused as implausible or beyond a limit.
+    pub fn membership_refused(&self) {
+        self.membership_refused.fetch_add(1, Relaxed);
+    }
+
     /// The counters now.
     pub fn counters(&self) -> Counters {
         Counters {
@@ -99,6 +107,7 @@ impl Metrics {
             member_msgs_out: self.member_msgs_out.load(Relaxed),
             garbage: self.garbage.load(Relaxed),
             fd_dropped: self.fd_dropped.load(Relaxed),
+            membership_refused: self.membership_refused.load(Relaxed),
         }
     }
 }
@@ -113,9 +122,10 @@ mod tests {
         m.received(Traffic::Membership, 10);
         m.sent(Traffic::Other, 5);
         m.garbage();
+        m.membership_refused();
         let c = m.counters();
         assert_eq!((c.msgs_in, c.bytes_in, c.member_msgs_in), (1, 10, 1));
         assert_eq!((c.msgs_out, c.bytes_out, c.member_msgs_out), (1, 5, 0));
-        assert_eq!(c.garbage, 1);
+        assert_eq!((c.garbage, c.membership_refused), (1, 1));
     }
 }

@@ -190,6 +190,11 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Malformed payloads this node dropped.",
     )?;
     add(r, garbage)?.inc_by(c.garbage);
+    let refused = IntCounter::new(
+        "idunno_membership_refused_total",
+        "Membership messages this node refused as implausible or beyond a limit.",
+    )?;
+    add(r, refused)?.inc_by(c.membership_refused);
     let cached = Gauge::new(
         "idunno_infer_cached_models",
         "Models this node's inference engine holds.",

@@ -3,7 +3,10 @@
 //! [`view`] and [`detector`] are the sans-IO core; [`service`] owns a detector and drives it
 //! with the bus and the clock.
 
+pub mod args;
 pub mod detector;
+mod handle;
+mod refusal_log;
 pub mod service;
 pub mod view;
 

@@ -1,6 +1,9 @@
 //! The membership task: owns a [`Detector`] and drives it with the bus and the clock.
 
-use super::detector::{Detector, DetectorConfig, DetectorStats, Now, Output};
+use super::detector::{Detector, DetectorConfig, Now, Output, Refused};
+use super::handle::Command;
+pub use super::handle::{Identity, MembershipHandle, Stopped};
+use super::refusal_log::RefusalLog;
 use crate::metrics::{Metrics, Traffic};
 use async_nats::{Client, Message, Subscriber};
 use bus_schemas::control::{ControlReply, ControlRequest};
@@ -11,9 +14,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+
+/// At most one warning per this interval about refused membership messages; the rest are
+/// counted (`membership_refused`) and summed up in the next warning.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Settings of the membership service.
 #[derive(Debug, Clone)]
@@ -39,76 +46,6 @@ pub enum Connection {
     Up,
     /// Lost.
     Down,
-}
-
-/// This node's identity and counters, for `stat`.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// Current generation.
-    pub generation: u64,
-    /// Current incarnation.
-    pub incarnation: u64,
-    /// Whether the node is a member.
-    pub member: bool,
-    /// Detector counters.
-    pub stats: DetectorStats,
-    /// Current simulated loss.
-    pub drop_rate: f64,
-}
-
-enum Command {
-    View(oneshot::Sender<ViewSnapshot>),
-    Identity(oneshot::Sender<Identity>),
-    Leave(oneshot::Sender<bool>),
-    Join(oneshot::Sender<bool>),
-    DropRate(f64),
-}
-
-/// The only API of the membership task. Cheap to clone.
-#[derive(Clone)]
-pub struct MembershipHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-/// Why the membership task could not answer.
-#[derive(Debug, thiserror::Error)]
-#[error("the membership task has stopped")]
-pub struct Stopped;
-
-impl MembershipHandle {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
-    }
-
-    /// The node's whole view.
-    pub async fn view(&self) -> Result<ViewSnapshot, Stopped> {
-        self.ask(Command::View).await
-    }
-
-    /// The node's identity and counters.
-    pub async fn identity(&self) -> Result<Identity, Stopped> {
-        self.ask(Command::Identity).await
-    }
-
-    /// Leaves the cluster; false if the node was not a member.
-    pub async fn leave(&self) -> Result<bool, Stopped> {
-        self.ask(Command::Leave).await
-    }
-
-    /// Joins again with a new generation; false if the node was a member already.
-    pub async fn join(&self) -> Result<bool, Stopped> {
-        self.ask(Command::Join).await
-    }
-
-    /// Sets the simulated loss of incoming failure-detector messages.
-    pub async fn set_drop_rate(&self, rate: f64) -> Result<(), Stopped> {
-        self.tx
-            .send(Command::DropRate(rate))
-            .await
-            .map_err(|_| Stopped)
-    }
 }
 
 fn now() -> Now {
@@ -152,6 +89,7 @@ pub async fn spawn(
         loss_rng: StdRng::from_os_rng(),
         was_down: false,
         syncs: JoinSet::new(),
+        refusals: RefusalLog::new(REFUSAL_LOG_EVERY),
     };
     task.initial_sync().await;
     let list = task
@@ -180,6 +118,7 @@ struct Task {
     loss_rng: StdRng,
     was_down: bool,
     syncs: JoinSet<Option<Vec<MemberRecord>>>,
+    refusals: RefusalLog,
 }
 
 impl Task {
@@ -195,7 +134,7 @@ impl Task {
         loop {
             let out = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.detector.tick(now()),
+                _ = tick.tick() => self.on_tick(),
                 Some(msg) = subs.fd.next() => self.on_fd(msg),
                 Some(msg) = subs.events.next() => self.on_event(msg),
                 Some(msg) = subs.list.next() => { self.on_list(msg).await; Vec::new() }
@@ -216,6 +155,21 @@ impl Task {
             tracing::warn!("could not flush the leave announcement in time");
         }
         self.syncs.shutdown().await;
+    }
+
+    fn on_tick(&mut self) -> Vec<Output> {
+        let now = now();
+        if let Some(line) = self.refusals.flush(now.mono) {
+            tracing::warn!("{line}");
+        }
+        self.detector.tick(now)
+    }
+
+    fn refused(&mut self, refused: Refused) {
+        self.metrics.membership_refused();
+        if let Some(line) = self.refusals.note(&refused, Instant::now()) {
+            tracing::warn!("{line}");
+        }
     }
 
     async fn initial_sync(&mut self) {
@@ -252,10 +206,12 @@ impl Task {
             .received(Traffic::Membership, msg.payload.len());
         match decode::<MemberEvent>(&msg.payload) {
             Ok(ev) => {
-                if ev.reporter != self.cfg.id {
+                let out = self.detector.handle_event(&ev, now());
+                let refused = matches!(out.as_slice(), [Output::Refused(_)]);
+                if ev.reporter != self.cfg.id && !refused {
                     tracing::info!(kind = ?ev.kind, node = %ev.node, generation = ev.generation, reporter = %ev.reporter, "member event");
                 }
-                self.detector.handle_event(&ev, now())
+                out
             }
             Err(e) => self.garbage(&msg.subject, e),
         }
@@ -364,6 +320,7 @@ impl Task {
                 }
                 Output::SyncWith(peer) => self.start_sync(Some(peer)),
                 Output::SyncAny => self.start_sync(None),
+                Output::Refused(refused) => self.refused(refused),
             }
         }
     }

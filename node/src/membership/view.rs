@@ -4,10 +4,12 @@
 //! within a generation, `failed` and `left` are final, `suspect` beats `alive` of the same or
 //! a lower incarnation, and `alive` beats `suspect` only with a higher incarnation. Because the
 //! rule is a join over that order, applying the same records in any order gives the same view.
+//! Failed and left members are forgotten after a while; a tombstone (id, generation) keeps a
+//! stale record from bringing a forgotten generation back.
 
 use bus_schemas::membership::{MemberRecord, MemberState};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The identity and state of one member, without the local "last heard" time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,36 +53,158 @@ impl Member {
 struct Entry {
     member: Member,
     last_heard: Option<Instant>,
+    /// When this view saw the member's current generation fail or leave.
+    ended: Option<Instant>,
 }
 
-/// Every member a node knows, including failed and left ones.
-#[derive(Debug, Clone, Default)]
+/// A forgotten member: records of this generation or older are stale.
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    generation: u64,
+    at: Instant,
+}
+
+/// What [`View::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed.
+    Changed,
+    /// The view already knew as much (or forgot that generation): nothing changed.
+    Stale,
+    /// A new id while the view holds its maximum of live members: refused, nothing changed.
+    Full,
+}
+
+/// Every member a node knows, including failed and left ones until they are forgotten.
+///
+/// Holds at most `max_members` members and as many tombstones (id and generation of a
+/// forgotten member), so neither grows with what peers send.
+#[derive(Debug, Clone)]
 pub struct View {
+    keep: String,
+    max_members: usize,
     entries: BTreeMap<String, Entry>,
+    tombstones: BTreeMap<String, Tombstone>,
 }
 
 impl View {
-    /// Applies `member` if it supersedes what the view holds; returns whether it changed.
-    pub fn apply(&mut self, member: Member) -> bool {
-        match self.entries.get_mut(&member.id) {
-            Some(entry) if !member.supersedes(&entry.member) => false,
-            Some(entry) => {
-                if entry.member.generation != member.generation {
-                    entry.last_heard = None;
-                }
-                entry.member = member;
-                true
-            }
-            None => {
-                let id = member.id.clone();
-                let entry = Entry {
-                    member,
-                    last_heard: None,
-                };
-                self.entries.insert(id, entry);
-                true
+    /// An empty view of at most `max_members` members that never forgets `keep` (this node).
+    pub fn new(keep: &str, max_members: usize) -> Self {
+        Self {
+            keep: keep.to_string(),
+            max_members: max_members.max(1),
+            entries: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+        }
+    }
+
+    /// Applies `member` if it supersedes what the view holds (or forgot).
+    pub fn apply(&mut self, member: Member, now: Instant) -> Applied {
+        let Some(entry) = self.entries.get_mut(&member.id) else {
+            return self.admit(member, now);
+        };
+        if !member.supersedes(&entry.member) {
+            return Applied::Stale;
+        }
+        let new_generation = entry.member.generation != member.generation;
+        if new_generation {
+            entry.last_heard = None;
+        }
+        entry.ended = match (member.is_live(), entry.ended) {
+            (true, _) => None,
+            (false, Some(t)) if !new_generation => Some(t),
+            (false, _) => Some(now),
+        };
+        entry.member = member;
+        Applied::Changed
+    }
+
+    fn admit(&mut self, member: Member, now: Instant) -> Applied {
+        let forgotten = self.tombstones.get(&member.id);
+        if forgotten.is_some_and(|t| t.generation >= member.generation) {
+            return Applied::Stale;
+        }
+        if self.entries.len() >= self.max_members && !self.forget_oldest_ended(now) {
+            return Applied::Full;
+        }
+        self.tombstones.remove(&member.id);
+        let entry = Entry {
+            ended: (!member.is_live()).then_some(now),
+            member,
+            last_heard: None,
+        };
+        self.entries.insert(entry.member.id.clone(), entry);
+        Applied::Changed
+    }
+
+    /// Forgets the failed or left member that ended first, to make room; false if none.
+    fn forget_oldest_ended(&mut self, now: Instant) -> bool {
+        let oldest = self
+            .entries
+            .values()
+            .filter(|e| e.member.id != self.keep)
+            .filter_map(|e| Some((e.ended?, e.member.id.clone())))
+            .min();
+        match oldest {
+            Some((_, id)) => self.forget(&id, now),
+            None => false,
+        }
+    }
+
+    fn forget(&mut self, id: &str, now: Instant) -> bool {
+        let Some(entry) = self.entries.remove(id) else {
+            return false;
+        };
+        if self.tombstones.len() >= self.max_members {
+            let oldest = self.tombstones.iter().min_by_key(|(_, t)| t.at);
+            if let Some(oldest) = oldest.map(|(id, _)| id.clone()) {
+                self.tombstones.remove(&oldest);
             }
         }
+        let tombstone = Tombstone {
+            generation: entry.member.generation,
+            at: now,
+        };
+        self.tombstones.insert(id.to_string(), tombstone);
+        true
+    }
+
+    /// Forgets members that failed or left `after` ago or longer; returns their ids.
+    pub fn forget_ended(&mut self, now: Instant, after: Duration) -> Vec<String> {
+        let due: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.member.id != self.keep)
+            .filter(|e| {
+                e.ended
+                    .is_some_and(|t| now.saturating_duration_since(t) >= after)
+            })
+            .map(|e| e.member.id.clone())
+            .collect();
+        for id in &due {
+            self.forget(id, now);
+        }
+        due
+    }
+
+    /// How many members the view holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the view holds no member.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The generation of forgotten member `id`, if the view keeps its tombstone.
+    pub fn forgotten(&self, id: &str) -> Option<u64> {
+        self.tombstones.get(id).map(|t| t.generation)
+    }
+
+    /// How many tombstones the view keeps (at most its maximum of members).
+    pub fn tombstones(&self) -> usize {
+        self.tombstones.len()
     }
 
     /// The member with this id.
@@ -171,69 +295,4 @@ impl From<&MemberRecord> for Member {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use MemberState::*;
-
-    fn m(generation: u64, incarnation: u64, state: MemberState) -> Member {
-        Member {
-            id: "a".into(),
-            generation,
-            incarnation,
-            state,
-            host: String::new(),
-            http: None,
-        }
-    }
-
-    #[test]
-    fn swim_order_within_a_generation() {
-        assert!(m(1, 0, Suspect).supersedes(&m(1, 0, Alive)));
-        assert!(!m(1, 0, Alive).supersedes(&m(1, 0, Suspect)));
-        assert!(m(1, 1, Alive).supersedes(&m(1, 0, Suspect)));
-        assert!(m(1, 0, Failed).supersedes(&m(1, 5, Alive)));
-        assert!(!m(1, 9, Alive).supersedes(&m(1, 0, Failed)));
-        assert!(!m(1, 0, Failed).supersedes(&m(1, 0, Left)));
-    }
-
-    #[test]
-    fn a_new_generation_beats_a_final_state() {
-        assert!(m(2, 0, Alive).supersedes(&m(1, 0, Failed)));
-        assert!(!m(1, 0, Failed).supersedes(&m(2, 0, Alive)));
-    }
-
-    #[test]
-    fn last_heard_belongs_to_one_generation() {
-        let mut view = View::default();
-        let now = Instant::now();
-        view.apply(m(1, 0, Alive));
-        view.heard_from("a", now);
-        assert_eq!(view.records(now)[0].last_heard_ms, Some(0));
-        view.apply(m(1, 1, Alive));
-        assert_eq!(view.records(now)[0].last_heard_ms, Some(0));
-        view.apply(m(2, 0, Alive));
-        assert_eq!(view.records(now)[0].last_heard_ms, None);
-    }
-
-    #[test]
-    fn merge_is_order_independent() {
-        let updates = [
-            m(1, 0, Alive),
-            m(1, 0, Suspect),
-            m(1, 1, Alive),
-            m(1, 1, Failed),
-            m(2, 0, Alive),
-        ];
-        let mut forward = View::default();
-        let mut backward = View::default();
-        for u in updates.iter() {
-            forward.apply(u.clone());
-        }
-        for u in updates.iter().rev() {
-            backward.apply(u.clone());
-        }
-        assert_eq!(forward.get("a"), backward.get("a"));
-        assert_eq!(forward.digest(), backward.digest());
-        assert_eq!(forward.get("a").unwrap().generation, 2);
-    }
-}
+mod tests;

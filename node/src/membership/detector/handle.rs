@@ -1,16 +1,23 @@
 //! The detector's handling of incoming failure-detector messages, events and view syncs.
 
+use super::refused::{implausible, Refused};
 use super::{Detector, Now, Output, Relay};
-use crate::membership::view::Member;
+use crate::membership::view::{Applied, Member};
+use bus_schemas::membership::plausible::MAX_INCARNATION;
 use bus_schemas::membership::{FdMessage, MemberEvent, MemberEventKind, MemberRecord, MemberState};
 use rand::Rng;
 
 impl<R: Rng> Detector<R> {
-    /// Handles a ping, ping-req or ack addressed to this node.
+    /// Handles a ping, ping-req or ack addressed to this node; refuses one whose ids are not
+    /// tokens or whose generations are implausible.
     pub fn handle_fd(&mut self, msg: FdMessage, now: Now) -> Vec<Output> {
         let mut out = Vec::new();
         if !self.active {
             return out;
+        }
+        if let Err(reason) = msg.check(self.clock(now)) {
+            let refused = implausible("failure-detector message", reason);
+            return vec![Output::Refused(refused)];
         }
         match msg {
             FdMessage::Ping {
@@ -25,7 +32,12 @@ impl<R: Rng> Detector<R> {
                 from, seq, target, ..
             } => {
                 self.view.heard_from(&from, now.mono);
-                self.seq += 1;
+                if self.relays.len() >= self.cfg.max_members {
+                    let max = self.cfg.max_members;
+                    let refused = Refused::TooManyRelays { from, max };
+                    return vec![Output::Refused(refused)];
+                }
+                self.seq = self.seq.wrapping_add(1);
                 let relay = Relay {
                     requester: from,
                     requester_seq: seq,
@@ -100,8 +112,11 @@ impl<R: Rng> Detector<R> {
         }
     }
 
-    /// Applies an event from the member events subject.
+    /// Applies an event from the member events subject, unless it is implausible.
     pub fn handle_event(&mut self, ev: &MemberEvent, now: Now) -> Vec<Output> {
+        if let Err(reason) = ev.check(self.clock(now)) {
+            return vec![Output::Refused(implausible("member event", reason))];
+        }
         let member = Member {
             id: ev.node.clone(),
             generation: ev.generation,
@@ -113,11 +128,15 @@ impl<R: Rng> Detector<R> {
         self.merge(member, ev.reporter == self.me.id, now)
     }
 
-    /// Merges a peer's whole view.
+    /// Merges a peer's whole view, record by record, refusing implausible records.
     pub fn merge_records(&mut self, records: &[MemberRecord], now: Now) -> Vec<Output> {
         let mut out = Vec::new();
+        let clock = self.clock(now);
         for r in records {
-            out.extend(self.merge(Member::from(r), false, now));
+            match r.check(clock) {
+                Ok(()) => out.extend(self.merge(Member::from(r), false, now)),
+                Err(reason) => out.push(Output::Refused(implausible("view record", reason))),
+            }
         }
         out
     }
@@ -126,13 +145,19 @@ impl<R: Rng> Detector<R> {
         if member.id == self.me.id {
             return self.about_me(member, now);
         }
-        if !self.view.apply(member.clone()) {
-            return Vec::new();
+        match self.view.apply(member.clone(), now.mono) {
+            Applied::Changed => {}
+            Applied::Stale => return Vec::new(),
+            Applied::Full => {
+                let max = self.cfg.max_members;
+                let refused = Refused::ViewFull { id: member.id, max };
+                return vec![Output::Refused(refused)];
+            }
         }
         match member.state {
             MemberState::Suspect if !own_report => {
                 // Back up the suspecting node: if it dies, fail the suspect a bit later.
-                let deadline = now.mono + self.cfg.suspect_timeout * 2;
+                let deadline = now.mono + self.cfg.suspect_timeout.saturating_mul(2);
                 let suspicion = super::Suspicion {
                     generation: member.generation,
                     deadline,
@@ -147,27 +172,36 @@ impl<R: Rng> Detector<R> {
         Vec::new()
     }
 
+    /// Answers news about this node: a suspicion of the current generation is refuted with a
+    /// higher incarnation; a failure or leave of it, or any claim of a newer generation (a
+    /// forged event, or an older process of this id), makes the node join again with a
+    /// generation above it. Claims are plausible (checked before), so that generation is too.
     fn about_me(&mut self, member: Member, now: Now) -> Vec<Output> {
         if !self.active || member.generation < self.me.generation {
             return Vec::new();
         }
+        if member.generation > self.me.generation {
+            self.me.generation = member.generation;
+            return self.rejoin(now);
+        }
         match member.state {
             MemberState::Suspect if member.incarnation >= self.me.incarnation => {
-                self.me.incarnation = member.incarnation + 1;
-                self.view.apply(self.me.clone());
-                let alive = self.event(MemberEventKind::Alive, &self.me.clone(), now);
-                vec![Output::Broadcast(alive)]
+                self.refute(member.incarnation, now)
             }
-            MemberState::Failed => self.rejoin(now),
-            MemberState::Left if member.generation == self.me.generation => self.rejoin(now),
-            _ => {
-                if member.generation > self.me.generation {
-                    // Another process claims our id with a newer generation: outrun it.
-                    self.me.generation = member.generation;
-                    return self.rejoin(now);
-                }
-                Vec::new()
-            }
+            MemberState::Failed | MemberState::Left => self.rejoin(now),
+            _ => Vec::new(),
         }
+    }
+
+    /// Refutes a suspicion at `incarnation` with a higher one, or with a new generation when
+    /// the incarnation is at its maximum.
+    fn refute(&mut self, incarnation: u64, now: Now) -> Vec<Output> {
+        if incarnation >= MAX_INCARNATION {
+            return self.rejoin(now);
+        }
+        self.me.incarnation = incarnation + 1;
+        self.view.apply(self.me.clone(), now.mono);
+        let alive = self.event(MemberEventKind::Alive, &self.me.clone(), now);
+        vec![Output::Broadcast(alive)]
     }
 }

@@ -9,8 +9,7 @@
 //! was paused, it declares nobody suspect or failed.
 
 use super::view::{Member, View};
-use bus_schemas::membership::{FdMessage, MemberEvent, MemberEventKind, MemberState};
-use rand::seq::SliceRandom;
+use bus_schemas::membership::{plausible, FdMessage, MemberEvent, MemberEventKind, MemberState};
 use rand::Rng;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,6 +31,13 @@ pub struct DetectorConfig {
     pub pause_threshold: Duration,
     /// Minimum time between two view syncs triggered by digest mismatches.
     pub sync_interval: Duration,
+    /// How far ahead of this node's wall clock a generation may be; further is refused.
+    pub max_clock_skew: Duration,
+    /// Failed and left members are forgotten this long after they failed or left.
+    pub forget_after: Duration,
+    /// The most members the view holds; new ids beyond it are refused. Also bounds the
+    /// tombstones of forgotten members and the indirect probes relayed at a time.
+    pub max_members: usize,
 }
 
 impl Default for DetectorConfig {
@@ -44,6 +50,9 @@ impl Default for DetectorConfig {
             grace: Duration::from_secs(2),
             pause_threshold: Duration::from_millis(1000),
             sync_interval: Duration::from_secs(2),
+            max_clock_skew: Duration::from_millis(plausible::DEFAULT_MAX_CLOCK_SKEW_MS),
+            forget_after: Duration::from_secs(600),
+            max_members: plausible::DEFAULT_MAX_MEMBERS,
         }
     }
 }
@@ -87,6 +96,8 @@ pub enum Output {
     SyncWith(String),
     /// Fetch the view of any member (this node knows no peer yet).
     SyncAny,
+    /// A message (or one record of a view) was refused; nothing changed. Count and log it.
+    Refused(Refused),
 }
 
 #[derive(Debug)]
@@ -118,6 +129,8 @@ pub struct DetectorStats {
     pub probes_sent: u64,
     /// Members this node declared failed.
     pub failures_detected: u64,
+    /// Failed and left members this node forgot.
+    pub forgotten: u64,
 }
 
 /// The failure detector of one node.
@@ -158,8 +171,8 @@ impl<R: Rng> Detector<R> {
             host: host.to_string(),
             http,
         };
-        let mut view = View::default();
-        view.apply(me.clone());
+        let mut view = View::new(id, cfg.max_members);
+        view.apply(me.clone(), now.mono);
         Self {
             quiet_until: now.mono,
             cfg,
@@ -259,7 +272,7 @@ impl<R: Rng> Detector<R> {
         self.relays.clear();
         self.suspicions.clear();
         self.me.state = MemberState::Left;
-        self.view.apply(self.me.clone());
+        self.view.apply(self.me.clone(), now.mono);
         vec![Output::Broadcast(self.event(
             MemberEventKind::Leave,
             &self.me.clone(),
@@ -267,13 +280,14 @@ impl<R: Rng> Detector<R> {
         ))]
     }
 
-    /// Joins again with a new generation (after a leave, or after being declared failed).
+    /// Joins again with a new generation (after a leave, or after being declared failed):
+    /// the later of the wall clock and the current generation + 1.
     pub fn rejoin(&mut self, now: Now) -> Vec<Output> {
         self.active = true;
-        self.me.generation = now.wall_ms.max(self.me.generation + 1);
+        self.me.generation = now.wall_ms.max(self.me.generation.saturating_add(1));
         self.me.incarnation = 0;
         self.me.state = MemberState::Alive;
-        self.view.apply(self.me.clone());
+        self.view.apply(self.me.clone(), now.mono);
         self.enter_grace(now.mono);
         vec![Output::Broadcast(self.join_event(now))]
     }
@@ -286,6 +300,8 @@ impl<R: Rng> Detector<R> {
         if gap > self.cfg.pause_threshold {
             self.enter_grace(now.mono);
         }
+        let forgotten = self.view.forget_ended(now.mono, self.cfg.forget_after);
+        self.stats.forgotten = self.stats.forgotten.saturating_add(forgotten.len() as u64);
         let mut out = Vec::new();
         if !self.active || !self.connected {
             // Cut off, probes could not be answered, and queued pings would only pile up.
@@ -299,137 +315,18 @@ impl<R: Rng> Detector<R> {
         }
         out
     }
-
-    fn expire_suspicions(&mut self, now: Now, out: &mut Vec<Output>) {
-        if self.quiet(now.mono) {
-            return;
-        }
-        let due: Vec<String> = self
-            .suspicions
-            .iter()
-            .filter(|(_, s)| s.deadline <= now.mono)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let Some(s) = self.suspicions.remove(&id) else {
-                continue;
-            };
-            let Some(member) = self.view.get(&id).cloned() else {
-                continue;
-            };
-            if member.generation != s.generation || member.state != MemberState::Suspect {
-                continue;
-            }
-            let failed = Member {
-                state: MemberState::Failed,
-                ..member
-            };
-            self.view.apply(failed.clone());
-            self.stats.failures_detected += 1;
-            out.push(Output::Broadcast(self.event(
-                MemberEventKind::Fail,
-                &failed,
-                now,
-            )));
-        }
-    }
-
-    fn advance_probe(&mut self, now: Now, out: &mut Vec<Output>) {
-        let Some(probe) = &mut self.probe else { return };
-        let elapsed = now.mono.saturating_duration_since(probe.started);
-        if elapsed >= self.cfg.period {
-            let target = probe.target.clone();
-            self.probe = None;
-            if !self.quiet(now.mono) {
-                self.suspect(&target, now, out);
-            }
-        } else if elapsed >= self.cfg.ping_timeout && !probe.indirect_sent {
-            probe.indirect_sent = true;
-            let (target, seq) = (probe.target.clone(), probe.seq);
-            let mut helpers = self.view.alive_peers_except(&self.me.id, &target);
-            helpers.shuffle(&mut self.rng);
-            helpers.truncate(self.cfg.indirect_probes);
-            for helper in helpers {
-                let msg = FdMessage::PingReq {
-                    from: self.me.id.clone(),
-                    from_generation: self.me.generation,
-                    seq,
-                    target: target.clone(),
-                };
-                out.push(Output::Send { to: helper, msg });
-            }
-            out.push(Output::Send {
-                to: target,
-                msg: self.ping(seq),
-            });
-        }
-    }
-
-    fn ping(&self, seq: u64) -> FdMessage {
-        FdMessage::Ping {
-            from: self.me.id.clone(),
-            from_generation: self.me.generation,
-            seq,
-            digest: self.view.digest(),
-        }
-    }
-
-    fn start_probe(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let target = loop {
-            let Some(candidate) = self.order.pop() else {
-                self.order = self.view.live_peers(&self.me.id);
-                self.order.shuffle(&mut self.rng);
-                match self.order.pop() {
-                    Some(c) => break c,
-                    None => return,
-                }
-            };
-            if self.view.get(&candidate).is_some_and(Member::is_live) {
-                break candidate;
-            }
-        };
-        self.seq += 1;
-        self.next_probe = now + self.cfg.period;
-        self.stats.probes_sent += 1;
-        out.push(Output::Send {
-            to: target.clone(),
-            msg: self.ping(self.seq),
-        });
-        self.probe = Some(Probe {
-            target,
-            seq: self.seq,
-            started: now,
-            indirect_sent: false,
-        });
-    }
-
-    fn suspect(&mut self, id: &str, now: Now, out: &mut Vec<Output>) {
-        let Some(member) = self.view.get(id).cloned() else {
-            return;
-        };
-        if member.state != MemberState::Alive {
-            return;
-        }
-        let suspect = Member {
-            state: MemberState::Suspect,
-            ..member
-        };
-        self.view.apply(suspect.clone());
-        self.suspicions.insert(
-            id.to_string(),
-            Suspicion {
-                generation: suspect.generation,
-                deadline: now.mono + self.cfg.suspect_timeout,
-            },
-        );
-        out.push(Output::Broadcast(self.event(
-            MemberEventKind::Suspect,
-            &suspect,
-            now,
-        )));
-    }
 }
 
 mod handle;
+mod probe;
+mod refused;
+
+pub use refused::Refused;
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;
