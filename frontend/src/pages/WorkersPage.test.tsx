@@ -43,10 +43,12 @@ describe('WorkersPage', () => {
   });
 
   it('links a member\'s dashboard only when its http field is host:port', () => {
+    const [base] = snapshot.workers;
+    if (!base) throw new Error('the fixture has workers');
     const forged = [
-      { ...snapshot.workers[0], id: 'n1', http: 'javascript:alert(1)' },
-      { ...snapshot.workers[1], id: 'n2', http: 'evil.example/phish?x=1:80' },
-      { ...snapshot.workers[1], id: 'n5', http: 'vm5.example:9305' },
+      { ...base, id: 'n1', http: 'javascript:alert(1)' },
+      { ...base, id: 'n2', http: 'evil.example/phish?x=1:80' },
+      { ...base, id: 'n5', http: 'vm5.example:9305' },
     ];
     renderPage(<WorkersPage />, { live: { snapshot: { ...snapshot, workers: forged } } });
     const n1 = screen.getByTestId('worker-row-n1');
