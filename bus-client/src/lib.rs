@@ -5,6 +5,7 @@
 
 pub mod jobs;
 mod options;
+pub mod part;
 mod request;
 pub mod sdfs;
 pub mod transfer;
