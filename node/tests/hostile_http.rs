@@ -403,3 +403,25 @@ async fn arbitrary_bodies_to_every_post_endpoint_get_a_4xx_never_a_5xx() {
         "the node still answers on the bus"
     );
 }
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_idle_ones_are_cut() {
+    let (c, addr) = node(&["--http-max-connections", "2"]).await;
+    // Two idle connections take both slots; the header timeout (1 s) frees them.
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let started = Instant::now();
+    let a = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || get(&addr, "/api/members", &[])
+    })
+    .await
+    .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "the third connection was served before a slot was free ({waited:?})"
+    );
+    drop(idle);
+    assert!(c.view("n1").await.is_some());
+}

@@ -208,6 +208,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_hosts_and_origins_never_panic(host in "\\PC{0,80}", origin in "\\PC{0,80}") {
+            for bind in ["127.0.0.1:1", "0.0.0.0:1", "[::]:1", "10.0.0.5:1"] {
+                let h = hosts(bind, &["dash.example.org", "*.x"]);
+                let (name, _) = split(&host);
+                let _ = h.serves(&name);
+                let _ = h.same_origin(&origin, &host);
+            }
+        }
+    }
+
     #[test]
     fn authorities_split_into_host_and_port() {
         assert_eq!(split("LocalHost:80"), ("localhost".into(), Some("80")));
