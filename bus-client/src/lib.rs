@@ -6,6 +6,7 @@
 pub mod fsck;
 pub mod jobs;
 mod options;
+pub mod part;
 mod request;
 pub mod sdfs;
 pub mod transfer;

@@ -5,6 +5,7 @@
 //! quorum has stored it. A get pulls chunks from one replica, checking the sha256, and falls
 //! back to the next replica on any error.
 
+use crate::part::PartFile;
 use crate::request::{request, RequestError};
 use crate::transfer::{self, Hasher};
 use bus_schemas::fsck::BlobLabel;
@@ -61,6 +62,13 @@ pub enum SdfsError {
     /// A node answered something unexpected.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
+    /// The destination of a get exists and overwriting was not asked for; nothing was
+    /// written.
+    #[error("{} already exists (not overwritten)", path.display())]
+    Exists {
+        /// The destination.
+        path: PathBuf,
+    },
 }
 
 impl SdfsError {
@@ -341,7 +349,8 @@ impl SdfsClient {
         }
     }
 
-    /// Writes version `version` (the newest if None) of `name` to `path`; returns it.
+    /// Writes version `version` (the newest if None) of `name` to `path`, replacing what is
+    /// there; returns it.
     pub async fn get(
         &self,
         name: &str,
@@ -349,11 +358,33 @@ impl SdfsClient {
         path: &Path,
         progress: Option<Progress>,
     ) -> Result<VersionInfo, SdfsError> {
+        self.get_to(name, version, path, true, progress).await
+    }
+
+    /// Like [`SdfsClient::get`]; without `overwrite` an existing `path` is an
+    /// [`SdfsError::Exists`], checked before the transfer and again, atomically, at the end.
+    /// The bytes go to a new part file next to `path` (see [`crate::part`]); a failed get
+    /// leaves nothing.
+    pub async fn get_to(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        path: &Path,
+        overwrite: bool,
+        progress: Option<Progress>,
+    ) -> Result<VersionInfo, SdfsError> {
+        if !overwrite && tokio::fs::symlink_metadata(path).await.is_ok() {
+            return Err(SdfsError::Exists { path: path.into() });
+        }
         let v = self.locate(name, version).await?;
         let mut reasons = Vec::new();
         for node in &v.replicas {
-            match self.fetch(node, &v, path, progress.clone()).await {
+            match self
+                .fetch(node, &v, path, overwrite, progress.clone())
+                .await
+            {
                 Ok(()) => return Ok(v),
+                Err(e @ (SdfsError::Exists { .. } | SdfsError::Local { .. })) => return Err(e),
                 Err(e) => {
                     if matches!(e, SdfsError::Corrupt(_)) {
                         let report = SdfsRequest::ReportCorrupt {
@@ -384,6 +415,7 @@ impl SdfsClient {
         node: &str,
         v: &VersionInfo,
         path: &Path,
+        overwrite: bool,
         progress: Option<Progress>,
     ) -> Result<(), SdfsError> {
         let chunk = transfer::chunk_size(self.client.server_info().max_payload);
@@ -395,8 +427,7 @@ impl SdfsClient {
             chunk,
             self.timeout.max(Duration::from_secs(10)),
         );
-        let part = path.with_extension("idunno-part");
-        let mut file = tokio::fs::File::create(&part).await.map_err(local(&part))?;
+        let (part, mut file) = PartFile::create(path).await.map_err(local(path))?;
         let mut hasher = Hasher::default();
         let mut done = 0;
         let mut chunks = std::pin::pin!(chunks);
@@ -411,7 +442,7 @@ impl SdfsClient {
                     other => SdfsError::Unexpected(other.to_string()),
                 })?;
                 let data = hasher.update(data).await;
-                file.write_all(&data).await.map_err(local(&part))?;
+                file.write_all(&data).await.map_err(local(part.path()))?;
                 done += data.len() as u64;
                 if let Some(p) = &progress {
                     p(done, v.size);
@@ -424,14 +455,18 @@ impl SdfsClient {
                     v.sha256
                 )));
             }
-            file.sync_all().await.map_err(local(&part))?;
-            tokio::fs::rename(&part, path).await.map_err(local(path))
+            file.sync_all().await.map_err(local(part.path()))?;
+            Ok(())
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&part).await;
+        drop(file);
+        result?;
+        match part.commit(path, overwrite).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !overwrite => {
+                Err(SdfsError::Exists { path: path.into() })
+            }
+            other => other.map_err(local(path)),
         }
-        result
     }
 
     /// The file `name` and the files under directory `name/` (all files if empty).

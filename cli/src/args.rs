@@ -71,7 +71,9 @@ pub enum Command {
         #[arg(long)]
         replicas: Option<u32>,
     },
-    /// Fetch an SDFS file (the newest version unless --version).
+    /// Fetch an SDFS file (the newest version unless --version). The bytes go to a new
+    /// hidden part file next to LOCAL, which takes LOCAL's name only once complete and
+    /// verified; an existing LOCAL is not overwritten unless --force.
     Get {
         /// The SDFS name.
         sdfs: String,
@@ -80,6 +82,9 @@ pub enum Command {
         /// A particular version.
         #[arg(long)]
         version: Option<u64>,
+        /// Replace LOCAL if it exists (atomically, once the download is complete).
+        #[arg(long, short)]
+        force: bool,
     },
     /// Store every file under a local directory, recursively, under an SDFS directory.
     Putdir {

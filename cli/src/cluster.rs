@@ -1,7 +1,7 @@
 //! Commands that talk to the cluster's nodes: members, leave, join, stat, droprate, clear-log.
 
 use crate::args::{parse_drop_rate, Command};
-use crate::output::{millis, Output};
+use crate::output::{millis, say, warn, Output};
 use async_nats::Client;
 use bus_client::{request, BusOptions, RequestError};
 use bus_schemas::control::{ControlReply, ControlRequest, NodeStats};
@@ -126,7 +126,10 @@ async fn members(client: &Client, node: Option<String>, out: &Output) -> anyhow:
     });
     if !out.json {
         let coordinator = view.coordinator.as_deref().unwrap_or("none yet");
-        println!("(view of {}; coordinator: {coordinator})", view.node);
+        say(&format!(
+            "(view of {}; coordinator: {coordinator})",
+            view.node
+        ));
     }
     Ok(())
 }
@@ -181,19 +184,19 @@ fn report(
         match reply {
             Ok(ControlReply::Done { message, .. }) => {
                 if !out.json {
-                    println!("{node}: {message}");
+                    say(&format!("{node}: {message}"));
                 }
                 json.push(serde_json::json!({"node": node, "ok": true, "message": message}));
             }
             Ok(ControlReply::Error { message, kind, .. }) => {
                 failed += 1;
-                eprintln!("{node}: {message}");
+                warn(&format!("{node}: {message}"));
                 json.push(serde_json::json!({"node": node, "ok": false, "kind": kind, "message": message}));
             }
             Ok(other) => anyhow::bail!("{node} answered unexpectedly: {other:?}"),
             Err(e) => {
                 failed += 1;
-                eprintln!("{node}: {e:#}");
+                warn(&format!("{node}: {e:#}"));
                 json.push(
                     serde_json::json!({"node": node, "ok": false, "message": format!("{e:#}")}),
                 );
@@ -216,8 +219,8 @@ async fn stat(client: &Client, node: Option<String>, out: &Output) -> anyhow::Re
     for (node, reply) in ask_all(client, &nodes, &ControlRequest::Stat).await {
         match reply {
             Ok(ControlReply::Stats { stats: s }) => stats.push(s),
-            Ok(other) => eprintln!("{node}: unexpected answer {other:?}"),
-            Err(e) => eprintln!("{node}: {e:#}"),
+            Ok(other) => warn(&format!("{node}: unexpected answer {other:?}")),
+            Err(e) => warn(&format!("{node}: {e:#}")),
         }
     }
     anyhow::ensure!(!stats.is_empty(), "no node answered");

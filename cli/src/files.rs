@@ -2,7 +2,7 @@
 
 use crate::args::Command;
 use crate::output::Output;
-use bus_client::sdfs::{Progress, PutOptions, SdfsClient};
+use bus_client::sdfs::{Progress, PutOptions, SdfsClient, SdfsError};
 use bus_client::BusOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
@@ -24,7 +24,8 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             sdfs: name,
             local,
             version,
-        } => get(&sdfs, &name, version, &local, out).await,
+            force,
+        } => get(&sdfs, &name, version, &local, force, out).await,
         Command::Putdir {
             local_dir,
             sdfs_dir,
@@ -64,7 +65,7 @@ pub fn bar(message: String) -> (ProgressBar, Progress) {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     bar.set_style(style);
-    bar.set_message(message);
+    bar.set_message(crate::output::clean(&message).into_owned());
     let feed = bar.clone();
     let progress: Progress = Arc::new(move |done, total| {
         feed.set_length(total);
@@ -105,7 +106,7 @@ async fn put(
             "stored {} as {name} version {version} ({}, sha256 {}…) on {}",
             local.display(),
             human(v.size),
-            &v.sha256[..12],
+            crate::output::short_hash(&v.sha256),
             v.replicas.join(", ")
         )]]
     });
@@ -117,12 +118,18 @@ async fn get(
     name: &str,
     version: Option<u64>,
     local: &Path,
+    force: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
     let (bar, progress) = bar(format!("get {name}"));
-    let result = sdfs.get(name, version, local, Some(progress)).await;
+    let result = sdfs
+        .get_to(name, version, local, force, Some(progress))
+        .await;
     bar.finish_and_clear();
-    let v = result?;
+    let v = match result {
+        Err(e @ SdfsError::Exists { .. }) => anyhow::bail!("{e}: pass --force to replace it"),
+        other => other?,
+    };
     out.print(&v, || {
         vec![vec![format!(
             "wrote {name} version {} ({}) to {}",
@@ -164,7 +171,7 @@ async fn putdir(sdfs: &SdfsClient, local: &Path, dir: &str, out: &Output) -> any
             .to_string_lossy()
             .replace('\\', "/");
         let name = format!("{dir}/{rel}");
-        bar.set_message(rel);
+        bar.set_message(crate::output::clean(&rel).into_owned());
         let version = sdfs
             .put(file, &name, None)
             .await

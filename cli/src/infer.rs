@@ -97,7 +97,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
     });
     if !out.json {
         for note in notes {
-            eprintln!("{note}");
+            crate::output::warn(&note.to_string());
         }
     }
     Ok(())

@@ -188,7 +188,7 @@ pub async fn follow(
                 show(&bar, &p);
                 if bar.is_hidden() && !out.json && last_line.elapsed() >= Duration::from_secs(5) {
                     last_line = std::time::Instant::now();
-                    println!("{id}: {}", bar.message());
+                    crate::output::say(&format!("{id}: {}", bar.message()));
                 }
             }
             Some(msg) = events.next() => {
@@ -245,10 +245,15 @@ fn tracing_line(bar: &ProgressBar, out: &Output, line: &str) {
         return;
     }
     if bar.is_hidden() {
-        println!("{line}");
+        crate::output::say(line);
     } else {
-        bar.println(line);
+        bar.println(crate::output::clean(line));
     }
+}
+
+/// Sets a bar's message, cleaned (it holds worker ids from the cluster).
+fn set_message(bar: &ProgressBar, text: String) {
+    bar.set_message(crate::output::clean(&text).into_owned());
 }
 
 fn show(bar: &ProgressBar, p: &Progress) {
@@ -256,20 +261,26 @@ fn show(bar: &ProgressBar, p: &Progress) {
         // An inference job: queries, not epochs.
         bar.set_length(p.total.unwrap_or(0));
         bar.set_position(p.queries);
-        bar.set_message(format!("queries, {:.0} q/s on {}", p.query_rate, p.worker));
+        set_message(
+            bar,
+            format!("queries, {:.0} q/s on {}", p.query_rate, p.worker),
+        );
         return;
     }
     bar.set_length(u64::from(p.epochs) * p.steps);
     bar.set_position(u64::from(p.epoch) * p.steps + p.step);
-    bar.set_message(format!(
-        "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s on {}",
-        p.epoch + 1,
-        p.epochs,
-        p.loss,
-        p.accuracy * 100.0,
-        p.images_per_s,
-        p.worker
-    ));
+    set_message(
+        bar,
+        format!(
+            "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s on {}",
+            p.epoch + 1,
+            p.epochs,
+            p.loss,
+            p.accuracy * 100.0,
+            p.images_per_s,
+            p.worker
+        ),
+    );
 }
 
 /// The workers a running job uses now.
@@ -287,11 +298,10 @@ fn show_serve(bar: &ProgressBar, s: &ServeState) {
     let acc = s.correct.map_or(String::new(), |c| {
         format!(" acc {:.2}%", c as f64 * 100.0 / s.done.max(1) as f64)
     });
-    bar.set_message(format!(
-        "queries, {:.0} q/s{acc} on {}",
-        s.rate,
-        s.workers.join(",")
-    ));
+    set_message(
+        bar,
+        format!("queries, {:.0} q/s{acc} on {}", s.rate, s.workers.join(",")),
+    );
 }
 
 /// `job-stats`: rate, counts, accuracy and processing-time percentiles.

@@ -26,7 +26,7 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
+        output::warn(&format!("error: {e:#}"));
         std::process::exit(1);
     }
 }

@@ -1,6 +1,8 @@
 //! Printing: aligned tables for people, JSON with `--json`.
 
 use serde::Serialize;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// How to print results.
 pub struct Output {
@@ -22,8 +24,59 @@ impl Output {
     }
 }
 
-/// Renders rows (the first is the header) as left-aligned columns.
+/// Whether printing `c` as it is could steer a terminal or fake output: control characters
+/// (escape sequences, carriage returns, newlines, backspaces, C1 controls) and the
+/// bidirectional overrides that reorder what is shown.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` safe to print: every character that could steer a terminal is shown escaped
+/// (`\u{1b}`), so a name, host, id or message from the cluster cannot rewrite the screen.
+/// Every value from the cluster goes through this before it is printed.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Prints one line to stdout, cleaned (see [`clean`]).
+pub fn say(text: &str) {
+    println!("{}", clean(text));
+}
+
+/// Prints one line to stderr, cleaned (see [`clean`]).
+pub fn warn(text: &str) {
+    eprintln!("{}", clean(text));
+}
+
+/// The first 12 characters of a sha256 for display: never panics on a short, non-hex or
+/// non-ASCII value from a reply, which is shown (cleaned) as it is.
+pub fn short_hash(hash: &str) -> Cow<'_, str> {
+    if hash.len() >= 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Cow::Borrowed(&hash[..12])
+    } else {
+        let short: String = hash.chars().take(12).collect();
+        Cow::Owned(clean(&short).into_owned())
+    }
+}
+
+/// Renders rows (the first is the header) as left-aligned columns, every cell cleaned.
 pub fn render(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -67,6 +120,38 @@ mod tests {
             vec!["node-1".into(), "alive".into()],
         ];
         assert_eq!(render(&rows), "id      state\nnode-1  alive\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("node-1"), "node-1");
+        assert!(matches!(clean("plain név"), Cow::Borrowed(_)));
+        assert_eq!(clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(clean("x\ry\u{8}\u{7}"), "x\\u{d}y\\u{8}\\u{7}");
+        assert_eq!(clean("\u{9b}31m"), "\\u{9b}31m", "C1 CSI");
+        assert_eq!(clean("evil\u{202e}gnp.exe"), "evil\\u{202e}gnp.exe");
+        assert_eq!(clean("fake\nrow"), "fake\\u{a}row");
+        let rows = vec![vec!["\u{1b}]0;title\u{7}".to_string(), "ok".into()]];
+        assert!(!render(&rows).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn short_hashes_never_panic() {
+        let full = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(short_hash(full), "0123456789ab");
+        assert_eq!(short_hash(""), "");
+        assert_eq!(short_hash("abc"), "abc");
+        assert_eq!(short_hash("ééééééééééééééé"), "éééééééééééé");
+        assert_eq!(short_hash("\u{1b}[2J0123456789"), "\\u{1b}[2J01234567");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cleaned_text_has_no_control_characters(text in "\\PC*|[\\x00-\\x{9f}\\u{202a}-\\u{202e}]{0,64}") {
+            let out = clean(&text);
+            proptest::prop_assert!(!out.chars().any(unsafe_char));
+            let _ = short_hash(&text);
+        }
     }
 
     #[test]

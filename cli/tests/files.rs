@@ -76,3 +76,106 @@ fn put_get_ls_versions_store_putdir_deldir_delete() {
         .err(&["ls", "docs/a.txt"])
         .contains("no file or directory"));
 }
+
+/// Every file left in `dir` whose name marks a part file.
+fn part_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("idunno-part"))
+        .collect()
+}
+
+#[test]
+fn get_uses_its_own_part_file_never_follows_symlinks_and_never_overwrites() {
+    use std::os::unix::fs::symlink;
+    let c = Local::up(1);
+    let root = c.dir.path();
+    // Two files whose names share the stem "x" (the old part file was "x.idunno-part").
+    let tar: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let gz: Vec<u8> = (0..3_000_000u32).map(|i| (i % 13) as u8).collect();
+    std::fs::write(root.join("x.tar"), &tar).unwrap();
+    std::fs::write(root.join("x.gz"), &gz).unwrap();
+    c.ok(&["put", "x.tar", "d/x.tar"]);
+    c.ok(&["put", "x.gz", "d/x.gz"]);
+    let out = root.join("out");
+    std::fs::create_dir(&out).unwrap();
+
+    // Both at once into one directory: each gets its own bytes.
+    let spawn = |name: &str, dest: &str| {
+        std::process::Command::new(common::IDUNNO)
+            .args(["--nats", &c.url, "get", name, dest])
+            .current_dir(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("d/x.tar", "out/x.tar");
+    let b = spawn("d/x.gz", "out/x.gz");
+    for child in [a, b] {
+        let done = child.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    assert!(
+        std::fs::read(out.join("x.tar")).unwrap() == tar,
+        "x.tar intact"
+    );
+    assert!(
+        std::fs::read(out.join("x.gz")).unwrap() == gz,
+        "x.gz intact"
+    );
+    assert!(part_files(&out).is_empty());
+
+    // A symlink planted where the old part file went is neither followed nor touched.
+    std::fs::write(root.join("victim.txt"), "precious\n").unwrap();
+    symlink(root.join("victim.txt"), out.join("y.idunno-part")).unwrap();
+    c.ok(&["get", "d/x.gz", "out/y.bin"]);
+    assert!(std::fs::read(out.join("y.bin")).unwrap() == gz);
+    assert_eq!(
+        std::fs::read_to_string(root.join("victim.txt")).unwrap(),
+        "precious\n"
+    );
+    assert!(std::fs::symlink_metadata(out.join("y.idunno-part"))
+        .unwrap()
+        .is_symlink());
+    std::fs::remove_file(out.join("y.idunno-part")).unwrap();
+
+    // An existing destination is refused without --force and left as it was.
+    std::fs::write(out.join("keep.txt"), "mine\n").unwrap();
+    let e = c.err(&["get", "d/x.tar", "out/keep.txt"]);
+    assert!(e.contains("already exists") && e.contains("--force"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine\n"
+    );
+    c.ok(&["get", "d/x.tar", "out/keep.txt", "--force"]);
+    assert!(std::fs::read(out.join("keep.txt")).unwrap() == tar);
+    // A symlink as the destination: refused, and with --force replaced, not followed.
+    symlink(root.join("victim.txt"), out.join("link")).unwrap();
+    assert!(c
+        .err(&["get", "d/x.gz", "out/link"])
+        .contains("already exists"));
+    c.ok(&["get", "d/x.gz", "out/link", "--force"]);
+    assert!(!std::fs::symlink_metadata(out.join("link"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(root.join("victim.txt")).unwrap(),
+        "precious\n"
+    );
+
+    // A failed get leaves nothing behind.
+    assert!(c.err(&["get", "d/nope", "out/nope"]).contains("no file"));
+    assert!(!out.join("nope").exists());
+    assert!(part_files(&out).is_empty(), "{:?}", part_files(&out));
+    let help = c.ok(&["get", "--help"]);
+    assert!(
+        help.contains("--force") && help.contains("part file"),
+        "{help}"
+    );
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatLastHeard, formatPercent, formatRate, formatSeconds, formatShape } from './format.ts';
+import { dashboardUrl, formatBytes, formatLastHeard, formatPercent, formatRate, formatSeconds, formatShape } from './format.ts';
 import { jobAccuracy, jobProgress, jobWorkers } from './jobs.ts';
 import { snapshot } from './test/fixtures.ts';
 
@@ -20,6 +20,21 @@ describe('formatting', () => {
     expect(formatSeconds(185)).toBe('3 min 5 s');
     expect(formatShape('1x28x28')).toBe('1×28×28');
     expect(formatShape([3, 32, 32])).toBe('3×32×32');
+  });
+});
+
+describe('dashboard links', () => {
+  it('accepts host:port only', () => {
+    expect(dashboardUrl('127.0.0.1:9300')).toBe('http://127.0.0.1:9300/');
+    expect(dashboardUrl('vm1.example.org:8080')).toBe('http://vm1.example.org:8080/');
+    expect(dashboardUrl('[::1]:8080')).toBe('http://[::1]:8080/');
+    for (const bad of [
+      null, undefined, '', 'javascript:alert(1)', 'javascript://x%0aalert(1)', 'http://evil:80',
+      'evil.example/x:80', 'a@b:80', 'host', 'host:', ':80', 'host:0', 'host:65536', 'host:80x',
+      'ho st:80', 'host\n:80', '-host:80', '[::1:80', '[<script>]:80', 'a'.repeat(300) + ':80',
+    ]) {
+      expect(dashboardUrl(bad), String(bad)).toBeNull();
+    }
   });
 });
 

@@ -78,3 +78,23 @@ export function formatShape(shape: readonly number[] | string): string {
   const parts = typeof shape === 'string' ? shape.split(/[x×,\s]+/).filter(Boolean) : shape;
   return parts.length > 0 ? parts.join('×') : '—';
 }
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const IPV6 = /^\[[0-9A-Fa-f:.]{2,45}\]$/;
+
+/**
+ * The dashboard URL of a member's `http` field, or `null` unless it is exactly `host:port`
+ * (a host name, an IPv4 address or a bracketed IPv6 address, and a port 1–65535): a forged
+ * member cannot turn it into a `javascript:` link or a link elsewhere.
+ */
+export function dashboardUrl(http: string | null | undefined): string | null {
+  if (!http) return null;
+  const colon = http.lastIndexOf(':');
+  if (colon <= 0) return null;
+  const host = http.slice(0, colon);
+  const port = http.slice(colon + 1);
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return null;
+  if (!(IPV4.test(host) || IPV6.test(host) || HOST_NAME.test(host))) return null;
+  return `http://${host}:${port}/`;
+}

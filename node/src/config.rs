@@ -1,5 +1,6 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
+use crate::dashboard::{HttpLimits, ServerLimits};
 use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
@@ -54,6 +55,23 @@ pub struct NodeArgs {
     /// login cookie); without it they are open, so keep `--http` on loopback then.
     #[arg(long, env = "IDUNNO_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
+    /// Host names the dashboard answers to besides its address (and localhost on loopback),
+    /// comma-separated, e.g. the name a proxy or DNS gives it; `*` for any.
+    #[arg(long, env = "IDUNNO_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub http_allowed_hosts: Vec<String>,
+    /// Largest `POST /api/infer` body, in bytes.
+    #[arg(long, env = "IDUNNO_HTTP_MAX_INFER_BODY", default_value_t = crate::dashboard::DEFAULT_MAX_INFER_BODY)]
+    pub http_max_infer_body: usize,
+    /// Dashboard event streams open at once.
+    #[arg(long, env = "IDUNNO_HTTP_MAX_STREAMS", default_value_t = crate::dashboard::DEFAULT_MAX_STREAMS)]
+    pub http_max_streams: usize,
+    /// Dashboard connections open at once.
+    #[arg(long, env = "IDUNNO_HTTP_MAX_CONNECTIONS", default_value_t = crate::dashboard::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+    /// Longest a dashboard client may take to send a request's headers (or stay idle between
+    /// requests), in milliseconds.
+    #[arg(long, env = "IDUNNO_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
     /// Threads for tch (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -108,6 +126,10 @@ pub struct NodeConfig {
     pub http: SocketAddr,
     /// The API token, if the API needs one.
     pub http_token: Option<HttpToken>,
+    /// Dashboard request limits and served host names.
+    pub http_limits: HttpLimits,
+    /// Dashboard connection limits.
+    pub http_server: ServerLimits,
     /// tch threads.
     pub threads: usize,
     /// tch device.
@@ -174,6 +196,15 @@ impl NodeArgs {
             bus: self.bus,
             http: self.http,
             http_token: self.http_token.map(HttpToken),
+            http_limits: HttpLimits {
+                max_infer_body: self.http_max_infer_body,
+                max_streams: self.http_max_streams,
+                allowed_hosts: self.http_allowed_hosts,
+            },
+            http_server: ServerLimits {
+                max_connections: self.http_max_connections,
+                header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            },
             threads,
             device: self.device,
             frontend_dir: self
@@ -212,6 +243,7 @@ impl NodeConfig {
                 "--http-token must be at least 8 printable characters, without spaces, ';', ',', '\"' or '\\'"
             );
         }
+        self.validate_http()?;
         self.device.tch()?;
         let s = &self.sdfs;
         anyhow::ensure!(s.replication >= 1, "--replication must be at least 1");
@@ -244,6 +276,38 @@ impl NodeConfig {
         Ok(())
     }
 
+    fn validate_http(&self) -> anyhow::Result<()> {
+        let (l, s) = (&self.http_limits, &self.http_server);
+        anyhow::ensure!(
+            (1024..=(1 << 30)).contains(&l.max_infer_body),
+            "--http-max-infer-body must be between 1024 and 1073741824 bytes"
+        );
+        anyhow::ensure!(
+            (1..=100_000).contains(&l.max_streams),
+            "--http-max-streams must be between 1 and 100000"
+        );
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&s.max_connections),
+            "--http-max-connections must be between 1 and 1000000"
+        );
+        anyhow::ensure!(
+            (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&s.header_timeout),
+            "--http-header-timeout-ms must be between 100 and 600000"
+        );
+        for h in &l.allowed_hosts {
+            let ok = h == "*"
+                || (!h.is_empty()
+                    && h.len() <= 253
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b)));
+            anyhow::ensure!(
+                ok,
+                "--http-allowed-hosts: {h:?} is not a host name (no port, no scheme)"
+            );
+        }
+        Ok(())
+    }
+
     /// A config for tests: the given bus URL, a free dashboard port, one thread.
     pub fn for_test(id: &str, data_dir: PathBuf, nats_url: &str) -> Self {
         Self {
@@ -252,6 +316,8 @@ impl NodeConfig {
             bus: BusOptions::for_url(nats_url),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_token: None,
+            http_limits: HttpLimits::default(),
+            http_server: ServerLimits::default(),
             threads: 1,
             device: Device::Cpu,
             frontend_dir: DEFAULT_FRONTEND_DIR.into(),

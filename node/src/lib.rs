@@ -72,6 +72,7 @@ pub async fn run(
     let client = connect(&cfg, conn_tx).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let host = hostname();
+    let machine = host.clone();
     let (coordinator_tx, coordinator_rx) =
         tokio::sync::watch::channel(jobs::lease::Coordinator::default());
     let mcfg = MembershipConfig {
@@ -135,9 +136,12 @@ pub async fn run(
         token: cfg.http_token.as_ref().map(|t| t.0.clone()),
         replication: cfg.sdfs.replication,
         request_timeout: cfg.request_timeout,
+        bind: http,
+        hostname: Some(machine),
+        limits: cfg.http_limits.clone(),
     };
     let (router, live_task) = dashboard::router(dash, shutdown.clone());
-    let http_task = dashboard::spawn(listener, router, shutdown.clone());
+    let http_task = dashboard::spawn(listener, router, cfg.http_server, shutdown.clone());
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     shutdown.cancelled().await;
     members_stop.cancel();

@@ -1,5 +1,6 @@
 import { screen, within } from '@testing-library/react';
 import { describe, expect, it } from 'vitest';
+import { snapshot } from '../test/fixtures.ts';
 import { renderPage } from '../test/render.tsx';
 import { WorkersPage } from './WorkersPage.tsx';
 
@@ -39,5 +40,23 @@ describe('WorkersPage', () => {
     expect(n4.getAttribute('data-state')).toBe('left');
     expect(n4.classList.contains('left')).toBe(true);
     expect(within(n4).getByText('2 min ago')).toBeTruthy();
+  });
+
+  it('links a member\'s dashboard only when its http field is host:port', () => {
+    const [base] = snapshot.workers;
+    if (!base) throw new Error('the fixture has workers');
+    const forged = [
+      { ...base, id: 'n1', http: 'javascript:alert(1)' },
+      { ...base, id: 'n2', http: 'evil.example/phish?x=1:80' },
+      { ...base, id: 'n5', http: 'vm5.example:9305' },
+    ];
+    renderPage(<WorkersPage />, { live: { snapshot: { ...snapshot, workers: forged } } });
+    const n1 = screen.getByTestId('worker-row-n1');
+    expect(within(n1).getByText('javascript:alert(1)').tagName).toBe('TD');
+    expect(within(n1).queryByRole('link', { name: 'javascript:alert(1)' })).toBeNull();
+    const n2 = screen.getByTestId('worker-row-n2');
+    expect(within(n2).queryByRole('link', { name: /evil/ })).toBeNull();
+    const n5 = screen.getByTestId('worker-row-n5');
+    expect(within(n5).getByRole('link', { name: 'vm5.example:9305' }).getAttribute('href')).toBe('http://vm5.example:9305/');
   });
 });

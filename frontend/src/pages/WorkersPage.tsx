@@ -1,7 +1,7 @@
 import { Link } from 'react-router';
 import type { Worker } from '../api.ts';
 import { StateBadge } from '../components/Badge.tsx';
-import { formatCount, formatLastHeard } from '../format.ts';
+import { dashboardUrl, formatCount, formatLastHeard } from '../format.ts';
 import { useLiveContext } from '../live.tsx';
 import { DataTable } from '../components/DataTable.tsx';
 
@@ -39,6 +39,7 @@ function JobLink({ id }: { id: string }) {
 function WorkerRow({ worker: w }: { worker: Worker }) {
   const ended = w.state === 'failed' || w.state === 'left';
   const jobs = [...(w.training ? [w.training] : []), ...w.serving];
+  const link = dashboardUrl(w.http);
   return (
     <tr data-testid={`worker-row-${w.id}`} data-state={w.state} className={ended ? `ended ${w.state}` : undefined}>
       <td className="mono id">{w.id}</td>
@@ -61,7 +62,7 @@ function WorkerRow({ worker: w }: { worker: Worker }) {
       </td>
       <td>{w.models.length > 0 ? w.models.join(', ') : '—'}</td>
       <td className="num">{formatCount(w.queries)}</td>
-      <td>{w.http && !ended ? <a href={`http://${w.http}/`}>{w.http}</a> : (w.http ?? '—')}</td>
+      <td>{link && !ended ? <a href={link}>{w.http}</a> : (w.http ?? '—')}</td>
     </tr>
   );
 }

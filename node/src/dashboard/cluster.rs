@@ -1,5 +1,6 @@
 //! The API's cluster and job endpoints: members, workers, jobs, submit and cancel.
 
+use super::body::Body;
 use super::{model, problem, Api};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -81,7 +82,7 @@ async fn newest_outputs(client: &async_nats::Client, id: &str) -> Vec<QueryResul
 }
 
 /// `POST /api/jobs`: submits a job spec (as JSON, with the CLI's defaults filled in).
-pub async fn submit(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+pub async fn submit(State(api): State<Api>, body: Body) -> Response {
     let mut spec: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(e) => return problem(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),

@@ -1,8 +1,9 @@
 //! `POST /api/infer`: online inference over HTTP, forwarded to `idunno.v1.infer`.
 
+use super::body::{media_type, Body};
 use super::{problem, Api};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -37,14 +38,11 @@ pub async fn infer(
     State(api): State<Api>,
     Query(query): Query<InferQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Response {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+    let json = media_type(&headers).as_deref() == Some("application/json");
     let req = if json {
-        // Decoding up to 64 MiB of base64 is CPU work: off the runtime.
+        // Decoding megabytes of base64 is CPU work: off the runtime.
         match tokio::task::spawn_blocking(move || parse_json(&body)).await {
             Ok(Ok(req)) => req,
             Ok(Err(why)) => return problem(StatusCode::BAD_REQUEST, why),

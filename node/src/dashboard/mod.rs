@@ -2,27 +2,34 @@
 //! Prometheus metrics, served by axum on `--http`.
 
 mod auth;
+mod body;
 mod cluster;
 mod events;
 mod files;
+mod guard;
 mod infer;
 mod live;
 pub mod model;
 mod prom;
+mod server;
+pub mod sessions;
+
+pub use body::{DEFAULT_MAX_INFER_BODY, MAX_JSON_BODY};
+pub use server::{spawn, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
 use crate::membership::MembershipHandle;
 use crate::metrics::Metrics;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
@@ -31,8 +38,29 @@ const NOT_BUILT: &str = "<!doctype html><title>IDunno</title><h1>IDunno</h1>\
 <p>The dashboard is not built here (run <code>make frontend</code>). \
 The JSON API is at <a href=\"api/members\">api/members</a>.</p>";
 
-/// Largest request body `/api/infer` accepts.
-const MAX_BODY: usize = 64 << 20;
+/// Event streams open at once unless `--http-max-streams` says otherwise.
+pub const DEFAULT_MAX_STREAMS: usize = 64;
+
+/// The dashboard's request limits and the names it answers to (`docs/api.md`, "Limits").
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest `POST /api/infer` body in bytes.
+    pub max_infer_body: usize,
+    /// Event streams (`GET /api/events`) open at once; more get 503.
+    pub max_streams: usize,
+    /// Host names served besides the bind address (and `localhost` on loopback); `*` for any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_infer_body: DEFAULT_MAX_INFER_BODY,
+            max_streams: DEFAULT_MAX_STREAMS,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
 
 /// What the dashboard reads from the rest of the node.
 pub struct DashboardDeps {
@@ -52,6 +80,12 @@ pub struct DashboardDeps {
     pub replication: usize,
     /// Bound on each request to the cluster.
     pub request_timeout: Duration,
+    /// The address the dashboard is bound to.
+    pub bind: SocketAddr,
+    /// This machine's host name (served on a non-loopback bind).
+    pub hostname: Option<String>,
+    /// Request limits.
+    pub limits: HttpLimits,
 }
 
 /// What the API handlers share.
@@ -66,6 +100,9 @@ struct Api {
     live: live::LiveHandle,
     manifests: files::Manifests,
     replication: usize,
+    /// One permit per open event stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
     shutdown: CancellationToken,
 }
 
@@ -90,8 +127,12 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
         live,
         manifests: Default::default(),
         replication: deps.replication,
+        streams: Arc::new(Semaphore::new(deps.limits.max_streams)),
+        max_streams: deps.limits.max_streams,
         shutdown,
     };
+    let hosts = guard::Hosts::new(deps.bind, deps.hostname, &deps.limits.allowed_hosts);
+    let infer_limit = body::BodyLimit(deps.limits.max_infer_body);
     let auth = auth::Auth::new(deps.token.as_deref());
     let guarded = Router::new()
         .route("/api/members", get(cluster::members))
@@ -106,7 +147,7 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
         .route("/api/events", get(events::events))
         .route(
             "/api/infer",
-            post(infer::infer).layer(DefaultBodyLimit::max(MAX_BODY)),
+            post(infer::infer).layer(axum::Extension(infer_limit)),
         )
         .route("/metrics", get(prom::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -128,6 +169,9 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
     } else {
         app.fallback(|| async { Html(NOT_BUILT) })
     };
+    let app = app
+        .layer(axum::middleware::from_fn(body::media_types))
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     (app, live_task)
 }
 
@@ -138,7 +182,7 @@ async fn not_found() -> Response {
     )
 }
 
-/// An error as JSON, shaped like the bus's error replies.
+/// An error as JSON, shaped like the bus's error replies, with the kind of its status.
 fn problem(status: StatusCode, message: String) -> Response {
     let kind = match status {
         StatusCode::BAD_REQUEST => "bad_input",
@@ -148,17 +192,11 @@ fn problem(status: StatusCode, message: String) -> Response {
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => "unavailable",
         _ => "internal",
     };
-    let body = serde_json::json!({"reply": "error", "kind": kind, "message": message});
-    (status, Json(body)).into_response()
+    problem_kind(status, kind, message)
 }
 
-/// Serves `router` on `listener` until `shutdown`.
-pub fn spawn(listener: TcpListener, router: Router, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!("dashboard stopped: {e}");
-        }
-    })
+/// An error as JSON with an explicit kind.
+fn problem_kind(status: StatusCode, kind: &str, message: String) -> Response {
+    let body = serde_json::json!({"reply": "error", "kind": kind, "message": message});
+    (status, Json(body)).into_response()
 }
