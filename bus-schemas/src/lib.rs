@@ -17,6 +17,7 @@ pub mod names;
 pub mod sdfs;
 pub mod serve;
 pub mod subjects;
+mod work_check;
 
 pub use codec::{decode, encode, DecodeError, EncodeError, Message, SCHEMA_VERSION};
 pub use names::{validate_dir_name, validate_file_name, validate_token, NameError};

@@ -13,6 +13,7 @@ pub struct Metrics {
     member_msgs_out: AtomicU64,
     garbage: AtomicU64,
     fd_dropped: AtomicU64,
+    shed: AtomicU64,
     /// Models the inference engine holds in memory (`name vN`).
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -36,6 +37,9 @@ pub struct Counters {
     pub garbage: u64,
     /// Failure-detector messages dropped by the simulated loss.
     pub fd_dropped: u64,
+    /// Requests refused at once because a limit of work in progress was reached (answered
+    /// `overloaded`).
+    pub shed: u64,
 }
 
 /// Which subsystem a message belongs to.
@@ -52,6 +56,12 @@ impl Metrics {
     pub fn cached_model(&self, model: &str) {
         let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
         models.insert(model.to_string());
+    }
+
+    /// Records that the inference engine no longer holds `model` (evicted from its cache).
+    pub fn evicted_model(&self, model: &str) {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        models.remove(model);
     }
 
     /// The models the inference engine holds.
@@ -83,6 +93,11 @@ impl Metrics {
         self.garbage.fetch_add(1, Relaxed);
     }
 
+    /// Counts a request shed (answered `overloaded` without being run).
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Relaxed);
+    }
+
     /// Counts a failure-detector message dropped by the simulated loss.
     pub fn fd_dropped(&self) {
         self.fd_dropped.fetch_add(1, Relaxed);
@@ -99,6 +114,7 @@ impl Metrics {
             member_msgs_out: self.member_msgs_out.load(Relaxed),
             garbage: self.garbage.load(Relaxed),
             fd_dropped: self.fd_dropped.load(Relaxed),
+            shed: self.shed.load(Relaxed),
         }
     }
 }

@@ -190,6 +190,11 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Malformed payloads this node dropped.",
     )?;
     add(r, garbage)?.inc_by(c.garbage);
+    let shed = IntCounter::new(
+        "idunno_shed_total",
+        "Requests this node refused at once as overloaded (inference requests, assignments).",
+    )?;
+    add(r, shed)?.inc_by(c.shed);
     let cached = Gauge::new(
         "idunno_infer_cached_models",
         "Models this node's inference engine holds.",
