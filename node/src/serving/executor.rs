@@ -4,10 +4,15 @@
 //! per calling thread, spinning between operations. Calls from the runtime's pool of blocking
 //! threads would start a team on each of them, and their spinning threads would take the CPU
 //! from the one doing the work; a single calling thread keeps a single team.
+//!
+//! Online requests (urgent) go before job batches, up to their share of the thread's time
+//! (`share::URGENT_SHARE`); both queues are bounded and refuse work at once when full.
 
+use super::share::Share;
 use crate::jobs::JobError;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -23,6 +28,22 @@ struct Queues {
     normal: VecDeque<Task>,
     /// Most tasks each queue holds: `(urgent, normal)`.
     caps: (usize, usize),
+}
+
+impl Queues {
+    /// The next task and whether it is urgent: urgent ones first while they have taken less
+    /// than their share of the thread's time (see [`super::share`]).
+    fn pick(&mut self, share: &mut Share) -> Option<(Task, bool)> {
+        if self.normal.is_empty() || share.urgent_first(Instant::now()) {
+            if let Some(t) = self.urgent.pop_front() {
+                return Some((t, true));
+            }
+        }
+        if let Some(t) = self.normal.pop_front() {
+            return Some((t, false));
+        }
+        self.urgent.pop_front().map(|t| (t, true))
+    }
 }
 
 /// A handle to the inference thread; cloning it shares the thread.
@@ -52,18 +73,23 @@ impl Executor {
         let queues = shared.clone();
         std::thread::Builder::new()
             .name("tch-infer".into())
-            .spawn(move || loop {
-                let task = {
-                    let (lock, ready) = &*queues;
-                    let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if let Some(t) = q.urgent.pop_front().or_else(|| q.normal.pop_front()) {
-                            break t;
+            .spawn(move || {
+                let mut share = Share::new(Instant::now());
+                loop {
+                    let (task, urgent) = {
+                        let (lock, ready) = &*queues;
+                        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            if let Some(t) = q.pick(&mut share) {
+                                break t;
+                            }
+                            q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
                         }
-                        q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
-                    }
-                };
-                task();
+                    };
+                    let started = Instant::now();
+                    task();
+                    share.add(urgent, started.elapsed(), Instant::now());
+                }
             })
             .expect("start the inference thread");
         Executor {

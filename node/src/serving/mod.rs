@@ -11,6 +11,7 @@ pub mod executor;
 pub mod infer;
 mod lru;
 mod output;
+mod share;
 
 use crate::jobs::Ctx;
 use crate::jobs::JobError;
