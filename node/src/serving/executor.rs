@@ -8,7 +8,7 @@
 //! Online requests (urgent) go before job batches, up to their share of the thread's time
 //! (`share::URGENT_SHARE`); both queues are bounded and refuse work at once when full.
 
-use super::share::Share;
+use super::share::{Share, HOLD};
 use crate::jobs::JobError;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -32,17 +32,16 @@ struct Queues {
 
 impl Queues {
     /// The next task and whether it is urgent: urgent ones first while they have taken less
-    /// than their share of the thread's time (see [`super::share`]).
-    fn pick(&mut self, share: &mut Share) -> Option<(Task, bool)> {
-        if self.normal.is_empty() || share.urgent_first(Instant::now()) {
+    /// than their share of the thread's time (see [`super::share`]). Past their share, while
+    /// job work ran within [`HOLD`] (`held`), an urgent task waits for the job's next piece.
+    fn pick(&mut self, share: &mut Share, held: bool) -> Option<(Task, bool)> {
+        let urgent_ok = share.urgent_first(Instant::now());
+        if urgent_ok || (self.normal.is_empty() && !held) {
             if let Some(t) = self.urgent.pop_front() {
                 return Some((t, true));
             }
         }
-        if let Some(t) = self.normal.pop_front() {
-            return Some((t, false));
-        }
-        self.urgent.pop_front().map(|t| (t, true))
+        self.normal.pop_front().map(|t| (t, false))
     }
 }
 
@@ -75,20 +74,34 @@ impl Executor {
             .name("tch-infer".into())
             .spawn(move || {
                 let mut share = Share::new(Instant::now());
+                let mut last_normal: Option<Instant> = None;
                 loop {
                     let (task, urgent) = {
                         let (lock, ready) = &*queues;
                         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
                         loop {
-                            if let Some(t) = q.pick(&mut share) {
+                            let hold = last_normal.map(|t| t + HOLD);
+                            let held = hold.is_some_and(|h| Instant::now() < h);
+                            if let Some(t) = q.pick(&mut share, held) {
                                 break t;
                             }
-                            q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                            q = match hold.filter(|_| held && !q.urgent.is_empty()) {
+                                Some(h) => {
+                                    let left = h.saturating_duration_since(Instant::now());
+                                    let woke = ready.wait_timeout(q, left);
+                                    woke.unwrap_or_else(|e| e.into_inner()).0
+                                }
+                                None => ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+                            };
                         }
                     };
                     let started = Instant::now();
                     task();
-                    share.add(urgent, started.elapsed(), Instant::now());
+                    let now = Instant::now();
+                    share.add(urgent, now - started, now);
+                    if !urgent {
+                        last_normal = Some(now);
+                    }
                 }
             })
             .expect("start the inference thread");

@@ -2,11 +2,16 @@
 //! online work goes first while it has taken less than [`URGENT_SHARE`] of the thread's recent
 //! busy time, so a light online load is answered at once, and a flood of it cannot take more
 //! than that share from the jobs being served (the rest of the flood waits, then is shed).
+//! The thread stays work-conserving otherwise: online work runs whenever no job has run
+//! within [`HOLD`].
 
 use std::time::{Duration, Instant};
 
 /// Most of the inference thread's busy time online requests take while job batches wait.
 pub const URGENT_SHARE: f64 = 0.2;
+/// Past its share, how long online work waits for a job's next piece after the last one ended
+/// (a job submits its pieces one after another, so its queue is briefly empty between them).
+pub const HOLD: Duration = Duration::from_millis(20);
 /// The span over which the thread's busy time is weighed (older time counts exponentially less).
 const WINDOW: Duration = Duration::from_secs(2);
 
