@@ -164,15 +164,19 @@ fn rss_kib(pid: u32) -> u64 {
 /// CPU seconds (user + system) a process has used: `self` or a pid.
 fn cpu_secs(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = rest
+    // After the command (which may hold spaces): state, ppid, ... utime (14th), stime (15th).
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
         .split_whitespace()
-        .filter_map(|x| x.parse().ok())
         .collect();
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+    let field = |i: usize| {
+        rest.get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(11) + field(12)) / 100.0
 }
 
 fn median(v: &[f64]) -> f64 {
