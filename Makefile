@@ -24,7 +24,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench dashboard
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench dashboard --bench flood
 
 # Retakes docs/img/*.png with the browser test.
 screenshots: SETUP_FLAGS = --browser

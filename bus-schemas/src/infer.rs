@@ -40,7 +40,8 @@ pub struct Prediction {
     pub scores: Vec<f32>,
 }
 
-/// Why an inference request was refused.
+/// Why an inference request was refused. Readers of an older version see kinds added later
+/// as [`InferErrorKind::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InferErrorKind {
@@ -52,6 +53,12 @@ pub enum InferErrorKind {
     Timeout,
     /// The node failed (storage, model loading).
     Internal,
+    /// The node is busy (its limit of requests in progress, or its queues, are full): the
+    /// request was not run; try again later or on another node.
+    Overloaded,
+    /// A kind this reader does not know.
+    #[serde(other)]
+    Other,
 }
 
 /// The answer to an [`InferRequest`].
@@ -119,5 +126,35 @@ mod tests {
             kind: InferErrorKind::Timeout,
             message: "late".into(),
         });
+        round_trip(InferReply::Error {
+            kind: InferErrorKind::Overloaded,
+            message: "busy".into(),
+        });
+    }
+
+    #[test]
+    fn an_unknown_error_kind_reads_as_other() {
+        #[derive(Serialize)]
+        struct Future {
+            schema_version: u16,
+            reply: &'static str,
+            kind: &'static str,
+            message: &'static str,
+        }
+        let bytes = rmp_serde::to_vec_named(&Future {
+            schema_version: crate::SCHEMA_VERSION,
+            reply: "error",
+            kind: "on_fire",
+            message: "m",
+        })
+        .unwrap();
+        let reply: InferReply = crate::decode(&bytes).unwrap();
+        assert!(matches!(
+            reply,
+            InferReply::Error {
+                kind: InferErrorKind::Other,
+                ..
+            }
+        ));
     }
 }

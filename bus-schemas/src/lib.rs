@@ -19,6 +19,7 @@ pub mod sdfs;
 pub mod sdfs_limits;
 pub mod serve;
 pub mod subjects;
+mod work_check;
 
 pub use codec::{decode, encode, DecodeError, EncodeError, Message, SCHEMA_VERSION};
 pub use names::{validate_dir_name, validate_file_name, validate_token, NameError};

@@ -5,6 +5,7 @@
 //! re-dispatched batch's second copy).
 
 use crate::codec::Message;
+pub use crate::work_check::{BatchError, WorkErrorKind, MAX_BATCH_QUERIES};
 use serde::{Deserialize, Serialize};
 
 /// What a worker needs to serve a job: the model version and the split it reads.
@@ -115,6 +116,9 @@ pub enum WorkReply {
         worker: String,
         /// One sentence.
         message: String,
+        /// Why, as a kind ([`WorkErrorKind::Other`] from writers that send none).
+        #[serde(default)]
+        kind: WorkErrorKind,
     },
 }
 

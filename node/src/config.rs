@@ -108,6 +108,14 @@ pub struct NodeArgs {
     /// Online inference: longest a request waits for others to batch with, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub infer_max_delay_ms: u64,
+    /// Online inference: most requests this node handles at once; one beyond is answered at
+    /// once with `overloaded`.
+    #[arg(long, env = "IDUNNO_INFER_MAX_INFLIGHT", default_value_t = 64)]
+    pub infer_max_inflight: usize,
+    /// Inference: bytes of models and dataset splits kept in memory (least recently used
+    /// evicted first; one in use by a job stays alive until the job lets go).
+    #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = crate::serving::engine::DEFAULT_CACHE_BYTES)]
+    pub serving_cache_bytes: u64,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -163,6 +171,10 @@ pub struct InferConfig {
     pub max_batch: usize,
     /// Longest a request waits for others to batch with.
     pub max_delay: Duration,
+    /// Most requests handled at once (`--infer-max-inflight`).
+    pub max_inflight: usize,
+    /// Bytes of models and splits the inference engine keeps (`--serving-cache-bytes`).
+    pub cache_bytes: u64,
 }
 
 impl Default for InferConfig {
@@ -170,6 +182,8 @@ impl Default for InferConfig {
         Self {
             max_batch: 32,
             max_delay: Duration::from_millis(5),
+            max_inflight: 64,
+            cache_bytes: crate::serving::engine::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -224,6 +238,8 @@ impl NodeArgs {
             infer: InferConfig {
                 max_batch: self.infer_max_batch,
                 max_delay: Duration::from_millis(self.infer_max_delay_ms),
+                max_inflight: self.infer_max_inflight,
+                cache_bytes: self.serving_cache_bytes,
             },
         };
         cfg.validate()?;
@@ -272,6 +288,14 @@ impl NodeConfig {
         anyhow::ensure!(
             self.infer.max_delay <= Duration::from_secs(10),
             "--infer-max-delay-ms must be at most 10000"
+        );
+        anyhow::ensure!(
+            (1..=100_000).contains(&self.infer.max_inflight),
+            "--infer-max-inflight must be between 1 and 100000"
+        );
+        anyhow::ensure!(
+            self.infer.cache_bytes >= 1 << 20,
+            "--serving-cache-bytes must be at least 1048576 (1 MiB)"
         );
         Ok(())
     }

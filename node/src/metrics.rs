@@ -14,6 +14,7 @@ pub struct Metrics {
     garbage: AtomicU64,
     fd_dropped: AtomicU64,
     membership_refused: AtomicU64,
+    shed: AtomicU64,
     /// Models the inference engine holds in memory (`name vN`).
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -39,6 +40,9 @@ pub struct Counters {
     pub fd_dropped: u64,
     /// Membership messages (or view records) refused as implausible or beyond a limit.
     pub membership_refused: u64,
+    /// Requests refused at once because a limit of work in progress was reached (answered
+    /// `overloaded`).
+    pub shed: u64,
 }
 
 /// Which subsystem a message belongs to.
@@ -55,6 +59,12 @@ impl Metrics {
     pub fn cached_model(&self, model: &str) {
         let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
         models.insert(model.to_string());
+    }
+
+    /// Records that the inference engine no longer holds `model` (evicted from its cache).
+    pub fn evicted_model(&self, model: &str) {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        models.remove(model);
     }
 
     /// The models the inference engine holds.
@@ -86,6 +96,11 @@ impl Metrics {
         self.garbage.fetch_add(1, Relaxed);
     }
 
+    /// Counts a request shed (answered `overloaded` without being run).
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Relaxed);
+    }
+
     /// Counts a failure-detector message dropped by the simulated loss.
     pub fn fd_dropped(&self) {
         self.fd_dropped.fetch_add(1, Relaxed);
@@ -108,6 +123,7 @@ impl Metrics {
             garbage: self.garbage.load(Relaxed),
             fd_dropped: self.fd_dropped.load(Relaxed),
             membership_refused: self.membership_refused.load(Relaxed),
+            shed: self.shed.load(Relaxed),
         }
     }
 }

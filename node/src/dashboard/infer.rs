@@ -76,7 +76,10 @@ pub async fn infer(
                 InferErrorKind::BadInput => StatusCode::BAD_REQUEST,
                 InferErrorKind::UnknownModel => StatusCode::NOT_FOUND,
                 InferErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                InferErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                InferErrorKind::Internal | InferErrorKind::Other => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                InferErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             };
             (status, Json(reply)).into_response()
         }

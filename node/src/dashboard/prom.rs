@@ -195,6 +195,11 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Membership messages this node refused as implausible or beyond a limit.",
     )?;
     add(r, refused)?.inc_by(c.membership_refused);
+    let shed = IntCounter::new(
+        "idunno_shed_total",
+        "Requests this node refused at once as overloaded (inference requests, assignments).",
+    )?;
+    add(r, shed)?.inc_by(c.shed);
     let cached = Gauge::new(
         "idunno_infer_cached_models",
         "Models this node's inference engine holds.",

@@ -52,6 +52,10 @@ pub enum JobError {
     /// A deadline passed.
     #[error("{0}")]
     Timeout(String),
+    /// The node is at a limit of work in progress (a queue or a concurrency limit is full):
+    /// nothing was done, and a later try may succeed. The text names the limit.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -189,7 +193,12 @@ pub async fn serve(
     let id = cfg.id.clone();
     let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
     let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs));
-    let engine = crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone());
+    let engine = crate::serving::engine::Engine::new(
+        cache.clone(),
+        cfg.device,
+        metrics.clone(),
+        cfg.infer.cache_bytes,
+    );
     let ctx = Arc::new(Ctx {
         id: id.clone(),
         client: client.clone(),

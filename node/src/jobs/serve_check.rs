@@ -4,8 +4,8 @@
 use super::{Ctx, JobError};
 use bus_schemas::jobs::{ServeSpec, ServeState};
 
-/// Largest batch size.
-pub const MAX_BATCH: u32 = 4096;
+/// Largest batch size: the most queries a worker accepts in one work batch.
+pub const MAX_BATCH: u32 = bus_schemas::serve::MAX_BATCH_QUERIES;
 
 /// Checks `spec` (filling in the dataset and version when absent) and returns the job's
 /// initial state.

@@ -4,19 +4,45 @@
 //! per calling thread, spinning between operations. Calls from the runtime's pool of blocking
 //! threads would start a team on each of them, and their spinning threads would take the CPU
 //! from the one doing the work; a single calling thread keeps a single team.
+//!
+//! Online requests (urgent) go before job batches, up to their share of the thread's time
+//! (`share::URGENT_SHARE`); both queues are bounded and refuse work at once when full.
 
+use super::share::{Share, HOLD};
 use crate::jobs::JobError;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// Most urgent tasks (batches of online requests) waiting for the inference thread.
+pub const URGENT_QUEUE: usize = 64;
+/// Most other tasks (pieces of job batches, model loads) waiting for the inference thread.
+pub const NORMAL_QUEUE: usize = 256;
+
 /// Waiting tasks: urgent ones (online requests) run before the others (batches of jobs).
-#[derive(Default)]
 struct Queues {
     urgent: VecDeque<Task>,
     normal: VecDeque<Task>,
+    /// Most tasks each queue holds: `(urgent, normal)`.
+    caps: (usize, usize),
+}
+
+impl Queues {
+    /// The next task and whether it is urgent: urgent ones first while they have taken less
+    /// than their share of the thread's time (see [`super::share`]). Past their share, while
+    /// job work ran within [`HOLD`] (`held`), an urgent task waits for the job's next piece.
+    fn pick(&mut self, share: &mut Share, held: bool) -> Option<(Task, bool)> {
+        let urgent_ok = share.urgent_first(Instant::now());
+        if urgent_ok || (self.normal.is_empty() && !held) {
+            if let Some(t) = self.urgent.pop_front() {
+                return Some((t, true));
+            }
+        }
+        self.normal.pop_front().map(|t| (t, false))
+    }
 }
 
 /// A handle to the inference thread; cloning it shares the thread.
@@ -28,24 +54,55 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts the thread, which lives as long as the process.
+    /// Starts the thread, which lives as long as the process, with queues of
+    /// [`URGENT_QUEUE`] and [`NORMAL_QUEUE`] tasks.
     pub fn new() -> Executor {
-        let shared: Arc<(Mutex<Queues>, Condvar)> = Arc::default();
+        Self::with_caps(URGENT_QUEUE, NORMAL_QUEUE)
+    }
+
+    /// Starts the thread with queues of at most `urgent` and `normal` waiting tasks; a task
+    /// submitted to a full queue is refused at once with [`JobError::Overloaded`].
+    pub fn with_caps(urgent: usize, normal: usize) -> Executor {
+        let queues = Queues {
+            urgent: VecDeque::with_capacity(urgent.min(64)),
+            normal: VecDeque::with_capacity(normal.min(64)),
+            caps: (urgent, normal),
+        };
+        let shared = Arc::new((Mutex::new(queues), Condvar::new()));
         let queues = shared.clone();
         std::thread::Builder::new()
             .name("tch-infer".into())
-            .spawn(move || loop {
-                let task = {
-                    let (lock, ready) = &*queues;
-                    let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if let Some(t) = q.urgent.pop_front().or_else(|| q.normal.pop_front()) {
-                            break t;
+            .spawn(move || {
+                let mut share = Share::new(Instant::now());
+                let mut last_normal: Option<Instant> = None;
+                loop {
+                    let (task, urgent) = {
+                        let (lock, ready) = &*queues;
+                        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            let hold = last_normal.map(|t| t + HOLD);
+                            let held = hold.is_some_and(|h| Instant::now() < h);
+                            if let Some(t) = q.pick(&mut share, held) {
+                                break t;
+                            }
+                            q = match hold.filter(|_| held && !q.urgent.is_empty()) {
+                                Some(h) => {
+                                    let left = h.saturating_duration_since(Instant::now());
+                                    let woke = ready.wait_timeout(q, left);
+                                    woke.unwrap_or_else(|e| e.into_inner()).0
+                                }
+                                None => ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+                            };
                         }
-                        q = ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                    };
+                    let started = Instant::now();
+                    task();
+                    let now = Instant::now();
+                    share.add(urgent, now - started, now);
+                    if !urgent {
+                        last_normal = Some(now);
                     }
-                };
-                task();
+                }
             })
             .expect("start the inference thread");
         Executor {
@@ -100,11 +157,18 @@ impl Executor {
         {
             let (lock, ready) = &*self.shared;
             let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (urgent_cap, normal_cap) = q.caps;
             if urgent {
                 *self.last_urgent.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(std::time::Instant::now());
+                if q.urgent.len() >= urgent_cap {
+                    return Err(full("online", urgent_cap));
+                }
                 q.urgent.push_back(task);
             } else {
+                if q.normal.len() >= normal_cap {
+                    return Err(full("job", normal_cap));
+                }
                 q.normal.push_back(task);
             }
             ready.notify_one();
@@ -117,6 +181,12 @@ impl Executor {
             )),
         }
     }
+}
+
+fn full(which: &str, cap: usize) -> JobError {
+    JobError::Overloaded(format!(
+        "the inference thread's queue of {which} tasks holds at most {cap}, and it is full"
+    ))
 }
 
 impl Default for Executor {
@@ -194,5 +264,50 @@ mod tests {
         normal.await.unwrap().unwrap();
         urgent.await.unwrap().unwrap();
         assert_eq!(*order.lock().unwrap(), ["urgent", "normal"]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_the_thread_goes_on() {
+        let exec = Executor::with_caps(1, 2);
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let exec = exec.clone();
+            async move {
+                exec.run(move || {
+                    started_tx.send(()).unwrap();
+                    gate_rx.recv().unwrap()
+                })
+                .await
+            }
+        });
+        while started_rx.try_recv().is_err() {
+            tokio::task::yield_now().await;
+        }
+        let queued: Vec<_> = (0..2)
+            .map(|i| {
+                tokio::spawn({
+                    let exec = exec.clone();
+                    async move { exec.run(move || i).await }
+                })
+            })
+            .collect();
+        let urgent = tokio::spawn({
+            let exec = exec.clone();
+            async move { exec.run_urgent(|| 9).await }
+        });
+        wait_for(&exec, (1, 2)).await;
+        let refused = exec.run(|| 0).await.unwrap_err();
+        assert!(matches!(refused, JobError::Overloaded(_)), "{refused}");
+        assert!(refused.to_string().contains("at most 2"), "{refused}");
+        let refused = exec.run_urgent(|| 0).await.unwrap_err();
+        assert!(matches!(refused, JobError::Overloaded(_)), "{refused}");
+        gate_tx.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(urgent.await.unwrap().unwrap(), 9);
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i);
+        }
+        assert_eq!(exec.run(|| 5).await.unwrap(), 5);
     }
 }

@@ -4,19 +4,20 @@
 //! when its oldest request has waited `max_delay`. Each request has a deadline from the
 //! moment the node received it; at the deadline a request that has not been answered is
 //! answered with a timeout, and a batch never takes a request whose deadline has passed.
+//! A node handles at most `--infer-max-inflight` requests at once; one beyond is answered at
+//! once with `overloaded` (load is shed, never queued without bound).
 
 use crate::config::InferConfig;
 use crate::jobs::{Ctx, JobError};
-use crate::serving::engine::SharedModel;
-use crate::serving::executor::Executor;
-use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest, Prediction};
+use crate::serving::batcher::{batcher, Answer, Pending};
+use crate::serving::engine::{lock_model, SharedModel};
+use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tch::{Kind, Tensor};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,24 +25,10 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_IMAGES: usize = 1024;
 /// Longest deadline a request may ask for.
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Most bytes of decoded pixels one request may need (images × the model's C×H×W).
+pub const MAX_REQUEST_PIXEL_BYTES: usize = 16 << 20;
 /// How long the newest version of a model is remembered before SDFS is asked again.
 const VERSION_TTL: Duration = Duration::from_secs(2);
-
-/// A decoded request waiting in the batcher.
-struct Pending {
-    model: SharedModel,
-    key: (String, u64),
-    /// `n x C x H x W` bytes.
-    pixels: Vec<u8>,
-    n: usize,
-    shape: [i64; 3],
-    deadline: Instant,
-    received: Instant,
-    reply: oneshot::Sender<Answer>,
-}
-
-/// The batcher's answer to one request.
-type Answer = Result<(Vec<Prediction>, f64, f64, u32), JobError>;
 
 /// Answers inference requests until `shutdown`.
 pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken) {
@@ -56,7 +43,8 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
     let Some(mut sub) = subscribed.await else {
         return;
     };
-    let (tx, rx) = mpsc::channel::<Pending>(1024);
+    let (tx, rx) = mpsc::channel::<Pending>(cfg.max_inflight.max(1));
+    let slots = Arc::new(Semaphore::new(cfg.max_inflight));
     let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
     let versions = Arc::new(Mutex::new(HashMap::new()));
     loop {
@@ -64,6 +52,18 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
             _ = shutdown.cancelled() => break,
             Some(msg) = sub.next() => {
                 let received = Instant::now();
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    ctx.metrics.shed();
+                    let why = format!(
+                        "overloaded: this node handles at most {} requests at once (--infer-max-inflight)",
+                        cfg.max_inflight
+                    );
+                    let reply = error(InferErrorKind::Overloaded, why);
+                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                        let _ = ctx.client.publish(to, bytes.into()).await;
+                    }
+                    continue;
+                };
                 let (ctx, tx, versions) = (ctx.clone(), tx.clone(), versions.clone());
                 tokio::spawn(async move {
                     let reply = match decode::<InferRequest>(&msg.payload) {
@@ -74,6 +74,10 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
                             error(InferErrorKind::BadInput, e.to_string())
                         }
                     };
+                    drop(slot);
+                    if matches!(reply, InferReply::Error { kind: InferErrorKind::Overloaded, .. }) {
+                        ctx.metrics.shed();
+                    }
                     if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
                         let _ = ctx.client.publish(to, bytes.into()).await;
                     }
@@ -146,6 +150,7 @@ fn kind(e: &JobError) -> InferErrorKind {
         JobError::UnknownModel(_) | JobError::NotFound(_) => InferErrorKind::UnknownModel,
         JobError::BadInput(_) => InferErrorKind::BadInput,
         JobError::Timeout(_) => InferErrorKind::Timeout,
+        JobError::Overloaded(_) => InferErrorKind::Overloaded,
         _ => InferErrorKind::Internal,
     }
 }
@@ -192,13 +197,9 @@ async fn prepare(
 ) -> Result<(Pending, oneshot::Receiver<Answer>), JobError> {
     let m = model.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        let shape = m
-            .lock()
-            .expect("model lock")
-            .header
-            .shape
-            .map(|d| d as usize);
-        let mut pixels = Vec::with_capacity(images.len() * shape.iter().product::<usize>());
+        let shape = lock_model(&m).header.shape.map(|d| d as usize);
+        let bytes = pixel_bytes(images.len(), shape)?;
+        let mut pixels = Vec::with_capacity(bytes);
         for (i, bytes) in images.iter().enumerate() {
             let chw = idunno_datasets::image_to_chw(bytes, shape)
                 .map_err(|e| JobError::BadInput(format!("image {}: {e}", i + 1)))?;
@@ -223,137 +224,43 @@ async fn prepare(
     Ok((pending, rx))
 }
 
-/// Groups queued requests by model and runs them in batches, one batch at a time.
-async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig, exec: Executor) {
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    loop {
-        if queue.is_empty() {
-            match rx.recv().await {
-                Some(p) => queue.push_back(p),
-                None => return,
-            }
-        }
-        // Wait for a full batch of the oldest request's model, or its maximum delay.
-        let until = queue[0].received.max(Instant::now() - cfg.max_delay) + cfg.max_delay;
-        loop {
-            while let Ok(p) = rx.try_recv() {
-                queue.push_back(p);
-            }
-            let key = &queue[0].key;
-            let ready: usize = queue.iter().filter(|p| &p.key == key).map(|p| p.n).sum();
-            if ready >= cfg.max_batch || Instant::now() >= until {
-                break;
-            }
-            tokio::select! {
-                p = rx.recv() => match p {
-                    Some(p) => queue.push_back(p),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(until) => break,
-            }
-        }
-        let now = Instant::now();
-        // Expired or abandoned requests are never run (their timeout was or will be answered).
-        queue.retain(|p| p.deadline > now && !p.reply.is_closed());
-        let Some(first) = queue.front() else { continue };
-        let key = first.key.clone();
-        let mut batch = Vec::new();
-        let mut images = 0;
-        let mut rest = VecDeque::with_capacity(queue.len());
-        for p in queue.drain(..) {
-            if p.key == key && (batch.is_empty() || images + p.n <= cfg.max_batch) {
-                images += p.n;
-                batch.push(p);
-            } else {
-                rest.push_back(p);
-            }
-        }
-        queue = rest;
-        run(&exec, batch).await;
-    }
-}
-
-/// Runs one batch of requests for one model and answers each.
-async fn run(exec: &Executor, batch: Vec<Pending>) {
-    let started = Instant::now();
-    let model = batch[0].model.clone();
-    let shape = batch[0].shape;
-    let sizes: Vec<usize> = batch.iter().map(|p| p.n).collect();
-    let total: usize = sizes.iter().sum();
-    let mut pixels = Vec::with_capacity(batch.iter().map(|p| p.pixels.len()).sum());
-    for p in &batch {
-        pixels.extend_from_slice(&p.pixels);
-    }
-    let outcome = exec
-        .run_urgent(move || {
-            let model = model.lock().expect("model lock");
-            let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
-            let _guard = tch::no_grad_guard();
-            let probs = model
-                .forward(&x, false)?
-                .softmax(-1, Kind::Float)
-                .to_device(tch::Device::Cpu);
-            let classes = probs.size().last().copied().unwrap_or(0) as usize;
-            let flat = Vec::<f32>::try_from(&probs.flatten(0, -1))
-                .map_err(|e| JobError::Internal(e.to_string()))?;
-            let names = model.header.classes.clone();
-            Ok::<_, JobError>((flat, classes, names))
-        })
-        .await
-        .and_then(|r| r);
-    let run_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut offset = 0;
-    for p in batch {
-        let queue_ms = started.duration_since(p.received).as_secs_f64() * 1000.0;
-        let answer = match &outcome {
-            Ok((flat, classes, names)) => {
-                let mine = &flat[offset * classes..(offset + p.n) * classes];
-                Ok((
-                    predictions(mine, *classes, names),
-                    queue_ms,
-                    run_ms,
-                    total as u32,
-                ))
-            }
-            Err(e) => Err(JobError::Internal(format!("the model failed: {e}"))),
-        };
-        offset += p.n;
-        let _ = p.reply.send(answer);
-    }
-}
-
-/// One prediction per row of `probs` (`rows x classes`).
-fn predictions(probs: &[f32], classes: usize, names: &[String]) -> Vec<Prediction> {
-    probs
-        .chunks_exact(classes.max(1))
-        .map(|row| {
-            let (best, score) = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, s)| (i, *s))
-                .unwrap_or((0, 0.0));
-            Prediction {
-                class: best as i64,
-                class_name: names.get(best).cloned().unwrap_or_else(|| best.to_string()),
-                score,
-                scores: row.to_vec(),
-            }
-        })
-        .collect()
+/// Bytes of decoded pixels `n` images of `shape` need, refused beyond
+/// [`MAX_REQUEST_PIXEL_BYTES`] (and on overflow) before anything is allocated.
+fn pixel_bytes(n: usize, shape: [usize; 3]) -> Result<usize, JobError> {
+    let bytes = shape
+        .iter()
+        .try_fold(n, |acc, d| acc.checked_mul(*d))
+        .filter(|b| *b <= MAX_REQUEST_PIXEL_BYTES);
+    bytes.ok_or_else(|| {
+        let [c, h, w] = shape;
+        JobError::BadInput(format!(
+            "a request may need at most {MAX_REQUEST_PIXEL_BYTES} bytes of pixels, not {n} images of {c}×{h}×{w}"
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn predictions_pick_the_most_probable_class() {
-        let names = vec!["a".to_string(), "b".to_string()];
-        let p = predictions(&[0.2, 0.8, 0.9, 0.1], 2, &names);
-        assert_eq!(p.len(), 2);
-        assert_eq!((p[0].class, p[0].class_name.as_str()), (1, "b"));
-        assert_eq!((p[1].class, p[1].score), (0, 0.9));
-        assert_eq!(predictions(&[0.1, 0.2, 0.7], 3, &[])[0].class_name, "2");
+    fn pixels_are_bounded_before_anything_is_allocated() {
+        assert_eq!(pixel_bytes(1024, [1, 28, 28]).unwrap(), 1024 * 784);
+        let e = pixel_bytes(2, [3, 4096, 4096]).unwrap_err();
+        assert!(matches!(e, JobError::BadInput(_)));
+        assert!(e.to_string().contains("at most 16777216 bytes"), "{e}");
+        assert!(pixel_bytes(usize::MAX, [u32::MAX as usize; 3]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_request_size_and_model_shape_is_bounded(
+            n in any::<usize>(), shape in any::<[u32; 3]>(),
+        ) {
+            if let Ok(bytes) = pixel_bytes(n, shape.map(|d| d as usize)) {
+                prop_assert!(bytes <= MAX_REQUEST_PIXEL_BYTES);
+            }
+        }
     }
 }

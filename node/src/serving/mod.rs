@@ -4,13 +4,21 @@
 //! runs them, stores the results in the `IDUNNO_RESULTS` stream under the batch's message id (so
 //! a batch sent twice is stored once), and answers.
 
+mod batch;
+mod batcher;
 pub mod engine;
 pub mod executor;
 pub mod infer;
+mod lru;
+mod output;
+mod share;
 
 use crate::jobs::Ctx;
+use crate::jobs::JobError;
 use async_nats::jetstream::{self, stream};
-use bus_schemas::serve::{AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkReply};
+use bus_schemas::serve::{
+    AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkErrorKind, WorkReply,
+};
 use bus_schemas::{decode, encode, subjects};
 use engine::{BatchOutput, Serving};
 use futures::StreamExt;
@@ -22,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Batches whose results one job's worker stores at once while the next batch runs.
 const STORING: usize = 4;
+
+/// Assignment requests a worker handles at once (each may load a model and a split); one
+/// beyond is answered at once with an `overloaded` error.
+pub const MAX_ASSIGNS: usize = 8;
 
 /// Creates the results stream if needed: every job's results, kept a day and at most 1 GiB,
 /// with a 10-minute window in which a second copy of a batch (same message id) is dropped.
@@ -99,11 +111,23 @@ impl Worker {
         let Some(mut sub) = subscribed.await else {
             return;
         };
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ASSIGNS));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(msg) = sub.next() => {
                     let me = me.clone();
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        me.ctx.metrics.shed();
+                        let message = format!(
+                            "overloaded: a worker handles at most {MAX_ASSIGNS} assignments at once"
+                        );
+                        let reply = AssignReply::Error { worker: me.ctx.id.clone(), message };
+                        if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                            let _ = me.ctx.client.publish(to, bytes.into()).await;
+                        }
+                        continue;
+                    };
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
                         let reply = match decode::<AssignRequest>(&msg.payload) {
@@ -116,6 +140,7 @@ impl Worker {
                         if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
                             let _ = me.ctx.client.publish(to, bytes.into()).await;
                         }
+                        drop(slot);
                     });
                 }
             }
@@ -212,31 +237,42 @@ impl Worker {
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
             let received = Instant::now();
+            let job_id = &serving.target.job_id;
             let reply = match decode::<WorkBatch>(&msg.payload) {
-                Ok(batch) if batch.job_id == serving.target.job_id => {
-                    match serving.run(&batch).await {
-                        Ok(out) => {
-                            let Ok(permit) = storing.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let me = self.clone();
-                            tokio::spawn(async move {
-                                let reply = me.store(&batch, out, received).await;
-                                me.answer(msg.reply, &reply).await;
-                                drop(permit);
-                            });
-                            continue;
-                        }
-                        Err(e) => self.error(&batch, e.to_string()),
+                Ok(batch) if batch.check(job_id).is_ok() => match serving.run(&batch).await {
+                    Ok(out) => {
+                        let Ok(permit) = storing.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let reply = me.store(&batch, out, received).await;
+                            me.answer(msg.reply, &reply).await;
+                            drop(permit);
+                        });
+                        continue;
                     }
+                    Err(e) => {
+                        let kind = match e {
+                            JobError::Overloaded(_) => WorkErrorKind::Overloaded,
+                            _ => WorkErrorKind::Failed,
+                        };
+                        self.error_of(&batch, kind, e.to_string())
+                    }
+                },
+                Ok(batch) => {
+                    let why = batch.check(job_id).err();
+                    let message = why.map_or_else(String::new, |e| e.to_string());
+                    tracing::warn!(job = %job_id, batch = batch.batch_id, "batch refused: {message}");
+                    self.error_of(&batch, WorkErrorKind::BadBatch, message)
                 }
-                Ok(batch) => self.error(&batch, "a batch of another job".into()),
                 Err(e) => {
                     self.ctx.metrics.garbage();
                     WorkReply::Error {
                         batch_id: 0,
                         worker: self.ctx.id.clone(),
                         message: e.to_string(),
+                        kind: WorkErrorKind::BadBatch,
                     }
                 }
             };
@@ -246,10 +282,15 @@ impl Worker {
     }
 
     fn error(&self, batch: &WorkBatch, message: String) -> WorkReply {
+        self.error_of(batch, WorkErrorKind::Failed, message)
+    }
+
+    fn error_of(&self, batch: &WorkBatch, kind: WorkErrorKind, message: String) -> WorkReply {
         WorkReply::Error {
             batch_id: batch.batch_id,
             worker: self.ctx.id.clone(),
             message,
+            kind,
         }
     }
 

@@ -1,0 +1,261 @@
+//! Flood benchmark (`make bench`), issue 11's acceptance item: a serve job's rate while the
+//! cluster is flooded with online inference requests at 10x what it answers, against its rate
+//! without the flood, in interleaved rounds (medians); with the share of requests shed as
+//! `overloaded` and every node's peak resident memory.
+//!
+//! Knobs (environment): `BENCH_ROUNDS` (default 3), `BENCH_PASSES` (default 3 passes over the
+//! 10000 test images per job), `BENCH_FLOOD_X` (default 10: the flood's rate over the measured
+//! online capacity).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use bus_client::jobs::JobsClient;
+use bus_schemas::infer::{ByteBuf, InferErrorKind, InferReply, InferRequest};
+use bus_schemas::jobs::{JobSpec, JobState, ServeSpec};
+use bus_schemas::serve::ResultsBatch;
+use bus_schemas::{decode, subjects};
+use futures::StreamExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use testkit::{env_or, import_fashion, Cluster};
+
+const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
+
+#[derive(Default)]
+struct Tally {
+    done: AtomicU64,
+    overloaded: AtomicU64,
+    other: AtomicU64,
+    sent: AtomicU64,
+}
+
+fn request() -> InferRequest {
+    let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * y) % 256) as u8]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    InferRequest {
+        model: "fixture".into(),
+        version: None,
+        images: vec![ByteBuf::from(png.into_inner()); 16],
+        timeout_ms: 5_000,
+    }
+}
+
+async fn one(client: &async_nats::Client, req: &InferRequest, tally: &Tally) {
+    tally.sent.fetch_add(1, Ordering::Relaxed);
+    let reply = bus_client::request(client, subjects::infer(), req, Duration::from_secs(10)).await;
+    let counter = match reply {
+        Ok(InferReply::Done { .. }) => &tally.done,
+        Ok(InferReply::Error {
+            kind: InferErrorKind::Overloaded,
+            ..
+        }) => &tally.overloaded,
+        _ => &tally.other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Online capacity: requests answered per second with 64 clients back to back, no job.
+async fn capacity(c: &Cluster) -> f64 {
+    let tally = Arc::new(Tally::default());
+    let stop = Instant::now() + Duration::from_secs(10);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, tally) = (c.client.clone(), tally.clone());
+            tokio::spawn(async move {
+                let req = request();
+                while Instant::now() < stop {
+                    one(&client, &req, &tally).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tally.done.load(Ordering::Relaxed) as f64 / 10.0
+}
+
+/// Sends `rate` requests per second (open loop: without waiting for answers) until `stop`.
+fn flood(
+    c: &Cluster,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> tokio::task::JoinHandle<()> {
+    let client = c.client.clone();
+    tokio::spawn(async move {
+        let req = Arc::new(request());
+        let outstanding = Arc::new(tokio::sync::Semaphore::new(20_000));
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let due = (started.elapsed().as_secs_f64() * rate) as u64;
+            while sent < due {
+                sent += 1;
+                let Ok(permit) = outstanding.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let (client, req, tally) = (client.clone(), req.clone(), tally.clone());
+                tokio::spawn(async move {
+                    one(&client, &req, &tally).await;
+                    drop(permit);
+                });
+            }
+        }
+    })
+}
+
+/// Queries per second of one serve job, from its first to its last result.
+async fn serve_rate(c: &Cluster, jobs: &JobsClient, passes: u32) -> f64 {
+    let mut sub = c
+        .client
+        .subscribe(subjects::all_job_results())
+        .await
+        .unwrap();
+    let spec = JobSpec::Serve(ServeSpec {
+        model: "fixture".into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch: 64,
+        passes: Some(passes),
+        weight: 1,
+    });
+    let id = jobs.submit(spec).await.unwrap();
+    let (mut first, mut last, mut queries) = (None, Instant::now(), 0u64);
+    let total = u64::from(passes) * 10_000;
+    let mut seen = std::collections::HashSet::new();
+    while queries < total {
+        let msg = tokio::time::timeout(Duration::from_secs(600), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let Ok(b) = decode::<ResultsBatch>(&msg.payload) else {
+            continue;
+        };
+        if b.job_id != id || !seen.insert(b.batch_id) {
+            continue;
+        }
+        last = Instant::now();
+        if first.is_none() {
+            first = Some((last, b.results.len() as u64));
+        }
+        queries += b.results.len() as u64;
+    }
+    let done = common::wait_job(jobs, &id, Duration::from_secs(600)).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    let (t0, n0) = first.unwrap();
+    (total - n0) as f64 / (last - t0).as_secs_f64()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used: `self` or a pid.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command (which may hold spaces): state, ppid, ... utime (14th), stime (15th).
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        rest.get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(11) + field(12)) / 100.0
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn run() {
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let passes: u32 = env_or("BENCH_PASSES", 3);
+    let times: f64 = env_or("BENCH_FLOOD_X", 10.0);
+    println!("## Flood benchmark\n");
+    let c = Cluster::start(Path::new(NODE), 3).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    common::import_fixture(&fs, &jobs, "fixture").await;
+    let cap = capacity(&c).await;
+    let rate = cap * times;
+    println!("- online capacity of 3 nodes (64 clients back to back, 16 images a request, no job): {cap:.0} requests/s; flood: {rate:.0} requests/s ({times}x)");
+    let pids: Vec<u32> = c.nodes.iter().map(|n| n.pid()).collect();
+    let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
+    let (mut node_cpu, mut client_cpu, mut flood_secs) = (0.0, 0.0, 0.0);
+    let tally = Arc::new(Tally::default());
+    let peak = Arc::new(AtomicU64::new(0));
+    for _ in 0..rounds {
+        quiet.push(serve_rate(&c, &jobs, passes).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = flood(&c, rate, stop.clone(), tally.clone());
+        let watch = {
+            let (pids, peak, stop) = (pids.clone(), peak.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    for pid in &pids {
+                        peak.fetch_max(rss_kib(*pid), Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let nodes_before: f64 = pids.iter().map(|p| cpu_secs(&p.to_string())).sum();
+        let (client_before, started) = (cpu_secs("self"), Instant::now());
+        flooded.push(serve_rate(&c, &jobs, passes).await);
+        node_cpu += pids.iter().map(|p| cpu_secs(&p.to_string())).sum::<f64>() - nodes_before;
+        client_cpu += cpu_secs("self") - client_before;
+        flood_secs += started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        sender.await.unwrap();
+        watch.await.unwrap();
+    }
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (q, f) = (median(&quiet), median(&flooded));
+    println!("- `serve fixture 64`, {passes} passes: alone {q:.0} queries/s (median of {}), under the flood {f:.0} queries/s (median of {}): ratio **{:.3}**", show(&quiet), show(&flooded), f / q);
+    let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "- flood requests: {} sent, {} answered, {} shed `overloaded`, {} other (timeouts); peak node RSS **{} MiB**",
+        t(&tally.sent),
+        t(&tally.done),
+        t(&tally.overloaded),
+        t(&tally.other),
+        t(&peak) / 1024
+    );
+    println!(
+        "- CPU during the flooded jobs: the 3 nodes {:.2} cores, the load generator {:.2} cores (this machine has {} cores)",
+        node_cpu / flood_secs,
+        client_cpu / flood_secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(run());
+}
