@@ -1,5 +1,6 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
+use crate::jobs::cache::FetchLimits;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
 use bus_client::BusOptions;
@@ -83,6 +84,13 @@ pub struct NodeArgs {
     /// Online inference: longest a request waits for others to batch with, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub infer_max_delay_ms: u64,
+    /// Largest dataset file a worker fetches and loads, in bytes: stored size and decompressed
+    /// data (N·C·H·W) alike.
+    #[arg(long, env = "IDUNNO_MAX_DATASET_FILE_BYTES", default_value_t = idunno_datasets::limits::DEFAULT_MAX_FILE_BYTES)]
+    pub max_dataset_file_bytes: u64,
+    /// Largest model, checkpoint or TorchScript upload a worker reads into memory, in bytes.
+    #[arg(long, env = "IDUNNO_MAX_MODEL_FILE_BYTES", default_value_t = crate::jobs::cache::DEFAULT_MAX_MODEL_FILE_BYTES)]
+    pub max_model_file_bytes: u64,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -115,6 +123,8 @@ pub struct NodeConfig {
     pub sdfs: SdfsConfig,
     /// Online inference batching.
     pub infer: InferConfig,
+    /// Size limits of the dataset and model files workers fetch.
+    pub files: FetchLimits,
 }
 
 /// The dashboard API's token; `Debug` does not show it.
@@ -185,6 +195,12 @@ impl NodeArgs {
                 max_batch: self.infer_max_batch,
                 max_delay: Duration::from_millis(self.infer_max_delay_ms),
             },
+            files: FetchLimits {
+                datasets: idunno_datasets::Limits {
+                    max_file_bytes: self.max_dataset_file_bytes,
+                },
+                max_model_bytes: self.max_model_file_bytes,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -227,6 +243,10 @@ impl NodeConfig {
             self.infer.max_delay <= Duration::from_secs(10),
             "--infer-max-delay-ms must be at most 10000"
         );
+        anyhow::ensure!(
+            self.files.datasets.max_file_bytes >= 1 && self.files.max_model_bytes >= 1,
+            "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1"
+        );
         Ok(())
     }
 
@@ -245,6 +265,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig::default(),
             infer: InferConfig::default(),
+            files: FetchLimits::default(),
         }
     }
 }

@@ -8,4 +8,6 @@ pub mod optim;
 pub mod train;
 
 #[cfg(test)]
+mod modelfile_props;
+#[cfg(test)]
 mod tests;

@@ -26,6 +26,10 @@ pub enum ModelError {
     Mismatch(String),
 }
 
+/// Most bytes of weights a built-in architecture may need (checked from its input shape and
+/// classes before it is built, for training and for loading).
+pub const MAX_BUILTIN_WEIGHT_BYTES: u64 = 1 << 30;
+
 fn torch(what: &str, e: impl std::fmt::Display) -> ModelError {
     let reason = e.to_string();
     let first = reason.lines().next().unwrap_or("").trim().to_string();
@@ -68,7 +72,24 @@ impl Model {
         Self::assemble(header, Net::Builtin { vs, seq }, device)
     }
 
-    /// Loads a model file (`what` names it in errors).
+    /// Refuses a built-in `arch` for `header`'s input and classes whose weights alone would be
+    /// over [`MAX_BUILTIN_WEIGHT_BYTES`], before anything is allocated.
+    pub fn check_builtin_size(arch: Arch, header: &Header) -> Result<(), ModelError> {
+        let need = arch.min_weight_bytes(header.shape, header.classes.len());
+        if need > MAX_BUILTIN_WEIGHT_BYTES {
+            let [c, h, w] = header.shape;
+            return Err(ModelError::Mismatch(format!(
+                "{} on {c}x{h}x{w} inputs and {} classes needs at least {need} bytes of weights; a built-in model holds at most {MAX_BUILTIN_WEIGHT_BYTES} (MAX_BUILTIN_WEIGHT_BYTES)",
+                arch.name(),
+                header.classes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads a model file (`what` names it in errors). Its header is checked against the
+    /// limits first ([`Header::validate`]); a built-in architecture whose header needs more
+    /// weights than the file holds is refused before the network is built.
     pub fn load(what: &str, bytes: &[u8], device: Device) -> Result<Model, ModelError> {
         let (header, payload) =
             modelfile::decode_kind(what, bytes, &[Payload::Weights, Payload::Torchscript])?;
@@ -81,6 +102,15 @@ impl Model {
                         header.arch
                     ))
                 })?;
+                Self::check_builtin_size(arch, &header)?;
+                let need = arch.min_weight_bytes(header.shape, header.classes.len());
+                if need > payload.len() as u64 {
+                    return Err(ModelError::Mismatch(format!(
+                        "{what}: its header's input and classes need at least {need} bytes of {} weights, but it holds {}",
+                        header.arch,
+                        payload.len()
+                    )));
+                }
                 let mut model = Self::builtin(arch, header.clone(), device);
                 let tensors = read_tensors(what, payload, device)?;
                 model.set_weights(what, &tensors, "")?;
@@ -288,7 +318,12 @@ mod tests {
         );
         let mut h = header(4);
         h.arch = "cnn".into();
-        let wrong = modelfile::encode(h, &write_tensors(&BTreeMap::new()));
+        // Enough bytes for a cnn's weights, but under other names.
+        let junk = [(
+            "junk".to_string(),
+            Tensor::zeros([80_000], (Kind::Float, Device::Cpu)),
+        )];
+        let wrong = modelfile::encode(h, &write_tensors(&junk.into_iter().collect()));
         let err = Model::load("m", &wrong, Device::Cpu).err().unwrap();
         assert!(err.to_string().contains("has no weights"), "{err}");
     }

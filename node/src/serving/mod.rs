@@ -110,7 +110,7 @@ impl Worker {
                             Ok(req) => me.assign(req, &shutdown).await,
                             Err(e) => {
                                 me.ctx.metrics.garbage();
-                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string() }
+                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string(), bad_input: false }
                             }
                         };
                         if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
@@ -137,6 +137,7 @@ impl Worker {
                     return AssignReply::Error {
                         worker,
                         message: format!("bad job id: {e}"),
+                        bad_input: false,
                     };
                 }
                 if self.serving.lock().await.contains_key(&target.job_id) {
@@ -147,6 +148,7 @@ impl Worker {
                     Err(e) => {
                         return AssignReply::Error {
                             worker,
+                            bad_input: e.is_bad_input(),
                             message: e.to_string(),
                         }
                     }
@@ -162,6 +164,7 @@ impl Worker {
                         return AssignReply::Error {
                             worker,
                             message: e.to_string(),
+                            bad_input: false,
                         }
                     }
                 };
