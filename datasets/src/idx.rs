@@ -7,7 +7,7 @@ use crate::limits::{product, Limit, Limits};
 use crate::DatasetError;
 use flate2::bufread::MultiGzDecoder;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// Element type of an IDX file.
@@ -188,11 +188,6 @@ fn read_idx_header<R: Read>(
     Ok(IdxHeader { kind, dims })
 }
 
-fn payload_len(kind: IdxType, dims: &[usize]) -> Option<usize> {
-    dims.iter()
-        .try_fold(kind.elem_size(), |acc, &d| acc.checked_mul(d))
-}
-
 fn read_header<R: Read>(
     r: &mut R,
     buf: &mut [u8],
@@ -259,39 +254,6 @@ fn stream_error(path: &Path, e: std::io::Error, gz: bool) -> DatasetError {
     }
 }
 
-/// Writes an uncompressed IDX file; `data` must be `product(dims) * kind.elem_size()` bytes.
-pub fn write(path: &Path, kind: IdxType, dims: &[usize], data: &[u8]) -> Result<(), DatasetError> {
-    let bytes = encode(kind, dims, data).map_err(|reason| DatasetError::bad_idx(path, reason))?;
-    let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut w = BufWriter::new(file);
-    w.write_all(&bytes)
-        .and_then(|()| w.flush())
-        .map_err(|e| DatasetError::io(path, e))
-}
-
-/// Encodes an IDX file in memory (header and payload).
-pub fn encode(kind: IdxType, dims: &[usize], data: &[u8]) -> Result<Vec<u8>, String> {
-    if dims.is_empty() || dims.len() > 255 {
-        return Err(format!("{} dimensions cannot be written", dims.len()));
-    }
-    if let Some(d) = dims.iter().find(|&&d| d > u32::MAX as usize) {
-        return Err(format!("dimension {d} does not fit in 32 bits"));
-    }
-    if payload_len(kind, dims) != Some(data.len()) {
-        return Err(format!(
-            "{} bytes of data do not match dimensions {dims:?}",
-            data.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
-    out.extend_from_slice(&[0, 0, kind.code(), dims.len() as u8]);
-    for &d in dims {
-        out.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    Ok(out)
-}
-
 /// The elements of an integer IDX file (u8, i8, i16 or i32) as i64, in order.
 ///
 /// `path` only names the file in errors; float files are refused.
@@ -316,6 +278,10 @@ pub fn labels_as_i64(idx: &Idx, path: &Path) -> Result<Vec<i64>, DatasetError> {
         }
     })
 }
+
+#[path = "idx_write.rs"]
+mod idx_write;
+pub use idx_write::{encode, write};
 
 #[cfg(test)]
 #[path = "idx_tests.rs"]

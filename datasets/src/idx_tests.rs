@@ -1,6 +1,7 @@
 use super::*;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use std::io::Write;
 use std::path::Path;
 
 fn p() -> &'static Path {

@@ -161,11 +161,13 @@ impl Cache {
         }
         let (manifest, split) = (manifest.clone(), split.to_string());
         let limits = self.limits.datasets;
+        // Errors name the file as the user knows it (in SDFS), not this worker's copy.
+        let (local, remote) = (dir.display().to_string(), dataset_dir(name));
         let load = move || idunno_datasets::load_split_with(&dir, &manifest, &split, &limits);
         tokio::task::spawn_blocking(load)
             .await
             .map_err(|e| JobError::Internal(e.to_string()))?
-            .map_err(|e| JobError::BadInput(e.to_string()))
+            .map_err(|e| JobError::BadInput(e.to_string().replace(&local, &remote)))
     }
 }
 

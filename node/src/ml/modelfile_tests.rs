@@ -1,8 +1,9 @@
-//! Hostile model files: arbitrary bytes, boundary header lengths and header values give a
-//! typed error or a checked header, never a panic or an allocation sized by the header.
+//! Model files: a round trip, then hostile ones (arbitrary bytes, boundary header lengths and
+//! header values) give a typed error or a checked header, never a panic or an allocation sized
+//! by the header.
 
 use super::model::{write_tensors, Model, ModelError};
-use super::modelfile::{decode, encode, FileError, Header, Payload, MAX_HEADER_BYTES};
+use super::modelfile::{decode, decode_kind, encode, FileError, Header, Payload, MAX_HEADER_BYTES};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -30,6 +31,31 @@ fn typed(e: &FileError) -> bool {
         e,
         FileError::BadMagic { .. } | FileError::Damaged { .. } | FileError::TooLarge { .. }
     )
+}
+
+#[test]
+fn a_file_round_trips_and_any_damage_is_refused() {
+    let mut h = header([1, 28, 28], 2, 1, 1);
+    h.arch = "cnn".into();
+    let bytes = encode(h, b"weights");
+    let (h, p) = decode("m", &bytes).unwrap();
+    assert_eq!((h.arch.as_str(), p), ("cnn", &b"weights"[..]));
+    let mut flipped = bytes.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert!(decode("m", &flipped)
+        .unwrap_err()
+        .to_string()
+        .contains("checksum"));
+    assert!(matches!(
+        decode("m", b"PK\x03\x04zip"),
+        Err(FileError::BadMagic { .. })
+    ));
+    assert!(decode("m", &bytes[..20])
+        .unwrap_err()
+        .to_string()
+        .contains("damaged"));
+    let err = decode_kind("m", &bytes, &[Payload::Checkpoint]).unwrap_err();
+    assert!(err.to_string().contains("expected Checkpoint"), "{err}");
 }
 
 #[test]
