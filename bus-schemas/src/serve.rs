@@ -60,6 +60,12 @@ pub enum AssignReply {
         worker: String,
         /// One sentence.
         message: String,
+        /// True when the model or the dataset itself is unusable (a file beyond a limit,
+        /// corrupt, or not fitting the other), so every worker would refuse it: the job fails
+        /// at once instead of being offered to other workers. False for this worker's own
+        /// trouble (storage, timeouts).
+        #[serde(default)]
+        bad_input: bool,
     },
 }
 
@@ -239,6 +245,11 @@ mod tests {
         round_trip(AssignReply::Done {
             worker: "n1".into(),
             serving: vec!["serve-1".into()],
+        });
+        round_trip(AssignReply::Error {
+            worker: "n1".into(),
+            message: "too large".into(),
+            bad_input: true,
         });
         round_trip(WorkBatch {
             job_id: "serve-1".into(),

@@ -140,8 +140,16 @@ async fn datasets(sdfs: &SdfsClient, out: &Output) -> anyhow::Result<()> {
         .iter()
         .filter(|f| f.name.ends_with(&format!("/{MANIFEST_FILE}")))
     {
+        let Some(latest) = f.latest() else { continue };
+        let max = idunno_datasets::limits::MAX_MANIFEST_BYTES;
+        anyhow::ensure!(
+            latest.size <= max,
+            "{}: a manifest.json holds at most {max} bytes (MAX_MANIFEST_BYTES), not {}",
+            f.name,
+            latest.size
+        );
         let path = tmp.path().join("m.json");
-        sdfs.get(&f.name, None, &path, None).await?;
+        sdfs.get(&f.name, Some(latest.version), &path, None).await?;
         let m = Manifest::from_json(&std::fs::read(&path)?, Path::new(&f.name))?;
         let dir = f.name.trim_end_matches(MANIFEST_FILE);
         let size = FileInfo::newest_bytes(&files, dir);

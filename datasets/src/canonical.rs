@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Most classes a dataset may have (guards against absurd labels in a corrupt file).
-pub(crate) const MAX_CLASSES: i64 = 1 << 20;
+const MAX_CLASSES: i64 = crate::limits::MAX_CLASSES as i64;
 
 /// One split in memory, in the file layout (NHWC), ready to be written.
 pub(crate) struct SplitData {
@@ -68,6 +68,7 @@ pub(crate) fn write_dataset(
         std,
         created_ms: now_ms(),
     };
+    manifest.validate(&out.join(crate::MANIFEST_FILE))?;
     manifest.write(out)?;
     Ok(manifest)
 }

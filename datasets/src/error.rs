@@ -1,5 +1,6 @@
 //! The one error type of this crate.
 
+use crate::limits::{sentence, Limit};
 use std::io;
 use std::path::PathBuf;
 
@@ -102,6 +103,31 @@ pub enum DatasetError {
         /// What is wrong.
         reason: String,
     },
+    /// A value read from a file (a size, a count, a dimension, a name) is beyond one of the
+    /// documented limits ([`crate::limits`]); it was refused before it sized anything.
+    #[error("{path}: {}", sentence(*limit, *max, *found))]
+    TooLarge {
+        /// The file that declares it.
+        path: PathBuf,
+        /// Which limit.
+        limit: Limit,
+        /// The limit's value.
+        max: u64,
+        /// The value found (`u64::MAX` when it overflows).
+        found: u64,
+    },
+    /// A file declares or holds more data than its manifest declares (a header claiming larger
+    /// dimensions, or a stream that decompresses past the declared size). Nothing past the
+    /// declared size plus one byte was read.
+    #[error("{path} is refused: {detail}; {declared} bytes of data are declared for it (the limit for this file) and nothing past them is read")]
+    ExceedsDeclared {
+        /// The file.
+        path: PathBuf,
+        /// Bytes of data declared for it (by the manifest, or by its own header).
+        declared: u64,
+        /// What the file declares or holds instead.
+        detail: String,
+    },
     /// The requested split is not in the manifest.
     #[error("dataset {name} has no split {split:?} (it has {available})")]
     UnknownSplit {
@@ -129,6 +155,37 @@ impl DatasetError {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+
+    /// A [`DatasetError::TooLarge`] error.
+    pub(crate) fn too_large(path: impl Into<PathBuf>, limit: Limit, max: u64, found: u64) -> Self {
+        DatasetError::TooLarge {
+            path: path.into(),
+            limit,
+            max,
+            found,
+        }
+    }
+
+    /// A [`DatasetError::BadManifest`] error.
+    pub(crate) fn bad_manifest(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        DatasetError::BadManifest {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks `found <= max`, else a [`DatasetError::TooLarge`] about `path`.
+    pub(crate) fn check(
+        path: &std::path::Path,
+        limit: Limit,
+        max: u64,
+        found: u64,
+    ) -> Result<(), Self> {
+        if found > max {
+            return Err(Self::too_large(path, limit, max, found));
+        }
+        Ok(())
     }
 
     /// A [`DatasetError::BadIdx`] error.

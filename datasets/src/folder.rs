@@ -2,6 +2,7 @@
 
 use crate::canonical::{Dataset, SplitData};
 use crate::import::list_names;
+use crate::limits::{product, Limit, Limits, MAX_IMAGE_SIDE};
 use crate::{DatasetError, Source};
 use image::{ColorType, ImageDecoder, ImageReader};
 use std::collections::BTreeSet;
@@ -116,11 +117,14 @@ fn labelled_entries(src: &Path, split: &str) -> Result<Vec<Entry>, DatasetError>
     Ok(entries)
 }
 
+/// An image file's reader, within [`crate::decode_limits`].
 fn open(path: &Path) -> Result<ImageReader<BufReader<File>>, DatasetError> {
     let reader = ImageReader::open(path).map_err(|e| DatasetError::io(path, e))?;
-    reader
+    let mut reader = reader
         .with_guessed_format()
-        .map_err(|e| DatasetError::io(path, e))
+        .map_err(|e| DatasetError::io(path, e))?;
+    reader.limits(crate::decode_limits());
+    Ok(reader)
 }
 
 fn image_error(path: &Path, source: image::ImageError) -> DatasetError {
@@ -142,6 +146,14 @@ fn probe_all<'a>(
             .into_decoder()
             .map_err(|e| image_error(&entry.path, e))?;
         let size = decoder.dimensions();
+        for side in [size.0, size.1] {
+            DatasetError::check(
+                &entry.path,
+                Limit::ImageSide,
+                MAX_IMAGE_SIDE.into(),
+                side.into(),
+            )?;
+        }
         gray &= matches!(
             decoder.color_type(),
             ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16
@@ -171,7 +183,11 @@ fn decode_split(
     gray: bool,
     classes: &[String],
 ) -> Result<SplitData, DatasetError> {
-    let mut pixels = Vec::with_capacity(entries.len() * shape.iter().product::<usize>());
+    let bytes =
+        product(std::iter::once(entries.len() as u64).chain(shape.iter().map(|&d| d as u64)));
+    let limit = Limits::default().max_file_bytes;
+    DatasetError::check(Path::new(split), Limit::FileBytes, limit, bytes)?;
+    let mut pixels = Vec::with_capacity(bytes as usize);
     for entry in entries {
         let img = open(&entry.path)?
             .decode()

@@ -3,10 +3,11 @@
 //! Header: two zero bytes, a type byte, the number of dimensions, then each dimension as a
 //! big-endian u32; the payload follows, row-major, big-endian.
 
+use crate::limits::{product, Limit, Limits};
 use crate::DatasetError;
 use flate2::bufread::MultiGzDecoder;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// Element type of an IDX file.
@@ -75,25 +76,100 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
-/// Reads an IDX file, gunzipping it when it starts with the gzip magic `1f 8b`.
+/// The header of an IDX file: element type and dimensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxHeader {
+    /// Element type.
+    pub kind: IdxType,
+    /// Dimensions, outermost first.
+    pub dims: Vec<usize>,
+}
+
+impl IdxHeader {
+    /// Bytes of payload the header announces (`u64::MAX` when the product overflows).
+    pub fn payload_len(&self) -> u64 {
+        let elem = self.kind.elem_size() as u64;
+        product(std::iter::once(elem).chain(self.dims.iter().map(|&d| d as u64)))
+    }
+}
+
+/// Reads an IDX file, gunzipping it when it starts with the gzip magic `1f 8b`; its payload
+/// may be at most [`Limits::default`]'s `max_file_bytes`.
 pub fn read(path: &Path) -> Result<Idx, DatasetError> {
     let file = File::open(path).map_err(|e| DatasetError::io(path, e))?;
     read_from(BufReader::new(file), path)
 }
 
-/// Reads an IDX file from `reader` (gzip auto-detected); `path` only names it in errors.
-pub fn read_from<R: BufRead>(mut reader: R, path: &Path) -> Result<Idx, DatasetError> {
+/// Reads an IDX file from `reader` (gzip auto-detected); `path` only names it in errors. Its
+/// payload may be at most [`Limits::default`]'s `max_file_bytes`.
+pub fn read_from<R: BufRead>(reader: R, path: &Path) -> Result<Idx, DatasetError> {
+    read_from_limited(reader, path, Limits::default().max_file_bytes)
+}
+
+/// Like [`read_from`], with a payload of at most `max_payload` bytes: a header announcing
+/// more is refused before any payload is read ([`DatasetError::TooLarge`]).
+pub fn read_from_limited<R: BufRead>(
+    reader: R,
+    path: &Path,
+    max_payload: u64,
+) -> Result<Idx, DatasetError> {
+    read_checked(reader, path, max_payload, |h| {
+        DatasetError::check(path, Limit::FileBytes, max_payload, h.payload_len())
+    })
+}
+
+/// Reads an IDX file from `reader` (gzip auto-detected): the header first, then `check` on
+/// it, then at most `max_payload` bytes of payload (a header announcing more is
+/// [`DatasetError::TooLarge`]). The payload is read through `take(len + 1)` into a buffer of
+/// exactly that size, so a stream holding (or decompressing to) more than its header announces
+/// costs at most one byte more than the announced size before it is refused with
+/// [`DatasetError::ExceedsDeclared`].
+pub fn read_checked<R, F>(
+    mut reader: R,
+    path: &Path,
+    max_payload: u64,
+    check: F,
+) -> Result<Idx, DatasetError>
+where
+    R: BufRead,
+    F: FnOnce(&IdxHeader) -> Result<(), DatasetError>,
+{
     let head = reader.fill_buf().map_err(|e| DatasetError::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        read_plain(BufReader::new(MultiGzDecoder::new(reader)), path, true)
+        let mut gz = BufReader::new(MultiGzDecoder::new(reader));
+        read_plain(&mut gz, path, true, max_payload, check)
     } else {
-        read_plain(reader, path, false)
+        read_plain(&mut reader, path, false, max_payload, check)
     }
 }
 
-fn read_plain<R: Read>(mut reader: R, path: &Path, gz: bool) -> Result<Idx, DatasetError> {
+fn read_plain<R: Read>(
+    reader: &mut R,
+    path: &Path,
+    gz: bool,
+    max_payload: u64,
+    check: impl FnOnce(&IdxHeader) -> Result<(), DatasetError>,
+) -> Result<Idx, DatasetError> {
+    let header = read_idx_header(reader, path, gz)?;
+    check(&header)?;
+    let len = header.payload_len();
+    DatasetError::check(path, Limit::FileBytes, max_payload, len)?;
+    let data = read_payload(reader, len, path, gz)?;
+    Ok(Idx {
+        kind: header.kind,
+        dims: header.dims,
+        data,
+    })
+}
+
+/// Reads and checks the magic, type and dimensions (at most 255 of them, 4 bytes each).
+fn read_idx_header<R: Read>(
+    reader: &mut R,
+    path: &Path,
+    gz: bool,
+) -> Result<IdxHeader, DatasetError> {
     let mut magic = [0u8; 4];
-    read_header(&mut reader, &mut magic, path, gz)?;
+    read_header(reader, &mut magic, path, gz)?;
     if magic[0] != 0 || magic[1] != 0 {
         return Err(DatasetError::bad_idx(path, "it does not start with 00 00"));
     }
@@ -103,21 +179,13 @@ fn read_plain<R: Read>(mut reader: R, path: &Path, gz: bool) -> Result<Idx, Data
     if magic[3] == 0 {
         return Err(DatasetError::bad_idx(path, "it declares no dimensions"));
     }
-    let mut dims = Vec::with_capacity(magic[3] as usize);
+    let mut dims = Vec::with_capacity(usize::from(magic[3]));
     for _ in 0..magic[3] {
         let mut d = [0u8; 4];
-        read_header(&mut reader, &mut d, path, gz)?;
+        read_header(reader, &mut d, path, gz)?;
         dims.push(u32::from_be_bytes(d) as usize);
     }
-    let expected = payload_len(kind, &dims)
-        .ok_or_else(|| DatasetError::bad_idx(path, format!("dimensions {dims:?} are too large")))?;
-    let data = read_payload(reader, expected, path, gz)?;
-    Ok(Idx { kind, dims, data })
-}
-
-fn payload_len(kind: IdxType, dims: &[usize]) -> Option<usize> {
-    dims.iter()
-        .try_fold(kind.elem_size(), |acc, &d| acc.checked_mul(d))
+    Ok(IdxHeader { kind, dims })
 }
 
 fn read_header<R: Read>(
@@ -134,29 +202,46 @@ fn read_header<R: Read>(
     })
 }
 
+/// Reads exactly `expected` bytes (already checked against a limit by the caller), refusing
+/// a shorter or longer stream; at most `expected + 1` bytes are ever buffered.
 fn read_payload<R: Read>(
-    r: R,
-    expected: usize,
+    r: &mut R,
+    expected: u64,
     path: &Path,
     gz: bool,
 ) -> Result<Vec<u8>, DatasetError> {
+    let cap = usize::try_from(expected.saturating_add(1)).map_err(|_| {
+        DatasetError::too_large(path, Limit::FileBytes, usize::MAX as u64, expected)
+    })?;
     let mut data = Vec::new();
-    let mut limited = r.take(expected as u64 + 1);
+    data.try_reserve_exact(cap).map_err(|e| {
+        DatasetError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::OutOfMemory, e),
+        )
+    })?;
+    let mut limited = r.take(expected.saturating_add(1));
     if let Err(e) = limited.read_to_end(&mut data) {
         return Err(stream_error(path, e, gz));
     }
-    if data.len() < expected {
+    let got = data.len() as u64;
+    if got < expected {
         return Err(DatasetError::Truncated {
             path: path.to_path_buf(),
-            expected: expected as u64,
-            actual: data.len() as u64,
+            expected,
+            actual: got,
         });
     }
-    if data.len() > expected {
-        return Err(DatasetError::bad_idx(
-            path,
-            format!("it has data after the {expected} bytes its header announces"),
-        ));
+    if got > expected {
+        let detail = format!(
+            "it {} more than the {expected} bytes of data its header announces",
+            if gz { "decompresses to" } else { "holds" }
+        );
+        return Err(DatasetError::ExceedsDeclared {
+            path: path.to_path_buf(),
+            declared: expected,
+            detail,
+        });
     }
     Ok(data)
 }
@@ -167,39 +252,6 @@ fn stream_error(path: &Path, e: std::io::Error, gz: bool) -> DatasetError {
     } else {
         DatasetError::io(path, e)
     }
-}
-
-/// Writes an uncompressed IDX file; `data` must be `product(dims) * kind.elem_size()` bytes.
-pub fn write(path: &Path, kind: IdxType, dims: &[usize], data: &[u8]) -> Result<(), DatasetError> {
-    let bytes = encode(kind, dims, data).map_err(|reason| DatasetError::bad_idx(path, reason))?;
-    let file = File::create(path).map_err(|e| DatasetError::io(path, e))?;
-    let mut w = BufWriter::new(file);
-    w.write_all(&bytes)
-        .and_then(|()| w.flush())
-        .map_err(|e| DatasetError::io(path, e))
-}
-
-/// Encodes an IDX file in memory (header and payload).
-pub fn encode(kind: IdxType, dims: &[usize], data: &[u8]) -> Result<Vec<u8>, String> {
-    if dims.is_empty() || dims.len() > 255 {
-        return Err(format!("{} dimensions cannot be written", dims.len()));
-    }
-    if let Some(d) = dims.iter().find(|&&d| d > u32::MAX as usize) {
-        return Err(format!("dimension {d} does not fit in 32 bits"));
-    }
-    if payload_len(kind, dims) != Some(data.len()) {
-        return Err(format!(
-            "{} bytes of data do not match dimensions {dims:?}",
-            data.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
-    out.extend_from_slice(&[0, 0, kind.code(), dims.len() as u8]);
-    for &d in dims {
-        out.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    Ok(out)
 }
 
 /// The elements of an integer IDX file (u8, i8, i16 or i32) as i64, in order.
@@ -226,6 +278,10 @@ pub fn labels_as_i64(idx: &Idx, path: &Path) -> Result<Vec<i64>, DatasetError> {
         }
     })
 }
+
+#[path = "idx_write.rs"]
+mod idx_write;
+pub use idx_write::{encode, write};
 
 #[cfg(test)]
 #[path = "idx_tests.rs"]

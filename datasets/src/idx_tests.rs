@@ -1,6 +1,7 @@
 use super::*;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use std::io::Write;
 use std::path::Path;
 
 fn p() -> &'static Path {
@@ -57,11 +58,18 @@ fn bad_headers_and_trailing_data_are_refused() {
         vec![0, 0, 7, 1, 0, 0, 0, 1, 5],
         vec![0, 0, 8, 0],
         vec![0, 0, 8, 2, 0, 0],
-        [good.as_slice(), &[9]].concat(),
     ];
     for case in cases {
         let err = read_from(&case[..], p()).unwrap_err();
         assert!(matches!(err, DatasetError::BadIdx { .. }), "{err}");
+    }
+    let trailing = [good.as_slice(), &[9]].concat();
+    for input in [trailing.clone(), gz(&trailing)] {
+        let err = read_from(&input[..], p()).unwrap_err();
+        assert!(
+            matches!(err, DatasetError::ExceedsDeclared { declared: 2, .. }),
+            "{err}"
+        );
     }
 }
 

@@ -26,13 +26,16 @@ mod hash;
 pub mod idx;
 mod idx_dir;
 mod import;
+pub mod limits;
 mod load;
 mod manifest;
+mod manifest_check;
 
-pub use decode::image_to_chw;
+pub use decode::{decode_limits, image_to_chw, ImageError};
 pub use error::DatasetError;
 pub use fashion::{import_fashion_mnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
 pub use hash::sha256_file;
 pub use import::import_dir;
-pub use load::{load_split, Split};
+pub use limits::{Limit, Limits};
+pub use load::{load_split, load_split_with, Split};
 pub use manifest::{FileRef, Manifest, Source, SplitInfo, MANIFEST_FILE, MANIFEST_VERSION};

@@ -1,8 +1,9 @@
 //! Reading one split of a canonical dataset directory back, verified against its manifest.
 
 use crate::hash::sha256_bytes;
-use crate::idx::{self, IdxType};
-use crate::{DatasetError, FileRef, Manifest};
+use crate::idx::{self, IdxHeader, IdxType};
+use crate::limits::{Limit, Limits};
+use crate::{DatasetError, FileRef, Manifest, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
 
 /// One split in memory, ready for training or inference.
@@ -20,9 +21,28 @@ pub struct Split {
     pub files: Option<Vec<String>>,
 }
 
-/// Reads split `split` of the canonical dataset in `dir`, checking every file's sha256
-/// against `manifest` (a mismatch is [`DatasetError::Corrupt`]).
+/// Reads split `split` of the canonical dataset in `dir` within the default [`Limits`]; see
+/// [`load_split_with`].
 pub fn load_split(dir: &Path, manifest: &Manifest, split: &str) -> Result<Split, DatasetError> {
+    load_split_with(dir, manifest, split, &Limits::default())
+}
+
+/// Reads split `split` of the canonical dataset in `dir`, checking every file's size and
+/// sha256 against `manifest` (a sha256 mismatch is [`DatasetError::Corrupt`]).
+///
+/// Nothing a file declares sizes anything before it is checked: the manifest is validated,
+/// the split's N·C·H·W bytes must be within `limits.max_file_bytes`, each file's size within
+/// it too, and each IDX header must match the manifest before its data is read (a header
+/// announcing more data, or a gzip stream expanding past the declared size, is
+/// [`DatasetError::ExceedsDeclared`]). Memory use is the stored file plus the declared data
+/// plus one byte.
+pub fn load_split_with(
+    dir: &Path,
+    manifest: &Manifest,
+    split: &str,
+    limits: &Limits,
+) -> Result<Split, DatasetError> {
+    manifest.validate(&dir.join(MANIFEST_FILE))?;
     let info = manifest
         .splits
         .get(split)
@@ -38,31 +58,41 @@ pub fn load_split(dir: &Path, manifest: &Manifest, split: &str) -> Result<Split,
         })?;
     let count = info.count as usize;
     let [c, h, w] = manifest.shape.map(|d| d as usize);
-    let (path, bytes) = read_verified(dir, &info.images)?;
-    let images = idx::read_from(&bytes[..], &path)?;
+    let declared = manifest.images_bytes(info.count);
+    let images_path = dir.join(&info.images.file);
+    DatasetError::check(
+        &images_path,
+        Limit::FileBytes,
+        limits.max_file_bytes,
+        declared,
+    )?;
+    let (path, bytes) = read_verified(dir, &info.images, limits)?;
     let dims = if c == 1 {
         vec![count, h, w]
     } else {
         vec![count, h, w, c]
     };
-    if images.kind != IdxType::U8 || images.dims != dims {
-        let reason = format!(
-            "it holds {:?} {:?} but the manifest says U8 {dims:?}",
-            images.kind, images.dims
-        );
-        return Err(DatasetError::BadManifest { path, reason });
-    }
+    let images = idx::read_checked(&bytes[..], &path, declared, |header| {
+        expect_header(header, &path, &[IdxType::U8], &dims, declared)
+    })?;
+    drop(bytes);
     let pixels = if c == 1 {
         images.data
     } else {
         nhwc_to_nchw(&images.data, c, h * w)
     };
     let labels = match &info.labels {
-        Some(file) => Some(read_labels(dir, file, count)?),
+        Some(file) => Some(read_labels(
+            dir,
+            file,
+            count,
+            manifest.classes.len(),
+            limits,
+        )?),
         None => None,
     };
     let files = match &info.files {
-        Some(file) => Some(read_files(dir, file, count)?),
+        Some(file) => Some(read_files(dir, file, count, limits)?),
         None => None,
     };
     Ok(Split {
@@ -74,9 +104,54 @@ pub fn load_split(dir: &Path, manifest: &Manifest, split: &str) -> Result<Split,
     })
 }
 
-/// Reads `dir/<file>` whole and checks its sha256.
-fn read_verified(dir: &Path, file: &FileRef) -> Result<(PathBuf, Vec<u8>), DatasetError> {
+/// Refuses a header that announces more data than the manifest declares
+/// ([`DatasetError::ExceedsDeclared`]) or other dimensions or types.
+fn expect_header(
+    header: &IdxHeader,
+    path: &Path,
+    kinds: &[IdxType],
+    dims: &[usize],
+    declared: u64,
+) -> Result<(), DatasetError> {
+    if header.payload_len() > declared {
+        let detail = format!(
+            "its header declares {:?} {:?}, {} bytes of data",
+            header.kind,
+            header.dims,
+            header.payload_len()
+        );
+        return Err(DatasetError::ExceedsDeclared {
+            path: path.to_path_buf(),
+            declared,
+            detail,
+        });
+    }
+    if !kinds.contains(&header.kind) || header.dims != dims {
+        let reason = format!(
+            "it holds {:?} {:?} but the manifest says {:?} {dims:?}",
+            header.kind, header.dims, kinds[0]
+        );
+        return Err(DatasetError::bad_manifest(path, reason));
+    }
+    Ok(())
+}
+
+/// Reads `dir/<file>` whole, after checking its size against the manifest and `limits`, and
+/// checks its sha256.
+fn read_verified(
+    dir: &Path,
+    file: &FileRef,
+    limits: &Limits,
+) -> Result<(PathBuf, Vec<u8>), DatasetError> {
     let path = dir.join(&file.file);
+    let size = std::fs::metadata(&path)
+        .map_err(|e| DatasetError::io(&path, e))?
+        .len();
+    DatasetError::check(&path, Limit::FileBytes, limits.max_file_bytes, size)?;
+    if size != file.size {
+        let reason = format!("it is {size} bytes but the manifest records {}", file.size);
+        return Err(DatasetError::bad_manifest(&path, reason));
+    }
     let bytes = std::fs::read(&path).map_err(|e| DatasetError::io(&path, e))?;
     let actual = sha256_bytes(&bytes);
     if actual != file.sha256.to_ascii_lowercase() {
@@ -89,35 +164,50 @@ fn read_verified(dir: &Path, file: &FileRef) -> Result<(PathBuf, Vec<u8>), Datas
     Ok((path, bytes))
 }
 
-fn read_labels(dir: &Path, file: &FileRef, count: usize) -> Result<Vec<i64>, DatasetError> {
-    let (path, bytes) = read_verified(dir, file)?;
-    let idx = idx::read_from(&bytes[..], &path)?;
+/// The labels file: integer IDX of dimensions `[count]`, every label below `classes`.
+fn read_labels(
+    dir: &Path,
+    file: &FileRef,
+    count: usize,
+    classes: usize,
+    limits: &Limits,
+) -> Result<Vec<i64>, DatasetError> {
+    let (path, bytes) = read_verified(dir, file, limits)?;
+    let kinds = [IdxType::U8, IdxType::I32, IdxType::I16, IdxType::I8];
+    let declared = (count as u64).saturating_mul(4);
+    let idx = idx::read_checked(&bytes[..], &path, declared, |header| {
+        let declared = header.kind.elem_size() as u64 * count as u64;
+        expect_header(header, &path, &kinds, &[count], declared)
+    })?;
     let labels = idx::labels_as_i64(&idx, &path)?;
-    if idx.dims.len() != 1 || labels.len() != count {
-        let reason = format!(
-            "it holds labels of dimensions {:?} but the manifest counts {count} samples",
-            idx.dims
-        );
-        return Err(DatasetError::BadManifest { path, reason });
+    if let Some((i, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| !(0..classes as i64).contains(&l))
+    {
+        let reason = format!("label {l} of sample {i} is not one of the {classes} classes");
+        return Err(DatasetError::bad_manifest(path, reason));
     }
     Ok(labels)
 }
 
-fn read_files(dir: &Path, file: &FileRef, count: usize) -> Result<Vec<String>, DatasetError> {
-    let (path, bytes) = read_verified(dir, file)?;
+fn read_files(
+    dir: &Path,
+    file: &FileRef,
+    count: usize,
+    limits: &Limits,
+) -> Result<Vec<String>, DatasetError> {
+    let (path, bytes) = read_verified(dir, file, limits)?;
     let text = String::from_utf8(bytes).map_err(|_| DatasetError::BadManifest {
         path: path.clone(),
         reason: "it is not UTF-8 text".into(),
     })?;
-    let files: Vec<String> = text.lines().map(str::to_string).collect();
-    if files.len() != count {
-        let reason = format!(
-            "it lists {} files but the manifest counts {count} samples",
-            files.len()
-        );
+    let lines = text.lines().count();
+    if lines != count {
+        let reason = format!("it lists {lines} files but the manifest counts {count} samples");
         return Err(DatasetError::BadManifest { path, reason });
     }
-    Ok(files)
+    Ok(text.lines().map(str::to_string).collect())
 }
 
 /// Transposes N·(HW)·C bytes into N·C·(HW).

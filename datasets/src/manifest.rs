@@ -1,5 +1,6 @@
 //! `manifest.json`: what a canonical dataset directory holds.
 
+use crate::limits::{Limit, MAX_MANIFEST_BYTES};
 use crate::DatasetError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,9 +90,10 @@ impl Manifest {
         !self.classes.is_empty()
     }
 
-    /// Number of input values per sample (C·H·W).
+    /// Number of input values per sample (C·H·W); saturates instead of overflowing.
     pub fn input_elems(&self) -> usize {
-        self.shape.iter().map(|&d| d as usize).product()
+        let elems = crate::limits::product(self.shape.map(u64::from));
+        usize::try_from(elems).unwrap_or(usize::MAX)
     }
 
     /// Every file of the canonical form except `manifest.json`, split by split.
@@ -102,15 +104,22 @@ impl Manifest {
             .collect()
     }
 
-    /// Reads `<dir>/manifest.json`.
+    /// Reads `<dir>/manifest.json` (at most [`MAX_MANIFEST_BYTES`], checked before reading).
     pub fn read(dir: &Path) -> Result<Manifest, DatasetError> {
         let path = dir.join(MANIFEST_FILE);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| DatasetError::io(&path, e))?
+            .len();
+        DatasetError::check(&path, Limit::ManifestBytes, MAX_MANIFEST_BYTES, size)?;
         let bytes = std::fs::read(&path).map_err(|e| DatasetError::io(&path, e))?;
         Manifest::from_json(&bytes, &path)
     }
 
-    /// Parses a manifest; `path` only names it in errors.
+    /// Parses a manifest of at most [`MAX_MANIFEST_BYTES`] and checks it
+    /// ([`Manifest::validate`]); `path` only names it in errors.
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Manifest, DatasetError> {
+        let size = bytes.len() as u64;
+        DatasetError::check(path, Limit::ManifestBytes, MAX_MANIFEST_BYTES, size)?;
         let bad = |reason: String| DatasetError::BadManifest {
             path: path.to_path_buf(),
             reason,
@@ -122,6 +131,7 @@ impl Manifest {
                 manifest.version
             )));
         }
+        manifest.validate(path)?;
         Ok(manifest)
     }
 
@@ -141,7 +151,7 @@ mod tests {
         FileRef {
             file: name.into(),
             size: 1,
-            sha256: "00".into(),
+            sha256: "0a".repeat(32),
         }
     }
 
@@ -183,6 +193,11 @@ mod tests {
         for key in ["version", "classes", "mean", "std", "created_ms"] {
             obj.remove(key);
         }
+        // Without classes a split has no labels.
+        obj["splits"]["train"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
         let m = Manifest::from_json(v.to_string().as_bytes(), Path::new("m")).unwrap();
         assert_eq!(m.version, MANIFEST_VERSION);
         assert!(!m.labelled());

@@ -1,6 +1,7 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
 use crate::dashboard::{HttpLimits, ServerLimits};
+use crate::jobs::cache::FetchLimits;
 use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
@@ -116,6 +117,13 @@ pub struct NodeArgs {
     /// evicted first; one in use by a job stays alive until the job lets go).
     #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = crate::serving::engine::DEFAULT_CACHE_BYTES)]
     pub serving_cache_bytes: u64,
+    /// Largest dataset file a worker fetches and loads, in bytes: stored size and decompressed
+    /// data (N·C·H·W) alike.
+    #[arg(long, env = "IDUNNO_MAX_DATASET_FILE_BYTES", default_value_t = idunno_datasets::limits::DEFAULT_MAX_FILE_BYTES)]
+    pub max_dataset_file_bytes: u64,
+    /// Largest model, checkpoint or TorchScript upload a worker reads into memory, in bytes.
+    #[arg(long, env = "IDUNNO_MAX_MODEL_FILE_BYTES", default_value_t = crate::jobs::cache::DEFAULT_MAX_MODEL_FILE_BYTES)]
+    pub max_model_file_bytes: u64,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -152,6 +160,8 @@ pub struct NodeConfig {
     pub sdfs: SdfsConfig,
     /// Online inference batching.
     pub infer: InferConfig,
+    /// Size limits of the dataset and model files workers fetch.
+    pub files: FetchLimits,
 }
 
 /// The dashboard API's token; `Debug` does not show it.
@@ -241,6 +251,12 @@ impl NodeArgs {
                 max_inflight: self.infer_max_inflight,
                 cache_bytes: self.serving_cache_bytes,
             },
+            files: FetchLimits {
+                datasets: idunno_datasets::Limits {
+                    max_file_bytes: self.max_dataset_file_bytes,
+                },
+                max_model_bytes: self.max_model_file_bytes,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -297,6 +313,10 @@ impl NodeConfig {
             self.infer.cache_bytes >= 1 << 20,
             "--serving-cache-bytes must be at least 1048576 (1 MiB)"
         );
+        anyhow::ensure!(
+            self.files.datasets.max_file_bytes >= 1 && self.files.max_model_bytes >= 1,
+            "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1"
+        );
         Ok(())
     }
 
@@ -349,6 +369,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig::default(),
             infer: InferConfig::default(),
+            files: FetchLimits::default(),
         }
     }
 }

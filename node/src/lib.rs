@@ -115,6 +115,7 @@ pub async fn run(
         kv_replicas: cfg.sdfs.meta_replicas,
         request_timeout: cfg.request_timeout,
         infer: cfg.infer,
+        files: cfg.files,
     };
     let jobs_task = tokio::spawn(jobs::serve(
         client.clone(),

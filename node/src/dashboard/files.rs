@@ -78,7 +78,14 @@ pub async fn datasets(State(api): State<Api>) -> Response {
 
 /// The newest manifest of `file`, read once per version.
 async fn manifest(api: &Api, file: &FileInfo) -> Result<Manifest, String> {
-    let version = file.latest().ok_or("no version")?.version;
+    let latest = file.latest().ok_or("no version")?;
+    let (version, size) = (latest.version, latest.size);
+    let max = idunno_datasets::limits::MAX_MANIFEST_BYTES;
+    if size > max {
+        return Err(format!(
+            "a manifest.json holds at most {max} bytes (MAX_MANIFEST_BYTES), not {size}"
+        ));
+    }
     let key = (file.name.clone(), version);
     if let Some(m) = api
         .manifests

@@ -1,11 +1,13 @@
 //! Datasets and files a worker fetches from SDFS. A dataset's files are kept under
 //! `<data-dir>/cache/datasets/<name>/` and fetched again only when their sha256 no longer
-//! matches the manifest's.
+//! matches the manifest's. Every file's size, as SDFS records it, is checked against its
+//! limit ([`FetchLimits`], `MAX_MANIFEST_BYTES`) before a byte of it is downloaded.
 
 use super::JobError;
 use bus_client::sdfs::{SdfsClient, SdfsError};
 use bus_schemas::sdfs::SdfsErrorKind;
-use idunno_datasets::{Manifest, Split, MANIFEST_FILE};
+use idunno_datasets::limits::MAX_MANIFEST_BYTES;
+use idunno_datasets::{FileRef, Manifest, Split, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -14,21 +16,51 @@ pub fn dataset_dir(name: &str) -> String {
     format!("datasets/{name}")
 }
 
+/// Default of [`FetchLimits::max_model_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
+
+/// Size limits of the files a worker fetches, checked against the size SDFS records before
+/// anything is downloaded (documented in `docs/bus.md`, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Dataset files: stored and decompressed size (`--max-dataset-file-bytes`).
+    pub datasets: idunno_datasets::Limits,
+    /// Files read whole into memory: models, checkpoints, TorchScript uploads
+    /// (`--max-model-file-bytes`).
+    pub max_model_bytes: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            datasets: idunno_datasets::Limits::default(),
+            max_model_bytes: DEFAULT_MAX_MODEL_FILE_BYTES,
+        }
+    }
+}
+
 /// The worker's local copies.
 pub struct Cache {
     root: PathBuf,
     sdfs: SdfsClient,
     lock: Mutex<()>,
+    limits: FetchLimits,
 }
 
 impl Cache {
-    /// A cache under `data_dir`.
+    /// A cache under `data_dir`, with the default [`FetchLimits`].
     pub fn new(data_dir: &Path, sdfs: SdfsClient) -> Cache {
         Cache {
             root: data_dir.join("cache"),
             sdfs,
             lock: Mutex::new(()),
+            limits: FetchLimits::default(),
         }
+    }
+
+    /// The same cache with other limits.
+    pub fn with_limits(self, limits: FetchLimits) -> Cache {
+        Cache { limits, ..self }
     }
 
     /// The SDFS client.
@@ -41,15 +73,41 @@ impl Cache {
         self.root.join("tmp").join(name)
     }
 
-    /// Reads an SDFS file (a version, or the newest) into memory.
+    /// Reads an SDFS file (a version, or the newest) into memory; a file over
+    /// [`FetchLimits::max_model_bytes`] is refused before it is downloaded.
     pub async fn read(&self, name: &str, version: Option<u64>) -> Result<Vec<u8>, JobError> {
+        let max = self.limits.max_model_bytes;
+        self.read_within(name, version, max, "--max-model-file-bytes")
+            .await
+    }
+
+    /// Reads an SDFS file into memory if SDFS records at most `max` bytes for it (`limit`
+    /// names the limit in the refusal).
+    async fn read_within(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        max: u64,
+        limit: &str,
+    ) -> Result<Vec<u8>, JobError> {
+        let v = self
+            .sdfs
+            .locate(name, version)
+            .await
+            .map_err(|e| JobError::from_sdfs(name, e))?;
+        if v.size > max {
+            return Err(JobError::BadInput(format!(
+                "{name} v{} is refused: a file read into memory is at most {max} bytes ({limit}), not {}",
+                v.version, v.size
+            )));
+        }
         let tmp = self.scratch(&format!(
             "{}-{}",
             rand::random::<u64>(),
             name.replace('/', "_")
         ));
         create_parent(&tmp).await?;
-        let got = self.sdfs.get(name, version, &tmp, None).await;
+        let got = self.sdfs.get(name, Some(v.version), &tmp, None).await;
         let bytes = match got {
             Ok(_) => tokio::fs::read(&tmp).await.map_err(JobError::io(&tmp)),
             Err(e) => Err(JobError::from_sdfs(name, e)),
@@ -61,7 +119,8 @@ impl Cache {
     /// The manifest of dataset `name`.
     pub async fn manifest(&self, name: &str) -> Result<Manifest, JobError> {
         let file = format!("{}/{MANIFEST_FILE}", dataset_dir(name));
-        let bytes = self.read(&file, None).await.map_err(|e| match e {
+        let read = self.read_within(&file, None, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES");
+        let bytes = read.await.map_err(|e| match e {
             JobError::NotFound(_) => JobError::UnknownDataset(format!(
                 "unknown dataset {name:?} (no {file} in SDFS; see `idunno datasets`)"
             )),
@@ -78,6 +137,9 @@ impl Cache {
         split: &str,
     ) -> Result<Split, JobError> {
         let _one_at_a_time = self.lock.lock().await;
+        manifest
+            .validate(Path::new(&format!("{}/{MANIFEST_FILE}", dataset_dir(name))))
+            .map_err(|e| JobError::BadInput(e.to_string()))?;
         let info = manifest.splits.get(split).ok_or_else(|| {
             JobError::BadInput(format!("dataset {name:?} has no {split:?} split"))
         })?;
@@ -95,18 +157,49 @@ impl Cache {
             if matches!(sha256_of(&local).await, Some(sha) if sha == file.sha256) {
                 continue;
             }
-            let remote = format!("{}/{}", dataset_dir(name), file.file);
-            tracing::info!(%remote, "fetching dataset file");
-            self.sdfs
-                .get(&remote, None, &local, None)
-                .await
-                .map_err(|e| JobError::from_sdfs(&remote, e))?;
+            self.fetch(name, file, &local).await?;
         }
         let (manifest, split) = (manifest.clone(), split.to_string());
-        tokio::task::spawn_blocking(move || idunno_datasets::load_split(&dir, &manifest, &split))
+        let limits = self.limits.datasets;
+        // Errors name the file as the user knows it (in SDFS), not this worker's copy.
+        let (local, remote) = (dir.display().to_string(), dataset_dir(name));
+        let load = move || idunno_datasets::load_split_with(&dir, &manifest, &split, &limits);
+        tokio::task::spawn_blocking(load)
             .await
             .map_err(|e| JobError::Internal(e.to_string()))?
-            .map_err(|e| JobError::BadInput(e.to_string()))
+            .map_err(|e| JobError::BadInput(e.to_string().replace(&local, &remote)))
+    }
+}
+
+impl Cache {
+    /// Downloads dataset file `file` to `local` if SDFS records the size its manifest
+    /// declares, within `--max-dataset-file-bytes`.
+    async fn fetch(&self, name: &str, file: &FileRef, local: &Path) -> Result<(), JobError> {
+        let remote = format!("{}/{}", dataset_dir(name), file.file);
+        let v = self
+            .sdfs
+            .locate(&remote, None)
+            .await
+            .map_err(|e| JobError::from_sdfs(&remote, e))?;
+        let max = self.limits.datasets.max_file_bytes;
+        if v.size > max {
+            return Err(JobError::BadInput(format!(
+                "{remote} v{} is refused: a dataset file holds at most {max} bytes (--max-dataset-file-bytes), not {}",
+                v.version, v.size
+            )));
+        }
+        if v.size != file.size {
+            return Err(JobError::BadInput(format!(
+                "{remote} v{} is {} bytes but its manifest records {}",
+                v.version, v.size, file.size
+            )));
+        }
+        tracing::info!(%remote, "fetching dataset file");
+        self.sdfs
+            .get(&remote, Some(v.version), local, None)
+            .await
+            .map_err(|e| JobError::from_sdfs(&remote, e))?;
+        Ok(())
     }
 }
 

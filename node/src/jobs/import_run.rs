@@ -75,9 +75,14 @@ async fn import(
                 let [c, h, w] = model.header.shape.map(i64::from);
                 let x = tch::Tensor::zeros([1, c, h, w], (tch::Kind::Uint8, device));
                 let n = tch::no_grad(|| model.forward(&x, false))?.size();
-                model.header.classes = (0..*n.last().unwrap_or(&0))
-                    .map(|i| i.to_string())
-                    .collect();
+                let classes = *n.last().unwrap_or(&0);
+                let max = idunno_datasets::limits::MAX_CLASSES;
+                if !(0..=max as i64).contains(&classes) {
+                    return Err(JobError::BadInput(format!(
+                        "a model has at most {max} classes (MAX_CLASSES), not {classes}"
+                    )));
+                }
+                model.header.classes = (0..classes).map(|i| i.to_string()).collect();
             }
             model.check_fits(&dataset)?;
             let eval = evaluate(&model, &Samples::from_split(&split, None), 256)?;

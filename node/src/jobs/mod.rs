@@ -62,6 +62,15 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// Whether the job's own input (its model, dataset or arguments) is at fault, so any
+    /// worker would fail it the same way: the job fails at once rather than moving on.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            JobError::BadInput(_) | JobError::UnknownDataset(_) | JobError::UnknownModel(_)
+        )
+    }
+
     /// Wraps an I/O error about `path`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
         move |e| JobError::Internal(format!("{}: {e}", path.display()))
@@ -153,6 +162,8 @@ pub struct JobsConfig {
     pub request_timeout: Duration,
     /// Online inference batching.
     pub infer: crate::config::InferConfig,
+    /// Size limits of the dataset and model files this node fetches.
+    pub files: cache::FetchLimits,
 }
 
 /// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
@@ -192,7 +203,7 @@ pub async fn serve(
     };
     let id = cfg.id.clone();
     let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
-    let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs));
+    let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
     let engine = crate::serving::engine::Engine::new(
         cache.clone(),
         cfg.device,

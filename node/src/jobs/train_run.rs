@@ -140,6 +140,7 @@ fn train_blocking(
     let arch = Arch::parse(&spec.arch)
         .ok_or_else(|| JobError::UnknownModel(format!("unknown model {:?}", spec.arch)))?;
     tch::manual_seed(spec.seed as i64);
+    Model::check_builtin_size(arch, &header)?;
     let model = Model::builtin(arch, header, device);
     let schedule = Schedule {
         epochs: spec.epochs,

@@ -47,6 +47,27 @@ impl Arch {
         }
     }
 
+    /// Bytes of float32 weights its largest layers need for inputs of `shape` (C, H, W) and
+    /// `classes` outputs: a lower bound of the whole network's, computed without building it
+    /// (saturating instead of overflowing).
+    pub fn min_weight_bytes(self, shape: [u32; 3], classes: usize) -> u64 {
+        let [c, h, w] = shape.map(u64::from);
+        let classes = classes as u64;
+        let floats = match self {
+            Arch::Mlp => c
+                .saturating_mul(h)
+                .saturating_mul(w)
+                .saturating_mul(256)
+                .saturating_add(256 * 128 + 128 * classes),
+            Arch::Cnn => (64 * (h / 4))
+                .saturating_mul(w / 4)
+                .saturating_mul(128)
+                .saturating_add(128 * classes),
+            Arch::Resnet => 64 * classes,
+        };
+        floats.saturating_mul(4)
+    }
+
     /// Builds the network under `vs` for inputs of `shape` (C, H, W) and `classes` outputs.
     pub fn build(self, vs: &nn::Path, shape: [i64; 3], classes: i64) -> nn::SequentialT {
         match self {
@@ -191,6 +212,20 @@ mod tests {
         }
         assert_eq!(Arch::parse("resnet"), Some(Arch::Resnet));
         assert_eq!(Arch::parse("vgg"), None);
+    }
+
+    #[test]
+    fn min_weight_bytes_is_a_lower_bound() {
+        for arch in [Arch::Mlp, Arch::Cnn, Arch::Resnet] {
+            let (n, _) = params(arch, [3, 32, 32]);
+            let bound = arch.min_weight_bytes([3, 32, 32], 10);
+            assert!(
+                bound > 0 && bound <= 4 * n as u64,
+                "{arch:?}: {bound} vs {n}"
+            );
+        }
+        let huge = Arch::Mlp.min_weight_bytes([u32::MAX; 3], usize::MAX >> 8);
+        assert_eq!(huge, u64::MAX);
     }
 
     #[test]

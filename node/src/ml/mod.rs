@@ -8,4 +8,6 @@ pub mod optim;
 pub mod train;
 
 #[cfg(test)]
+mod modelfile_tests;
+#[cfg(test)]
 mod tests;

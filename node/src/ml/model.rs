@@ -26,6 +26,10 @@ pub enum ModelError {
     Mismatch(String),
 }
 
+/// Most bytes of weights a built-in architecture may need (checked from its input shape and
+/// classes before it is built, for training and for loading).
+pub const MAX_BUILTIN_WEIGHT_BYTES: u64 = 1 << 30;
+
 fn torch(what: &str, e: impl std::fmt::Display) -> ModelError {
     let reason = e.to_string();
     let first = reason.lines().next().unwrap_or("").trim().to_string();
@@ -68,7 +72,24 @@ impl Model {
         Self::assemble(header, Net::Builtin { vs, seq }, device)
     }
 
-    /// Loads a model file (`what` names it in errors).
+    /// Refuses a built-in `arch` for `header`'s input and classes whose weights alone would be
+    /// over [`MAX_BUILTIN_WEIGHT_BYTES`], before anything is allocated.
+    pub fn check_builtin_size(arch: Arch, header: &Header) -> Result<(), ModelError> {
+        let need = arch.min_weight_bytes(header.shape, header.classes.len());
+        if need > MAX_BUILTIN_WEIGHT_BYTES {
+            let [c, h, w] = header.shape;
+            return Err(ModelError::Mismatch(format!(
+                "{} on {c}x{h}x{w} inputs and {} classes needs at least {need} bytes of weights; a built-in model holds at most {MAX_BUILTIN_WEIGHT_BYTES} (MAX_BUILTIN_WEIGHT_BYTES)",
+                arch.name(),
+                header.classes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads a model file (`what` names it in errors). Its header is checked against the
+    /// limits first ([`Header::validate`]); a built-in architecture whose header needs more
+    /// weights than the file holds is refused before the network is built.
     pub fn load(what: &str, bytes: &[u8], device: Device) -> Result<Model, ModelError> {
         let (header, payload) =
             modelfile::decode_kind(what, bytes, &[Payload::Weights, Payload::Torchscript])?;
@@ -81,6 +102,15 @@ impl Model {
                         header.arch
                     ))
                 })?;
+                Self::check_builtin_size(arch, &header)?;
+                let need = arch.min_weight_bytes(header.shape, header.classes.len());
+                if need > payload.len() as u64 {
+                    return Err(ModelError::Mismatch(format!(
+                        "{what}: its header's input and classes need at least {need} bytes of {} weights, but it holds {}",
+                        header.arch,
+                        payload.len()
+                    )));
+                }
                 let mut model = Self::builtin(arch, header.clone(), device);
                 let tensors = read_tensors(what, payload, device)?;
                 model.set_weights(what, &tensors, "")?;
@@ -239,57 +269,5 @@ pub fn read_tensors(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn header(classes: usize) -> Header {
-        Header {
-            payload: Payload::Weights,
-            arch: String::new(),
-            dataset: "ds".into(),
-            classes: (0..classes).map(|c| c.to_string()).collect(),
-            shape: [1, 12, 12],
-            mean: vec![0.5],
-            std: vec![0.25],
-            params: 0,
-            epochs: 0,
-            test_accuracy: None,
-            job: None,
-            payload_sha256: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_saved_model_loads_with_identical_outputs() {
-        let model = Model::builtin(Arch::Cnn, header(4), Device::Cpu);
-        let bytes = model.to_file(None);
-        let loaded = Model::load("m", &bytes, Device::Cpu).unwrap();
-        let x = Tensor::randint(255, [3, 1, 12, 12], (Kind::Uint8, Device::Cpu));
-        let a = model.forward(&x, false).unwrap();
-        let b = loaded.forward(&x, false).unwrap();
-        assert!(a.equal(&b));
-        assert_eq!(loaded.header.params, model.header.params);
-        model.check_fits("ds").unwrap();
-    }
-
-    #[test]
-    fn bad_model_files_are_refused_with_a_reason() {
-        let err = Model::load("m", b"not a model", Device::Cpu).err().unwrap();
-        assert!(
-            err.to_string().contains("not an IDunno model file"),
-            "{err}"
-        );
-        let err = Model::torchscript("x.pt", header(4), b"garbage", Device::Cpu)
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string().contains("not a loadable TorchScript"),
-            "{err}"
-        );
-        let mut h = header(4);
-        h.arch = "cnn".into();
-        let wrong = modelfile::encode(h, &write_tensors(&BTreeMap::new()));
-        let err = Model::load("m", &wrong, Device::Cpu).err().unwrap();
-        assert!(err.to_string().contains("has no weights"), "{err}");
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

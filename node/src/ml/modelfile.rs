@@ -3,10 +3,16 @@
 //! (libtorch named tensors, or a TorchScript file). A file that fails any check is refused with
 //! a sentence saying what is wrong, never half-loaded.
 
+use idunno_datasets::limits::{MAX_CLASSES, MAX_CLASS_NAME_BYTES, MAX_IMAGE_SIDE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"IDUNNOM1";
+
+/// Largest JSON header of a model file, in bytes (checked before it is parsed).
+pub const MAX_HEADER_BYTES: usize = 16 << 20;
+/// Longest `arch`, `dataset` or `job` string in a header, in bytes.
+pub const MAX_HEADER_STRING_BYTES: usize = 1024;
 
 /// What the payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +78,20 @@ pub enum FileError {
         /// What is wrong.
         reason: String,
     },
+    /// A header value is beyond a documented limit; refused before it sizes anything.
+    #[error("{what} is refused: {field} is at most {max} ({limit}), not {found}")]
+    TooLarge {
+        /// The file.
+        what: String,
+        /// What is limited, e.g. "its header's length in bytes".
+        field: &'static str,
+        /// The limit's documented name, e.g. `MAX_HEADER_BYTES`.
+        limit: &'static str,
+        /// The limit.
+        max: u64,
+        /// The value found.
+        found: u64,
+    },
     /// A file of another kind than expected.
     #[error("{what} holds {found:?}, expected {expected:?}")]
     WrongKind {
@@ -105,7 +125,14 @@ pub fn decode<'a>(what: &str, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), Fil
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(FileError::BadMagic { what: what.into() });
     }
-    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    check(
+        what,
+        "its header's length in bytes",
+        "MAX_HEADER_BYTES",
+        MAX_HEADER_BYTES,
+        len,
+    )?;
     let Some(json) = bytes.get(12..12 + len) else {
         return Err(damaged(format!(
             "its header claims {len} bytes, the file is shorter"
@@ -113,6 +140,7 @@ pub fn decode<'a>(what: &str, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), Fil
     };
     let header: Header =
         serde_json::from_slice(json).map_err(|e| damaged(format!("unreadable header: {e}")))?;
+    header.validate(what)?;
     let payload = &bytes[12 + len..];
     let sha = hex::encode(Sha256::digest(payload));
     if sha != header.payload_sha256 {
@@ -122,6 +150,96 @@ pub fn decode<'a>(what: &str, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), Fil
         )));
     }
     Ok((header, payload))
+}
+
+fn check(
+    what: &str,
+    field: &'static str,
+    limit: &'static str,
+    max: usize,
+    found: usize,
+) -> Result<(), FileError> {
+    if found > max {
+        return Err(FileError::TooLarge {
+            what: what.into(),
+            field,
+            limit,
+            max: max as u64,
+            found: found as u64,
+        });
+    }
+    Ok(())
+}
+
+impl Header {
+    /// Checks the values that size tensors and loops against the documented limits: the input
+    /// is 1 or 3 channels of at most `MAX_IMAGE_SIDE` pixels a side, at most `MAX_CLASSES`
+    /// class names of at most `MAX_CLASS_NAME_BYTES`, `mean` and `std` with 0, 1 or C values,
+    /// strings of at most [`MAX_HEADER_STRING_BYTES`]. `what` names the file in errors.
+    pub fn validate(&self, what: &str) -> Result<(), FileError> {
+        let damaged = |reason: String| FileError::Damaged {
+            what: what.into(),
+            reason,
+        };
+        let [c, h, w] = self.shape;
+        if c != 1 && c != 3 {
+            return Err(damaged(format!("its input has {c} channels, not 1 or 3")));
+        }
+        let side = MAX_IMAGE_SIDE as usize;
+        for d in [h, w] {
+            check(
+                what,
+                "an input side in pixels",
+                "MAX_IMAGE_SIDE",
+                side,
+                d as usize,
+            )?;
+        }
+        if h == 0 || w == 0 {
+            return Err(damaged(format!(
+                "its input of {w}x{h} pixels holds nothing"
+            )));
+        }
+        let classes = self.classes.len();
+        check(
+            what,
+            "its number of classes",
+            "MAX_CLASSES",
+            MAX_CLASSES,
+            classes,
+        )?;
+        let longest = self.classes.iter().map(String::len).max().unwrap_or(0);
+        let name = "a class name's length in bytes";
+        check(
+            what,
+            name,
+            "MAX_CLASS_NAME_BYTES",
+            MAX_CLASS_NAME_BYTES,
+            longest,
+        )?;
+        for (field, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if ![0, 1, c as usize].contains(&v.len()) {
+                return Err(damaged(format!(
+                    "{field} has {} values for {c} channels",
+                    v.len()
+                )));
+            }
+        }
+        let longest = [
+            &self.arch,
+            &self.dataset,
+            self.job.as_ref().unwrap_or(&self.arch),
+        ]
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(0);
+        let (field, limit) = (
+            "a header string's length in bytes",
+            "MAX_HEADER_STRING_BYTES",
+        );
+        check(what, field, limit, MAX_HEADER_STRING_BYTES, longest)
+    }
 }
 
 /// Like [`decode`], and refuses a file of another kind than `expected`.
@@ -139,49 +257,4 @@ pub fn decode_kind<'a>(
         });
     }
     Ok((header, payload))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header() -> Header {
-        Header {
-            payload: Payload::Weights,
-            arch: "cnn".into(),
-            dataset: "fm".into(),
-            classes: vec!["a".into(), "b".into()],
-            shape: [1, 28, 28],
-            mean: vec![0.5],
-            std: vec![0.25],
-            params: 10,
-            epochs: 2,
-            test_accuracy: Some(0.9),
-            job: None,
-            payload_sha256: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_file_round_trips_and_any_damage_is_refused() {
-        let bytes = encode(header(), b"weights");
-        let (h, p) = decode("m", &bytes).unwrap();
-        assert_eq!((h.arch.as_str(), p), ("cnn", &b"weights"[..]));
-        let mut flipped = bytes.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        assert!(decode("m", &flipped)
-            .unwrap_err()
-            .to_string()
-            .contains("checksum"));
-        assert!(matches!(
-            decode("m", b"PK\x03\x04zip"),
-            Err(FileError::BadMagic { .. })
-        ));
-        assert!(decode("m", &bytes[..20])
-            .unwrap_err()
-            .to_string()
-            .contains("damaged"));
-        let err = decode_kind("m", &bytes, &[Payload::Checkpoint]).unwrap_err();
-        assert!(err.to_string().contains("expected Checkpoint"), "{err}");
-    }
 }

@@ -122,7 +122,7 @@ impl Worker {
                         let message = format!(
                             "overloaded: a worker handles at most {MAX_ASSIGNS} assignments at once"
                         );
-                        let reply = AssignReply::Error { worker: me.ctx.id.clone(), message };
+                        let reply = AssignReply::Error { worker: me.ctx.id.clone(), message, bad_input: false };
                         if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
                             let _ = me.ctx.client.publish(to, bytes.into()).await;
                         }
@@ -134,7 +134,7 @@ impl Worker {
                             Ok(req) => me.assign(req, &shutdown).await,
                             Err(e) => {
                                 me.ctx.metrics.garbage();
-                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string() }
+                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string(), bad_input: false }
                             }
                         };
                         if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
@@ -162,6 +162,7 @@ impl Worker {
                     return AssignReply::Error {
                         worker,
                         message: format!("bad job id: {e}"),
+                        bad_input: false,
                     };
                 }
                 if self.serving.lock().await.contains_key(&target.job_id) {
@@ -172,6 +173,7 @@ impl Worker {
                     Err(e) => {
                         return AssignReply::Error {
                             worker,
+                            bad_input: e.is_bad_input(),
                             message: e.to_string(),
                         }
                     }
@@ -187,6 +189,7 @@ impl Worker {
                         return AssignReply::Error {
                             worker,
                             message: e.to_string(),
+                            bad_input: false,
                         }
                     }
                 };

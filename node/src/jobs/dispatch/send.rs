@@ -111,9 +111,16 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                 Ok(AssignReply::Done { .. }) => {
                     run.joined.insert(worker);
                 }
-                Ok(AssignReply::Error { message, .. }) => {
+                Ok(AssignReply::Error {
+                    message, bad_input, ..
+                }) => {
                     tracing::warn!(job = %id, %worker, "cannot serve: {message}");
                     run.refused.insert(worker, Instant::now());
+                    if bad_input {
+                        // Any worker would refuse it: fail once, here, without trying others.
+                        let reason = format!("cannot be served: {message}");
+                        ending::fail(ctx, &id, Owner::Coordinator, reason).await;
+                    }
                     run.refusal = Some(message);
                 }
                 Err(e) => {

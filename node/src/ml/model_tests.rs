@@ -1,0 +1,59 @@
+//! Tests of [`super::Model`]: saving, loading and refusing model files.
+
+use super::*;
+
+pub(crate) fn header(classes: usize) -> Header {
+    Header {
+        payload: Payload::Weights,
+        arch: String::new(),
+        dataset: "ds".into(),
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+        shape: [1, 12, 12],
+        mean: vec![0.5],
+        std: vec![0.25],
+        params: 0,
+        epochs: 0,
+        test_accuracy: None,
+        job: None,
+        payload_sha256: String::new(),
+    }
+}
+
+#[test]
+fn a_saved_model_loads_with_identical_outputs() {
+    let model = Model::builtin(Arch::Cnn, header(4), Device::Cpu);
+    let bytes = model.to_file(None);
+    let loaded = Model::load("m", &bytes, Device::Cpu).unwrap();
+    let x = Tensor::randint(255, [3, 1, 12, 12], (Kind::Uint8, Device::Cpu));
+    let a = model.forward(&x, false).unwrap();
+    let b = loaded.forward(&x, false).unwrap();
+    assert!(a.equal(&b));
+    assert_eq!(loaded.header.params, model.header.params);
+    model.check_fits("ds").unwrap();
+}
+
+#[test]
+fn bad_model_files_are_refused_with_a_reason() {
+    let err = Model::load("m", b"not a model", Device::Cpu).err().unwrap();
+    assert!(
+        err.to_string().contains("not an IDunno model file"),
+        "{err}"
+    );
+    let err = Model::torchscript("x.pt", header(4), b"garbage", Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("not a loadable TorchScript"),
+        "{err}"
+    );
+    let mut h = header(4);
+    h.arch = "cnn".into();
+    // Enough bytes for a cnn's weights, but under other names.
+    let junk = [(
+        "junk".to_string(),
+        Tensor::zeros([80_000], (Kind::Float, Device::Cpu)),
+    )];
+    let wrong = modelfile::encode(h, &write_tensors(&junk.into_iter().collect()));
+    let err = Model::load("m", &wrong, Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("has no weights"), "{err}");
+}
