@@ -4,7 +4,7 @@ export IDUNNO_HOME ?= $(HOME)/.cache/idunno
 export LIBTORCH ?= $(IDUNNO_HOME)/tools-torch2.13.0/libtorch
 CARGO ?= cargo
 
-.PHONY: setup frontend build test bench demo down screenshots
+.PHONY: setup frontend build test bench bench-checks demo down screenshots
 
 setup:
 	bash infra/setup.sh $(SETUP_FLAGS)
@@ -25,6 +25,12 @@ test: setup frontend
 
 bench: setup
 	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench dashboard --bench flood
+	$(MAKE) bench-checks
+
+# The hostile-input checks against a release build of the commit before them (built once).
+BASE_COMMIT ?= b738dfb
+bench-checks: setup
+	BENCH_BASE_NODE=$$(bash infra/build-base.sh $(BASE_COMMIT)) $(CARGO) bench -p idunno-node --bench checks
 
 # Retakes docs/img/*.png with the browser test.
 screenshots: SETUP_FLAGS = --browser
