@@ -83,6 +83,11 @@ pub struct NodeArgs {
     /// Online inference: longest a request waits for others to batch with, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub infer_max_delay_ms: u64,
+    /// Jobs: a job fails once this many of its workers died running it (a training or import
+    /// job's attempts, or the workers holding one batch of an inference job), rather than
+    /// walking the cluster. Applied by the coordinator: give every node the same value.
+    #[arg(long, env = "IDUNNO_MAX_WORKER_DEATHS", default_value_t = crate::jobs::DEFAULT_MAX_WORKER_DEATHS)]
+    pub max_worker_deaths: u32,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -115,6 +120,8 @@ pub struct NodeConfig {
     pub sdfs: SdfsConfig,
     /// Online inference batching.
     pub infer: InferConfig,
+    /// Worker deaths after which a job fails.
+    pub max_worker_deaths: u32,
 }
 
 /// The dashboard API's token; `Debug` does not show it.
@@ -185,6 +192,7 @@ impl NodeArgs {
                 max_batch: self.infer_max_batch,
                 max_delay: Duration::from_millis(self.infer_max_delay_ms),
             },
+            max_worker_deaths: self.max_worker_deaths,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -227,6 +235,12 @@ impl NodeConfig {
             self.infer.max_delay <= Duration::from_secs(10),
             "--infer-max-delay-ms must be at most 10000"
         );
+        let deaths = crate::jobs::MAX_WORKER_DEATHS_LIMIT;
+        anyhow::ensure!(
+            (1..=deaths).contains(&self.max_worker_deaths),
+            "--max-worker-deaths must be between 1 and {deaths}, not {}",
+            self.max_worker_deaths
+        );
         Ok(())
     }
 
@@ -245,6 +259,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig::default(),
             infer: InferConfig::default(),
+            max_worker_deaths: crate::jobs::DEFAULT_MAX_WORKER_DEATHS,
         }
     }
 }

@@ -114,6 +114,7 @@ pub async fn run(
         kv_replicas: cfg.sdfs.meta_replicas,
         request_timeout: cfg.request_timeout,
         infer: cfg.infer,
+        max_worker_deaths: cfg.max_worker_deaths,
     };
     let jobs_task = tokio::spawn(jobs::serve(
         client.clone(),

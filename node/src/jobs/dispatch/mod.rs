@@ -15,14 +15,20 @@
 //! times per second rather than twice per batch. A worker's in-flight batches are sent again as
 //! soon as membership suspects it, or as soon as a probe finds its process gone, instead of
 //! waiting for their deadline. Under `qps local` each job keeps to its share of the workers.
+//!
+//! Only the worker a batch was sent to can answer it: its `done` names the results stream's
+//! message holding its results, which the dispatcher records on the job's `accepted` subject
+//! before it counts the batch (see [`super::accepted`]). A batch whose workers keep dying fails
+//! the job after `--max-worker-deaths` of them (see [`deaths`]).
 
+mod deaths;
 mod send;
 mod state;
 
 use super::coordinator::training_workers;
 use super::ending::{self, Owner};
 use super::serve_ops::{count, cut, deadline, leave, median, percentiles, Answered, Batch};
-use super::{fair, serve_finish, Ctx};
+use super::{accepted, fair, serve_finish, Ctx};
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
@@ -117,7 +123,14 @@ async fn reconcile(
         .map(|m| m.id.clone())
         .collect();
     st.alive = pool.clone();
+    st.members = deaths::members(&view);
     st.abandon_lost();
+    let now = Instant::now();
+    for (id, run) in st.runs.iter_mut() {
+        for (lost, what) in deaths::confirm(&mut run.lost, &st.members, now) {
+            deaths::record(ctx, id, &lost, &what).await;
+        }
+    }
     let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
         .iter()
@@ -280,6 +293,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         refusal: None,
         in_flight: 0,
         resend: state.pending.iter().copied().collect(),
+        lost: VecDeque::new(),
         uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),

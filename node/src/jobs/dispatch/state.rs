@@ -20,6 +20,8 @@ pub(super) struct State {
     pub(super) divided_at: Option<Instant>,
     /// Workers being probed now.
     pub(super) probing: BTreeSet<String>,
+    /// Every member's state and generation in the latest view.
+    pub(super) members: super::deaths::Members,
 }
 
 /// How often `qps local` divides the workers again as costs change.
@@ -31,6 +33,8 @@ pub(super) struct Flight {
     pub(super) worker: String,
     pub(super) batch: Batch,
     pub(super) sent: Instant,
+    /// The worker's generation when the batch was sent.
+    pub(super) generation: u64,
 }
 
 /// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
@@ -68,7 +72,9 @@ impl State {
             .map(|(n, _)| *n)
             .collect();
         for n in lost {
-            let f = self.flights.remove(&n).expect("listed above");
+            let Some(f) = self.flights.remove(&n) else {
+                continue;
+            };
             if let Some(l) = self.load.get_mut(&f.worker) {
                 *l = l.saturating_sub(1);
             }
@@ -76,6 +82,14 @@ impl State {
                 tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
                 run.in_flight = run.in_flight.saturating_sub(1);
                 run.resend.push_front(f.batch);
+                let lost = super::deaths::Lost {
+                    batch: f.batch,
+                    worker: f.worker,
+                    generation: f.generation,
+                    at: Instant::now(),
+                    why: "it stopped answering while it ran the batch".into(),
+                };
+                super::deaths::keep(&mut run.lost, lost);
             }
         }
     }
@@ -128,6 +142,8 @@ pub(super) struct Run {
     pub(super) in_flight: usize,
     /// Batches recorded as pending and waiting to be sent (again, or cut ahead).
     pub(super) resend: VecDeque<Batch>,
+    /// Batches lost while a worker held them, waiting for membership to say if it died.
+    pub(super) lost: VecDeque<super::deaths::Lost>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
     pub(super) exhausted: bool,
