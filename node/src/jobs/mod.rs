@@ -4,6 +4,7 @@
 
 pub mod accepted;
 pub mod api;
+pub mod attempts;
 pub mod cache;
 pub mod coordinator;
 mod dispatch;

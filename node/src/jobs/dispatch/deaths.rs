@@ -8,7 +8,7 @@
 //! death; a loss that membership does not confirm within [`CONFIRM_WITHIN`] is forgotten.
 
 use super::*;
-use crate::jobs::coordinator::died_reason;
+use crate::jobs::attempts::died_reason;
 use bus_schemas::jobs::JobEventKind;
 use bus_schemas::serve::{BatchDeaths, ServeState};
 
