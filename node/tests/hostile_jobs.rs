@@ -6,7 +6,7 @@ mod common;
 
 use async_nats::jetstream;
 use bus_schemas::jobs::{JobEvent, JobEventKind, JobSpec, JobState, ServeSpec, TrainSpec};
-use bus_schemas::serve::{QueryResult, ResultsBatch};
+use bus_schemas::serve::{QueryResult, ResultsBatch, WorkBatch};
 use bus_schemas::{decode, encode, subjects};
 use common::{expected, import_fixture, wait_job};
 use futures::StreamExt;
@@ -234,4 +234,111 @@ async fn a_job_whose_worker_dies_every_time_fails_after_three_deaths() {
         .await
         .expect("a failed event within 10 s");
     assert_eq!(event.detail.as_deref(), Some(error.as_str()));
+}
+
+/// The node holding the coordinator lease, as the cluster reports it.
+async fn coordinator(c: &Cluster) -> String {
+    wait_until("a coordinator", Duration::from_secs(10), || async {
+        let req = bus_schemas::membership::ViewRequest {
+            from: "test".into(),
+        };
+        let view: bus_schemas::membership::ViewSnapshot = bus_client::request(
+            &c.client,
+            subjects::members_list(),
+            &req,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()?;
+        view.coordinator
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_whose_workers_keep_dying_fails_its_job_after_three_deaths() {
+    let mut c = Cluster::start(Path::new(NODE), 5).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    import_fixture(&fs, &jobs, "fixture").await;
+    let coordinator = coordinator(&c).await;
+    let spec = JobSpec::Serve(ServeSpec {
+        model: "fixture".into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch: 1000,
+        passes: None,
+        weight: 1,
+    });
+    // Watch the batches go out (from the first); kill every worker that receives one chosen
+    // batch (the first sent to a worker other than the coordinator), as a batch that crashes
+    // its worker would. Batches in flight beside it die with it, so any of them may be the one
+    // that reaches three deaths first: each batch's workers are kept.
+    let mut work = c
+        .client
+        .subscribe(subjects::job_work("*", "*"))
+        .await
+        .unwrap();
+    c.client.flush().await.unwrap();
+    let id = jobs.submit(spec).await.unwrap();
+    let mut poison = None;
+    let mut killed: Vec<String> = Vec::new();
+    let mut holders: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    while killed.len() < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(60), work.next())
+            .await
+            .expect("a batch within 60 s")
+            .expect("the subscription lives");
+        let worker = msg.subject.as_str().rsplit('.').next().unwrap().to_string();
+        let batch: WorkBatch = decode(&msg.payload).unwrap();
+        if batch.job_id != id {
+            continue;
+        }
+        holders
+            .entry(batch.batch_id)
+            .or_default()
+            .push(worker.clone());
+        if worker == coordinator {
+            assert_ne!(
+                poison,
+                Some(batch.batch_id),
+                "a suspect batch went to the coordinator"
+            );
+            continue;
+        }
+        let chosen = *poison.get_or_insert(batch.batch_id);
+        if batch.batch_id == chosen && !killed.contains(&worker) {
+            c.node(&worker).kill9();
+            killed.push(worker);
+        }
+    }
+    let done = wait_job(&jobs, &id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, JobState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap();
+    let holding = "the job's worker died 3 times holding batch ";
+    assert!(error.starts_with(holding), "{error}");
+    let batch: u64 = error[holding.len()..]
+        .split(' ')
+        .next()
+        .and_then(|b| b.parse().ok())
+        .expect("a batch id");
+    assert!(error.contains(" (queries "), "{error}");
+    for w in &killed {
+        assert!(error.contains(w.as_str()), "{error}");
+        assert!(
+            holders[&batch].contains(w),
+            "{w} never held batch {batch}: {holders:?}"
+        );
+    }
+    assert!(error.contains("(last error: "), "{error}");
+    // The coordinator and the worker left are still up, and the job stays failed.
+    holds_for("the job stays failed", Duration::from_secs(2), || async {
+        jobs.get(&id)
+            .await
+            .is_ok_and(|j| j.state == JobState::Failed)
+    })
+    .await;
+    for node in c.nodes.iter_mut().filter(|n| !killed.contains(&n.id)) {
+        assert!(node.is_running(), "{} exited", node.id);
+    }
 }

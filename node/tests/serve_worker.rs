@@ -84,7 +84,7 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
     let mut workers = BTreeMap::<String, u32>::new();
     let mut seqs = Vec::new();
     let mut correct = 0;
-    let to = |b: u64| if b % 2 == 0 { "n2" } else { "n3" };
+    let to = |b: u64| if b.is_multiple_of(2) { "n2" } else { "n3" };
     for b in 0..20 {
         match send(&c, to(b), &batch(b)).await {
             WorkReply::Done {

@@ -128,6 +128,7 @@ async fn reconcile(
     let now = Instant::now();
     for (id, run) in st.runs.iter_mut() {
         for (lost, what) in deaths::confirm(&mut run.lost, &st.members, now) {
+            run.dead.insert(lost.batch.0); // still suspect until the record is read back
             deaths::record(ctx, id, &lost, &what).await;
         }
     }
@@ -165,6 +166,9 @@ async fn reconcile(
         };
         run.joined.retain(|w| pool.contains(w));
         if let Some(s) = &job.serve {
+            // Counted batches are no longer suspect; recorded deaths are.
+            run.dead.retain(|b| s.pending.iter().any(|p| p.0 == *b));
+            run.dead.extend(s.deaths.iter().map(|d| d.batch_id));
             run.exhausted = s.total.is_some_and(|t| s.next_query >= t);
             let complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
             // Finishing failed or this coordinator took over a complete job: finish (again).
@@ -294,6 +298,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         in_flight: 0,
         resend: state.pending.iter().copied().collect(),
         lost: VecDeque::new(),
+        dead: BTreeSet::new(),
         uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),

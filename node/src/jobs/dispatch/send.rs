@@ -20,10 +20,10 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
     loop {
         let (load, alive) = (&st.load, &st.alive);
         let (policy, divided) = (st.policy, &st.divided);
-        let free_worker = |id: &str, r: &Run| {
+        let free_worker = |id: &str, r: &Run, except: &str| {
             r.joined
                 .iter()
-                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
+                .filter(|w| *w != except && alive.contains(*w) && may_serve(policy, divided, id, w))
                 .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
                 .filter(|(l, _)| *l < SLOTS_PER_WORKER)
                 .min()
@@ -46,7 +46,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
             return;
         };
         let run = st.runs.get_mut(&id).expect("chosen from runs");
-        let Some(worker) = free_worker(&id, run) else {
+        let Some(worker) = free_worker(&id, run, "") else {
             blocked.insert(id);
             continue;
         };
@@ -68,6 +68,21 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                     continue;
                 }
             },
+        };
+        // A batch whose worker died (or may have) goes to another worker than this coordinator,
+        // if the job has one: a batch that kills its workers must not kill the coordinator too.
+        let worker = match (
+            worker == ctx.id && run.suspect(batch.0),
+            free_worker(&id, run, &ctx.id),
+        ) {
+            (false, _) => worker,
+            (true, Some(other)) => other,
+            (true, None) if run.joined.iter().any(|w| *w != ctx.id && alive.contains(w)) => {
+                run.resend.push_front(batch);
+                blocked.insert(id);
+                continue;
+            }
+            (true, None) => worker,
         };
         run.in_flight += 1;
         run.vq += f64::from(batch.2) / f64::from(run.spec.weight.max(1));

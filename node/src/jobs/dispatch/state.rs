@@ -144,6 +144,8 @@ pub(super) struct Run {
     pub(super) resend: VecDeque<Batch>,
     /// Batches lost while a worker held them, waiting for membership to say if it died.
     pub(super) lost: VecDeque<super::deaths::Lost>,
+    /// Batches with a worker death recorded in the job record.
+    pub(super) dead: BTreeSet<u64>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
     pub(super) exhausted: bool,
@@ -160,6 +162,11 @@ pub(super) struct Run {
 }
 
 impl Run {
+    /// Whether batch `id` may kill its worker: one holding it died or was lost.
+    pub(super) fn suspect(&self, id: u64) -> bool {
+        self.dead.contains(&id) || self.lost.iter().any(|l| l.batch.0 == id)
+    }
+
     pub(super) fn expire(&mut self, now: Instant) {
         while self
             .answered
