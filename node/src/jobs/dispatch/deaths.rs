@@ -7,6 +7,7 @@
 //! was never delivered (no responders) or that a worker answered, even with an error, is not a
 //! death; a loss that membership does not confirm within [`CONFIRM_WITHIN`] is forgotten.
 
+use super::state::Run;
 use super::*;
 use crate::jobs::attempts::died_reason;
 use bus_schemas::jobs::JobEventKind;
@@ -16,6 +17,24 @@ use bus_schemas::serve::{BatchDeaths, ServeState};
 pub(super) const MAX_UNCONFIRMED: usize = 256;
 /// How long a loss waits for membership to confirm (or not) that its worker died.
 pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
+
+/// Longest a lost batch that has already killed a worker waits for membership's verdict on
+/// the next worker before it is sent again.
+pub(super) const HOLD: Duration = Duration::from_secs(10);
+
+/// Moves the held batches whose loss membership has settled (or that waited [`HOLD`]) back
+/// to the batches to send.
+pub(super) fn release(run: &mut Run, now: Instant) {
+    let (lost, resend) = (&run.lost, &mut run.resend);
+    run.held.retain(|(b, since)| {
+        let waiting = lost.iter().any(|l| l.batch.0 == b.0);
+        let keep = waiting && now.duration_since(*since) < HOLD;
+        if !keep {
+            resend.push_back(*b);
+        }
+        keep
+    });
+}
 
 /// A batch lost while a worker held it.
 #[derive(Debug, Clone)]

@@ -131,6 +131,7 @@ async fn reconcile(
             run.dead.insert(lost.batch.0); // still suspect until the record is read back
             deaths::record(ctx, id, &lost, &what).await;
         }
+        deaths::release(run, now);
     }
     let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
@@ -299,6 +300,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         resend: state.pending.iter().copied().collect(),
         lost: VecDeque::new(),
         dead: BTreeSet::new(),
+        held: VecDeque::new(),
         uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),

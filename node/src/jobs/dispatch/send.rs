@@ -205,7 +205,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                         };
                         deaths::keep(&mut run.lost, lost);
                     }
-                    run.resend.push_back(batch);
+                    run.send_again(batch);
                 }
             }
         }

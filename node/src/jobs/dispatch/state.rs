@@ -81,7 +81,6 @@ impl State {
             if let Some(run) = self.runs.get_mut(&f.job) {
                 tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
                 run.in_flight = run.in_flight.saturating_sub(1);
-                run.resend.push_front(f.batch);
                 let lost = super::deaths::Lost {
                     batch: f.batch,
                     worker: f.worker,
@@ -90,6 +89,7 @@ impl State {
                     why: "it stopped answering while it ran the batch".into(),
                 };
                 super::deaths::keep(&mut run.lost, lost);
+                run.send_again(f.batch);
             }
         }
     }
@@ -146,6 +146,9 @@ pub(super) struct Run {
     pub(super) lost: VecDeque<super::deaths::Lost>,
     /// Batches with a worker death recorded in the job record.
     pub(super) dead: BTreeSet<u64>,
+    /// Lost batches with a death recorded, held until membership says whether the worker
+    /// that lost them now died too (at most [`super::deaths::HOLD`]).
+    pub(super) held: VecDeque<(Batch, Instant)>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
     pub(super) exhausted: bool,
@@ -162,6 +165,17 @@ pub(super) struct Run {
 }
 
 impl Run {
+    /// Queues a lost batch to be sent again: at once, unless a worker already died holding it,
+    /// in which case it waits (see [`super::deaths::release`]), so that a batch that kills
+    /// its workers does not walk through the cluster faster than membership confirms deaths.
+    pub(super) fn send_again(&mut self, batch: Batch) {
+        if self.dead.contains(&batch.0) {
+            self.held.push_back((batch, Instant::now()));
+        } else {
+            self.resend.push_front(batch);
+        }
+    }
+
     /// Whether batch `id` may kill its worker: one holding it died or was lost.
     pub(super) fn suspect(&self, id: u64) -> bool {
         self.dead.contains(&id) || self.lost.iter().any(|l| l.batch.0 == id)
