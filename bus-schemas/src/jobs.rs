@@ -169,6 +169,14 @@ pub struct Attempt {
     /// The epoch the worker resumed at (0: from scratch), once it started.
     #[serde(default)]
     pub resumed_at_epoch: Option<u32>,
+    /// The worker's generation when the attempt was assigned: a newer generation of the same
+    /// node means the process that ran the attempt died (and started again).
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// Set when the worker died while it ran this attempt (declared failed, or started again):
+    /// what the coordinator saw. Each such attempt counts against the limit of worker deaths.
+    #[serde(default)]
+    pub died: Option<String>,
 }
 
 /// What a finished job produced.
@@ -455,13 +463,22 @@ mod tests {
                 worker: "n2".into(),
                 assigned_ms: 2,
                 resumed_at_epoch: Some(0),
+                generation: Some(7),
+                died: Some("n2 was declared failed".into()),
             }],
             checkpoint_epochs: 1,
             checkpoint_version: Some(1),
             progress: Some(Progress::default()),
             outcome: None,
             error: None,
-            serve: Some(ServeState::default()),
+            serve: Some(ServeState {
+                deaths: vec![crate::serve::BatchDeaths {
+                    batch_id: 3,
+                    workers: vec!["n1".into(), "n2".into()],
+                    last: "n2 was declared failed".into(),
+                }],
+                ..Default::default()
+            }),
         });
         round_trip(JobEvent {
             job_id: "t-1".into(),

@@ -111,8 +111,14 @@ pub enum WorkReply {
         proc_ms: f64,
         /// Milliseconds of model time.
         infer_ms: f64,
-        /// Whether the results stream already held this batch (a re-dispatch).
+        /// Whether the results stream already held this worker's copy of the batch (the same
+        /// batch sent to it twice), so it was not stored again.
         duplicate: bool,
+        /// The results stream's sequence number of the message holding this worker's results
+        /// of the batch: what the coordinator accepts (absent from workers before it existed,
+        /// whose answers are not accepted).
+        #[serde(default)]
+        stream_seq: Option<u64>,
     },
     /// The worker cannot run the batch (it does not serve the job, or the model failed).
     Error {
@@ -159,10 +165,58 @@ pub struct ResultsBatch {
     pub batch_id: u64,
     /// One entry per query.
     pub results: Vec<QueryResult>,
+    /// The worker that ran the batch, as it says (informational: the coordinator's
+    /// [`Accepted`] record, not this field, decides which copy counts).
+    #[serde(default)]
+    pub worker: String,
 }
 
 impl Message for ResultsBatch {
     const NAME: &'static str = "results batch";
+}
+
+/// One batch the coordinator accepted: the answer of the worker it sent the batch to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedBatch {
+    /// The batch.
+    pub batch_id: u64,
+    /// Its first query id.
+    pub first_query: u64,
+    /// Its queries.
+    pub len: u32,
+    /// The worker it was sent to, which answered it.
+    pub worker: String,
+    /// The results stream's sequence number of that worker's [`ResultsBatch`].
+    pub stream_seq: u64,
+}
+
+/// Internal: `idunno.v1.jobs.<job_id>.accepted`, published by the coordinator (captured by the
+/// stream `IDUNNO_ACCEPTED`) before it counts the batches: the results file is built from
+/// these batches' results messages only, so a results message anyone else published (another
+/// worker's id, a batch never sent, a copy that pre-empts the real one) is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The job.
+    pub job_id: String,
+    /// The batches accepted in one count of the coordinator.
+    pub batches: Vec<AcceptedBatch>,
+}
+
+impl Message for Accepted {
+    const NAME: &'static str = "accepted batches";
+}
+
+/// The workers that died while they held one batch of an inference job (each a different
+/// worker); the job fails when one batch reaches the cluster's limit of worker deaths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchDeaths {
+    /// The batch.
+    pub batch_id: u64,
+    /// The workers, in the order they died.
+    pub workers: Vec<String>,
+    /// What the coordinator saw of the last death.
+    #[serde(default)]
+    pub last: String,
 }
 
 /// An inference job.
@@ -225,6 +279,9 @@ pub struct ServeState {
     /// Processing (model) time per batch, milliseconds: mean, std, median, p90, p95, p99.
     #[serde(default)]
     pub proc_ms: Vec<f64>,
+    /// Pending batches whose workers died while running them (removed once counted).
+    #[serde(default)]
+    pub deaths: Vec<BatchDeaths>,
 }
 
 #[cfg(test)]
@@ -265,6 +322,7 @@ mod tests {
             proc_ms: 12.5,
             infer_ms: 10.0,
             duplicate: false,
+            stream_seq: Some(41),
         });
         round_trip(ResultsBatch {
             job_id: "serve-1".into(),
@@ -276,6 +334,17 @@ mod tests {
                 class_name: "Coat".into(),
                 score: 0.9,
                 label: None,
+            }],
+            worker: "n1".into(),
+        });
+        round_trip(Accepted {
+            job_id: "serve-1".into(),
+            batches: vec![AcceptedBatch {
+                batch_id: 3,
+                first_query: 192,
+                len: 64,
+                worker: "n1".into(),
+                stream_seq: 41,
             }],
         });
     }

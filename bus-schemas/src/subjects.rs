@@ -90,8 +90,23 @@ pub fn all_job_results() -> String {
 }
 
 /// The JetStream stream that keeps inference results (with retention limits) and drops a
-/// re-dispatched batch's second copy by its message id.
+/// second copy of a batch stored by the same worker, by its message id.
 pub const RESULTS_STREAM: &str = "IDUNNO_RESULTS";
+
+/// Internal: the batches of an inference job the coordinator accepted
+/// ([`crate::serve::Accepted`]); captured by the stream [`ACCEPTED_STREAM`].
+pub fn job_accepted(job_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.accepted")
+}
+
+/// Every job's accepted batches, for the stream's subject filter.
+pub fn all_job_accepted() -> String {
+    format!("{PREFIX}.jobs.*.accepted")
+}
+
+/// The JetStream stream that keeps the coordinator's record of accepted batches, so that a
+/// new coordinator builds the results file from the same batches.
+pub const ACCEPTED_STREAM: &str = "IDUNNO_ACCEPTED";
 
 /// Request/reply: batches of one inference job for one of the workers serving it
 /// ([`crate::serve::WorkBatch`]). Each worker has its own subject, so the coordinator decides
@@ -130,5 +145,6 @@ mod tests {
         assert_eq!(sdfs_upload("b1"), "idunno.v1.sdfs.upload.b1");
         assert_eq!(job_progress("t-1"), "idunno.v1.jobs.t-1.progress");
         assert_eq!(jobs_rpc(), "idunno.v1.jobs.rpc");
+        assert_eq!(job_accepted("s-1"), "idunno.v1.jobs.s-1.accepted");
     }
 }

@@ -124,6 +124,11 @@ pub struct NodeArgs {
     /// Largest model, checkpoint or TorchScript upload a worker reads into memory, in bytes.
     #[arg(long, env = "IDUNNO_MAX_MODEL_FILE_BYTES", default_value_t = crate::jobs::cache::DEFAULT_MAX_MODEL_FILE_BYTES)]
     pub max_model_file_bytes: u64,
+    /// Jobs: a job fails once this many of its workers died running it (a training or import
+    /// job's attempts, or the workers holding one batch of an inference job), rather than
+    /// walking the cluster. Applied by the coordinator: give every node the same value.
+    #[arg(long, env = "IDUNNO_MAX_WORKER_DEATHS", default_value_t = crate::jobs::DEFAULT_MAX_WORKER_DEATHS)]
+    pub max_worker_deaths: u32,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -162,6 +167,8 @@ pub struct NodeConfig {
     pub infer: InferConfig,
     /// Size limits of the dataset and model files workers fetch.
     pub files: FetchLimits,
+    /// Worker deaths after which a job fails.
+    pub max_worker_deaths: u32,
 }
 
 /// The dashboard API's token; `Debug` does not show it.
@@ -257,6 +264,7 @@ impl NodeArgs {
                 },
                 max_model_bytes: self.max_model_file_bytes,
             },
+            max_worker_deaths: self.max_worker_deaths,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -317,6 +325,12 @@ impl NodeConfig {
             self.files.datasets.max_file_bytes >= 1 && self.files.max_model_bytes >= 1,
             "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1"
         );
+        let deaths = crate::jobs::MAX_WORKER_DEATHS_LIMIT;
+        anyhow::ensure!(
+            (1..=deaths).contains(&self.max_worker_deaths),
+            "--max-worker-deaths must be between 1 and {deaths}, not {}",
+            self.max_worker_deaths
+        );
         Ok(())
     }
 
@@ -370,6 +384,7 @@ impl NodeConfig {
             sdfs: SdfsConfig::default(),
             infer: InferConfig::default(),
             files: FetchLimits::default(),
+            max_worker_deaths: crate::jobs::DEFAULT_MAX_WORKER_DEATHS,
         }
     }
 }

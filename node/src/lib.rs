@@ -116,6 +116,7 @@ pub async fn run(
         request_timeout: cfg.request_timeout,
         infer: cfg.infer,
         files: cfg.files,
+        max_worker_deaths: cfg.max_worker_deaths,
     };
     let jobs_task = tokio::spawn(jobs::serve(
         client.clone(),

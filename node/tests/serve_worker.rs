@@ -82,20 +82,23 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
         len: 500,
     };
     let mut workers = BTreeMap::<String, u32>::new();
+    let mut seqs = Vec::new();
     let mut correct = 0;
+    let to = |b: u64| if b.is_multiple_of(2) { "n2" } else { "n3" };
     for b in 0..20 {
-        let to = if b % 2 == 0 { "n2" } else { "n3" };
-        match send(&c, to, &batch(b)).await {
+        match send(&c, to(b), &batch(b)).await {
             WorkReply::Done {
                 worker,
                 queries,
                 correct: Some(k),
                 duplicate: false,
+                stream_seq: Some(seq),
                 ..
             } => {
                 assert_eq!(queries, 500);
                 *workers.entry(worker).or_default() += 1;
                 correct += k;
+                seqs.push(seq);
             }
             other => panic!("{other:?}"),
         }
@@ -104,16 +107,18 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
         workers.keys().all(|w| w == "n2" || w == "n3"),
         "{workers:?}"
     );
-    // A re-dispatched batch is run again but stored once.
+    // A batch sent again to the same worker is run again but stored once: the worker names the
+    // message it stored the first time.
     for b in 0..3 {
-        let reply = send(&c, "n3", &batch(b)).await;
+        let reply = send(&c, to(b), &batch(b)).await;
         assert!(
             matches!(
                 reply,
                 WorkReply::Done {
                     duplicate: true,
+                    stream_seq: Some(seq),
                     ..
-                }
+                } if seq == seqs[b as usize]
             ),
             "{reply:?}"
         );
@@ -128,6 +133,8 @@ async fn batches_are_served_by_the_joined_workers_and_stored_once_each() {
         let msg = stream.get_raw_message(seq).await.unwrap();
         assert_eq!(msg.subject.as_str(), subjects::job_results(job));
         let results: ResultsBatch = decode(&msg.payload).unwrap();
+        assert_eq!(results.worker, to(results.batch_id));
+        assert_eq!(seqs[results.batch_id as usize], seq);
         for r in results.results {
             seen[r.query_id as usize] += 1;
             assert_eq!(r.predicted, expected.predicted[r.sample as usize]);

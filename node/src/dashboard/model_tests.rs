@@ -38,6 +38,8 @@ fn job(id: &str, spec: JobSpec, state: JobState) -> JobRecord {
             worker: "n2".into(),
             assigned_ms: 2,
             resumed_at_epoch: None,
+            generation: None,
+            died: None,
         }],
         checkpoint_epochs: 0,
         checkpoint_version: None,

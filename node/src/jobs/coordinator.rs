@@ -1,7 +1,14 @@
 //! The coordinator's loop, run by whichever node holds the lease: give queued jobs to free
 //! workers, and give a running job whose worker failed or left to another worker (which
 //! resumes from the job's last checkpoint). A training job holds its worker exclusively.
+//!
+//! A worker that died running a job (declared failed, or seen again with a newer generation:
+//! it restarted) is recorded in the attempt; after `--max-worker-deaths` such deaths the job
+//! fails with the workers and the last error, instead of walking through the whole cluster
+//! (a job that kills its worker would otherwise kill them all). A worker that left on purpose
+//! is not counted. A new attempt prefers workers that have not died running the job.
 
+use super::attempts::{dead_workers, died_reason, loss, mark_died, Loss};
 use super::{lease::now_ms, Ctx};
 use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobSpec, JobState};
 use bus_schemas::membership::{MemberRecord, MemberState};
@@ -44,14 +51,6 @@ fn usable(view: &[MemberRecord], worker: &str) -> bool {
         .any(|m| m.id == worker && matches!(m.state, MemberState::Alive | MemberState::Suspect))
 }
 
-/// Whether `worker` is certainly gone: failed or left in the view.
-fn gone(view: &[MemberRecord], worker: &str) -> bool {
-    view.iter()
-        .filter(|m| m.id == worker)
-        .all(|m| matches!(m.state, MemberState::Failed | MemberState::Left))
-        && view.iter().any(|m| m.id == worker)
-}
-
 async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
     let (view, mut jobs) = ctx.snapshot().await?;
     jobs.sort_by_key(|j| j.submitted_ms);
@@ -60,31 +59,56 @@ async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
         .iter()
         .filter(|j| !j.state.is_final() && !matches!(j.spec, JobSpec::Serve(_)));
     for job in exclusive {
-        let stranded = job.current().is_some_and(|a| gone(&view, &a.worker));
-        if job.state == JobState::Queued || stranded {
-            let Some(worker) = pick(ctx, &view, &busy, &job.id) else {
-                if stranded {
-                    requeue(ctx, job).await?;
-                }
+        let lost = loss(&view, job);
+        if job.state != JobState::Queued && lost.is_none() {
+            continue;
+        }
+        let died = match lost {
+            Some(Loss::Died(what)) => Some(what),
+            _ => None,
+        };
+        if let Some(what) = &died {
+            let current = job.current().map(|a| a.worker.as_str());
+            let dead = dead_workers(job, current);
+            if dead.len() >= ctx.max_worker_deaths as usize {
+                fail(ctx, job, what, died_reason(&dead, "", what)).await?;
                 continue;
-            };
-            if assign(ctx, job, &worker).await? {
-                busy.insert(worker);
             }
+        }
+        let avoid: BTreeSet<String> = dead_workers(job, None).into_iter().collect();
+        let Some(worker) = pick(&ctx.id, &view, &busy, &avoid, &job.id) else {
+            if job.state == JobState::Running {
+                requeue(ctx, job, died).await?;
+            }
+            continue;
+        };
+        let generation = view
+            .iter()
+            .filter(|m| m.id == worker && m.state == MemberState::Alive)
+            .map(|m| m.generation)
+            .max();
+        if assign(ctx, job, &worker, generation, died).await? {
+            busy.insert(worker);
         }
     }
     Ok(())
 }
 
-/// A free alive worker for `job_id`: not the coordinator if another is free, then spread by a
-/// hash of the job id.
-fn pick(ctx: &Ctx, view: &[MemberRecord], busy: &BTreeSet<String>, job_id: &str) -> Option<String> {
+/// A free alive worker for `job_id`: not one that died running it, and not the coordinator,
+/// if another is free; then spread by a hash of the job id.
+fn pick(
+    me: &str,
+    view: &[MemberRecord],
+    busy: &BTreeSet<String>,
+    avoid: &BTreeSet<String>,
+    job_id: &str,
+) -> Option<String> {
     let free: Vec<&MemberRecord> = view
         .iter()
         .filter(|m| m.state == MemberState::Alive && !busy.contains(&m.id))
         .collect();
-    let others: Vec<&MemberRecord> = free.iter().copied().filter(|m| m.id != ctx.id).collect();
-    let pool = if others.is_empty() { free } else { others };
+    let pool = prefer(free, |m| !avoid.contains(&m.id));
+    let pool = prefer(pool, |m| m.id != me);
     pool.into_iter()
         .max_by_key(|m| {
             use std::hash::{Hash, Hasher};
@@ -95,7 +119,23 @@ fn pick(ctx: &Ctx, view: &[MemberRecord], busy: &BTreeSet<String>, job_id: &str)
         .map(|m| m.id.clone())
 }
 
-async fn assign(ctx: &Ctx, job: &JobRecord, worker: &str) -> anyhow::Result<bool> {
+/// The members of `pool` that are `wanted`, or all of `pool` if none is.
+fn prefer(pool: Vec<&MemberRecord>, wanted: impl Fn(&MemberRecord) -> bool) -> Vec<&MemberRecord> {
+    let rest: Vec<&MemberRecord> = pool.iter().copied().filter(|m| wanted(m)).collect();
+    if rest.is_empty() {
+        pool
+    } else {
+        rest
+    }
+}
+
+async fn assign(
+    ctx: &Ctx,
+    job: &JobRecord,
+    worker: &str,
+    generation: Option<u64>,
+    died: Option<String>,
+) -> anyhow::Result<bool> {
     let previous = job.current().map(|a| a.worker.clone());
     let expected = (job.state, job.attempts.len());
     let changed = ctx
@@ -104,12 +144,15 @@ async fn assign(ctx: &Ctx, job: &JobRecord, worker: &str) -> anyhow::Result<bool
             if (j.state, j.attempts.len()) != expected {
                 return false;
             }
+            mark_died(j, &died);
             j.state = JobState::Running;
             j.attempts.push(Attempt {
                 attempt: j.attempts.len() as u32 + 1,
                 worker: worker.into(),
                 assigned_ms: now_ms(),
                 resumed_at_epoch: None,
+                generation,
+                died: None,
             });
             true
         })
@@ -134,16 +177,76 @@ async fn assign(ctx: &Ctx, job: &JobRecord, worker: &str) -> anyhow::Result<bool
 }
 
 /// A running job whose worker is gone and no other worker is free waits in the queue.
-async fn requeue(ctx: &Ctx, job: &JobRecord) -> anyhow::Result<()> {
+async fn requeue(ctx: &Ctx, job: &JobRecord, died: Option<String>) -> anyhow::Result<()> {
     let attempts = job.attempts.len();
     ctx.store
         .modify(&job.id, |j| {
             let same = j.state == JobState::Running && j.attempts.len() == attempts;
             if same {
+                mark_died(j, &died);
                 j.state = JobState::Queued;
             }
             same
         })
         .await?;
     Ok(())
+}
+
+/// Fails a running job whose workers died too often (only while its attempt is unchanged).
+async fn fail(ctx: &Ctx, job: &JobRecord, what: &str, reason: String) -> anyhow::Result<()> {
+    let attempts = job.attempts.len();
+    let died = Some(what.to_string());
+    let failed = ctx
+        .store
+        .modify(&job.id, |j| {
+            let same = j.state == JobState::Running && j.attempts.len() == attempts;
+            if same {
+                mark_died(j, &died);
+                j.state = JobState::Failed;
+                j.error = Some(reason.clone());
+                j.finished_ms = Some(now_ms());
+            }
+            same
+        })
+        .await?;
+    if let Some(job) = failed {
+        tracing::warn!(job = %job.id, "failed: {reason}");
+        let worker = job.attempts.last().map(|a| a.worker.as_str());
+        ctx.event(&job.id, JobEventKind::Failed, worker, Some(reason))
+            .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
+        MemberRecord {
+            id: id.into(),
+            generation,
+            incarnation: 0,
+            state,
+            host: String::new(),
+            http: None,
+            last_heard_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_new_attempt_avoids_dead_workers_and_the_coordinator_while_others_are_free() {
+        let view: Vec<MemberRecord> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|id| member(id, MemberState::Alive, 5))
+            .collect();
+        let none = BTreeSet::new();
+        let avoid: BTreeSet<String> = ["n2".to_string()].into();
+        assert_eq!(pick("n1", &view, &none, &avoid, "j").as_deref(), Some("n3"));
+        let busy: BTreeSet<String> = ["n3".to_string()].into();
+        // Only a dead worker and the coordinator are free: the dead one is avoided first.
+        assert_eq!(pick("n1", &view, &busy, &avoid, "j").as_deref(), Some("n1"));
+        let all: BTreeSet<String> = ["n1", "n3"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(pick("n1", &view, &all, &avoid, "j").as_deref(), Some("n2"));
+    }
 }

@@ -2,7 +2,9 @@
 //! assigns jobs to workers, and the worker that runs them with tch. Job records live in the KV
 //! bucket `idunno-jobs`, so any node can take over coordinating and any worker can resume.
 
+pub mod accepted;
 pub mod api;
+pub mod attempts;
 pub mod cache;
 pub mod coordinator;
 mod dispatch;
@@ -107,7 +109,14 @@ pub struct Ctx {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Copies JetStream keeps of the buckets and the results stream.
     pub kv_replicas: usize,
+    /// Worker deaths after which the coordinator fails a job.
+    pub max_worker_deaths: u32,
 }
+
+/// The default of `--max-worker-deaths`: a job whose workers died this many times fails.
+pub const DEFAULT_MAX_WORKER_DEATHS: u32 = 3;
+/// The largest `--max-worker-deaths` allowed.
+pub const MAX_WORKER_DEATHS_LIMIT: u32 = 100;
 
 impl Ctx {
     /// The membership view and every job record, as the coordinator and dispatcher see them.
@@ -164,6 +173,8 @@ pub struct JobsConfig {
     pub infer: crate::config::InferConfig,
     /// Size limits of the dataset and model files this node fetches.
     pub files: cache::FetchLimits,
+    /// Worker deaths after which the coordinator fails a job.
+    pub max_worker_deaths: u32,
 }
 
 /// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
@@ -222,6 +233,7 @@ pub async fn serve(
         coordinator: coordinator_tx.subscribe(),
         metrics,
         kv_replicas: cfg.kv_replicas,
+        max_worker_deaths: cfg.max_worker_deaths,
     });
     let lease_task = tokio::spawn(lease::run(
         lease_kv,
@@ -235,6 +247,11 @@ pub async fn serve(
     let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
     let dispatch_task = tokio::spawn(dispatch::run(ctx.clone(), shutdown.clone()));
     let stream_task = tokio::spawn(crate::serving::ensure_results_stream(
+        js.clone(),
+        cfg.kv_replicas,
+        shutdown.clone(),
+    ));
+    let accepted_task = tokio::spawn(accepted::ensure_stream(
         js.clone(),
         cfg.kv_replicas,
         shutdown.clone(),
@@ -254,6 +271,7 @@ pub async fn serve(
         worker_task,
         serve_task,
         infer_task,
-        stream_task
+        stream_task,
+        accepted_task
     );
 }

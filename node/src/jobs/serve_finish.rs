@@ -1,18 +1,15 @@
-//! Ending an inference job: its results, read back from the results stream (one message per
-//! batch, each batch stored once), become `results/<job_id>.jsonl`, and the job succeeds with
-//! the accuracy counted from the answered batches.
+//! Ending an inference job: its results, read back from the results stream (only the message
+//! the coordinator accepted for each batch, see [`super::accepted`]), become
+//! `results/<job_id>.jsonl`, and the job succeeds with the accuracy counted from the accepted
+//! batches.
 
 use super::ending::{succeed, Owner};
 use super::outputs::{self, model_file};
-use super::{Ctx, JobError};
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
+use super::{accepted, Ctx, JobError};
+use async_nats::jetstream;
 use bus_schemas::jobs::{JobOutcome, JobSpec};
-use bus_schemas::serve::ResultsBatch;
-use bus_schemas::{decode, subjects};
-use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Finishes job `id` in the background; `workers` are told to leave it.
 pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
@@ -22,41 +19,6 @@ pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
         }
         super::serve_ops::leave(&ctx, &id, &workers);
     });
-}
-
-/// Every query's result of job `id`, by query id, from the results stream.
-pub async fn read_results(
-    client: &async_nats::Client,
-    id: &str,
-) -> anyhow::Result<BTreeMap<u64, bus_schemas::serve::QueryResult>> {
-    let js = jetstream::new(client.clone());
-    let stream = js.get_stream(subjects::RESULTS_STREAM).await?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subjects::job_results(id),
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    let mut out = BTreeMap::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-        let Ok(Some(msg)) = next else { break };
-        let msg = msg?;
-        let pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        match decode::<ResultsBatch>(&msg.payload) {
-            Ok(batch) => {
-                for r in batch.results {
-                    out.insert(r.query_id, r);
-                }
-            }
-            Err(e) => tracing::warn!(job = %id, "undecodable results message skipped: {e}"),
-        }
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
@@ -71,9 +33,22 @@ async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
     let (JobSpec::Serve(spec), Some(state)) = (&job.spec, &job.serve) else {
         return Ok(());
     };
-    let results = read_results(&ctx.client, id)
+    let js = jetstream::new(ctx.client.clone());
+    let storage = |e: accepted::AcceptedError| JobError::Storage(e.to_string());
+    let accepted = accepted::read(&js, id, state.next_batch)
         .await
-        .map_err(|e| JobError::Storage(format!("results stream: {e:#}")))?;
+        .map_err(storage)?;
+    let gathered = accepted::results(&js, id, &accepted)
+        .await
+        .map_err(storage)?;
+    let results = gathered.results;
+    if gathered.ignored > 0 {
+        tracing::warn!(job = %id, ignored = gathered.ignored, "results messages not accepted by the coordinator were left out");
+    }
+    let expected = state.total.unwrap_or(state.done);
+    if results.len() as u64 != expected {
+        tracing::warn!(job = %id, "the results file holds {} of {expected} queries (the results stream dropped some?)", results.len());
+    }
     let mut lines = Vec::with_capacity(results.len() * 96);
     for r in results.values() {
         serde_json::to_writer(&mut lines, r).map_err(|e| JobError::Internal(e.to_string()))?;

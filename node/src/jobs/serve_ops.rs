@@ -78,8 +78,10 @@ pub async fn cut(ctx: &Ctx, id: &str, n: usize) -> anyhow::Result<Vec<Batch>> {
 pub struct Answered {
     /// The batch.
     pub batch: Batch,
-    /// Who answered it.
+    /// Who answered it: the worker it was sent to.
     pub worker: String,
+    /// The results stream's sequence number of that worker's results of the batch.
+    pub stream_seq: u64,
     /// Queries it held.
     pub queries: u32,
     /// Correct predictions, when labelled.
@@ -102,6 +104,7 @@ pub async fn count(ctx: &Ctx, id: &str, answered: &[Answered]) -> anyhow::Result
                     continue; // already counted
                 };
                 s.pending.remove(pos);
+                s.deaths.retain(|d| d.batch_id != a.batch.0);
                 s.done += u64::from(a.queries);
                 *s.by_worker.entry(a.worker.clone()).or_default() += u64::from(a.queries);
                 if let (Some(c), Some(k)) = (s.correct.as_mut(), a.correct) {

@@ -1,8 +1,9 @@
 //! Inference on a worker: the coordinator tells it to join or leave a job
 //! (`idunno.v1.nodes.<id>.assign`); while it serves a job it takes the batches the coordinator
 //! sends to its own work subject of the job (`idunno.v1.jobs.<job>.work.<id>`) one at a time,
-//! runs them, stores the results in the `IDUNNO_RESULTS` stream under the batch's message id (so
-//! a batch sent twice is stored once), and answers.
+//! runs them, stores the results in the `IDUNNO_RESULTS` stream under the message id
+//! `<job>.<batch>.<worker>` (so a batch sent twice to the same worker is stored once), and
+//! answers with the stream sequence of its results, which the coordinator accepts.
 
 mod batch;
 mod batcher;
@@ -11,16 +12,15 @@ pub mod executor;
 pub mod infer;
 mod lru;
 mod output;
+mod results;
 mod share;
 
 use crate::jobs::Ctx;
 use crate::jobs::JobError;
 use async_nats::jetstream::{self, stream};
-use bus_schemas::serve::{
-    AssignReply, AssignRequest, ResultsBatch, WorkBatch, WorkErrorKind, WorkReply,
-};
+use bus_schemas::serve::{AssignReply, AssignRequest, WorkBatch, WorkErrorKind, WorkReply};
 use bus_schemas::{decode, encode, subjects};
-use engine::{BatchOutput, Serving};
+use engine::Serving;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,9 +84,12 @@ pub async fn ensure_results_stream(
     }
 }
 
-/// The message id of a batch's results.
-pub fn results_msg_id(job_id: &str, batch_id: u64) -> String {
-    format!("{job_id}.{batch_id}")
+/// The message id of a worker's results of a batch: `<job>.<batch>.<worker>`. The worker's
+/// identity is part of it, so a copy published by anyone else under another worker's name
+/// cannot make the real one a duplicate that is never stored; a copy under this worker's name is
+/// caught in [`Worker::store`] by comparing contents.
+pub fn results_msg_id(job_id: &str, batch_id: u64, worker: &str) -> String {
+    format!("{job_id}.{batch_id}.{worker}")
 }
 
 /// The worker's serving side.
@@ -300,51 +303,6 @@ impl Worker {
     async fn answer(&self, to: Option<async_nats::Subject>, reply: &WorkReply) {
         if let (Some(to), Ok(bytes)) = (to, encode(reply)) {
             let _ = self.ctx.client.publish(to, bytes.into()).await;
-        }
-    }
-
-    /// Stores a batch's results in the stream (once per batch id) and says how it went.
-    async fn store(&self, batch: &WorkBatch, out: BatchOutput, received: Instant) -> WorkReply {
-        let worker = self.ctx.id.clone();
-        let error = |message: String| self.error(batch, message);
-        let results = ResultsBatch {
-            job_id: batch.job_id.clone(),
-            batch_id: batch.batch_id,
-            results: out.results,
-        };
-        let payload = match encode(&results) {
-            Ok(p) => p,
-            Err(e) => return error(e.to_string()),
-        };
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload.into())
-            .message_id(results_msg_id(&batch.job_id, batch.batch_id));
-        let stored = match self
-            .js
-            .send_publish(subjects::job_results(&batch.job_id), publish)
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => return error(format!("cannot store results: {e}")),
-        };
-        match stored {
-            Ok(ack) => WorkReply::Done {
-                batch_id: batch.batch_id,
-                worker,
-                queries: batch.len,
-                correct: out.correct,
-                proc_ms: received.elapsed().as_secs_f64() * 1000.0,
-                infer_ms: out.infer_ms,
-                duplicate: ack.duplicate,
-            },
-            Err(e) => {
-                if e.to_string().contains("no stream found") {
-                    // Deleted, or never created (no space when the node started): try again;
-                    // the batch itself is sent again by the coordinator.
-                    let _ = results_stream(&self.js, self.ctx.kv_replicas).await;
-                }
-                error(format!("results not stored: {e}"))
-            }
         }
     }
 }

@@ -15,14 +15,20 @@
 //! times per second rather than twice per batch. A worker's in-flight batches are sent again as
 //! soon as membership suspects it, or as soon as a probe finds its process gone, instead of
 //! waiting for their deadline. Under `qps local` each job keeps to its share of the workers.
+//!
+//! Only the worker a batch was sent to can answer it: its `done` names the results stream's
+//! message holding its results, which the dispatcher records on the job's `accepted` subject
+//! before it counts the batch (see [`super::accepted`]). A batch whose workers keep dying fails
+//! the job after `--max-worker-deaths` of them (see [`deaths`]).
 
+mod deaths;
 mod send;
 mod state;
 
 use super::coordinator::training_workers;
 use super::ending::{self, Owner};
 use super::serve_ops::{count, cut, deadline, leave, median, percentiles, Answered, Batch};
-use super::{fair, serve_finish, Ctx};
+use super::{accepted, fair, serve_finish, Ctx};
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
@@ -117,7 +123,16 @@ async fn reconcile(
         .map(|m| m.id.clone())
         .collect();
     st.alive = pool.clone();
+    st.members = deaths::members(&view);
     st.abandon_lost();
+    let now = Instant::now();
+    for (id, run) in st.runs.iter_mut() {
+        for (lost, what) in deaths::confirm(&mut run.lost, &st.members, now) {
+            run.dead.insert(lost.batch.0); // still suspect until the record is read back
+            deaths::record(ctx, id, &lost, &what).await;
+        }
+        deaths::release(run, now);
+    }
     let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
         .iter()
@@ -152,6 +167,9 @@ async fn reconcile(
         };
         run.joined.retain(|w| pool.contains(w));
         if let Some(s) = &job.serve {
+            // Counted batches are no longer suspect; recorded deaths are.
+            run.dead.retain(|b| s.pending.iter().any(|p| p.0 == *b));
+            run.dead.extend(s.deaths.iter().map(|d| d.batch_id));
             run.exhausted = s.total.is_some_and(|t| s.next_query >= t);
             let complete = s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty();
             // Finishing failed or this coordinator took over a complete job: finish (again).
@@ -280,6 +298,9 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         refusal: None,
         in_flight: 0,
         resend: state.pending.iter().copied().collect(),
+        lost: VecDeque::new(),
+        dead: BTreeSet::new(),
+        held: VecDeque::new(),
         uncounted: Vec::new(),
         exhausted: false,
         answered: VecDeque::new(),

@@ -20,10 +20,10 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
     loop {
         let (load, alive) = (&st.load, &st.alive);
         let (policy, divided) = (st.policy, &st.divided);
-        let free_worker = |id: &str, r: &Run| {
+        let free_worker = |id: &str, r: &Run, except: &str| {
             r.joined
                 .iter()
-                .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
+                .filter(|w| *w != except && alive.contains(*w) && may_serve(policy, divided, id, w))
                 .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
                 .filter(|(l, _)| *l < SLOTS_PER_WORKER)
                 .min()
@@ -46,7 +46,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
             return;
         };
         let run = st.runs.get_mut(&id).expect("chosen from runs");
-        let Some(worker) = free_worker(&id, run) else {
+        let Some(worker) = free_worker(&id, run, "") else {
             blocked.insert(id);
             continue;
         };
@@ -69,6 +69,21 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 }
             },
         };
+        // A batch whose worker died (or may have) goes to another worker than this coordinator,
+        // if the job has one: a batch that kills its workers must not kill the coordinator too.
+        let worker = match (
+            worker == ctx.id && run.suspect(batch.0),
+            free_worker(&id, run, &ctx.id),
+        ) {
+            (false, _) => worker,
+            (true, Some(other)) => other,
+            (true, None) if run.joined.iter().any(|w| *w != ctx.id && alive.contains(w)) => {
+                run.resend.push_front(batch);
+                blocked.insert(id);
+                continue;
+            }
+            (true, None) => worker,
+        };
         run.in_flight += 1;
         run.vq += f64::from(batch.2) / f64::from(run.spec.weight.max(1));
         *st.load.entry(worker.clone()).or_default() += 1;
@@ -76,6 +91,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
         st.next_flight += 1;
         let (job, to) = (id.clone(), worker.clone());
         let sent = Instant::now();
+        let generation = st.members.get(&worker).map_or(0, |m| m.1);
         st.flights.insert(
             flight,
             Flight {
@@ -83,6 +99,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 worker: to,
                 batch,
                 sent,
+                generation,
             },
         );
         let deadline = deadline(run.median_ms);
@@ -140,71 +157,102 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             }
         }
         Done::Answered(flight, id, to, batch, reply) => {
-            let answered = match &reply {
-                Ok(WorkReply::Done {
-                    queries,
-                    correct,
-                    worker,
-                    ..
-                }) => Some(Answered {
-                    batch,
-                    worker: worker.clone(),
-                    queries: *queries,
-                    correct: *correct,
-                }),
-                _ => None,
-            };
-            if st.flights.remove(&flight).is_none() {
+            let answered = accept(&id, &to, batch, &reply);
+            let Some(f) = st.flights.remove(&flight) else {
                 // Abandoned and sent again: count a late answer (once), nothing else.
                 if let (Some(answered), Some(run)) = (answered, runs.get_mut(&id)) {
                     run.uncounted.push(answered);
                 }
                 return;
-            }
+            };
             if let Some(l) = st.load.get_mut(&to) {
                 *l = l.saturating_sub(1);
             }
             let Some(run) = runs.get_mut(&id) else { return };
             run.in_flight -= 1;
-            match reply {
-                Ok(WorkReply::Done {
-                    queries, infer_ms, ..
-                }) => {
+            match (reply, answered) {
+                (Ok(WorkReply::Done { infer_ms, .. }), Some(answered)) => {
                     // Model time: the worker's wait for its inference thread (other jobs'
                     // batches) is not this job's cost.
+                    let queries = answered.queries;
                     run.answered.push_back((Instant::now(), queries, infer_ms));
                     run.proc_ms.push_back(infer_ms);
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();
                     }
-                    run.uncounted.extend(answered);
+                    run.uncounted.push(answered);
                     // The last batch of a job is counted at once; others in groups.
                     let last = run.exhausted && run.in_flight == 0 && run.resend.is_empty();
                     if run.uncounted.len() >= COUNT_GROUP || last {
                         settle(ctx, st, &id).await;
                     }
                 }
-                Ok(WorkReply::Error {
-                    worker, message, ..
-                }) => {
-                    tracing::warn!(job = %id, batch = batch.0, %worker, "batch failed, sending again: {message}");
-                    run.joined.remove(&worker);
+                (Ok(WorkReply::Done { .. }), None) => {
+                    tracing::warn!(job = %id, batch = batch.0, worker = %to, "an answer that cannot be accepted (another worker's, or no stored results): sending again");
+                    run.joined.remove(&to);
                     run.resend.push_back(batch);
                 }
-                Err(e) => {
+                (Ok(WorkReply::Error { message, .. }), _) => {
+                    tracing::warn!(job = %id, batch = batch.0, worker = %to, "batch failed, sending again: {message}");
+                    run.joined.remove(&to);
+                    run.resend.push_back(batch);
+                }
+                (Err(e), _) => {
                     tracing::info!(job = %id, batch = batch.0, worker = %to, "no answer, sending again: {e}");
                     if matches!(e, RequestError::NoResponders { .. }) {
                         run.joined.remove(&to); // it does not serve the job (any more)
+                    } else {
+                        // Delivered, perhaps: if the worker turns out dead, it counts.
+                        let lost = deaths::Lost {
+                            batch,
+                            worker: to,
+                            generation: f.generation,
+                            at: Instant::now(),
+                            why: e.to_string(),
+                        };
+                        deaths::keep(&mut run.lost, lost);
                     }
-                    run.resend.push_back(batch);
+                    run.send_again(batch);
                 }
             }
         }
     }
 }
 
-/// Counts the job's answered batches in one write; when that fails they are sent again
-/// (their results are stored once anyway). Finishes the job when every query is answered.
+/// The batch as answered by `to`, if the answer can be accepted: a `done` from `to` itself (the
+/// worker the batch was sent to) naming the stream message that holds its results. The counts
+/// come from the batch as cut, not from the worker's word.
+fn accept(
+    id: &str,
+    to: &str,
+    batch: Batch,
+    reply: &Result<WorkReply, RequestError>,
+) -> Option<Answered> {
+    let Ok(WorkReply::Done {
+        batch_id,
+        worker,
+        correct,
+        stream_seq: Some(seq),
+        ..
+    }) = reply
+    else {
+        return None;
+    };
+    if worker != to || *batch_id != batch.0 {
+        tracing::warn!(job = %id, batch = batch.0, %to, "an answer naming worker {worker:?} and batch {batch_id} ignored");
+        return None;
+    }
+    Some(Answered {
+        batch,
+        worker: to.to_string(),
+        stream_seq: *seq,
+        queries: batch.2,
+        correct: correct.map(|c| c.min(batch.2)),
+    })
+}
+
+/// Records the job's answered batches as accepted, then counts them in one write; when either
+/// fails they are sent again. Finishes the job when every query is answered.
 pub(super) async fn settle(ctx: &Arc<Ctx>, st: &mut State, id: &str) {
     let Some(run) = st.runs.get_mut(id) else {
         return;
@@ -213,6 +261,14 @@ pub(super) async fn settle(ctx: &Arc<Ctx>, st: &mut State, id: &str) {
         return;
     }
     let answered = std::mem::take(&mut run.uncounted);
+    // The acceptance is stored first: a counted batch always has one (a failover between the
+    // two sends the batch again, and the first acceptance of a batch is the one used).
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    if let Err(e) = accepted::record(&js, ctx.kv_replicas, id, &answered).await {
+        tracing::debug!(job = %id, "cannot record {} accepted batches: {e}", answered.len());
+        run.resend.extend(answered.iter().map(|a| a.batch));
+        return;
+    }
     match count(ctx, id, &answered).await {
         Ok(true) => {
             run.finishing = Some(Instant::now());

@@ -20,6 +20,8 @@ pub(super) struct State {
     pub(super) divided_at: Option<Instant>,
     /// Workers being probed now.
     pub(super) probing: BTreeSet<String>,
+    /// Every member's state and generation in the latest view.
+    pub(super) members: super::deaths::Members,
 }
 
 /// How often `qps local` divides the workers again as costs change.
@@ -31,6 +33,8 @@ pub(super) struct Flight {
     pub(super) worker: String,
     pub(super) batch: Batch,
     pub(super) sent: Instant,
+    /// The worker's generation when the batch was sent.
+    pub(super) generation: u64,
 }
 
 /// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
@@ -68,14 +72,24 @@ impl State {
             .map(|(n, _)| *n)
             .collect();
         for n in lost {
-            let f = self.flights.remove(&n).expect("listed above");
+            let Some(f) = self.flights.remove(&n) else {
+                continue;
+            };
             if let Some(l) = self.load.get_mut(&f.worker) {
                 *l = l.saturating_sub(1);
             }
             if let Some(run) = self.runs.get_mut(&f.job) {
                 tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
                 run.in_flight = run.in_flight.saturating_sub(1);
-                run.resend.push_front(f.batch);
+                let lost = super::deaths::Lost {
+                    batch: f.batch,
+                    worker: f.worker,
+                    generation: f.generation,
+                    at: Instant::now(),
+                    why: "it stopped answering while it ran the batch".into(),
+                };
+                super::deaths::keep(&mut run.lost, lost);
+                run.send_again(f.batch);
             }
         }
     }
@@ -128,6 +142,13 @@ pub(super) struct Run {
     pub(super) in_flight: usize,
     /// Batches recorded as pending and waiting to be sent (again, or cut ahead).
     pub(super) resend: VecDeque<Batch>,
+    /// Batches lost while a worker held them, waiting for membership to say if it died.
+    pub(super) lost: VecDeque<super::deaths::Lost>,
+    /// Batches with a worker death recorded in the job record.
+    pub(super) dead: BTreeSet<u64>,
+    /// Lost batches with a death recorded, held until membership says whether the worker
+    /// that lost them now died too (at most [`super::deaths::HOLD`]).
+    pub(super) held: VecDeque<(Batch, Instant)>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
     pub(super) exhausted: bool,
@@ -144,6 +165,22 @@ pub(super) struct Run {
 }
 
 impl Run {
+    /// Queues a lost batch to be sent again: at once, unless a worker already died holding it,
+    /// in which case it waits (see [`super::deaths::release`]), so that a batch that kills
+    /// its workers does not walk through the cluster faster than membership confirms deaths.
+    pub(super) fn send_again(&mut self, batch: Batch) {
+        if self.dead.contains(&batch.0) {
+            self.held.push_back((batch, Instant::now()));
+        } else {
+            self.resend.push_front(batch);
+        }
+    }
+
+    /// Whether batch `id` may kill its worker: one holding it died or was lost.
+    pub(super) fn suspect(&self, id: u64) -> bool {
+        self.dead.contains(&id) || self.lost.iter().any(|l| l.batch.0 == id)
+    }
+
     pub(super) fn expire(&mut self, now: Instant) {
         while self
             .answered

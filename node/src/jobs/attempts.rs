@@ -1,0 +1,183 @@
+//! How a training or import job's attempts end when their worker dies: what counts as a death
+//! (declared failed, or seen again with a newer generation), and the reason a job fails with
+//! once its workers died `--max-worker-deaths` times.
+
+use bus_schemas::jobs::JobRecord;
+use bus_schemas::membership::{MemberRecord, MemberState};
+
+/// Whether `worker` is certainly gone: failed or left in the view.
+pub fn gone(view: &[MemberRecord], worker: &str) -> bool {
+    view.iter()
+        .filter(|m| m.id == worker)
+        .all(|m| matches!(m.state, MemberState::Failed | MemberState::Left))
+        && view.iter().any(|m| m.id == worker)
+}
+
+/// How a running attempt lost its worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loss {
+    /// The worker left on purpose: the job moves on without counting a death.
+    Left,
+    /// The worker's process died (declared failed, or started again with a new generation):
+    /// what the coordinator saw.
+    Died(String),
+}
+
+/// Whether (and how) `job`'s current attempt lost its worker in `view`.
+pub fn loss(view: &[MemberRecord], job: &JobRecord) -> Option<Loss> {
+    let a = job.current()?;
+    let records = || view.iter().filter(|m| m.id == a.worker);
+    let restarted = a
+        .generation
+        .is_some_and(|g| records().any(|m| m.generation > g));
+    let what = if restarted {
+        "started again"
+    } else if !gone(view, &a.worker) {
+        return None;
+    } else if records().any(|m| m.state == MemberState::Failed) {
+        "was declared failed"
+    } else {
+        return Some(Loss::Left);
+    };
+    let at = job
+        .progress
+        .as_ref()
+        .filter(|p| p.attempt == a.attempt && p.epochs > 0)
+        .map_or(String::new(), |p| {
+            format!(
+                " during epoch {} of {} (step {} of {})",
+                p.epoch + 1,
+                p.epochs,
+                p.step,
+                p.steps
+            )
+        });
+    Some(Loss::Died(format!("{} {what}{at}", a.worker)))
+}
+
+/// The workers that died running `job`, oldest first, then `last` if given.
+pub fn dead_workers(job: &JobRecord, last: Option<&str>) -> Vec<String> {
+    let died = job.attempts.iter().filter(|a| a.died.is_some());
+    let mut workers: Vec<String> = died.map(|a| a.worker.clone()).collect();
+    workers.extend(last.map(str::to_string));
+    workers
+}
+
+/// The reason a job fails after its workers died: "the job's worker died 3 times: n2, n4, n1
+/// (last error: n1 was declared failed during epoch 2 of 6 (step 30 of 47))".
+pub fn died_reason(workers: &[String], holding: &str, last: &str) -> String {
+    format!(
+        "the job's worker died {} times{holding}: {} (last error: {last})",
+        workers.len(),
+        workers.join(", ")
+    )
+}
+
+/// Marks the current attempt of `j` as ended by its worker's death.
+pub fn mark_died(j: &mut JobRecord, died: &Option<String>) {
+    if let (Some(what), Some(a)) = (died, j.attempts.last_mut()) {
+        a.died = Some(what.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bus_schemas::jobs::{Attempt, JobSpec, JobState, Progress, TrainSpec};
+
+    fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
+        MemberRecord {
+            id: id.into(),
+            generation,
+            incarnation: 0,
+            state,
+            host: String::new(),
+            http: None,
+            last_heard_ms: None,
+        }
+    }
+
+    fn job(workers: &[(&str, bool)]) -> JobRecord {
+        let spec = JobSpec::Train(TrainSpec {
+            arch: "cnn".into(),
+            name: "cnn".into(),
+            dataset: "fm".into(),
+            epochs: 6,
+            batch: 64,
+            lr: None,
+            limit: None,
+            seed: 0,
+        });
+        let attempts = workers.iter().enumerate().map(|(i, (w, died))| Attempt {
+            attempt: i as u32 + 1,
+            worker: w.to_string(),
+            assigned_ms: 0,
+            resumed_at_epoch: None,
+            generation: Some(5),
+            died: died.then(|| format!("{w} was declared failed")),
+        });
+        JobRecord {
+            id: "train-1".into(),
+            spec,
+            state: JobState::Running,
+            submitted_ms: 0,
+            finished_ms: None,
+            attempts: attempts.collect(),
+            checkpoint_epochs: 0,
+            checkpoint_version: None,
+            progress: None,
+            outcome: None,
+            error: None,
+            serve: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_or_restarted_worker_died_and_a_left_one_did_not() {
+        let j = job(&[("n2", false)]);
+        let view = |state, generation| vec![member("n2", state, generation)];
+        assert_eq!(loss(&view(MemberState::Alive, 5), &j), None);
+        assert_eq!(loss(&view(MemberState::Suspect, 5), &j), None);
+        assert_eq!(loss(&view(MemberState::Left, 5), &j), Some(Loss::Left));
+        let died = |what: &str| Some(Loss::Died(what.into()));
+        assert_eq!(
+            loss(&view(MemberState::Failed, 5), &j),
+            died("n2 was declared failed")
+        );
+        assert_eq!(
+            loss(&view(MemberState::Alive, 6), &j),
+            died("n2 started again")
+        );
+    }
+
+    #[test]
+    fn a_death_names_the_epoch_the_worker_was_in() {
+        let mut j = job(&[("n2", false)]);
+        j.progress = Some(Progress {
+            attempt: 1,
+            epoch: 1,
+            epochs: 6,
+            step: 30,
+            steps: 47,
+            ..Default::default()
+        });
+        let view = vec![member("n2", MemberState::Failed, 5)];
+        let Some(Loss::Died(what)) = loss(&view, &j) else {
+            panic!("not a death");
+        };
+        assert_eq!(
+            what,
+            "n2 was declared failed during epoch 2 of 6 (step 30 of 47)"
+        );
+    }
+
+    #[test]
+    fn the_reason_lists_every_dead_worker_and_the_last_error() {
+        let j = job(&[("n2", true), ("n4", true), ("n1", false)]);
+        let dead = dead_workers(&j, Some("n1"));
+        assert_eq!(
+            died_reason(&dead, "", "n1 was declared failed"),
+            "the job's worker died 3 times: n2, n4, n1 (last error: n1 was declared failed)"
+        );
+    }
+}

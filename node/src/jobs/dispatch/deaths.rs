@@ -1,0 +1,270 @@
+//! Batches whose workers die. A batch in flight on a worker that stops answering (suspected,
+//! probed without an answer, or past its deadline) is sent again at once, and the loss is kept
+//! until membership says what happened to the worker: declared failed, or seen again with a newer
+//! generation (it restarted), is a death, recorded in the job record against the batch while it
+//! is still pending. When one batch has killed `--max-worker-deaths` different workers the job
+//! fails, rather than the batch walking through (and killing) the whole cluster. A batch that
+//! was never delivered (no responders) or that a worker answered, even with an error, is not a
+//! death; a loss that membership does not confirm within [`CONFIRM_WITHIN`] is forgotten.
+
+use super::state::Run;
+use super::*;
+use crate::jobs::attempts::died_reason;
+use bus_schemas::jobs::JobEventKind;
+use bus_schemas::serve::{BatchDeaths, ServeState};
+
+/// Losses kept per job while they wait for membership; beyond this the oldest is forgotten.
+pub(super) const MAX_UNCONFIRMED: usize = 256;
+/// How long a loss waits for membership to confirm (or not) that its worker died.
+pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
+
+/// Longest a lost batch that has already killed a worker waits for membership's verdict on
+/// the next worker before it is sent again.
+pub(super) const HOLD: Duration = Duration::from_secs(10);
+
+/// Moves the held batches whose loss membership has settled (or that waited [`HOLD`]) back
+/// to the batches to send.
+pub(super) fn release(run: &mut Run, now: Instant) {
+    let (lost, resend) = (&run.lost, &mut run.resend);
+    run.held.retain(|(b, since)| {
+        let waiting = lost.iter().any(|l| l.batch.0 == b.0);
+        let keep = waiting && now.duration_since(*since) < HOLD;
+        if !keep {
+            resend.push_back(*b);
+        }
+        keep
+    });
+}
+
+/// A batch lost while a worker held it.
+#[derive(Debug, Clone)]
+pub(super) struct Lost {
+    pub(super) batch: Batch,
+    pub(super) worker: String,
+    /// The worker's generation when the batch was sent.
+    pub(super) generation: u64,
+    pub(super) at: Instant,
+    /// How it was lost ("request timed out", "stopped answering").
+    pub(super) why: String,
+}
+
+/// Each member's state and newest generation in the latest view.
+pub(super) type Members = BTreeMap<String, (MemberState, u64)>;
+
+/// Builds [`Members`] from a view.
+pub(super) fn members(view: &[bus_schemas::membership::MemberRecord]) -> Members {
+    let mut out = Members::new();
+    for m in view {
+        let e = out.entry(m.id.clone()).or_insert((m.state, m.generation));
+        if m.generation >= e.1 {
+            *e = (m.state, m.generation);
+        }
+    }
+    out
+}
+
+/// Keeps `lost` for confirmation, forgetting the oldest beyond [`MAX_UNCONFIRMED`].
+pub(super) fn keep(queue: &mut VecDeque<Lost>, lost: Lost) {
+    while queue.len() >= MAX_UNCONFIRMED {
+        queue.pop_front();
+    }
+    queue.push_back(lost);
+}
+
+/// What membership says happened to the worker that held a batch, if it died.
+pub(super) fn death(members: &Members, lost: &Lost) -> Option<String> {
+    let what = match members.get(&lost.worker)? {
+        (_, g) if *g > lost.generation => "started again",
+        (MemberState::Failed, _) => "was declared failed",
+        _ => return None,
+    };
+    Some(format!(
+        "{} {what} while it held batch {} ({})",
+        lost.worker, lost.batch.0, lost.why
+    ))
+}
+
+/// Takes the losses that membership confirms as deaths (with what it saw), and forgets those
+/// older than [`CONFIRM_WITHIN`] or whose worker left on purpose.
+pub(super) fn confirm(
+    queue: &mut VecDeque<Lost>,
+    members: &Members,
+    now: Instant,
+) -> Vec<(Lost, String)> {
+    let mut deaths = Vec::new();
+    queue.retain(|l| match death(members, l) {
+        Some(what) => {
+            deaths.push((l.clone(), what));
+            false
+        }
+        None => {
+            let left = matches!(members.get(&l.worker), Some((MemberState::Left, _)));
+            !left && now.duration_since(l.at) < CONFIRM_WITHIN
+        }
+    });
+    deaths
+}
+
+/// What recording a death did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The batch was counted meanwhile, or this worker's death was already recorded.
+    Ignored,
+    /// Recorded; the batch is sent again.
+    Recorded,
+    /// The batch reached the limit: the job fails with this reason.
+    Fatal(String),
+}
+
+/// Records in `s` that `worker` died holding `batch` (while the batch is pending).
+pub(super) fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, max: u32) -> Outcome {
+    if !s.pending.iter().any(|b| b.0 == batch.0) {
+        return Outcome::Ignored;
+    }
+    let pos = match s.deaths.iter().position(|d| d.batch_id == batch.0) {
+        Some(pos) => pos,
+        None => {
+            s.deaths.push(BatchDeaths {
+                batch_id: batch.0,
+                ..Default::default()
+            });
+            s.deaths.len() - 1
+        }
+    };
+    let d = &mut s.deaths[pos];
+    if d.workers.iter().any(|w| w == worker) {
+        return Outcome::Ignored;
+    }
+    d.workers.push(worker.into());
+    d.last = what.into();
+    if d.workers.len() < max as usize {
+        return Outcome::Recorded;
+    }
+    let end = batch.1.saturating_add(u64::from(batch.2));
+    let holding = format!(
+        " holding batch {} (queries {} to {})",
+        batch.0,
+        batch.1,
+        end.saturating_sub(1)
+    );
+    Outcome::Fatal(died_reason(&d.workers, &holding, what))
+}
+
+/// Records a confirmed death in job `id`'s record, failing the job at the limit.
+pub(super) async fn record(ctx: &Ctx, id: &str, lost: &Lost, what: &str) {
+    let mut outcome = Outcome::Ignored;
+    let max = ctx.max_worker_deaths;
+    let changed = ctx
+        .store
+        .modify(id, |j| {
+            outcome = Outcome::Ignored;
+            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+                return false;
+            };
+            outcome = add(s, lost.batch, &lost.worker, what, max);
+            if let Outcome::Fatal(reason) = &outcome {
+                j.state = JobState::Failed;
+                j.error = Some(reason.clone());
+                j.finished_ms = Some(crate::jobs::lease::now_ms());
+            }
+            outcome != Outcome::Ignored
+        })
+        .await;
+    match (changed, outcome) {
+        (Ok(Some(_)), Outcome::Fatal(reason)) => {
+            tracing::warn!(job = %id, "failed: {reason}");
+            let worker = Some(lost.worker.as_str());
+            ctx.event(id, JobEventKind::Failed, worker, Some(reason))
+                .await;
+        }
+        (Ok(Some(_)), _) => tracing::warn!(job = %id, "a worker died holding a batch: {what}"),
+        (Ok(None), _) => {}
+        (Err(e), _) => tracing::debug!(job = %id, "cannot record a worker's death: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(worker: &str, generation: u64) -> Lost {
+        Lost {
+            batch: (4, 80, 20),
+            worker: worker.into(),
+            generation,
+            at: Instant::now(),
+            why: "request timed out".into(),
+        }
+    }
+
+    fn members(list: &[(&str, MemberState, u64)]) -> Members {
+        list.iter()
+            .map(|(id, s, g)| (id.to_string(), (*s, *g)))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_failed_or_restarted_worker_is_a_death() {
+        let m = members(&[
+            ("n1", MemberState::Failed, 5),
+            ("n2", MemberState::Alive, 9),
+            ("n3", MemberState::Alive, 5),
+            ("n4", MemberState::Left, 5),
+            ("n5", MemberState::Suspect, 5),
+        ]);
+        assert!(death(&m, &lost("n1", 5)).is_some_and(|w| w.contains("n1 was declared failed")));
+        assert!(death(&m, &lost("n2", 5)).is_some_and(|w| w.contains("n2 started again")));
+        for alive in ["n3", "n4", "n5", "n6"] {
+            assert_eq!(death(&m, &lost(alive, 5)), None, "{alive}");
+        }
+    }
+
+    #[test]
+    fn confirmation_takes_deaths_and_forgets_the_left_and_the_old() {
+        let m = members(&[
+            ("n1", MemberState::Failed, 5),
+            ("n3", MemberState::Alive, 5),
+            ("n4", MemberState::Left, 5),
+        ]);
+        let mut q: VecDeque<Lost> = [lost("n1", 5), lost("n3", 5), lost("n4", 5)].into();
+        let now = Instant::now();
+        let deaths = confirm(&mut q, &m, now);
+        assert_eq!(deaths.len(), 1);
+        assert_eq!(deaths[0].0.worker, "n1");
+        assert_eq!(q.len(), 1, "n3 still waits");
+        assert!(confirm(&mut q, &m, now + CONFIRM_WITHIN).is_empty());
+        assert!(q.is_empty(), "forgotten after the window");
+    }
+
+    #[test]
+    fn unconfirmed_losses_are_bounded() {
+        let mut q = VecDeque::new();
+        for i in 0..MAX_UNCONFIRMED as u64 + 10 {
+            keep(&mut q, lost("n1", i));
+        }
+        assert_eq!(q.len(), MAX_UNCONFIRMED);
+        assert_eq!(q.front().map(|l| l.generation), Some(10));
+    }
+
+    #[test]
+    fn a_batch_fails_the_job_after_the_limit_of_different_workers() {
+        let mut s = ServeState {
+            pending: vec![(4, 80, 20)],
+            ..Default::default()
+        };
+        let b = (4, 80, 20);
+        assert_eq!(add(&mut s, b, "n2", "n2 died", 3), Outcome::Recorded);
+        assert_eq!(add(&mut s, b, "n2", "n2 died", 3), Outcome::Ignored);
+        assert_eq!(add(&mut s, b, "n4", "n4 died", 3), Outcome::Recorded);
+        let Outcome::Fatal(reason) = add(&mut s, b, "n1", "n1 was declared failed", 3) else {
+            panic!("not fatal: {s:?}");
+        };
+        assert_eq!(
+            reason,
+            "the job's worker died 3 times holding batch 4 (queries 80 to 99): n2, n4, n1 \
+             (last error: n1 was declared failed)"
+        );
+        // A batch counted meanwhile is not charged.
+        assert_eq!(add(&mut s, (5, 100, 20), "n3", "x", 3), Outcome::Ignored);
+    }
+}
