@@ -240,27 +240,10 @@ impl Sdfs {
             SdfsRequest::Prepare {
                 name, replication, ..
             } => self.prepare(&name, replication).await,
-            SdfsRequest::Commit {
-                name,
-                blob,
-                size,
-                sha256,
-                replicas,
-                replication,
-                attrs,
-            } => {
-                let version = VersionInfo {
-                    version: 0,
-                    blob,
-                    size,
-                    sha256,
-                    replicas,
-                    created_ms: now_ms(),
-                    replication,
-                    attrs,
-                };
-                self.commit(&name, version).await
-            }
+            SdfsRequest::Commit { ref name, .. } => match committed_version(&req, now_ms()) {
+                Some(version) => self.commit(name, version).await,
+                None => Err(internal("not a commit")),
+            },
             SdfsRequest::Locate { name, version } => self.locate(&name, version).await,
             SdfsRequest::Ls { name } => self
                 .meta
@@ -312,26 +295,10 @@ impl Sdfs {
                     return Err(too_large(*size));
                 }
             }
-            SdfsRequest::Commit {
-                blob,
-                size,
-                sha256,
-                replicas,
-                replication,
-                attrs,
-                ..
-            } => {
-                let version = VersionInfo {
-                    version: 0,
-                    blob: blob.clone(),
-                    size: *size,
-                    sha256: sha256.clone(),
-                    replicas: replicas.clone(),
-                    created_ms: 0,
-                    replication: *replication,
-                    attrs: attrs.clone(),
-                };
-                limits::check_version(&version)?;
+            SdfsRequest::Commit { .. } => {
+                if let Some(version) = committed_version(req, 0) {
+                    limits::check_version(&version)?;
+                }
             }
             SdfsRequest::Restore { versions, .. } => {
                 if versions.len() > limits::MAX_RESTORE_VERSIONS {
@@ -492,6 +459,32 @@ impl Sdfs {
             .map_err(internal)?;
         Ok(SdfsReply::Deleted { count: 0 })
     }
+}
+
+/// The version a commit request asks to record (numbered by the metadata at commit).
+fn committed_version(req: &SdfsRequest, created_ms: u64) -> Option<VersionInfo> {
+    let SdfsRequest::Commit {
+        blob,
+        size,
+        sha256,
+        replicas,
+        replication,
+        attrs,
+        ..
+    } = req
+    else {
+        return None;
+    };
+    Some(VersionInfo {
+        version: 0,
+        blob: blob.clone(),
+        size: *size,
+        sha256: sha256.clone(),
+        replicas: replicas.clone(),
+        created_ms,
+        replication: *replication,
+        attrs: attrs.clone(),
+    })
 }
 
 pub(super) fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
