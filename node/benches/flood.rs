@@ -199,10 +199,17 @@ async fn run() {
     let pids: Vec<u32> = c.nodes.iter().map(|n| n.pid()).collect();
     let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
     let (mut node_cpu, mut client_cpu, mut flood_secs) = (0.0, 0.0, 0.0);
+    let (mut nats_cpu, mut quiet_nodes, mut quiet_nats, mut quiet_secs) = (0.0, 0.0, 0.0, 0.0);
+    let nats_pid = c.nats.pid().to_string();
     let tally = Arc::new(Tally::default());
     let peak = Arc::new(AtomicU64::new(0));
     for _ in 0..rounds {
+        let nodes_before: f64 = pids.iter().map(|p| cpu_secs(&p.to_string())).sum();
+        let (nats_before, started) = (cpu_secs(&nats_pid), Instant::now());
         quiet.push(serve_rate(&c, &jobs, passes).await);
+        quiet_nodes += pids.iter().map(|p| cpu_secs(&p.to_string())).sum::<f64>() - nodes_before;
+        quiet_nats += cpu_secs(&nats_pid) - nats_before;
+        quiet_secs += started.elapsed().as_secs_f64();
         let stop = Arc::new(AtomicBool::new(false));
         let sender = flood(&c, rate, stop.clone(), tally.clone());
         let watch = {
@@ -219,7 +226,9 @@ async fn run() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let nodes_before: f64 = pids.iter().map(|p| cpu_secs(&p.to_string())).sum();
         let (client_before, started) = (cpu_secs("self"), Instant::now());
+        let nats_before = cpu_secs(&nats_pid);
         flooded.push(serve_rate(&c, &jobs, passes).await);
+        nats_cpu += cpu_secs(&nats_pid) - nats_before;
         node_cpu += pids.iter().map(|p| cpu_secs(&p.to_string())).sum::<f64>() - nodes_before;
         client_cpu += cpu_secs("self") - client_before;
         flood_secs += started.elapsed().as_secs_f64();
@@ -245,8 +254,14 @@ async fn run() {
         t(&peak) / 1024
     );
     println!(
-        "- CPU during the flooded jobs: the 3 nodes {:.2} cores, the load generator {:.2} cores (this machine has {} cores)",
+        "- CPU during the jobs alone: the 3 nodes {:.2} cores, the nats-server {:.2} cores",
+        quiet_nodes / quiet_secs,
+        quiet_nats / quiet_secs
+    );
+    println!(
+        "- CPU during the flooded jobs: the 3 nodes {:.2} cores, the nats-server {:.2} cores, the load generator {:.2} cores (this machine has {} cores)",
         node_cpu / flood_secs,
+        nats_cpu / flood_secs,
         client_cpu / flood_secs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );

@@ -89,6 +89,11 @@ impl NatsServer {
         }
     }
 
+    /// The server's process id (0 while it is stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
