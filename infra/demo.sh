@@ -133,7 +133,7 @@ step "Serve cnn once over the 10000 test images, batch 64"
 step "Online inference: three test images as PNG files, through the CLI and through HTTP"
 python3 infra/test_images.py "$DIR/images" 3
 "$IDUNNO" infer cnn "$DIR"/images/test0.png "$DIR"/images/test1.png "$DIR"/images/test2.png
-curl -s -X POST --data-binary @"$DIR/images/test0.png" 'http://127.0.0.1:8080/api/infer?model=cnn' |
+curl -s -X POST -H 'Content-Type: image/png' --data-binary @"$DIR/images/test0.png" 'http://127.0.0.1:8080/api/infer?model=cnn' |
   python3 -c 'import json,sys; r=json.load(sys.stdin); p=r["predictions"][0]; print("POST /api/infer -> %s (%.2f) from %s, batch of %d" % (p["class_name"], p["score"], r["node"], r["batch"]))'
 echo "a request whose deadline (1 ms) passes first is answered with a timeout:"
 "$IDUNNO" infer resnet "$DIR"/images/test0.png --timeout-ms 1 || true
