@@ -8,32 +8,22 @@
 //! `BENCH_ROUNDS` (default 5).
 
 use bus_client::jobs::JobsClient;
-use bus_schemas::jobs::{JobSpec, JobState, ServeSpec};
+use bus_schemas::jobs::JobState;
 use bus_schemas::serve::ResultsBatch;
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::{env_or, import_fashion, train_quick, wait_until, Cluster, NodeProc};
+use testkit::{
+    env_or, import_fashion, median, serve_spec, train_quick, wait_until, Cluster, NodeProc,
+};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(compare());
-}
-
-fn serve(passes: u32) -> JobSpec {
-    JobSpec::Serve(ServeSpec {
-        model: "cnn".into(),
-        model_version: None,
-        dataset: String::new(),
-        split: "test".into(),
-        batch: 64,
-        passes: Some(passes),
-        weight: 1,
-    })
 }
 
 /// Arrival times of every results message, by job.
@@ -65,7 +55,7 @@ fn restart(c: &mut Cluster, binary: &Path, flags: &[&str]) {
 /// Queries per second of one `serve cnn 64` job, first to last result.
 async fn one_job(jobs: &JobsClient, seen: &Seen, passes: u32) -> f64 {
     let id = wait_until("the node takes jobs", Duration::from_secs(120), || async {
-        jobs.submit(serve(passes)).await.ok()
+        jobs.submit(serve_spec("cnn", Some(passes))).await.ok()
     })
     .await;
     let done = wait_until("the job ends", Duration::from_secs(1800), || async {
@@ -79,12 +69,6 @@ async fn one_job(jobs: &JobsClient, seen: &Seen, passes: u32) -> f64 {
     };
     let (first, last) = (times[0], *times.last().unwrap());
     (f64::from(passes) * 10_000.0 - 64.0) / (last - first).as_secs_f64()
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn compare() {

@@ -12,7 +12,7 @@ mod common;
 
 use bus_client::jobs::JobsClient;
 use bus_schemas::infer::{ByteBuf, InferErrorKind, InferReply, InferRequest};
-use bus_schemas::jobs::{JobSpec, JobState, ServeSpec};
+use bus_schemas::jobs::JobState;
 use bus_schemas::serve::ResultsBatch;
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use testkit::{env_or, import_fashion, Cluster};
+use testkit::{env_or, import_fashion, median, serve_spec, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -118,15 +118,7 @@ async fn serve_rate(c: &Cluster, jobs: &JobsClient, passes: u32) -> f64 {
         .subscribe(subjects::all_job_results())
         .await
         .unwrap();
-    let spec = JobSpec::Serve(ServeSpec {
-        model: "fixture".into(),
-        model_version: None,
-        dataset: String::new(),
-        split: "test".into(),
-        batch: 64,
-        passes: Some(passes),
-        weight: 1,
-    });
+    let spec = serve_spec("fixture", Some(passes));
     let id = jobs.submit(spec).await.unwrap();
     let (mut first, mut last, mut queries) = (None, Instant::now(), 0u64);
     let total = u64::from(passes) * 10_000;
@@ -177,12 +169,6 @@ fn cpu_secs(pid: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (field(11) + field(12)) / 100.0
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn run() {

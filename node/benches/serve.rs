@@ -14,7 +14,7 @@
 use bus_client::jobs::JobsClient;
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
-use bus_schemas::jobs::{JobRecord, JobSpec, JobState, ServeSpec};
+use bus_schemas::jobs::{JobRecord, JobState};
 use bus_schemas::serve::ResultsBatch;
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
-use testkit::{env_or, import_fashion, train_quick, wait_until, Cluster};
+use testkit::{env_or, import_fashion, serve_spec, train_quick, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -108,18 +108,6 @@ async fn wait_final(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
     .await
 }
 
-fn serve(model: &str, passes: Option<u32>) -> JobSpec {
-    JobSpec::Serve(ServeSpec {
-        model: model.into(),
-        model_version: None,
-        dataset: String::new(),
-        split: "test".into(),
-        batch: 64,
-        passes,
-        weight: 1,
-    })
-}
-
 /// Every results message seen: when, job, batch id.
 type Seen = Arc<Mutex<Vec<(Instant, String, u64)>>>;
 
@@ -165,7 +153,7 @@ async fn throughput() {
         let (mut bare, mut job) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             bare.push(bare_process(&model, dir.path(), 64, queries, threads));
-            let id = jobs.submit(serve(arch, Some(passes))).await.unwrap();
+            let id = jobs.submit(serve_spec(arch, Some(passes))).await.unwrap();
             let done = wait_final(&jobs, &id, Duration::from_secs(1800)).await;
             assert_eq!(done.state, JobState::Succeeded, "{done:?}");
             let times: Vec<Instant> = {
@@ -347,11 +335,11 @@ async fn sharing_and_failover() {
     println!("- (d) `infer` of one image, idle cluster ({infers} requests one after another): p50 **{p50:.1} ms**, p99 **{p99:.1} ms**");
 
     let seen = collect_results(&c.client).await;
-    let a = jobs.submit(serve("cnn", None)).await.unwrap();
+    let a = jobs.submit(serve_spec("cnn", None)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(12)).await;
     let alone = rates(&jobs, std::slice::from_ref(&a), 10).await[0];
     let submitted = Instant::now();
-    let b = jobs.submit(serve("resnet", None)).await.unwrap();
+    let b = jobs.submit(serve_spec("resnet", None)).await.unwrap();
     let first = wait_until(
         "the second job's first result",
         Duration::from_secs(60),

@@ -48,6 +48,27 @@ where
     }
 }
 
+/// The median of `v` (the upper one of an even count); benchmarks compare medians of rounds.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A `serve <model> 64` job over the test split of the default dataset, `passes` passes
+/// (continuous without).
+pub fn serve_spec(model: &str, passes: Option<u32>) -> bus_schemas::jobs::JobSpec {
+    bus_schemas::jobs::JobSpec::Serve(bus_schemas::jobs::ServeSpec {
+        model: model.into(),
+        model_version: None,
+        dataset: String::new(),
+        split: "test".into(),
+        batch: 64,
+        passes,
+        weight: 1,
+    })
+}
+
 /// The environment variable `name` parsed as a `T` (benchmark knobs), or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
