@@ -113,6 +113,11 @@ pub struct NodeArgs {
     /// once with `overloaded`.
     #[arg(long, env = "IDUNNO_INFER_MAX_INFLIGHT", default_value_t = 64)]
     pub infer_max_inflight: usize,
+    /// Online inference: the most of the inference thread's time online requests take while
+    /// jobs are being served, in percent (1 to 100); past it, new requests are answered
+    /// `overloaded` at once. Raise it to favour online latency over batch jobs.
+    #[arg(long, env = "IDUNNO_INFER_ONLINE_SHARE", default_value_t = crate::serving::share::DEFAULT_ONLINE_SHARE_PERCENT)]
+    pub infer_online_share: u32,
     /// Inference: bytes of models and dataset splits kept in memory (least recently used
     /// evicted first; one in use by a job stays alive until the job lets go).
     #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = crate::serving::engine::DEFAULT_CACHE_BYTES)]
@@ -190,6 +195,9 @@ pub struct InferConfig {
     pub max_delay: Duration,
     /// Most requests handled at once (`--infer-max-inflight`).
     pub max_inflight: usize,
+    /// Percent of the inference thread's time online requests take while jobs run
+    /// (`--infer-online-share`).
+    pub online_share: u32,
     /// Bytes of models and splits the inference engine keeps (`--serving-cache-bytes`).
     pub cache_bytes: u64,
 }
@@ -200,6 +208,7 @@ impl Default for InferConfig {
             max_batch: 32,
             max_delay: Duration::from_millis(5),
             max_inflight: 64,
+            online_share: crate::serving::share::DEFAULT_ONLINE_SHARE_PERCENT,
             cache_bytes: crate::serving::engine::DEFAULT_CACHE_BYTES,
         }
     }
@@ -256,6 +265,7 @@ impl NodeArgs {
                 max_batch: self.infer_max_batch,
                 max_delay: Duration::from_millis(self.infer_max_delay_ms),
                 max_inflight: self.infer_max_inflight,
+                online_share: self.infer_online_share,
                 cache_bytes: self.serving_cache_bytes,
             },
             files: FetchLimits {
@@ -316,6 +326,10 @@ impl NodeConfig {
         anyhow::ensure!(
             (1..=100_000).contains(&self.infer.max_inflight),
             "--infer-max-inflight must be between 1 and 100000"
+        );
+        anyhow::ensure!(
+            (1..=100).contains(&self.infer.online_share),
+            "--infer-online-share must be a percentage between 1 and 100"
         );
         anyhow::ensure!(
             self.infer.cache_bytes >= 1 << 20,

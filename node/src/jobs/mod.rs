@@ -215,12 +215,8 @@ pub async fn serve(
     let id = cfg.id.clone();
     let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
     let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
-    let engine = crate::serving::engine::Engine::new(
-        cache.clone(),
-        cfg.device,
-        metrics.clone(),
-        cfg.infer.cache_bytes,
-    );
+    let engine =
+        crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone(), &cfg.infer);
     let ctx = Arc::new(Ctx {
         id: id.clone(),
         client: client.clone(),

@@ -79,21 +79,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine fetching through `cache`, running on `device`, keeping at most `cache_bytes`
-    /// of models and splits; it lists the models it holds in `metrics` (for `workers` and
+    /// An engine fetching through `cache`, running on `device`, keeping at most
+    /// `cfg.cache_bytes` of models and splits, giving online requests `cfg.online_share` of
+    /// its time while jobs run; it lists the models it holds in `metrics` (for `workers` and
     /// `stat`).
     pub fn new(
         cache: Arc<Cache>,
         device: Device,
         metrics: Arc<Metrics>,
-        cache_bytes: u64,
+        cfg: &crate::config::InferConfig,
     ) -> Engine {
         Engine {
             cache,
             device,
             metrics,
-            exec: Executor::new(),
-            loaded: tokio::sync::Mutex::new(ByteLru::new(cache_bytes)),
+            exec: Executor::with_share(cfg.online_share),
+            loaded: tokio::sync::Mutex::new(ByteLru::new(cfg.cache_bytes)),
         }
     }
 

@@ -6,13 +6,14 @@
 //! from the one doing the work; a single calling thread keeps a single team.
 //!
 //! Online requests (urgent) go before job batches, up to their share of the thread's time
-//! (`share::URGENT_SHARE`); both queues are bounded and refuse work at once when full.
+//! (see [`super::share`]); both queues are bounded and refuse work at once when full.
 
-use super::share::{Share, HOLD};
+use super::share::{Gate, Share, DEFAULT_ONLINE_SHARE_PERCENT, HOLD};
 use crate::jobs::JobError;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 type Task = Box<dyn FnOnce() + Send>;
@@ -51,18 +52,33 @@ pub struct Executor {
     shared: Arc<(Mutex<Queues>, Condvar)>,
     /// When the last urgent task was submitted.
     last_urgent: Arc<Mutex<Option<std::time::Instant>>>,
+    /// Nanoseconds of online work done off the thread (decoding images), not yet counted in
+    /// its share.
+    charged: Arc<AtomicU64>,
+    gate: Arc<Gate>,
 }
 
 impl Executor {
     /// Starts the thread, which lives as long as the process, with queues of
-    /// [`URGENT_QUEUE`] and [`NORMAL_QUEUE`] tasks.
+    /// [`URGENT_QUEUE`] and [`NORMAL_QUEUE`] tasks and the default online share.
     pub fn new() -> Executor {
-        Self::with_caps(URGENT_QUEUE, NORMAL_QUEUE)
+        Self::with_share(DEFAULT_ONLINE_SHARE_PERCENT)
+    }
+
+    /// Like [`Executor::new`], online work taking at most `percent` of the thread's time while
+    /// jobs run.
+    pub fn with_share(percent: u32) -> Executor {
+        Self::start((URGENT_QUEUE, NORMAL_QUEUE), percent)
     }
 
     /// Starts the thread with queues of at most `urgent` and `normal` waiting tasks; a task
     /// submitted to a full queue is refused at once with [`JobError::Overloaded`].
+    #[cfg(test)]
     pub fn with_caps(urgent: usize, normal: usize) -> Executor {
+        Self::start((urgent, normal), DEFAULT_ONLINE_SHARE_PERCENT)
+    }
+
+    fn start((urgent, normal): (usize, usize), percent: u32) -> Executor {
         let queues = Queues {
             urgent: VecDeque::with_capacity(urgent.min(64)),
             normal: VecDeque::with_capacity(normal.min(64)),
@@ -70,16 +86,26 @@ impl Executor {
         };
         let shared = Arc::new((Mutex::new(queues), Condvar::new()));
         let queues = shared.clone();
+        let charged = Arc::new(AtomicU64::new(0));
+        let off_thread = charged.clone();
+        let gate = Arc::new(Gate::new(Instant::now()));
+        let tells = gate.clone();
         std::thread::Builder::new()
             .name("tch-infer".into())
             .spawn(move || {
-                let mut share = Share::new(Instant::now());
+                let mut share = Share::new(Instant::now(), percent);
                 let mut last_normal: Option<Instant> = None;
                 loop {
                     let (task, urgent) = {
                         let (lock, ready) = &*queues;
                         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
                         loop {
+                            let off = off_thread.swap(0, Ordering::Relaxed);
+                            if off > 0 {
+                                let now = Instant::now();
+                                share.add(true, Duration::from_nanos(off), now);
+                                tells.set_over_share(!share.urgent_first(now));
+                            }
                             let hold = last_normal.map(|t| t + HOLD);
                             let held = hold.is_some_and(|h| Instant::now() < h);
                             if let Some(t) = q.pick(&mut share, held) {
@@ -98,9 +124,16 @@ impl Executor {
                     let started = Instant::now();
                     task();
                     let now = Instant::now();
+                    if !urgent && last_normal.is_none_or(|t| started >= t + HOLD) {
+                        // A job starts after a pause: the online share counts from now, not
+                        // from the time online work had the thread to itself.
+                        share = Share::new(started, percent);
+                    }
                     share.add(urgent, now - started, now);
+                    tells.set_over_share(!share.urgent_first(now));
                     if !urgent {
                         last_normal = Some(now);
+                        tells.job_ran(now);
                     }
                 }
             })
@@ -108,6 +141,8 @@ impl Executor {
         Executor {
             shared,
             last_urgent: Arc::default(),
+            charged,
+            gate,
         }
     }
 
@@ -129,6 +164,20 @@ impl Executor {
         F: FnOnce() -> T + Send + 'static,
     {
         self.submit(f, true).await
+    }
+
+    /// Whether a new online request may be taken in now, with `busy` in progress (see
+    /// [`Gate::admits`]); the node sheds it at once otherwise.
+    pub fn admits_online(&self, busy: usize, busy_while_job: usize) -> bool {
+        self.gate.admits(Instant::now(), busy, busy_while_job)
+    }
+
+    /// Counts `took` of online work done on another thread (decoding a request's images) in
+    /// the online share of this thread's time, so that the share bounds all the CPU online
+    /// requests take from jobs, not only their model time.
+    pub fn charge_urgent(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.charged.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Whether an urgent task was submitted within `window`: long work should then run in

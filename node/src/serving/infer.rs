@@ -5,12 +5,15 @@
 //! moment the node received it; at the deadline a request that has not been answered is
 //! answered with a timeout, and a batch never takes a request whose deadline has passed.
 //! A node handles at most `--infer-max-inflight` requests at once; one beyond is answered at
-//! once with `overloaded` (load is shed, never queued without bound).
+//! once with `overloaded` (load is shed, never queued without bound), and so is one that would
+//! only wait because online work has had its share of the inference thread while a job runs
+//! (see [`super::share`]).
 
 use crate::config::InferConfig;
 use crate::jobs::{Ctx, JobError};
 use crate::serving::batcher::{batcher, Answer, Pending};
 use crate::serving::engine::{lock_model, SharedModel};
+use crate::serving::executor::Executor;
 use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
@@ -47,22 +50,39 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
     let slots = Arc::new(Semaphore::new(cfg.max_inflight));
     let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
     let versions = Arc::new(Mutex::new(HashMap::new()));
+    // Shedding must cost as little as possible: its answer is encoded once.
+    let why = format!(
+        "overloaded: this node handles at most {} requests at once (--infer-max-inflight)",
+        cfg.max_inflight
+    );
+    let overloaded = encode_error(InferErrorKind::Overloaded, why);
+    let why = format!(
+        "overloaded: online requests have had their share ({}%) of this node's inference time while jobs run (--infer-online-share)",
+        cfg.online_share
+    );
+    let over_share = encode_error(InferErrorKind::Overloaded, why);
+    let exec = ctx.engine.executor().clone();
+    let while_job = crate::serving::share::busy_while_job(cfg.max_inflight, cfg.online_share);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(msg) = sub.next() => {
                 let received = Instant::now();
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    ctx.metrics.shed();
-                    let why = format!(
-                        "overloaded: this node handles at most {} requests at once (--infer-max-inflight)",
-                        cfg.max_inflight
-                    );
-                    let reply = error(InferErrorKind::Overloaded, why);
-                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
-                        let _ = ctx.client.publish(to, bytes.into()).await;
+                let busy = cfg.max_inflight - slots.available_permits();
+                let refused = if !exec.admits_online(busy, while_job) {
+                    Err(&over_share)
+                } else {
+                    slots.clone().try_acquire_owned().map_err(|_| &overloaded)
+                };
+                let slot = match refused {
+                    Ok(slot) => slot,
+                    Err(reply) => {
+                        ctx.metrics.shed();
+                        if let Some(to) = msg.reply {
+                            let _ = ctx.client.publish(to, reply.clone()).await;
+                        }
+                        continue;
                     }
-                    continue;
                 };
                 let (ctx, tx, versions) = (ctx.clone(), tx.clone(), versions.clone());
                 tokio::spawn(async move {
@@ -93,6 +113,10 @@ fn error(kind: InferErrorKind, message: String) -> InferReply {
     InferReply::Error { kind, message }
 }
 
+fn encode_error(kind: InferErrorKind, message: String) -> bytes::Bytes {
+    encode(&error(kind, message)).unwrap_or_default().into()
+}
+
 type Versions = Mutex<HashMap<String, (u64, Instant)>>;
 
 /// Checks, decodes and queues one request, and waits for its batch or its deadline.
@@ -120,8 +144,16 @@ async fn answer(
         let version = resolve(ctx, versions, &model, version).await?;
         let file = crate::jobs::outputs::model_file(&model);
         let shared = ctx.engine.model(&file, version).await?;
-        let (pending, rx) =
-            prepare(shared, (file, version), req.images, deadline, received).await?;
+        let exec = ctx.engine.executor().clone();
+        let (pending, rx) = prepare(
+            exec,
+            shared,
+            (file, version),
+            req.images,
+            deadline,
+            received,
+        )
+        .await?;
         tx.send(pending)
             .await
             .map_err(|_| JobError::Internal("the node is stopping".into()))?;
@@ -189,6 +221,7 @@ async fn resolve(
 
 /// Decodes the images to the model's input (off the runtime).
 async fn prepare(
+    exec: Executor,
     model: SharedModel,
     key: (String, u64),
     images: Vec<bus_schemas::infer::ByteBuf>,
@@ -197,15 +230,11 @@ async fn prepare(
 ) -> Result<(Pending, oneshot::Receiver<Answer>), JobError> {
     let m = model.clone();
     let decoded = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let shape = lock_model(&m).header.shape.map(|d| d as usize);
-        let bytes = pixel_bytes(images.len(), shape)?;
-        let mut pixels = Vec::with_capacity(bytes);
-        for (i, bytes) in images.iter().enumerate() {
-            let chw = idunno_datasets::image_to_chw(bytes, shape)
-                .map_err(|e| JobError::BadInput(format!("image {}: {e}", i + 1)))?;
-            pixels.extend_from_slice(&chw);
-        }
-        Ok::<_, JobError>((pixels, images.len(), shape.map(|d| d as i64)))
+        let decoded = decode_images(&images, shape);
+        exec.charge_urgent(started.elapsed());
+        decoded.map(|pixels| (pixels, images.len(), shape.map(|d| d as i64)))
     })
     .await
     .map_err(|e| JobError::Internal(e.to_string()))??;
@@ -222,6 +251,21 @@ async fn prepare(
         reply,
     };
     Ok((pending, rx))
+}
+
+/// The images as `shape` (C×H×W) pixels, one after another.
+fn decode_images(
+    images: &[bus_schemas::infer::ByteBuf],
+    shape: [usize; 3],
+) -> Result<Vec<u8>, JobError> {
+    let bytes = pixel_bytes(images.len(), shape)?;
+    let mut pixels = Vec::with_capacity(bytes);
+    for (i, bytes) in images.iter().enumerate() {
+        let chw = idunno_datasets::image_to_chw(bytes, shape)
+            .map_err(|e| JobError::BadInput(format!("image {}: {e}", i + 1)))?;
+        pixels.extend_from_slice(&chw);
+    }
+    Ok(pixels)
 }
 
 /// Bytes of decoded pixels `n` images of `shape` need, refused beyond

@@ -13,7 +13,7 @@ pub mod infer;
 mod lru;
 mod output;
 mod results;
-mod share;
+pub mod share;
 
 use crate::jobs::Ctx;
 use crate::jobs::JobError;
