@@ -263,7 +263,16 @@ async fn run() {
             .join(", ")
     };
     let (q, f) = (median(&quiet), median(&flooded));
-    println!("- `serve fixture 64`, {passes} passes: alone {q:.0} queries/s (median of {}), under the flood {f:.0} queries/s (median of {}): ratio **{:.3}**", show(&quiet), show(&flooded), f / q);
+    println!("- `serve fixture 64`, {passes} passes: alone {q:.0} queries/s (median of {}), under the flood {f:.0} queries/s (median of {}): ratio of the medians **{:.3}**", show(&quiet), show(&flooded), f / q);
+    // Each round's flooded job against the unloaded one just before it: the machine's speed
+    // drifts between rounds, less within one.
+    let ratios: Vec<f64> = quiet.iter().zip(&flooded).map(|(q, f)| f / q).collect();
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "- per round (flooded / alone): {}; median **{:.3}**",
+        each.join(", "),
+        median(&ratios)
+    );
     let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "- flood requests: {} sent, {} answered, {} shed `overloaded`, {} timed out, {} other errors, {} never answered; peak node RSS **{} MiB**",
