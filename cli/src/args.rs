@@ -134,6 +134,9 @@ pub enum Command {
         /// One file per version.
         #[arg(long)]
         split: bool,
+        /// Replace local files that exist (else they are left alone and the command fails).
+        #[arg(long)]
+        force: bool,
     },
     /// The files each node holds (from the metadata), or one node's with --node.
     Store {

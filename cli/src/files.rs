@@ -5,10 +5,10 @@ use crate::output::Output;
 use bus_client::sdfs::{Progress, PutOptions, SdfsClient, SdfsError};
 use bus_client::BusOptions;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 /// Runs one SDFS command.
 pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
@@ -50,7 +50,15 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             n,
             local,
             split,
-        } => get_versions(&sdfs, &name, n, &local, split, out).await,
+            force,
+        } => {
+            let to = VersionsTo {
+                local: &local,
+                split,
+                force,
+            };
+            get_versions(&sdfs, &name, n, to, out).await
+        }
         Command::Store { node } => store(&sdfs, node, out).await,
         other => anyhow::bail!("{other:?} is not an SDFS command"),
     }
@@ -215,12 +223,18 @@ async fn ls(sdfs: &SdfsClient, name: &str, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `get-versions` writes.
+struct VersionsTo<'a> {
+    local: &'a Path,
+    split: bool,
+    force: bool,
+}
+
 async fn get_versions(
     sdfs: &SdfsClient,
     name: &str,
     n: usize,
-    local: &Path,
-    split: bool,
+    to: VersionsTo<'_>,
     out: &Output,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(n >= 1, "n must be at least 1");
@@ -235,28 +249,49 @@ async fn get_versions(
         .take(n)
         .map(|v| v.version)
         .collect();
-    let mut written = Vec::new();
-    let mut combined = if split {
-        None
+    let local = to.local;
+    let targets: Vec<PathBuf> = if to.split {
+        let path = |v: &u64| PathBuf::from(format!("{}.v{v}", local.display()));
+        newest.iter().map(path).collect()
     } else {
-        Some(std::fs::File::create(local)?)
+        vec![local.to_path_buf()]
     };
-    for version in newest {
-        let target = if split {
-            PathBuf::from(format!("{}.v{version}", local.display()))
-        } else {
-            local.with_extension(format!("v{version}.tmp"))
-        };
-        let v = sdfs.get(name, Some(version), &target, None).await?;
-        if let Some(all) = combined.as_mut() {
-            writeln!(all, "=== {name} version {version} ({} bytes) ===", v.size)?;
-            std::io::copy(&mut std::fs::File::open(&target)?, all)?;
-            std::fs::remove_file(&target)?;
+    // Refuse before any transfer; each file is checked again, atomically, as it is written.
+    if !to.force {
+        if let Some(there) = targets.iter().find(|t| t.symlink_metadata().is_ok()) {
+            anyhow::bail!("{} exists: pass --force to replace it", there.display());
         }
-        written.push(serde_json::json!({"version": version, "size": v.size, "path": target}));
     }
-    if let Some(all) = combined {
-        all.sync_all()?;
+    let mut written = Vec::new();
+    if to.split {
+        for (version, target) in newest.into_iter().zip(targets) {
+            let v = sdfs
+                .get_to(name, Some(version), &target, to.force, None)
+                .await?;
+            written.push(serde_json::json!({"version": version, "size": v.size, "path": target}));
+        }
+    } else {
+        // Each version goes to a scratch directory next to the file, then into a part file
+        // that takes the file's name only when every version is in: a failure leaves the
+        // local file as it was.
+        let dir = local.parent().filter(|d| !d.as_os_str().is_empty());
+        let scratch = tempfile::tempdir_in(dir.unwrap_or(Path::new(".")))?;
+        let (part, mut all) = bus_client::part::PartFile::create(local).await?;
+        for version in newest {
+            let piece = scratch.path().join(format!("v{version}"));
+            let v = sdfs.get(name, Some(version), &piece, None).await?;
+            let header = format!("=== {name} version {version} ({} bytes) ===\n", v.size);
+            all.write_all(header.as_bytes()).await?;
+            let mut from = tokio::fs::File::open(&piece).await?;
+            tokio::io::copy(&mut from, &mut all).await?;
+            tokio::fs::remove_file(&piece).await?;
+            written.push(serde_json::json!({"version": version, "size": v.size, "path": local}));
+        }
+        all.sync_all().await?;
+        drop(all);
+        part.commit(local, to.force)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", local.display()))?;
     }
     out.print(&written, || {
         vec![vec![format!(

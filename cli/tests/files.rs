@@ -43,6 +43,38 @@ fn put_get_ls_versions_store_putdir_deldir_delete() {
         std::fs::read_to_string(root.join("split.v1")).unwrap(),
         "first\n"
     );
+    // Existing local files are left alone without --force, and replaced with it.
+    std::fs::write(root.join("mine.txt"), "mine\n").unwrap();
+    let err = c.err(&["get-versions", "docs/a.txt", "1", "mine.txt"]);
+    assert!(err.contains("mine.txt exists: pass --force"), "{err}");
+    std::fs::write(root.join("split.v2"), "mine\n").unwrap();
+    let err = c.err(&["get-versions", "docs/a.txt", "2", "split", "--split"]);
+    assert!(err.contains("split.v2 exists: pass --force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("mine.txt")).unwrap(),
+        "mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("split.v2")).unwrap(),
+        "mine\n"
+    );
+    c.ok(&["get-versions", "docs/a.txt", "1", "mine.txt", "--force"]);
+    let want = "=== docs/a.txt version 2 (15 bytes) ===\nsecond version\n";
+    assert_eq!(
+        std::fs::read_to_string(root.join("mine.txt")).unwrap(),
+        want
+    );
+    // A failed get-versions (no such file) leaves nothing behind.
+    let before: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    c.err(&["get-versions", "docs/none.txt", "1", "none.txt"]);
+    let after: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before.len(), after.len(), "{after:?}");
 
     let store = json(&c.ok(&["--json", "store"]));
     assert_eq!(

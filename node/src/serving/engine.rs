@@ -126,7 +126,7 @@ impl Engine {
         let (m, classes) = (model.clone(), split.classes.len());
         let dataset = target.dataset.clone();
         self.exec
-            .run(move || {
+            .run_other(move || {
                 let m = lock_model(&m);
                 if classes > 0 && m.header.classes.len() != classes {
                     return Err(JobError::BadInput(format!(
@@ -163,7 +163,7 @@ impl Engine {
         let (what, device) = (format!("{file} v{version}"), self.device);
         let model = self
             .exec
-            .run(move || Model::load(&what, &bytes, device))
+            .run_other(move || Model::load(&what, &bytes, device))
             .await??;
         let model = Arc::new(Mutex::new(model));
         self.keep(key, Loaded::Model(model.clone()), size).await;

@@ -23,26 +23,37 @@ pub const URGENT_QUEUE: usize = 64;
 /// Most other tasks (pieces of job batches, model loads) waiting for the inference thread.
 pub const NORMAL_QUEUE: usize = 256;
 
+/// What a task is, for the thread's division of its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Online requests' batches: first, within their share.
+    Urgent,
+    /// A piece of a job's batch: while these come, a job is being served.
+    Job,
+    /// Anything else (loading a model): in the job queue, but not a job's work.
+    Other,
+}
+
 /// Waiting tasks: urgent ones (online requests) run before the others (batches of jobs).
 struct Queues {
     urgent: VecDeque<Task>,
-    normal: VecDeque<Task>,
+    normal: VecDeque<(Task, Kind)>,
     /// Most tasks each queue holds: `(urgent, normal)`.
     caps: (usize, usize),
 }
 
 impl Queues {
-    /// The next task and whether it is urgent: urgent ones first while they have taken less
-    /// than their share of the thread's time (see [`super::share`]). Past their share, while
-    /// job work ran within [`HOLD`] (`held`), an urgent task waits for the job's next piece.
-    fn pick(&mut self, share: &mut Share, held: bool) -> Option<(Task, bool)> {
+    /// The next task and its kind: urgent ones first while they have taken less than their
+    /// share of the thread's time (see [`super::share`]). Past their share, while job work
+    /// ran within [`HOLD`] (`held`), an urgent task waits for the job's next piece.
+    fn pick(&mut self, share: &mut Share, held: bool) -> Option<(Task, Kind)> {
         let urgent_ok = share.urgent_first(Instant::now());
         if urgent_ok || (self.normal.is_empty() && !held) {
             if let Some(t) = self.urgent.pop_front() {
-                return Some((t, true));
+                return Some((t, Kind::Urgent));
             }
         }
-        self.normal.pop_front().map(|t| (t, false))
+        self.normal.pop_front()
     }
 }
 
@@ -92,51 +103,7 @@ impl Executor {
         let tells = gate.clone();
         std::thread::Builder::new()
             .name("tch-infer".into())
-            .spawn(move || {
-                let mut share = Share::new(Instant::now(), percent);
-                let mut last_normal: Option<Instant> = None;
-                loop {
-                    let (task, urgent) = {
-                        let (lock, ready) = &*queues;
-                        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        loop {
-                            let off = off_thread.swap(0, Ordering::Relaxed);
-                            if off > 0 {
-                                let now = Instant::now();
-                                share.add(true, Duration::from_nanos(off), now);
-                                tells.set_over_share(!share.urgent_first(now));
-                            }
-                            let hold = last_normal.map(|t| t + HOLD);
-                            let held = hold.is_some_and(|h| Instant::now() < h);
-                            if let Some(t) = q.pick(&mut share, held) {
-                                break t;
-                            }
-                            q = match hold.filter(|_| held && !q.urgent.is_empty()) {
-                                Some(h) => {
-                                    let left = h.saturating_duration_since(Instant::now());
-                                    let woke = ready.wait_timeout(q, left);
-                                    woke.unwrap_or_else(|e| e.into_inner()).0
-                                }
-                                None => ready.wait(q).unwrap_or_else(|e| e.into_inner()),
-                            };
-                        }
-                    };
-                    let started = Instant::now();
-                    task();
-                    let now = Instant::now();
-                    if !urgent && last_normal.is_none_or(|t| started >= t + HOLD) {
-                        // A job starts after a pause: the online share counts from now, not
-                        // from the time online work had the thread to itself.
-                        share = Share::new(started, percent);
-                    }
-                    share.add(urgent, now - started, now);
-                    tells.set_over_share(!share.urgent_first(now));
-                    if !urgent {
-                        last_normal = Some(now);
-                        tells.job_ran(now);
-                    }
-                }
-            })
+            .spawn(move || work(&queues, percent, &off_thread, &tells))
             .expect("start the inference thread");
         Executor {
             shared,
@@ -146,14 +113,24 @@ impl Executor {
         }
     }
 
-    /// Runs `f` on the inference thread after the tasks queued before it, and waits for it
-    /// without blocking the runtime.
+    /// Runs `f`, a piece of a job's batch, on the inference thread after the tasks queued
+    /// before it, and waits for it without blocking the runtime.
     pub async fn run<T, F>(&self, f: F) -> Result<T, JobError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        self.submit(f, false).await
+        self.submit(f, Kind::Job).await
+    }
+
+    /// Like [`Executor::run`] for work that is not a job's (loading a model): it does not
+    /// count as a job being served.
+    pub async fn run_other<T, F>(&self, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.submit(f, Kind::Other).await
     }
 
     /// Like [`Executor::run`], ahead of every task not urgent (an online request waits at most
@@ -163,7 +140,7 @@ impl Executor {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        self.submit(f, true).await
+        self.submit(f, Kind::Urgent).await
     }
 
     /// Whether a new online request may be taken in now, with `busy` in progress (see
@@ -193,7 +170,7 @@ impl Executor {
         (q.urgent.len(), q.normal.len())
     }
 
-    async fn submit<T, F>(&self, f: F, urgent: bool) -> Result<T, JobError>
+    async fn submit<T, F>(&self, f: F, kind: Kind) -> Result<T, JobError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -207,7 +184,7 @@ impl Executor {
             let (lock, ready) = &*self.shared;
             let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
             let (urgent_cap, normal_cap) = q.caps;
-            if urgent {
+            if kind == Kind::Urgent {
                 *self.last_urgent.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(std::time::Instant::now());
                 if q.urgent.len() >= urgent_cap {
@@ -218,7 +195,7 @@ impl Executor {
                 if q.normal.len() >= normal_cap {
                     return Err(full("job", normal_cap));
                 }
-                q.normal.push_back(task);
+                q.normal.push_back((task, kind));
             }
             ready.notify_one();
         }
@@ -228,6 +205,54 @@ impl Executor {
             Err(_) => Err(JobError::Internal(
                 "the inference thread has stopped".into(),
             )),
+        }
+    }
+}
+
+/// The inference thread: runs the queued tasks one at a time, for ever.
+fn work(queues: &(Mutex<Queues>, Condvar), percent: u32, off_thread: &AtomicU64, gate: &Gate) {
+    let mut share = Share::new(Instant::now(), percent);
+    // When the last piece of a job's batch ended.
+    let mut last_job: Option<Instant> = None;
+    loop {
+        let (task, kind) = {
+            let (lock, ready) = queues;
+            let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let off = off_thread.swap(0, Ordering::Relaxed);
+                if off > 0 {
+                    let now = Instant::now();
+                    share.add(true, Duration::from_nanos(off), now);
+                    gate.set_over_share(!share.urgent_first(now));
+                }
+                let hold = last_job.map(|t| t + HOLD);
+                let held = hold.is_some_and(|h| Instant::now() < h);
+                if let Some(t) = q.pick(&mut share, held) {
+                    break t;
+                }
+                q = match hold.filter(|_| held && !q.urgent.is_empty()) {
+                    Some(h) => {
+                        let left = h.saturating_duration_since(Instant::now());
+                        let woke = ready.wait_timeout(q, left);
+                        woke.unwrap_or_else(|e| e.into_inner()).0
+                    }
+                    None => ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+                };
+            }
+        };
+        let started = Instant::now();
+        task();
+        let now = Instant::now();
+        if kind == Kind::Job && last_job.is_none_or(|t| started >= t + HOLD) {
+            // A job starts after a pause: the online share counts from now, not from the
+            // time online work had the thread to itself.
+            share = Share::new(started, percent);
+        }
+        share.add(kind == Kind::Urgent, now - started, now);
+        gate.set_over_share(!share.urgent_first(now));
+        if kind == Kind::Job {
+            last_job = Some(now);
+            gate.job_ran(now);
         }
     }
 }
@@ -270,6 +295,19 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{:?}", exec.queued());
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn loading_a_model_is_not_a_job_being_served() {
+        let exec = Executor::with_share(1);
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(50));
+        exec.run_other(pause).await.unwrap();
+        exec.run_urgent(pause).await.unwrap();
+        exec.run_urgent(pause).await.unwrap();
+        assert!(
+            exec.admits_online(0, 1),
+            "without a job online work has the thread, past any share"
+        );
     }
 
     #[tokio::test]
