@@ -153,7 +153,8 @@ describe('login', () => {
     expect(mock.mock.calls.some(([i, init]) => describeCall(i, init) === 'GET /api/files')).toBe(true);
     const streams = FakeEventSource.instances.length;
     expect(streams).toBeGreaterThan(0);
-    expect(FakeEventSource.latest().closed).toBe(true);
+    // The stream is closed by the effect of the render that shows the form, maybe a tick later.
+    await waitFor(() => expect(FakeEventSource.latest().closed).toBe(true));
 
     fireEvent.change(input, { target: { value: 'anything' } });
     fireEvent.click(screen.getByRole('button', { name: 'Log in' }));

@@ -11,16 +11,27 @@ use std::time::{Duration, Instant};
 /// restarted on its port (`NatsServer::restart`) leaves it free for a moment, and another test
 /// of the same binary must not take it then.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().expect("local addr").port();
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+        if claim(port..port + 1) {
             return port;
         }
     }
+}
+
+/// Ports handed out in this process: a test's server may free its port for a moment (a
+/// restart), and a parallel test must not be given it meanwhile.
+static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Records `ports` as handed out, unless one of them already was.
+fn claim(ports: std::ops::Range<u16>) -> bool {
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    if ports.clone().any(|p| given.contains(&p)) {
+        return false;
+    }
+    given.extend(ports);
+    true
 }
 
 /// A bus port and the first of `n` consecutive HTTP ports, all free a moment ago and all
@@ -37,6 +48,9 @@ pub fn free_ports(n: usize) -> (u16, u16) {
             .map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
         if let Some(_held) = rest {
+            if !claim(base..base + n as u16) {
+                continue;
+            }
             // Held while the bus port is chosen, so it cannot fall inside the run.
             return (free_port(), base);
         }
