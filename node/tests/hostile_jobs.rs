@@ -59,6 +59,30 @@ async fn publish(js: &jetstream::Context, job: &str, batch: &ResultsBatch, msg_i
     ack.await.unwrap();
 }
 
+/// For each batch id of `job` below 100, whether the first results stored for it in the
+/// stream (of `stored` messages) were forged.
+async fn first_stored(
+    stream: &mut jetstream::stream::Stream,
+    job: &str,
+    stored: u64,
+) -> std::collections::BTreeMap<u64, bool> {
+    let mut first = std::collections::BTreeMap::new();
+    for seq in 1..=stored {
+        let Ok(raw) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let Ok(batch) = decode::<ResultsBatch>(&raw.payload) else {
+            continue;
+        };
+        if batch.job_id != job || batch.batch_id >= 10_000 / BATCH {
+            continue;
+        }
+        let forged = batch.results.iter().any(|r| r.class_name == "forged");
+        first.entry(batch.batch_id).or_insert(forged);
+    }
+    first
+}
+
 #[derive(serde::Deserialize)]
 struct Line {
     query_id: u64,
@@ -102,8 +126,6 @@ async fn forged_and_pre_empting_results_never_reach_the_results_file_or_the_coun
             publish(&js, &id, &batch, Some(msg_id)).await;
         }
     }
-    let early = jobs.get(&id).await.unwrap();
-    let early_done = early.serve.as_ref().map_or(0, |s| s.done);
     // Extra forgeries: batch ids never cut, a batch spilling past its queries, no message id.
     for b in 10_000 / BATCH..10_000 / BATCH + 20 {
         let batch = forged(&truth, &id, (b, (b % 100) * BATCH, BATCH), "n1");
@@ -149,9 +171,14 @@ async fn forged_and_pre_empting_results_never_reach_the_results_file_or_the_coun
         stored >= forgeries + 10_000 / BATCH,
         "{stored} messages in the stream"
     );
-    assert_eq!(
-        early_done, 0,
-        "the forgeries came before any batch was counted"
+    // For most batches a forgery was stored before the real result (on a slow machine a few
+    // real results may be stored first; which ones varies from run to run).
+    let first = first_stored(&mut stream, &id, stored).await;
+    let pre_empted = first.values().filter(|forged| **forged).count();
+    assert!(
+        pre_empted >= first.len() / 2 && first.len() == (10_000 / BATCH) as usize,
+        "forgeries came first for {pre_empted} of {} batches",
+        first.len()
     );
     for node in &mut c.nodes {
         assert!(node.is_running(), "{} exited", node.id);
