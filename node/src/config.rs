@@ -5,6 +5,8 @@ use crate::jobs::cache::FetchLimits;
 use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
+use crate::serving::args::InferArgs;
+pub use crate::serving::args::InferConfig;
 use bus_client::BusOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,25 +105,9 @@ pub struct NodeArgs {
     /// SDFS: replica stores this node runs at once; more are refused as `overloaded`.
     #[arg(long, env = "IDUNNO_SDFS_STORE_SLOTS", default_value_t = 4)]
     pub sdfs_store_slots: usize,
-    /// Online inference: most images in one batch.
-    #[arg(long, default_value_t = 32)]
-    pub infer_max_batch: usize,
-    /// Online inference: longest a request waits for others to batch with, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    pub infer_max_delay_ms: u64,
-    /// Online inference: most requests this node handles at once; one beyond is answered at
-    /// once with `overloaded`.
-    #[arg(long, env = "IDUNNO_INFER_MAX_INFLIGHT", default_value_t = 64)]
-    pub infer_max_inflight: usize,
-    /// Online inference: the most of the inference thread's time online requests take while
-    /// jobs are being served, in percent (1 to 100); past it, new requests are answered
-    /// `overloaded` at once. Raise it to favour online latency over batch jobs.
-    #[arg(long, env = "IDUNNO_INFER_ONLINE_SHARE", default_value_t = crate::serving::share::DEFAULT_ONLINE_SHARE_PERCENT)]
-    pub infer_online_share: u32,
-    /// Inference: bytes of models and dataset splits kept in memory (least recently used
-    /// evicted first; one in use by a job stays alive until the job lets go).
-    #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = crate::serving::engine::DEFAULT_CACHE_BYTES)]
-    pub serving_cache_bytes: u64,
+    /// Online inference: batching, limits and the inference cache.
+    #[command(flatten)]
+    pub infer: InferArgs,
     /// Largest dataset file a worker fetches and loads, in bytes: stored size and decompressed
     /// data (N·C·H·W) alike.
     #[arg(long, env = "IDUNNO_MAX_DATASET_FILE_BYTES", default_value_t = idunno_datasets::limits::DEFAULT_MAX_FILE_BYTES)]
@@ -186,34 +172,6 @@ impl std::fmt::Debug for HttpToken {
     }
 }
 
-/// How a node batches online inference requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InferConfig {
-    /// Most images in one batch.
-    pub max_batch: usize,
-    /// Longest a request waits for others to batch with.
-    pub max_delay: Duration,
-    /// Most requests handled at once (`--infer-max-inflight`).
-    pub max_inflight: usize,
-    /// Percent of the inference thread's time online requests take while jobs run
-    /// (`--infer-online-share`).
-    pub online_share: u32,
-    /// Bytes of models and splits the inference engine keeps (`--serving-cache-bytes`).
-    pub cache_bytes: u64,
-}
-
-impl Default for InferConfig {
-    fn default() -> Self {
-        Self {
-            max_batch: 32,
-            max_delay: Duration::from_millis(5),
-            max_inflight: 64,
-            online_share: crate::serving::share::DEFAULT_ONLINE_SHARE_PERCENT,
-            cache_bytes: crate::serving::engine::DEFAULT_CACHE_BYTES,
-        }
-    }
-}
-
 /// The dashboard built in this checkout, used when `--frontend-dir` is not given.
 pub const DEFAULT_FRONTEND_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist");
 
@@ -261,13 +219,7 @@ impl NodeArgs {
                 store_slots: self.sdfs_store_slots,
                 ..SdfsConfig::default()
             },
-            infer: InferConfig {
-                max_batch: self.infer_max_batch,
-                max_delay: Duration::from_millis(self.infer_max_delay_ms),
-                max_inflight: self.infer_max_inflight,
-                online_share: self.infer_online_share,
-                cache_bytes: self.serving_cache_bytes,
-            },
+            infer: self.infer.config()?,
             files: FetchLimits {
                 datasets: idunno_datasets::Limits {
                     max_file_bytes: self.max_dataset_file_bytes,
@@ -315,26 +267,7 @@ impl NodeConfig {
             "--kv-replicas must be between 1 and 5"
         );
         crate::membership::args::validate(&self.detector)?;
-        anyhow::ensure!(
-            (1..=4096).contains(&self.infer.max_batch),
-            "--infer-max-batch must be between 1 and 4096"
-        );
-        anyhow::ensure!(
-            self.infer.max_delay <= Duration::from_secs(10),
-            "--infer-max-delay-ms must be at most 10000"
-        );
-        anyhow::ensure!(
-            (1..=100_000).contains(&self.infer.max_inflight),
-            "--infer-max-inflight must be between 1 and 100000"
-        );
-        anyhow::ensure!(
-            (1..=100).contains(&self.infer.online_share),
-            "--infer-online-share must be a percentage between 1 and 100"
-        );
-        anyhow::ensure!(
-            self.infer.cache_bytes >= 1 << 20,
-            "--serving-cache-bytes must be at least 1048576 (1 MiB)"
-        );
+        self.infer.validate()?;
         anyhow::ensure!(
             self.files.datasets.max_file_bytes >= 1 && self.files.max_model_bytes >= 1,
             "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1"
