@@ -6,7 +6,7 @@
 use crate::request::{request, RequestError};
 use crate::sdfs::{SdfsClient, SdfsError};
 use bus_schemas::fsck::{BlobLabel, HeldBlob, InventoryReply, InventoryRequest};
-use bus_schemas::membership::{MemberState, ViewRequest, ViewSnapshot};
+use bus_schemas::membership::{ViewRequest, ViewSnapshot};
 use bus_schemas::sdfs::{FileInfo, SdfsReply, SdfsRequest, VersionInfo};
 use bus_schemas::subjects;
 use serde::Serialize;
@@ -119,12 +119,7 @@ pub async fn check(
         from: "fsck".into(),
     };
     let view: ViewSnapshot = request(client, subjects::members_list(), &req, timeout).await?;
-    let alive: Vec<String> = view
-        .members
-        .iter()
-        .filter(|m| m.state == MemberState::Alive)
-        .map(|m| m.id.clone())
-        .collect();
+    let alive = view.alive_ids();
     let mut report = FsckReport::default();
     let mut held: BTreeMap<String, (u64, Vec<String>, Option<BlobLabel>)> = BTreeMap::new();
     for node in &alive {

@@ -184,6 +184,17 @@ impl Message for ViewSnapshot {
     const NAME: &'static str = "view snapshot";
 }
 
+impl ViewSnapshot {
+    /// The ids of the members alive in this view.
+    pub fn alive_ids(&self) -> Vec<String> {
+        let alive = self
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive);
+        alive.map(|m| m.id.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

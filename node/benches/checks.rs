@@ -9,14 +9,11 @@
 
 use bus_client::jobs::JobsClient;
 use bus_schemas::jobs::JobState;
-use bus_schemas::serve::ResultsBatch;
-use bus_schemas::{decode, subjects};
-use futures::StreamExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::{
-    env_or, import_fashion, median, serve_spec, train_quick, wait_until, Cluster, NodeProc,
+    collect_results, env_or, import_fashion, median, serve_spec, train_quick, wait_until, Cluster,
+    NodeProc, Seen,
 };
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
@@ -24,23 +21,6 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(compare());
-}
-
-/// Arrival times of every results message, by job.
-type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
-
-async fn collect(client: &async_nats::Client) -> Seen {
-    let seen: Seen = Arc::default();
-    let mut sub = client.subscribe(subjects::all_job_results()).await.unwrap();
-    let out = seen.clone();
-    tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
-            if let Ok(b) = decode::<ResultsBatch>(&msg.payload) {
-                out.lock().unwrap().push((Instant::now(), b.job_id));
-            }
-        }
-    });
-    seen
 }
 
 /// Restarts the one node with `binary` on the same data directory.
@@ -82,7 +62,7 @@ async fn compare() {
     let mut c = Cluster::start_with(Path::new(NODE), 1, &flags).await;
     let (_fs, jobs) = import_fashion(&c.client, "fm").await;
     train_quick(&jobs, "cnn", 1000).await;
-    let seen = collect(&c.client).await;
+    let seen = collect_results(&c.client).await;
     let mut builds: Vec<(&str, PathBuf)> = vec![("this build", NODE.into())];
     match &base {
         Some(b) => builds.push(("before the checks", b.clone())),

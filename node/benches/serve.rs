@@ -15,16 +15,15 @@ use bus_client::jobs::JobsClient;
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
 use bus_schemas::jobs::{JobRecord, JobState};
-use bus_schemas::serve::ResultsBatch;
-use bus_schemas::{decode, subjects};
-use futures::StreamExt;
+use bus_schemas::subjects;
 use idunno_node::ml::model::Model;
 use idunno_node::ml::train::Samples;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
-use testkit::{env_or, import_fashion, serve_spec, train_quick, wait_until, Cluster};
+use testkit::{
+    collect_results, env_or, import_fashion, serve_spec, train_quick, wait_until, Cluster, Seen,
+};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
@@ -106,25 +105,6 @@ async fn wait_final(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
         jobs.get(id).await.ok().filter(|j| j.state.is_final())
     })
     .await
-}
-
-/// Every results message seen: when, job, batch id.
-type Seen = Arc<Mutex<Vec<(Instant, String, u64)>>>;
-
-async fn collect_results(client: &async_nats::Client) -> Seen {
-    let seen: Seen = Arc::default();
-    let mut sub = client.subscribe(subjects::all_job_results()).await.unwrap();
-    let out = seen.clone();
-    tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
-            if let Ok(b) = decode::<ResultsBatch>(&msg.payload) {
-                out.lock()
-                    .unwrap()
-                    .push((Instant::now(), b.job_id, b.batch_id));
-            }
-        }
-    });
-    seen
 }
 
 /// (a): one node, `serve <arch> 64` against the bare loop.

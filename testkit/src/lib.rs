@@ -7,10 +7,12 @@ mod cluster;
 mod data;
 pub mod http;
 mod process;
+mod results;
 
 pub use cluster::Cluster;
 pub use data::{continuous, import_fashion, train_quick};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
+pub use results::{collect_results, Seen};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

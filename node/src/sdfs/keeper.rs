@@ -135,12 +135,7 @@ impl Keeper {
 
     async fn pass(&self, state: &mut State) -> anyhow::Result<()> {
         let view = self.membership.view().await?;
-        let alive: Vec<String> = view
-            .members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .map(|m| m.id.clone())
-            .collect();
+        let alive = view.alive_ids();
         // Nodes that (re)started moments ago first re-announce what they still hold.
         let settle_ms = now_ms().saturating_sub(NEWCOMER_SETTLE.as_millis() as u64);
         let settled: Vec<String> = view

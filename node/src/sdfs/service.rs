@@ -9,7 +9,6 @@ use super::trust::TrustState;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
-use bus_schemas::membership::MemberState;
 use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
 use bus_schemas::sdfs_limits::{self as limits, LimitError};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
@@ -324,12 +323,7 @@ impl Sdfs {
     /// Alive members, this node included.
     async fn live(&self) -> Vec<String> {
         match self.membership.view().await {
-            Ok(view) => view
-                .members
-                .into_iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .map(|m| m.id)
-                .collect(),
+            Ok(view) => view.alive_ids(),
             Err(_) => vec![self.id.clone()],
         }
     }

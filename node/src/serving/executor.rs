@@ -310,13 +310,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn urgent_tasks_overtake_queued_ones() {
-        let exec = Executor::new();
-        let order = Arc::new(Mutex::new(Vec::new()));
+    /// Occupies the thread with a task that runs until the returned sender is used.
+    async fn hold(
+        exec: &Executor,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), JobError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        // Hold the thread until every task is queued.
         let first = tokio::spawn({
             let exec = exec.clone();
             async move {
@@ -330,6 +332,15 @@ mod tests {
         while started_rx.try_recv().is_err() {
             tokio::task::yield_now().await;
         }
+        (first, gate_tx)
+    }
+
+    #[tokio::test]
+    async fn urgent_tasks_overtake_queued_ones() {
+        let exec = Executor::new();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Hold the thread until every task is queued.
+        let (first, gate_tx) = hold(&exec).await;
         let log = |name: &'static str| {
             let order = order.clone();
             move || order.lock().unwrap().push(name)
@@ -356,21 +367,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_and_the_thread_goes_on() {
         let exec = Executor::with_caps(1, 2);
-        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let first = tokio::spawn({
-            let exec = exec.clone();
-            async move {
-                exec.run(move || {
-                    started_tx.send(()).unwrap();
-                    gate_rx.recv().unwrap()
-                })
-                .await
-            }
-        });
-        while started_rx.try_recv().is_err() {
-            tokio::task::yield_now().await;
-        }
+        let (first, gate_tx) = hold(&exec).await;
         let queued: Vec<_> = (0..2)
             .map(|i| {
                 tokio::spawn({
