@@ -62,6 +62,19 @@ fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(child.id() as i32), sig);
 }
 
+/// Whether a NATS server on `port` answers a connection with its `INFO` line. A bare connect is
+/// not enough: while nothing listens, the kernel may pick the probed port itself as the probe's
+/// source port, and the socket then connects to itself (a TCP self-connect) and "succeeds".
+fn greets(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).is_ok() && &head == b"INFO"
+}
+
 /// A real nats-server with JetStream, on a free port, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
@@ -107,7 +120,7 @@ impl NatsServer {
             .expect("start nats-server (run infra/setup.sh)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !greets(self.port) {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
