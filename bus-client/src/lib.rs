@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod fsck;
+mod infer;
 pub mod jobs;
 mod options;
 pub mod part;
@@ -12,6 +13,7 @@ pub mod sdfs;
 pub mod transfer;
 pub mod workers;
 
+pub use infer::{infer, NO_NODE_TAKES_REQUESTS};
 pub use options::{BusOptions, ConnectError};
 pub use request::{publish, request, RequestError};
 

@@ -52,10 +52,9 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             timeout_ms,
         };
         let wait = Duration::from_millis(timeout_ms.saturating_add(2000));
-        let reply: InferReply =
-            bus_client::request(&client, bus_schemas::subjects::infer(), &req, wait)
-                .await
-                .map_err(|e| anyhow::anyhow!("no answer to the inference request: {e}"))?;
+        let reply: InferReply = bus_client::infer(&client, &req, wait)
+            .await
+            .map_err(|e| anyhow::anyhow!("no answer to the inference request: {e}"))?;
         match reply {
             InferReply::Done {
                 version,

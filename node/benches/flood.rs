@@ -28,6 +28,8 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 struct Tally {
     done: AtomicU64,
     overloaded: AtomicU64,
+    /// Answered "no responders" by NATS: every node had left the queue group to shed load.
+    no_room: AtomicU64,
     /// Answered `timeout` by a node (taken in, not run by its deadline).
     timeout: AtomicU64,
     /// Not answered at all within 10 s of the flood's end.
@@ -64,6 +66,15 @@ fn tally_reply(payload: &[u8], tally: &Tally) {
         _ => &tally.other,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts one answer on the flood's inbox: a node's reply, or NATS's "no responders".
+fn tally_msg(msg: &async_nats::Message, tally: &Tally) {
+    if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        tally.no_room.fetch_add(1, Ordering::Relaxed);
+    } else {
+        tally_reply(&msg.payload, tally);
+    }
 }
 
 /// Online capacity: requests answered per second with 64 clients back to back, no job.
@@ -126,7 +137,7 @@ async fn flood(
                 }
                 Some(msg) = replies.next() => {
                     answered += 1;
-                    tally_reply(&msg.payload, &tally);
+                    tally_msg(&msg, &tally);
                 }
             }
         }
@@ -137,7 +148,7 @@ async fn flood(
                     break;
                 };
                 answered += 1;
-                tally_reply(&msg.payload, &tally);
+                tally_msg(&msg, &tally);
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
@@ -275,14 +286,19 @@ async fn run() {
     );
     let t = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "- flood requests: {} sent, {} answered, {} shed `overloaded`, {} timed out, {} other errors, {} never answered; peak node RSS **{} MiB**",
+        "- flood requests: {} sent, {} answered, {} shed `overloaded` by a node, {} found no node in the queue group (\"no responders\": all had left it to shed load), {} timed out, {} other errors, {} never answered; peak node RSS **{} MiB**",
         t(&tally.sent),
         t(&tally.done),
         t(&tally.overloaded),
+        t(&tally.no_room),
         t(&tally.timeout),
         t(&tally.other),
         t(&tally.lost),
         t(&peak) / 1024
+    );
+    println!(
+        "- the nodes left the `idunno-infer` queue group {} times to shed load",
+        common::infer_pauses(&c).await
     );
     println!(
         "- CPU during the jobs alone: the 3 nodes {:.2} cores, the nats-server {:.2} cores",

@@ -15,6 +15,7 @@ pub struct Metrics {
     fd_dropped: AtomicU64,
     membership_refused: AtomicU64,
     shed: AtomicU64,
+    infer_pauses: AtomicU64,
     /// Models the inference engine holds in memory (`name vN`).
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -43,6 +44,8 @@ pub struct Counters {
     /// Requests refused at once because a limit of work in progress was reached (answered
     /// `overloaded`).
     pub shed: u64,
+    /// Times this node left the online-inference queue group to shed load.
+    pub infer_pauses: u64,
 }
 
 /// Which subsystem a message belongs to.
@@ -101,6 +104,11 @@ impl Metrics {
         self.shed.fetch_add(1, Relaxed);
     }
 
+    /// Counts the node leaving the online-inference queue group to shed load.
+    pub fn infer_paused(&self) {
+        self.infer_pauses.fetch_add(1, Relaxed);
+    }
+
     /// Counts a failure-detector message dropped by the simulated loss.
     pub fn fd_dropped(&self) {
         self.fd_dropped.fetch_add(1, Relaxed);
@@ -124,6 +132,7 @@ impl Metrics {
             fd_dropped: self.fd_dropped.load(Relaxed),
             membership_refused: self.membership_refused.load(Relaxed),
             shed: self.shed.load(Relaxed),
+            infer_pauses: self.infer_pauses.load(Relaxed),
         }
     }
 }

@@ -209,7 +209,7 @@ fn flood(
             tokio::spawn(async move {
                 while Instant::now() < stop {
                     let wait = Duration::from_secs(10);
-                    let reply = bus_client::request(&client, subjects::infer(), &req, wait).await;
+                    let reply = bus_client::infer(&client, &req, wait).await;
                     let counter = match reply {
                         Ok(InferReply::Done { .. }) => &tally.done,
                         Ok(InferReply::Error {
@@ -255,10 +255,22 @@ async fn a_flood_of_online_requests_is_shed_within_a_memory_bound() {
         tally.overloaded.load(Ordering::Relaxed),
         tally.other.load(Ordering::Relaxed),
     );
-    eprintln!("flood: {done} answered, {shed} overloaded, {other} other; peak RSS {peak} KiB");
+    let pauses = common::infer_pauses(&c).await;
+    eprintln!("flood: {done} answered, {shed} overloaded, {other} other; peak RSS {peak} KiB; the nodes left the queue group {pauses} times");
     assert!(done > 0, "some requests are answered during the flood");
     assert!(shed > 0, "the flood is shed with overloaded replies");
+    assert_eq!(other, 0, "no request times out or goes unanswered");
+    assert!(pauses > 0, "the nodes leave the queue group to shed load");
     all_alive(&mut c).await;
+    // The nodes joined the queue group again: a request after the flood is answered.
+    let req = InferRequest {
+        model: "fixture".into(),
+        version: None,
+        images: vec![ByteBuf::from(png())],
+        timeout_ms: 30_000,
+    };
+    let reply = bus_client::infer(&c.client, &req, Duration::from_secs(40)).await;
+    assert!(matches!(reply, Ok(InferReply::Done { .. })), "{reply:?}");
     let done = wait_job(&jobs, &id, Duration::from_secs(300)).await;
     check_every_query_once(&fs, &done).await;
 }

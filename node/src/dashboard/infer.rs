@@ -62,14 +62,7 @@ pub async fn infer(
     };
     // The node answering enforces the deadline; the bus wait only covers a lost node.
     let wait = Duration::from_millis(req.timeout_ms.saturating_add(2000));
-    match bus_client::request::<_, InferReply>(
-        &api.client,
-        bus_schemas::subjects::infer(),
-        &req,
-        wait,
-    )
-    .await
-    {
+    match bus_client::infer(&api.client, &req, wait).await {
         Ok(reply @ InferReply::Done { .. }) => Json(reply).into_response(),
         Ok(reply @ InferReply::Error { kind, .. }) => {
             let status = match kind {

@@ -200,6 +200,11 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Requests this node refused at once as overloaded (inference requests, assignments).",
     )?;
     add(r, shed)?.inc_by(c.shed);
+    let pauses = IntCounter::new(
+        "idunno_infer_pauses_total",
+        "Times this node left the online-inference queue group to shed load (it joins again when it has room).",
+    )?;
+    add(r, pauses)?.inc_by(c.infer_pauses);
     let cached = Gauge::new(
         "idunno_infer_cached_models",
         "Models this node's inference engine holds.",

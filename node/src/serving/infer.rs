@@ -7,10 +7,12 @@
 //! A node handles at most `--infer-max-inflight` requests at once; one beyond is answered at
 //! once with `overloaded` (load is shed, never queued without bound), and so is one that would
 //! only wait because online work has had its share of the inference thread while a job runs
-//! (see [`super::share`]).
+//! (see [`super::share`]); a node that sheds leaves the queue group until it has room again
+//! (see [`super::admit`]).
 
 use crate::config::InferConfig;
 use crate::jobs::{Ctx, JobError};
+use crate::serving::admit::Admission;
 use crate::serving::batcher::{batcher, Answer, Pending};
 use crate::serving::engine::{lock_model, SharedModel};
 use crate::serving::executor::Executor;
@@ -20,7 +22,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -33,80 +35,102 @@ pub const MAX_REQUEST_PIXEL_BYTES: usize = 16 << 20;
 /// How long the newest version of a model is remembered before SDFS is asked again.
 const VERSION_TTL: Duration = Duration::from_secs(2);
 
-/// Answers inference requests until `shutdown`.
+/// Answers inference requests until `shutdown`, leaving the queue group while it sheds load
+/// (see [`super::admit`]).
 pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken) {
-    let queue = Some(subjects::INFER_QUEUE);
-    let subscribed = crate::subscribe::retrying(
-        &ctx.client,
-        subjects::infer(),
-        queue,
-        "inference requests",
-        &shutdown,
-    );
-    let Some(mut sub) = subscribed.await else {
-        return;
-    };
     let (tx, rx) = mpsc::channel::<Pending>(cfg.max_inflight.max(1));
-    let slots = Arc::new(Semaphore::new(cfg.max_inflight));
     let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
     let versions = Arc::new(Mutex::new(HashMap::new()));
-    // Shedding must cost as little as possible: its answer is encoded once.
     let why = format!(
         "overloaded: this node handles at most {} requests at once (--infer-max-inflight)",
         cfg.max_inflight
     );
-    let overloaded = encode_error(InferErrorKind::Overloaded, why);
+    let full = encode_error(InferErrorKind::Overloaded, why);
     let why = format!(
         "overloaded: online requests have had their share ({}%) of this node's inference time while jobs run (--infer-online-share)",
         cfg.online_share
     );
     let over_share = encode_error(InferErrorKind::Overloaded, why);
     let exec = ctx.engine.executor().clone();
-    let while_job = crate::serving::share::busy_while_job(cfg.max_inflight, cfg.online_share);
+    let admit = Admission::new(cfg.max_inflight, cfg.online_share, exec, full, over_share);
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(msg) = sub.next() => {
-                let received = Instant::now();
-                let busy = cfg.max_inflight - slots.available_permits();
-                let refused = if !exec.admits_online(busy, while_job) {
-                    Err(&over_share)
-                } else {
-                    slots.clone().try_acquire_owned().map_err(|_| &overloaded)
-                };
-                let slot = match refused {
-                    Ok(slot) => slot,
-                    Err(reply) => {
-                        ctx.metrics.shed();
-                        if let Some(to) = msg.reply {
-                            let _ = ctx.client.publish(to, reply.clone()).await;
+        let joined = crate::subscribe::retrying(
+            &ctx.client,
+            subjects::infer(),
+            Some(subjects::INFER_QUEUE),
+            "inference requests",
+            &shutdown,
+        );
+        let Some(mut sub) = joined.await else {
+            break;
+        };
+        let mut leaving = false;
+        // Until the subscription ends: at once when it is drained, or if the bus dropped it.
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                msg = sub.next() => msg,
+            };
+            let Some(msg) = msg else { break };
+            let received = Instant::now();
+            match admit.take() {
+                Ok(slot) => {
+                    let (ctx, tx, versions) = (ctx.clone(), tx.clone(), versions.clone());
+                    tokio::spawn(async move {
+                        let reply = reply(&ctx, &tx, &versions, &msg.payload, received).await;
+                        drop(slot);
+                        if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                            let _ = ctx.client.publish(to, bytes.into()).await;
                         }
-                        continue;
+                    });
+                }
+                Err(shed) => {
+                    ctx.metrics.shed();
+                    if let Some(to) = msg.reply {
+                        let _ = ctx.client.publish(to, shed).await;
                     }
-                };
-                let (ctx, tx, versions) = (ctx.clone(), tx.clone(), versions.clone());
-                tokio::spawn(async move {
-                    let reply = match decode::<InferRequest>(&msg.payload) {
-                        Ok(req) => answer(&ctx, &tx, &versions, req, received).await,
-                        Err(e) => {
-                            ctx.metrics.garbage();
-                            tracing::warn!(subject = %msg.subject, "garbage dropped: {e}");
-                            error(InferErrorKind::BadInput, e.to_string())
-                        }
-                    };
-                    drop(slot);
-                    if matches!(reply, InferReply::Error { kind: InferErrorKind::Overloaded, .. }) {
-                        ctx.metrics.shed();
+                    // Leave the group; what is already on its way still comes, then the end.
+                    if !leaving && sub.drain().await.is_ok() {
+                        leaving = true;
+                        ctx.metrics.infer_paused();
                     }
-                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
-                        let _ = ctx.client.publish(to, bytes.into()).await;
-                    }
-                });
+                }
             }
+        }
+        if shutdown.is_cancelled() || (leaving && !admit.room(&shutdown).await) {
+            break;
         }
     }
     drop(tx);
     let _ = batcher.await;
+}
+
+/// The answer to one request taken in.
+async fn reply(
+    ctx: &Ctx,
+    tx: &mpsc::Sender<Pending>,
+    versions: &Versions,
+    payload: &[u8],
+    received: Instant,
+) -> InferReply {
+    let reply = match decode::<InferRequest>(payload) {
+        Ok(req) => answer(ctx, tx, versions, req, received).await,
+        Err(e) => {
+            ctx.metrics.garbage();
+            tracing::warn!("garbage dropped on {}: {e}", subjects::infer());
+            return error(InferErrorKind::BadInput, e.to_string());
+        }
+    };
+    if matches!(
+        reply,
+        InferReply::Error {
+            kind: InferErrorKind::Overloaded,
+            ..
+        }
+    ) {
+        ctx.metrics.shed();
+    }
+    reply
 }
 
 fn error(kind: InferErrorKind, message: String) -> InferReply {

@@ -5,6 +5,7 @@
 //! `<job>.<batch>.<worker>` (so a batch sent twice to the same worker is stored once), and
 //! answers with the stream sequence of its results, which the coordinator accepts.
 
+pub mod admit;
 pub mod args;
 mod batch;
 mod batcher;

@@ -51,3 +51,21 @@ pub async fn import_fixture(fs: &SdfsClient, jobs: &JobsClient, name: &str) {
     let done = wait_job(jobs, &id, Duration::from_secs(120)).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
 }
+
+/// How many times the nodes of `c` left the online-inference queue group to shed load, from
+/// their `/metrics` (`idunno_infer_pauses_total`).
+pub async fn infer_pauses(c: &testkit::Cluster) -> u64 {
+    let mut total = 0;
+    for n in &c.nodes {
+        let rec = c.seen("n1", &n.id).await.expect("node in view");
+        let addr = rec.http.expect("node serves a dashboard");
+        let text = testkit::http::get(&addr, "/metrics", &[]).body;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("idunno_infer_pauses_total "));
+        total += line
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .expect("idunno_infer_pauses_total in /metrics");
+    }
+    total
+}

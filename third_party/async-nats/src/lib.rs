@@ -470,6 +470,9 @@ pub(crate) struct ConnectionHandler {
     flush_observers: Vec<oneshot::Sender<()>>,
     is_draining: bool,
     drain_pings: VecDeque<u64>,
+    // IDunno patch: one entry per PING sent and not yet answered, with the subscriptions
+    // whose drain waits for that PING's PONG (empty for keep-alive pings).
+    ping_sids: VecDeque<Vec<u64>>,
 }
 
 impl ConnectionHandler {
@@ -494,6 +497,7 @@ impl ConnectionHandler {
             flush_observers: Vec::new(),
             is_draining: false,
             drain_pings: VecDeque::new(),
+            ping_sids: VecDeque::new(),
         }
     }
 
@@ -527,6 +531,7 @@ impl ConnectionHandler {
                     Poll::Ready(ExitReason::Disconnected(None))
                 } else {
                     self.handler.connection.enqueue_write_op(&ClientOp::Ping);
+                    self.handler.ping_sids.push_back(Vec::new());
 
                     Poll::Pending
                 }
@@ -716,6 +721,12 @@ impl ConnectionHandler {
             ServerOp::Pong => {
                 debug!("received PONG");
                 self.pending_pings = self.pending_pings.saturating_sub(1);
+                // IDunno patch: the server has processed every UNSUB sent before this PONG's
+                // PING, and every message it sent on those subscriptions came before the PONG:
+                // a drained subscription ends only now, so no message in flight is lost.
+                for sid in self.ping_sids.pop_front().unwrap_or_default() {
+                    self.subscriptions.remove(&sid);
+                }
             }
             ServerOp::Error(error) => {
                 debug!("received ERROR: {:?}", error);
@@ -851,9 +862,17 @@ impl ConnectionHandler {
                 };
 
                 if let Some(sid) = sid {
-                    if self.subscriptions.get_mut(&sid).is_some() {
-                        drain_sub(sid);
+                    // IDunno patch: one subscription's drain ends at the PONG of the PING
+                    // sent after its UNSUB (see `ServerOp::Pong`), not at the next poll,
+                    // which dropped the messages still on their way.
+                    if self.subscriptions.contains_key(&sid) {
+                        self.connection
+                            .enqueue_write_op(&ClientOp::Unsubscribe { sid, max: None });
+                        self.connection.enqueue_write_op(&ClientOp::Ping);
+                        self.pending_pings += 1;
+                        self.ping_sids.push_back(vec![sid]);
                     }
+                    return;
                 } else {
                     // sid isn't set, so drain the whole client
                     self.connector.events_tx.try_send(Event::Draining).ok();
@@ -863,6 +882,7 @@ impl ConnectionHandler {
                     }
                 }
                 self.connection.enqueue_write_op(&ClientOp::Ping);
+                self.ping_sids.push_back(Vec::new());
             }
             Command::Subscribe {
                 sid,
@@ -980,6 +1000,11 @@ impl ConnectionHandler {
 
     async fn handle_disconnect(&mut self) -> Result<(), ConnectError> {
         self.pending_pings = 0;
+        // IDunno patch: the server forgot the connection's subscriptions; those being drained
+        // are not subscribed again.
+        for sid in self.ping_sids.drain(..).flatten() {
+            self.subscriptions.remove(&sid);
+        }
         self.connector.events_tx.try_send(Event::Disconnected).ok();
         self.connector.state_tx.send(State::Disconnected).ok();
 
