@@ -236,14 +236,20 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     assert!(page["outputs"][0]["class_name"].is_string(), "{page}");
     assert_eq!(get(&addr, "/api/jobs/nope", &[]).status, 404);
 
-    // Metrics: the official parser reads them, with the jobs' figures in.
+    // Metrics: the official parser reads them, with the jobs' figures in (latencies come from
+    // the batches, the count of queries from the job's record: each shows up on its own).
     let text = wait_until(
-        "metrics show the job's latencies",
+        "metrics show the job's latencies and queries",
         Duration::from_secs(30),
         || async {
             let text = get(&addr, "/metrics", &[]).body;
-            text.contains(&format!("idunno_job_batch_latency_ms{{job=\"{id}\""))
-                .then_some(text)
+            let latency = format!("idunno_job_batch_latency_ms{{job=\"{id}\"");
+            let queries = format!("idunno_job_queries_total{{job=\"{id}\"");
+            let counted = text.lines().any(|l| {
+                l.starts_with(&queries)
+                    && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0)
+            });
+            (text.contains(&latency) && counted).then_some(text)
         },
     )
     .await;
