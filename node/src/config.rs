@@ -48,6 +48,10 @@ pub struct NodeArgs {
     /// Directory for this node's files and log.
     #[arg(long, required_unless_present = "version")]
     pub data_dir: Option<PathBuf>,
+    /// The machine this node runs on, as peers see it (SDFS puts a file's replicas on distinct
+    /// hosts first): default the machine's hostname. Nodes on one machine must give the same.
+    #[arg(long, env = "IDUNNO_HOST")]
+    pub host: Option<String>,
     /// The bus.
     #[command(flatten)]
     pub bus: BusOptions,
@@ -132,6 +136,8 @@ pub struct NodeConfig {
     pub id: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// The machine this node runs on.
+    pub host: String,
     /// The bus.
     pub bus: BusOptions,
     /// Dashboard address.
@@ -191,6 +197,7 @@ impl NodeArgs {
         let cfg = NodeConfig {
             id,
             data_dir,
+            host: self.host.unwrap_or_else(crate::hostname),
             bus: self.bus,
             http: self.http,
             http_token: self.http_token.map(HttpToken),
@@ -237,6 +244,7 @@ impl NodeConfig {
     /// Checks the config; the error says which setting is wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
         bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+        validate_host(&self.host)?;
         self.bus.validate()?;
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         if let Some(HttpToken(t)) = &self.http_token {
@@ -318,6 +326,7 @@ impl NodeConfig {
         Self {
             id: id.into(),
             data_dir,
+            host: "localhost".into(),
             bus: BusOptions::for_url(nats_url),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_token: None,
@@ -336,6 +345,20 @@ impl NodeConfig {
     }
 }
 
+/// A host name as peers accept it: 1 to [`MAX_HOST_LEN`] bytes of letters, digits, '-', '_'
+/// and '.'.
+///
+/// [`MAX_HOST_LEN`]: bus_schemas::membership::plausible::MAX_HOST_LEN
+fn validate_host(host: &str) -> anyhow::Result<()> {
+    let max = bus_schemas::membership::plausible::MAX_HOST_LEN;
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+    anyhow::ensure!(
+        !host.is_empty() && host.len() <= max && host.bytes().all(ok),
+        "--host must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +369,17 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.id = "a.b".into();
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn bad_hosts_are_refused() {
+        let mut cfg = NodeConfig::for_test("ok", "/tmp/x".into(), "nats://127.0.0.1:1");
+        for bad in ["", "a b", "h\u{1b}[2J", &"h".repeat(254)] {
+            cfg.host = bad.into();
+            assert!(cfg.validate().is_err(), "{bad:?}");
+        }
+        cfg.host = "rack-1.example.org".into();
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

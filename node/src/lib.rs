@@ -71,8 +71,8 @@ pub async fn run(
     let (conn_tx, conn_rx) = mpsc::channel(16);
     let client = connect(&cfg, conn_tx).await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let host = hostname();
-    let machine = host.clone();
+    let host = cfg.host.clone();
+    let machine = hostname();
     let (coordinator_tx, coordinator_rx) =
         tokio::sync::watch::channel(jobs::lease::Coordinator::default());
     let mcfg = MembershipConfig {
@@ -191,7 +191,8 @@ async fn serve_sdfs(
     }
 }
 
-fn hostname() -> String {
+/// This machine's hostname (`localhost` if it cannot be read).
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

@@ -3,7 +3,6 @@
 use crate::process::{NatsServer, NodeProc};
 use bus_schemas::control::{ControlReply, ControlRequest, NodeStats};
 use bus_schemas::membership::{MemberRecord, MemberState};
-use bus_schemas::subjects;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,18 +65,12 @@ impl Cluster {
 
     /// Asks node `id` a control request (bounded by 2 s); `None` if it does not answer.
     pub async fn control(&self, id: &str, req: ControlRequest) -> Option<ControlReply> {
-        let subject = subjects::node_control(id);
-        bus_client::request(&self.client, subject, &req, Duration::from_secs(2))
-            .await
-            .ok()
+        crate::views::control(&self.client, id, req).await
     }
 
     /// Node `observer`'s view, if it answers.
     pub async fn view(&self, observer: &str) -> Option<Vec<MemberRecord>> {
-        match self.control(observer, ControlRequest::Members).await? {
-            ControlReply::Members { members, .. } => Some(members),
-            _ => None,
-        }
+        crate::views::view(&self.client, observer).await
     }
 
     /// What `observer` thinks of `target`.
@@ -135,19 +128,7 @@ impl Cluster {
     /// Whether every node answers and sees every node alive.
     pub async fn everyone_alive(&self) -> bool {
         let ids = self.ids();
-        for o in &ids {
-            let Some(view) = self.view(o).await else {
-                return false;
-            };
-            let alive = |t: &String| {
-                view.iter()
-                    .any(|m| &m.id == t && m.state == MemberState::Alive)
-            };
-            if !ids.iter().all(alive) {
-                return false;
-            }
-        }
-        true
+        crate::views::all_see_all(&self.client, &ids, &ids, MemberState::Alive).await
     }
 
     /// Ids of all nodes but `not`.

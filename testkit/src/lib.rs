@@ -6,11 +6,14 @@
 mod cluster;
 mod data;
 pub mod http;
+mod machines;
 mod process;
 mod results;
+pub mod views;
 
 pub use cluster::Cluster;
 pub use data::{continuous, import_fashion, train_quick};
+pub use machines::{unavailable as machines_unavailable, Machine, Machines};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
 pub use results::{collect_results, Seen};
 

@@ -62,12 +62,12 @@ fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(child.id() as i32), sig);
 }
 
-/// Whether a NATS server on `port` answers a connection with its `INFO` line. A bare connect is
+/// Whether a NATS server at `addr` answers a connection with its `INFO` line. A bare connect is
 /// not enough: while nothing listens, the kernel may pick the probed port itself as the probe's
 /// source port, and the socket then connects to itself (a TCP self-connect) and "succeeds".
-fn greets(port: u16) -> bool {
+pub(crate) fn greets(addr: impl std::net::ToSocketAddrs) -> bool {
     use std::io::Read;
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = TcpStream::connect(addr) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -120,7 +120,7 @@ impl NatsServer {
             .expect("start nats-server (run infra/setup.sh)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !greets(self.port) {
+        while !greets(("127.0.0.1", self.port)) {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -184,6 +184,30 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `binary` as node `id` on the bus at `url`, with a free dashboard port.
     pub fn spawn(binary: &Path, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_with(Command::new(binary), id, url, data_dir, extra)
+    }
+
+    /// Starts `binary` as node `id` inside network namespace `netns` (through `ip netns
+    /// exec`, which execs the binary: the child is the node itself), with its dashboard on a
+    /// free port of `ip`.
+    pub fn spawn_in(
+        netns: &str,
+        ip: &str,
+        binary: &Path,
+        id: &str,
+        url: &str,
+        data_dir: &Path,
+        (extra, host): (&[&str], &str),
+    ) -> Self {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(binary);
+        let http = format!("{ip}:0");
+        let mut all = vec!["--http", &http, "--host", host];
+        all.extend_from_slice(extra);
+        Self::spawn_with(cmd, id, url, data_dir, &all)
+    }
+
+    fn spawn_with(mut cmd: Command, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.join("stdout.log")).expect("stdout log");
         // One tch thread unless the caller asks for more.
@@ -198,7 +222,7 @@ impl NodeProc {
         } else {
             &["--http", "127.0.0.1:0"]
         };
-        let child = Command::new(binary)
+        let child = cmd
             .args(["--id", id, "--nats", url])
             .args(http)
             .args(threads)

@@ -1,0 +1,101 @@
+//! Several machines on one box (network namespaces, `testkit::Machines`): three machines, each
+//! with its own nats-server (one JetStream cluster over routes) and two nodes. The nodes announce
+//! their machine as their host; a machine killed whole fails only its own nodes; a machine cut
+//! off is failed by the others and rejoins when healed; the harness leaves nothing behind.
+
+use bus_schemas::membership::MemberState;
+use std::process::Command;
+use std::time::Duration;
+use testkit::views::{all_see_all, view};
+use testkit::{wait_until, Machines};
+
+const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
+
+/// 3 machines, nodes `a1 a2 b1 b2 c1 c2`, every node seeing every node alive, and a client
+/// of machine a's server.
+async fn three_machines() -> (Machines, async_nats::Client) {
+    let mut m =
+        Machines::start(std::path::Path::new(NODE), 3).with_node_flags(&["--kv-replicas", "3"]);
+    for i in 0..3 {
+        let name = m.machines[i].name.clone();
+        for k in 1..=2 {
+            m.spawn_node(i, &format!("{name}{k}"));
+        }
+    }
+    let client = m.client_of(0).await;
+    let ids = m.ids();
+    wait_until(
+        "every node sees every node alive",
+        Duration::from_secs(60),
+        || async {
+            all_see_all(&client, &ids, &ids, MemberState::Alive)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    (m, client)
+}
+
+fn namespaces() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_machine_killed_whole_fails_only_its_own_nodes() {
+    let (mut m, client) = three_machines().await;
+    let netns = m.machines[0].netns.clone();
+    let view_a1 = view(&client, "a1").await.unwrap();
+    for rec in &view_a1 {
+        let machine = &rec.id[..1];
+        assert_eq!(rec.host, machine, "{} announces its machine", rec.id);
+    }
+    m.kill(2);
+    let (lost, kept) = (m.ids_on(2), [m.ids_on(0), m.ids_on(1)].concat());
+    wait_until(
+        "the others see c's nodes failed",
+        Duration::from_secs(30),
+        || async {
+            all_see_all(&client, &kept, &lost, MemberState::Failed)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        all_see_all(&client, &kept, &kept, MemberState::Alive).await,
+        "only the lost machine's nodes are failed"
+    );
+    drop(m);
+    assert!(!namespaces().contains(&netns), "{}", namespaces());
+}
+
+#[tokio::test]
+async fn a_machine_cut_off_is_failed_and_rejoins_when_healed() {
+    let (m, client) = three_machines().await;
+    let (cut, kept) = (m.ids_on(1), [m.ids_on(0), m.ids_on(2)].concat());
+    m.cut(1);
+    wait_until(
+        "the others see b's nodes failed",
+        Duration::from_secs(30),
+        || async {
+            all_see_all(&client, &kept, &cut, MemberState::Failed)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    m.heal(1);
+    let ids = m.ids();
+    wait_until(
+        "every node sees every node alive again",
+        Duration::from_secs(60),
+        || async {
+            all_see_all(&client, &ids, &ids, MemberState::Alive)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+}

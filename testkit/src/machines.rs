@@ -1,0 +1,439 @@
+//! "Machines" on one box, for tests of several machines. Each machine is a Linux network
+//! namespace with its own address on a bridge, its own nats-server (the servers form one
+//! JetStream cluster over routes) and its own nodes, which reach the cluster only through their
+//! machine's address. The test process talks to every machine over the bridge. A machine can be
+//! killed (every process in it, `kill -9`), cut off (its link down) and healed.
+//!
+//! Everything the harness makes (namespaces, links, the bridge, processes, directories) is
+//! removed when [`Machines`] drops, also when a test fails. A bridge left behind by a run that
+//! was itself killed names its owner's pid; the next run that finds it with that pid gone
+//! removes it with its namespaces and processes.
+
+use crate::process::{greets, NodeProc};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The client port of every machine's nats-server (each machine has its own address).
+pub const NATS_PORT: u16 = 4222;
+/// The route port of every machine's nats-server.
+const ROUTE_PORT: u16 = 6222;
+/// The monitoring port of every machine's nats-server (`/healthz`).
+const MONITOR_PORT: u16 = 8222;
+/// Slots for harnesses alive at once on this box: slot `k` owns bridge `idnb{k}` and the
+/// subnet 10.213.k.0/24.
+const SLOTS: u8 = 200;
+
+/// One machine: a namespace, its address, its nats-server and its nodes.
+pub struct Machine {
+    /// Its name (`a`, `b`, …), also the `--host` its nodes announce.
+    pub name: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address on the bridge.
+    pub ip: Ipv4Addr,
+    /// Its nodes.
+    pub nodes: Vec<NodeProc>,
+    link: String,
+    nats: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Machine {
+    /// The URL of this machine's nats-server.
+    pub fn url(&self) -> String {
+        format!("nats://{}:{NATS_PORT}", self.ip)
+    }
+
+    /// Whether its nats-server runs.
+    pub fn nats_running(&mut self) -> bool {
+        self.nats
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn stop_nats(&mut self) {
+        if let Some(mut child) = self.nats.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// M machines on one box (see the module's doc); dropped, it removes all it made.
+pub struct Machines {
+    /// The machines, `machines[i]` named `a`, `b`, ….
+    pub machines: Vec<Machine>,
+    slot: u8,
+    binary: PathBuf,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+/// Why this box cannot run the machines (not root, no `ip`), or None.
+pub fn unavailable() -> Option<String> {
+    if !is_root() {
+        return Some("tests of several machines need root (network namespaces)".into());
+    }
+    let ip = Command::new("ip").arg("-V").output();
+    if !ip.is_ok_and(|o| o.status.success()) {
+        return Some("tests of several machines need iproute2's `ip` on PATH".into());
+    }
+    if !Path::new("/sys/class/net").exists() {
+        return Some("tests of several machines need /sys/class/net".into());
+    }
+    None
+}
+
+impl Machines {
+    /// Makes `m` machines (namespaces on a fresh bridge), starts a nats-server on each, all
+    /// in one JetStream cluster, and waits until JetStream answers on every one. Panics with
+    /// what is missing where namespaces cannot be made (see [`unavailable`]).
+    pub fn start(binary: &Path, m: usize) -> Self {
+        if let Some(why) = unavailable() {
+            panic!("{why}");
+        }
+        assert!((1..=26).contains(&m), "1 to 26 machines, not {m}");
+        let slot = claim_slot();
+        let mut all = Self {
+            machines: Vec::new(),
+            slot,
+            binary: binary.into(),
+            extra: Vec::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for i in 0..m {
+            let name = ((b'a' + i as u8) as char).to_string();
+            let machine = all.make_machine(&name, i);
+            all.machines.push(machine);
+        }
+        for i in 0..m {
+            all.start_nats(i);
+        }
+        all.wait_jetstream(Duration::from_secs(60));
+        all
+    }
+
+    /// Extra `idunno-node` flags for every node started from now on.
+    pub fn with_node_flags(mut self, extra: &[&str]) -> Self {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn make_machine(&self, name: &str, i: usize) -> Machine {
+        let netns = format!("idn{}-{name}", self.slot);
+        let link = format!("idn{}{name}", self.slot);
+        let ip = Ipv4Addr::new(10, 213, self.slot, 10 + i as u8);
+        ip_cmd(&["netns", "add", &netns]);
+        ip_cmd(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+        ]);
+        ip_cmd(&["link", "set", &link, "master", &bridge(self.slot), "up"]);
+        let cidr = format!("{ip}/24");
+        ip_cmd(&["-n", &netns, "addr", "add", &cidr, "dev", "eth0"]);
+        ip_cmd(&["-n", &netns, "link", "set", "eth0", "up"]);
+        ip_cmd(&["-n", &netns, "link", "set", "lo", "up"]);
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(dir.join("nats")).expect("machine dir");
+        Machine {
+            name: name.into(),
+            netns,
+            ip,
+            nodes: Vec::new(),
+            link,
+            nats: None,
+            dir,
+        }
+    }
+
+    /// The nats-server config of machine `i`: routes to every other machine.
+    fn nats_conf(&self, i: usize) -> String {
+        let me = &self.machines[i];
+        let routes: Vec<String> = (self.machines.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, m)| format!("    nats-route://{}:{ROUTE_PORT}", m.ip))
+            .collect();
+        format!(
+            "server_name: m-{name}\nlisten: {ip}:{NATS_PORT}\nhttp: {ip}:{MONITOR_PORT}\n\
+             max_payload: 8MB\ncluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
+             routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n}}\n",
+            name = me.name,
+            ip = me.ip,
+            routes = routes.join("\n"),
+            store = me.dir.join("nats").display(),
+        )
+    }
+
+    /// Starts (or starts again, on the same store) machine `i`'s nats-server and waits until
+    /// it greets clients.
+    pub fn start_nats(&mut self, i: usize) {
+        let conf = self.machines[i].dir.join("nats.conf");
+        std::fs::write(&conf, self.nats_conf(i)).expect("write nats.conf");
+        let m = &mut self.machines[i];
+        m.stop_nats();
+        let log = std::fs::File::create(m.dir.join("nats.log")).expect("nats log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &m.netns])
+            .arg(bus_client::nats_server_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server (run infra/setup.sh)");
+        m.nats = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !greets((m.ip, NATS_PORT)) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server of {} did not listen",
+                m.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every running server's `/healthz` says JetStream is current.
+    pub fn wait_jetstream(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for i in 0..self.machines.len() {
+            if !self.machines[i].nats_running() {
+                continue;
+            }
+            let addr = format!("{}:{MONITOR_PORT}", self.machines[i].ip);
+            while !healthy(&addr) {
+                assert!(Instant::now() < deadline, "JetStream not ready on {addr}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every server's URL, for a client that may use any of them.
+    pub fn urls(&self) -> Vec<String> {
+        self.machines.iter().map(Machine::url).collect()
+    }
+
+    /// A client of machine `i`'s server (it learns the others from it, and reconnects to one
+    /// of them if that server goes). A test that cuts a machine off talks through another
+    /// one: a client of the cut server would not notice for a while.
+    pub async fn client_of(&self, i: usize) -> async_nats::Client {
+        let url = self.machines[i].url();
+        async_nats::connect(url)
+            .await
+            .expect("connect to the machine")
+    }
+
+    /// A client that knows every server (and reconnects to another when one goes).
+    pub async fn client(&self) -> async_nats::Client {
+        let addrs: Vec<async_nats::ServerAddr> = (self.urls().iter())
+            .map(|u| u.parse().expect("server address"))
+            .collect();
+        async_nats::connect(addrs)
+            .await
+            .expect("connect to the machines")
+    }
+
+    /// Starts node `id` on machine `i` (its data in the machine's directory), connected to
+    /// that machine's server and announcing the machine's name as its host.
+    pub fn spawn_node(&mut self, i: usize, id: &str) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let m = &mut self.machines[i];
+        let data = m.dir.join("nodes").join(id);
+        let ip = m.ip.to_string();
+        let host = m.name.clone();
+        let node = NodeProc::spawn_in(
+            &m.netns,
+            &ip,
+            &self.binary,
+            id,
+            &m.url(),
+            &data,
+            (&extra, &host),
+        );
+        m.nodes.retain(|n| n.id != id);
+        m.nodes.push(node);
+    }
+
+    /// Ids of every node on every machine.
+    pub fn ids(&self) -> Vec<String> {
+        let nodes = self.machines.iter().flat_map(|m| &m.nodes);
+        nodes.map(|n| n.id.clone()).collect()
+    }
+
+    /// Ids of the nodes on machine `i`.
+    pub fn ids_on(&self, i: usize) -> Vec<String> {
+        self.machines[i]
+            .nodes
+            .iter()
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// Kills machine `i` at once: its nats-server and every node, `kill -9`. Its directories
+    /// stay, so it can be started again on them.
+    pub fn kill(&mut self, i: usize) {
+        let m = &mut self.machines[i];
+        m.stop_nats();
+        for n in &mut m.nodes {
+            n.kill9();
+        }
+    }
+
+    /// Cuts machine `i` off: its link to the bridge goes down (its processes keep running).
+    pub fn cut(&self, i: usize) {
+        ip_cmd(&["link", "set", &self.machines[i].link, "down"]);
+    }
+
+    /// Heals a cut: the link comes up again.
+    pub fn heal(&self, i: usize) {
+        ip_cmd(&["link", "set", &self.machines[i].link, "up"]);
+    }
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        for m in &mut self.machines {
+            m.stop_nats();
+            m.nodes.clear();
+        }
+        remove_slot(self.slot);
+    }
+}
+
+/// Whether the nats-server monitoring at `addr` answers `/healthz` with 200 (JetStream
+/// current), within 2 s.
+fn healthy(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 12];
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && &head[9..12] == b"200"
+}
+
+/// Runs `ip args…`; panics with its error output when it fails.
+fn ip_cmd(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+fn bridge(slot: u8) -> String {
+    format!("idnb{slot}")
+}
+
+/// Claims a free slot: creating its bridge is the lock (it fails if another run holds it).
+/// The bridge's alias names this process; a bridge whose owner is gone is removed first.
+fn claim_slot() -> u8 {
+    let me = std::process::id();
+    for slot in 0..SLOTS {
+        let name = bridge(slot);
+        let made = Command::new("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            if owner(&name).is_some_and(|pid| !alive(pid)) {
+                remove_slot(slot);
+                if Command::new("ip")
+                    .args(["link", "add", &name, "type", "bridge"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    return own(slot, me);
+                }
+            }
+            continue;
+        }
+        return own(slot, me);
+    }
+    panic!("no free slot for machines: {SLOTS} bridges idnb* exist (ip link show type bridge)")
+}
+
+fn own(slot: u8, pid: u32) -> u8 {
+    let name = bridge(slot);
+    ip_cmd(&[
+        "link",
+        "set",
+        "dev",
+        &name,
+        "alias",
+        &format!("idunno-test pid={pid}"),
+    ]);
+    ip_cmd(&["addr", "add", &format!("10.213.{slot}.1/24"), "dev", &name]);
+    ip_cmd(&["link", "set", &name, "up"]);
+    slot
+}
+
+/// The pid named in the alias of bridge `name`, if it is one of ours.
+fn owner(name: &str) -> Option<u32> {
+    let alias = std::fs::read_to_string(format!("/sys/class/net/{name}/ifalias")).ok()?;
+    alias.trim().strip_prefix("idunno-test pid=")?.parse().ok()
+}
+
+/// Whether this process runs as root (its effective uid, from `/proc/self/status`).
+fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"));
+    uid.and_then(|u| u.split_whitespace().nth(1)) == Some("0")
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes slot `slot`'s links, namespaces (killing what still runs in them) and bridge.
+/// The links go first and explicitly: a deleted namespace is cleaned up by the kernel later,
+/// and its veth pair with it, so the next run could find the names still taken.
+fn remove_slot(slot: u8) {
+    let links = std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let prefix = format!("idn{slot}");
+    for link in links {
+        let name = link.file_name().to_string_lossy().into_owned();
+        let rest = name.strip_prefix(&prefix).unwrap_or("");
+        if rest.len() == 1 && rest.bytes().all(|b| b.is_ascii_lowercase()) {
+            let _ = Command::new("ip").args(["link", "del", &name]).status();
+        }
+    }
+    let prefix = format!("idn{slot}-");
+    let list = Command::new("ip").args(["netns", "list"]).output();
+    let list = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for line in list.unwrap_or_default().lines() {
+        let Some(ns) = line.split_whitespace().next() else {
+            continue;
+        };
+        if !ns.starts_with(&prefix) {
+            continue;
+        }
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        // Deleting the namespace also deletes its end of the veth, and so the other end.
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+    let _ = Command::new("ip")
+        .args(["link", "del", &bridge(slot)])
+        .stderr(Stdio::null())
+        .status();
+}

@@ -1,0 +1,46 @@
+//! What nodes say about the cluster, asked over the bus: shared by [`crate::Cluster`] and
+//! [`crate::Machines`].
+
+use bus_schemas::control::{ControlReply, ControlRequest};
+use bus_schemas::membership::{MemberRecord, MemberState};
+use bus_schemas::subjects;
+use std::time::Duration;
+
+/// Asks node `id` a control request (bounded by 2 s); `None` if it does not answer.
+pub async fn control(
+    client: &async_nats::Client,
+    id: &str,
+    req: ControlRequest,
+) -> Option<ControlReply> {
+    let subject = subjects::node_control(id);
+    bus_client::request(client, subject, &req, Duration::from_secs(2))
+        .await
+        .ok()
+}
+
+/// Node `observer`'s view, if it answers.
+pub async fn view(client: &async_nats::Client, observer: &str) -> Option<Vec<MemberRecord>> {
+    match control(client, observer, ControlRequest::Members).await? {
+        ControlReply::Members { members, .. } => Some(members),
+        _ => None,
+    }
+}
+
+/// Whether every observer answers and sees each of `targets` in `state`.
+pub async fn all_see_all(
+    client: &async_nats::Client,
+    observers: &[String],
+    targets: &[String],
+    state: MemberState,
+) -> bool {
+    for o in observers {
+        let Some(view) = view(client, o).await else {
+            return false;
+        };
+        let seen = |t: &String| view.iter().any(|m| &m.id == t && m.state == state);
+        if !targets.iter().all(seen) {
+            return false;
+        }
+    }
+    true
+}
