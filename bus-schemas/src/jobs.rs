@@ -340,6 +340,10 @@ pub enum QpsPolicy {
 pub struct Settings {
     /// The fair-time policy.
     pub qps: QpsPolicy,
+    /// Copies JetStream keeps of IDunno's buckets and streams, as an operator set it
+    /// (`idunno cluster replicas`); `None` (the default): min(3, the NATS cluster's servers).
+    #[serde(default)]
+    pub replicas: Option<u8>,
 }
 
 impl Message for Settings {

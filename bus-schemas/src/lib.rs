@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod bytes_field;
+pub mod cluster;
 pub mod codec;
 pub mod control;
 pub mod fsck;

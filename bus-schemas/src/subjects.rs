@@ -78,6 +78,15 @@ pub fn jobs_rpc() -> String {
 /// Queue group of [`jobs_rpc`].
 pub const JOBS_QUEUE: &str = "idunno-jobs";
 
+/// Request/reply: the cluster's JetStream replication, read or set
+/// ([`crate::cluster::ClusterRequest`]); any one node answers (queue group [`CLUSTER_QUEUE`]).
+pub fn cluster_rpc() -> String {
+    format!("{PREFIX}.cluster.rpc")
+}
+
+/// Queue group of [`cluster_rpc`].
+pub const CLUSTER_QUEUE: &str = "idunno-cluster";
+
 /// Public: the results of an inference job, one message per batch
 /// ([`crate::serve::ResultsBatch`]); captured by the stream [`RESULTS_STREAM`].
 pub fn job_results(job_id: &str) -> String {

@@ -147,6 +147,10 @@ pub enum Command {
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// The NATS cluster: `cluster status` (servers, and the copies of every bucket and
+    /// stream), `cluster replicas <n|auto>`.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Datasets: `dataset import`.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -318,6 +322,20 @@ pub enum LocalCommand {
         /// The directory given to `local up`.
         #[arg(long, default_value = ".idunno")]
         dir: PathBuf,
+    },
+}
+
+/// `idunno cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The NATS cluster's servers, and how many copies of each of IDunno's buckets and streams
+    /// it keeps, on which servers, and whether each is current. Exits 1 if one lacks copies.
+    Status,
+    /// Sets the copies JetStream keeps of IDunno's buckets and streams (1 to 5), for the whole
+    /// cluster; `auto` (the default) is min(3, the NATS cluster's servers).
+    Replicas {
+        /// A number of copies, or `auto`.
+        replicas: String,
     },
 }
 

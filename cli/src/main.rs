@@ -9,6 +9,7 @@ mod jobs;
 mod local;
 mod ml;
 mod output;
+mod replication;
 mod workers;
 
 use clap::Parser;
@@ -35,6 +36,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
         args::Command::Local(cmd) => local::run(cmd, &cli.bus, &out).await,
+        args::Command::Cluster(cmd) => replication::run(cmd, &cli.bus, &out).await,
         cmd @ (args::Command::Put { .. }
         | args::Command::Get { .. }
         | args::Command::Putdir { .. }

@@ -43,10 +43,10 @@ impl Device {
 )]
 pub struct NodeArgs {
     /// This node's id: letters, digits, '-' and '_', unique in the cluster.
-    #[arg(long, required_unless_present = "version")]
+    #[arg(long, env = "IDUNNO_ID", required_unless_present = "version")]
     pub id: Option<String>,
     /// Directory for this node's files and log.
-    #[arg(long, required_unless_present = "version")]
+    #[arg(long, env = "IDUNNO_DATA_DIR", required_unless_present = "version")]
     pub data_dir: Option<PathBuf>,
     /// The machine this node runs on, as peers see it (SDFS puts a file's replicas on distinct
     /// hosts first): default the machine's hostname. Nodes on one machine must give the same.
@@ -56,7 +56,7 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub bus: BusOptions,
     /// Address of the dashboard and JSON API (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "IDUNNO_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
     /// Token the JSON API, event stream and metrics require (bearer header or the page's
     /// login cookie); without it they are open, so keep `--http` on loopback then.
@@ -80,29 +80,26 @@ pub struct NodeArgs {
     #[arg(long, env = "IDUNNO_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub http_header_timeout_ms: u64,
     /// Threads for tch (default: all cores).
-    #[arg(long)]
+    #[arg(long, env = "IDUNNO_THREADS")]
     pub threads: Option<usize>,
     /// Where models run.
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, env = "IDUNNO_DEVICE", value_enum, default_value = "cpu")]
     pub device: Device,
     /// Directory of the built dashboard (frontend/dist).
-    #[arg(long)]
+    #[arg(long, env = "IDUNNO_FRONTEND_DIR")]
     pub frontend_dir: Option<PathBuf>,
     /// Membership: failure-detector timing and limits.
     #[command(flatten)]
     pub membership: MembershipArgs,
     /// SDFS: replicas per file version (effective: at most the live nodes).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "IDUNNO_REPLICATION", default_value_t = 4)]
     pub replication: usize,
     /// SDFS: replicas that must store a version before a put succeeds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "IDUNNO_WRITE_QUORUM", default_value_t = 3)]
     pub write_quorum: usize,
     /// SDFS: versions kept per file.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "IDUNNO_KEEP_VERSIONS", default_value_t = 5)]
     pub keep_versions: usize,
-    /// Copies JetStream keeps of the metadata bucket (3 in a 3-server NATS cluster).
-    #[arg(long, default_value_t = 1)]
-    pub kv_replicas: usize,
     /// SDFS: the largest file version this node stores, in bytes (larger puts are refused).
     #[arg(long, env = "IDUNNO_SDFS_MAX_FILE_BYTES", default_value_t = crate::sdfs::service::DEFAULT_MAX_FILE_BYTES)]
     pub sdfs_max_file_bytes: u64,
@@ -221,7 +218,6 @@ impl NodeArgs {
                 replication: self.replication,
                 write_quorum: self.write_quorum,
                 keep_versions: self.keep_versions,
-                meta_replicas: self.kv_replicas,
                 max_file_bytes: self.sdfs_max_file_bytes,
                 store_slots: self.sdfs_store_slots,
                 ..SdfsConfig::default()
@@ -269,10 +265,6 @@ impl NodeConfig {
         anyhow::ensure!(
             (1..=256).contains(&s.store_slots),
             "--sdfs-store-slots must be between 1 and 256"
-        );
-        anyhow::ensure!(
-            (1..=5).contains(&s.meta_replicas),
-            "--kv-replicas must be between 1 and 5"
         );
         crate::membership::args::validate(&self.detector)?;
         self.infer.validate()?;

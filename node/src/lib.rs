@@ -13,6 +13,7 @@ pub mod logging;
 pub mod membership;
 pub mod metrics;
 pub mod ml;
+pub mod replication;
 pub mod sdfs;
 pub mod serving;
 pub mod subscribe;
@@ -112,7 +113,6 @@ pub async fn run(
         id: cfg.id.clone(),
         data_dir: cfg.data_dir.clone(),
         device: cfg.device.tch()?,
-        kv_replicas: cfg.sdfs.meta_replicas,
         request_timeout: cfg.request_timeout,
         infer: cfg.infer,
         files: cfg.files,

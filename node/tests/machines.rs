@@ -3,6 +3,7 @@
 //! their machine as their host; a machine killed whole fails only its own nodes; a machine cut
 //! off is failed by the others and rejoins when healed; the harness leaves nothing behind.
 
+use bus_schemas::cluster::{ClusterReply, ClusterRequest, ClusterStatus};
 use bus_schemas::membership::MemberState;
 use std::process::Command;
 use std::time::Duration;
@@ -14,8 +15,7 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 /// 3 machines, nodes `a1 a2 b1 b2 c1 c2`, every node seeing every node alive, and a client
 /// of machine a's server.
 async fn three_machines() -> (Machines, async_nats::Client) {
-    let mut m =
-        Machines::start(std::path::Path::new(NODE), 3).with_node_flags(&["--kv-replicas", "3"]);
+    let mut m = Machines::start(std::path::Path::new(NODE), 3);
     for i in 0..3 {
         let name = m.machines[i].name.clone();
         for k in 1..=2 {
@@ -95,6 +95,77 @@ async fn a_machine_cut_off_is_failed_and_rejoins_when_healed() {
             all_see_all(&client, &ids, &ids, MemberState::Alive)
                 .await
                 .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn cluster(client: &async_nats::Client, req: ClusterRequest) -> ClusterReply {
+    let subject = bus_schemas::subjects::cluster_rpc();
+    bus_client::request(client, subject, &req, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+/// Waits until every bucket and stream has `copies` copies, all current.
+async fn wait_copies(client: &async_nats::Client, copies: u8) -> ClusterStatus {
+    let what = format!("every bucket and stream has {copies} current copies");
+    wait_until(&what, Duration::from_secs(90), || async {
+        match cluster(client, ClusterRequest::Status).await {
+            ClusterReply::Status { status }
+                if status.replicas == copies
+                    && status.assets.iter().all(|a| {
+                        a.healthy(copies)
+                            && a.replicas == copies
+                            && a.copies.len() == copies as usize
+                    }) =>
+            {
+                Some(status)
+            }
+            _ => None,
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn three_servers_keep_three_copies_of_everything_without_a_flag() {
+    let (m, client) = three_machines().await;
+    let status = wait_copies(&client, 3).await;
+    assert_eq!(status.replicas_set, None, "automatic");
+    assert_eq!(status.servers.len(), 3, "{status:?}");
+    assert_eq!(status.assets.len(), 6, "{status:?}");
+    // An operator's number applies both ways; `auto` raises again.
+    let two = ClusterRequest::Replicas { replicas: Some(2) };
+    assert!(matches!(
+        cluster(&client, two).await,
+        ClusterReply::Status { .. }
+    ));
+    wait_copies(&client, 2).await;
+    let five = ClusterRequest::Replicas { replicas: Some(5) };
+    match cluster(&client, five).await {
+        ClusterReply::Error { message } => assert!(message.contains("3 server(s)"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let auto = ClusterRequest::Replicas { replicas: None };
+    assert!(matches!(
+        cluster(&client, auto).await,
+        ClusterReply::Status { .. }
+    ));
+    wait_copies(&client, 3).await;
+    // A server lost: its copies show as not current.
+    let mut m = m;
+    m.kill(2);
+    wait_until(
+        "c's copies show offline or behind",
+        Duration::from_secs(60),
+        || async {
+            match cluster(&client, ClusterRequest::Status).await {
+                ClusterReply::Status { status } => {
+                    (status.assets.iter().all(|a| !a.healthy(3))).then_some(())
+                }
+                _ => None,
+            }
         },
     )
     .await;

@@ -165,8 +165,6 @@ pub struct JobsConfig {
     pub data_dir: std::path::PathBuf,
     /// Where tch runs.
     pub device: tch::Device,
-    /// Copies JetStream keeps of the buckets.
-    pub kv_replicas: usize,
     /// Bound on SDFS metadata requests.
     pub request_timeout: Duration,
     /// Online inference batching.
@@ -189,19 +187,22 @@ pub async fn serve(
 ) {
     let js = async_nats::jetstream::new(client.clone());
     let mut delay = Duration::from_millis(200);
-    let (store, lease_kv, settings) = loop {
+    // New buckets and streams get the automatic replication; the replication task brings
+    // them to the cluster's setting.
+    let (store, lease_kv, settings, kv_replicas) = loop {
         let opened = async {
-            let store = store::JobStore::open(&js, cfg.kv_replicas).await?;
-            let settings = settings::SettingsStore::open(&js, cfg.kv_replicas).await?;
+            let replicas = crate::replication::automatic(&client);
+            let store = store::JobStore::open(&js, replicas).await?;
+            let settings = settings::SettingsStore::open(&js, replicas).await?;
             let lease = store::open_bucket(
                 &js,
                 lease::BUCKET,
                 "IDunno coordinator lease",
-                cfg.kv_replicas,
+                replicas,
                 lease::TTL,
             )
             .await?;
-            anyhow::Ok((store, lease, settings))
+            anyhow::Ok((store, lease, settings, replicas))
         };
         match opened.await {
             Ok(opened) => break opened,
@@ -228,7 +229,7 @@ pub async fn serve(
         device: cfg.device,
         coordinator: coordinator_tx.subscribe(),
         metrics,
-        kv_replicas: cfg.kv_replicas,
+        kv_replicas,
         max_worker_deaths: cfg.max_worker_deaths,
     });
     let lease_task = tokio::spawn(lease::run(
@@ -242,14 +243,21 @@ pub async fn serve(
     let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
     let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
     let dispatch_task = tokio::spawn(dispatch::run(ctx.clone(), shutdown.clone()));
+    let replication_task = tokio::spawn(crate::replication::run(
+        client.clone(),
+        js.clone(),
+        ctx.settings.clone(),
+        ctx.id.clone(),
+        shutdown.clone(),
+    ));
     let stream_task = tokio::spawn(crate::serving::ensure_results_stream(
         js.clone(),
-        cfg.kv_replicas,
+        kv_replicas,
         shutdown.clone(),
     ));
     let accepted_task = tokio::spawn(accepted::ensure_stream(
         js.clone(),
-        cfg.kv_replicas,
+        kv_replicas,
         shutdown.clone(),
     ));
     let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
@@ -268,6 +276,7 @@ pub async fn serve(
         serve_task,
         infer_task,
         stream_task,
-        accepted_task
+        accepted_task,
+        replication_task
     );
 }

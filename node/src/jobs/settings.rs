@@ -38,6 +38,14 @@ impl SettingsStore {
         }))
     }
 
+    /// Sets the JetStream replication (`None`: automatic).
+    pub async fn set_replicas(&self, replicas: Option<u8>) -> anyhow::Result<Settings> {
+        let mut settings = self.get().await?;
+        settings.replicas = replicas;
+        self.kv.put(KEY, encode(&settings)?.into()).await?;
+        Ok(settings)
+    }
+
     /// Sets the fair-time policy.
     pub async fn set_qps(&self, qps: QpsPolicy) -> anyhow::Result<Settings> {
         let mut settings = self.get().await?;

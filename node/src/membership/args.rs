@@ -12,7 +12,7 @@ pub const MAX_MEMBERS_LIMIT: usize = 10_000;
 #[derive(Debug, Clone, clap::Args)]
 pub struct MembershipArgs {
     /// Failure-detector protocol period in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "IDUNNO_PROBE_PERIOD_MS", default_value_t = 200)]
     pub probe_period_ms: u64,
     /// Forget a failed or left member this many milliseconds after it failed or left (a
     /// tombstone keeps that generation from coming back).

@@ -29,8 +29,6 @@ pub struct SdfsConfig {
     pub write_quorum: usize,
     /// Versions kept per file.
     pub keep_versions: usize,
-    /// Copies of the metadata bucket in a NATS cluster.
-    pub meta_replicas: usize,
     /// Bound on each chunk request.
     pub chunk_timeout: Duration,
     /// The largest version this node stores, in bytes.
@@ -53,7 +51,6 @@ impl Default for SdfsConfig {
             replication: 4,
             write_quorum: 3,
             keep_versions: 5,
-            meta_replicas: 1,
             chunk_timeout: Duration::from_secs(10),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             store_slots: 4,
@@ -91,7 +88,7 @@ impl Sdfs {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         let js = async_nats::jetstream::new(client.clone());
-        let meta = Meta::open(&js, cfg.meta_replicas).await?;
+        let meta = Meta::open(&js, crate::replication::automatic(&client)).await?;
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
         let (trust_tx, trust) = watch::channel(TrustState::default());
         let stores = Arc::new(Semaphore::new(cfg.store_slots));

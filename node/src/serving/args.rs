@@ -6,10 +6,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct InferArgs {
     /// Online inference: most images in one batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, env = "IDUNNO_INFER_MAX_BATCH", default_value_t = 32)]
     pub infer_max_batch: usize,
     /// Online inference: longest a request waits for others to batch with, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "IDUNNO_INFER_MAX_DELAY_MS", default_value_t = 5)]
     pub infer_max_delay_ms: u64,
     /// Online inference: most requests this node handles at once; one beyond is answered at
     /// once with `overloaded`.

@@ -1,0 +1,254 @@
+//! How many copies the NATS cluster keeps of IDunno's buckets and streams: one cluster-wide
+//! setting ([`bus_schemas::jobs::Settings::replicas`]), automatic unless an operator set it.
+//! Automatic is min(3, the NATS cluster's servers), counted from the client addresses the
+//! server advertises; it only ever raises copies (a server briefly missing must not drop
+//! them), while a number an operator set is applied both ways.
+//!
+//! Every node checks every bucket and stream when it starts and every [`PERIOD`] after, and
+//! changes the ones whose copies differ (JetStream moves the data itself); it also answers
+//! `idunno.v1.cluster.rpc` (status, and setting the number).
+
+use crate::jobs::settings::SettingsStore;
+use async_nats::jetstream::Context;
+use bus_schemas::cluster::{
+    Asset, ClusterReply, ClusterRequest, ClusterStatus, Copy, MAX_REPLICAS,
+};
+use bus_schemas::{decode, encode, subjects};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often a node checks the copies of every bucket and stream.
+pub const PERIOD: Duration = Duration::from_secs(15);
+
+/// IDunno's JetStream buckets (KV, stream `KV_<name>`) and streams.
+const ASSETS: &[(&str, Kind)] = &[
+    (crate::sdfs::meta::BUCKET, Kind::Kv),
+    (crate::jobs::store::BUCKET, Kind::Kv),
+    (crate::jobs::settings::BUCKET, Kind::Kv),
+    (crate::jobs::lease::BUCKET, Kind::Kv),
+    (subjects::RESULTS_STREAM, Kind::Stream),
+    (subjects::ACCEPTED_STREAM, Kind::Stream),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Kv,
+    Stream,
+}
+
+impl Kind {
+    fn stream(self, name: &str) -> String {
+        match self {
+            Kind::Kv => format!("KV_{name}"),
+            Kind::Stream => name.to_string(),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Kv => "kv",
+            Kind::Stream => "stream",
+        }
+    }
+}
+
+/// The servers of the NATS cluster, counted from the client addresses the server advertises
+/// (1 for a server on its own, or one that advertises none).
+fn servers(client: &async_nats::Client) -> usize {
+    let info = client.server_info();
+    if info.cluster.is_none() {
+        return 1;
+    }
+    let mut urls = info.connect_urls.clone();
+    urls.sort();
+    urls.dedup();
+    urls.len().max(1)
+}
+
+/// The automatic replication: min(3, servers).
+pub fn automatic(client: &async_nats::Client) -> usize {
+    servers(client).min(3)
+}
+
+/// The copies in force: the operator's number, else [`automatic`].
+fn wanted(client: &async_nats::Client, set: Option<u8>) -> usize {
+    set.map_or_else(|| automatic(client), usize::from)
+}
+
+/// Brings every existing bucket and stream to `wanted` copies (only up, unless `both_ways`);
+/// returns one line for each change or failure.
+async fn reconcile(js: &Context, wanted: usize, both_ways: bool) -> Vec<String> {
+    let mut said = Vec::new();
+    for (name, kind) in ASSETS {
+        let Ok(mut stream) = js.get_stream(kind.stream(name)).await else {
+            continue; // not created yet (or JetStream is away): its creator uses `automatic`
+        };
+        let Ok(info) = stream.info().await else {
+            continue;
+        };
+        let mut config = info.config.clone();
+        let has = config.num_replicas.max(1);
+        if has == wanted || (has > wanted && !both_ways) {
+            continue;
+        }
+        config.num_replicas = wanted;
+        match js.update_stream(&config).await {
+            Ok(_) => said.push(format!("{name}: {has} -> {wanted} copies")),
+            Err(e) => said.push(format!(
+                "{name}: cannot change {has} -> {wanted} copies: {e}"
+            )),
+        }
+    }
+    said
+}
+
+/// What the cluster keeps, as this node sees it.
+async fn status(
+    client: &async_nats::Client,
+    js: &Context,
+    node: &str,
+    set: Option<u8>,
+) -> ClusterStatus {
+    let info = client.server_info();
+    let mut assets = Vec::new();
+    for (name, kind) in ASSETS {
+        let mut asset = Asset {
+            name: name.to_string(),
+            kind: kind.as_str().into(),
+            replicas: 0,
+            leader: None,
+            copies: Vec::new(),
+            error: None,
+        };
+        match js.get_stream(kind.stream(name)).await {
+            Err(e) => asset.error = Some(e.to_string()),
+            Ok(mut stream) => match stream.info().await {
+                Err(e) => asset.error = Some(e.to_string()),
+                Ok(i) => {
+                    asset.replicas = u8::try_from(i.config.num_replicas.max(1)).unwrap_or(u8::MAX);
+                    if let Some(c) = &i.cluster {
+                        asset.leader = c.leader.clone();
+                        if let Some(l) = &c.leader {
+                            let leader = Copy {
+                                server: l.clone(),
+                                current: true,
+                                offline: false,
+                                lag: 0,
+                            };
+                            asset.copies.push(leader);
+                        }
+                        asset.copies.extend(c.replicas.iter().map(|p| Copy {
+                            server: p.name.clone(),
+                            current: p.current,
+                            offline: p.offline,
+                            lag: p.lag.unwrap_or(0),
+                        }));
+                    }
+                }
+            },
+        }
+        assets.push(asset);
+    }
+    ClusterStatus {
+        node: node.into(),
+        server: info.server_name.clone(),
+        cluster: info.cluster.clone(),
+        servers: info.connect_urls.clone(),
+        replicas_set: set,
+        replicas: u8::try_from(wanted(client, set)).unwrap_or(u8::MAX),
+        assets,
+    }
+}
+
+/// Checks the copies every [`PERIOD`] and answers `idunno.v1.cluster.rpc`, until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    js: Context,
+    settings: SettingsStore,
+    node: String,
+    shutdown: CancellationToken,
+) {
+    let sub = client
+        .queue_subscribe(subjects::cluster_rpc(), subjects::CLUSTER_QUEUE.into())
+        .await;
+    let mut sub = match sub {
+        Ok(sub) => Some(sub),
+        Err(e) => {
+            tracing::error!("cannot answer cluster requests: {e}");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(PERIOD);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let set = settings.get().await.ok().and_then(|s| s.replicas);
+                let want = wanted(&client, set);
+                for line in reconcile(&js, want, set.is_some()).await {
+                    tracing::warn!("JetStream replication: {line}");
+                }
+            }
+            Some(msg) = next(&mut sub) => {
+                let reply = answer(&client, &js, &settings, &node, &msg.payload).await;
+                if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                    let _ = client.publish(to, bytes.into()).await;
+                }
+            }
+        }
+    }
+}
+
+async fn next(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn answer(
+    client: &async_nats::Client,
+    js: &Context,
+    settings: &SettingsStore,
+    node: &str,
+    payload: &[u8],
+) -> ClusterReply {
+    let error = |message: String| ClusterReply::Error { message };
+    let req = match decode::<ClusterRequest>(payload) {
+        Ok(req) => req,
+        Err(e) => return error(format!("bad cluster request: {e}")),
+    };
+    let set = match req {
+        ClusterRequest::Status => match settings.get().await {
+            Ok(s) => s.replicas,
+            Err(e) => return error(format!("cannot read the cluster settings: {e}")),
+        },
+        ClusterRequest::Replicas { replicas } => {
+            if replicas.is_some_and(|n| !(1..=MAX_REPLICAS).contains(&n)) {
+                let n = replicas.unwrap_or_default();
+                return error(format!(
+                    "replicas must be 1 to {MAX_REPLICAS}, or auto; not {n}"
+                ));
+            }
+            let n = servers(client);
+            if replicas.is_some_and(|r| usize::from(r) > n) {
+                let r = replicas.unwrap_or_default();
+                return error(format!(
+                    "the NATS cluster has {n} server(s), so it cannot keep {r} copies"
+                ));
+            }
+            if let Err(e) = settings.set_replicas(replicas).await {
+                return error(format!("cannot store the setting: {e}"));
+            }
+            let want = wanted(client, replicas);
+            for line in reconcile(js, want, replicas.is_some()).await {
+                tracing::warn!("JetStream replication: {line}");
+            }
+            replicas
+        }
+    };
+    ClusterReply::Status {
+        status: status(client, js, node, set).await,
+    }
+}
