@@ -26,6 +26,10 @@ use thiserror::Error;
 mod get;
 use tokio::io::AsyncWriteExt;
 
+/// How long a put asks again a replica that has no responder yet (a node still starting, or
+/// whose subscription has not yet reached every server of a NATS cluster).
+const STARTING: Duration = Duration::from_secs(5);
+
 /// Why an SDFS operation failed. A failed put commits nothing; a failed get leaves no file.
 #[derive(Debug, Error)]
 pub enum SdfsError {
@@ -305,13 +309,26 @@ impl SdfsClient {
         let asks = replicas.iter().map(|node| {
             let req = req.clone();
             async move {
-                let reply = request::<_, StoreReply>(
-                    &self.client,
-                    subjects::sdfs_store(node),
-                    &req,
-                    timeout,
-                )
-                .await;
+                // A live node may not answer yet: it is still starting, or its subscription has
+                // not yet reached every server of a NATS cluster. Ask again for a while.
+                let ask_until = std::time::Instant::now() + STARTING;
+                let reply = loop {
+                    let reply = request::<_, StoreReply>(
+                        &self.client,
+                        subjects::sdfs_store(node),
+                        &req,
+                        timeout,
+                    )
+                    .await;
+                    match reply {
+                        Err(RequestError::NoResponders { .. })
+                            if std::time::Instant::now() < ask_until =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        other => break other,
+                    }
+                };
                 let error = match reply {
                     Ok(r) => r.error,
                     Err(e) => Some(e.to_string()),

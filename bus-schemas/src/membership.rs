@@ -193,6 +193,15 @@ impl ViewSnapshot {
             .filter(|m| m.state == MemberState::Alive);
         alive.map(|m| m.id.clone()).collect()
     }
+
+    /// The alive members with their hosts, `(id, host)`.
+    pub fn alive_hosts(&self) -> Vec<(String, String)> {
+        let alive = self
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive);
+        alive.map(|m| (m.id.clone(), m.host.clone())).collect()
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,34 @@ async fn three_machines() -> (Machines, async_nats::Client) {
         },
     )
     .await;
+    // SDFS and the jobs' services start once the JetStream cluster has their buckets (slow on
+    // a loaded box): wait until each node serves SDFS and some node answers cluster requests.
+    let inventory = bus_schemas::fsck::InventoryRequest { after: None };
+    let wait = Duration::from_secs(2);
+    for id in &ids {
+        let subject = bus_schemas::subjects::sdfs_inventory(id);
+        wait_until(
+            &format!("{id} serves SDFS"),
+            Duration::from_secs(60),
+            || async {
+                let reply: Result<bus_schemas::fsck::InventoryReply, _> =
+                    bus_client::request(&client, subject.clone(), &inventory, wait).await;
+                reply.ok().map(|_| ())
+            },
+        )
+        .await;
+    }
+    let subject = bus_schemas::subjects::cluster_rpc();
+    wait_until(
+        "cluster requests are answered",
+        Duration::from_secs(60),
+        || async {
+            let reply: Result<ClusterReply, _> =
+                bus_client::request(&client, subject.clone(), &ClusterRequest::Status, wait).await;
+            reply.ok().map(|_| ())
+        },
+    )
+    .await;
     (m, client)
 }
 
@@ -166,6 +194,54 @@ async fn three_servers_keep_three_copies_of_everything_without_a_flag() {
                 }
                 _ => None,
             }
+        },
+    )
+    .await;
+}
+
+/// Hosts (machine names, the first letter of a node id) of the replicas of every file.
+async fn spread(fs: &bus_client::sdfs::SdfsClient, lost: &[String]) -> Vec<(usize, usize)> {
+    let files = fs.ls("").await.unwrap_or_default();
+    let newest = files.iter().filter_map(|f| f.versions.last());
+    newest
+        .map(|v| {
+            let live: Vec<&String> = v.replicas.iter().filter(|r| !lost.contains(r)).collect();
+            let mut hosts: Vec<&str> = live.iter().map(|r| &r[..1]).collect();
+            hosts.sort();
+            hosts.dedup();
+            (live.len(), hosts.len())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replicas_spread_over_machines_and_come_back_after_one_is_lost() {
+    let (mut m, client) = three_machines().await;
+    let fs = bus_client::sdfs::SdfsClient::new(client.clone(), Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let path = dir.path().join(format!("f{i}"));
+        std::fs::write(&path, format!("file {i} ").repeat(1000)).unwrap();
+        fs.put(&path, &format!("spread/f{i}"), None).await.unwrap();
+    }
+    // A put commits once 3 replicas stored it; a slow fourth is left to the keepers.
+    wait_until(
+        "4 copies of each file on 3 hosts",
+        Duration::from_secs(60),
+        || async {
+            let before = spread(&fs, &[]).await;
+            (before.len() == 20 && before.iter().all(|&(c, h)| c == 4 && h == 3)).then_some(())
+        },
+    )
+    .await;
+    let lost = m.ids_on(2);
+    m.kill(2);
+    wait_until(
+        "4 live copies on 2 hosts again",
+        Duration::from_secs(60),
+        || async {
+            let after = spread(&fs, &lost).await;
+            (after.len() == 20 && after.iter().all(|&(c, h)| c >= 4 && h == 2)).then_some(())
         },
     )
     .await;

@@ -23,7 +23,9 @@ async fn a_target_dying_mid_put_never_leaves_a_half_written_version() {
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(&src, &data).unwrap();
     let ids = c.ids();
-    let victim = placement::replicas("mid/put", ids.iter().map(String::as_str), 4)[0].to_string();
+    // Every node of this cluster runs on this one machine: one host.
+    let live: Vec<(&str, &str)> = ids.iter().map(|n| (n.as_str(), "here")).collect();
+    let victim = placement::replicas("mid/put", &live, 4)[0].to_string();
 
     let started = Arc::new(AtomicBool::new(false));
     let flag = started.clone();

@@ -138,13 +138,13 @@ impl Keeper {
         let alive = view.alive_ids();
         // Nodes that (re)started moments ago first re-announce what they still hold.
         let settle_ms = now_ms().saturating_sub(NEWCOMER_SETTLE.as_millis() as u64);
-        let settled: Vec<String> = view
+        let settled: Vec<(String, String)> = view
             .members
             .iter()
             .filter(|m| {
                 m.state == MemberState::Alive && (m.generation < settle_ms || m.id == self.id)
             })
-            .map(|m| m.id.clone())
+            .map(|m| (m.id.clone(), m.host.clone()))
             .collect();
         let gone: HashSet<String> = view
             .members
@@ -193,16 +193,17 @@ impl Keeper {
         name: &str,
         v: &VersionInfo,
         live: &[String],
-        alive: &[String],
+        alive: &[(String, String)],
         target: usize,
     ) {
         let need = target.saturating_sub(live.len());
-        let candidates = placement::rank(name, alive.iter().map(String::as_str));
-        let new: Vec<&str> = candidates
-            .into_iter()
-            .filter(|n| !live.iter().any(|l| l == n))
-            .take(need)
+        // New copies go to hosts that hold none first.
+        let alive: Vec<(&str, &str)> = alive
+            .iter()
+            .map(|(n, h)| (n.as_str(), h.as_str()))
             .collect();
+        let held: Vec<&str> = live.iter().map(String::as_str).collect();
+        let new = placement::spread(name, &alive, &held, need);
         let req = StoreRequest {
             blob: v.blob.clone(),
             size: v.size,

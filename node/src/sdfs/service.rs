@@ -317,11 +317,11 @@ impl Sdfs {
         Ok(())
     }
 
-    /// Alive members, this node included.
-    async fn live(&self) -> Vec<String> {
+    /// Alive members with their hosts, this node included.
+    async fn live(&self) -> Vec<(String, String)> {
         match self.membership.view().await {
-            Ok(view) => view.alive_ids(),
-            Err(_) => vec![self.id.clone()],
+            Ok(view) => view.alive_hosts(),
+            Err(_) => vec![(self.id.clone(), self.id.clone())],
         }
     }
 
@@ -337,11 +337,11 @@ impl Sdfs {
     ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
         let live = self.live().await;
         let wanted = self.wanted(asked);
-        let replicas: Vec<String> =
-            placement::replicas(name, live.iter().map(String::as_str), wanted)
-                .into_iter()
-                .map(String::from)
-                .collect();
+        let live: Vec<(&str, &str)> = live.iter().map(|(n, h)| (n.as_str(), h.as_str())).collect();
+        let replicas: Vec<String> = placement::replicas(name, &live, wanted)
+            .into_iter()
+            .map(String::from)
+            .collect();
         if replicas.is_empty() {
             return Err((
                 SdfsErrorKind::NoReplicas,
