@@ -75,7 +75,7 @@ async fn view(client: &Client, node: Option<String>) -> anyhow::Result<ViewSnaps
 
 /// Any one node's view. The queue group may hand the request to a frozen node, so a timeout
 /// is retried (another node is likely to get it) within the 2 s budget.
-async fn any_view(client: &Client) -> anyhow::Result<ViewSnapshot> {
+pub async fn any_view(client: &Client) -> anyhow::Result<ViewSnapshot> {
     let req = ViewRequest { from: "cli".into() };
     let attempt = TIMEOUT / 3;
     let mut result = request(client, subjects::members_list(), &req, attempt).await;

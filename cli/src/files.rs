@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 /// Runs one SDFS command.
 pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
     let client = bus.connect_once("idunno-cli").await?;
-    let sdfs = SdfsClient::new(client, Duration::from_secs(5));
+    let sdfs = SdfsClient::new(client.clone(), Duration::from_secs(5));
     match cmd {
         Command::Put {
             local,
@@ -44,7 +44,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             });
             Ok(())
         }
-        Command::Ls { sdfs: name } => ls(&sdfs, &name, out).await,
+        Command::Ls { sdfs: name } => ls(&client, &sdfs, &name, out).await,
         Command::GetVersions {
             sdfs: name,
             n,
@@ -197,24 +197,41 @@ async fn putdir(sdfs: &SdfsClient, local: &Path, dir: &str, out: &Output) -> any
     Ok(())
 }
 
-async fn ls(sdfs: &SdfsClient, name: &str, out: &Output) -> anyhow::Result<()> {
+async fn ls(
+    client: &async_nats::Client,
+    sdfs: &SdfsClient,
+    name: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
     let files = sdfs.ls(name).await?;
     anyhow::ensure!(
         !files.is_empty() || name.is_empty(),
         "no file or directory {name:?}"
     );
+    // Each replica's host, from the membership view (without it, the node ids alone).
+    let hosts: std::collections::HashMap<String, String> = match out.json {
+        true => Default::default(),
+        false => (crate::cluster::any_view(client).await.ok())
+            .map(|v| v.members.into_iter().map(|m| (m.id, m.host)).collect())
+            .unwrap_or_default(),
+    };
     out.print(&files, || {
-        let mut rows = vec![["name", "version", "size", "sha256", "replicas"]
+        let mut rows = vec![["name", "version", "size", "sha256", "hosts", "replicas"]
             .map(String::from)
             .to_vec()];
         for f in &files {
             if let Some(v) = f.latest() {
+                let at = |n: &String| hosts.get(n).map_or(n.clone(), |h| format!("{n}@{h}"));
+                let mut on: Vec<&String> = v.replicas.iter().filter_map(|n| hosts.get(n)).collect();
+                on.sort();
+                on.dedup();
                 rows.push(vec![
                     f.name.clone(),
                     format!("{} (of {})", v.version, f.versions.len()),
                     human(v.size),
                     v.sha256.chars().take(16).collect(),
-                    v.replicas.join(","),
+                    on.len().to_string(),
+                    v.replicas.iter().map(at).collect::<Vec<_>>().join(","),
                 ]);
             }
         }

@@ -121,7 +121,7 @@ async fn start_nats(bus: &BusOptions, dir: &Path) -> anyhow::Result<Option<Start
     std::fs::create_dir_all(&store)?;
     let conf = dir.join("nats.conf");
     let text = format!(
-        "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n}}\n",
+        "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
         store.display().to_string()
     );
     std::fs::write(&conf, text)?;

@@ -157,7 +157,7 @@ impl Machines {
         format!(
             "server_name: m-{name}\nlisten: {ip}:{NATS_PORT}\nhttp: {ip}:{MONITOR_PORT}\n\
              max_payload: 8MB\ncluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
-             routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n}}\n",
+             routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
             name = me.name,
             ip = me.ip,
             routes = routes.join("\n"),
@@ -279,6 +279,11 @@ impl Machines {
         for n in &mut m.nodes {
             n.kill9();
         }
+    }
+
+    /// Kills machine `i`'s nats-server alone (`kill -9`); its nodes keep running.
+    pub fn kill_nats(&mut self, i: usize) {
+        self.machines[i].stop_nats();
     }
 
     /// Cuts machine `i` off: its link to the bridge goes down (its processes keep running).

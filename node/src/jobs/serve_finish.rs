@@ -7,9 +7,10 @@ use super::ending::{succeed, Owner};
 use super::outputs::{self, model_file};
 use super::{accepted, Ctx, JobError};
 use async_nats::jetstream;
-use bus_schemas::jobs::{JobOutcome, JobSpec};
+use bus_schemas::jobs::{JobOutcome, JobRecord, JobSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Finishes job `id` in the background; `workers` are told to leave it.
 pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
@@ -21,13 +22,35 @@ pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
     });
 }
 
+/// How long finishing waits for a read of the job's record to show every query counted.
+const CURRENT: Duration = Duration::from_secs(10);
+
+/// The job's record once a read shows every query counted. JetStream serves KV reads from any
+/// copy, and a copy behind the leader (just after a server restart) returns an older record:
+/// finishing from it would write the accuracy and results of fewer queries. Such a read is
+/// taken again; after [`CURRENT`] finishing fails and the coordinator tries again later.
+async fn complete_record(ctx: &Ctx, id: &str) -> Result<Option<JobRecord>, JobError> {
+    let storage = |e: anyhow::Error| JobError::Storage(format!("{e:#}"));
+    let deadline = tokio::time::Instant::now() + CURRENT;
+    loop {
+        let Some((job, _)) = ctx.store.get(id).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        let complete = (job.serve.as_ref())
+            .is_some_and(|s| s.total.is_some_and(|t| s.done >= t) && s.pending.is_empty());
+        if complete {
+            return Ok(Some(job));
+        }
+        if tokio::time::Instant::now() > deadline {
+            let why = "every read of the job's record still shows queries not counted";
+            return Err(JobError::Storage(why.into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
-    let Some((job, _)) = ctx
-        .store
-        .get(id)
-        .await
-        .map_err(|e| JobError::Storage(format!("{e:#}")))?
-    else {
+    let Some(job) = complete_record(ctx, id).await? else {
         return Ok(());
     };
     let (JobSpec::Serve(spec), Some(state)) = (&job.spec, &job.serve) else {

@@ -69,3 +69,44 @@ pub async fn infer_pauses(c: &testkit::Cluster) -> u64 {
     }
     total
 }
+
+/// One line of a results file.
+#[derive(serde::Deserialize)]
+struct Line {
+    query_id: u64,
+    sample: u64,
+    predicted: i64,
+    label: Option<i64>,
+}
+
+/// Checks the finished job's results file: every query once, PyTorch's predictions, and the
+/// reported accuracy equal to the recomputed one.
+pub async fn check_results(fs: &SdfsClient, job: &JobRecord) {
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let outcome = job.outcome.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    fs.get(outcome.results_file.as_deref().unwrap(), None, &path, None)
+        .await
+        .unwrap();
+    let expected = expected();
+    let mut seen = vec![0u32; expected.predicted.len()];
+    let mut correct = 0u64;
+    for line in std::fs::read_to_string(&path).unwrap().lines() {
+        let l: Line = serde_json::from_str(line).unwrap();
+        seen[l.query_id as usize] += 1;
+        assert_eq!(l.sample, l.query_id);
+        assert_eq!(l.predicted, expected.predicted[l.sample as usize]);
+        correct += u64::from(l.label == Some(l.predicted));
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every query exactly once");
+    assert_eq!(correct, expected.correct);
+    let reported = outcome.test_accuracy.unwrap();
+    assert!(
+        (reported - correct as f64 / 10_000.0).abs() < 1e-12,
+        "reported {reported}, the results file {correct} of 10000 correct; {:?}",
+        job.serve
+    );
+    let state = job.serve.as_ref().unwrap();
+    assert_eq!((state.done, state.pending.len()), (10_000, 0));
+}
