@@ -69,6 +69,41 @@ pub struct Machines {
     binary: PathBuf,
     extra: Vec<String>,
     dir: tempfile::TempDir,
+    _turn: Turn,
+}
+
+/// Sets of machines alive at once in one test process (`IDUNNO_MACHINES_AT_ONCE`, default 2):
+/// each set runs several servers and nodes, and more at once would starve a small box.
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One place among the sets of machines alive at once, given back on drop.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let most: usize = std::env::var("IDUNNO_MACHINES_AT_ONCE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2)
+            .max(1);
+        let (lock, freed) = &RUNNING;
+        let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= most {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (lock, freed) = &RUNNING;
+        let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        freed.notify_one();
+    }
 }
 
 /// Why this box cannot run the machines (not root, no `ip`), or None.
@@ -95,6 +130,7 @@ impl Machines {
             panic!("{why}");
         }
         assert!((1..=26).contains(&m), "1 to 26 machines, not {m}");
+        let turn = Turn::take();
         let slot = claim_slot();
         let mut all = Self {
             machines: Vec::new(),
@@ -102,6 +138,7 @@ impl Machines {
             binary: binary.into(),
             extra: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
+            _turn: turn,
         };
         for i in 0..m {
             let name = ((b'a' + i as u8) as char).to_string();
