@@ -4,7 +4,7 @@ export IDUNNO_HOME ?= $(HOME)/.cache/idunno
 export LIBTORCH ?= $(IDUNNO_HOME)/tools-torch2.13.0/libtorch
 CARGO ?= cargo
 
-.PHONY: setup frontend build test bench bench-checks demo down screenshots
+.PHONY: setup frontend build dist test bench bench-checks demo down screenshots
 
 setup:
 	bash infra/setup.sh $(SETUP_FLAGS)
@@ -14,6 +14,10 @@ frontend: setup
 
 build: setup frontend
 	$(CARGO) build --release --workspace --bins
+
+# The relocatable bundle: target/dist/idunno-<version>-linux-<arch>.tar.gz.
+dist: build
+	bash infra/dist.sh
 
 # The browser test needs Chromium.
 test: SETUP_FLAGS = --browser

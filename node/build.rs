@@ -16,6 +16,8 @@ fn main() {
         .ok()
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_else(|| lib.clone());
+    // First the bundle's own lib/ beside bin/ (`make dist`), then the build machine's libtorch.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real.display());
     let version = lib
         .parent()

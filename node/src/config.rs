@@ -175,8 +175,26 @@ impl std::fmt::Debug for HttpToken {
     }
 }
 
-/// The dashboard built in this checkout, used when `--frontend-dir` is not given.
+/// The dashboard built in this checkout, used when `--frontend-dir` is not given and the
+/// binary is not in a bundle.
 pub const DEFAULT_FRONTEND_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist");
+
+/// Where a bundle (`make dist`) keeps the dashboard, relative to the binary's directory.
+pub const BUNDLED_FRONTEND_DIR: &str = "../share/idunno/dashboard";
+
+/// The dashboard to serve without `--frontend-dir`: the bundle's, found relative to the binary
+/// (`<bundle>/bin/idunno-node` → `<bundle>/share/idunno/dashboard`), else this checkout's.
+pub fn default_frontend_dir() -> PathBuf {
+    let exe = std::env::current_exe().ok();
+    let bundled = exe
+        .as_deref()
+        .and_then(|e| e.parent())
+        .map(|d| d.join(BUNDLED_FRONTEND_DIR));
+    match bundled {
+        Some(dir) if dir.join("index.html").is_file() => dir,
+        _ => DEFAULT_FRONTEND_DIR.into(),
+    }
+}
 
 impl NodeArgs {
     /// Builds and validates the config.
@@ -209,9 +227,7 @@ impl NodeArgs {
             },
             threads,
             device: self.device,
-            frontend_dir: self
-                .frontend_dir
-                .unwrap_or_else(|| DEFAULT_FRONTEND_DIR.into()),
+            frontend_dir: self.frontend_dir.unwrap_or_else(default_frontend_dir),
             detector,
             request_timeout: Duration::from_secs(2),
             sdfs: SdfsConfig {

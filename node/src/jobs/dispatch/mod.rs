@@ -272,14 +272,24 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
                 queued
             })
             .await;
-        if let Ok(Some(_)) = started {
-            ctx.event(
-                &job.id,
-                bus_schemas::jobs::JobEventKind::Started,
-                None,
-                None,
-            )
-            .await;
+        match started {
+            Ok(Some(_)) => {
+                ctx.event(
+                    &job.id,
+                    bus_schemas::jobs::JobEventKind::Started,
+                    None,
+                    None,
+                )
+                .await;
+            }
+            // No longer queued (cancelled, or marked running by a write whose answer was
+            // lost), or the record could not be written (a server restarting): the next pass
+            // reads the job again. Dispatching a job still queued would never count a batch.
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(job = %job.id, "cannot mark the job running yet: {e:#}");
+                return None;
+            }
         }
     }
     tracing::info!(job = %job.id, pending = state.pending.len(), "dispatching");
