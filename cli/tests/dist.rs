@@ -11,7 +11,7 @@ use common::IDUNNO;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use testkit::views::all_see_all;
+use testkit::views::wait_all_see;
 use testkit::{wait_until, Machines};
 
 /// Builds the bundle from the binaries beside `idunno` and unpacks it into `into`.
@@ -134,20 +134,15 @@ async fn the_bundle_runs_three_machines_without_the_build_or_the_checkout() {
 
     // Three machines of bundle nodes.
     let mut m = Machines::start(&node, 3);
-    for i in 0..3 {
-        let name = m.machines[i].name.clone();
-        m.spawn_node(i, &format!("{name}1"));
-    }
+    m.spawn_nodes(1);
     let client = m.client_of(0).await;
     let ids = m.ids();
-    wait_until(
-        "the bundle's nodes see each other",
+    wait_all_see(
+        &client,
+        &ids,
+        &ids,
+        MemberState::Alive,
         Duration::from_secs(60),
-        || async {
-            all_see_all(&client, &ids, &ids, MemberState::Alive)
-                .await
-                .then_some(())
-        },
     )
     .await;
     let fs = bus_client::sdfs::SdfsClient::new(client.clone(), Duration::from_secs(10));

@@ -8,7 +8,7 @@ use bus_schemas::jobs::JobState;
 use bus_schemas::membership::MemberState;
 use std::process::Command;
 use std::time::Duration;
-use testkit::views::{all_see_all, view};
+use testkit::views::{all_see_all, view, wait_all_see};
 use testkit::{wait_until, Machines};
 
 mod common;
@@ -19,22 +19,15 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 /// of machine a's server.
 async fn three_machines() -> (Machines, async_nats::Client) {
     let mut m = Machines::start(std::path::Path::new(NODE), 3);
-    for i in 0..3 {
-        let name = m.machines[i].name.clone();
-        for k in 1..=2 {
-            m.spawn_node(i, &format!("{name}{k}"));
-        }
-    }
+    m.spawn_nodes(2);
     let client = m.client_of(0).await;
     let ids = m.ids();
-    wait_until(
-        "every node sees every node alive",
+    wait_all_see(
+        &client,
+        &ids,
+        &ids,
+        MemberState::Alive,
         Duration::from_secs(60),
-        || async {
-            all_see_all(&client, &ids, &ids, MemberState::Alive)
-                .await
-                .then_some(())
-        },
     )
     .await;
     // SDFS and the jobs' services start once the JetStream cluster has their buckets (slow on
@@ -84,14 +77,12 @@ async fn a_machine_killed_whole_fails_only_its_own_nodes() {
     }
     m.kill(2);
     let (lost, kept) = (m.ids_on(2), [m.ids_on(0), m.ids_on(1)].concat());
-    wait_until(
-        "the others see c's nodes failed",
+    wait_all_see(
+        &client,
+        &kept,
+        &lost,
+        MemberState::Failed,
         Duration::from_secs(30),
-        || async {
-            all_see_all(&client, &kept, &lost, MemberState::Failed)
-                .await
-                .then_some(())
-        },
     )
     .await;
     assert!(
@@ -107,26 +98,22 @@ async fn a_machine_cut_off_is_failed_and_rejoins_when_healed() {
     let (m, client) = three_machines().await;
     let (cut, kept) = (m.ids_on(1), [m.ids_on(0), m.ids_on(2)].concat());
     m.cut(1);
-    wait_until(
-        "the others see b's nodes failed",
+    wait_all_see(
+        &client,
+        &kept,
+        &cut,
+        MemberState::Failed,
         Duration::from_secs(30),
-        || async {
-            all_see_all(&client, &kept, &cut, MemberState::Failed)
-                .await
-                .then_some(())
-        },
     )
     .await;
     m.heal(1);
     let ids = m.ids();
-    wait_until(
-        "every node sees every node alive again",
+    wait_all_see(
+        &client,
+        &ids,
+        &ids,
+        MemberState::Alive,
         Duration::from_secs(60),
-        || async {
-            all_see_all(&client, &ids, &ids, MemberState::Alive)
-                .await
-                .then_some(())
-        },
     )
     .await;
 }

@@ -293,6 +293,16 @@ impl Machines {
         m.nodes.push(node);
     }
 
+    /// Starts `per` nodes on every machine, `<machine><k>` (`a1`, `a2`, `b1`, …).
+    pub fn spawn_nodes(&mut self, per: usize) {
+        for i in 0..self.machines.len() {
+            let name = self.machines[i].name.clone();
+            for k in 1..=per {
+                self.spawn_node(i, &format!("{name}{k}"));
+            }
+        }
+    }
+
     /// Ids of every node on every machine.
     pub fn ids(&self) -> Vec<String> {
         let nodes = self.machines.iter().flat_map(|m| &m.nodes);

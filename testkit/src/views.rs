@@ -44,3 +44,21 @@ pub async fn all_see_all(
     }
     true
 }
+
+/// Waits until every observer answers and sees each of `targets` in `state`; panics after
+/// `limit`.
+pub async fn wait_all_see(
+    client: &async_nats::Client,
+    observers: &[String],
+    targets: &[String],
+    state: MemberState,
+    limit: Duration,
+) {
+    let what = format!("{observers:?} see {targets:?} {state:?}");
+    crate::wait_until(&what, limit, || async {
+        all_see_all(client, observers, targets, state)
+            .await
+            .then_some(())
+    })
+    .await
+}
