@@ -26,9 +26,29 @@ use thiserror::Error;
 mod get;
 use tokio::io::AsyncWriteExt;
 
-/// How long a put asks again a replica that has no responder yet (a node still starting, or
-/// whose subscription has not yet reached every server of a NATS cluster).
+/// How long a store is asked again of a node that has no responder yet (a node still
+/// starting, or whose subscription has not yet reached every server of a NATS cluster).
 const STARTING: Duration = Duration::from_secs(5);
+
+/// Asks `node` to store a blob (waiting at most `timeout` for it to hold every byte). A live
+/// node may not answer yet: "no responders" is asked again for up to [`STARTING`].
+pub async fn ask_store(
+    client: &async_nats::Client,
+    node: &str,
+    req: &StoreRequest,
+    timeout: Duration,
+) -> Result<StoreReply, RequestError> {
+    let ask_until = std::time::Instant::now() + STARTING;
+    loop {
+        let reply = request(client, subjects::sdfs_store(node), req, timeout).await;
+        match reply {
+            Err(RequestError::NoResponders { .. }) if std::time::Instant::now() < ask_until => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Why an SDFS operation failed. A failed put commits nothing; a failed get leaves no file.
 #[derive(Debug, Error)]
@@ -309,26 +329,7 @@ impl SdfsClient {
         let asks = replicas.iter().map(|node| {
             let req = req.clone();
             async move {
-                // A live node may not answer yet: it is still starting, or its subscription has
-                // not yet reached every server of a NATS cluster. Ask again for a while.
-                let ask_until = std::time::Instant::now() + STARTING;
-                let reply = loop {
-                    let reply = request::<_, StoreReply>(
-                        &self.client,
-                        subjects::sdfs_store(node),
-                        &req,
-                        timeout,
-                    )
-                    .await;
-                    match reply {
-                        Err(RequestError::NoResponders { .. })
-                            if std::time::Instant::now() < ask_until =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                        }
-                        other => break other,
-                    }
-                };
+                let reply = ask_store(&self.client, node, &req, timeout).await;
                 let error = match reply {
                     Ok(r) => r.error,
                     Err(e) => Some(e.to_string()),

@@ -6,12 +6,10 @@
 
 mod common;
 
-use bus_schemas::membership::MemberState;
 use common::IDUNNO;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use testkit::views::wait_all_see;
 use testkit::{wait_until, Machines};
 
 /// Builds the bundle from the binaries beside `idunno` and unpacks it into `into`.
@@ -136,15 +134,7 @@ async fn the_bundle_runs_three_machines_without_the_build_or_the_checkout() {
     let mut m = Machines::start(&node, 3);
     m.spawn_nodes(1);
     let client = m.client_of(0).await;
-    let ids = m.ids();
-    wait_all_see(
-        &client,
-        &ids,
-        &ids,
-        MemberState::Alive,
-        Duration::from_secs(60),
-    )
-    .await;
+    m.wait_all_alive(&client, Duration::from_secs(60)).await;
     let fs = bus_client::sdfs::SdfsClient::new(client.clone(), Duration::from_secs(10));
     let file = dir.path().join("f");
     std::fs::write(&file, b"from the bundle").unwrap();

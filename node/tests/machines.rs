@@ -21,20 +21,12 @@ async fn three_machines() -> (Machines, async_nats::Client) {
     let mut m = Machines::start(std::path::Path::new(NODE), 3);
     m.spawn_nodes(2);
     let client = m.client_of(0).await;
-    let ids = m.ids();
-    wait_all_see(
-        &client,
-        &ids,
-        &ids,
-        MemberState::Alive,
-        Duration::from_secs(60),
-    )
-    .await;
+    m.wait_all_alive(&client, Duration::from_secs(60)).await;
     // SDFS and the jobs' services start once the JetStream cluster has their buckets (slow on
     // a loaded box): wait until each node serves SDFS and some node answers cluster requests.
     let inventory = bus_schemas::fsck::InventoryRequest { after: None };
     let wait = Duration::from_secs(2);
-    for id in &ids {
+    for id in &m.ids() {
         let subject = bus_schemas::subjects::sdfs_inventory(id);
         wait_until(
             &format!("{id} serves SDFS"),
@@ -107,15 +99,7 @@ async fn a_machine_cut_off_is_failed_and_rejoins_when_healed() {
     )
     .await;
     m.heal(1);
-    let ids = m.ids();
-    wait_all_see(
-        &client,
-        &ids,
-        &ids,
-        MemberState::Alive,
-        Duration::from_secs(60),
-    )
-    .await;
+    m.wait_all_alive(&client, Duration::from_secs(60)).await;
 }
 
 async fn cluster(client: &async_nats::Client, req: ClusterRequest) -> ClusterReply {

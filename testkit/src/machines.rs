@@ -10,6 +10,7 @@
 //! removes it with its namespaces and processes.
 
 use crate::process::{greets, NodeProc};
+use bus_schemas::membership::MemberState;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -301,6 +302,12 @@ impl Machines {
                 self.spawn_node(i, &format!("{name}{k}"));
             }
         }
+    }
+
+    /// Waits until every node (seen through `client`) sees every node alive.
+    pub async fn wait_all_alive(&self, client: &async_nats::Client, limit: Duration) {
+        let ids = self.ids();
+        crate::views::wait_all_see(client, &ids, &ids, MemberState::Alive, limit).await
     }
 
     /// Ids of every node on every machine.

@@ -216,13 +216,7 @@ impl Keeper {
         let asks = new.iter().map(|node| {
             let req = req.clone();
             async move {
-                let reply = bus_client::request::<_, StoreReply>(
-                    &self.client,
-                    subjects::sdfs_store(node),
-                    &req,
-                    timeout,
-                )
-                .await;
+                let reply = bus_client::sdfs::ask_store(&self.client, node, &req, timeout).await;
                 match reply {
                     Ok(StoreReply { error: None, .. }) => Some(node.to_string()),
                     Ok(StoreReply { error: Some(e), .. }) => {
