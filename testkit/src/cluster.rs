@@ -27,7 +27,11 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra `idunno-node` flags for every node.
     pub async fn start_with(binary: &Path, n: usize, extra: &[&str]) -> Self {
-        let nats = NatsServer::start();
+        Self::start_on(NatsServer::start(), binary, n, extra).await
+    }
+
+    /// Like [`Cluster::start_with`], on a server already started.
+    pub async fn start_on(nats: NatsServer, binary: &Path, n: usize, extra: &[&str]) -> Self {
         let client = async_nats::connect(nats.url())
             .await
             .expect("connect to test nats");

@@ -81,6 +81,8 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     extra: Vec<String>,
+    /// Whether JetStream fsyncs every write before acknowledging it (`sync_interval: always`).
+    synced: bool,
 }
 
 impl NatsServer {
@@ -91,28 +93,44 @@ impl NatsServer {
 
     /// Starts a server with extra nats-server flags (e.g. `--auth <token>`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_as(extra, false)
+    }
+
+    /// A server whose JetStream fsyncs every write before acknowledging it
+    /// (`sync_interval: always`, as the shipped configs set), for the durability benchmark.
+    pub fn start_synced() -> Self {
+        Self::start_as(&[], true)
+    }
+
+    fn start_as(extra: &[&str], synced: bool) -> Self {
         let store = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             child: None,
             port: free_port(),
             store,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            synced,
         };
         server.launch();
         server
     }
 
     fn launch(&mut self) {
-        let child = Command::new(bus_client::nats_server_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut cmd = Command::new(bus_client::nats_server_binary());
+        if self.synced {
+            // `sync_interval` has no flag: a config file in the store dir says it.
+            let conf = self.store.path().join("nats.conf");
+            let text = format!(
+                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                self.store.path().display().to_string()
+            );
+            std::fs::write(&conf, text).expect("write the server's config");
+            cmd.arg("-c").arg(conf);
+        } else {
+            cmd.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        let child = cmd
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
