@@ -209,12 +209,12 @@ async fn ls(
         "no file or directory {name:?}"
     );
     // Each replica's host, from the membership view (without it, the node ids alone).
-    let hosts: std::collections::HashMap<String, String> = match out.json {
-        true => Default::default(),
-        false => (crate::cluster::any_view(client).await.ok())
-            .map(|v| v.members.into_iter().map(|m| (m.id, m.host)).collect())
-            .unwrap_or_default(),
-    };
+    let mut hosts = std::collections::HashMap::new();
+    if !out.json {
+        if let Ok(view) = crate::cluster::any_view(client).await {
+            hosts.extend(view.members.into_iter().map(|m| (m.id, m.host)));
+        }
+    }
     out.print(&files, || {
         let mut rows = vec![["name", "version", "size", "sha256", "hosts", "replicas"]
             .map(String::from)

@@ -81,13 +81,11 @@ fn wanted(client: &async_nats::Client, set: Option<u8>) -> usize {
 async fn reconcile(js: &Context, wanted: usize, both_ways: bool) -> Vec<String> {
     let mut said = Vec::new();
     for (name, kind) in ASSETS {
-        let Ok(mut stream) = js.get_stream(kind.stream(name)).await else {
+        // `get_stream` reads the stream's info already.
+        let Ok(stream) = js.get_stream(kind.stream(name)).await else {
             continue; // not created yet (or JetStream is away): its creator uses `automatic`
         };
-        let Ok(info) = stream.info().await else {
-            continue;
-        };
-        let mut config = info.config.clone();
+        let mut config = stream.cached_info().config.clone();
         let has = config.num_replicas.max(1);
         if has == wanted || (has > wanted && !both_ways) {
             continue;
@@ -121,32 +119,32 @@ async fn status(
             copies: Vec::new(),
             error: None,
         };
-        match js.get_stream(kind.stream(name)).await {
-            Err(e) => asset.error = Some(e.to_string()),
-            Ok(mut stream) => match stream.info().await {
-                Err(e) => asset.error = Some(e.to_string()),
-                Ok(i) => {
-                    asset.replicas = u8::try_from(i.config.num_replicas.max(1)).unwrap_or(u8::MAX);
-                    if let Some(c) = &i.cluster {
-                        asset.leader = c.leader.clone();
-                        if let Some(l) = &c.leader {
-                            let leader = Copy {
-                                server: l.clone(),
-                                current: true,
-                                offline: false,
-                                lag: 0,
-                            };
-                            asset.copies.push(leader);
-                        }
-                        asset.copies.extend(c.replicas.iter().map(|p| Copy {
-                            server: p.name.clone(),
-                            current: p.current,
-                            offline: p.offline,
-                            lag: p.lag.unwrap_or(0),
-                        }));
-                    }
-                }
-            },
+        let stream = match js.get_stream(kind.stream(name)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                asset.error = Some(e.to_string());
+                assets.push(asset);
+                continue;
+            }
+        };
+        // `get_stream` reads the stream's info already.
+        let info = stream.cached_info();
+        asset.replicas = u8::try_from(info.config.num_replicas.max(1)).unwrap_or(u8::MAX);
+        if let Some(c) = &info.cluster {
+            asset.leader = c.leader.clone();
+            let leader = c.leader.iter().map(|l| Copy {
+                server: l.clone(),
+                current: true,
+                offline: false,
+                lag: 0,
+            });
+            let others = c.replicas.iter().map(|p| Copy {
+                server: p.name.clone(),
+                current: p.current,
+                offline: p.offline,
+                lag: p.lag.unwrap_or(0),
+            });
+            asset.copies = leader.chain(others).collect();
         }
         assets.push(asset);
     }
@@ -169,15 +167,15 @@ pub async fn run(
     node: String,
     shutdown: CancellationToken,
 ) {
-    let sub = client
-        .queue_subscribe(subjects::cluster_rpc(), subjects::CLUSTER_QUEUE.into())
-        .await;
-    let mut sub = match sub {
-        Ok(sub) => Some(sub),
-        Err(e) => {
-            tracing::error!("cannot answer cluster requests: {e}");
-            None
-        }
+    let subscribed = crate::subscribe::retrying(
+        &client,
+        subjects::cluster_rpc(),
+        Some(subjects::CLUSTER_QUEUE),
+        "cluster requests",
+        &shutdown,
+    );
+    let Some(mut sub) = subscribed.await else {
+        return;
     };
     let mut tick = tokio::time::interval(PERIOD);
     loop {
@@ -190,20 +188,13 @@ pub async fn run(
                     tracing::warn!("JetStream replication: {line}");
                 }
             }
-            Some(msg) = next(&mut sub) => {
+            Some(msg) = sub.next() => {
                 let reply = answer(&client, &js, &settings, &node, &msg.payload).await;
                 if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
                     let _ = client.publish(to, bytes.into()).await;
                 }
             }
         }
-    }
-}
-
-async fn next(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
-    match sub {
-        Some(sub) => sub.next().await,
-        None => std::future::pending().await,
     }
 }
 
