@@ -90,7 +90,13 @@ async fn wrong_media_types_origins_hosts_and_sizes_are_refused() {
     }
     let a = request("POST", &addr, "/api/jobs", &[], spec);
     refused(&a, 415, "unsupported_media_type", "no Content-Type");
-    let a = request("POST", &addr, "/api/jobs", &[JSON], spec);
+    // The jobs API subscribes once its JetStream buckets are open, a moment after the node
+    // joins: until then the dashboard answers 503 "unavailable".
+    let a = wait_until("the jobs API answers", Duration::from_secs(30), || async {
+        let a = request("POST", &addr, "/api/jobs", &[JSON], spec);
+        (a.status != 503).then_some(a)
+    })
+    .await;
     refused(&a, 404, "not_found", "the JSON spec reaches the jobs API");
     let utf8 = ("Content-Type", "application/json; charset=utf-8");
     refused(
