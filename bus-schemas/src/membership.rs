@@ -47,12 +47,37 @@ pub struct MemberRecord {
     /// The host the node runs on.
     #[serde(default)]
     pub host: String,
+    /// The node's zone (a rack, a room, a data centre), if it names one (`--zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// The node's dashboard address, if it serves one.
     #[serde(default)]
     pub http: Option<String>,
     /// Milliseconds since the answering node last heard from this member directly.
     #[serde(default)]
     pub last_heard_ms: Option<u64>,
+}
+
+impl MemberRecord {
+    /// The member with where it runs.
+    pub fn placed(&self) -> Placed {
+        Placed {
+            id: self.id.clone(),
+            host: self.host.clone(),
+            zone: self.zone.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A member and where it runs, for placement: its host and its zone (empty if it names none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The node id.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+    /// Its zone, or empty.
+    pub zone: String,
 }
 
 /// A failure-detector message, sent to `idunno.v1.members.fd.<node>`.
@@ -144,6 +169,9 @@ pub struct MemberEvent {
     /// That node's host.
     #[serde(default)]
     pub host: String,
+    /// That node's zone, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// That node's dashboard address.
     #[serde(default)]
     pub http: Option<String>,
@@ -194,13 +222,13 @@ impl ViewSnapshot {
         alive.map(|m| m.id.clone()).collect()
     }
 
-    /// The alive members with their hosts, `(id, host)`.
-    pub fn alive_hosts(&self) -> Vec<(String, String)> {
+    /// The alive members with where they run.
+    pub fn alive_places(&self) -> Vec<Placed> {
         let alive = self
             .members
             .iter()
             .filter(|m| m.state == MemberState::Alive);
-        alive.map(|m| (m.id.clone(), m.host.clone())).collect()
+        alive.map(MemberRecord::placed).collect()
     }
 }
 
@@ -216,6 +244,7 @@ mod tests {
             incarnation: 2,
             state: MemberState::Suspect,
             host: "h".into(),
+            zone: None,
             http: Some("127.0.0.1:8080".into()),
             last_heard_ms: Some(12),
         }
@@ -253,6 +282,7 @@ mod tests {
             generation: 1,
             incarnation: 0,
             host: "h".into(),
+            zone: None,
             http: None,
             reporter: "n2".into(),
             at_ms: 99,

@@ -111,7 +111,10 @@ async fn members(client: &Client, node: Option<String>, out: &Output) -> anyhow:
                     m.id.clone()
                 },
                 m.state.as_str().to_string(),
-                m.host.clone(),
+                match &m.zone {
+                    Some(zone) => format!("{} (zone {zone})", m.host),
+                    None => m.host.clone(),
+                },
                 m.generation.to_string(),
                 m.incarnation.to_string(),
                 match (m.id == view.node, m.last_heard_ms) {

@@ -5,6 +5,7 @@ use crate::output::Output;
 use bus_client::sdfs::{Progress, PutOptions, SdfsClient, SdfsError};
 use bus_client::BusOptions;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,10 +210,13 @@ async fn ls(
         "no file or directory {name:?}"
     );
     // Each replica's host, from the membership view (without it, the node ids alone).
-    let mut hosts = std::collections::HashMap::new();
+    let (mut hosts, mut zones) = (HashMap::new(), HashMap::new());
     if !out.json {
         if let Ok(view) = crate::cluster::any_view(client).await {
-            hosts.extend(view.members.into_iter().map(|m| (m.id, m.host)));
+            for m in view.members {
+                zones.extend(m.zone.map(|z| (m.id.clone(), z)));
+                hosts.insert(m.id, m.host);
+            }
         }
     }
     out.print(&files, || {
@@ -222,15 +226,21 @@ async fn ls(
         for f in &files {
             if let Some(v) = f.latest() {
                 let at = |n: &String| hosts.get(n).map_or(n.clone(), |h| format!("{n}@{h}"));
-                let mut on: Vec<&String> = v.replicas.iter().filter_map(|n| hosts.get(n)).collect();
-                on.sort();
-                on.dedup();
+                let distinct = |of: &HashMap<String, String>| {
+                    let on: std::collections::BTreeSet<&String> =
+                        v.replicas.iter().filter_map(|n| of.get(n)).collect();
+                    on.len()
+                };
+                let spread = match distinct(&zones) {
+                    0 => distinct(&hosts).to_string(),
+                    z => format!("{} in {z} zone(s)", distinct(&hosts)),
+                };
                 rows.push(vec![
                     f.name.clone(),
                     format!("{} (of {})", v.version, f.versions.len()),
                     human(v.size),
                     v.sha256.chars().take(16).collect(),
-                    on.len().to_string(),
+                    spread,
                     v.replicas.iter().map(at).collect::<Vec<_>>().join(","),
                 ]);
             }

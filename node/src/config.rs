@@ -52,6 +52,10 @@ pub struct NodeArgs {
     /// hosts first): default the machine's hostname. Nodes on one machine must give the same.
     #[arg(long, env = "IDUNNO_HOST")]
     pub host: Option<String>,
+    /// The zone this machine is in (a rack, a room, a data centre), if you have several: SDFS
+    /// spreads a file's replicas over zones as well as hosts. Same characters as `--host`.
+    #[arg(long, env = "IDUNNO_ZONE")]
+    pub zone: Option<String>,
     /// The bus.
     #[command(flatten)]
     pub bus: BusOptions,
@@ -135,6 +139,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The machine this node runs on.
     pub host: String,
+    /// The zone of that machine, if it names one.
+    pub zone: Option<String>,
     /// The bus.
     pub bus: BusOptions,
     /// Dashboard address.
@@ -213,6 +219,7 @@ impl NodeArgs {
             id,
             data_dir,
             host: self.host.unwrap_or_else(crate::hostname),
+            zone: self.zone,
             bus: self.bus,
             http: self.http,
             http_token: self.http_token.map(HttpToken),
@@ -256,7 +263,10 @@ impl NodeConfig {
     /// Checks the config; the error says which setting is wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
         bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
-        validate_host(&self.host)?;
+        validate_host("--host", &self.host)?;
+        if let Some(zone) = &self.zone {
+            validate_host("--zone", zone)?;
+        }
         self.bus.validate()?;
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         if let Some(HttpToken(t)) = &self.http_token {
@@ -335,6 +345,7 @@ impl NodeConfig {
             id: id.into(),
             data_dir,
             host: "localhost".into(),
+            zone: None,
             bus: BusOptions::for_url(nats_url),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_token: None,
@@ -353,16 +364,16 @@ impl NodeConfig {
     }
 }
 
-/// A host name as peers accept it: 1 to [`MAX_HOST_LEN`] bytes of letters, digits, '-', '_'
-/// and '.'.
+/// A host (or zone) name as peers accept it: 1 to [`MAX_HOST_LEN`] bytes of letters, digits,
+/// '-', '_' and '.'.
 ///
 /// [`MAX_HOST_LEN`]: bus_schemas::membership::plausible::MAX_HOST_LEN
-fn validate_host(host: &str) -> anyhow::Result<()> {
+fn validate_host(flag: &str, host: &str) -> anyhow::Result<()> {
     let max = bus_schemas::membership::plausible::MAX_HOST_LEN;
     let ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
     anyhow::ensure!(
         !host.is_empty() && host.len() <= max && host.bytes().all(ok),
-        "--host must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"
+        "{flag} must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"
     );
     Ok(())
 }
@@ -387,6 +398,11 @@ mod tests {
             assert!(cfg.validate().is_err(), "{bad:?}");
         }
         cfg.host = "rack-1.example.org".into();
+        assert!(cfg.validate().is_ok());
+        cfg.zone = Some("room 2".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.starts_with("--zone must be"), "{err}");
+        cfg.zone = Some("room-2".into());
         assert!(cfg.validate().is_ok());
     }
 

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cas;
 pub mod config;
 pub mod control;
 pub mod dashboard;
@@ -79,6 +80,7 @@ pub async fn run(
     let mcfg = MembershipConfig {
         id: cfg.id.clone(),
         host,
+        zone: cfg.zone.clone(),
         http: Some(http.to_string()),
         detector: cfg.detector.clone(),
         request_timeout: cfg.request_timeout,

@@ -43,6 +43,7 @@ fn forged(kind: MemberEventKind, node: &str, generation: u64, incarnation: u64) 
         generation,
         incarnation,
         host: "vm".into(),
+        zone: None,
         http: None,
         reporter: "mallory".into(),
         at_ms: now_ms(),
@@ -195,6 +196,7 @@ async fn forged_membership_traffic_neither_evicts_nor_grows_anything() {
         incarnation,
         state,
         host: "vm".into(),
+        zone: None,
         http: None,
         last_heard_ms: None,
     };

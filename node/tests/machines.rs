@@ -9,49 +9,11 @@ use bus_schemas::membership::MemberState;
 use std::process::Command;
 use std::time::Duration;
 use testkit::views::{all_see_all, view, wait_all_see};
-use testkit::{wait_until, Machines};
+use testkit::wait_until;
 
 mod common;
 
-const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-
-/// 3 machines, nodes `a1 a2 b1 b2 c1 c2`, every node seeing every node alive, and a client
-/// of machine a's server.
-async fn three_machines() -> (Machines, async_nats::Client) {
-    let mut m = Machines::start(std::path::Path::new(NODE), 3);
-    m.spawn_nodes(2);
-    let client = m.client_of(0).await;
-    m.wait_all_alive(&client, Duration::from_secs(60)).await;
-    // SDFS and the jobs' services start once the JetStream cluster has their buckets (slow on
-    // a loaded box): wait until each node serves SDFS and some node answers cluster requests.
-    let inventory = bus_schemas::fsck::InventoryRequest { after: None };
-    let wait = Duration::from_secs(2);
-    for id in &m.ids() {
-        let subject = bus_schemas::subjects::sdfs_inventory(id);
-        wait_until(
-            &format!("{id} serves SDFS"),
-            Duration::from_secs(60),
-            || async {
-                let reply: Result<bus_schemas::fsck::InventoryReply, _> =
-                    bus_client::request(&client, subject.clone(), &inventory, wait).await;
-                reply.ok().map(|_| ())
-            },
-        )
-        .await;
-    }
-    let subject = bus_schemas::subjects::cluster_rpc();
-    wait_until(
-        "cluster requests are answered",
-        Duration::from_secs(60),
-        || async {
-            let reply: Result<ClusterReply, _> =
-                bus_client::request(&client, subject.clone(), &ClusterRequest::Status, wait).await;
-            reply.ok().map(|_| ())
-        },
-    )
-    .await;
-    (m, client)
-}
+use common::machines::{three_machines, ZONES};
 
 fn namespaces() -> String {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -66,6 +28,13 @@ async fn a_machine_killed_whole_fails_only_its_own_nodes() {
     for rec in &view_a1 {
         let machine = &rec.id[..1];
         assert_eq!(rec.host, machine, "{} announces its machine", rec.id);
+        let zone = ZONES[usize::from(rec.id.as_bytes()[0] - b'a')];
+        assert_eq!(
+            rec.zone.as_deref(),
+            Some(zone),
+            "{} announces its zone",
+            rec.id
+        );
     }
     m.kill(2);
     let (lost, kept) = (m.ids_on(2), [m.ids_on(0), m.ids_on(1)].concat());

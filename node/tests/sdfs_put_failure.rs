@@ -1,6 +1,7 @@
 //! A put while one of its target nodes dies: it succeeds or fails clearly, never half-written.
 
 use bus_client::sdfs::{Progress, SdfsClient};
+use bus_schemas::membership::Placed;
 use idunno_node::sdfs::placement;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +25,14 @@ async fn a_target_dying_mid_put_never_leaves_a_half_written_version() {
     std::fs::write(&src, &data).unwrap();
     let ids = c.ids();
     // Every node of this cluster runs on this one machine: one host.
-    let live: Vec<(&str, &str)> = ids.iter().map(|n| (n.as_str(), "here")).collect();
-    let victim = placement::replicas("mid/put", &live, 4)[0].to_string();
+    let live: Vec<Placed> = (ids.iter())
+        .map(|n| Placed {
+            id: n.clone(),
+            host: "here".into(),
+            zone: String::new(),
+        })
+        .collect();
+    let victim = placement::replicas("mid/put", &live, 4)[0].clone();
 
     let started = Arc::new(AtomicBool::new(false));
     let flag = started.clone();

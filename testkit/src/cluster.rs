@@ -15,7 +15,10 @@ pub struct Cluster {
     /// The server (dropped last).
     pub nats: NatsServer,
     binary: PathBuf,
-    dir: tempfile::TempDir,
+    /// The temp dir the nodes' data directories are in unless given a root (removed on drop).
+    _dir: tempfile::TempDir,
+    /// Where the nodes' data directories are (`<data>/<id>`).
+    data: PathBuf,
     extra: Vec<String>,
 }
 
@@ -32,6 +35,18 @@ impl Cluster {
 
     /// Like [`Cluster::start_with`], on a server already started.
     pub async fn start_on(nats: NatsServer, binary: &Path, n: usize, extra: &[&str]) -> Self {
+        Self::start_in(nats, binary, n, extra, None).await
+    }
+
+    /// Like [`Cluster::start_on`], with the nodes' data directories under `data` (e.g. a
+    /// [`crate::lazyfs::LazyFs`] mount) instead of a temp dir.
+    pub async fn start_in(
+        nats: NatsServer,
+        binary: &Path,
+        n: usize,
+        extra: &[&str],
+        data: Option<&Path>,
+    ) -> Self {
         let client = async_nats::connect(nats.url())
             .await
             .expect("connect to test nats");
@@ -41,7 +56,8 @@ impl Cluster {
             client,
             nats,
             binary: binary.into(),
-            dir,
+            data: data.unwrap_or(dir.path()).to_path_buf(),
+            _dir: dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 1..=n {
@@ -52,9 +68,9 @@ impl Cluster {
         cluster
     }
 
-    /// Starts (or restarts) node `id` with its data directory in the cluster's temp dir.
+    /// Starts (or restarts) node `id` with its data directory `<data>/<id>`.
     pub fn spawn_node(&self, id: &str) -> NodeProc {
-        let data = self.dir.path().join(id);
+        let data = self.data.join(id);
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         NodeProc::spawn(&self.binary, id, &self.nats.url(), &data, &extra)
     }

@@ -6,7 +6,9 @@
 mod cluster;
 mod data;
 pub mod http;
+pub mod lazyfs;
 mod machines;
+pub mod netns;
 mod process;
 mod results;
 pub mod views;
@@ -15,7 +17,7 @@ pub use cluster::Cluster;
 pub use data::{continuous, import_fashion, train_quick};
 pub use machines::{unavailable as machines_unavailable, Machine, Machines};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
-pub use results::{collect_results, Seen};
+pub use results::{collect_results, served_once, Seen};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

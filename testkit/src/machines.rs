@@ -36,6 +36,8 @@ pub struct Machine {
     pub ip: Ipv4Addr,
     /// Its nodes.
     pub nodes: Vec<NodeProc>,
+    /// The `--zone` its nodes announce, if any.
+    pub zone: Option<String>,
     link: String,
     nats: Option<Child>,
     dir: PathBuf,
@@ -71,6 +73,21 @@ pub struct Machines {
     extra: Vec<String>,
     dir: tempfile::TempDir,
     _turn: Turn,
+}
+
+/// The machines' directory (servers' stores, nodes' data and logs): removed at the end,
+/// unless `IDUNNO_TEST_KEEP` is set (then its path is printed, to read the logs).
+fn machines_dir() -> tempfile::TempDir {
+    let keep = std::env::var_os("IDUNNO_TEST_KEEP").is_some();
+    let dir = (tempfile::Builder::new()
+        .prefix("idunno-machines-")
+        .disable_cleanup(keep))
+    .tempdir()
+    .expect("temp dir");
+    if keep {
+        eprintln!("machines' files kept in {}", dir.path().display());
+    }
+    dir
 }
 
 /// Sets of machines alive at once in one test process (`IDUNNO_MACHINES_AT_ONCE`, default 2):
@@ -138,7 +155,7 @@ impl Machines {
             slot,
             binary: binary.into(),
             extra: Vec::new(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: machines_dir(),
             _turn: turn,
         };
         for i in 0..m {
@@ -156,6 +173,15 @@ impl Machines {
     /// Extra `idunno-node` flags for every node started from now on.
     pub fn with_node_flags(mut self, extra: &[&str]) -> Self {
         self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// The zone of each machine (`zones[i]` for machine `i`), announced by nodes started
+    /// from now on.
+    pub fn with_zones(mut self, zones: &[&str]) -> Self {
+        for (m, z) in self.machines.iter_mut().zip(zones) {
+            m.zone = Some(z.to_string());
+        }
         self
     }
 
@@ -179,6 +205,7 @@ impl Machines {
             netns,
             ip,
             nodes: Vec::new(),
+            zone: None,
             link,
             nats: None,
             dir,
@@ -195,7 +222,7 @@ impl Machines {
         format!(
             "server_name: m-{name}\nlisten: {ip}:{NATS_PORT}\nhttp: {ip}:{MONITOR_PORT}\n\
              max_payload: 8MB\ncluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
-             routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
+             ping_interval: \"2s\"\n  ping_max: 3\n  routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
             name = me.name,
             ip = me.ip,
             routes = routes.join("\n"),
@@ -273,11 +300,21 @@ impl Machines {
             .expect("connect to the machines")
     }
 
+    /// A client of machine `i`'s server connected from inside the machine (it still reaches
+    /// that server while the machine is cut off).
+    pub fn client_inside(&self, i: usize) -> crate::netns::NsClient {
+        let m = &self.machines[i];
+        crate::netns::NsClient::connect(&m.netns, &m.url())
+    }
+
     /// Starts node `id` on machine `i` (its data in the machine's directory), connected to
     /// that machine's server and announcing the machine's name as its host.
     pub fn spawn_node(&mut self, i: usize, id: &str) {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let m = &mut self.machines[i];
+        if let Some(zone) = &m.zone {
+            extra.extend(["--zone", zone]);
+        }
         let data = m.dir.join("nodes").join(id);
         let ip = m.ip.to_string();
         let host = m.name.clone();

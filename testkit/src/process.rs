@@ -79,7 +79,10 @@ pub(crate) fn greets(addr: impl std::net::ToSocketAddrs) -> bool {
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
-    store: tempfile::TempDir,
+    /// Its config file, and its store unless given one.
+    dir: tempfile::TempDir,
+    /// The JetStream store directory.
+    store: PathBuf,
     extra: Vec<String>,
     /// Whether JetStream fsyncs every write before acknowledging it (`sync_interval: always`).
     synced: bool,
@@ -102,12 +105,25 @@ impl NatsServer {
         Self::start_as(&[], true)
     }
 
+    /// A server whose JetStream store is `store` (made if missing), e.g. under a
+    /// [`crate::lazyfs::LazyFs`] mount; `synced` as [`NatsServer::start_synced`], else with
+    /// JetStream's default sync (an fsync every 2 minutes). Its config file is kept elsewhere.
+    pub fn start_in(store: &Path, synced: bool) -> Self {
+        std::fs::create_dir_all(store).expect("make the store dir");
+        Self::start_at(Some(store), &[], synced)
+    }
+
     fn start_as(extra: &[&str], synced: bool) -> Self {
-        let store = tempfile::tempdir().expect("temp dir");
+        Self::start_at(None, extra, synced)
+    }
+
+    fn start_at(store: Option<&Path>, extra: &[&str], synced: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             child: None,
             port: free_port(),
-            store,
+            store: store.unwrap_or(dir.path()).to_path_buf(),
+            dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             synced,
         };
@@ -118,16 +134,17 @@ impl NatsServer {
     fn launch(&mut self) {
         let mut cmd = Command::new(bus_client::nats_server_binary());
         if self.synced {
-            // `sync_interval` has no flag: a config file in the store dir says it.
-            let conf = self.store.path().join("nats.conf");
+            // `sync_interval` has no flag: a config file says it (kept out of the store dir,
+            // which may lose unsynced writes).
+            let conf = self.dir.path().join("nats.conf");
             let text = format!(
                 "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-                self.store.path().display().to_string()
+                self.store.display().to_string()
             );
             std::fs::write(&conf, text).expect("write the server's config");
             cmd.arg("-c").arg(conf);
         } else {
-            cmd.arg("-js").arg("-sd").arg(self.store.path());
+            cmd.arg("-js").arg("-sd").arg(&self.store);
         }
         let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
@@ -160,11 +177,19 @@ impl NatsServer {
         self.launch();
     }
 
+    /// Stops the server (SIGKILL), runs `between` while it is down (say, a power cut of its
+    /// disk), and starts it again on the same port and store.
+    pub fn restart_after(&mut self, between: impl FnOnce()) {
+        self.stop();
+        between();
+        self.launch();
+    }
+
     /// Stops the server (SIGKILL), deletes everything JetStream stored (streams, KV buckets),
     /// and starts it again on the same port: a server whose storage was lost.
     pub fn restart_wiped(&mut self) {
         self.stop();
-        let entries = std::fs::read_dir(self.store.path()).expect("read the store dir");
+        let entries = std::fs::read_dir(&self.store).expect("read the store dir");
         for entry in entries.flatten() {
             let path = entry.path();
             let _ = if path.is_dir() {

@@ -91,6 +91,9 @@ pub enum Implausible {
     /// A host longer than [`MAX_HOST_LEN`].
     #[error("a member's host is at most {MAX_HOST_LEN} bytes, not {0}")]
     HostTooLong(usize),
+    /// A zone longer than [`MAX_HOST_LEN`].
+    #[error("a member's zone is at most {MAX_HOST_LEN} bytes, not {0}")]
+    ZoneTooLong(usize),
     /// An http address longer than [`MAX_HTTP_LEN`].
     #[error("a member's http address is at most {MAX_HTTP_LEN} bytes, not {0}")]
     HttpTooLong(usize),
@@ -135,54 +138,66 @@ pub fn check_http(addr: &str) -> Result<(), Implausible> {
     }
 }
 
+/// What a member message says of one member.
+pub struct Claim<'a> {
+    /// The node id.
+    pub id: &'a str,
+    /// Its generation.
+    pub generation: u64,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Its host.
+    pub host: &'a str,
+    /// Its zone.
+    pub zone: Option<&'a str>,
+    /// Its dashboard address.
+    pub http: Option<&'a str>,
+}
+
 /// Checks what any member message says of one member.
-pub fn check_member(
-    id: &str,
-    generation: u64,
-    incarnation: u64,
-    host: &str,
-    http: Option<&str>,
-    clock: Clock,
-) -> Result<(), Implausible> {
-    check_id("node", id)?;
-    clock.check_generation(generation)?;
-    if incarnation > MAX_INCARNATION {
-        return Err(Implausible::Incarnation(incarnation));
+pub fn check_member(m: Claim<'_>, clock: Clock) -> Result<(), Implausible> {
+    check_id("node", m.id)?;
+    clock.check_generation(m.generation)?;
+    if m.incarnation > MAX_INCARNATION {
+        return Err(Implausible::Incarnation(m.incarnation));
     }
-    if host.len() > MAX_HOST_LEN {
-        return Err(Implausible::HostTooLong(host.len()));
+    if m.host.len() > MAX_HOST_LEN {
+        return Err(Implausible::HostTooLong(m.host.len()));
     }
-    http.map_or(Ok(()), check_http)
+    if let Some(zone) = m.zone.filter(|z| z.len() > MAX_HOST_LEN) {
+        return Err(Implausible::ZoneTooLong(zone.len()));
+    }
+    m.http.map_or(Ok(()), check_http)
 }
 
 impl MemberEvent {
     /// Refuses an event whose ids, numbers or fields are implausible at `clock`.
     pub fn check(&self, clock: Clock) -> Result<(), Implausible> {
         check_id("reporter", &self.reporter)?;
-        let http = self.http.as_deref();
-        check_member(
-            &self.node,
-            self.generation,
-            self.incarnation,
-            &self.host,
-            http,
-            clock,
-        )
+        let claim = Claim {
+            id: &self.node,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            host: &self.host,
+            zone: self.zone.as_deref(),
+            http: self.http.as_deref(),
+        };
+        check_member(claim, clock)
     }
 }
 
 impl MemberRecord {
     /// Refuses a record whose id, numbers or fields are implausible at `clock`.
     pub fn check(&self, clock: Clock) -> Result<(), Implausible> {
-        let http = self.http.as_deref();
-        check_member(
-            &self.id,
-            self.generation,
-            self.incarnation,
-            &self.host,
-            http,
-            clock,
-        )
+        let claim = Claim {
+            id: &self.id,
+            generation: self.generation,
+            incarnation: self.incarnation,
+            host: &self.host,
+            zone: self.zone.as_deref(),
+            http: self.http.as_deref(),
+        };
+        check_member(claim, clock)
     }
 }
 

@@ -9,6 +9,7 @@ fn member(id: &str, state: MemberState) -> MemberRecord {
         incarnation: 0,
         state,
         host: "h".into(),
+        zone: None,
         http: None,
         last_heard_ms: Some(5),
     }

@@ -92,6 +92,7 @@ mod tests {
             incarnation: 0,
             state,
             host: String::new(),
+            zone: None,
             http: None,
             last_heard_ms: None,
         }

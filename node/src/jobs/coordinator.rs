@@ -95,7 +95,8 @@ async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// A free alive worker for `job_id`: not one that died running it, and not the coordinator,
-/// if another is free; then spread by a hash of the job id.
+/// if another is free; then on a host running the fewest exclusive jobs (so that losing a
+/// machine stops as few as can be); then spread by a hash of the job id.
 fn pick(
     me: &str,
     view: &[MemberRecord],
@@ -109,12 +110,18 @@ fn pick(
         .collect();
     let pool = prefer(free, |m| !avoid.contains(&m.id));
     let pool = prefer(pool, |m| m.id != me);
+    let running_on = |host: &str| {
+        let on_host = view
+            .iter()
+            .filter(|m| m.host == host && busy.contains(&m.id));
+        on_host.map(|m| &m.id).collect::<BTreeSet<_>>().len()
+    };
     pool.into_iter()
-        .max_by_key(|m| {
+        .min_by_key(|m| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (job_id, &m.id).hash(&mut h);
-            h.finish()
+            (running_on(&m.host), std::cmp::Reverse(h.finish()))
         })
         .map(|m| m.id.clone())
 }
@@ -229,6 +236,7 @@ mod tests {
             incarnation: 0,
             state,
             host: String::new(),
+            zone: None,
             http: None,
             last_heard_ms: None,
         }
@@ -248,5 +256,22 @@ mod tests {
         assert_eq!(pick("n1", &view, &busy, &avoid, "j").as_deref(), Some("n1"));
         let all: BTreeSet<String> = ["n1", "n3"].iter().map(|s| s.to_string()).collect();
         assert_eq!(pick("n1", &view, &all, &avoid, "j").as_deref(), Some("n2"));
+    }
+
+    #[test]
+    fn exclusive_jobs_spread_over_hosts() {
+        // a1 runs a job: whatever the job id, the next one goes to machine b.
+        let view: Vec<MemberRecord> = ["a1", "a2", "b1", "b2"]
+            .iter()
+            .map(|id| MemberRecord {
+                host: id[..1].into(),
+                ..member(id, MemberState::Alive, 5)
+            })
+            .collect();
+        let busy: BTreeSet<String> = ["a1".to_string()].into();
+        for j in 0..50 {
+            let w = pick("c", &view, &busy, &BTreeSet::new(), &format!("j{j}")).unwrap();
+            assert!(w.starts_with('b'), "j{j}: {w}");
+        }
     }
 }

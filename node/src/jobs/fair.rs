@@ -15,26 +15,28 @@ pub struct Claim {
     pub cost: Option<f64>,
 }
 
-/// Divides `workers` among the jobs of `claims`. Every job gets at least one worker; with
-/// fewer workers than jobs every job gets every worker (they are shared as under `global`).
-/// Workers stay with the job they served in `previous` where the new counts allow, so a
-/// worker's cached model keeps being used.
+/// Divides `workers` (each with its host) among the jobs of `claims`. Every job gets at least
+/// one worker; with fewer workers than jobs every job gets every worker (they are shared as
+/// under `global`). Workers stay with the job they served in `previous` where the new counts
+/// allow, so a worker's cached model keeps being used; new ones are taken on the hosts where
+/// the job has the fewest, so that losing a machine takes a part of each job's workers.
 pub fn partition(
-    workers: &BTreeSet<String>,
+    workers: &BTreeMap<String, String>,
     claims: &[Claim],
     previous: &BTreeMap<String, BTreeSet<String>>,
 ) -> BTreeMap<String, BTreeSet<String>> {
     if claims.is_empty() {
         return BTreeMap::new();
     }
+    let all: BTreeSet<String> = workers.keys().cloned().collect();
     if workers.len() < claims.len() {
         return claims
             .iter()
-            .map(|c| (c.job.clone(), workers.clone()))
+            .map(|c| (c.job.clone(), all.clone()))
             .collect();
     }
     let counts = counts(workers.len(), &demands(claims));
-    let mut free: BTreeSet<String> = workers.clone();
+    let mut free: BTreeSet<String> = all;
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (claim, &n) in claims.iter().zip(&counts) {
         let kept: BTreeSet<String> = previous
@@ -51,11 +53,21 @@ pub fn partition(
     for (claim, &n) in claims.iter().zip(&counts) {
         let set = out.get_mut(&claim.job).expect("inserted above");
         while set.len() < n {
-            let w = free.pop_first().expect("counts add up to the workers");
+            let on = |host: &str| set.iter().filter(|w| host_of(workers, w) == host).count();
+            let w = (free.iter())
+                .min_by_key(|w| on(host_of(workers, w)))
+                .cloned()
+                .expect("counts add up to the workers");
+            free.remove(&w);
             set.insert(w);
         }
     }
     out
+}
+
+/// The host of worker `w` (itself if unknown).
+fn host_of<'a>(workers: &'a BTreeMap<String, String>, w: &'a str) -> &'a str {
+    workers.get(w).map_or(w, String::as_str)
 }
 
 /// Weight times cost; a job not yet measured is taken to cost the mean of the measured ones.
@@ -99,8 +111,11 @@ fn counts(n: usize, demands: &[f64]) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn workers(n: usize) -> BTreeSet<String> {
-        (1..=n).map(|i| format!("n{i}")).collect()
+    /// `n` workers, each on a host of its own.
+    fn workers(n: usize) -> BTreeMap<String, String> {
+        (1..=n)
+            .map(|i| (format!("n{i}"), format!("n{i}")))
+            .collect()
     }
 
     fn claim(job: &str, weight: f64, cost: Option<f64>) -> Claim {
@@ -138,15 +153,15 @@ mod tests {
         let p = partition(&workers(3), &claims, &none);
         assert_eq!(sizes(&p), [1, 1, 1]);
         let all: BTreeSet<String> = p.values().flatten().cloned().collect();
-        assert_eq!(all, workers(3));
+        assert_eq!(all, workers(3).into_keys().collect());
     }
 
     #[test]
     fn fewer_workers_than_jobs_share_every_worker() {
         let claims = [claim("a", 1.0, Some(1.0)), claim("b", 1.0, Some(2.0))];
         let p = partition(&workers(1), &claims, &BTreeMap::new());
-        assert_eq!(p["a"], workers(1));
-        assert_eq!(p["b"], workers(1));
+        assert_eq!(p["a"], workers(1).into_keys().collect());
+        assert_eq!(p["b"], workers(1).into_keys().collect());
     }
 
     #[test]
@@ -162,5 +177,21 @@ mod tests {
         let p = partition(&workers(4), &claims, &previous);
         assert_eq!(p["a"], BTreeSet::from(["n3".to_string(), "n4".to_string()]));
         assert_eq!(p["b"], BTreeSet::from(["n1".to_string(), "n2".to_string()]));
+    }
+
+    #[test]
+    fn each_job_gets_workers_on_every_host() {
+        // Machines a, b, c with two workers each; two equal jobs get one of each.
+        let w: BTreeMap<String, String> = ["a1", "a2", "b1", "b2", "c1", "c2"]
+            .iter()
+            .map(|w| (w.to_string(), w[..1].to_string()))
+            .collect();
+        let claims = [claim("x", 1.0, Some(1.0)), claim("y", 1.0, Some(1.0))];
+        let p = partition(&w, &claims, &BTreeMap::new());
+        for (job, set) in &p {
+            let mut hosts: Vec<&str> = set.iter().map(|w| &w[..1]).collect();
+            hosts.dedup();
+            assert_eq!(hosts, ["a", "b", "c"], "{job}: {set:?}");
+        }
     }
 }

@@ -64,28 +64,34 @@ impl JobStore {
         &self.kv
     }
 
-    /// A job and its entry revision.
+    /// A job and its entry revision, as the bucket's leader has it (see [`crate::cas`]).
     pub async fn get(&self, id: &str) -> anyhow::Result<Option<(JobRecord, u64)>> {
-        let Some(entry) = self.kv.entry(id).await? else {
-            return Ok(None);
-        };
-        if entry.operation != kv::Operation::Put {
-            return Ok(None);
+        match crate::cas::leader_entry(&self.kv, id).await? {
+            Some(e) if !e.deleted => {
+                let job = decode::<JobRecord>(&e.value)
+                    .map_err(|err| anyhow::anyhow!("corrupt job record {id}: {err}"))?;
+                Ok(Some((job, e.revision)))
+            }
+            _ => Ok(None),
         }
-        let job = decode::<JobRecord>(&entry.value)
-            .map_err(|e| anyhow::anyhow!("corrupt job record {id}: {e}"))?;
-        Ok(Some((job, entry.revision)))
     }
 
-    /// Every job whose record decodes (a corrupt one is logged and skipped).
+    /// Every job whose record decodes (a corrupt one is logged and skipped), as the bucket's
+    /// leader has them. A record that cannot be read (a timeout, no leader for a moment)
+    /// fails the whole list: a list missing a live job would read as that job having ended.
     pub async fn list(&self) -> anyhow::Result<Vec<JobRecord>> {
         let keys: Vec<String> = self.kv.keys().await?.try_collect().await?;
         let mut jobs = Vec::with_capacity(keys.len());
         for key in keys {
-            match self.get(&key).await {
-                Ok(Some((job, _))) => jobs.push(job),
-                Ok(None) => {}
-                Err(e) => tracing::warn!("{e:#}"),
+            let Some(entry) = crate::cas::leader_entry(&self.kv, &key).await? else {
+                continue;
+            };
+            if entry.deleted {
+                continue;
+            }
+            match decode::<JobRecord>(&entry.value) {
+                Ok(job) => jobs.push(job),
+                Err(e) => tracing::warn!("corrupt job record {key}: {e}"),
             }
         }
         Ok(jobs)
@@ -97,24 +103,33 @@ impl JobStore {
         Ok(())
     }
 
-    /// Applies `change` with compare-and-swap, retrying on races. `change` returns false to
-    /// leave the record as it is. Returns the record stored, or None if unchanged or absent.
+    /// Applies `change` with compare-and-swap, retrying on races and while the bucket is
+    /// briefly unavailable (see [`crate::cas`]; `change` must be idempotent: a write whose
+    /// answer was lost may have been applied). `change` returns false to leave the record as
+    /// it is. Returns the record stored, or None if unchanged or absent.
     pub async fn modify<F>(&self, id: &str, mut change: F) -> anyhow::Result<Option<JobRecord>>
     where
         F: FnMut(&mut JobRecord) -> bool,
     {
-        for _ in 0..32 {
-            let Some((mut job, revision)) = self.get(id).await? else {
-                return Ok(None);
+        let mut tries = crate::cas::Tries::new();
+        loop {
+            let e = match self.get(id).await {
+                Ok(None) => return Ok(None),
+                Ok(Some((mut job, revision))) => {
+                    if !change(&mut job) {
+                        return Ok(None);
+                    }
+                    match self.kv.update(id, encode(&job)?.into(), revision).await {
+                        Ok(_) => return Ok(Some(job)),
+                        Err(e) => anyhow::Error::from(e),
+                    }
+                }
+                Err(e) => e,
             };
-            if !change(&mut job) {
-                return Ok(None);
-            }
-            match self.kv.update(id, encode(&job)?.into(), revision).await {
-                Ok(_) => return Ok(Some(job)),
-                Err(e) => tracing::debug!(%id, "job record write lost a race, retrying: {e}"),
+            tracing::debug!(%id, tries = tries.tried(), "job record not written, retrying: {e:#}");
+            if !tries.next().await {
+                anyhow::bail!("cannot write the record of job {id}: {e:#}")
             }
         }
-        anyhow::bail!("the record of job {id} kept changing; try again")
     }
 }

@@ -29,6 +29,8 @@ pub struct MembershipConfig {
     pub id: String,
     /// The host name reported to peers.
     pub host: String,
+    /// The zone reported to peers, if any.
+    pub zone: Option<String>,
     /// The dashboard address reported to peers.
     pub http: Option<String>,
     /// Detector timing.
@@ -75,6 +77,7 @@ pub async fn spawn(
         cfg.detector.clone(),
         &cfg.id,
         &cfg.host,
+        cfg.zone.clone(),
         cfg.http.clone(),
         rng,
         now(),
@@ -117,7 +120,7 @@ struct Task {
     drop_rate: f64,
     loss_rng: StdRng,
     was_down: bool,
-    syncs: JoinSet<Option<Vec<MemberRecord>>>,
+    syncs: JoinSet<Option<(String, Vec<MemberRecord>)>>,
     refusals: RefusalLog,
 }
 
@@ -139,8 +142,8 @@ impl Task {
                 Some(msg) = subs.events.next() => self.on_event(msg),
                 Some(msg) = subs.list.next() => { self.on_list(msg).await; Vec::new() }
                 Some(cmd) = commands.recv() => self.on_command(cmd),
-                Some(Ok(Some(records))) = self.syncs.join_next() => {
-                    self.detector.merge_records(&records, now())
+                Some(Ok(Some((from, records)))) = self.syncs.join_next() => {
+                    self.detector.merge_records(&from, &records, now())
                 }
                 Some(change) = connection.recv() => self.on_connection(change),
             };
@@ -180,7 +183,9 @@ impl Task {
         let timeout = self.cfg.request_timeout;
         match bus_client::request::<_, ViewSnapshot>(&self.client, subject, &req, timeout).await {
             Ok(view) => {
-                let out = self.detector.merge_records(&view.members, now());
+                let out = self
+                    .detector
+                    .merge_records(&view.node, &view.members, now());
                 tracing::info!(from = %view.node, members = view.members.len(), "fetched the view");
                 self.perform(out).await;
             }
@@ -349,7 +354,7 @@ impl Task {
                     let subject = subjects::node_control(&peer);
                     let req = ControlRequest::Members;
                     match bus_client::request(&client, subject, &req, timeout).await {
-                        Ok(ControlReply::Members { members, .. }) => Ok(members),
+                        Ok(ControlReply::Members { node, members, .. }) => Ok((node, members)),
                         Ok(_) => return None,
                         Err(e) => Err(e),
                     }
@@ -363,13 +368,13 @@ impl Task {
                         timeout,
                     )
                     .await
-                    .map(|v| v.members)
+                    .map(|v| (v.node, v.members))
                 }
             };
             match members {
-                Ok(members) => {
+                Ok(view) => {
                     metrics.received(Traffic::Membership, 0);
-                    Some(members)
+                    Some(view)
                 }
                 Err(e) => {
                     tracing::debug!("view sync failed: {e}");

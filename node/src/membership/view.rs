@@ -24,6 +24,8 @@ pub struct Member {
     pub state: MemberState,
     /// Host name.
     pub host: String,
+    /// Zone, if the node names one.
+    pub zone: Option<String>,
     /// Dashboard address.
     pub http: Option<String>,
 }
@@ -219,6 +221,45 @@ impl View {
         }
     }
 
+    /// Ids of failed members (not yet forgotten) other than `me`.
+    pub fn failed_peers(&self, me: &str) -> Vec<String> {
+        (self.entries.values())
+            .filter(|e| e.member.id != me && e.member.state == MemberState::Failed)
+            .map(|e| e.member.id.clone())
+            .collect()
+    }
+
+    /// Takes `member` (live) over a failure of the same generation this view holds, which
+    /// [`View::apply`] never does: a node on the smaller side of a healed partition drops its
+    /// verdict. True if the view changed.
+    pub fn overrule(&mut self, member: Member) -> bool {
+        let Some(entry) = self.entries.get_mut(&member.id) else {
+            return false;
+        };
+        let overruled = member.is_live()
+            && entry.member.state == MemberState::Failed
+            && entry.member.generation == member.generation;
+        if overruled {
+            entry.member = member;
+            entry.ended = None;
+        }
+        overruled
+    }
+
+    /// Takes back every failure the view holds (but `me`'s): members it holds as failed are
+    /// alive again, unheard, to be probed and judged afresh. A node that learns it was itself
+    /// declared failed was cut off from the others, so its own verdicts of that time are not
+    /// to be trusted (nor spread: they would make live nodes rejoin).
+    pub fn revive_failed(&mut self, me: &str) {
+        for e in self.entries.values_mut() {
+            if e.member.id != me && e.member.state == MemberState::Failed {
+                e.member.state = MemberState::Alive;
+                e.ended = None;
+                e.last_heard = None;
+            }
+        }
+    }
+
     /// Ids of live (alive or suspect) members other than `me`.
     pub fn live_peers(&self, me: &str) -> Vec<String> {
         self.entries
@@ -272,6 +313,7 @@ impl View {
                 incarnation: e.member.incarnation,
                 state: e.member.state,
                 host: e.member.host.clone(),
+                zone: e.member.zone.clone(),
                 http: e.member.http.clone(),
                 last_heard_ms: e
                     .last_heard
@@ -289,6 +331,7 @@ impl From<&MemberRecord> for Member {
             incarnation: r.incarnation,
             state: r.state,
             host: r.host.clone(),
+            zone: r.zone.clone(),
             http: r.http.clone(),
         }
     }

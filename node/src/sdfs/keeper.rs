@@ -15,7 +15,7 @@ use super::service::SdfsConfig;
 use super::trust::{LocalEpoch, TrustState};
 use crate::membership::MembershipHandle;
 use async_nats::Client;
-use bus_schemas::membership::MemberState;
+use bus_schemas::membership::{MemberRecord, MemberState, Placed};
 use bus_schemas::sdfs::{FileInfo, StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
 use futures::StreamExt;
@@ -138,13 +138,13 @@ impl Keeper {
         let alive = view.alive_ids();
         // Nodes that (re)started moments ago first re-announce what they still hold.
         let settle_ms = now_ms().saturating_sub(NEWCOMER_SETTLE.as_millis() as u64);
-        let settled: Vec<(String, String)> = view
+        let settled: Vec<Placed> = view
             .members
             .iter()
             .filter(|m| {
                 m.state == MemberState::Alive && (m.generation < settle_ms || m.id == self.id)
             })
-            .map(|m| (m.id.clone(), m.host.clone()))
+            .map(MemberRecord::placed)
             .collect();
         let gone: HashSet<String> = view
             .members
@@ -193,17 +193,13 @@ impl Keeper {
         name: &str,
         v: &VersionInfo,
         live: &[String],
-        alive: &[(String, String)],
+        alive: &[Placed],
         target: usize,
     ) {
         let need = target.saturating_sub(live.len());
-        // New copies go to hosts that hold none first.
-        let alive: Vec<(&str, &str)> = alive
-            .iter()
-            .map(|(n, h)| (n.as_str(), h.as_str()))
-            .collect();
+        // New copies go to hosts (then zones) that hold none first.
         let held: Vec<&str> = live.iter().map(String::as_str).collect();
-        let new = placement::spread(name, &alive, &held, need);
+        let new = placement::spread(name, alive, &held, need);
         let req = StoreRequest {
             blob: v.blob.clone(),
             size: v.size,

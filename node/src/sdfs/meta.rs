@@ -98,8 +98,8 @@ impl Meta {
     /// an older version). `None` if the marker cannot be decoded: then the bucket is not
     /// trusted.
     pub async fn epoch(&self) -> Result<Option<MetaEpoch>, MetaError> {
-        if let Some(entry) = self.kv.entry(EPOCH_KEY).await.map_err(bucket)? {
-            if entry.operation == kv::Operation::Put {
+        if let Some(entry) = self.leader(EPOCH_KEY).await? {
+            if !entry.deleted {
                 return Ok(decode::<MetaEpoch>(&entry.value).ok());
             }
         }
@@ -114,20 +114,25 @@ impl Meta {
                 Ok(Some(fresh))
             }
             // Another node wrote one first: read it.
-            Err(_) => match self.kv.entry(EPOCH_KEY).await.map_err(bucket)? {
-                Some(entry) => Ok(decode::<MetaEpoch>(&entry.value).ok()),
-                None => Ok(None),
+            Err(_) => match self.leader(EPOCH_KEY).await? {
+                Some(entry) if !entry.deleted => Ok(decode::<MetaEpoch>(&entry.value).ok()),
+                _ => Ok(None),
             },
         }
     }
 
-    /// The file and its entry revision.
+    /// The entry of `key` as the bucket's leader has it (see [`crate::cas`]).
+    async fn leader(&self, key: &str) -> Result<Option<crate::cas::LeaderEntry>, MetaError> {
+        (crate::cas::leader_entry(&self.kv, key).await).map_err(|e| bucket(format!("{e:#}")))
+    }
+
+    /// The file and its entry revision, as the bucket's leader has them.
     pub async fn get(&self, name: &str) -> Result<Option<(FileInfo, u64)>, MetaError> {
         let key = keys::key(name);
-        let Some(entry) = self.kv.entry(key.clone()).await.map_err(bucket)? else {
+        let Some(entry) = self.leader(&key).await? else {
             return Ok(None);
         };
-        if entry.operation != kv::Operation::Put {
+        if entry.deleted {
             return Ok(None);
         }
         let info = decode::<FileInfo>(&entry.value).map_err(|e| MetaError::Corrupt {
@@ -138,39 +143,59 @@ impl Meta {
     }
 
     /// Applies `change` to the file's entry (None if absent) with compare-and-swap, retrying
-    /// when another writer got there first; returns what was stored.
+    /// when another writer got there first or the bucket is briefly unavailable (see
+    /// [`crate::cas`]; `change` must be idempotent); returns what was stored.
     pub async fn modify<F>(&self, name: &str, mut change: F) -> Result<Option<FileInfo>, MetaError>
     where
         F: FnMut(Option<FileInfo>) -> Option<FileInfo>,
     {
         let key = keys::key(name);
-        for _ in 0..32 {
-            let current = self.get(name).await?;
-            let revision = current.as_ref().map(|(_, r)| *r);
-            let Some(next) = change(current.map(|(f, _)| f)) else {
-                return Ok(None);
+        let mut tries = crate::cas::Tries::new();
+        loop {
+            let (race, e) = match self.get(name).await {
+                Err(MetaError::Bucket(e)) => (false, e),
+                Err(e) => return Err(e),
+                Ok(current) => {
+                    let revision = current.as_ref().map(|(_, r)| *r);
+                    let Some(next) = change(current.map(|(f, _)| f)) else {
+                        return Ok(None);
+                    };
+                    match self.write(&key, &next, revision).await {
+                        Ok(()) => return Ok(Some(next)),
+                        Err(failed) => failed,
+                    }
+                }
             };
-            let bytes = encode(&next).map_err(bucket)?;
-            let written = match revision {
-                Some(r) => self
-                    .kv
-                    .update(&key, bytes.into(), r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                None => self
-                    .kv
-                    .create(&key, bytes.into())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-            };
-            match written {
-                Ok(()) => return Ok(Some(next)),
-                Err(e) => tracing::debug!(%name, "metadata write lost a race, retrying: {e}"),
+            tracing::debug!(%name, tries = tries.tried(), "metadata not written, retrying: {e}");
+            if !tries.next().await {
+                return Err(match race {
+                    true => MetaError::Contended(name.into()),
+                    false => MetaError::Bucket(e),
+                });
             }
         }
-        Err(MetaError::Contended(name.into()))
+    }
+
+    /// Writes `file` at `key` if the entry is still at `revision` (absent if None); the error
+    /// says whether another writer got there first, and why.
+    async fn write(
+        &self,
+        key: &str,
+        file: &FileInfo,
+        revision: Option<u64>,
+    ) -> Result<(), (bool, String)> {
+        let bytes = encode(file).map_err(|e| (false, e.to_string()))?;
+        match revision {
+            Some(r) => (self.kv.update(key, bytes.into(), r).await).map_err(|e| {
+                let race = e.kind() == kv::UpdateErrorKind::WrongLastRevision;
+                (race, e.to_string())
+            }),
+            None => (self.kv.create(key, bytes.into()).await).map_err(|e| {
+                let race = e.kind() == kv::CreateErrorKind::AlreadyExists;
+                (race, e.to_string())
+            }),
+        }
+        .map(|_| ())
     }
 
     /// Appends a version (numbered after the newest) and keeps only the newest `keep`.
@@ -186,6 +211,10 @@ impl Meta {
                     name: name.to_string(),
                     versions: Vec::new(),
                 });
+                // Already there: an earlier try was applied though its answer was lost.
+                if file.versions.iter().any(|v| v.blob == version.blob) {
+                    return None;
+                }
                 version.version = file.latest().map_or(1, |v| v.version + 1);
                 file.versions.push(version.clone());
                 let excess = file.versions.len().saturating_sub(keep.max(1));
@@ -193,18 +222,24 @@ impl Meta {
                 Some(file)
             })
             .await?;
-        stored.ok_or_else(|| MetaError::Bucket("no entry written".into()))
+        match stored {
+            Some(file) => Ok(file),
+            None => (self.get(name).await?)
+                .map(|(file, _)| file)
+                .ok_or_else(|| MetaError::Bucket("no entry written".into())),
+        }
     }
 
     /// Deletes a file; false if it did not exist. The delete names the revision it read, so a
     /// version committed meanwhile is never deleted unseen (the delete is tried again).
     pub async fn delete(&self, name: &str) -> Result<bool, MetaError> {
         let key = keys::key(name);
-        for _ in 0..32 {
-            let Some(entry) = self.kv.entry(key.clone()).await.map_err(bucket)? else {
+        let mut tries = crate::cas::Tries::new();
+        loop {
+            let Some(entry) = self.leader(&key).await? else {
                 return Ok(false);
             };
-            if entry.operation != kv::Operation::Put {
+            if entry.deleted {
                 return Ok(false);
             }
             match self
@@ -213,10 +248,12 @@ impl Meta {
                 .await
             {
                 Ok(()) => return Ok(true),
-                Err(e) => tracing::debug!(%name, "delete lost a race, retrying: {e}"),
+                Err(e) => tracing::debug!(%name, "delete not applied, retrying: {e}"),
+            }
+            if !tries.next().await {
+                return Err(MetaError::Contended(name.into()));
             }
         }
-        Err(MetaError::Contended(name.into()))
     }
 
     /// Adds the versions of `restored` whose blobs the file does not list yet. A version keeps

@@ -1,12 +1,15 @@
 //! Replica placement (sans-IO): rendezvous hashing of a file name over the live nodes, spread
-//! over hosts.
+//! over hosts and zones.
 //!
 //! Every node computes the same ranking from the same inputs, and removing a node moves only
 //! the files it held: each file's next-ranked node takes its place. A replica set takes the
 //! best-ranked node of each host first, so that losing a machine (all its nodes) loses as few
-//! copies as can be; only when every host holds one does a host get a second.
+//! copies as can be; only when every host holds one does a host get a second. Among hosts
+//! with as few copies, those in a zone (`--zone`) with fewer copies come first.
 
+use bus_schemas::membership::Placed;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// The score of `node` for `name`: the first 8 bytes of sha256(name, NUL, node).
 fn score(name: &str, node: &str) -> u64 {
@@ -28,41 +31,44 @@ pub fn rank<'a>(name: &str, nodes: impl IntoIterator<Item = &'a str>) -> Vec<&'a
     scored.into_iter().map(|(_, n)| n).collect()
 }
 
-/// The replica set of `name` over `live` nodes (`(id, host)`): `rf` of them (fewer if fewer
-/// are live), on as many hosts as can be (see [`spread`]).
-pub fn replicas<'a>(name: &str, live: &[(&'a str, &'a str)], rf: usize) -> Vec<&'a str> {
+/// The replica set of `name` over `live` nodes: `rf` of them (fewer if fewer are live), on as
+/// many hosts, then zones, as can be (see [`spread`]).
+pub fn replicas(name: &str, live: &[Placed], rf: usize) -> Vec<String> {
     spread(name, live, &[], rf)
 }
 
-/// `need` more nodes for `name` among `live` (`(id, host)`), beside the nodes `held` already
-/// holding it: in rendezvous order, but first one on each host that holds no copy yet, then on
-/// hosts that hold the fewest. Never a node of `held`.
-pub fn spread<'a>(
-    name: &str,
-    live: &[(&'a str, &'a str)],
-    held: &[&str],
-    need: usize,
-) -> Vec<&'a str> {
-    let host_of = |id: &str| live.iter().find(|(n, _)| *n == id).map(|(_, h)| *h);
-    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for h in held.iter().filter_map(|id| host_of(id)) {
-        *copies.entry(h).or_default() += 1;
+/// `need` more nodes for `name` among `live`, beside the nodes `held` already holding it: in
+/// rendezvous order, but first on a host that holds the fewest copies, and among those on a
+/// zone that holds the fewest. Never a node of `held`.
+pub fn spread(name: &str, live: &[Placed], held: &[&str], need: usize) -> Vec<String> {
+    let place = |id: &str| live.iter().find(|p| p.id == id);
+    let mut on_host: HashMap<&str, usize> = HashMap::new();
+    let mut in_zone: HashMap<&str, usize> = HashMap::new();
+    for p in held.iter().filter_map(|id| place(id)) {
+        *on_host.entry(&p.host).or_default() += 1;
+        *in_zone.entry(&p.zone).or_default() += 1;
     }
-    let mut left: Vec<&'a str> = rank(name, live.iter().map(|(n, _)| *n));
+    let mut left: Vec<&str> = rank(name, live.iter().map(|p| p.id.as_str()));
     left.retain(|n| !held.contains(n));
     let mut picked = Vec::new();
     while picked.len() < need && !left.is_empty() {
-        // The best-ranked node on a host with the fewest copies so far.
-        let count = |n: &str| host_of(n).map_or(0, |h| copies.get(h).copied().unwrap_or(0));
-        let fewest = left.iter().map(|n| count(n)).min().unwrap_or(0);
+        // The best-ranked node with the fewest copies on its host, then in its zone.
+        let count = |n: &str| {
+            place(n).map_or((0, 0), |p| {
+                let host = on_host.get(p.host.as_str()).copied().unwrap_or(0);
+                (host, in_zone.get(p.zone.as_str()).copied().unwrap_or(0))
+            })
+        };
+        let fewest = left.iter().map(|n| count(n)).min().unwrap_or((0, 0));
         let Some(i) = left.iter().position(|n| count(n) == fewest) else {
             break;
         };
         let node = left.remove(i);
-        if let Some(h) = host_of(node) {
-            *copies.entry(h).or_default() += 1;
+        if let Some(p) = place(node) {
+            *on_host.entry(&p.host).or_default() += 1;
+            *in_zone.entry(&p.zone).or_default() += 1;
         }
-        picked.push(node);
+        picked.push(node.to_string());
     }
     picked
 }
@@ -75,30 +81,33 @@ mod tests {
         (1..=n).map(|i| format!("n{i}")).collect()
     }
 
+    fn at(id: &str, host: &str, zone: &str) -> Placed {
+        Placed {
+            id: id.into(),
+            host: host.into(),
+            zone: zone.into(),
+        }
+    }
+
     /// Each node on a host of its own.
-    fn alone(ids: &[String]) -> Vec<(&str, &str)> {
-        ids.iter().map(|n| (n.as_str(), n.as_str())).collect()
+    fn alone(ids: &[String]) -> Vec<Placed> {
+        ids.iter().map(|n| at(n, n, "")).collect()
     }
 
     /// `hosts` hosts `h0…` with `per` nodes each, `h<i>-<k>`.
-    fn machines(hosts: usize, per: usize) -> Vec<(String, String)> {
+    fn machines(hosts: usize, per: usize) -> Vec<Placed> {
         let mut v = Vec::new();
         for h in 0..hosts {
             for k in 0..per {
-                v.push((format!("h{h}-{k}"), format!("h{h}")));
+                v.push(at(&format!("h{h}-{k}"), &format!("h{h}"), ""));
             }
         }
         v
     }
 
-    fn refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
-        v.iter().map(|(n, h)| (n.as_str(), h.as_str())).collect()
-    }
-
     #[test]
     fn replicas_go_to_distinct_hosts_first() {
-        let m = machines(3, 2);
-        let live = refs(&m);
+        let live = machines(3, 2);
         for f in 0..200 {
             let set = replicas(&format!("f{f}"), &live, 4);
             let mut hosts: Vec<&str> = set.iter().map(|n| &n[..2]).collect();
@@ -110,8 +119,7 @@ mod tests {
 
     #[test]
     fn repairs_prefer_hosts_without_a_copy() {
-        let m = machines(3, 2);
-        let live = refs(&m);
+        let live = machines(3, 2);
         // Both copies on h0: the two new ones go to h1 and h2.
         let new = spread("f", &live, &["h0-0", "h0-1"], 2);
         let mut hosts: Vec<&str> = new.iter().map(|n| &n[..2]).collect();
@@ -119,6 +127,41 @@ mod tests {
         assert_eq!(hosts, ["h1", "h2"], "{new:?}");
         // Never a node that holds it already, and never more than there are.
         assert_eq!(spread("f", &live, &["h0-0"], 9).len(), 5);
+    }
+
+    #[test]
+    fn replicas_spread_over_zones_once_hosts_are_even() {
+        // Zone z0 has 4 hosts, z1 and z2 one each: 3 of 4 copies go to 3 zones, and no host
+        // holds two.
+        let mut live = Vec::new();
+        for (h, zone) in ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .zip(["z0", "z0", "z0", "z0", "z1", "z2"])
+        {
+            live.push(at(&format!("{h}1"), h, zone));
+            live.push(at(&format!("{h}2"), h, zone));
+        }
+        for f in 0..200 {
+            let set = replicas(&format!("f{f}"), &live, 4);
+            let place = |n: &String| live.iter().find(|p| &p.id == n).cloned().unwrap();
+            let mut hosts: Vec<String> = set.iter().map(|n| place(n).host).collect();
+            let mut zones: Vec<String> = set.iter().map(|n| place(n).zone).collect();
+            hosts.sort();
+            hosts.dedup();
+            zones.sort();
+            zones.dedup();
+            assert_eq!((hosts.len(), zones.len()), (4, 3), "f{f}: {set:?}");
+        }
+        // A repair of a file held in z0 only goes to the other zones first.
+        let new = spread("f", &live, &["a1", "b1"], 2);
+        let zones: Vec<String> = new
+            .iter()
+            .map(|n| live.iter().find(|p| &p.id == n).unwrap().zone.clone())
+            .collect();
+        assert!(
+            zones.contains(&"z1".to_string()) && zones.contains(&"z2".to_string()),
+            "{new:?}"
+        );
     }
 
     #[test]
@@ -143,14 +186,14 @@ mod tests {
     fn losing_a_node_moves_only_its_files() {
         let ids = nodes(10);
         let all = alone(&ids);
-        let without: Vec<(&str, &str)> = all.iter().copied().filter(|n| n.0 != "n3").collect();
+        let without: Vec<Placed> = all.iter().filter(|n| n.id != "n3").cloned().collect();
         for f in 0..200 {
             let name = format!("file-{f}");
             let before = replicas(&name, &all, 4);
             let after = replicas(&name, &without, 4);
-            let kept: Vec<&str> = before.iter().copied().filter(|n| *n != "n3").collect();
+            let kept: Vec<&String> = before.iter().filter(|n| *n != "n3").collect();
             assert!(
-                kept.iter().all(|n| after.contains(n)),
+                kept.iter().all(|n| after.contains(*n)),
                 "{name}: {before:?} -> {after:?}"
             );
         }

@@ -9,6 +9,7 @@ use super::trust::TrustState;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
+use bus_schemas::membership::Placed;
 use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
 use bus_schemas::sdfs_limits::{self as limits, LimitError};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
@@ -317,11 +318,15 @@ impl Sdfs {
         Ok(())
     }
 
-    /// Alive members with their hosts, this node included.
-    async fn live(&self) -> Vec<(String, String)> {
+    /// Alive members with where they run, this node included.
+    async fn live(&self) -> Vec<Placed> {
         match self.membership.view().await {
-            Ok(view) => view.alive_hosts(),
-            Err(_) => vec![(self.id.clone(), self.id.clone())],
+            Ok(view) => view.alive_places(),
+            Err(_) => vec![Placed {
+                id: self.id.clone(),
+                host: self.id.clone(),
+                zone: String::new(),
+            }],
         }
     }
 
@@ -337,11 +342,7 @@ impl Sdfs {
     ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
         let live = self.live().await;
         let wanted = self.wanted(asked);
-        let live: Vec<(&str, &str)> = live.iter().map(|(n, h)| (n.as_str(), h.as_str())).collect();
-        let replicas: Vec<String> = placement::replicas(name, &live, wanted)
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let replicas = placement::replicas(name, &live, wanted);
         if replicas.is_empty() {
             return Err((
                 SdfsErrorKind::NoReplicas,

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 use testkit::wait_until;
 
+pub mod machines;
+
 /// The TorchScript fixture's directory.
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchscript");
 

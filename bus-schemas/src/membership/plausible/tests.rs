@@ -14,6 +14,7 @@ fn event() -> MemberEvent {
         generation: CLOCK.now_ms - 5_000,
         incarnation: 3,
         host: "vm".into(),
+        zone: Some("rack-1".into()),
         http: Some("127.0.0.1:9300".into()),
         reporter: "n2".into(),
         at_ms: 0,
@@ -27,6 +28,7 @@ fn record() -> MemberRecord {
         incarnation: 0,
         state: MemberState::Alive,
         host: "vm".into(),
+        zone: Some("rack-1".into()),
         http: None,
         last_heard_ms: None,
     }
@@ -122,6 +124,14 @@ fn oversized_hosts_and_bad_addresses_are_refused() {
         ..record()
     };
     assert_eq!(r.check(CLOCK), Err(Implausible::HostTooLong(1_000_000)));
+    let r = MemberRecord {
+        zone: Some("z".repeat(MAX_HOST_LEN + 1)),
+        ..record()
+    };
+    assert_eq!(
+        r.check(CLOCK),
+        Err(Implausible::ZoneTooLong(MAX_HOST_LEN + 1))
+    );
     for bad in [
         "",
         "no-port",

@@ -124,6 +124,10 @@ async fn reconcile(
         .collect();
     st.alive = pool.clone();
     st.members = deaths::members(&view);
+    st.hosts = view
+        .iter()
+        .map(|m| (m.id.clone(), m.host.clone()))
+        .collect();
     st.abandon_lost();
     let now = Instant::now();
     for (id, run) in st.runs.iter_mut() {
@@ -133,21 +137,20 @@ async fn reconcile(
         }
         deaths::release(run, now);
     }
-    let runs = &mut st.runs;
     let live: BTreeSet<&str> = jobs
         .iter()
         .filter(|j| !j.state.is_final() && matches!(j.spec, JobSpec::Serve(_)))
         .map(|j| j.id.as_str())
         .collect();
-    let ended: Vec<String> = runs
-        .keys()
+    let ended: Vec<String> = (st.runs.keys())
         .filter(|id| !live.contains(id.as_str()))
         .cloned()
         .collect();
     for id in ended {
-        if let Some(run) = runs.remove(&id) {
+        if let Some(run) = st.runs.remove(&id) {
             leave(ctx, &id, &run.joined);
         }
+        st.forget_flights(&id);
     }
     st.divide(&pool);
     st.level_virtual_queries();

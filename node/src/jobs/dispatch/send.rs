@@ -169,7 +169,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                 *l = l.saturating_sub(1);
             }
             let Some(run) = runs.get_mut(&id) else { return };
-            run.in_flight -= 1;
+            run.in_flight = run.in_flight.saturating_sub(1);
             match (reply, answered) {
                 (Ok(WorkReply::Done { infer_ms, .. }), Some(answered)) => {
                     // Model time: the worker's wait for its inference thread (other jobs'

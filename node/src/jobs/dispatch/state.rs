@@ -22,6 +22,8 @@ pub(super) struct State {
     pub(super) probing: BTreeSet<String>,
     /// Every member's state and generation in the latest view.
     pub(super) members: super::deaths::Members,
+    /// Every member's host in the latest view.
+    pub(super) hosts: BTreeMap<String, String>,
 }
 
 /// How often `qps local` divides the workers again as costs change.
@@ -94,6 +96,21 @@ impl State {
         }
     }
 
+    /// Forgets the batches in flight of a job that ended (a late answer finds no flight and
+    /// is counted at most once, if the job runs again).
+    pub(super) fn forget_flights(&mut self, job: &str) {
+        let load = &mut self.load;
+        self.flights.retain(|_, f| {
+            if f.job != job {
+                return true;
+            }
+            if let Some(l) = load.get_mut(&f.worker) {
+                *l = l.saturating_sub(1);
+            }
+            false
+        });
+    }
+
     /// Under `qps local`, divides the pool among the running jobs when the jobs or the pool
     /// changed, or every [`REDIVIDE`] as the measured costs move.
     pub(super) fn divide(&mut self, pool: &BTreeSet<String>) {
@@ -117,7 +134,15 @@ impl State {
                 cost: r.cost(now),
             })
             .collect();
-        let divided = fair::partition(pool, &claims, &self.divided);
+        let pool: BTreeMap<String, String> = (pool.iter())
+            .map(|w| {
+                (
+                    w.clone(),
+                    self.hosts.get(w).cloned().unwrap_or_else(|| w.clone()),
+                )
+            })
+            .collect();
+        let divided = fair::partition(&pool, &claims, &self.divided);
         if divided != self.divided {
             tracing::info!(?divided, ?claims, "qps local: workers divided");
         }

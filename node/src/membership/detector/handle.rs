@@ -1,5 +1,6 @@
 //! The detector's handling of incoming failure-detector messages, events and view syncs.
 
+use super::heal::Side;
 use super::refused::{implausible, Refused};
 use super::{Detector, Now, Output, Relay};
 use crate::membership::view::{Applied, Member};
@@ -117,26 +118,40 @@ impl<R: Rng> Detector<R> {
         if let Err(reason) = ev.check(self.clock(now)) {
             return vec![Output::Refused(implausible("member event", reason))];
         }
+        if ev.reporter != ev.node && self.failed_here(&ev.reporter) {
+            return Vec::new(); // reached while cut off from this node's side
+        }
         let member = Member {
             id: ev.node.clone(),
             generation: ev.generation,
             incarnation: ev.incarnation,
             state: ev.kind.state(),
             host: ev.host.clone(),
+            zone: ev.zone.clone(),
             http: ev.http.clone(),
         };
         self.merge(member, ev.reporter == self.me.id, now)
     }
 
-    /// Merges a peer's whole view, record by record, refusing implausible records.
-    pub fn merge_records(&mut self, records: &[MemberRecord], now: Now) -> Vec<Output> {
+    /// Merges the whole view of peer `from`, record by record, refusing implausible records;
+    /// after a partition, the larger side's verdicts stand (see [`super::heal`]).
+    pub fn merge_records(&mut self, from: &str, records: &[MemberRecord], now: Now) -> Vec<Output> {
         let mut out = Vec::new();
         let clock = self.clock(now);
+        let mut members = Vec::with_capacity(records.len());
         for r in records {
             match r.check(clock) {
-                Ok(()) => out.extend(self.merge(Member::from(r), false, now)),
+                Ok(()) => members.push(Member::from(r)),
                 Err(reason) => out.push(Output::Refused(implausible("view record", reason))),
             }
+        }
+        match self.side(from, &members) {
+            Side::Same => {}
+            Side::Larger => members.retain(|m| m.id == from),
+            Side::Smaller => self.yield_verdicts(&members),
+        }
+        for m in members {
+            out.extend(self.merge(m, false, now));
         }
         out
     }
@@ -188,7 +203,13 @@ impl<R: Rng> Detector<R> {
             MemberState::Suspect if member.incarnation >= self.me.incarnation => {
                 self.refute(member.incarnation, now)
             }
-            MemberState::Failed | MemberState::Left => self.rejoin(now),
+            MemberState::Failed => {
+                // Cut off from those who declared it: its own verdicts are not to be trusted.
+                self.view.revive_failed(&self.me.id);
+                self.suspicions.clear();
+                self.rejoin(now)
+            }
+            MemberState::Left => self.rejoin(now),
             _ => Vec::new(),
         }
     }

@@ -17,6 +17,7 @@ fn forged(sim: &Sim, i: usize, kind: MemberEventKind, generation: u64) -> Member
         generation,
         incarnation: me.incarnation,
         host: me.host.clone(),
+        zone: me.zone.clone(),
         http: None,
         reporter: "mallory".into(),
         at_ms: sim.now.wall_ms,
@@ -159,10 +160,11 @@ fn ids_that_are_not_tokens_and_oversized_fields_are_refused() {
         incarnation: 0,
         state: MemberState::Alive,
         host: String::new(),
+        zone: None,
         http: None,
         last_heard_ms: None,
     };
-    let out = sim.nodes[0].merge_records(&[record], sim.now);
+    let out = sim.nodes[0].merge_records("n1", &[record], sim.now);
     assert!(matches!(out.as_slice(), [Output::Refused(_)]), "{out:?}");
     let ping = FdMessage::Ping {
         from: "*".into(),
@@ -215,7 +217,7 @@ fn a_forgotten_member_is_not_resurrected_by_a_stale_view() {
     sim.run_for(Duration::from_secs(6));
     assert!(sim.nodes[0].view().get("n2").is_none(), "forgotten");
     let now = sim.now;
-    sim.nodes[0].merge_records(&stale, now);
+    sim.nodes[0].merge_records("n1", &stale, now);
     assert!(sim.nodes[0].view().get("n2").is_none(), "a tombstone holds");
     assert_eq!(sim.nodes[0].view().len(), 2);
 }
@@ -227,13 +229,14 @@ fn generations_and_incarnations_saturate_instead_of_overflowing() {
         wall_ms: u64::MAX,
     };
     let rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-    let mut d = Detector::new(DetectorConfig::default(), "n0", "h", None, rng, now);
+    let mut d = Detector::new(DetectorConfig::default(), "n0", "h", None, None, rng, now);
     let mut ev = MemberEvent {
         kind: MemberEventKind::Fail,
         node: "n0".into(),
         generation: u64::MAX,
         incarnation: MAX_INCARNATION,
         host: String::new(),
+        zone: None,
         http: None,
         reporter: "n1".into(),
         at_ms: 0,

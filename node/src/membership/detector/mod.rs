@@ -31,6 +31,9 @@ pub struct DetectorConfig {
     pub pause_threshold: Duration,
     /// Minimum time between two view syncs triggered by digest mismatches.
     pub sync_interval: Duration,
+    /// How often a failed member (not yet forgotten) is asked for its view: a member cut off
+    /// and healed answers again, and the two sides' views are reconciled.
+    pub reclaim_interval: Duration,
     /// How far ahead of this node's wall clock a generation may be; further is refused.
     pub max_clock_skew: Duration,
     /// Failed and left members are forgotten this long after they failed or left.
@@ -50,6 +53,7 @@ impl Default for DetectorConfig {
             grace: Duration::from_secs(2),
             pause_threshold: Duration::from_millis(1000),
             sync_interval: Duration::from_secs(2),
+            reclaim_interval: Duration::from_secs(1),
             max_clock_skew: Duration::from_millis(plausible::DEFAULT_MAX_CLOCK_SKEW_MS),
             forget_after: Duration::from_secs(600),
             max_members: plausible::DEFAULT_MAX_MEMBERS,
@@ -150,15 +154,18 @@ pub struct Detector<R> {
     quiet_until: Instant,
     last_tick: Instant,
     last_sync: Option<Instant>,
+    next_reclaim: Instant,
     stats: DetectorStats,
 }
 
 impl<R: Rng> Detector<R> {
-    /// A detector for node `id`, a member from `now` on, with a new generation.
+    /// A detector for node `id` on `host` (in `zone`), a member from `now` on, with a new
+    /// generation.
     pub fn new(
         cfg: DetectorConfig,
         id: &str,
         host: &str,
+        zone: Option<String>,
         http: Option<String>,
         rng: R,
         now: Now,
@@ -169,6 +176,7 @@ impl<R: Rng> Detector<R> {
             incarnation: 0,
             state: MemberState::Alive,
             host: host.to_string(),
+            zone,
             http,
         };
         let mut view = View::new(id, cfg.max_members);
@@ -189,6 +197,7 @@ impl<R: Rng> Detector<R> {
             suspicions: HashMap::new(),
             last_tick: now.mono,
             last_sync: None,
+            next_reclaim: now.mono,
             stats: DetectorStats::default(),
         }
     }
@@ -225,6 +234,7 @@ impl<R: Rng> Detector<R> {
             generation: m.generation,
             incarnation: m.incarnation,
             host: m.host.clone(),
+            zone: m.zone.clone(),
             http: m.http.clone(),
             reporter: self.me.id.clone(),
             at_ms: now.wall_ms,
@@ -308,6 +318,7 @@ impl<R: Rng> Detector<R> {
             return out;
         }
         self.relays.retain(|_, r| r.expires > now.mono);
+        self.reclaim(now.mono, &mut out);
         self.expire_suspicions(now, &mut out);
         self.advance_probe(now, &mut out);
         if self.probe.is_none() && now.mono >= self.next_probe {
@@ -318,10 +329,13 @@ impl<R: Rng> Detector<R> {
 }
 
 mod handle;
+mod heal;
 mod probe;
 mod refused;
 
 pub use refused::Refused;
+#[cfg(test)]
+mod heal_tests;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]

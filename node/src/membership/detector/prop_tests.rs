@@ -60,29 +60,45 @@ fn http() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(prop_oneof![Just("127.0.0.1:1".to_string()), text()])
 }
 
+fn zone() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text())
+}
+
 fn event() -> impl Strategy<Value = MemberEvent> {
-    (kind(), id(), number(), number(), text(), http(), id()).prop_map(
-        |(kind, node, generation, incarnation, host, http, reporter)| MemberEvent {
-            kind,
-            node,
-            generation,
-            incarnation,
-            host,
-            http,
-            reporter,
-            at_ms: 0,
-        },
+    (
+        kind(),
+        id(),
+        number(),
+        number(),
+        text(),
+        zone(),
+        http(),
+        id(),
     )
+        .prop_map(
+            |(kind, node, generation, incarnation, host, zone, http, reporter)| MemberEvent {
+                kind,
+                node,
+                generation,
+                incarnation,
+                host,
+                zone,
+                http,
+                reporter,
+                at_ms: 0,
+            },
+        )
 }
 
 fn record() -> impl Strategy<Value = MemberRecord> {
-    (id(), number(), number(), state(), text(), http()).prop_map(
-        |(id, generation, incarnation, state, host, http)| MemberRecord {
+    (id(), number(), number(), state(), text(), zone(), http()).prop_map(
+        |(id, generation, incarnation, state, host, zone, http)| MemberRecord {
             id,
             generation,
             incarnation,
             state,
             host,
+            zone,
             http,
             last_heard_ms: None,
         },
@@ -154,11 +170,11 @@ proptest! {
         let max_generation = |wall: u64, inputs: u64| wall + skew + inputs;
         let mut now = Now { mono: Instant::now(), wall_ms: WALL };
         let rng = StdRng::seed_from_u64(7);
-        let mut d = Detector::new(cfg.clone(), "me", "h", None, rng, now);
+        let mut d = Detector::new(cfg.clone(), "me", "h", None, None, rng, now);
         for (n, input) in (1u64..).zip(inputs) {
             match input {
                 Input::Event(ev) => { d.handle_event(&ev, now); }
-                Input::Records(rs) => { d.merge_records(&rs, now); }
+                Input::Records(rs) => { d.merge_records("peer", &rs, now); }
                 Input::Fd(msg) => { d.handle_fd(msg, now); }
                 Input::Tick(ms) => {
                     now.mono += Duration::from_millis(ms);

@@ -12,6 +12,8 @@ pub(super) struct Sim {
     pub(super) nodes: Vec<Detector<StdRng>>,
     pub(super) now: Now,
     pub(super) down: HashSet<usize>,
+    /// Nodes cut off from the others: messages cross only between nodes on the same side.
+    pub(super) cut: HashSet<usize>,
     pub(super) paused: HashSet<usize>,
     pub(super) held: Vec<(usize, Delivery)>,
     pub(super) loss: f64,
@@ -41,6 +43,7 @@ impl Sim {
             nodes: Vec::new(),
             now: start,
             down: HashSet::new(),
+            cut: HashSet::new(),
             paused: HashSet::new(),
             held: Vec::new(),
             loss: 0.0,
@@ -51,13 +54,13 @@ impl Sim {
         };
         for i in 0..n {
             let rng = StdRng::seed_from_u64(seed * 1000 + i as u64);
-            let d = Detector::new(cfg.clone(), &format!("n{i}"), "h", None, rng, start);
+            let d = Detector::new(cfg.clone(), &format!("n{i}"), "h", None, None, rng, start);
             let join = d.join_event(start);
             sim.nodes.push(d);
             // A starting node fetches the view, then announces itself.
             if i > 0 {
                 let records = sim.nodes[0].view().records(start.mono);
-                let out = sim.nodes[i].merge_records(&records, start);
+                let out = sim.nodes[i].merge_records("n0", &records, start);
                 sim.route(i, out);
             }
             sim.route(i, vec![Output::Broadcast(join)]);
@@ -91,6 +94,11 @@ impl Sim {
         }
     }
 
+    /// Whether `a` and `b` are on different sides of a cut.
+    fn apart(&self, a: usize, b: usize) -> bool {
+        self.cut.contains(&a) != self.cut.contains(&b)
+    }
+
     pub(super) fn route(&mut self, from: usize, out: Vec<Output>) {
         let mut queue: VecDeque<(usize, Output)> = out.into_iter().map(|o| (from, o)).collect();
         while let Some((src, o)) = queue.pop_front() {
@@ -101,11 +109,17 @@ impl Sim {
                 Output::Send { to, msg } => {
                     self.fd_sent[src] += 1;
                     let Some(to) = self.index(&to) else { continue };
+                    if self.apart(src, to) {
+                        continue;
+                    }
                     vec![(to, self.deliver(to, Delivery::Fd(msg)))]
                 }
                 Output::Broadcast(ev) => {
                     self.events.push(ev.clone());
                     (0..self.nodes.len())
+                        .filter(|i| !self.apart(src, *i))
+                        .collect::<Vec<_>>()
+                        .into_iter()
                         .map(|i| (i, self.deliver(i, Delivery::Event(ev.clone()))))
                         .collect()
                 }
@@ -118,12 +132,13 @@ impl Sim {
                     let Some(peer) = self.index(&peer) else {
                         continue;
                     };
-                    if self.down.contains(&peer) || self.paused.contains(&peer) {
+                    let away = self.down.contains(&peer) || self.paused.contains(&peer);
+                    if away || self.apart(src, peer) {
                         continue;
                     }
                     let records = self.nodes[peer].view().records(self.now.mono);
-                    let now = self.now;
-                    vec![(src, self.nodes[src].merge_records(&records, now))]
+                    let (now, from) = (self.now, format!("n{peer}"));
+                    vec![(src, self.nodes[src].merge_records(&from, &records, now))]
                 }
             };
             for (i, outs) in results {

@@ -12,6 +12,7 @@ fn named(id: &str, generation: u64, incarnation: u64, state: MemberState) -> Mem
         incarnation,
         state,
         host: String::new(),
+        zone: None,
         http: None,
     }
 }
