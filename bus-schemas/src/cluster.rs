@@ -24,6 +24,13 @@ pub enum ClusterRequest {
         /// Copies, or automatic.
         replicas: Option<u8>,
     },
+    /// Takes a server out of every bucket and stream before it is removed for good:
+    /// JetStream places each copy it held on another server (if there is one) and catches it
+    /// up; answers the status.
+    RemoveServer {
+        /// The server's name (`server_name` in its config).
+        server: String,
+    },
 }
 
 impl Message for ClusterRequest {

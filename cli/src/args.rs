@@ -337,6 +337,12 @@ pub enum ClusterCommand {
         /// A number of copies, or `auto`.
         replicas: String,
     },
+    /// Before a NATS server is removed for good (its machine drained): takes it out of every
+    /// bucket and stream, so that JetStream keeps their copies on the other servers.
+    RemoveServer {
+        /// The server's name (`server_name` in its config).
+        server: String,
+    },
 }
 
 /// `idunno dataset …`

@@ -1,5 +1,6 @@
-//! `idunno cluster status` and `idunno cluster replicas <n|auto>`: the copies the NATS cluster
-//! keeps of IDunno's buckets and streams, and whether each copy is current.
+//! `idunno cluster status`, `idunno cluster replicas <n|auto>` and `idunno cluster
+//! remove-server <name>`: the copies the NATS cluster keeps of IDunno's buckets and streams,
+//! and whether each copy is current.
 
 use crate::args::ClusterCommand;
 use crate::output::Output;
@@ -18,7 +19,9 @@ pub async fn run(cmd: ClusterCommand, bus: &BusOptions, out: &Output) -> anyhow:
         ClusterCommand::Replicas { replicas } => ClusterRequest::Replicas {
             replicas: parse_replicas(&replicas)?,
         },
+        ClusterCommand::RemoveServer { server } => ClusterRequest::RemoveServer { server },
     };
+    let moving = matches!(req, ClusterRequest::RemoveServer { .. });
     let client = bus.connect_once("idunno-cli").await?;
     let reply = request(&client, subjects::cluster_rpc(), &req, TIMEOUT)
         .await
@@ -33,6 +36,11 @@ pub async fn run(cmd: ClusterCommand, bus: &BusOptions, out: &Output) -> anyhow:
         ClusterReply::Error { message } => anyhow::bail!("{message}"),
     };
     out.print(&status, || table(&status));
+    if moving {
+        // The new copies are being caught up: `cluster status` says when they are current.
+        crate::output::warn("the new copies catch up in the background: `idunno cluster status` exits 0 once every copy is current");
+        return Ok(());
+    }
     let behind: Vec<&str> = (status.assets.iter())
         .filter(|a| !a.healthy(status.replicas))
         .map(|a| a.name.as_str())

@@ -198,6 +198,46 @@ pub async fn run(
     }
 }
 
+/// Asks JetStream to take `server` out of every bucket and stream that has a copy on it
+/// (`$JS.API.STREAM.PEER.REMOVE`); returns one line per asset it refused.
+async fn remove_server(client: &async_nats::Client, server: &str) -> Vec<String> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+    if server.is_empty() || server.len() > 253 || !server.bytes().all(ok) {
+        return vec![format!("{server:?} is not a server name")];
+    }
+    let body = serde_json::json!({ "peer": server }).to_string();
+    let mut failed = Vec::new();
+    for (name, kind) in ASSETS {
+        let stream = kind.stream(name);
+        let subject = format!("$JS.API.STREAM.PEER.REMOVE.{stream}");
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(subject, body.clone().into()),
+        )
+        .await;
+        let answer: serde_json::Value = match reply {
+            Ok(Ok(msg)) => serde_json::from_slice(&msg.payload).unwrap_or_default(),
+            Ok(Err(e)) => {
+                failed.push(format!("{stream}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                failed.push(format!("{stream}: no answer within 10 s"));
+                continue;
+            }
+        };
+        let error = answer["error"]["description"].as_str().unwrap_or_default();
+        // A stream without a copy on that server (or not made yet) has nothing to move.
+        let nothing = error.contains("not a member") || error.contains("not found");
+        if answer["success"].as_bool() != Some(true) && !nothing {
+            failed.push(format!("{stream}: {error}"));
+        } else if !nothing {
+            tracing::info!(%server, %stream, "took a server out of the stream's copies");
+        }
+    }
+    failed
+}
+
 async fn answer(
     client: &async_nats::Client,
     js: &Context,
@@ -237,6 +277,19 @@ async fn answer(
                 tracing::warn!("JetStream replication: {line}");
             }
             replicas
+        }
+        ClusterRequest::RemoveServer { server } => {
+            let failed = remove_server(client, &server).await;
+            if !failed.is_empty() {
+                return error(format!(
+                    "cannot take {server} out of: {}",
+                    failed.join("; ")
+                ));
+            }
+            match settings.get().await {
+                Ok(s) => s.replicas,
+                Err(e) => return error(format!("cannot read the cluster settings: {e}")),
+            }
         }
     };
     ClusterReply::Status {
