@@ -68,7 +68,8 @@ IDunno $version ($profile build)
 
 bin/idunno-node   a node: bin/idunno-node --id n1 --data-dir /var/lib/idunno/n1 --nats nats://<server>:4222
 bin/idunno        the command line: bin/idunno --nats nats://<server>:4222 members
-etc/nats/         NATS server configs (one server, or a cluster of three; sync_interval: always)
+etc/nats/         NATS server configs (machine.conf: one per machine of a cluster; single.conf;
+                  sync_interval: always)
 etc/systemd/      units for nats-server and idunno-node@<id>
 
 The node finds lib/ and share/idunno/dashboard relative to its own path: move the whole

@@ -6,43 +6,10 @@
 
 mod common;
 
-use common::IDUNNO;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use testkit::{wait_until, Machines};
-
-/// Builds the bundle from the binaries beside `idunno` and unpacks it into `into`.
-fn unpacked_bundle(into: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bins = Path::new(IDUNNO).parent().unwrap();
-    let out = into.join("archive");
-    let made = Command::new("bash")
-        .arg(root.join("infra/dist.sh"))
-        .args(["--profile", "debug", "--from"])
-        .arg(bins)
-        .arg("--out")
-        .arg(&out)
-        .env("DIST_GZIP_LEVEL", "1")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&made.stderr);
-    assert!(made.status.success(), "infra/dist.sh: {said}");
-    let archive = String::from_utf8_lossy(&made.stdout).trim().to_string();
-    let fresh = into.join("unpacked");
-    std::fs::create_dir_all(&fresh).unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&fresh)
-        .arg("-xzf")
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    std::fs::remove_dir_all(&out).unwrap();
-    let entry = std::fs::read_dir(&fresh).unwrap().next().unwrap().unwrap();
-    entry.path()
-}
 
 /// A script that runs its arguments in a mount namespace where the build's tool directory and
 /// this checkout's dashboard are empty.
@@ -73,7 +40,7 @@ async fn the_bundle_runs_three_machines_without_the_build_or_the_checkout() {
         panic!("{why}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let bundle = unpacked_bundle(dir.path());
+    let bundle = common::bundle::unpacked(dir.path());
     for f in [
         "bin/idunno",
         "bin/idunno-node",

@@ -10,6 +10,9 @@
 //! removes it with its namespaces and processes.
 
 mod net;
+mod shell;
+
+pub use shell::{run_script, ScriptRun};
 
 use crate::process::{greets, NodeProc};
 use bus_schemas::membership::MemberState;
@@ -50,6 +53,12 @@ impl Machine {
     /// The URL of this machine's nats-server.
     pub fn url(&self) -> String {
         format!("nats://{}:{NATS_PORT}", self.ip)
+    }
+
+    /// Its directory (under the machines' temporary directory): its nats-server's store and
+    /// log, its nodes' data, and whatever a test keeps there.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Whether its nats-server runs.
@@ -147,6 +156,16 @@ impl Machines {
     /// in one JetStream cluster, and waits until JetStream answers on every one. Panics with
     /// what is missing where namespaces cannot be made (see [`unavailable`]).
     pub fn start(binary: &Path, m: usize) -> Self {
+        let mut all = Self::namespaces(binary, m);
+        for i in 0..m {
+            all.start_nats(i);
+        }
+        all.wait_jetstream(Duration::from_secs(60));
+        all
+    }
+
+    /// Makes `m` machines with nothing running in them (see [`Machines::bare`]).
+    fn namespaces(binary: &Path, m: usize) -> Self {
         if let Some(why) = unavailable() {
             panic!("{why}");
         }
@@ -161,15 +180,9 @@ impl Machines {
             dir: machines_dir(),
             _turn: turn,
         };
-        for i in 0..m {
-            let name = ((b'a' + i as u8) as char).to_string();
-            let machine = all.make_machine(&name, i);
-            all.machines.push(machine);
+        for _ in 0..m {
+            all.add_machine();
         }
-        for i in 0..m {
-            all.start_nats(i);
-        }
-        all.wait_jetstream(Duration::from_secs(60));
         all
     }
 
@@ -188,47 +201,29 @@ impl Machines {
         self
     }
 
-    fn make_machine(&self, name: &str, i: usize) -> Machine {
-        let netns = format!("idn{}-{name}", self.slot);
-        let link = format!("idn{}{name}", self.slot);
-        let ip = Ipv4Addr::new(10, 213, self.slot, 10 + i as u8);
-        ip_cmd(&["netns", "add", &netns]);
-        ip_cmd(&[
-            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-        ]);
-        ip_cmd(&["link", "set", &link, "master", &bridge(self.slot), "up"]);
-        let cidr = format!("{ip}/24");
-        ip_cmd(&["-n", &netns, "addr", "add", &cidr, "dev", "eth0"]);
-        ip_cmd(&["-n", &netns, "link", "set", "eth0", "up"]);
-        ip_cmd(&["-n", &netns, "link", "set", "lo", "up"]);
-        let dir = self.dir.path().join(name);
-        std::fs::create_dir_all(dir.join("nats")).expect("machine dir");
-        Machine {
-            name: name.into(),
-            netns,
-            ip,
-            nodes: Vec::new(),
-            zone: None,
-            link,
-            nats: None,
-            dir,
-        }
-    }
-
-    /// The nats-server config of machine `i`: routes to every other machine.
+    /// The nats-server config of machine `i`: routes to every other machine (no cluster at
+    /// all for a machine on its own: JetStream refuses a cluster without routes).
     fn nats_conf(&self, i: usize) -> String {
         let me = &self.machines[i];
         let routes: Vec<String> = (self.machines.iter().enumerate())
             .filter(|(j, _)| *j != i)
             .map(|(_, m)| format!("    nats-route://{}:{ROUTE_PORT}", m.ip))
             .collect();
+        let cluster = if routes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "cluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
+                 ping_interval: \"2s\"\n  ping_max: 3\n  routes: [\n{routes}\n  ]\n}}\n",
+                ip = me.ip,
+                routes = routes.join("\n"),
+            )
+        };
         format!(
             "server_name: m-{name}\nlisten: {ip}:{NATS_PORT}\nhttp: {ip}:{MONITOR_PORT}\n\
-             max_payload: 8MB\ncluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
-             ping_interval: \"2s\"\n  ping_max: 3\n  routes: [\n{routes}\n  ]\n}}\njetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
+             max_payload: 8MB\n{cluster}jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
             name = me.name,
             ip = me.ip,
-            routes = routes.join("\n"),
             store = me.dir.join("nats").display(),
         )
     }

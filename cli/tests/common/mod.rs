@@ -1,6 +1,9 @@
-//! A local cluster started by `idunno local up`, driven through the `idunno` binary.
+//! A local cluster started by `idunno local up`, driven through the `idunno` binary; the
+//! relocatable bundle made from this build (`bundle`).
 
 #![allow(dead_code)]
+
+pub mod bundle;
 
 use std::process::{Command, Output};
 use testkit::free_ports;
