@@ -51,6 +51,23 @@ pub async fn leader_entry(store: &Store, key: &str) -> anyhow::Result<Option<Lea
     }))
 }
 
+/// Every key `store` has held (deleted ones too: read each with [`leader_entry`]), sorted,
+/// from the stream's leader. Unlike `Store::keys`, which makes a consumer (a request the
+/// JetStream meta leader must answer), this needs only the bucket's own leader: a list keeps
+/// working while the cluster elects a new meta leader after a server died.
+pub async fn leader_keys(store: &Store) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let filter = format!("{}>", store.prefix);
+    let subjects: Vec<(String, usize)> = (store.stream.info_with_subjects(&filter).await?)
+        .try_collect()
+        .await?;
+    let mut keys: Vec<String> = (subjects.into_iter())
+        .filter_map(|(s, _)| s.strip_prefix(store.prefix.as_str()).map(str::to_string))
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
 /// How long a write keeps trying before it gives up.
 pub const BUDGET: Duration = Duration::from_secs(20);
 

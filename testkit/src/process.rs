@@ -272,7 +272,7 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", node_log_filter())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -334,4 +334,9 @@ impl Drop for NodeProc {
         self.thaw();
         self.kill9();
     }
+}
+
+/// The nodes' log filter: `IDUNNO_TEST_NODE_LOG` (to debug a test), else `info`.
+fn node_log_filter() -> String {
+    std::env::var("IDUNNO_TEST_NODE_LOG").unwrap_or_else(|_| "info".into())
 }

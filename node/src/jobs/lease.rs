@@ -6,11 +6,11 @@
 //! at once, so that it need not wait for the TTL.
 
 use crate::membership::MembershipHandle;
-use async_nats::jetstream::kv::{Operation, Store};
+use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
 use bus_schemas::jobs::Lease;
 use bus_schemas::membership::MemberState;
 use bus_schemas::{decode, encode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,34 @@ pub const KEY: &str = "coordinator";
 pub const TTL: Duration = Duration::from_secs(3);
 /// How often the holder renews, and standbys look.
 pub const RENEW: Duration = Duration::from_millis(400);
+
+/// How long one read or write of the lease may take. JetStream's own request timeout is 5 s:
+/// a standby stuck that long in a request to a bucket that is electing a new leader (its
+/// leader's server died) would take over that much later than it could.
+const CALL: Duration = Duration::from_millis(1500);
+
+/// `call`, given up after [`CALL`].
+async fn within<T, E: std::fmt::Display>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL, call).await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL:?}")),
+    }
+}
+
+/// How long after its last renewal a holder whose renewal failed for want of an answer (the
+/// bucket moving or electing its leader) still holds the lease: the entry it wrote lives [`TTL`]
+/// and standbys delete it only when the holder failed or vanished, so nobody else can hold it
+/// before this.
+const GRACE: Duration = Duration::from_millis(1500);
+
+/// The lease this node holds: the entry's revision, and when it was last written.
+#[derive(Debug, Clone, Copy)]
+struct Holding {
+    rev: u64,
+    renewed: Instant,
+}
 
 /// Who coordinates now, as this node sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,7 +69,7 @@ pub async fn run(
     tx: watch::Sender<Coordinator>,
     shutdown: CancellationToken,
 ) {
-    let mut held: Option<u64> = None;
+    let mut held: Option<Holding> = None;
     let mut since_ms = 0;
     loop {
         let Ok(identity) = membership.identity().await else {
@@ -54,8 +82,8 @@ pub async fn run(
         };
         let state = if !identity.member {
             // A node that left the cluster does not coordinate.
-            if let Some(rev) = held.take() {
-                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+            if let Some(h) = held.take() {
+                let _ = kv.delete_expect_revision(KEY, Some(h.rev)).await;
             }
             Coordinator::default()
         } else {
@@ -80,8 +108,8 @@ pub async fn run(
             _ = tokio::time::sleep(RENEW) => {}
         }
     }
-    if let Some(rev) = held {
-        let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
+    if let Some(h) = held {
+        let _ = kv.delete_expect_revision(KEY, Some(h.rev)).await;
     }
 }
 
@@ -97,29 +125,46 @@ impl Standby<'_> {
     async fn step(
         &self,
         mut lease: Lease,
-        held: &mut Option<u64>,
+        held: &mut Option<Holding>,
         since_ms: &mut u64,
     ) -> Coordinator {
         let (kv, me) = (self.kv, self.me);
-        if let Some(rev) = *held {
-            let Ok(bytes) = encode(&lease) else {
-                return Coordinator::default();
-            };
-            match kv.update(KEY, bytes.into(), rev).await {
-                Ok(next) => {
-                    *held = Some(next);
-                    return Coordinator {
-                        node: Some(me.into()),
-                        me: true,
-                    };
+        let mine = Coordinator {
+            node: Some(me.into()),
+            me: true,
+        };
+        let Ok(bytes) = encode(&lease) else {
+            return Coordinator::default();
+        };
+        if let Some(h) = *held {
+            let renewed = tokio::time::timeout(CALL, kv.update(KEY, bytes.clone().into(), h.rev));
+            match renewed.await {
+                Ok(Ok(rev)) => {
+                    *held = Some(Holding {
+                        rev,
+                        renewed: Instant::now(),
+                    });
+                    return mine;
                 }
-                Err(e) => {
-                    tracing::warn!("lost the coordinator lease: {e}");
+                Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    // Taken, expired, or our last renewal applied without its answer: the
+                    // entry below says which.
+                    tracing::debug!("coordinator lease renewal refused: {e}");
+                    *held = None;
+                }
+                failed if h.renewed.elapsed() < GRACE => {
+                    tracing::debug!("coordinator lease not renewed yet, still held: {failed:?}");
+                    return mine;
+                }
+                failed => {
+                    tracing::warn!(
+                        "lost the coordinator lease: no renewal within {GRACE:?}: {failed:?}"
+                    );
                     *held = None;
                 }
             }
         }
-        let entry = match kv.entry(KEY).await {
+        let entry = match within(kv.entry(KEY)).await {
             Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
             Err(e) => {
                 tracing::debug!("cannot read the coordinator lease: {e}");
@@ -133,12 +178,24 @@ impl Standby<'_> {
                         || self.vanished(&holder.node).await);
                 if gone {
                     tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
-                    if kv.delete_expect_revision(KEY, Some(rev)).await.is_err() {
+                    if within(kv.delete_expect_revision(KEY, Some(rev)))
+                        .await
+                        .is_err()
+                    {
                         return Coordinator::default();
                     }
                 } else {
-                    if holder.node == me {
-                        // Our own lease from an earlier generation or a lost renewal: let it go.
+                    if holder == lease {
+                        // Our renewal was applied but its answer lost: carry on from it.
+                        if let Ok(rev) = within(kv.update(KEY, bytes.into(), rev)).await {
+                            *held = Some(Holding {
+                                rev,
+                                renewed: Instant::now(),
+                            });
+                            return mine;
+                        }
+                    } else if holder.node == me {
+                        // Our own lease from an earlier generation: let it go.
                         let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
                     }
                     return Coordinator {
@@ -159,13 +216,13 @@ impl Standby<'_> {
         let Ok(bytes) = encode(&lease) else {
             return Coordinator::default();
         };
-        match kv.create(KEY, bytes.into()).await {
+        match within(kv.create(KEY, bytes.into())).await {
             Ok(rev) => {
-                *held = Some(rev);
-                Coordinator {
-                    node: Some(me.into()),
-                    me: true,
-                }
+                *held = Some(Holding {
+                    rev,
+                    renewed: Instant::now(),
+                });
+                mine
             }
             Err(_) => Coordinator::default(),
         }

@@ -175,6 +175,9 @@ pub struct JobsConfig {
     pub max_worker_deaths: u32,
 }
 
+/// How long one request for a job record, a setting or the lease may take.
+pub const RECORD_CALL: Duration = Duration::from_millis(1500);
+
 /// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
 /// coordinator and the worker until `shutdown`.
 pub async fn serve(
@@ -186,16 +189,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let js = async_nats::jetstream::new(client.clone());
+    // Job records, settings and the lease are small: a request that takes long went to a
+    // bucket whose leader died, which answers nothing until its copies elect another (4–9 s).
+    // Asking again soon finds the new leader within a second of the election, where JetStream's
+    // default of 5 s per request would add up to that much on top.
+    let mut records_js = js.clone();
+    records_js.set_timeout(RECORD_CALL);
     let mut delay = Duration::from_millis(200);
     // New buckets and streams get the automatic replication; the replication task brings
     // them to the cluster's setting.
     let (store, lease_kv, settings, kv_replicas) = loop {
         let opened = async {
             let replicas = crate::replication::automatic(&client);
-            let store = store::JobStore::open(&js, replicas).await?;
-            let settings = settings::SettingsStore::open(&js, replicas).await?;
+            let store = store::JobStore::open(&records_js, replicas).await?;
+            let settings = settings::SettingsStore::open(&records_js, replicas).await?;
             let lease = store::open_bucket(
-                &js,
+                &records_js,
                 lease::BUCKET,
                 "IDunno coordinator lease",
                 replicas,
@@ -250,6 +259,12 @@ pub async fn serve(
         ctx.id.clone(),
         shutdown.clone(),
     ));
+    let leaders_task = tokio::spawn(crate::replication::leaders::run(
+        client.clone(),
+        js.clone(),
+        ctx.coordinator.clone(),
+        shutdown.clone(),
+    ));
     let stream_task = tokio::spawn(crate::serving::ensure_results_stream(
         js.clone(),
         kv_replicas,
@@ -277,6 +292,7 @@ pub async fn serve(
         infer_task,
         stream_task,
         accepted_task,
-        replication_task
+        replication_task,
+        leaders_task
     );
 }

@@ -5,7 +5,6 @@
 use async_nats::jetstream::kv::{self, Store};
 use bus_schemas::jobs::JobRecord;
 use bus_schemas::{decode, encode};
-use futures::TryStreamExt;
 
 /// The bucket's name.
 pub const BUCKET: &str = "idunno-jobs";
@@ -80,7 +79,7 @@ impl JobStore {
     /// leader has them. A record that cannot be read (a timeout, no leader for a moment)
     /// fails the whole list: a list missing a live job would read as that job having ended.
     pub async fn list(&self) -> anyhow::Result<Vec<JobRecord>> {
-        let keys: Vec<String> = self.kv.keys().await?.try_collect().await?;
+        let keys = crate::cas::leader_keys(&self.kv).await?;
         let mut jobs = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(entry) = crate::cas::leader_entry(&self.kv, &key).await? else {

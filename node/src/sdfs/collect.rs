@@ -28,6 +28,9 @@ pub(super) struct State {
     labelled: HashMap<String, u64>,
     trust: std::sync::Arc<watch::Sender<TrustState>>,
     last: Option<Decision>,
+    /// Repairs this keeper recorded that the index may not show yet: blob → (the replicas
+    /// written, when). See [`State::repairing`].
+    pub(super) repaired: HashMap<String, (Vec<String>, std::time::Instant)>,
 }
 
 impl State {
@@ -42,6 +45,7 @@ impl State {
             started: SystemTime::now(),
             local,
             labelled: HashMap::new(),
+            repaired: HashMap::new(),
             trust,
             last: None,
         }

@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 const PASS_INTERVAL: Duration = Duration::from_millis(500);
 /// A node that joined less than this ago is not yet a re-replication target.
 const NEWCOMER_SETTLE: Duration = Duration::from_secs(5);
+/// How long a recorded repair stands in for an index that does not show it yet (the watch
+/// feeding the index stalls while JetStream replaces a consumer on a server that died).
+const REPAIR_MEMO: Duration = Duration::from_secs(30);
 /// Pause before the keeper starts over after the metadata failed it.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -160,6 +163,10 @@ impl Keeper {
             .into_iter()
             .map(|b| (b.blob.clone(), b))
             .collect();
+        let now = std::time::Instant::now();
+        state
+            .repaired
+            .retain(|_, (_, at)| now.duration_since(*at) < REPAIR_MEMO);
         let files: Vec<FileInfo> = state.index.values().cloned().collect();
         for file in &files {
             for v in &file.versions {
@@ -174,11 +181,18 @@ impl Keeper {
                     .map(|s| s.to_string());
                 let target = target_of(v);
                 let needs_work = live.len() < target || live.len() < v.replicas.len();
+                // A repair recorded moments ago whose holders all still live is done, even if
+                // the index does not show it yet.
+                let done = (state.repaired.get(&v.blob))
+                    .is_some_and(|(r, _)| r.len() >= target && r.iter().all(|n| !gone.contains(n)));
                 if needs_work
+                    && !done
                     && leader.as_deref() == Some(self.id.as_str())
                     && held.contains_key(&v.blob)
                 {
-                    self.repair(&file.name, v, &live, &settled, target).await;
+                    if let Some(r) = self.repair(&file.name, v, &live, &settled, target).await {
+                        state.repaired.insert(v.blob.clone(), (r, now));
+                    }
                 }
             }
         }
@@ -187,7 +201,7 @@ impl Keeper {
     }
 
     /// Copies a version to new nodes until it has `target` live holders, then records the
-    /// new replica set (dropping holders that failed or left).
+    /// new replica set (dropping holders that failed or left); returns it once recorded.
     async fn repair(
         &self,
         name: &str,
@@ -195,7 +209,7 @@ impl Keeper {
         live: &[String],
         alive: &[Placed],
         target: usize,
-    ) {
+    ) -> Option<Vec<String>> {
         let need = target.saturating_sub(live.len());
         // New copies go to hosts (then zones) that hold none first.
         let held: Vec<&str> = live.iter().map(String::as_str).collect();
@@ -233,13 +247,14 @@ impl Keeper {
             .collect();
         let mut replicas: Vec<String> = live.to_vec();
         replicas.extend(copied.iter().cloned());
-        if replicas != v.replicas {
-            self.set_replicas(name, &v.blob, replicas).await;
-            tracing::info!(%name, version = v.version, copied = ?copied, "re-replicated");
+        if replicas == v.replicas || !self.set_replicas(name, &v.blob, replicas.clone()).await {
+            return None;
         }
+        tracing::info!(%name, version = v.version, copied = ?copied, "re-replicated");
+        Some(replicas)
     }
 
-    pub(super) async fn set_replicas(&self, name: &str, blob: &str, replicas: Vec<String>) {
+    pub(super) async fn set_replicas(&self, name: &str, blob: &str, replicas: Vec<String>) -> bool {
         let result = self
             .meta
             .modify(name, |current| {
@@ -249,8 +264,12 @@ impl Keeper {
                 Some(file)
             })
             .await;
-        if let Err(e) = result {
-            tracing::warn!(%name, "could not record replicas: {e}");
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(%name, "could not record replicas: {e}");
+                false
+            }
         }
     }
 

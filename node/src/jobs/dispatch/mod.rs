@@ -154,7 +154,7 @@ async fn reconcile(
     }
     st.divide(&pool);
     st.level_virtual_queries();
-    let runs = &mut st.runs;
+    let (runs, members) = (&mut st.runs, &st.members);
     for job in jobs.iter().filter(|j| live.contains(j.id.as_str())) {
         let run = match runs.get_mut(&job.id) {
             Some(run) => run,
@@ -169,6 +169,10 @@ async fn reconcile(
             },
         };
         run.joined.retain(|w| pool.contains(w));
+        run.joining.retain(|w, g| {
+            let same = |m: &(MemberState, u64)| m.1 == *g && m.0 != MemberState::Failed;
+            members.get(w).is_some_and(same)
+        });
         if let Some(s) = &job.serve {
             // Counted batches are no longer suspect; recorded deaths are.
             run.dead.retain(|b| s.pending.iter().any(|p| p.0 == *b));
@@ -195,12 +199,13 @@ async fn reconcile(
         }
         let wanted: Vec<String> = pool
             .iter()
-            .filter(|w| !run.joined.contains(*w) && !run.joining.contains(*w))
+            .filter(|w| !run.joined.contains(*w) && !run.joining.contains_key(*w))
             .filter(|w| run.refused.get(*w).is_none_or(|t| t.elapsed() > JOIN_RETRY))
             .cloned()
             .collect();
         for worker in wanted {
-            run.joining.insert(worker.clone());
+            let generation = members.get(&worker).map_or(0, |m| m.1);
+            run.joining.insert(worker.clone(), generation);
             let (client, target, worker, id) = (
                 ctx.client.clone(),
                 run.target.clone(),
@@ -216,7 +221,7 @@ async fn reconcile(
                     Duration::from_secs(60),
                 )
                 .await;
-                Done::Joined(id, worker, reply)
+                Done::Joined(id, worker, generation, reply)
             });
         }
         let serving = |w: &&String| may_serve(st.policy, &st.divided, &job.id, w);
@@ -306,7 +311,7 @@ async fn start(ctx: &Ctx, job: &JobRecord) -> Option<Run> {
         },
         spec: spec.clone(),
         joined: BTreeSet::new(),
-        joining: BTreeSet::new(),
+        joining: BTreeMap::new(),
         refused: BTreeMap::new(),
         refusal: None,
         in_flight: 0,

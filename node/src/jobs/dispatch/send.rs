@@ -4,7 +4,7 @@ use super::state::Flight;
 use super::*;
 
 pub(super) enum Done {
-    Joined(String, String, Result<AssignReply, RequestError>),
+    Joined(String, String, u64, Result<AssignReply, RequestError>),
     Answered(u64, String, String, Batch, Result<WorkReply, RequestError>),
     /// A probed worker, and whether its process answered.
     Probed(String, bool),
@@ -121,8 +121,11 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
 pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
     let runs = &mut st.runs;
     match done {
-        Done::Joined(id, worker, reply) => {
+        Done::Joined(id, worker, generation, reply) => {
             let Some(run) = runs.get_mut(&id) else { return };
+            if run.joining.get(&worker) != Some(&generation) {
+                return; // asked of a process that has since died or restarted
+            }
             run.joining.remove(&worker);
             match reply {
                 Ok(AssignReply::Done { .. }) => {

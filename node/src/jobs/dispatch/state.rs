@@ -159,7 +159,10 @@ pub(super) struct Run {
     pub(super) spec: ServeSpec,
     pub(super) target: ServeTarget,
     pub(super) joined: BTreeSet<String>,
-    pub(super) joining: BTreeSet<String>,
+    /// Workers asked to join and not answered yet, with their generation when asked: a join
+    /// to a worker that has since died or restarted is forgotten (its answer, if it ever
+    /// comes, is ignored), so that the new process is asked at once.
+    pub(super) joining: BTreeMap<String, u64>,
     /// Workers that refused to join, and when: asked again only after [`JOIN_RETRY`].
     pub(super) refused: BTreeMap<String, Instant>,
     /// The last reason a worker gave for not joining.

@@ -8,6 +8,8 @@
 //! changes the ones whose copies differ (JetStream moves the data itself); it also answers
 //! `idunno.v1.cluster.rpc` (status, and setting the number).
 
+pub mod leaders;
+
 use crate::jobs::settings::SettingsStore;
 use async_nats::jetstream::Context;
 use bus_schemas::cluster::{
