@@ -1,7 +1,7 @@
 //! Several-machines benchmark (`make bench`): 3 machines of 2 nodes each (network namespaces,
 //! a nats-server per machine, one JetStream cluster, R3) against 1 machine of 6 nodes (one
-//! nats-server on this box's loopback, `sync_interval: always` as the machines' servers), both
-//! alive in the same run and measured in alternating rounds:
+//! namespace, one nats-server, R1; `sync_interval: always` on every server), both alive in the
+//! same run and measured in alternating rounds:
 //! (a) `serve fixture 64` throughput, first to last result;
 //! (b) SDFS put and get of one large file;
 //! then on the 3 machines alone (c) a whole machine `kill -9`ed (its server and both nodes)
@@ -142,7 +142,7 @@ async fn side_by_side(three: &Setup, one: &Setup) {
         }
     }
     println!(
-        "### (a), (b) 3 machines × 2 nodes (R3) vs 1 machine × 6 nodes (one server), {rounds} alternating rounds\n"
+        "### (a), (b) 3 machines × 2 nodes (R3) vs 1 machine × 6 nodes (one server, R1), {rounds} alternating rounds\n"
     );
     println!(
         "- (a) `serve fixture 64`, {} queries, first to last result: {}",
@@ -161,7 +161,7 @@ async fn run() {
     println!("## Several machines benchmark\n");
     let started = Instant::now();
     let three = Setup::machines(3, 2).await;
-    let one = Setup::local(6).await;
+    let one = Setup::machines(1, 6).await;
     eprintln!(
         "both sets ready after {:.0} s",
         started.elapsed().as_secs_f64()

@@ -118,6 +118,20 @@ async fn three_servers_keep_three_copies_of_everything_without_a_flag() {
         ClusterReply::Error { message } => assert!(message.contains("3 server(s)"), "{message}"),
         other => panic!("{other:?}"),
     }
+    // Taking out a server that holds no copy is a mistake said, not a silent success.
+    let typo = ClusterRequest::RemoveServer {
+        server: "m-z".into(),
+    };
+    match cluster(&client, typo).await {
+        ClusterReply::Error { message } => {
+            assert!(
+                message.contains("no bucket or stream has a copy on \"m-z\""),
+                "{message}"
+            );
+            assert!(message.contains("m-a"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     let auto = ClusterRequest::Replicas { replicas: None };
     assert!(matches!(
         cluster(&client, auto).await,

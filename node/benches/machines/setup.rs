@@ -9,27 +9,15 @@ use bus_schemas::cluster::{ClusterReply, ClusterRequest};
 use bus_schemas::subjects;
 use std::path::Path;
 use std::time::Duration;
-use testkit::{collect_results, import_fashion, wait_until, Cluster, Machines, NatsServer, Seen};
+use testkit::{collect_results, import_fashion, wait_until, Machines, Seen};
 
 use crate::common;
 
-/// Where the nodes run.
-pub enum Place {
-    /// On namespace machines, each with its own nats-server.
-    Machines(Machines),
-    /// On this box's loopback, with one nats-server (`sync_interval: always`, as the
-    /// machines' servers). One namespace machine cannot run JetStream: its server's config
-    /// names a cluster, and nats-server refuses a JetStream cluster without routes.
-    Local {
-        /// Kept for its processes, stopped on drop.
-        _cluster: Box<Cluster>,
-    },
-}
-
 /// A set of nodes ready for work, and what talks to it.
 pub struct Setup {
-    /// Where the nodes run.
-    pub place: Place,
+    /// Where the nodes run (both sides of a comparison on namespace machines, so that both
+    /// pay the same for the bridge).
+    pub machines: Machines,
     /// A client of each server (`clients[i]` of machine `i`).
     pub clients: Vec<async_nats::Client>,
     /// The results messages each of those clients saw.
@@ -54,28 +42,12 @@ impl Setup {
         }
         m.wait_all_alive(&clients[0], Duration::from_secs(60)).await;
         let ids = m.ids();
-        Setup::ready(Place::Machines(m), clients, &ids).await
-    }
-
-    /// Starts `n` nodes on one nats-server on this box and waits until they are ready.
-    pub async fn local(n: usize) -> Setup {
-        let nats = NatsServer::start_synced();
-        let node = Path::new(common::machines::NODE);
-        let c = Cluster::start_on(nats, node, n, &[]).await;
-        let (clients, ids) = (vec![c.client.clone()], c.ids());
-        Setup::ready(
-            Place::Local {
-                _cluster: Box::new(c),
-            },
-            clients,
-            &ids,
-        )
-        .await
+        Setup::ready(m, clients, &ids).await
     }
 
     /// Waits until nodes `ids` serve, imports the data and the fixture, and starts recording
     /// results.
-    async fn ready(place: Place, clients: Vec<async_nats::Client>, ids: &[String]) -> Setup {
+    async fn ready(machines: Machines, clients: Vec<async_nats::Client>, ids: &[String]) -> Setup {
         serving(&clients[0], ids).await;
         let (fs, jobs) = import_fashion(&clients[0], "fm").await;
         common::import_fixture(&fs, &jobs, "fixture").await;
@@ -85,7 +57,7 @@ impl Setup {
         }
         wait_copies(&clients[0], clients.len().min(3) as u8).await;
         Setup {
-            place,
+            machines,
             clients,
             seen,
             fs,
@@ -93,12 +65,9 @@ impl Setup {
         }
     }
 
-    /// The machines (a bench of machine deaths runs on machines only).
+    /// The machines.
     pub fn m(&mut self) -> &mut Machines {
-        match &mut self.place {
-            Place::Machines(m) => m,
-            Place::Local { .. } => panic!("not on machines"),
-        }
+        &mut self.machines
     }
 }
 

@@ -281,6 +281,17 @@ async fn answer(
             replicas
         }
         ClusterRequest::RemoveServer { server } => {
+            let before = status(client, js, node, None).await;
+            let copies = before.assets.iter().flat_map(|a| &a.copies);
+            let mut holders: Vec<&str> = copies.map(|c| c.server.as_str()).collect();
+            holders.sort_unstable();
+            holders.dedup();
+            if !holders.contains(&server.as_str()) {
+                return error(format!(
+                    "no bucket or stream has a copy on {server:?} (copies are on {})",
+                    holders.join(", ")
+                ));
+            }
             let failed = remove_server(client, &server).await;
             if !failed.is_empty() {
                 return error(format!(
