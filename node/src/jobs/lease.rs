@@ -164,6 +164,10 @@ impl Standby<'_> {
                 }
             }
         }
+        // Read from any copy (a direct get): a copy that lags may name a holder that has just
+        // gone, which only delays a take-over (the delete below expects the revision read), and
+        // reading from the leader would name nobody whenever the bucket elects one, which a
+        // server that rejoins after a cut forces (its higher Raft term).
         let entry = match within(kv.entry(KEY)).await {
             Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
             Err(e) => {

@@ -7,7 +7,6 @@ use async_nats::jetstream::kv::{self, Store};
 use bus_schemas::fsck::MetaEpoch;
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use bus_schemas::{decode, encode};
-use futures::TryStreamExt;
 use thiserror::Error;
 
 /// Why a metadata operation failed; a failed operation changed nothing.
@@ -296,16 +295,12 @@ impl Meta {
         }))
     }
 
-    /// Names of every file (for `ls` of a directory and for repairs).
+    /// Names of every file (for `ls` of a directory and for repairs); a deleted file's name
+    /// may be among them (its `get` says None).
     pub async fn names(&self) -> Result<Vec<String>, MetaError> {
-        let keys: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .map_err(bucket)?
-            .try_collect()
-            .await
-            .map_err(bucket)?;
+        // From the bucket's leader, not a consumer: a consumer is made by the JetStream meta
+        // leader, which a cluster that lost a server may be electing for seconds.
+        let keys = crate::cas::leader_keys(&self.kv).await.map_err(bucket)?;
         Ok(keys.iter().filter_map(|k| keys::name(k)).collect())
     }
 
@@ -319,7 +314,11 @@ impl Meta {
                 match self.get(&n).await {
                     Ok(Some((file, _))) => found.push(file),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!("{e}"),
+                    // A corrupt entry is said (in the node's log) and left out...
+                    Err(e @ MetaError::Corrupt { .. }) => tracing::warn!("{e}"),
+                    // ...but one that cannot be read fails the listing: leaving it out would
+                    // say the file is not there (while the bucket elects a leader, say).
+                    Err(e) => return Err(e),
                 }
             }
         }
