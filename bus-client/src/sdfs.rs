@@ -139,21 +139,18 @@ impl SdfsClient {
         Self { client, timeout }
     }
 
-    /// Sends a metadata request to any node. The queue group may hand it to a node that has
-    /// just died, so requests that are safe to repeat are retried (three tries within the
-    /// timeout); a commit is sent once.
-    /// Sends one metadata request to any node; a refusal is [`SdfsError::Refused`].
+    /// Sends a metadata request to any node; a refusal is [`SdfsError::Refused`]. The queue
+    /// group may hand it to a node that has just died, so it is sent again after a timeout
+    /// (three tries within the timeout): every request is safe to repeat, a commit too (a
+    /// blob is committed once; a repeated commit answers the version it got).
     pub async fn request(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
         self.rpc(req).await
     }
 
     async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
-        let repeatable = !matches!(req, SdfsRequest::Commit { .. });
-        let (tries, each) = if repeatable {
-            (3, self.timeout / 3)
-        } else {
-            (1, self.timeout)
-        };
+        // Every request may be sent again after a timeout: a commit too, since a node commits
+        // a blob once and answers a repeated commit with the version it already got.
+        let (tries, each) = (3, self.timeout / 3);
         let mut result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
         for _ in 1..tries {
             if !matches!(result, Err(RequestError::Timeout { .. })) {

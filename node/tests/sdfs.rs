@@ -1,7 +1,7 @@
 //! SDFS with a real nats-server (JetStream) and real node processes.
 
 use bus_client::sdfs::SdfsClient;
-use bus_schemas::sdfs::SdfsErrorKind;
+use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -66,6 +66,23 @@ async fn versions_are_numbered_kept_and_concurrent_puts_both_land() {
     let mut both = vec![va.unwrap(), vb.unwrap()];
     both.sort();
     assert_eq!(both, vec![1, 2]);
+    // A commit sent again (its answer lost) gets the version its blob already has, even after
+    // a later version: no duplicate, no renumbering.
+    let first = fs.ls("f").await.unwrap()[0].versions[0].clone();
+    let again = SdfsRequest::Commit {
+        name: "f".into(),
+        blob: first.blob.clone(),
+        size: first.size,
+        sha256: first.sha256.clone(),
+        replicas: first.replicas.clone(),
+        replication: first.replication,
+        attrs: first.attrs.clone(),
+    };
+    match fs.request(&again).await.unwrap() {
+        SdfsReply::Committed { version, .. } => assert_eq!(version, first.version),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs.ls("f").await.unwrap()[0].versions.len(), 2);
     for _ in 0..5 {
         fs.put(&a, "f", None).await.unwrap();
     }

@@ -381,12 +381,17 @@ impl Sdfs {
             );
             return Err((SdfsErrorKind::QuorumNotMet, message));
         }
+        let blob = version.blob.clone();
         let file = self
             .meta
             .add_version(name, version, self.cfg.keep_versions)
             .await
             .map_err(internal)?;
-        let version = file.latest().map_or(0, |v| v.version);
+        // The number this blob got (a commit sent again after a lost answer gets the same
+        // one, even when a later put added another version meanwhile).
+        let version = (file.versions.iter().find(|v| v.blob == blob))
+            .or(file.latest())
+            .map_or(0, |v| v.version);
         tracing::info!(%name, version, "committed");
         Ok(SdfsReply::Committed {
             name: name.into(),
