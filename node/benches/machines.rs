@@ -23,7 +23,6 @@ mod report;
 mod setup;
 
 use bus_schemas::jobs::JobState;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::{env_or, median, serve_spec};
@@ -32,25 +31,10 @@ use setup::Setup;
 
 const MB: u64 = 1_000_000;
 
-/// A file of `mb` MB of pseudo-random bytes (incompressible, cheap to make).
+/// A file of `mb` MB of pseudo-random bytes in `dir`.
 fn make_file(dir: &Path, mb: u64) -> PathBuf {
     let path = dir.join(format!("f{mb}"));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mb;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = mb * MB;
-    while left > 0 {
-        for b in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-        }
-        let n = left.min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).unwrap();
-        left -= n as u64;
-    }
-    file.flush().unwrap();
+    testkit::random_file(&path, mb);
     path
 }
 

@@ -9,7 +9,6 @@ use bus_client::sdfs::SdfsClient;
 use bus_schemas::membership::{MemberEvent, MemberEventKind};
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::{env_or, wait_until, Cluster};
@@ -17,25 +16,10 @@ use testkit::{env_or, wait_until, Cluster};
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 const MB: u64 = 1_000_000;
 
-/// A file of `mb` MB of pseudo-random bytes (incompressible, cheap to make).
+/// A file `name` of `mb` MB of pseudo-random bytes in `dir`.
 fn make_file(dir: &Path, name: &str, mb: u64) -> PathBuf {
     let path = dir.join(name);
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mb;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = mb * MB;
-    while left > 0 {
-        for b in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-        }
-        let n = left.min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).unwrap();
-        left -= n as u64;
-    }
-    file.flush().unwrap();
+    testkit::random_file(&path, mb);
     path
 }
 

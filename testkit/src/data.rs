@@ -69,3 +69,25 @@ pub fn continuous(model: &str, weight: u32) -> bus_schemas::jobs::JobSpec {
         weight,
     })
 }
+
+/// Writes `path`: `mb` MB (10^6 bytes) of pseudo-random bytes (xorshift, seeded by `mb`:
+/// incompressible, cheap to make, the same for the same size), for transfer benchmarks.
+pub fn random_file(path: &Path, mb: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create the file"));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mb;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = mb * 1_000_000;
+    while left > 0 {
+        for b in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).expect("write the file");
+        left -= n as u64;
+    }
+    file.flush().expect("write the file");
+}

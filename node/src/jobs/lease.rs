@@ -23,21 +23,6 @@ pub const TTL: Duration = Duration::from_secs(3);
 /// How often the holder renews, and standbys look.
 pub const RENEW: Duration = Duration::from_millis(400);
 
-/// How long one read or write of the lease may take. JetStream's own request timeout is 5 s:
-/// a standby stuck that long in a request to a bucket that is electing a new leader (its
-/// leader's server died) would take over that much later than it could.
-const CALL: Duration = Duration::from_millis(1500);
-
-/// `call`, given up after [`CALL`].
-async fn within<T, E: std::fmt::Display>(
-    call: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(CALL, call).await {
-        Ok(done) => done.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {CALL:?}")),
-    }
-}
-
 /// How long after its last renewal a holder whose renewal failed for want of an answer (the
 /// bucket moving or electing its leader) still holds the lease: the entry it wrote lives [`TTL`]
 /// and standbys delete it only when the holder failed or vanished, so nobody else can hold it
@@ -60,7 +45,9 @@ pub struct Coordinator {
     pub me: bool,
 }
 
-/// Keeps trying to hold the lease until `shutdown`; publishes who holds it to `tx`.
+/// Keeps trying to hold the lease until `shutdown`; publishes who holds it to `tx`. `kv`'s
+/// requests should give up soon ([`super::RECORD_CALL`]): a standby stuck in a request to a
+/// bucket electing a new leader would take over that much later than it could.
 pub async fn run(
     kv: Store,
     client: async_nats::Client,
@@ -137,29 +124,26 @@ impl Standby<'_> {
             return Coordinator::default();
         };
         if let Some(h) = *held {
-            let renewed = tokio::time::timeout(CALL, kv.update(KEY, bytes.clone().into(), h.rev));
-            match renewed.await {
-                Ok(Ok(rev)) => {
+            match kv.update(KEY, bytes.clone().into(), h.rev).await {
+                Ok(rev) => {
                     *held = Some(Holding {
                         rev,
                         renewed: Instant::now(),
                     });
                     return mine;
                 }
-                Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                     // Taken, expired, or our last renewal applied without its answer: the
                     // entry below says which.
                     tracing::debug!("coordinator lease renewal refused: {e}");
                     *held = None;
                 }
-                failed if h.renewed.elapsed() < GRACE => {
-                    tracing::debug!("coordinator lease not renewed yet, still held: {failed:?}");
+                Err(e) if h.renewed.elapsed() < GRACE => {
+                    tracing::debug!("coordinator lease not renewed yet, still held: {e}");
                     return mine;
                 }
-                failed => {
-                    tracing::warn!(
-                        "lost the coordinator lease: no renewal within {GRACE:?}: {failed:?}"
-                    );
+                Err(e) => {
+                    tracing::warn!("lost the coordinator lease: no renewal within {GRACE:?}: {e}");
                     *held = None;
                 }
             }
@@ -168,7 +152,7 @@ impl Standby<'_> {
         // gone, which only delays a take-over (the delete below expects the revision read), and
         // reading from the leader would name nobody whenever the bucket elects one, which a
         // server that rejoins after a cut forces (its higher Raft term).
-        let entry = match within(kv.entry(KEY)).await {
+        let entry = match kv.entry(KEY).await {
             Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
             Err(e) => {
                 tracing::debug!("cannot read the coordinator lease: {e}");
@@ -182,16 +166,13 @@ impl Standby<'_> {
                         || self.vanished(&holder.node).await);
                 if gone {
                     tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
-                    if within(kv.delete_expect_revision(KEY, Some(rev)))
-                        .await
-                        .is_err()
-                    {
+                    if kv.delete_expect_revision(KEY, Some(rev)).await.is_err() {
                         return Coordinator::default();
                     }
                 } else {
                     if holder == lease {
                         // Our renewal was applied but its answer lost: carry on from it.
-                        if let Ok(rev) = within(kv.update(KEY, bytes.into(), rev)).await {
+                        if let Ok(rev) = kv.update(KEY, bytes.into(), rev).await {
                             *held = Some(Holding {
                                 rev,
                                 renewed: Instant::now(),
@@ -220,7 +201,7 @@ impl Standby<'_> {
         let Ok(bytes) = encode(&lease) else {
             return Coordinator::default();
         };
-        match within(kv.create(KEY, bytes.into())).await {
+        match kv.create(KEY, bytes.into()).await {
             Ok(rev) => {
                 *held = Some(Holding {
                     rev,
