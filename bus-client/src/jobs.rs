@@ -48,12 +48,12 @@ impl JobsClient {
         } else {
             (1, self.timeout)
         };
-        let mut result = request(&self.client, subjects::jobs_rpc(), req, each).await;
+        let mut result = request(&self.client, subjects::jobs_rpc(req.op()), req, each).await;
         for _ in 1..tries {
             if !matches!(result, Err(RequestError::Timeout { .. })) {
                 break;
             }
-            result = request(&self.client, subjects::jobs_rpc(), req, each).await;
+            result = request(&self.client, subjects::jobs_rpc(req.op()), req, each).await;
         }
         match result? {
             JobsReply::Error { kind, message } => Err(JobsError::Refused { kind, message }),

@@ -8,7 +8,6 @@
 use crate::part::PartFile;
 use crate::request::{request, RequestError};
 use crate::transfer::{self, Hasher};
-use bus_schemas::fsck::BlobLabel;
 use bus_schemas::sdfs::{
     Chunk, ChunkRequest, FileInfo, SdfsErrorKind, SdfsReply, SdfsRequest, StoreReply, StoreRequest,
     VersionInfo,
@@ -148,15 +147,24 @@ impl SdfsClient {
     }
 
     async fn rpc(&self, req: &SdfsRequest) -> Result<SdfsReply, SdfsError> {
+        self.rpc_with(req, 3, self.timeout / 3).await
+    }
+
+    /// Sends `req` up to `tries` times, each waiting `each`, while it times out.
+    async fn rpc_with(
+        &self,
+        req: &SdfsRequest,
+        tries: u32,
+        each: Duration,
+    ) -> Result<SdfsReply, SdfsError> {
         // Every request may be sent again after a timeout: a commit too, since a node commits
         // a blob once and answers a repeated commit with the version it already got.
-        let (tries, each) = (3, self.timeout / 3);
-        let mut result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
+        let mut result = request(&self.client, subjects::sdfs_rpc(req.op()), req, each).await;
         for _ in 1..tries {
             if !matches!(result, Err(RequestError::Timeout { .. })) {
                 break;
             }
-            result = request(&self.client, subjects::sdfs_rpc(), req, each).await;
+            result = request(&self.client, subjects::sdfs_rpc(req.op()), req, each).await;
         }
         match result? {
             SdfsReply::Error { kind, message } => Err(SdfsError::Refused { kind, message }),
@@ -194,7 +202,7 @@ impl SdfsClient {
         let SdfsReply::Prepared {
             blob,
             replicas,
-            write_quorum,
+            write_quorum: _,
             chunk_size,
         } = self.rpc(&prepare).await?
         else {
@@ -205,45 +213,27 @@ impl SdfsClient {
         let upload = self
             .serve_upload(path, &blob, served.clone(), total, progress)
             .await?;
-        let quorum = write_quorum as usize;
-        let label = BlobLabel {
-            name: name.into(),
-            version: None,
-            size,
-            sha256: sha256.clone(),
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            replication,
-            attrs: attrs.clone(),
-        };
-        let stored = self
-            .store_on(&replicas, &blob, &label, chunk_size, quorum)
-            .await;
-        upload.abort();
-        let ok: Vec<String> = stored
-            .iter()
-            .filter(|(_, e)| e.is_none())
-            .map(|(n, _)| n.clone())
-            .collect();
-        if ok.len() < write_quorum as usize {
-            let reasons = describe(&stored);
-            let message = format!("only {} of {write_quorum} replicas stored {name}; nothing was committed ({reasons})", ok.len());
-            return Err(SdfsError::Refused {
-                kind: SdfsErrorKind::QuorumNotMet,
-                message,
-            });
-        }
-        let commit = SdfsRequest::Commit {
+        let write = SdfsRequest::Write {
             name: name.into(),
             blob,
             size,
             sha256,
-            replicas: ok,
+            replicas,
+            chunk_size,
             replication,
             attrs,
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
-        match self.rpc(&commit).await? {
+        // The node that answers asks every replica to store the blob, each within
+        // `store_timeout`, then commits: allow for both, and for the commit. A node that died
+        // on the way leaves the write unanswered: it is sent once more (replicas that stored
+        // the blob already answer at once, and a blob is committed once).
+        let wait = store_timeout(self.timeout, size) + self.timeout * 2;
+        let result = self.rpc_with(&write, 2, wait).await;
+        upload.abort();
+        match result? {
             SdfsReply::Committed { version, .. } => Ok(version),
             other => Err(SdfsError::Unexpected(format!("{other:?}"))),
         }
@@ -303,55 +293,6 @@ impl SdfsClient {
         }))
     }
 
-    /// Asks every replica to store the blob; returns each one's error, if any.
-    async fn store_on(
-        &self,
-        replicas: &[String],
-        blob: &str,
-        label: &BlobLabel,
-        chunk_size: u64,
-        quorum: usize,
-    ) -> Vec<(String, Option<String>)> {
-        let size = label.size;
-        let req = StoreRequest {
-            blob: blob.into(),
-            size,
-            sha256: label.sha256.clone(),
-            source: subjects::sdfs_upload(blob),
-            chunk_size,
-            label: Some(label.clone()),
-        };
-        // A replica answers once it holds every byte: allow for a slow disk (5 MB/s).
-        let timeout = self.timeout + Duration::from_secs(size / 5_000_000 + 10);
-        let asks = replicas.iter().map(|node| {
-            let req = req.clone();
-            async move {
-                let reply = ask_store(&self.client, node, &req, timeout).await;
-                let error = match reply {
-                    Ok(r) => r.error,
-                    Err(e) => Some(e.to_string()),
-                };
-                (node.clone(), error)
-            }
-        });
-        let started = std::time::Instant::now();
-        let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
-        let mut done = Vec::new();
-        while let Some(result) = pending.next().await {
-            done.push(result);
-            let stored = done.iter().filter(|(_, e)| e.is_none()).count();
-            if stored >= quorum && !pending.is_empty() {
-                // Quorum reached: give the others a little longer, then leave them to the
-                // keepers' repair (a dead replica would otherwise hold the put until timeout).
-                let grace = started.elapsed() / 4 + Duration::from_secs(1);
-                let rest = tokio::time::timeout(grace, pending.by_ref().collect::<Vec<_>>()).await;
-                done.extend(rest.unwrap_or_default());
-                break;
-            }
-        }
-        done
-    }
-
     /// Where version `version` (the newest if None) of `name` is.
     pub async fn locate(&self, name: &str, version: Option<u64>) -> Result<VersionInfo, SdfsError> {
         match self
@@ -390,7 +331,48 @@ impl SdfsClient {
     }
 }
 
-fn describe(stored: &[(String, Option<String>)]) -> String {
+/// How long a replica may take to store a blob of `size` bytes once asked: the metadata
+/// timeout plus 10 s, plus the bytes at a slow disk's 5 MB/s.
+pub fn store_timeout(timeout: Duration, size: u64) -> Duration {
+    timeout + Duration::from_secs(size / 5_000_000 + 10)
+}
+
+/// Asks every replica to store the blob of `req`, each within `timeout`; returns each one's
+/// error, if any. Once `quorum` stored it, the others get a little longer, then are left to
+/// the keepers' repair (a dead replica would otherwise hold the put until its timeout).
+pub async fn store_on(
+    client: &async_nats::Client,
+    replicas: &[String],
+    req: &StoreRequest,
+    timeout: Duration,
+    quorum: usize,
+) -> Vec<(String, Option<String>)> {
+    let asks = replicas.iter().map(|node| async move {
+        let reply = ask_store(client, node, req, timeout).await;
+        let error = match reply {
+            Ok(r) => r.error,
+            Err(e) => Some(e.to_string()),
+        };
+        (node.clone(), error)
+    });
+    let started = std::time::Instant::now();
+    let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+    let mut done = Vec::new();
+    while let Some(result) = pending.next().await {
+        done.push(result);
+        let stored = done.iter().filter(|(_, e)| e.is_none()).count();
+        if stored >= quorum && !pending.is_empty() {
+            let grace = started.elapsed() / 4 + Duration::from_secs(1);
+            let rest = tokio::time::timeout(grace, pending.by_ref().collect::<Vec<_>>()).await;
+            done.extend(rest.unwrap_or_default());
+            break;
+        }
+    }
+    done
+}
+
+/// One line saying what each replica did.
+pub fn describe(stored: &[(String, Option<String>)]) -> String {
     stored
         .iter()
         .map(|(n, e)| format!("{n}: {}", e.as_deref().unwrap_or("stored")))

@@ -68,8 +68,8 @@ pub async fn cached_models(
         .iter()
         .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
         .map(|m| async move {
-            let subject = subjects::node_control(&m.id);
             let req = ControlRequest::Stat;
+            let subject = subjects::node_control(&m.id, req.op());
             match crate::request::<_, ControlReply>(client, subject, &req, timeout).await {
                 Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats.cached_models)),
                 _ => None,

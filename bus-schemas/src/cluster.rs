@@ -1,4 +1,4 @@
-//! The cluster's JetStream replication, on `idunno.v1.cluster.rpc` (any node answers): how many
+//! The cluster's JetStream replication, on `idunno.v1.cluster.rpc.<op>` (any node answers): how many
 //! copies the NATS cluster keeps of IDunno's buckets and streams, and whether each copy is
 //! current.
 //!
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The most copies a setting may ask for (JetStream's own limit).
 pub const MAX_REPLICAS: u8 = 5;
 
-/// A request on `idunno.v1.cluster.rpc`.
+/// A request on `idunno.v1.cluster.rpc.<op>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClusterRequest {
@@ -31,6 +31,18 @@ pub enum ClusterRequest {
         /// The server's name (`server_name` in its config).
         server: String,
     },
+}
+
+impl ClusterRequest {
+    /// The operation: the last token of its subject ([`crate::subjects::cluster_rpc`]) and the
+    /// payload's `op`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            ClusterRequest::Status => "status",
+            ClusterRequest::Replicas { .. } => "replicas",
+            ClusterRequest::RemoveServer { .. } => "remove_server",
+        }
+    }
 }
 
 impl Message for ClusterRequest {
@@ -95,7 +107,7 @@ pub struct ClusterStatus {
     pub assets: Vec<Asset>,
 }
 
-/// The answer on `idunno.v1.cluster.rpc`.
+/// The answer on `idunno.v1.cluster.rpc.<op>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum ClusterReply {

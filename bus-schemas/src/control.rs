@@ -1,4 +1,4 @@
-//! Control of one node, on `idunno.v1.nodes.<id>.ctl` (request/reply).
+//! Control of one node, on `idunno.v1.nodes.<id>.ctl.<op>` (request/reply).
 
 use crate::codec::Message;
 use crate::membership::MemberRecord;
@@ -25,6 +25,22 @@ pub enum ControlRequest {
     Leave,
     /// Join the cluster again with a new generation, after a leave.
     Join,
+}
+
+impl ControlRequest {
+    /// The operation: the last token of its subject ([`crate::subjects::node_control`]) and
+    /// the payload's `op`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            ControlRequest::Ping => "ping",
+            ControlRequest::Members => "members",
+            ControlRequest::Stat => "stat",
+            ControlRequest::DropRate { .. } => "drop_rate",
+            ControlRequest::ClearLog => "clear_log",
+            ControlRequest::Leave => "leave",
+            ControlRequest::Join => "join",
+        }
+    }
 }
 
 impl Message for ControlRequest {

@@ -1,5 +1,5 @@
 //! Jobs: what a client submits, the record the cluster keeps for each job (in the JetStream KV
-//! bucket `idunno-jobs`), progress, events, and the request/reply API on `idunno.v1.jobs.rpc`.
+//! bucket `idunno-jobs`), progress, events, and the request/reply API on `idunno.v1.jobs.rpc.<op>`.
 
 use crate::codec::Message;
 use serde::{Deserialize, Serialize};
@@ -287,7 +287,7 @@ impl Message for JobEvent {
     const NAME: &'static str = "job event";
 }
 
-/// A request on `idunno.v1.jobs.rpc`; any node answers.
+/// A request on `idunno.v1.jobs.rpc.<op>`; any node answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum JobsRequest {
@@ -320,6 +320,23 @@ pub enum JobsRequest {
         /// The new policy.
         policy: Option<QpsPolicy>,
     },
+}
+
+impl JobsRequest {
+    /// The operation: the last token of its subject ([`crate::subjects::jobs_rpc`]). It is the
+    /// payload's `op`, except that a `qps` request that sets the policy is `set_qps`, so that
+    /// NATS permissions can allow reading the policy and not setting it.
+    pub fn op(&self) -> &'static str {
+        match self {
+            JobsRequest::Submit { .. } => "submit",
+            JobsRequest::List => "list",
+            JobsRequest::Get { .. } => "get",
+            JobsRequest::Cancel { .. } => "cancel",
+            JobsRequest::Batch { .. } => "batch",
+            JobsRequest::Qps { policy: None } => "qps",
+            JobsRequest::Qps { policy: Some(_) } => "set_qps",
+        }
+    }
 }
 
 /// How the coordinator shares the workers among concurrent inference jobs.

@@ -16,6 +16,7 @@ pub mod infer;
 pub mod jobs;
 pub mod membership;
 pub mod names;
+pub mod roles;
 pub mod sdfs;
 pub mod sdfs_limits;
 pub mod serve;

@@ -59,7 +59,7 @@ impl FileInfo {
     }
 }
 
-/// A metadata request to any node (`idunno.v1.sdfs.rpc`, queue group).
+/// A metadata request to any node (`idunno.v1.sdfs.rpc.<op>`, queue group).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum SdfsRequest {
@@ -75,7 +75,37 @@ pub enum SdfsRequest {
         #[serde(default)]
         replication: Option<u32>,
     },
-    /// Record a version whose bytes the given replicas stored.
+    /// Store a prepared blob on its replicas and record the version (a client's put after
+    /// `Prepare`): the answering node asks each replica to pull the bytes from the blob's
+    /// upload subject, which the writer serves meanwhile, and commits the version with the
+    /// replicas that stored it once the write quorum did. Answered with `committed`. Clients
+    /// never send `store` or `commit` themselves, so the NATS permissions of a non-node
+    /// identity need not allow them.
+    Write {
+        /// The SDFS name.
+        name: String,
+        /// The blob id from `Prepare`.
+        blob: String,
+        /// Size in bytes.
+        size: u64,
+        /// Hex sha256 of the bytes.
+        sha256: String,
+        /// The replicas `Prepare` chose.
+        replicas: Vec<String>,
+        /// The chunk size `Prepare` gave.
+        chunk_size: u64,
+        /// The replication asked for at `Prepare`, if not the cluster's.
+        #[serde(default)]
+        replication: Option<u32>,
+        /// User metadata to keep with the version.
+        #[serde(default)]
+        attrs: BTreeMap<String, String>,
+        /// When the writer started the put (ms since the epoch), kept in the replicas' labels.
+        #[serde(default)]
+        created_ms: u64,
+    },
+    /// Record a version whose bytes the given replicas stored (nodes only: the node that
+    /// answers a `write` commits this way).
     Commit {
         /// The SDFS name.
         name: String,
@@ -134,6 +164,24 @@ pub enum SdfsRequest {
         /// The node whose copy was bad.
         node: String,
     },
+}
+
+impl SdfsRequest {
+    /// The operation: the last token of its subject ([`crate::subjects::sdfs_rpc`]) and the
+    /// payload's `op`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            SdfsRequest::Prepare { .. } => "prepare",
+            SdfsRequest::Write { .. } => "write",
+            SdfsRequest::Commit { .. } => "commit",
+            SdfsRequest::Locate { .. } => "locate",
+            SdfsRequest::Ls { .. } => "ls",
+            SdfsRequest::Delete { .. } => "delete",
+            SdfsRequest::DelDir { .. } => "del_dir",
+            SdfsRequest::Restore { .. } => "restore",
+            SdfsRequest::ReportCorrupt { .. } => "report_corrupt",
+        }
+    }
 }
 
 impl Message for SdfsRequest {

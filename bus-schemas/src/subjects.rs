@@ -22,16 +22,40 @@ pub fn members_list() -> String {
 /// Queue group of [`members_list`].
 pub const MEMBERS_QUEUE: &str = "idunno-members";
 
-/// Request/reply: control commands for one node (members, stat, droprate, clear-log, leave,
-/// join).
-pub fn node_control(node_id: &str) -> String {
-    format!("{PREFIX}.nodes.{node_id}.ctl")
+/// Request/reply: control command `op` for one node ([`crate::control::ControlRequest::op`]:
+/// ping, members, stat, drop_rate, clear_log, leave, join). The operation is the subject's last
+/// token so that NATS permissions can allow one operation and refuse another.
+pub fn node_control(node_id: &str, op: &str) -> String {
+    format!("{PREFIX}.nodes.{node_id}.ctl.{op}")
 }
 
-/// Request/reply: SDFS metadata requests ([`crate::sdfs::SdfsRequest`]); any one node answers
-/// (queue group [`SDFS_QUEUE`]).
-pub fn sdfs_rpc() -> String {
-    format!("{PREFIX}.sdfs.rpc")
+/// Every control operation of one node, for its subscription.
+pub fn node_control_all(node_id: &str) -> String {
+    node_control(node_id, "*")
+}
+
+/// Request/reply: SDFS metadata request `op` ([`crate::sdfs::SdfsRequest::op`]); any one node
+/// answers (queue group [`SDFS_QUEUE`]).
+pub fn sdfs_rpc(op: &str) -> String {
+    format!("{PREFIX}.sdfs.rpc.{op}")
+}
+
+/// Every SDFS metadata operation, for the nodes' queue subscription.
+pub fn sdfs_rpc_all() -> String {
+    sdfs_rpc("*")
+}
+
+/// Checks that a request whose payload is operation `op` came on that operation's subject
+/// (`build(op)`, as [`sdfs_rpc`]). A node serving a wildcard subscription refuses any other: a
+/// `delete` sent on the subject of `ls` would slip past NATS permissions that allow only `ls`.
+pub fn check_op(subject: &str, op: &str, build: impl Fn(&str) -> String) -> Result<(), String> {
+    let expected = build(op);
+    match subject == expected {
+        true => Ok(()),
+        false => Err(format!(
+            "a {op:?} request must be sent on {expected}, not on {subject}"
+        )),
+    }
 }
 
 /// Queue group of [`sdfs_rpc`].
@@ -69,19 +93,30 @@ pub fn job_progress(job_id: &str) -> String {
     format!("{PREFIX}.jobs.{job_id}.progress")
 }
 
-/// Request/reply: submit, list, get and cancel jobs ([`crate::jobs::JobsRequest`]); any one
-/// node answers (queue group [`JOBS_QUEUE`]).
-pub fn jobs_rpc() -> String {
-    format!("{PREFIX}.jobs.rpc")
+/// Request/reply: jobs request `op` ([`crate::jobs::JobsRequest::op`]: submit, list, get,
+/// cancel, batch, qps, set_qps); any one node answers (queue group [`JOBS_QUEUE`]).
+pub fn jobs_rpc(op: &str) -> String {
+    format!("{PREFIX}.jobs.rpc.{op}")
+}
+
+/// Every jobs operation, for the nodes' queue subscription.
+pub fn jobs_rpc_all() -> String {
+    jobs_rpc("*")
 }
 
 /// Queue group of [`jobs_rpc`].
 pub const JOBS_QUEUE: &str = "idunno-jobs";
 
 /// Request/reply: the cluster's JetStream replication, read or set
-/// ([`crate::cluster::ClusterRequest`]); any one node answers (queue group [`CLUSTER_QUEUE`]).
-pub fn cluster_rpc() -> String {
-    format!("{PREFIX}.cluster.rpc")
+/// ([`crate::cluster::ClusterRequest::op`]: status, replicas, remove_server); any one node
+/// answers (queue group [`CLUSTER_QUEUE`]).
+pub fn cluster_rpc(op: &str) -> String {
+    format!("{PREFIX}.cluster.rpc.{op}")
+}
+
+/// Every cluster operation, for the nodes' queue subscription.
+pub fn cluster_rpc_all() -> String {
+    cluster_rpc("*")
 }
 
 /// Queue group of [`cluster_rpc`].
@@ -148,12 +183,15 @@ mod tests {
     fn subjects_are_under_the_versioned_prefix() {
         assert_eq!(member_events(), "idunno.v1.members.events");
         assert_eq!(member_fd("n1"), "idunno.v1.members.fd.n1");
-        assert_eq!(node_control("n1"), "idunno.v1.nodes.n1.ctl");
+        assert_eq!(node_control("n1", "stat"), "idunno.v1.nodes.n1.ctl.stat");
+        assert_eq!(sdfs_rpc("ls"), "idunno.v1.sdfs.rpc.ls");
+        assert!(check_op("idunno.v1.sdfs.rpc.ls", "ls", sdfs_rpc).is_ok());
+        assert!(check_op("idunno.v1.sdfs.rpc.ls", "delete", sdfs_rpc).is_err());
         assert_eq!(members_list(), "idunno.v1.members.list");
         assert_eq!(sdfs_store("n1"), "idunno.v1.sdfs.node.n1.store");
         assert_eq!(sdfs_upload("b1"), "idunno.v1.sdfs.upload.b1");
         assert_eq!(job_progress("t-1"), "idunno.v1.jobs.t-1.progress");
-        assert_eq!(jobs_rpc(), "idunno.v1.jobs.rpc");
+        assert_eq!(jobs_rpc("list"), "idunno.v1.jobs.rpc.list");
         assert_eq!(job_accepted("s-1"), "idunno.v1.jobs.s-1.accepted");
     }
 }

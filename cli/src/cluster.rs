@@ -47,12 +47,17 @@ pub async fn control(
     req: ControlRequest,
 ) -> anyhow::Result<ControlReply> {
     bus_schemas::validate_token(node).map_err(|e| anyhow::anyhow!("node {node:?}: {e}"))?;
-    request(client, subjects::node_control(node), &req, TIMEOUT)
-        .await
-        .map_err(|e| match e {
-            RequestError::NoResponders { .. } => anyhow::anyhow!("no node {node:?} is running"),
-            other => explain(other, &format!("node {node}")),
-        })
+    request(
+        client,
+        subjects::node_control(node, req.op()),
+        &req,
+        TIMEOUT,
+    )
+    .await
+    .map_err(|e| match e {
+        RequestError::NoResponders { .. } => anyhow::anyhow!("no node {node:?} is running"),
+        other => explain(other, &format!("node {node}")),
+    })
 }
 
 async fn view(client: &Client, node: Option<String>) -> anyhow::Result<ViewSnapshot> {

@@ -23,7 +23,7 @@ pub async fn run(cmd: ClusterCommand, bus: &BusOptions, out: &Output) -> anyhow:
     };
     let moving = matches!(req, ClusterRequest::RemoveServer { .. });
     let client = bus.connect_once("idunno-cli").await?;
-    let reply = request(&client, subjects::cluster_rpc(), &req, TIMEOUT)
+    let reply = request(&client, subjects::cluster_rpc(req.op()), &req, TIMEOUT)
         .await
         .map_err(|e| match e {
             RequestError::NoResponders { .. } => {

@@ -37,7 +37,7 @@ pub async fn spawn(
 ) -> anyhow::Result<JoinHandle<()>> {
     let sub = deps
         .client
-        .subscribe(subjects::node_control(&deps.id))
+        .subscribe(subjects::node_control_all(&deps.id))
         .await?;
     Ok(tokio::spawn(run(deps, sub, shutdown)))
 }
@@ -56,8 +56,18 @@ async fn run(deps: ControlDeps, mut sub: async_nats::Subscriber, shutdown: Cance
 
 async fn handle(deps: &ControlDeps, rates: &Rates, msg: Message) {
     deps.metrics.received(Traffic::Other, msg.payload.len());
+    let id = deps.id.as_str();
     let reply = match decode::<ControlRequest>(&msg.payload) {
-        Ok(req) => answer(deps, rates, req).await,
+        Ok(req) => {
+            match subjects::check_op(&msg.subject, req.op(), |op| subjects::node_control(id, op)) {
+                Ok(()) => answer(deps, rates, req).await,
+                Err(why) => {
+                    deps.metrics.garbage();
+                    tracing::warn!("dropped a control request: {why}");
+                    error(deps, ControlErrorKind::BadRequest, why)
+                }
+            }
+        }
         Err(e) => {
             deps.metrics.garbage();
             tracing::warn!(subject = %msg.subject, "dropped a malformed control request: {e}");

@@ -31,11 +31,11 @@ async fn garbage_on_every_subject_is_counted_and_harmless() {
     let mut subjects_hit = vec![
         subjects::member_events(),
         subjects::members_list(),
-        subjects::sdfs_rpc(),
+        subjects::sdfs_rpc("ls"),
     ];
     for id in &ids {
         subjects_hit.push(subjects::member_fd(id));
-        subjects_hit.push(subjects::node_control(id));
+        subjects_hit.push(subjects::node_control(id, "stat"));
         subjects_hit.push(subjects::sdfs_store(id));
         subjects_hit.push(subjects::sdfs_read(id));
     }
@@ -51,11 +51,15 @@ async fn garbage_on_every_subject_is_counted_and_harmless() {
     // A request with garbage gets a typed error back, not silence.
     let reply = c
         .client
-        .request(subjects::node_control("n1"), b"junk".to_vec().into())
+        .request(
+            subjects::node_control("n1", "stat"),
+            b"junk".to_vec().into(),
+        )
         .await
         .unwrap();
     let reply: ControlReply = bus_schemas::decode(&reply.payload).unwrap();
     assert!(matches!(reply, ControlReply::Error { .. }), "{reply:?}");
+    wrong_operations_are_refused(&c).await;
     c.client.flush().await.unwrap();
     // Each node subscribes to its fd, control, store and read subjects and to the events.
     let per_node = payloads.len() as u64 * 5;
@@ -92,4 +96,60 @@ async fn garbage_on_every_subject_is_counted_and_harmless() {
     .await;
     let stat = c.control("n1", ControlRequest::Stat).await;
     assert!(matches!(stat, Some(ControlReply::Stats { .. })));
+}
+
+/// A valid request sent on another operation's subject (a `leave` on `…ctl.stat`, a `del_dir`
+/// on `…sdfs.rpc.ls`, a `cancel` on `…jobs.rpc.list`) would slip past NATS permissions that
+/// allow only that operation: nodes refuse it as a bad request and do nothing.
+async fn wrong_operations_are_refused(c: &Cluster) {
+    use bus_schemas::jobs::{JobsErrorKind, JobsReply, JobsRequest};
+    use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest};
+    let wait = Duration::from_secs(5);
+    let leave = ControlRequest::Leave;
+    let reply: ControlReply = bus_client::request(
+        &c.client,
+        subjects::node_control("n1", "stat"),
+        &leave,
+        wait,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(reply, ControlReply::Error { ref message, .. } if message.contains("leave")),
+        "{reply:?}"
+    );
+    let deldir = SdfsRequest::DelDir { dir: "d".into() };
+    let reply: SdfsReply = bus_client::request(&c.client, subjects::sdfs_rpc("ls"), &deldir, wait)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            reply,
+            SdfsReply::Error {
+                kind: SdfsErrorKind::BadRequest,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let cancel = JobsRequest::Cancel { id: "x".into() };
+    let reply: JobsReply =
+        bus_client::request(&c.client, subjects::jobs_rpc("list"), &cancel, wait)
+            .await
+            .unwrap();
+    assert!(
+        matches!(
+            reply,
+            JobsReply::Error {
+                kind: JobsErrorKind::BadRequest,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let view = c.view("n1").await.unwrap();
+    assert!(
+        view.iter().all(|m| m.state == MemberState::Alive),
+        "{view:?}"
+    );
 }

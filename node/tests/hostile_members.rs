@@ -96,7 +96,7 @@ async fn all_sane(c: &Cluster) -> bool {
 async fn feed_records(c: &Cluster, records: Vec<MemberRecord>) {
     let mut ctl = c
         .client
-        .subscribe(subjects::node_control("mallory"))
+        .subscribe(subjects::node_control_all("mallory"))
         .await
         .unwrap();
     c.client.flush().await.unwrap();

@@ -72,7 +72,7 @@ async fn a_machine_cut_off_is_failed_and_rejoins_when_healed() {
 }
 
 async fn cluster(client: &async_nats::Client, req: ClusterRequest) -> ClusterReply {
-    let subject = bus_schemas::subjects::cluster_rpc();
+    let subject = bus_schemas::subjects::cluster_rpc(req.op());
     bus_client::request(client, subject, &req, Duration::from_secs(30))
         .await
         .unwrap()

@@ -12,7 +12,7 @@ pub async fn control(
     id: &str,
     req: ControlRequest,
 ) -> Option<ControlReply> {
-    let subject = subjects::node_control(id);
+    let subject = subjects::node_control(id, req.op());
     bus_client::request(client, subject, &req, Duration::from_secs(2))
         .await
         .ok()

@@ -98,7 +98,7 @@ async fn serving(client: &async_nats::Client, ids: &[String]) {
 pub async fn status(client: &async_nats::Client) -> Option<bus_schemas::cluster::ClusterStatus> {
     let req = ClusterRequest::Status;
     let wait = Duration::from_secs(2);
-    match bus_client::request(client, subjects::cluster_rpc(), &req, wait).await {
+    match bus_client::request(client, subjects::cluster_rpc(req.op()), &req, wait).await {
         Ok(ClusterReply::Status { status }) => Some(status),
         _ => None,
     }

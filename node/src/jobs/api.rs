@@ -1,4 +1,4 @@
-//! `idunno.v1.jobs.rpc`: submit, list, get and cancel, answered by any node (queue group).
+//! `idunno.v1.jobs.rpc.<op>`: submit, list, get and cancel, answered by any node (queue group).
 //! Submissions are checked here (architecture, dataset, arguments) so a bad job is refused at
 //! once with a clear reason instead of failing later on a worker.
 
@@ -18,7 +18,7 @@ pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let queue = Some(subjects::JOBS_QUEUE);
     let subscribed = crate::subscribe::retrying(
         &ctx.client,
-        subjects::jobs_rpc(),
+        subjects::jobs_rpc_all(),
         queue,
         "the jobs API",
         &shutdown,
@@ -37,7 +37,14 @@ pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 let ctx = ctx.clone();
                 running.spawn(async move {
                     let reply = match decode::<JobsRequest>(&msg.payload) {
-                        Ok(req) => handle(&ctx, req).await,
+                        Ok(req) => match subjects::check_op(&msg.subject, req.op(), subjects::jobs_rpc) {
+                            Ok(()) => handle(&ctx, req).await,
+                            Err(why) => {
+                                ctx.metrics.garbage();
+                                tracing::warn!("dropped a jobs request: {why}");
+                                error(JobsErrorKind::BadRequest, why)
+                            }
+                        },
                         Err(e) => {
                             ctx.metrics.garbage();
                             tracing::warn!(subject = %msg.subject, "garbage dropped: {e}");

@@ -222,7 +222,7 @@ impl Standby<'_> {
             }
             let reply: Result<bus_schemas::control::ControlReply, _> = bus_client::request(
                 self.client,
-                bus_schemas::subjects::node_control(holder),
+                bus_schemas::subjects::node_control(holder, "ping"),
                 &bus_schemas::control::ControlRequest::Ping,
                 Duration::from_millis(500),
             )

@@ -351,8 +351,8 @@ impl Task {
             metrics.sent(Traffic::Membership, 0);
             let members = match peer {
                 Some(peer) => {
-                    let subject = subjects::node_control(&peer);
                     let req = ControlRequest::Members;
+                    let subject = subjects::node_control(&peer, req.op());
                     match bus_client::request(&client, subject, &req, timeout).await {
                         Ok(ControlReply::Members { node, members, .. }) => Ok((node, members)),
                         Ok(_) => return None,

@@ -161,7 +161,7 @@ async fn status(
     }
 }
 
-/// Checks the copies every [`PERIOD`] and answers `idunno.v1.cluster.rpc`, until `shutdown`.
+/// Checks the copies every [`PERIOD`] and answers `idunno.v1.cluster.rpc.<op>`, until `shutdown`.
 pub async fn run(
     client: async_nats::Client,
     js: Context,
@@ -171,7 +171,7 @@ pub async fn run(
 ) {
     let subscribed = crate::subscribe::retrying(
         &client,
-        subjects::cluster_rpc(),
+        subjects::cluster_rpc_all(),
         Some(subjects::CLUSTER_QUEUE),
         "cluster requests",
         &shutdown,
@@ -191,7 +191,7 @@ pub async fn run(
                 }
             }
             Some(msg) = sub.next() => {
-                let reply = answer(&client, &js, &settings, &node, &msg.payload).await;
+                let reply = answer(&client, &js, &settings, &node, &msg).await;
                 if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
                     let _ = client.publish(to, bytes.into()).await;
                 }
@@ -245,13 +245,16 @@ async fn answer(
     js: &Context,
     settings: &SettingsStore,
     node: &str,
-    payload: &[u8],
+    msg: &async_nats::Message,
 ) -> ClusterReply {
     let error = |message: String| ClusterReply::Error { message };
-    let req = match decode::<ClusterRequest>(payload) {
+    let req = match decode::<ClusterRequest>(&msg.payload) {
         Ok(req) => req,
         Err(e) => return error(format!("bad cluster request: {e}")),
     };
+    if let Err(why) = subjects::check_op(&msg.subject, req.op(), subjects::cluster_rpc) {
+        return error(why);
+    }
     let set = match req {
         ClusterRequest::Status => match settings.get().await {
             Ok(s) => s.replicas,

@@ -17,6 +17,7 @@ pub mod placement;
 pub mod restore;
 pub mod service;
 pub mod trust;
+mod write;
 
 pub use bus_client::sdfs::{SdfsClient, SdfsError};
 pub use service::{Sdfs, SdfsConfig};

@@ -114,7 +114,7 @@ impl Sdfs {
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let rpc = self
             .client
-            .queue_subscribe(subjects::sdfs_rpc(), subjects::SDFS_QUEUE.into())
+            .queue_subscribe(subjects::sdfs_rpc_all(), subjects::SDFS_QUEUE.into())
             .await?;
         let store = self
             .client
@@ -173,7 +173,7 @@ impl Sdfs {
         self.metrics
             .received(crate::metrics::Traffic::Other, msg.payload.len());
         let subject = msg.subject.as_str();
-        let reply = if subject == subjects::sdfs_rpc() {
+        let reply = if subject.starts_with(&subjects::sdfs_rpc("")) {
             self.rpc(&msg).await
         } else if subject == subjects::sdfs_store(&self.id) {
             self.store(&msg).await
@@ -206,7 +206,14 @@ impl Sdfs {
 
     async fn rpc(&self, msg: &Message) -> Option<Vec<u8>> {
         let reply = match decode::<SdfsRequest>(&msg.payload) {
-            Ok(req) => self.answer(req).await,
+            Ok(req) => match subjects::check_op(&msg.subject, req.op(), subjects::sdfs_rpc) {
+                Ok(()) => self.answer(req).await,
+                Err(why) => {
+                    self.metrics.garbage();
+                    tracing::warn!("dropped an SDFS request: {why}");
+                    error(SdfsErrorKind::BadRequest, why)
+                }
+            },
             Err(e) => {
                 self.garbage(&msg.subject, e.clone());
                 error(SdfsErrorKind::BadRequest, format!("malformed request: {e}"))
@@ -221,6 +228,7 @@ impl Sdfs {
             SdfsRequest::Ls { name } if name.is_empty() => Ok(name),
             SdfsRequest::Ls { name } => validate_dir_name(name).map(|_| name),
             SdfsRequest::Prepare { name, .. }
+            | SdfsRequest::Write { name, .. }
             | SdfsRequest::Commit { name, .. }
             | SdfsRequest::Restore { name, .. }
             | SdfsRequest::Locate { name, .. }
@@ -237,6 +245,15 @@ impl Sdfs {
             SdfsRequest::Prepare {
                 name, replication, ..
             } => self.prepare(&name, replication).await,
+            SdfsRequest::Write {
+                ref name,
+                chunk_size,
+                created_ms,
+                ..
+            } => match committed_version(&req, now_ms()) {
+                Some(version) => self.write(name, version, chunk_size, created_ms).await,
+                None => Err(internal("not a write")),
+            },
             SdfsRequest::Commit { ref name, .. } => match committed_version(&req, now_ms()) {
                 Some(version) => self.commit(name, version).await,
                 None => Err(internal("not a commit")),
@@ -297,6 +314,17 @@ impl Sdfs {
                     limits::check_version(&version)?;
                 }
             }
+            SdfsRequest::Write {
+                size, chunk_size, ..
+            } => {
+                if let Some(version) = committed_version(req, 0) {
+                    limits::check_version(&version)?;
+                }
+                limits::check_chunk(*chunk_size)?;
+                if *size > self.cfg.max_file_bytes {
+                    return Err(too_large(*size));
+                }
+            }
             SdfsRequest::Restore { versions, .. } => {
                 if versions.len() > limits::MAX_RESTORE_VERSIONS {
                     return Err(LimitError {
@@ -319,7 +347,7 @@ impl Sdfs {
     }
 
     /// Alive members with where they run, this node included.
-    async fn live(&self) -> Vec<Placed> {
+    pub(super) async fn live(&self) -> Vec<Placed> {
         match self.membership.view().await {
             Ok(view) => view.alive_places(),
             Err(_) => vec![Placed {
@@ -331,7 +359,7 @@ impl Sdfs {
     }
 
     /// The replication of a put: the asked-for one (at least 1) or the cluster's.
-    fn wanted(&self, asked: Option<u32>) -> usize {
+    pub(super) fn wanted(&self, asked: Option<u32>) -> usize {
         asked.map_or(self.cfg.replication, |r| (r as usize).max(1))
     }
 
@@ -364,7 +392,7 @@ impl Sdfs {
         })
     }
 
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         name: &str,
         version: VersionInfo,
@@ -459,8 +487,8 @@ impl Sdfs {
 }
 
 /// The version a commit request asks to record (numbered by the metadata at commit).
-fn committed_version(req: &SdfsRequest, created_ms: u64) -> Option<VersionInfo> {
-    let SdfsRequest::Commit {
+pub(super) fn committed_version(req: &SdfsRequest, created_ms: u64) -> Option<VersionInfo> {
+    let (SdfsRequest::Commit {
         blob,
         size,
         sha256,
@@ -468,7 +496,16 @@ fn committed_version(req: &SdfsRequest, created_ms: u64) -> Option<VersionInfo> 
         replication,
         attrs,
         ..
-    } = req
+    }
+    | SdfsRequest::Write {
+        blob,
+        size,
+        sha256,
+        replicas,
+        replication,
+        attrs,
+        ..
+    }) = req
     else {
         return None;
     };
@@ -488,6 +525,6 @@ pub(super) fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
     SdfsReply::Error { kind, message }
 }
 
-fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
+pub(super) fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
     (SdfsErrorKind::Internal, e.to_string())
 }

@@ -34,7 +34,7 @@ pub async fn three_machines() -> (Machines, async_nats::Client) {
         )
         .await;
     }
-    let subject = bus_schemas::subjects::cluster_rpc();
+    let subject = bus_schemas::subjects::cluster_rpc("status");
     wait_until(
         "cluster requests are answered",
         Duration::from_secs(60),

@@ -304,7 +304,7 @@ pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinS
         let client = ctx.client.clone();
         tasks.spawn(async move {
             let req = bus_schemas::control::ControlRequest::Ping;
-            let subject = subjects::node_control(&worker);
+            let subject = subjects::node_control(&worker, req.op());
             let reply: Result<bus_schemas::control::ControlReply, _> =
                 bus_client::request(&client, subject, &req, PROBE_TIMEOUT).await;
             Done::Probed(worker, reply.is_ok())
