@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod denials;
 pub mod fsck;
 mod infer;
 pub mod jobs;
@@ -10,6 +11,7 @@ mod options;
 pub mod part;
 mod request;
 pub mod sdfs;
+pub mod secure;
 pub mod transfer;
 pub mod workers;
 

@@ -33,6 +33,33 @@ pub struct BusOptions {
     /// CA certificate (PEM) to verify the server's TLS certificate; turns TLS on.
     #[arg(long = "nats-tls-ca", env = "IDUNNO_NATS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// An identity directory made by `idunno secure init` (its NKEY seed, TLS client
+    /// certificate, CA and reply inbox prefix); the flags below override its parts.
+    #[arg(long = "nats-identity", env = "IDUNNO_NATS_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// File holding an NKEY seed (`SU…`) to authenticate with.
+    #[arg(long = "nats-nkey", env = "IDUNNO_NATS_NKEY")]
+    pub nkey: Option<PathBuf>,
+    /// TLS client certificate (PEM), for servers that verify clients (with --nats-tls-key).
+    #[arg(long = "nats-tls-cert", env = "IDUNNO_NATS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the TLS client certificate.
+    #[arg(long = "nats-tls-key", env = "IDUNNO_NATS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Prefix of this client's reply inboxes (`_INBOX.<identity>` for an identity whose
+    /// permissions allow only its own); default `_INBOX`.
+    #[arg(long = "nats-inbox-prefix", env = "IDUNNO_NATS_INBOX_PREFIX")]
+    pub inbox_prefix: Option<String>,
+}
+
+/// The credentials of [`BusOptions`] with an identity directory's parts filled in.
+#[derive(Default)]
+struct Resolved {
+    nkey: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    inbox_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for BusOptions {
@@ -45,6 +72,11 @@ impl std::fmt::Debug for BusOptions {
             .field("token", &redact(&self.token))
             .field("creds", &self.creds)
             .field("tls_ca", &self.tls_ca)
+            .field("identity", &self.identity)
+            .field("nkey", &self.nkey)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -97,12 +129,58 @@ impl BusOptions {
         Ok(())
     }
 
+    /// These options with the parts of the identity directory (if any) filled in.
+    fn resolve(&self) -> Result<Resolved, ConnectError> {
+        let mut r = Resolved::default();
+        if let Some(dir) = &self.identity {
+            let path = dir.join("identity.json");
+            let text = std::fs::read_to_string(&path).map_err(|e| ConnectError::File {
+                path: path.clone(),
+                reason: format!(
+                    "{e} (is {} an identity made by `idunno secure init`?)",
+                    dir.display()
+                ),
+            })?;
+            let info: crate::secure::IdentityInfo =
+                serde_json::from_str(&text).map_err(|e| ConnectError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            r = Resolved {
+                nkey: Some(dir.join("seed.nk")),
+                tls_cert: Some(dir.join("cert.pem")),
+                tls_key: Some(dir.join("key.pem")),
+                tls_ca: Some(dir.join("ca.pem")),
+                inbox_prefix: Some(info.inbox_prefix),
+            };
+        }
+        let or = |flag: &Option<PathBuf>, from_dir: Option<PathBuf>| flag.clone().or(from_dir);
+        Ok(Resolved {
+            nkey: or(&self.nkey, r.nkey),
+            tls_cert: or(&self.tls_cert, r.tls_cert),
+            tls_key: or(&self.tls_key, r.tls_key),
+            tls_ca: or(&self.tls_ca, r.tls_ca),
+            inbox_prefix: self.inbox_prefix.clone().or(r.inbox_prefix),
+        })
+    }
+
+    /// The prefix of this client's reply inboxes (`_INBOX` unless an identity or the flag
+    /// gives one): what [`crate::denials::note_event`] is given.
+    pub fn inbox_prefix(&self) -> String {
+        (self.resolve().ok())
+            .and_then(|r| r.inbox_prefix)
+            .unwrap_or_else(|| "_INBOX".into())
+    }
+
     /// async-nats options carrying these credentials, a client name and a bounded connect time.
+    /// Refusals of the server go to [`crate::denials`]; a caller that sets its own
+    /// `event_callback` passes events to [`crate::denials::note_event`] itself.
     pub async fn nats_options(
         &self,
         name: &str,
     ) -> Result<async_nats::ConnectOptions, ConnectError> {
         self.validate()?;
+        let resolved = self.resolve()?;
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(2));
@@ -122,15 +200,41 @@ impl BusOptions {
         if let Some(token) = &self.token {
             opts = opts.token(token.clone());
         }
-        if let Some(ca) = &self.tls_ca {
-            if !ca.is_file() {
-                return Err(ConnectError::File {
-                    path: ca.clone(),
-                    reason: "no such file".into(),
-                });
-            }
-            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        let file = |path: &PathBuf| match path.is_file() {
+            true => Ok(path.clone()),
+            false => Err(ConnectError::File {
+                path: path.clone(),
+                reason: "no such file".into(),
+            }),
+        };
+        if let Some(ca) = &resolved.tls_ca {
+            opts = opts.add_root_certificates(file(ca)?).require_tls(true);
         }
+        match (&resolved.tls_cert, &resolved.tls_key) {
+            (Some(cert), Some(key)) => {
+                opts = opts.add_client_certificate(file(cert)?, file(key)?);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConnectError::Invalid(
+                    "--nats-tls-cert and --nats-tls-key go together".into(),
+                ))
+            }
+        }
+        if let Some(path) = &resolved.nkey {
+            let seed = std::fs::read_to_string(file(path)?).map_err(|e| ConnectError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            opts = opts.nkey(seed.trim().to_string());
+        }
+        let prefix = resolved.inbox_prefix.unwrap_or_else(|| "_INBOX".into());
+        opts = opts
+            .custom_inbox_prefix(&prefix)
+            .event_callback(move |event| {
+                let prefix = prefix.clone();
+                async move { crate::denials::note_event(&prefix, &event) }
+            });
         Ok(opts)
     }
 

@@ -32,6 +32,15 @@ pub enum RequestError {
         /// The decode error.
         source: DecodeError,
     },
+    /// The NATS server refused it: this identity's role may not publish on `subject` (or it
+    /// may not receive replies: its inbox prefix is not its own).
+    #[error("the NATS server refused: this identity may not {what} (its role does not allow it; see docs/security.md)")]
+    Denied {
+        /// The subject asked.
+        subject: String,
+        /// What was refused, in words.
+        what: String,
+    },
     /// The connection failed.
     #[error("bus error on {subject}: {reason}")]
     Bus {
@@ -54,10 +63,32 @@ pub async fn request<Req: Message, Rep: Message>(
     let ask = async_nats::Request::new()
         .payload(payload.into())
         .timeout(Some(timeout));
+    let prefix = crate::denials::prefix_of(client);
+    let mut denials = crate::denials::watch();
     let fut = client.send_request(subject.clone(), ask);
-    let msg = match tokio::time::timeout(timeout, fut).await {
+    let refused = crate::denials::refused(&mut denials, &prefix, &subject);
+    let answer = async {
+        tokio::select! {
+            reply = fut => Ok(reply),
+            denial = refused => Err(denial),
+        }
+    };
+    let msg = match tokio::time::timeout(timeout, answer).await {
         Err(_) => return Err(RequestError::Timeout { subject, timeout }),
-        Ok(Err(e)) => {
+        Ok(Err(denial)) => {
+            let what = match denial.action {
+                crate::denials::Action::Publish => format!("publish to {subject}"),
+                crate::denials::Action::Subscribe => format!(
+                    "receive replies on {} (give the identity's own inbox prefix, as --nats-identity does)",
+                    denial.subject
+                ),
+            };
+            return Err(RequestError::Denied { subject, what });
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    let msg = match msg {
+        Err(e) => {
             use async_nats::RequestErrorKind as K;
             return Err(match e.kind() {
                 K::NoResponders => RequestError::NoResponders { subject },
@@ -68,7 +99,7 @@ pub async fn request<Req: Message, Rep: Message>(
                 },
             });
         }
-        Ok(Ok(msg)) => msg,
+        Ok(msg) => msg,
     };
     decode(&msg.payload).map_err(|source| RequestError::Decode { subject, source })
 }

@@ -153,6 +153,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::members_list(),
         s::node_control("*", "members"),
         s::node_control("*", "ping"),
+        s::node_control("*", "stat"),
         s::node_assign("*"),
         s::sdfs_rpc("*"),
         s::sdfs_store("*"),

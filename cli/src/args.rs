@@ -147,6 +147,10 @@ pub enum Command {
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// A secure cluster's credentials: `secure init <dir>` (CA, TLS certificates, an NKEY
+    /// identity per node and role, nats-server configs), `secure add|rotate|list`.
+    #[command(subcommand)]
+    Secure(crate::secure::SecureCommand),
     /// The NATS cluster: `cluster status` (servers, and the copies of every bucket and
     /// stream), `cluster replicas <n|auto>`.
     #[command(subcommand)]

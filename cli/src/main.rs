@@ -10,6 +10,7 @@ mod local;
 mod ml;
 mod output;
 mod replication;
+mod secure;
 mod workers;
 
 use clap::Parser;
@@ -36,6 +37,7 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
         args::Command::Local(cmd) => local::run(cmd, &cli.bus, &out).await,
+        args::Command::Secure(cmd) => secure::run(cmd, &out),
         args::Command::Cluster(cmd) => replication::run(cmd, &cli.bus, &out).await,
         cmd @ (args::Command::Put { .. }
         | args::Command::Get { .. }

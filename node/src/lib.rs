@@ -35,6 +35,7 @@ async fn connect(
     cfg: &NodeConfig,
     events: mpsc::Sender<Connection>,
 ) -> anyhow::Result<async_nats::Client> {
+    let prefix = cfg.bus.inbox_prefix();
     let opts = cfg
         .bus
         .nats_options(&format!("idunno-node-{}", cfg.id))
@@ -44,7 +45,9 @@ async fn connect(
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 50).min(250)))
         .event_callback(move |event| {
             let events = events.clone();
+            let prefix = prefix.clone();
             async move {
+                bus_client::denials::note_event(&prefix, &event);
                 let change = match event {
                     async_nats::Event::Connected => Connection::Up,
                     async_nats::Event::Disconnected => Connection::Down,

@@ -1,0 +1,211 @@
+//! `idunno secure init|add|rotate|list`: the credentials of a secure cluster
+//! ([`bus_client::secure`]): a CA, TLS certificates, one NKEY identity per node and role,
+//! nats-server configs and the dashboard token.
+
+use crate::output::Output;
+use bus_client::secure::{Secure, Spec};
+use bus_schemas::roles::{self, Role};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+/// `idunno secure …`
+#[derive(Debug, Subcommand)]
+pub enum SecureCommand {
+    /// Generate a secure cluster's CA, certificates, identities (one per node, an operator
+    /// and a viewer), nats-server configs (one server, and each server of a cluster) and
+    /// dashboard token into DIR. Secrets are files of mode 0600.
+    Init {
+        /// The directory (made, mode 0700; it must not hold a secure cluster yet).
+        dir: PathBuf,
+        /// The node ids, comma-separated, or a count N for n1..nN.
+        #[arg(long, default_value = "5")]
+        nodes: String,
+        /// Host names and addresses the single server and the dashboards answer to,
+        /// comma-separated (their certificates name them).
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// The single server's client address.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        listen: String,
+        /// The single server's JetStream store (default DIR/nats/store).
+        #[arg(long)]
+        store_dir: Option<String>,
+        /// A server of a NATS cluster, as NAME=HOST (give each, e.g. three): a config
+        /// DIR/nats/NAME.conf and a certificate for HOST each, with TLS routes to the others.
+        #[arg(long = "server", value_parser = parse_server)]
+        servers: Vec<(String, String)>,
+    },
+    /// Add an identity: a node (NAME is its id) or another operator or viewer; then reload
+    /// the servers (`nats-server --signal reload`).
+    Add {
+        /// The directory `secure init` wrote.
+        dir: PathBuf,
+        /// node, operator or viewer.
+        #[arg(long)]
+        role: String,
+        /// The node id, or the identity's name.
+        name: String,
+    },
+    /// Give an identity a new NKEY and client certificate; the old ones stop working when the
+    /// servers reload.
+    Rotate {
+        /// The directory `secure init` wrote.
+        dir: PathBuf,
+        /// The identity (node-<id>, operator, viewer, …).
+        name: String,
+    },
+    /// List the identities: name, role, inbox prefix, public NKEY.
+    List {
+        /// The directory `secure init` wrote.
+        dir: PathBuf,
+    },
+}
+
+fn parse_server(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, host)) if !name.is_empty() && !host.is_empty() => {
+            bus_schemas::validate_token(name).map_err(|e| format!("server name {name:?}: {e}"))?;
+            Ok((name.into(), host.into()))
+        }
+        _ => Err(format!("{s:?}: give NAME=HOST")),
+    }
+}
+
+/// The node ids of `--nodes`: a count N (n1..nN) or a comma-separated list.
+pub fn node_ids(nodes: &str) -> anyhow::Result<Vec<String>> {
+    if let Ok(n) = nodes.trim().parse::<usize>() {
+        anyhow::ensure!((1..=1000).contains(&n), "--nodes: 1 to 1000, not {n}");
+        return Ok((1..=n).map(|i| format!("n{i}")).collect());
+    }
+    let ids: Vec<String> = nodes.split(',').map(|s| s.trim().to_string()).collect();
+    for id in &ids {
+        bus_schemas::validate_token(id).map_err(|e| anyhow::anyhow!("--nodes: {id:?}: {e}"))?;
+    }
+    Ok(ids)
+}
+
+/// Runs one `secure` command.
+pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        SecureCommand::Init {
+            dir,
+            nodes,
+            hosts,
+            listen,
+            store_dir,
+            servers,
+        } => {
+            let mut spec = Spec::local(&dir, &node_ids(&nodes)?);
+            spec.hosts = hosts;
+            spec.listen = listen;
+            spec.servers = servers;
+            if let Some(store) = store_dir {
+                spec.store_dir = store;
+            }
+            let secure = Secure::init(&dir, &spec)?;
+            print_init(&secure, out);
+            Ok(())
+        }
+        SecureCommand::Add { dir, role, name } => {
+            let role = Role::parse(&role)
+                .filter(|r| *r != Role::Admin)
+                .ok_or_else(|| anyhow::anyhow!("--role: node, operator or viewer, not {role:?}"))?;
+            let mut secure = Secure::open(&dir)?;
+            let (identity, node) = match role {
+                Role::Node => (roles::node_identity(&name), Some(name.as_str())),
+                _ => (name.clone(), None),
+            };
+            let path = secure.add(role, &identity, node)?;
+            reload_hint(
+                &secure,
+                &format!("added {identity} ({})", role.name()),
+                &path,
+            );
+            Ok(())
+        }
+        SecureCommand::Rotate { dir, name } => {
+            let mut secure = Secure::open(&dir)?;
+            let path = secure.rotate(&name)?;
+            reload_hint(
+                &secure,
+                &format!("new NKEY and certificate for {name}"),
+                &path,
+            );
+            Ok(())
+        }
+        SecureCommand::List { dir } => {
+            let secure = Secure::open(&dir)?;
+            let ids = &secure.manifest.identities;
+            out.print(ids, || {
+                let mut rows = vec![["identity", "role", "inbox", "nkey"]
+                    .map(String::from)
+                    .to_vec()];
+                rows.extend(ids.iter().map(|i| {
+                    vec![
+                        i.name.clone(),
+                        i.role.clone(),
+                        i.inbox_prefix.clone(),
+                        i.public_key.clone(),
+                    ]
+                }));
+                rows
+            });
+            Ok(())
+        }
+    }
+}
+
+fn reload_hint(secure: &Secure, what: &str, path: &Path) {
+    println!("{what}: {}", path.display());
+    println!(
+        "{} was rewritten; apply it with `nats-server --signal reload` on every server",
+        secure.dir.join("nats/users.conf").display()
+    );
+}
+
+fn print_init(secure: &Secure, out: &Output) {
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&secure.manifest).unwrap_or_default()
+        );
+        return;
+    }
+    let d = &secure.dir;
+    println!(
+        "secure cluster {:?} in {}",
+        secure.manifest.name,
+        d.display()
+    );
+    println!(
+        "  CA:           {} (its key ca-key.pem: keep it offline)",
+        d.join("ca.pem").display()
+    );
+    println!(
+        "  one server:   nats-server -c {}",
+        secure.single_conf().display()
+    );
+    for (name, host) in &secure.manifest.servers {
+        println!(
+            "  cluster:      nats-server -c {} (on {host})",
+            d.join(format!("nats/{name}.conf")).display()
+        );
+    }
+    println!("  identities:   {}", d.join("identities").display());
+    for i in &secure.manifest.identities {
+        println!("    {:<14} {}", i.name, i.role);
+    }
+    println!(
+        "  dashboard:    token {}, certificate {}",
+        d.join("dashboard.token").display(),
+        d.join("https").display()
+    );
+    println!(
+        "a node:  IDUNNO_NATS_IDENTITY={} idunno-node --id <id> …",
+        d.join("identities/node-<id>").display()
+    );
+    println!(
+        "the CLI: export IDUNNO_NATS_IDENTITY={}",
+        d.join("identities/operator").display()
+    );
+}
