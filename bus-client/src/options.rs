@@ -95,6 +95,15 @@ pub enum ConnectError {
         /// What went wrong.
         reason: String,
     },
+    /// The server requires TLS this client could not do: it does not trust the server's
+    /// certificate, or the server wants a client certificate of its own CA.
+    #[error("the NATS server at {url} refused the TLS handshake ({reason}): a secure cluster needs one of its identities, e.g. --nats-identity <dir> (made by `idunno secure init`; `idunno local up` keeps them in <dir>/secure/identities)")]
+    Tls {
+        /// The URL tried.
+        url: String,
+        /// What the handshake said.
+        reason: String,
+    },
     /// No server answered at the URL in time, or it refused the connection.
     #[error("cannot reach the cluster's NATS server at {url}: {reason}")]
     Unreachable {
@@ -111,6 +120,36 @@ impl BusOptions {
         Self {
             url: url.into(),
             ..Self::default()
+        }
+    }
+
+    /// The options as the environment variables that give them (`IDUNNO_NATS_*`): how a
+    /// parent passes them to the processes it starts, so that no secret is in their argv.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        [
+            ("IDUNNO_NATS_URL", Some(self.url.clone())),
+            ("IDUNNO_NATS_USER", self.user.clone()),
+            ("IDUNNO_NATS_PASSWORD", self.password.clone()),
+            ("IDUNNO_NATS_TOKEN", self.token.clone()),
+            ("IDUNNO_NATS_CREDS", path(&self.creds)),
+            ("IDUNNO_NATS_TLS_CA", path(&self.tls_ca)),
+            ("IDUNNO_NATS_IDENTITY", path(&self.identity)),
+            ("IDUNNO_NATS_NKEY", path(&self.nkey)),
+            ("IDUNNO_NATS_TLS_CERT", path(&self.tls_cert)),
+            ("IDUNNO_NATS_TLS_KEY", path(&self.tls_key)),
+            ("IDUNNO_NATS_INBOX_PREFIX", self.inbox_prefix.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+
+    /// Options for `url` as identity `dir` (made by `idunno secure init`).
+    pub fn for_identity(url: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            identity: Some(dir.into()),
+            ..Self::for_url(url)
         }
     }
 
@@ -265,10 +304,29 @@ impl BusOptions {
         };
         match tokio::time::timeout(Duration::from_secs(3), opts.connect(servers)).await {
             Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) if is_tls_refusal(&e.to_string()) => Err(ConnectError::Tls {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            }),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable("no answer within 3 s".into())),
         }
     }
+}
+
+/// Whether a connection error is a TLS handshake the server or this client refused.
+fn is_tls_refusal(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "unknownissuer",
+        "unknownca",
+        "fatal alert",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 #[cfg(test)]

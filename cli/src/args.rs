@@ -306,6 +306,11 @@ pub enum LocalCommand {
         /// Dashboard port of the first node; node i gets this + i - 1.
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
+        /// Open mode, for quick experiments: no TLS and no credentials, so anyone who reaches
+        /// the NATS port can do anything. By default the cluster is secure (`idunno secure
+        /// init` in DIR/secure: TLS, one identity per node and role, an HTTPS dashboard).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Show what `local up` started and whether it still runs.
     Status {

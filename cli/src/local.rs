@@ -2,7 +2,9 @@
 //! so that `down` stops exactly what `up` started.
 
 use crate::args::LocalCommand;
+use crate::local_secure;
 use crate::output::{render, Output};
+use bus_client::secure::Secure;
 use bus_client::BusOptions;
 use bus_schemas::membership::{MemberState, ViewRequest, ViewSnapshot};
 use nix::sys::signal::{kill, Signal};
@@ -29,6 +31,9 @@ struct LocalState {
     nats_url: String,
     nats: Option<Started>,
     nodes: Vec<Started>,
+    /// The credentials of a secure cluster (`<dir>/secure`); none: open.
+    #[serde(default)]
+    secure: Option<PathBuf>,
 }
 
 /// Runs one `local` command.
@@ -38,7 +43,8 @@ pub async fn run(cmd: LocalCommand, bus: &BusOptions, out: &Output) -> anyhow::R
             nodes,
             dir,
             http_port,
-        } => up(bus, nodes, &dir, http_port, out).await,
+            insecure,
+        } => up(bus, nodes, &dir, http_port, insecure, out).await,
         LocalCommand::Status { dir } => status(&dir, out),
         LocalCommand::Restart { node, dir } => restart(bus, &node, &dir),
         LocalCommand::Down { dir } => down(&dir),
@@ -77,10 +83,25 @@ fn running(p: &Started, program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn spawn(program: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
+/// Starts `program` with `args` and `env` (and none of this process's `IDUNNO_NATS_*`).
+fn spawn(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> anyhow::Result<u32> {
     let file = std::fs::File::create(log)?;
-    let child = Command::new(program)
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IDUNNO_NATS_")) {
+        cmd.env_remove(key);
+    }
+    if env.iter().any(|(k, _)| *k == "IDUNNO_HTTP_TOKEN_FILE") {
+        // The generated token is the dashboards' token.
+        cmd.env_remove("IDUNNO_HTTP_TOKEN");
+    }
+    let child = cmd
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
@@ -111,7 +132,11 @@ fn nats_port(url: &str) -> anyhow::Result<u16> {
         .map_err(|_| anyhow::anyhow!("cannot tell the port of NATS URL {url:?}"))
 }
 
-async fn start_nats(bus: &BusOptions, dir: &Path) -> anyhow::Result<Option<Started>> {
+async fn start_nats(
+    bus: &BusOptions,
+    dir: &Path,
+    secure: Option<&Secure>,
+) -> anyhow::Result<Option<Started>> {
     if bus.connect_once("idunno-local").await.is_ok() {
         println!("using the NATS server already at {}", bus.url);
         return Ok(None);
@@ -120,14 +145,22 @@ async fn start_nats(bus: &BusOptions, dir: &Path) -> anyhow::Result<Option<Start
     let store = dir.join("nats");
     std::fs::create_dir_all(&store)?;
     let conf = dir.join("nats.conf");
-    let text = format!(
-        "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
-        store.display().to_string()
-    );
+    let text = match secure {
+        Some(secure) => local_secure::nats_conf(dir, port, secure)?,
+        None => format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+            store.display().to_string()
+        ),
+    };
     std::fs::write(&conf, text)?;
     let log = dir.join("nats.log");
     let binary = bus_client::nats_server_binary();
-    let pid = spawn(&binary, &["-c".into(), conf.display().to_string()], &log)?;
+    let pid = spawn(
+        &binary,
+        &["-c".into(), conf.display().to_string()],
+        &[],
+        &log,
+    )?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while bus.connect_once("idunno-local").await.is_err() {
         anyhow::ensure!(
@@ -146,35 +179,28 @@ async fn start_nats(bus: &BusOptions, dir: &Path) -> anyhow::Result<Option<Start
     }))
 }
 
-fn node_args(bus: &BusOptions, id: &str, data: &Path, http: &str) -> Vec<String> {
-    let mut args = vec![
-        "--id".into(),
-        id.into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--nats".into(),
-        bus.url.clone(),
-        "--http".into(),
-        http.into(),
-        "--threads".into(),
-        "1".into(),
-    ];
-    let flags = [
-        ("--nats-user", &bus.user),
-        ("--nats-password", &bus.password),
-        ("--nats-token", &bus.token),
-    ];
-    for (flag, value) in flags {
-        if let Some(v) = value {
-            args.extend([flag.to_string(), v.clone()]);
-        }
+/// A node's flags; its credentials go through its environment ([`node_env`]).
+fn node_args(id: &str, data: &Path, http: &str) -> Vec<String> {
+    [
+        "--id",
+        id,
+        "--data-dir",
+        &data.display().to_string(),
+        "--http",
+        http,
+        "--threads",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A node's environment: its identity (secure), or the CLI's own credentials (insecure).
+fn node_env(bus: &BusOptions, secure: Option<&Secure>, id: &str) -> Vec<(&'static str, String)> {
+    match secure {
+        Some(secure) => local_secure::node_env(&bus.url, secure, id),
+        None => bus.to_env(),
     }
-    for (flag, path) in [("--nats-creds", &bus.creds), ("--nats-tls-ca", &bus.tls_ca)] {
-        if let Some(p) = path {
-            args.extend([flag.to_string(), p.display().to_string()]);
-        }
-    }
-    args
 }
 
 async fn up(
@@ -182,6 +208,7 @@ async fn up(
     n: usize,
     dir: &Path,
     http_port: u16,
+    insecure: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
     anyhow::ensure!((1..=200).contains(&n), "--nodes must be between 1 and 200");
@@ -192,11 +219,21 @@ async fn up(
         anyhow::ensure!(!live, "a local cluster is already up in {} (see `idunno local status`, stop it with `idunno local down`)", dir.display());
     }
     check_http_ports(http_port, n)?;
+    let secure = match insecure {
+        true => None,
+        false => Some(local_secure::prepare(dir, n)?),
+    };
+    // Who `up` itself is on the bus: the operator of a secure cluster.
+    let me = match &secure {
+        Some(s) => BusOptions::for_identity(bus.url.clone(), s.identity_dir("operator")),
+        None => bus.clone(),
+    };
     let mut state = LocalState {
         nats_url: bus.url.clone(),
+        secure: secure.as_ref().map(|s| s.dir.clone()),
         ..LocalState::default()
     };
-    state.nats = start_nats(bus, dir).await?;
+    state.nats = start_nats(&me, dir, secure.as_ref()).await?;
     save(dir, &state)?;
     let binary = node_binary();
     for i in 1..=n {
@@ -205,7 +242,8 @@ async fn up(
         std::fs::create_dir_all(&data)?;
         let http = format!("127.0.0.1:{}", http_port as usize + i - 1);
         let log = data.join("stdout.log");
-        let pid = spawn(&binary, &node_args(bus, &id, &data, &http), &log)?;
+        let env = node_env(bus, secure.as_ref(), &id);
+        let pid = spawn(&binary, &node_args(&id, &data, &http), &env, &log)?;
         state.nodes.push(Started {
             name: id,
             pid,
@@ -214,11 +252,10 @@ async fn up(
         });
         save(dir, &state)?;
     }
-    wait_for_members(bus, &state).await?;
+    wait_for_members(&me, &state).await?;
     status(dir, out)?;
-    if let Some(first) = state.nodes.first().and_then(|p| p.http.clone()) {
-        println!("dashboard: http://{first}/");
-    }
+    let first = state.nodes.first().and_then(|p| p.http.clone());
+    local_secure::say_how(secure.as_ref(), &bus.url, first.as_deref());
     Ok(())
 }
 
@@ -308,7 +345,7 @@ fn restart(bus: &BusOptions, node: &str, dir: &Path) -> anyhow::Result<()> {
         url: state.nats_url.clone(),
         ..bus.clone()
     };
-    let Some(entry) = state.nodes.iter_mut().find(|p| p.name == node) else {
+    let Some(entry) = state.nodes.iter().find(|p| p.name == node) else {
         anyhow::bail!(
             "the local cluster in {} has no node {node:?}",
             dir.display()
@@ -321,9 +358,18 @@ fn restart(bus: &BusOptions, node: &str, dir: &Path) -> anyhow::Result<()> {
     );
     let data = dir.join("nodes").join(node);
     let http = entry.http.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+    let secure = state.secure.as_deref().map(Secure::open).transpose()?;
+    let env = node_env(&bus, secure.as_ref(), node);
+    let Some(entry) = state.nodes.iter_mut().find(|p| p.name == node) else {
+        anyhow::bail!(
+            "the local cluster in {} has no node {node:?}",
+            dir.display()
+        );
+    };
     entry.pid = spawn(
         &node_binary(),
-        &node_args(&bus, node, &data, &http),
+        &node_args(node, &data, &http),
+        &env,
         &entry.log,
     )?;
     println!("started {node} again (pid {})", entry.pid);
@@ -343,6 +389,11 @@ fn status(dir: &Path, out: &Output) -> anyhow::Result<()> {
         .map(|p| (p, "nats-server"))
         .chain(state.nodes.iter().map(|p| (p, "idunno-node")))
         .collect();
+    let scheme = if state.secure.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let json: Vec<_> = procs
         .iter()
         .map(|(p, prog)| serde_json::json!({"name": p.name, "pid": p.pid, "running": running(p, prog), "http": p.http, "log": p.log}))
@@ -355,7 +406,7 @@ fn status(dir: &Path, out: &Output) -> anyhow::Result<()> {
             let http = p
                 .http
                 .as_ref()
-                .map(|h| format!("http://{h}/"))
+                .map(|h| format!("{scheme}://{h}/"))
                 .unwrap_or_else(|| "-".into());
             rows.push(vec![
                 p.name.clone(),

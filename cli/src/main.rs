@@ -7,6 +7,7 @@ mod fsck;
 mod infer;
 mod jobs;
 mod local;
+mod local_secure;
 mod ml;
 mod output;
 mod replication;
@@ -35,6 +36,10 @@ fn main() {
 
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
+    let cli = args::Cli {
+        bus: local_secure::with_local_identity(cli.bus),
+        ..cli
+    };
     match cli.command {
         args::Command::Local(cmd) => local::run(cmd, &cli.bus, &out).await,
         args::Command::Secure(cmd) => secure::run(cmd, &out),

@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: a cluster started by `idunno local up`, a model trained
 //! through the CLI, then `frontend/e2e/dashboard.e2e.test.ts` drives Debian's Chromium
 //! (playwright-core) against it, running CLI commands and `kill -9` as it goes.
-//! The nodes require a token (`IDUNNO_HTTP_TOKEN`), so the test logs in on the page first.
+//! The cluster is secure (the default): the dashboard serves HTTPS with a certificate of the
+//! cluster's CA and requires the token `local up` generated, so the test logs in on the page
+//! first, over HTTPS.
 //! Set `IDUNNO_SCREENSHOTS=<dir>` to keep the screenshots (`make screenshots` → docs/img).
 
 mod common;
@@ -12,8 +14,6 @@ use std::process::Command;
 
 const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend");
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// Every node of the test cluster requires this token (`local up` passes its environment on).
-const TOKEN: &str = "browser-test-token";
 
 #[test]
 fn the_dashboard_follows_the_cluster_live_in_chromium() {
@@ -32,9 +32,9 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         "run `infra/setup.sh` for the npm packages"
     );
 
-    // This test binary holds this one test: setting the variable affects nothing else.
-    std::env::set_var("IDUNNO_HTTP_TOKEN", TOKEN);
     let c = Local::up(4);
+    let secure = c.secure();
+    let token = std::fs::read_to_string(secure.join("dashboard.token")).unwrap();
     c.ok(&["dataset", "import", "fashion-mnist"]);
     c.ok(&[
         "train",
@@ -49,7 +49,7 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
     let nodes = state["nodes"].as_array().expect("nodes in local.json");
     let node = |i: usize| &nodes[i];
     let url = format!(
-        "http://{}",
+        "https://{}",
         node(0)["http"].as_str().expect("n1's dashboard")
     );
     let ids: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
@@ -65,7 +65,12 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         .env("IDUNNO_E2E_NODES", ids.join(","))
         .env("IDUNNO_E2E_VICTIM", format!("{}:{}", ids[3], pid(3)))
         .env("IDUNNO_E2E_HOME", format!("{}:{}", ids[0], pid(0)))
-        .env("IDUNNO_E2E_TOKEN", TOKEN)
+        .env("IDUNNO_E2E_TOKEN", token.trim())
+        // The CLI the page test runs is the cluster's operator; Node's fetch and Chromium
+        // trust the cluster's CA (Chromium by the dashboard certificate's key).
+        .env("IDUNNO_NATS_IDENTITY", c.operator())
+        .env("NODE_EXTRA_CA_CERTS", secure.join("ca.pem"))
+        .env("IDUNNO_E2E_CERT", secure.join("https/cert.pem"))
         .env("CI", "1")
         .output()
         .expect("run vitest");

@@ -16,6 +16,16 @@ fn idunno(url: &str, args: &[&str]) -> Output {
         .expect("run idunno")
 }
 
+/// Runs `idunno` with the credentials of `bus` in its environment.
+fn idunno_as(bus: &bus_client::BusOptions, args: &[&str]) -> Output {
+    Command::new(IDUNNO)
+        .args(args)
+        .env_remove("IDUNNO_NATS_URL")
+        .envs(bus.to_env())
+        .output()
+        .expect("run idunno")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -74,16 +84,30 @@ fn bad_arguments_are_refused_before_touching_the_cluster() {
 #[test]
 fn unknown_nodes_and_an_empty_cluster_are_reported() {
     let nats = NatsServer::start();
-    let out = idunno(&nats.url(), &["stat", "--node", "nope"]);
+    let operator = nats.bus("operator");
+    let out = idunno_as(&operator, &["stat", "--node", "nope"]);
     assert!(
         stderr(&out).contains("no node \"nope\" is running"),
         "{}",
         stderr(&out)
     );
-    let out = idunno(&nats.url(), &["members"]);
+    let out = idunno_as(&operator, &["members"]);
     assert!(stderr(&out).contains("no node answers"), "{}", stderr(&out));
-    let out = idunno(&nats.url(), &["leave", "bad.id"]);
+    let out = idunno_as(&operator, &["leave", "bad.id"]);
     assert!(stderr(&out).contains("letters, digits"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_client_without_the_clusters_tls_gets_one_clear_sentence() {
+    let nats = NatsServer::start();
+    let out = idunno(&nats.url(), &["members"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("refused the TLS handshake"), "{err}");
+    assert!(err.contains("--nats-identity"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = idunno_as(&nats.bus("viewer"), &["members"]);
+    assert!(stderr(&out).contains("no node answers"), "{}", stderr(&out));
 }
 
 #[test]
@@ -91,13 +115,12 @@ fn tokens_and_passwords_reach_a_protected_server() {
     let nats = NatsServer::start_with(&["--auth", "s3cret"]);
     let node_bin = Path::new(IDUNNO).with_file_name("idunno-node");
     let data = tempfile::tempdir().unwrap();
-    let _node = testkit::NodeProc::spawn(
-        &node_bin,
-        "t1",
-        &nats.url(),
-        data.path(),
-        &["--nats-token", "s3cret"],
-    );
+    // The token reaches the node through its environment, not its argv.
+    let with_token = bus_client::BusOptions {
+        token: Some("s3cret".into()),
+        ..bus_client::BusOptions::for_url(nats.url())
+    };
+    let _node = testkit::NodeProc::spawn(&node_bin, "t1", &with_token, data.path(), &[]);
     let refused = idunno(&nats.url(), &["members"]);
     assert!(
         stderr(&refused).contains("cannot reach the cluster's NATS server"),
@@ -152,10 +175,10 @@ impl Drop for LocalCluster {
 }
 
 /// Polls node n1's view until it shows `node` in `state` (events travel asynchronously).
-fn wait_for_state(url: &str, node: &str, state: &str) {
+fn wait_for_state(bus: &bus_client::BusOptions, node: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let seen = states(&idunno(url, &["--json", "members", "--node", "n1"]));
+        let seen = states(&idunno_as(bus, &["--json", "members", "--node", "n1"]));
         if seen.contains(&(node.into(), state.into())) {
             return;
         }
@@ -207,7 +230,15 @@ fn local_up_members_stat_droprate_leave_join_clear_log_down() {
         ],
     );
     assert!(up.status.success(), "{}", stderr(&up));
-    assert!(String::from_utf8_lossy(&up.stdout).contains("dashboard: http://127.0.0.1:"));
+    let said = String::from_utf8_lossy(&up.stdout);
+    assert!(said.contains("dashboard: https://127.0.0.1:"), "{said}");
+    assert!(said.contains("secure: TLS and roles"), "{said}");
+    // The cluster is secure: the CLI is its operator.
+    let operator = bus_client::BusOptions::for_identity(
+        cluster.url.clone(),
+        Path::new(dir).join("secure/identities/operator"),
+    );
+    let idunno = |_: &str, args: &[&str]| idunno_as(&operator, args);
 
     let members = states(&idunno(&cluster.url, &["--json", "members"]));
     assert_eq!(members.len(), 3);
@@ -222,7 +253,7 @@ fn local_up_members_stat_droprate_leave_join_clear_log_down() {
     assert_eq!(stats[0]["drop_rate"].as_f64(), Some(0.03));
 
     assert!(idunno(&cluster.url, &["leave", "n2"]).status.success());
-    wait_for_state(&cluster.url, "n2", "left");
+    wait_for_state(&operator, "n2", "left");
     assert!(idunno(&cluster.url, &["list_mem"]).status.success());
     let again = idunno(&cluster.url, &["leave", "n2"]);
     assert!(
@@ -231,7 +262,7 @@ fn local_up_members_stat_droprate_leave_join_clear_log_down() {
         stderr(&again)
     );
     assert!(idunno(&cluster.url, &["join", "n2"]).status.success());
-    wait_for_state(&cluster.url, "n2", "alive");
+    wait_for_state(&operator, "n2", "alive");
 
     assert!(idunno(&cluster.url, &["clear-log", "--node", "n1"])
         .status
@@ -252,4 +283,39 @@ fn local_up_members_stat_droprate_leave_join_clear_log_down() {
     assert!(down.status.success(), "{}", stderr(&down));
     let after = idunno(&cluster.url, &["members"]);
     assert!(!after.status.success());
+}
+
+/// The one local cluster of these tests that stays open: `--insecure` is open mode, and says so.
+#[test]
+fn local_up_insecure_is_open_and_says_so() {
+    let (bus, http) = free_ports(1);
+    let cluster = LocalCluster {
+        url: format!("nats://127.0.0.1:{bus}"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let dir = cluster.dir();
+    let dir = dir.to_str().unwrap();
+    let port = http.to_string();
+    let args = [
+        "local",
+        "up",
+        "--insecure",
+        "--nodes",
+        "1",
+        "--dir",
+        dir,
+        "--http-port",
+        &port,
+    ];
+    let up = idunno(&cluster.url, &args);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let said = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        said.contains("insecure: no TLS and no credentials"),
+        "{said}"
+    );
+    assert!(said.contains("dashboard: http://127.0.0.1:"), "{said}");
+    assert!(!Path::new(dir).join("secure").exists());
+    let members = states(&idunno(&cluster.url, &["--json", "members"]));
+    assert_eq!(members.len(), 1);
 }

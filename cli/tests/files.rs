@@ -137,6 +137,7 @@ fn get_uses_its_own_part_file_never_follows_symlinks_and_never_overwrites() {
     let spawn = |name: &str, dest: &str| {
         std::process::Command::new(common::IDUNNO)
             .args(["--nats", &c.url, "get", name, dest])
+            .env("IDUNNO_NATS_IDENTITY", c.operator())
             .current_dir(root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

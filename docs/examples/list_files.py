@@ -1,22 +1,39 @@
 #!/usr/bin/env python3
 """List every SDFS file with its newest version, size and replicas.
 
-    pip install nats-py msgpack
+    pip install 'nats-py[nkeys]' msgpack
     python3 list_files.py [nats://127.0.0.1:4222]
 
-The URL defaults to $IDUNNO_NATS_URL, else nats://127.0.0.1:4222.
+The URL defaults to $IDUNNO_NATS_URL, else nats://127.0.0.1:4222. For a secure cluster, set
+$IDUNNO_NATS_IDENTITY to an identity directory (e.g. .idunno/secure/identities/viewer).
 """
 import asyncio
+import json
 import os
+import ssl
 import sys
 
 import msgpack
 import nats
 from nats.errors import NoRespondersError, TimeoutError
 
-SUBJECT = "idunno.v1.sdfs.rpc"
+SUBJECT = "idunno.v1.sdfs.rpc.ls"  # the operation is the subject's last token
 SCHEMA_VERSION = 1
 TIMEOUT = 5  # seconds, as the CLI: the answering node reads one metadata entry per file
+
+
+def identity() -> dict:
+    """nats-py options for the identity directory in $IDUNNO_NATS_IDENTITY (a secure cluster,
+    made by `idunno secure init`): its NKEY seed, TLS client certificate, CA and reply inbox
+    prefix. Empty without it."""
+    ident = os.environ.get("IDUNNO_NATS_IDENTITY")
+    if not ident:
+        return {}
+    tls = ssl.create_default_context(cafile=os.path.join(ident, "ca.pem"))
+    tls.load_cert_chain(os.path.join(ident, "cert.pem"), os.path.join(ident, "key.pem"))
+    with open(os.path.join(ident, "identity.json")) as f:
+        inbox_prefix = json.load(f)["inbox_prefix"]  # e.g. "_INBOX.viewer"
+    return {"nkeys_seed": os.path.join(ident, "seed.nk"), "tls": tls, "inbox_prefix": inbox_prefix.encode()}
 
 
 async def main(url: str) -> int:
@@ -24,8 +41,13 @@ async def main(url: str) -> int:
         pass
 
     try:
+        options = identity()
+    except (OSError, KeyError, ValueError) as e:
+        print(f"cannot use the identity in $IDUNNO_NATS_IDENTITY: {e}", file=sys.stderr)
+        return 1
+    try:
         nc = await nats.connect(
-            url, name="list_files.py", connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet
+            url, name="list_files.py", connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet, **options
         )
     except Exception as e:
         print(f"cannot reach the NATS server at {url}: {e}", file=sys.stderr)

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Print every IDunno membership event (join / alive / suspect / fail / leave).
 
-    pip install nats-py msgpack
+    pip install 'nats-py[nkeys]' msgpack
     python3 watch_members.py [nats://127.0.0.1:4222]
 
-The URL defaults to $IDUNNO_NATS_URL, else nats://127.0.0.1:4222. Stop with Ctrl-C.
+The URL defaults to $IDUNNO_NATS_URL, else nats://127.0.0.1:4222. For a secure cluster, set
+$IDUNNO_NATS_IDENTITY to an identity directory (e.g. .idunno/secure/identities/viewer).
+Stop with Ctrl-C.
 """
 import asyncio
 import datetime
+import json
 import os
 import signal
+import ssl
 import sys
 
 import msgpack
@@ -19,11 +23,25 @@ SUBJECT = "idunno.v1.members.events"
 SCHEMA_VERSION = 1
 
 
+def identity() -> dict:
+    """nats-py options for the identity directory in $IDUNNO_NATS_IDENTITY (a secure cluster,
+    made by `idunno secure init`): its NKEY seed, TLS client certificate, CA and reply inbox
+    prefix. Empty without it."""
+    ident = os.environ.get("IDUNNO_NATS_IDENTITY")
+    if not ident:
+        return {}
+    tls = ssl.create_default_context(cafile=os.path.join(ident, "ca.pem"))
+    tls.load_cert_chain(os.path.join(ident, "cert.pem"), os.path.join(ident, "key.pem"))
+    with open(os.path.join(ident, "identity.json")) as f:
+        inbox_prefix = json.load(f)["inbox_prefix"]  # e.g. "_INBOX.viewer"
+    return {"nkeys_seed": os.path.join(ident, "seed.nk"), "tls": tls, "inbox_prefix": inbox_prefix.encode()}
+
+
 async def main(url: str) -> None:
     async def on_error(e):  # e.g. the server went away; nats-py reconnects by itself
         print(f"bus: {e!r}", file=sys.stderr)
 
-    nc = await nats.connect(url, name="watch_members.py", error_cb=on_error)
+    nc = await nats.connect(url, name="watch_members.py", error_cb=on_error, **identity())
 
     async def on_event(msg):
         try:

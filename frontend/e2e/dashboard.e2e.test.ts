@@ -2,7 +2,8 @@
 // `cargo test -p idunno-cli --test browser` (part of `make test`), which brings the cluster
 // up, trains a model and passes what this test needs in IDUNNO_E2E_* variables.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -32,7 +33,15 @@ const home = proc('IDUNNO_E2E_HOME');
 const token = env('IDUNNO_E2E_TOKEN');
 const shots = process.env.IDUNNO_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'idunno-shots-'));
 
+/** The dashboard's certificate: Chromium accepts exactly its key (Node's fetch trusts the CA
+ * through NODE_EXTRA_CA_CERTS). */
+const certificate = new X509Certificate(readFileSync(env('IDUNNO_E2E_CERT')));
+const spki = createHash('sha256')
+  .update(certificate.publicKey.export({ type: 'spki', format: 'der' }))
+  .digest('base64');
+
 const FLAGS = [
+  `--ignore-certificate-errors-spki-list=${spki}`,
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
@@ -121,6 +130,10 @@ test('the dashboard follows the cluster live', async () => {
   await input.fill(token);
   await page.getByRole('button', { name: 'Log in' }).click();
   await input.waitFor({ state: 'detached', timeout: 10_000 });
+  // Logged in over HTTPS: the session cookie is only ever sent back over HTTPS.
+  expect(page.url().startsWith('https://')).toBe(true);
+  const session = (await context.cookies()).find((c) => c.name === 'idunno_session');
+  expect(session?.secure).toBe(true);
 
   for (const id of nodes) {
     await expect

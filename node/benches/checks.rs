@@ -29,7 +29,7 @@ fn restart(c: &mut Cluster, binary: &Path, flags: &[&str]) {
     node.terminate();
     node.wait_exit(Duration::from_secs(30));
     let data = node.data_dir.clone();
-    *node = NodeProc::spawn(binary, "n1", &c.nats.url(), &data, flags);
+    *node = NodeProc::spawn(binary, "n1", &c.nats.node_bus("n1"), &data, flags);
 }
 
 /// Queries per second of one `serve cnn 64` job, first to last result.

@@ -112,7 +112,7 @@ async fn flood(
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
 ) -> tokio::task::JoinHandle<()> {
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let client = c.nats.connect().await;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
     tokio::spawn(async move {

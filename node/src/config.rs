@@ -66,6 +66,16 @@ pub struct NodeArgs {
     /// login cookie); without it they are open, so keep `--http` on loopback then.
     #[arg(long, env = "IDUNNO_HTTP_TOKEN", hide_env_values = true)]
     pub http_token: Option<String>,
+    /// A file holding the token (as `idunno secure init` writes it), instead of --http-token:
+    /// the token stays out of the process list.
+    #[arg(long, env = "IDUNNO_HTTP_TOKEN_FILE", conflicts_with = "http_token")]
+    pub http_token_file: Option<PathBuf>,
+    /// Serve the dashboard over HTTPS with this certificate (PEM, with --http-tls-key).
+    #[arg(long, env = "IDUNNO_HTTP_TLS_CERT", requires = "http_tls_key")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --http-tls-cert.
+    #[arg(long, env = "IDUNNO_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    pub http_tls_key: Option<PathBuf>,
     /// Host names the dashboard answers to besides its address (and localhost on loopback),
     /// comma-separated, e.g. the name a proxy or DNS gives it; `*` for any.
     #[arg(long, env = "IDUNNO_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -147,6 +157,8 @@ pub struct NodeConfig {
     pub http: SocketAddr,
     /// The API token, if the API needs one.
     pub http_token: Option<HttpToken>,
+    /// The dashboard's HTTPS certificate and key, if it serves HTTPS.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
     /// Dashboard request limits and served host names.
     pub http_limits: HttpLimits,
     /// Dashboard connection limits.
@@ -215,6 +227,16 @@ impl NodeArgs {
                 .unwrap_or(1)
         });
         let detector = self.membership.detector()?;
+        let http_token = match (self.http_token, &self.http_token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--http-token-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
         let cfg = NodeConfig {
             id,
             data_dir,
@@ -222,7 +244,8 @@ impl NodeArgs {
             zone: self.zone,
             bus: self.bus,
             http: self.http,
-            http_token: self.http_token.map(HttpToken),
+            http_token: http_token.map(HttpToken),
+            http_tls: self.http_tls_cert.zip(self.http_tls_key),
             http_limits: HttpLimits {
                 max_infer_body: self.http_max_infer_body,
                 max_streams: self.http_max_streams,
@@ -349,6 +372,7 @@ impl NodeConfig {
             bus: BusOptions::for_url(nats_url),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_token: None,
+            http_tls: None,
             http_limits: HttpLimits::default(),
             http_server: ServerLimits::default(),
             threads: 1,

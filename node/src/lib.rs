@@ -73,6 +73,10 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {}: {e}", cfg.http))?;
     let http = listener.local_addr()?;
+    let tls = match &cfg.http_tls {
+        Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
+        None => None,
+    };
     let (conn_tx, conn_rx) = mpsc::channel(16);
     let client = connect(&cfg, conn_tx).await?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -148,7 +152,7 @@ pub async fn run(
         limits: cfg.http_limits.clone(),
     };
     let (router, live_task) = dashboard::router(dash, shutdown.clone());
-    let http_task = dashboard::spawn(listener, router, cfg.http_server, shutdown.clone());
+    let http_task = dashboard::spawn(listener, router, cfg.http_server, tls, shutdown.clone());
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     shutdown.cancelled().await;
     members_stop.cancel();

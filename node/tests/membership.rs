@@ -125,7 +125,7 @@ async fn a_frozen_node_is_suspected_then_failed_and_rejoins_after_thawing() {
 async fn restarting_the_nats_server_makes_nobody_declare_anybody_failed() {
     let mut c = cluster(5).await;
     c.nats.restart();
-    c.client = async_nats::connect(c.nats.url()).await.unwrap();
+    c.client = c.nats.connect().await;
     c.wait_all_alive(LIMIT).await;
     holds_for("everybody alive everywhere", Duration::from_secs(6), || {
         c.everyone_alive()

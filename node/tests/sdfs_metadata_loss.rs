@@ -104,7 +104,7 @@ async fn wiped_metadata_deletes_no_byte_and_fsck_rebuilds_every_version() {
     let ids = c.ids();
     c.nodes = ids.iter().map(|id| c.spawn_node(id)).collect();
     c.wait_all_alive(LIMIT).await;
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let client = c.nats.connect().await;
     let fs = SdfsClient::new(client.clone(), Duration::from_secs(5));
     wait_until("SDFS answers again", LIMIT, || async {
         fs.ls("").await.ok().map(|_| ())

@@ -6,7 +6,8 @@ use bus_schemas::membership::{MemberRecord, MemberState};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A local cluster for one test: its own nats-server, nodes `n1..nN` and a client.
+/// A local cluster for one test: its own secure nats-server, nodes `n1..nN` (each with its own
+/// node identity) and a client that may do anything (the server's `admin` identity).
 pub struct Cluster {
     /// The nodes, `nodes[i]` has id `n{i+1}`.
     pub nodes: Vec<NodeProc>,
@@ -20,6 +21,18 @@ pub struct Cluster {
     /// Where the nodes' data directories are (`<data>/<id>`).
     data: PathBuf,
     extra: Vec<String>,
+}
+
+impl Drop for Cluster {
+    /// Fails the test if the server refused any node anything: a permission missing from the
+    /// node role (unless the test failed already).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let refused = self.nats.node_violations();
+        assert!(refused.is_empty(), "the server refused nodes: {refused:#?}");
+    }
 }
 
 impl Cluster {
@@ -47,9 +60,7 @@ impl Cluster {
         extra: &[&str],
         data: Option<&Path>,
     ) -> Self {
-        let client = async_nats::connect(nats.url())
-            .await
-            .expect("connect to test nats");
+        let client = nats.connect().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -72,7 +83,7 @@ impl Cluster {
     pub fn spawn_node(&self, id: &str) -> NodeProc {
         let data = self.data.join(id);
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        NodeProc::spawn(&self.binary, id, &self.nats.url(), &data, &extra)
+        NodeProc::spawn(&self.binary, id, &self.nats.node_bus(id), &data, &extra)
     }
 
     /// The node with this id.

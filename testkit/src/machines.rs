@@ -321,7 +321,7 @@ impl Machines {
             &ip,
             &self.binary,
             id,
-            &m.url(),
+            &bus_client::BusOptions::for_url(m.url()),
             &data,
             (&extra, &host),
         );

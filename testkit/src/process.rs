@@ -75,7 +75,9 @@ pub(crate) fn greets(addr: impl std::net::ToSocketAddrs) -> bool {
     s.read_exact(&mut head).is_ok() && &head == b"INFO"
 }
 
-/// A real nats-server with JetStream, on a free port, killed on drop.
+/// A real nats-server with JetStream, on a free port, killed on drop. Secure unless started
+/// open: TLS required of every client (with a certificate of its own CA) and one NKEY
+/// identity per node and role (`idunno secure`), each with its role's permissions.
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
@@ -86,54 +88,166 @@ pub struct NatsServer {
     extra: Vec<String>,
     /// Whether JetStream fsyncs every write before acknowledging it (`sync_interval: always`).
     synced: bool,
+    /// The identities and certificates of a secure server (in `dir/secure`); `None`: open.
+    secure: Option<std::sync::Mutex<bus_client::secure::Secure>>,
 }
 
+/// Node identities a secure test server has from the start; others are added (and the server
+/// reloaded) when a node with another id starts.
+const FIRST_NODES: usize = 8;
+
 impl NatsServer {
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a secure server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_at(None, &[], false, true)
+    }
+
+    /// Starts an open server (no TLS, no users) with extra nats-server flags (e.g.
+    /// `--auth <token>`), for the tests of open mode and of other credentials.
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_at(None, extra, false, false)
+    }
+
+    /// An open server: anyone who reaches it may do anything.
+    pub fn start_open() -> Self {
         Self::start_with(&[])
     }
 
-    /// Starts a server with extra nats-server flags (e.g. `--auth <token>`).
-    pub fn start_with(extra: &[&str]) -> Self {
-        Self::start_as(extra, false)
-    }
-
-    /// A server whose JetStream fsyncs every write before acknowledging it
+    /// A secure server whose JetStream fsyncs every write before acknowledging it
     /// (`sync_interval: always`, as the shipped configs set), for the durability benchmark.
     pub fn start_synced() -> Self {
-        Self::start_as(&[], true)
+        Self::start_at(None, &[], true, true)
     }
 
-    /// A server whose JetStream store is `store` (made if missing), e.g. under a
+    /// A secure server whose JetStream store is `store` (made if missing), e.g. under a
     /// [`crate::lazyfs::LazyFs`] mount; `synced` as [`NatsServer::start_synced`], else with
     /// JetStream's default sync (an fsync every 2 minutes). Its config file is kept elsewhere.
     pub fn start_in(store: &Path, synced: bool) -> Self {
         std::fs::create_dir_all(store).expect("make the store dir");
-        Self::start_at(Some(store), &[], synced)
+        Self::start_at(Some(store), &[], synced, true)
     }
 
-    fn start_as(extra: &[&str], synced: bool) -> Self {
-        Self::start_at(None, extra, synced)
-    }
-
-    fn start_at(store: Option<&Path>, extra: &[&str], synced: bool) -> Self {
+    fn start_at(store: Option<&Path>, extra: &[&str], synced: bool, secure: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let secure = secure.then(|| {
+            use bus_client::secure::{Secure, Spec};
+            let ids: Vec<String> = (1..=FIRST_NODES).map(|i| format!("n{i}")).collect();
+            let root = dir.path().join("secure");
+            let spec = Spec {
+                admin: true,
+                ..Spec::local(&root, &ids)
+            };
+            std::sync::Mutex::new(Secure::init(&root, &spec).expect("make the secure dir"))
+        });
         let mut server = Self {
             child: None,
             port: free_port(),
-            store: store.unwrap_or(dir.path()).to_path_buf(),
+            // Not the temp dir itself: a wiped store must keep the config and credentials.
+            store: store.map_or_else(|| dir.path().join("store"), Path::to_path_buf),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             synced,
+            secure,
         };
         server.launch();
         server
     }
 
+    /// The lines of the server's log that say it refused a node's publish or subscription
+    /// (nodes name their connections `idunno-node-<id>`). Nodes are never refused anything:
+    /// one means a permission missing from the node role.
+    pub fn node_violations(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("Publish Violation") || l.contains("Subscription Violation"))
+            .filter(|l| l.contains("idunno-node-"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Whether the server is secure.
+    pub fn is_secure(&self) -> bool {
+        self.secure.is_some()
+    }
+
+    /// How `identity` (`admin`, `operator`, `viewer`, `node-<id>`) connects; on an open
+    /// server, just the URL.
+    pub fn bus(&self, identity: &str) -> bus_client::BusOptions {
+        match &self.secure {
+            Some(s) => {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                bus_client::BusOptions::for_identity(self.url(), s.identity_dir(identity))
+            }
+            None => bus_client::BusOptions::for_url(self.url()),
+        }
+    }
+
+    /// How node `id` connects: its own identity, made (and the server reloaded) if new.
+    pub fn node_bus(&self, id: &str) -> bus_client::BusOptions {
+        let identity = bus_schemas::roles::node_identity(id);
+        if let Some(s) = &self.secure {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if !s.has(&identity) {
+                s.add(bus_schemas::roles::Role::Node, &identity, Some(id))
+                    .expect("add a node identity");
+                if let Some(child) = &self.child {
+                    signal(child, Signal::SIGHUP);
+                }
+            }
+        }
+        self.bus(&identity)
+    }
+
+    /// The secure directory (`idunno secure init`'s layout), if the server is secure.
+    pub fn secure_dir(&self) -> Option<PathBuf> {
+        self.secure
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).dir.clone())
+    }
+
+    /// A client connected as `identity` (see [`NatsServer::bus`]).
+    pub async fn connect_as(&self, identity: &str) -> async_nats::Client {
+        let bus = self.bus(identity);
+        let opts = bus.nats_options("test").await.expect("client options");
+        opts.connect(self.url())
+            .await
+            .expect("connect to test nats")
+    }
+
+    /// A client that may do anything (the `admin` identity of a secure server), for tests
+    /// that play the cluster's peers or its attackers.
+    pub async fn connect(&self) -> async_nats::Client {
+        self.connect_as("admin").await
+    }
+
+    fn config(&self) -> Option<String> {
+        let secure = self.secure.as_ref()?;
+        let s = secure.lock().unwrap_or_else(|e| e.into_inner());
+        let server = bus_client::secure::natsconf::Server {
+            name: "test".into(),
+            listen: format!("127.0.0.1:{}", self.port),
+            http: None,
+            store_dir: self.store.display().to_string(),
+            cluster: None,
+            sync_always: self.synced,
+        };
+        let users = s.users_file();
+        let users = users.strip_prefix(self.dir.path()).unwrap_or(&users);
+        Some(bus_client::secure::natsconf::server(
+            &server,
+            &s.server_tls_dir("single"),
+            &s.ca_file(),
+            &users.display().to_string(),
+        ))
+    }
+
     fn launch(&mut self) {
         let mut cmd = Command::new(bus_client::nats_server_binary());
-        if self.synced {
+        if let Some(text) = self.config() {
+            let conf = self.dir.path().join("nats.conf");
+            std::fs::write(&conf, text).expect("write the server's config");
+            cmd.arg("-c").arg(conf);
+        } else if self.synced {
             // `sync_interval` has no flag: a config file says it (kept out of the store dir,
             // which may lose unsynced writes).
             let conf = self.dir.path().join("nats.conf");
@@ -146,11 +260,18 @@ impl NatsServer {
         } else {
             cmd.arg("-js").arg("-sd").arg(&self.store);
         }
+        if self.secure.is_none() {
+            cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .expect("open the server's log");
         let child = cmd
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(&self.extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start nats-server (run infra/setup.sh)");
         self.child = Some(child);
@@ -225,9 +346,16 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// Starts `binary` as node `id` on the bus at `url`, with a free dashboard port.
-    pub fn spawn(binary: &Path, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
-        Self::spawn_with(Command::new(binary), id, url, data_dir, extra)
+    /// Starts `binary` as node `id` on `bus` (its URL and credentials, given through the
+    /// environment), with a free dashboard port.
+    pub fn spawn(
+        binary: &Path,
+        id: &str,
+        bus: &bus_client::BusOptions,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn_with(Command::new(binary), id, bus, data_dir, extra)
     }
 
     /// Starts `binary` as node `id` inside network namespace `netns` (through `ip netns
@@ -238,7 +366,7 @@ impl NodeProc {
         ip: &str,
         binary: &Path,
         id: &str,
-        url: &str,
+        bus: &bus_client::BusOptions,
         data_dir: &Path,
         (extra, host): (&[&str], &str),
     ) -> Self {
@@ -247,10 +375,16 @@ impl NodeProc {
         let http = format!("{ip}:0");
         let mut all = vec!["--http", &http, "--host", host];
         all.extend_from_slice(extra);
-        Self::spawn_with(cmd, id, url, data_dir, &all)
+        Self::spawn_with(cmd, id, bus, data_dir, &all)
     }
 
-    fn spawn_with(mut cmd: Command, id: &str, url: &str, data_dir: &Path, extra: &[&str]) -> Self {
+    fn spawn_with(
+        mut cmd: Command,
+        id: &str,
+        bus: &bus_client::BusOptions,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.join("stdout.log")).expect("stdout log");
         // One tch thread unless the caller asks for more.
@@ -265,8 +399,12 @@ impl NodeProc {
         } else {
             &["--http", "127.0.0.1:0"]
         };
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("IDUNNO_NATS_")) {
+            cmd.env_remove(key);
+        }
         let child = cmd
-            .args(["--id", id, "--nats", url])
+            .args(["--id", id])
+            .envs(bus.to_env())
             .args(http)
             .args(threads)
             .arg("--data-dir")

@@ -272,6 +272,31 @@ impl Secure {
         self.dir.join("nats/single.conf")
     }
 
+    /// The certificate directory of server `name` (`single` for the single server).
+    pub fn server_tls_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("nats/tls").join(name)
+    }
+
+    /// The CA certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The users file every server config includes.
+    pub fn users_file(&self) -> PathBuf {
+        self.dir.join("nats/users.conf")
+    }
+
+    /// The dashboards' token file and HTTPS certificate directory.
+    pub fn dashboard(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("dashboard.token"), self.dir.join("https"))
+    }
+
+    /// Whether identity `name` exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.manifest.identities.iter().any(|i| i.name == name)
+    }
+
     fn make_identity(
         &mut self,
         ca: &Ca,
@@ -343,6 +368,7 @@ impl Secure {
                 http: None,
                 store_dir: spec.store_dir.clone(),
                 cluster: None,
+                sync_always: true,
             },
         )];
         for (name, host) in &spec.servers {
@@ -361,6 +387,7 @@ impl Secure {
                     http: Some("127.0.0.1:8222".into()),
                     store_dir: "/var/lib/idunno/nats".into(),
                     cluster: Some(("0.0.0.0:6222".into(), routes)),
+                    sync_always: true,
                 },
             ));
         }

@@ -72,6 +72,9 @@ pub struct Server {
     pub store_dir: String,
     /// Route listen address and the other servers' route URLs, in a cluster.
     pub cluster: Option<(String, Vec<String>)>,
+    /// Whether JetStream fsyncs every write before acknowledging it (`sync_interval:
+    /// always`, what every shipped config says); else JetStream's default.
+    pub sync_always: bool,
 }
 
 /// A server's whole config: its TLS files under `tls_dir` (`cert.pem`, `key.pem`) and the CA,
@@ -101,9 +104,13 @@ pub fn server(s: &Server, tls_dir: &Path, ca: &Path, users_file: &str) -> String
             list(routes)
         );
     }
+    let sync = match s.sync_always {
+        true => "\n  # Durable acknowledgements: fsync every write before it is acknowledged.\n  sync_interval: always",
+        false => "",
+    };
     let _ = writeln!(
         out,
-        "jetstream {{\n  store_dir: {}\n  # Durable acknowledgements: fsync every write before it is acknowledged.\n  sync_interval: always\n}}",
+        "jetstream {{\n  store_dir: {}{sync}\n}}",
         quoted(&s.store_dir)
     );
     let _ = writeln!(out, "include {}", quoted(users_file));

@@ -20,15 +20,29 @@ pub struct Local {
 }
 
 impl Local {
-    /// Runs `idunno` with `args`.
+    /// Runs `idunno` with `args`, as the cluster's operator once `local up` made it.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(IDUNNO)
-            .args(["--nats", &self.url])
+        let mut cmd = Command::new(IDUNNO);
+        let operator = self.operator();
+        if operator.is_dir() {
+            cmd.env("IDUNNO_NATS_IDENTITY", operator);
+        }
+        cmd.args(["--nats", &self.url])
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("IDUNNO_NATS_URL")
             .output()
             .expect("run idunno")
+    }
+
+    /// The directory of the secure local cluster's credentials (`idunno secure` layout).
+    pub fn secure(&self) -> std::path::PathBuf {
+        self.dir.path().join("cluster/secure")
+    }
+
+    /// The operator identity of the cluster.
+    pub fn operator(&self) -> std::path::PathBuf {
+        self.secure().join("identities/operator")
     }
 
     /// Runs and expects success; returns stdout.

@@ -135,7 +135,8 @@ fn client(req: &Request) -> IpAddr {
 /// after too many failures (see [`super::sessions`]).
 pub async fn login(State(auth): State<Auth>, req: Request) -> Response {
     let ip = client(&req);
-    let secure = forwarded_https(req.headers());
+    let secure =
+        forwarded_https(req.headers()) || req.extensions().get::<super::OverTls>().is_some();
     let body = match Body::read(req).await {
         Ok(body) => body,
         Err(r) => return r,

@@ -15,7 +15,9 @@ mod server;
 pub mod sessions;
 
 pub use body::{DEFAULT_MAX_INFER_BODY, MAX_JSON_BODY};
-pub use server::{spawn, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use server::{
+    spawn, tls_acceptor, OverTls, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
 
 use crate::membership::MembershipHandle;
 use crate::metrics::Metrics;

@@ -1,6 +1,7 @@
 //! The dashboard's HTTP/1.1 server: hyper with a cap on open connections and a header-read
-//! timeout (which also closes idle keep-alive connections), the client's address recorded
-//! for the login's rate limit, and graceful shutdown.
+//! timeout (which also closes idle keep-alive connections, and bounds a TLS handshake), the
+//! client's address recorded for the login's rate limit, HTTPS when given a certificate, and
+//! graceful shutdown.
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -43,17 +44,48 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets open requests finish (at most
-/// a few seconds).
+/// Marks a request that came over HTTPS (its login cookie is then `Secure`).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// The TLS side of the dashboard: a certificate and its key (PEM files).
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("--http-tls-cert {}: {e}", cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "--http-tls-cert {}: no certificate",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("--http-tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("the dashboard's certificate and key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, then lets open
+/// requests finish (at most a few seconds).
 pub fn spawn(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        accept(&listener, &router, limits, &graceful, &shutdown).await;
+        accept(&listener, &router, limits, tls, &graceful, &shutdown).await;
         drop(listener);
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
@@ -68,6 +100,7 @@ async fn accept(
     listener: &TcpListener,
     router: &Router,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     graceful: &GracefulShutdown,
     shutdown: &CancellationToken,
 ) {
@@ -95,11 +128,30 @@ async fn accept(
             },
         };
         let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(router.clone());
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let Some(tls) = tls.clone() else {
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = watcher.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "dashboard connection: {e}");
+                }
+                drop(permit);
+            });
+            continue;
+        };
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(%peer, "dashboard TLS handshake: {e}"),
+                Err(_) => return tracing::debug!(%peer, "dashboard TLS handshake timed out"),
+            };
+            let service = axum::Extension(OverTls).layer(service);
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, "dashboard connection: {e}");
             }
             drop(permit);
