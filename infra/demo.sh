@@ -35,8 +35,17 @@ wait_state() { # wait_state <node> <state> [min generation]
   done
 }
 
-step "Starting a local cluster: nats-server + 5 nodes"
+step "Starting a secure local cluster: nats-server (TLS, one identity per node and role) + 5 nodes"
 "$IDUNNO" local up --nodes 5 --dir "$DIR"
+# The CLI acts as the cluster's operator; the dashboards serve HTTPS with the cluster's CA and
+# want the token local up generated.
+SECURE="$PWD/$DIR/secure"
+export IDUNNO_NATS_IDENTITY="$SECURE/identities/operator"
+CURL=(curl -s --cacert "$SECURE/ca.pem" -H "Authorization: Bearer $(cat "$SECURE/dashboard.token")")
+
+step "A viewer reads but changes nothing: the server refuses it"
+IDUNNO_NATS_IDENTITY="$SECURE/identities/viewer" "$IDUNNO" members | head -3
+IDUNNO_NATS_IDENTITY="$SECURE/identities/viewer" "$IDUNNO" leave n2 || true
 
 step "idunno members"
 "$IDUNNO" members
@@ -133,19 +142,21 @@ step "Serve cnn once over the 10000 test images, batch 64"
 step "Online inference: three test images as PNG files, through the CLI and through HTTP"
 python3 infra/test_images.py "$DIR/images" 3
 "$IDUNNO" infer cnn "$DIR"/images/test0.png "$DIR"/images/test1.png "$DIR"/images/test2.png
-curl -s -X POST -H 'Content-Type: image/png' --data-binary @"$DIR/images/test0.png" 'http://127.0.0.1:8080/api/infer?model=cnn' |
+"${CURL[@]}" -X POST -H 'Content-Type: image/png' --data-binary @"$DIR/images/test0.png" 'https://127.0.0.1:8080/api/infer?model=cnn' |
   python3 -c 'import json,sys; r=json.load(sys.stdin); p=r["predictions"][0]; print("POST /api/infer -> %s (%.2f) from %s, batch of %d" % (p["class_name"], p["score"], r["node"], r["batch"]))'
 echo "a request whose deadline (1 ms) passes first is answered with a timeout:"
 "$IDUNNO" infer resnet "$DIR"/images/test0.png --timeout-ms 1 || true
 "$IDUNNO" workers
 
 step "The dashboard's API and metrics (the same figures the pages show live)"
-curl -s http://127.0.0.1:8080/api/workers |
+"${CURL[@]}" https://127.0.0.1:8080/api/workers |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print("GET /api/workers: coordinator %s; %s" % (r["coordinator"], ", ".join("%s %s" % (w["id"], w["state"]) for w in r["workers"])))'
-curl -s http://127.0.0.1:8080/metrics | grep -E '^idunno_(members|jobs|sdfs_files|sdfs_bytes)' || true
+"${CURL[@]}" https://127.0.0.1:8080/metrics | grep -E '^idunno_(members|jobs|sdfs_files|sdfs_bytes)' || true
 
 step "The cluster keeps running"
-echo "Dashboard: http://127.0.0.1:8080/ (Jobs, Workers, Files, Stats, Models)    API: docs/api.md    Metrics: http://127.0.0.1:8080/metrics"
+echo "Dashboard: https://127.0.0.1:8080/ (Jobs, Workers, Files, Stats, Models; log in with the token in $SECURE/dashboard.token; the certificate is by $SECURE/ca.pem)"
+echo "API: docs/api.md    Metrics: https://127.0.0.1:8080/metrics    Security: docs/security.md"
+echo "The CLI outside this directory: export IDUNNO_NATS_IDENTITY=$IDUNNO_NATS_IDENTITY"
 echo "Try: $IDUNNO members | $IDUNNO stat | $IDUNNO droprate mid | $IDUNNO leave n2 | $IDUNNO join n2"
 echo "     $IDUNNO ls | $IDUNNO put <file> <name> | $IDUNNO get <name> <file> | $IDUNNO store"
 echo "     $IDUNNO train mlp fashion-mnist --epochs 3 | $IDUNNO jobs | $IDUNNO models | $IDUNNO datasets"

@@ -4,6 +4,10 @@
 //! machine's address. The test process talks to every machine over the bridge. A machine can be
 //! killed (every process in it, `kill -9`), cut off (its link down) and healed.
 //!
+//! The machines are secure, as `idunno secure init` makes a cluster: every server requires TLS
+//! of clients and routes, every node connects as its own identity, and the test's clients as
+//! the `admin` identity.
+//!
 //! Everything the harness makes (namespaces, links, the bridge, processes, directories) is
 //! removed when [`Machines`] drops, also when a test fails. A bridge left behind by a run that
 //! was itself killed names its owner's pid; the next run that finds it with that pid gone
@@ -84,7 +88,17 @@ pub struct Machines {
     binary: PathBuf,
     extra: Vec<String>,
     dir: tempfile::TempDir,
+    /// The credentials of the machines' cluster (`<dir>/secure`).
+    secure: bus_client::secure::Secure,
     _turn: Turn,
+}
+
+/// Node identities made with the machines (`a1`…`f3`); others are added when a node with
+/// another id starts (and every server reloads).
+fn first_node_ids() -> Vec<String> {
+    ('a'..='f')
+        .flat_map(|m| (1..=3).map(move |k| format!("{m}{k}")))
+        .collect()
 }
 
 /// The machines' directory (servers' stores, nodes' data and logs): removed at the end,
@@ -172,12 +186,21 @@ impl Machines {
         assert!((1..=26).contains(&m), "1 to 26 machines, not {m}");
         let turn = Turn::take();
         let slot = claim_slot();
+        let dir = machines_dir();
+        let root = dir.path().join("secure");
+        let spec = bus_client::secure::Spec {
+            admin: true,
+            ..bus_client::secure::Spec::local(&root, &first_node_ids())
+        };
+        let secure =
+            bus_client::secure::Secure::init(&root, &spec).expect("the machines' credentials");
         let mut all = Self {
             machines: Vec::new(),
             slot,
             binary: binary.into(),
             extra: Vec::new(),
-            dir: machines_dir(),
+            dir,
+            secure,
             _turn: turn,
         };
         for _ in 0..m {
@@ -201,31 +224,61 @@ impl Machines {
         self
     }
 
-    /// The nats-server config of machine `i`: routes to every other machine (no cluster at
-    /// all for a machine on its own: JetStream refuses a cluster without routes).
+    /// The nats-server config of machine `i`: TLS and the identities, routes to every other
+    /// machine (no cluster at all for a machine on its own: JetStream refuses a cluster
+    /// without routes).
     fn nats_conf(&self, i: usize) -> String {
+        use bus_client::secure::natsconf;
         let me = &self.machines[i];
         let routes: Vec<String> = (self.machines.iter().enumerate())
             .filter(|(j, _)| *j != i)
-            .map(|(_, m)| format!("    nats-route://{}:{ROUTE_PORT}", m.ip))
+            .map(|(_, m)| format!("tls://{}:{ROUTE_PORT}", m.ip))
             .collect();
-        let cluster = if routes.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "cluster {{\n  name: idunno-test\n  listen: {ip}:{ROUTE_PORT}\n  \
-                 ping_interval: \"2s\"\n  ping_max: 3\n  routes: [\n{routes}\n  ]\n}}\n",
-                ip = me.ip,
-                routes = routes.join("\n"),
-            )
+        let cluster = (!routes.is_empty()).then(|| (format!("{}:{ROUTE_PORT}", me.ip), routes));
+        let server = natsconf::Server {
+            name: format!("m-{}", me.name),
+            listen: format!("{}:{NATS_PORT}", me.ip),
+            http: Some(format!("{}:{MONITOR_PORT}", me.ip)),
+            store_dir: me.dir.join("nats").display().to_string(),
+            cluster,
+            sync_always: true,
         };
-        format!(
-            "server_name: m-{name}\nlisten: {ip}:{NATS_PORT}\nhttp: {ip}:{MONITOR_PORT}\n\
-             max_payload: 8MB\n{cluster}jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n",
-            name = me.name,
-            ip = me.ip,
-            store = me.dir.join("nats").display(),
+        // nats.conf is in the machine's directory, beside `secure/`.
+        natsconf::server(
+            &server,
+            &self.secure.server_tls_dir(&server.name),
+            &self.secure.ca_file(),
+            "../secure/nats/users.conf",
         )
+    }
+
+    /// How `identity` connects to machine `i`'s server.
+    pub fn bus_of(&self, i: usize, identity: &str) -> bus_client::BusOptions {
+        let dir = self.secure.identity_dir(identity);
+        bus_client::BusOptions::for_identity(self.machines[i].url(), dir)
+    }
+
+    /// The machines' credentials (`idunno secure init`'s layout).
+    pub fn secure_dir(&self) -> &Path {
+        &self.secure.dir
+    }
+
+    /// Makes node `id`'s identity if it has none yet, and makes every running server load it.
+    fn ensure_node_identity(&mut self, id: &str) {
+        let identity = bus_schemas::roles::node_identity(id);
+        if self.secure.has(&identity) {
+            return;
+        }
+        (self
+            .secure
+            .add(bus_schemas::roles::Role::Node, &identity, Some(id)))
+        .expect("add a node identity");
+        for m in &self.machines {
+            if let Some(child) = &m.nats {
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP);
+            }
+        }
     }
 
     /// Starts (or starts again, on the same store) machine `i`'s nats-server and waits until
@@ -282,8 +335,9 @@ impl Machines {
     /// of them if that server goes). A test that cuts a machine off talks through another
     /// one: a client of the cut server would not notice for a while.
     pub async fn client_of(&self, i: usize) -> async_nats::Client {
-        let url = self.machines[i].url();
-        async_nats::connect(url)
+        let bus = self.bus_of(i, "admin");
+        let opts = bus.nats_options("test").await.expect("client options");
+        opts.connect(bus.url.as_str())
             .await
             .expect("connect to the machine")
     }
@@ -293,21 +347,21 @@ impl Machines {
         let addrs: Vec<async_nats::ServerAddr> = (self.urls().iter())
             .map(|u| u.parse().expect("server address"))
             .collect();
-        async_nats::connect(addrs)
-            .await
-            .expect("connect to the machines")
+        let opts = (self.bus_of(0, "admin").nats_options("test").await).expect("client options");
+        opts.connect(addrs).await.expect("connect to the machines")
     }
 
     /// A client of machine `i`'s server connected from inside the machine (it still reaches
     /// that server while the machine is cut off).
     pub fn client_inside(&self, i: usize) -> crate::netns::NsClient {
-        let m = &self.machines[i];
-        crate::netns::NsClient::connect(&m.netns, &m.url())
+        crate::netns::NsClient::connect(&self.machines[i].netns, &self.bus_of(i, "admin"))
     }
 
     /// Starts node `id` on machine `i` (its data in the machine's directory), connected to
     /// that machine's server and announcing the machine's name as its host.
     pub fn spawn_node(&mut self, i: usize, id: &str) {
+        self.ensure_node_identity(id);
+        let bus = self.bus_of(i, &bus_schemas::roles::node_identity(id));
         let mut extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let m = &mut self.machines[i];
         if let Some(zone) = &m.zone {
@@ -321,7 +375,7 @@ impl Machines {
             &ip,
             &self.binary,
             id,
-            &bus_client::BusOptions::for_url(m.url()),
+            &bus,
             &data,
             (&extra, &host),
         );

@@ -16,11 +16,12 @@ pub struct NsClient {
 }
 
 impl NsClient {
-    /// Connects to `url` from inside network namespace `netns` (`/run/netns/<netns>`).
-    pub fn connect(netns: &str, url: &str) -> Self {
+    /// Connects as `bus` says (its URL and credentials) from inside network namespace `netns`
+    /// (`/run/netns/<netns>`).
+    pub fn connect(netns: &str, bus: &bus_client::BusOptions) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (path, url) = (format!("/run/netns/{netns}"), url.to_string());
+        let (path, bus) = (format!("/run/netns/{netns}"), bus.clone());
         let thread = std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).expect("open the namespace");
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -30,7 +31,13 @@ impl NsClient {
                 .build()
                 .expect("a runtime in the namespace");
             rt.block_on(async move {
-                let client = async_nats::connect(url).await;
+                let client = match bus.nats_options("test").await {
+                    Ok(opts) => opts
+                        .connect(bus.url.as_str())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
                 if tx.send(client).is_ok() {
                     let _ = stopped.await;
                 }

@@ -113,6 +113,12 @@ impl NatsServer {
         Self::start_with(&[])
     }
 
+    /// An open server whose JetStream fsyncs every write (as `local up --insecure` starts),
+    /// for benchmarks against a secure one.
+    pub fn start_open_synced() -> Self {
+        Self::start_at(None, &[], true, false)
+    }
+
     /// A secure server whose JetStream fsyncs every write before acknowledging it
     /// (`sync_interval: always`, as the shipped configs set), for the durability benchmark.
     pub fn start_synced() -> Self {
@@ -252,7 +258,7 @@ impl NatsServer {
             // which may lose unsynced writes).
             let conf = self.dir.path().join("nats.conf");
             let text = format!(
-                "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                "max_payload: 8MB\njetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
                 self.store.display().to_string()
             );
             std::fs::write(&conf, text).expect("write the server's config");

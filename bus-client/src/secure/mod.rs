@@ -272,6 +272,20 @@ impl Secure {
         self.dir.join("nats/single.conf")
     }
 
+    /// Issues a certificate for another server `name` (valid for `hosts`) into
+    /// `nats/tls/<name>`; returns that directory.
+    pub fn add_server(&self, name: &str, hosts: &[String]) -> Result<PathBuf, SecureError> {
+        bus_schemas::validate_token(name)
+            .map_err(|e| SecureError::Invalid(format!("server {name:?}: {e}")))?;
+        let ca = self.ca()?;
+        let tls = self.server_tls_dir(name);
+        private_dir(&tls)?;
+        let pem = ca.issue(name, hosts, Usage::Server)?;
+        write_public(&tls.join("cert.pem"), pem.cert.as_bytes())?;
+        write_secret(&tls.join("key.pem"), pem.key.as_bytes())?;
+        Ok(tls)
+    }
+
     /// The certificate directory of server `name` (`single` for the single server).
     pub fn server_tls_dir(&self, name: &str) -> PathBuf {
         self.dir.join("nats/tls").join(name)

@@ -88,9 +88,12 @@ pub async fn check_results(fs: &SdfsClient, job: &JobRecord) {
     let outcome = job.outcome.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
-    fs.get(outcome.results_file.as_deref().unwrap(), None, &path, None)
-        .await
-        .unwrap();
+    let name = outcome.results_file.as_deref().unwrap();
+    // Just after a restart, a replica's read subject may not yet have reached every server.
+    testkit::wait_until("the results file reads back", Duration::from_secs(30), || async {
+        fs.get(name, None, &path, None).await.ok()
+    })
+    .await;
     let expected = expected();
     let mut seen = vec![0u32; expected.predicted.len()];
     let mut correct = 0u64;

@@ -123,6 +123,8 @@ impl Machines {
         ip_cmd(&["-n", &netns, "link", "set", "lo", "up"]);
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(dir.join("nats")).expect("machine dir");
+        let hosts = [ip.to_string(), "localhost".into(), "127.0.0.1".into()];
+        (self.secure.add_server(&format!("m-{name}"), &hosts)).expect("the machine's certificate");
         Machine {
             name: name.into(),
             netns,

@@ -554,9 +554,11 @@ impl Connector {
                 .connect(domain.to_owned(), connection.stream)
                 .await?;
 
+            // IDunno patch: the TLS stream gets the same read buffer as a plain one (0.51.0
+            // passed 0, so every read of a large message filled a few bytes at a time).
             Ok::<Connection, ConnectError>(Connection::new(
                 Box::new(tls_stream),
-                0,
+                self.options.read_buffer_capacity.into(),
                 self.connect_stats.clone(),
             ))
         };
