@@ -90,9 +90,11 @@ pub async fn check_results(fs: &SdfsClient, job: &JobRecord) {
     let path = dir.path().join("r.jsonl");
     let name = outcome.results_file.as_deref().unwrap();
     // Just after a restart, a replica's read subject may not yet have reached every server.
-    testkit::wait_until("the results file reads back", Duration::from_secs(30), || async {
-        fs.get(name, None, &path, None).await.ok()
-    })
+    testkit::wait_until(
+        "the results file reads back",
+        Duration::from_secs(30),
+        || async { fs.get(name, None, &path, None).await.ok() },
+    )
     .await;
     let expected = expected();
     let mut seen = vec![0u32; expected.predicted.len()];
