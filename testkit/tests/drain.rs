@@ -12,9 +12,10 @@ const REQUESTS: u64 = 20_000;
 #[tokio::test]
 async fn a_drained_queue_member_answers_every_request_already_sent_to_it() {
     let nats = NatsServer::start();
-    let member = async_nats::connect(nats.url()).await.unwrap();
+    // On the secure test server, as its admin identity (which may use any IDunno subject).
+    let member = nats.connect().await;
     let mut sub = member
-        .queue_subscribe("work", "workers".into())
+        .queue_subscribe("idunno.v1.test.work", "workers".into())
         .await
         .unwrap();
     member.flush().await.unwrap();
@@ -34,14 +35,14 @@ async fn a_drained_queue_member_answers_every_request_already_sent_to_it() {
         answered
     });
 
-    let sender = async_nats::connect(nats.url()).await.unwrap();
+    let sender = nats.connect().await;
     let inbox = sender.new_inbox();
     let mut replies = sender.subscribe(format!("{inbox}.*")).await.unwrap();
     sender.flush().await.unwrap();
     for i in 0..REQUESTS {
         let reply = format!("{inbox}.{i}");
         sender
-            .publish_with_reply("work", reply, "job".into())
+            .publish_with_reply("idunno.v1.test.work", reply, "job".into())
             .await
             .unwrap();
     }
