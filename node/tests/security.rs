@@ -318,3 +318,35 @@ async fn without_tls_or_with_another_cas_certificate_nobody_connects() {
     // The right identity connects.
     nats.connect_as("operator").await;
 }
+
+#[tokio::test]
+async fn a_rotated_identity_works_and_its_old_credentials_do_not() {
+    let nats = testkit::NatsServer::start();
+    let dir = nats.secure_dir().unwrap();
+    let old = tempfile::tempdir().unwrap();
+    for f in ["seed.nk", "cert.pem", "key.pem", "ca.pem", "identity.json"] {
+        let from = dir.join("identities/operator").join(f);
+        std::fs::copy(from, old.path().join(f)).unwrap();
+    }
+    let stale = bus_client::BusOptions::for_identity(nats.url(), old.path());
+    stale.connect_once("test").await.unwrap();
+    // `idunno secure rotate`, then a reload, as docs/security.md says.
+    let mut secure = bus_client::secure::Secure::open(&dir).unwrap();
+    secure.rotate("operator").unwrap();
+    let added = secure
+        .add(bus_schemas::roles::Role::Viewer, "grafana", None)
+        .unwrap();
+    nats.reload();
+    testkit::wait_until("the old operator key is refused", WAIT, || async {
+        stale.connect_once("test").await.is_err().then_some(())
+    })
+    .await;
+    let err = stale.connect_once("test").await.unwrap_err();
+    assert!(err.to_string().contains("authorization"), "{err}");
+    nats.connect_as("operator").await;
+    let grafana = bus_client::BusOptions::for_identity(nats.url(), added);
+    let client = grafana.connect_once("test").await.unwrap();
+    // The new viewer has its own inbox and a viewer's rights.
+    assert!(denials::prefix_of(&client).starts_with("_INBOX.grafana"));
+    refused_all(&client, &[s::sdfs_rpc("delete")], &[]).await;
+}

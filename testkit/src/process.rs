@@ -211,6 +211,14 @@ impl NatsServer {
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).dir.clone())
     }
 
+    /// Asks the server to load its config again (`SIGHUP`, as `nats-server --signal reload`):
+    /// identities added or rotated in its secure directory take effect.
+    pub fn reload(&self) {
+        if let Some(child) = &self.child {
+            signal(child, Signal::SIGHUP);
+        }
+    }
+
     /// A client connected as `identity` (see [`NatsServer::bus`]).
     pub async fn connect_as(&self, identity: &str) -> async_nats::Client {
         let bus = self.bus(identity);

@@ -423,3 +423,53 @@ fn random_token() -> String {
     use rand::Rng;
     hex::encode(rand::rng().random::<[u8; 32]>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn secrets_are_owner_only_and_every_identity_is_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let spec = Spec {
+            servers: vec![("a".into(), "10.0.0.1".into())],
+            ..Spec::local(&dir, &["n1".to_string(), "n2".to_string()])
+        };
+        let s = Secure::init(&dir, &spec).unwrap();
+        let names: Vec<&str> = (s.manifest.identities.iter())
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(names, ["node-n1", "node-n2", "operator", "viewer"]);
+        assert_eq!(mode(&dir), 0o700);
+        for secret in [
+            "ca-key.pem",
+            "dashboard.token",
+            "https/key.pem",
+            "nats/tls/a/key.pem",
+        ] {
+            assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+        }
+        for name in names {
+            let id = s.identity_dir(name);
+            assert_eq!(mode(&id), 0o700, "{name}");
+            assert_eq!(mode(&id.join("seed.nk")), 0o600, "{name}");
+            assert_eq!(mode(&id.join("key.pem")), 0o600, "{name}");
+        }
+        let users = std::fs::read_to_string(s.users_file()).unwrap();
+        assert_eq!(users.matches("nkey:").count(), 4);
+        assert!(
+            Secure::init(&dir, &spec).is_err(),
+            "a second init is refused"
+        );
+        let bad = Spec::local(&dir, &["a.b".to_string()]);
+        assert!(
+            Secure::init(&tmp.path().join("t"), &bad).is_err(),
+            "ids are tokens"
+        );
+    }
+}
