@@ -71,6 +71,13 @@ fn load(dir: &Path) -> anyhow::Result<Option<LocalState>> {
     }
 }
 
+/// The operator identity of the secure local cluster recorded in `dir`, if it runs at `url`.
+pub fn operator_identity(dir: &Path, url: &str) -> Option<PathBuf> {
+    let state = load(dir).ok()??;
+    let secure = state.secure.filter(|_| state.nats_url == url)?;
+    Some(secure.join("identities/operator"))
+}
+
 fn save(dir: &Path, state: &LocalState) -> anyhow::Result<()> {
     std::fs::write(state_path(dir), serde_json::to_vec_pretty(state)?)?;
     Ok(())

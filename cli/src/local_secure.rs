@@ -6,7 +6,7 @@
 use bus_client::secure::{natsconf, Secure, Spec};
 use bus_client::BusOptions;
 use bus_schemas::roles::{self, Role};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The directory `local up` keeps a cluster in when none is given.
 pub const DEFAULT_DIR: &str = ".idunno";
@@ -82,21 +82,13 @@ pub fn with_local_identity(bus: BusOptions) -> BusOptions {
     if named {
         return bus;
     }
-    match local_operator(Path::new(DEFAULT_DIR), &bus.url) {
+    match crate::local::operator_identity(Path::new(DEFAULT_DIR), &bus.url) {
         Some(identity) => BusOptions {
             identity: Some(identity),
             ..bus
         },
         None => bus,
     }
-}
-
-/// The operator identity of the secure local cluster recorded in `dir`, if it runs at `url`.
-fn local_operator(dir: &Path, url: &str) -> Option<PathBuf> {
-    let text = std::fs::read(dir.join("local.json")).ok()?;
-    let state: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let secure = state.get("secure")?.as_str()?;
-    (state.get("nats_url")?.as_str()? == url).then(|| Path::new(secure).join("identities/operator"))
 }
 
 /// The lines `local up` ends with: how to reach the cluster.

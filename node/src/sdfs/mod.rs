@@ -14,6 +14,7 @@ pub mod labels;
 pub mod meta;
 mod peer;
 pub mod placement;
+mod request;
 pub mod restore;
 pub mod service;
 pub mod trust;

@@ -5,13 +5,13 @@ use super::blobs::Blobs;
 use super::meta::Meta;
 use super::now_ms;
 use super::placement;
+use super::request::committed_version;
 use super::trust::TrustState;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
 use bus_schemas::membership::Placed;
 use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
-use bus_schemas::sdfs_limits::{self as limits, LimitError};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
 use futures::StreamExt;
 use rand::Rng;
@@ -287,65 +287,6 @@ impl Sdfs {
         result.unwrap_or_else(|(kind, message)| error(kind, message))
     }
 
-    /// Checks the values of a request that size or name anything against their limits.
-    fn check_limits(&self, req: &SdfsRequest) -> Result<(), LimitError> {
-        let too_large = |size: u64| LimitError {
-            what: "size",
-            why: format!(
-                "{size} bytes is more than the cluster stores (--sdfs-max-file-bytes {})",
-                self.cfg.max_file_bytes
-            ),
-        };
-        match req {
-            SdfsRequest::Prepare {
-                size,
-                sha256,
-                replication,
-                ..
-            } => {
-                limits::check_sha256(sha256)?;
-                limits::check_replicas(replication.unwrap_or(0) as usize)?;
-                if *size > self.cfg.max_file_bytes {
-                    return Err(too_large(*size));
-                }
-            }
-            SdfsRequest::Commit { .. } => {
-                if let Some(version) = committed_version(req, 0) {
-                    limits::check_version(&version)?;
-                }
-            }
-            SdfsRequest::Write {
-                size, chunk_size, ..
-            } => {
-                if let Some(version) = committed_version(req, 0) {
-                    limits::check_version(&version)?;
-                }
-                limits::check_chunk(*chunk_size)?;
-                if *size > self.cfg.max_file_bytes {
-                    return Err(too_large(*size));
-                }
-            }
-            SdfsRequest::Restore { versions, .. } => {
-                if versions.len() > limits::MAX_RESTORE_VERSIONS {
-                    return Err(LimitError {
-                        what: "versions",
-                        why: format!("at most {} per restore", limits::MAX_RESTORE_VERSIONS),
-                    });
-                }
-                versions.iter().try_for_each(limits::check_version)?;
-            }
-            SdfsRequest::ReportCorrupt { blob, node, .. } => {
-                limits::check_blob_id(blob)?;
-                bus_schemas::validate_token(node).map_err(|e| LimitError {
-                    what: "node",
-                    why: e.to_string(),
-                })?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
     /// Alive members with where they run, this node included.
     pub(super) async fn live(&self) -> Vec<Placed> {
         match self.membership.view().await {
@@ -484,41 +425,6 @@ impl Sdfs {
             .map_err(internal)?;
         Ok(SdfsReply::Deleted { count: 0 })
     }
-}
-
-/// The version a commit request asks to record (numbered by the metadata at commit).
-pub(super) fn committed_version(req: &SdfsRequest, created_ms: u64) -> Option<VersionInfo> {
-    let (SdfsRequest::Commit {
-        blob,
-        size,
-        sha256,
-        replicas,
-        replication,
-        attrs,
-        ..
-    }
-    | SdfsRequest::Write {
-        blob,
-        size,
-        sha256,
-        replicas,
-        replication,
-        attrs,
-        ..
-    }) = req
-    else {
-        return None;
-    };
-    Some(VersionInfo {
-        version: 0,
-        blob: blob.clone(),
-        size: *size,
-        sha256: sha256.clone(),
-        replicas: replicas.clone(),
-        created_ms,
-        replication: *replication,
-        attrs: attrs.clone(),
-    })
 }
 
 pub(super) fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
