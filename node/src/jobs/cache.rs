@@ -226,6 +226,10 @@ impl JobError {
             Some(SdfsErrorKind::NotFound) => {
                 JobError::NotFound(format!("no file {name:?} in SDFS"))
             }
+            // Refusals that every try meets the same way.
+            Some(SdfsErrorKind::BadName | SdfsErrorKind::Limit | SdfsErrorKind::BadRequest) => {
+                JobError::BadInput(format!("{name}: {e}"))
+            }
             _ => JobError::Storage(format!("{name}: {e}")),
         }
     }

@@ -73,6 +73,16 @@ impl JobError {
         )
     }
 
+    /// Whether the failure may pass by itself (the file store electing a leader after a
+    /// partition heals, a deadline on a busy cluster, a full queue): the worker tries the
+    /// attempt again, from its last checkpoint, before it fails the job.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            JobError::Storage(_) | JobError::Timeout(_) | JobError::Overloaded(_)
+        )
+    }
+
     /// Wraps an I/O error about `path`.
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
         move |e| JobError::Internal(format!("{}: {e}", path.display()))

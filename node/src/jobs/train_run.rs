@@ -52,11 +52,13 @@ pub async fn run(
     let checkpoint = match job.checkpoint_version {
         Some(v) => {
             let name = checkpoint_file(&job.id);
-            let bytes = ctx.cache.read(&name, Some(v)).await.map_err(|e| {
-                JobError::BadInput(format!(
+            let bytes = ctx.cache.read(&name, Some(v)).await.map_err(|e| match e {
+                // The store may come back: the worker tries again.
+                e if e.is_transient() => e,
+                e => JobError::BadInput(format!(
                     "cannot resume job {}: checkpoint {name} v{v}: {e}",
                     job.id
-                ))
+                )),
             })?;
             Some((format!("checkpoint {name} v{v}"), bytes))
         }

@@ -109,11 +109,7 @@ fn consider(
     tokio::spawn(async move {
         let id = job.id.clone();
         tracing::info!(job = %id, attempt, "running");
-        let result = match &job.spec {
-            JobSpec::Train(_) => super::train_run::run(&ctx, &job, attempt, stop.clone()).await,
-            JobSpec::Import(_) => super::import_run::run(&ctx, &job, attempt, stop.clone()).await,
-            JobSpec::Serve(_) => Ok(()),
-        };
+        let result = run_attempt(&ctx, job, attempt, &stop).await;
         match result {
             Ok(()) => {}
             Err(_) if stop.is_cancelled() => {}
@@ -122,4 +118,120 @@ fn consider(
         }
         let _ = done.send((id, attempt));
     });
+}
+
+/// How long a worker keeps trying an attempt again after transient failures
+/// ([`JobError::is_transient`]) before it fails the job, and the longest wait between tries.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(15);
+
+/// When to try a failed attempt again: waits that double from one second up to
+/// [`RETRY_WAIT_MAX`], while the time spent stays within [`RETRY_FOR`].
+#[derive(Debug)]
+struct Retry {
+    wait: Duration,
+    spent: Duration,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            wait: Duration::from_secs(1),
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// The wait before the next try, after a try that took `took`; `None` once the budget is
+    /// spent.
+    fn next(&mut self, took: Duration) -> Option<Duration> {
+        self.spent += took;
+        if self.spent + self.wait > RETRY_FOR {
+            return None;
+        }
+        let wait = self.wait;
+        self.spent += wait;
+        self.wait = (self.wait * 2).min(RETRY_WAIT_MAX);
+        Some(wait)
+    }
+}
+
+/// Runs attempt `attempt` of `job`, trying it again from the latest record (so from its
+/// latest checkpoint) while it fails transiently and still belongs to this node.
+async fn run_attempt(
+    ctx: &Arc<Ctx>,
+    mut job: JobRecord,
+    attempt: u32,
+    stop: &CancellationToken,
+) -> Result<(), JobError> {
+    let mut retry = Retry::new();
+    loop {
+        let began = tokio::time::Instant::now();
+        let result = match &job.spec {
+            JobSpec::Train(_) => super::train_run::run(ctx, &job, attempt, stop.clone()).await,
+            JobSpec::Import(_) => super::import_run::run(ctx, &job, attempt, stop.clone()).await,
+            JobSpec::Serve(_) => Ok(()),
+        };
+        let e = match result {
+            Err(e) if e.is_transient() && !stop.is_cancelled() => e,
+            other => return other,
+        };
+        let Some(wait) = retry.next(began.elapsed()) else {
+            return Err(e);
+        };
+        tracing::warn!(job = %job.id, attempt, "trying again in {wait:?}: {e}");
+        tokio::select! {
+            _ = stop.cancelled() => return Err(JobError::Stopped),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        // The record as it is now: a later checkpoint, or the job no longer this node's.
+        match ctx.store.get(&job.id).await {
+            Ok(Some((fresh, _))) => {
+                let mine = fresh
+                    .current()
+                    .is_some_and(|a| a.worker == ctx.id && a.attempt == attempt);
+                if !mine || fresh.state.is_final() {
+                    return Err(JobError::Stopped);
+                }
+                job = fresh;
+            }
+            Ok(None) => return Err(JobError::Stopped),
+            Err(e) => tracing::debug!(job = %job.id, "cannot read the record again: {e:#}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_up_to_the_cap_and_stop_when_the_budget_is_spent() {
+        let mut retry = Retry::new();
+        let mut waits = Vec::new();
+        while let Some(wait) = retry.next(Duration::from_secs(2)) {
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits[..6], [1, 2, 4, 8, 15, 15]);
+        let spent: u64 = waits.iter().sum::<u64>() + 2 * (waits.len() as u64 + 1);
+        assert!(spent <= RETRY_FOR.as_secs() + 2, "{waits:?}");
+        assert!(
+            spent + 15 + 2 > RETRY_FOR.as_secs(),
+            "{waits:?}: stopped early"
+        );
+    }
+
+    #[test]
+    fn a_long_try_spends_the_budget_at_once() {
+        let mut retry = Retry::new();
+        assert_eq!(retry.next(RETRY_FOR), None);
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_retried() {
+        assert!(JobError::Storage("503".into()).is_transient());
+        assert!(JobError::Timeout("slow".into()).is_transient());
+        assert!(!JobError::BadInput("shape".into()).is_transient());
+        assert!(!JobError::NotFound("gone".into()).is_transient());
+        assert!(!JobError::Internal("bug".into()).is_transient());
+    }
 }
