@@ -97,12 +97,14 @@ pub enum ConnectError {
     },
     /// The server requires TLS this client could not do: it does not trust the server's
     /// certificate, or the server wants a client certificate of its own CA.
-    #[error("the NATS server at {url} refused the TLS handshake ({reason}): a secure cluster needs one of its identities, e.g. --nats-identity <dir> (made by `idunno secure init`; `idunno local up` keeps them in <dir>/secure/identities)")]
+    #[error("the NATS server at {url} refused the TLS handshake ({reason}): {hint}")]
     Tls {
         /// The URL tried.
         url: String,
         /// What the handshake said.
         reason: String,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// No server answered at the URL in time, or it refused the connection.
     #[error("cannot reach the cluster's NATS server at {url}: {reason}")]
@@ -306,6 +308,10 @@ impl BusOptions {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) if is_tls_refusal(&e.to_string()) => Err(ConnectError::Tls {
                 url: self.url.clone(),
+                hint: tls_hint(
+                    &e.to_string(),
+                    self.identity.is_some() || self.tls_cert.is_some(),
+                ),
                 reason: e.to_string(),
             }),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
@@ -327,6 +333,18 @@ fn is_tls_refusal(text: &str) -> bool {
     ]
     .iter()
     .any(|w| text.contains(w))
+}
+
+/// What to do about a refused TLS handshake: reach the server by a name its certificate has,
+/// bring an identity of this cluster, or bring one at all.
+fn tls_hint(reason: &str, has_identity: bool) -> &'static str {
+    if reason.contains("not valid for name") {
+        "the server's certificate does not name the host of this URL: use a name or address it was issued for (`idunno secure init --server NAME=HOST`, `idunno secure add --role server --host HOST`)"
+    } else if has_identity {
+        "this identity is not one of this cluster's (its certificate or CA is another `idunno secure init`'s)"
+    } else {
+        "a secure cluster needs one of its identities, e.g. --nats-identity <dir> (made by `idunno secure init`; `idunno local up` keeps them in <dir>/secure/identities)"
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +381,15 @@ mod tests {
             BusOptions::for_url("nats://h:port").servers(),
             Err(ConnectError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_tls_refusal_says_what_to_change() {
+        let name = "invalid peer certificate: certificate not valid for name \"10.0.0.4\"";
+        assert!(tls_hint(name, true).contains("--host HOST"));
+        let issuer = "invalid peer certificate: UnknownIssuer";
+        assert!(tls_hint(issuer, true).contains("not one of this cluster's"));
+        assert!(tls_hint(issuer, false).contains("--nats-identity <dir>"));
     }
 
     #[tokio::test]

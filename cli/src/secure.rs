@@ -30,21 +30,43 @@ pub enum SecureCommand {
         /// The single server's JetStream store (default DIR/nats/store).
         #[arg(long)]
         store_dir: Option<String>,
-        /// A server of a NATS cluster, as NAME=HOST (give each, e.g. three): a config
-        /// DIR/nats/NAME.conf and a certificate for HOST each, with TLS routes to the others.
+        /// A server of a NATS cluster, as NAME=HOST (give each, e.g. three): a certificate for
+        /// HOST each, and DIR/nats/machine.conf, every machine's config (TLS routes).
         #[arg(long = "server", value_parser = parse_server)]
         servers: Vec<(String, String)>,
     },
-    /// Add an identity: a node (NAME is its id) or another operator or viewer; then reload
-    /// the servers (`nats-server --signal reload`).
+    /// Add an identity: a node (NAME is its id) or another operator or viewer, then reload
+    /// the servers (`nats-server --signal reload`); or, with `--role server --host HOST`, a
+    /// server of the cluster (a certificate for it).
     Add {
         /// The directory `secure init` wrote.
         dir: PathBuf,
-        /// node, operator or viewer.
+        /// node, operator, viewer or server.
         #[arg(long)]
         role: String,
-        /// The node id, or the identity's name.
+        /// The node id, the identity's name, or the server's name.
         name: String,
+        /// The host name or address a server is reached at (with `--role server`).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Copy what one machine needs into OUT (mode 0700): the CA certificate (not its key),
+    /// the machine config and users.conf, its server's certificate, its nodes' identities and
+    /// the dashboard token and certificate, in DIR's layout. Export again after add/rotate.
+    Export {
+        /// The directory `secure init` wrote.
+        dir: PathBuf,
+        /// Where to copy (made if missing).
+        out: PathBuf,
+        /// The machine's server, as named by `--server NAME=HOST` or `add --role server`.
+        #[arg(long)]
+        server: Option<String>,
+        /// A node id on the machine (repeat for each).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Another identity to include, e.g. operator for an administration host.
+        #[arg(long = "identity")]
+        identities: Vec<String>,
     },
     /// Give an identity a new NKEY and client certificate; the old ones stop working when the
     /// servers reload.
@@ -106,10 +128,37 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
             print_init(&secure, out);
             Ok(())
         }
-        SecureCommand::Add { dir, role, name } => {
+        SecureCommand::Add {
+            dir,
+            role,
+            name,
+            host,
+        } if role == "server" => {
+            let host = host.ok_or_else(|| anyhow::anyhow!("--role server needs --host HOST"))?;
+            let mut secure = Secure::open(&dir)?;
+            let tls = secure.add_cluster_server(&name, &host)?;
+            println!(
+                "added server {name} ({host}): its certificate in {}",
+                tls.display()
+            );
+            println!(
+                "give it {} beside users.conf (`idunno secure export --server {name}`)",
+                secure.machine_conf().display()
+            );
+            Ok(())
+        }
+        SecureCommand::Add {
+            dir,
+            role,
+            name,
+            host,
+        } => {
+            anyhow::ensure!(host.is_none(), "--host is for --role server");
             let role = Role::parse(&role)
                 .filter(|r| *r != Role::Admin)
-                .ok_or_else(|| anyhow::anyhow!("--role: node, operator or viewer, not {role:?}"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--role: node, operator, viewer or server, not {role:?}")
+                })?;
             let mut secure = Secure::open(&dir)?;
             let (identity, node) = match role {
                 Role::Node => (roles::node_identity(&name), Some(name.as_str())),
@@ -130,6 +179,28 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
                 &secure,
                 &format!("new NKEY and certificate for {name}"),
                 &path,
+            );
+            Ok(())
+        }
+        SecureCommand::Export {
+            dir,
+            out,
+            server,
+            nodes,
+            identities,
+        } => {
+            let secure = Secure::open(&dir)?;
+            let mut names: Vec<String> = nodes.iter().map(|id| roles::node_identity(id)).collect();
+            names.extend(identities);
+            secure.export(&out, server.as_deref(), &names)?;
+            println!(
+                "exported to {}: {}{}",
+                out.display(),
+                server.map_or(String::new(), |s| format!("server {s}, ")),
+                match names.is_empty() {
+                    true => "no identity".to_string(),
+                    false => names.join(", "),
+                }
             );
             Ok(())
         }
@@ -185,10 +256,25 @@ fn print_init(secure: &Secure, out: &Output) {
         "  one server:   nats-server -c {}",
         secure.single_conf().display()
     );
-    for (name, host) in &secure.manifest.servers {
+    if !secure.manifest.servers.is_empty() {
         println!(
-            "  cluster:      nats-server -c {} (on {host})",
-            d.join(format!("nats/{name}.conf")).display()
+            "  cluster:      {} on every machine, with {} in its environment",
+            secure.machine_conf().display(),
+            bus_client::secure::natsconf::MACHINE_VARIABLES
+                .iter()
+                .map(|(v, _)| *v)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (name, host) in &secure.manifest.servers {
+            println!(
+                "    {name:<14} {host}: certificate {}",
+                secure.server_tls_dir(name).display()
+            );
+        }
+        println!(
+            "  each machine's files: idunno secure export {} <out> --server <name> --node <id>",
+            d.display()
         );
     }
     println!("  identities:   {}", d.join("identities").display());

@@ -1,17 +1,22 @@
 //! The README's walk-through of several machines ("Running on several machines"), run as
 //! written: its `sh walkthrough` blocks are read from README.md when the test runs, so the
 //! README cannot drift from what is tested. Three machines (network namespaces, nothing
-//! running in them) install the bundle this build makes, start NATS and a node each with the
-//! shipped config and units; a fourth is added; the third is drained and removed; the
-//! cluster's copies, its members and a file are checked after each stage.
+//! running in them) install the bundle this build makes; the test's host makes the cluster's
+//! credentials (`idunno secure init`, `export`); each machine starts NATS with the generated
+//! config (TLS for clients and routes) and a node with its identity through the shipped units;
+//! a fourth is added (its credentials, every server reloaded); the third is drained and
+//! removed; the cluster's copies, its members and a file are checked after each stage.
 //!
 //! What stands in for real machines: each machine has a root directory under which the blocks'
 //! `/opt`, `/etc/idunno`, `/etc/systemd/system` and `/var/lib/idunno` are (the paths in the
-//! blocks and units are rewritten); `machine-x:` becomes machine x's address; the README's
+//! blocks and units are rewritten); `machine-x` becomes machine x's address; the README's
 //! `idunno-<version>-linux-<arch>` becomes this bundle's name; `systemctl` and `useradd` are
 //! stand-ins (`walkthrough/systemctl.rs`): units run as root (no User=, no useradd) and are not
 //! restarted, and `/usr/local/bin/nats-server` is the build's nats-server. `# anywhere` blocks
-//! run on the test's host, with machine a's `/opt/idunno/bin` on PATH.
+//! run on the test's host (the administrator's), with machine a's `/opt/idunno/bin` on PATH;
+//! the `secure-<x>` directories they make are what the README copies to each machine with
+//! `scp`: the test copies them into every machine's home after each such block. `chown` is a
+//! stand-in too (no user idunno).
 
 mod common;
 #[path = "walkthrough/readme.rs"]
@@ -83,7 +88,8 @@ impl Walk {
         self.machines.machines[i].dir().join("root")
     }
 
-    /// A fresh machine's file system: the usual directories, the archive copied to its home.
+    /// A fresh machine's file system: the usual directories, the archive and the exported
+    /// credentials copied to its home.
     fn prepare(&mut self, i: usize) {
         let root = self.root(i);
         for d in ["opt", "etc/systemd/system", "var/lib", "home"] {
@@ -91,12 +97,45 @@ impl Walk {
         }
         let copy = root.join("home").join(self.archive.file_name().unwrap());
         std::os::unix::fs::symlink(&self.archive, copy).unwrap();
+        self.copy_credentials(i);
         self.cluster.push(self.letter(i));
     }
 
-    /// Adds a machine and runs on it the `# on every machine` blocks run so far.
-    fn add_machine(&mut self) {
-        let i = self.machines.add_machine();
+    /// `scp -rp secure-* machine:`: every `secure-<x>` directory the administrator's host
+    /// holds, copied (replacing an older copy) into machine `i`'s home.
+    fn copy_credentials(&self, i: usize) {
+        let home = self.root(i).join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        for entry in std::fs::read_dir(&self.anywhere).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("secure-") && entry.path().is_dir() {
+                let to = home.join(&name);
+                let _ = std::fs::remove_dir_all(&to);
+                let cp = std::process::Command::new("cp")
+                    .arg("-rp")
+                    .arg(entry.path())
+                    .arg(&to)
+                    .status()
+                    .unwrap();
+                assert!(cp.success(), "cp {name}");
+            }
+        }
+    }
+
+    /// The operator identity `secure init` made on the administrator's host.
+    fn operator(&self) -> PathBuf {
+        self.anywhere.join("secure/identities/operator")
+    }
+
+    /// Adds a machine's namespace and address (a machine not yet in the cluster: the blocks
+    /// may name it); returns its index.
+    fn new_machine(&mut self) -> usize {
+        self.machines.add_machine()
+    }
+
+    /// Prepares machine `i` (made by [`Walk::new_machine`]) and runs on it the `# on every
+    /// machine` blocks run so far.
+    fn add_machine(&mut self, i: usize) {
         self.prepare(i);
         for block in self.every_so_far.clone() {
             self.run_on(i, &block);
@@ -162,6 +201,9 @@ impl Walk {
         let envs = [("PATH", self.path(&bin))];
         let ran = testkit::run_script(None, &script, &envs, &self.anywhere, BLOCK_LIMIT);
         assert!(ran.ok, "anywhere:\n{script}\n{}", ran.output);
+        for i in 0..self.machines.machines.len() {
+            self.copy_credentials(i);
+        }
     }
 
     /// `first`, then this process's PATH.
@@ -182,6 +224,8 @@ impl Walk {
     fn status(&self) -> Option<ClusterStatus> {
         let cli = self.root(0).join("opt/idunno/bin/idunno");
         let out = std::process::Command::new(cli)
+            .arg("--nats-identity")
+            .arg(self.operator())
             .args(["--nats", &self.url('a'), "--json", "cluster", "status"])
             .output()
             .ok()?;
@@ -196,7 +240,8 @@ impl Walk {
     /// Waits until each of `observers` sees each of `targets` in `state` (asked through
     /// machine a).
     async fn wait_members(&self, observers: &[&str], targets: &[&str], state: MemberState) {
-        let client = async_nats::connect(self.url('a')).await.unwrap();
+        let options = bus_client::BusOptions::for_identity(self.url('a'), self.operator());
+        let client = options.connect_once("walkthrough").await.unwrap();
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (observers, targets) = (own(observers), own(targets));
         let what = format!("{observers:?} see {targets:?} {state:?}");
@@ -269,30 +314,36 @@ async fn the_readme_walkthrough_installs_adds_and_drains_machines() {
     let text = std::fs::read_to_string(root.join("README.md")).unwrap();
     let steps = readme::steps(&text);
     let numbers: Vec<u32> = steps.iter().map(|s| s.number).collect();
-    assert_eq!(numbers, [2, 3, 4, 5, 6, 7], "the steps this test knows");
+    assert_eq!(numbers, [2, 3, 4, 5, 6, 7, 8], "the steps this test knows");
     let dir = tempfile::tempdir().unwrap();
     let archive = common::bundle::archive(dir.path());
     let mut walk = Walk::new(Machines::bare(3), archive, dir.path());
     let abc = ["idunno-a", "idunno-b", "idunno-c"];
     let abd = ["idunno-a", "idunno-b", "idunno-d"];
 
+    let mut d = None;
     for step in &steps {
-        if step.number == 6 {
-            // "On the new machine d, run steps 2, 3 and 4 as written, with ME=d."
-            walk.add_machine();
+        if step.number == 7 {
+            // Its credentials (the first block) name machine d's address.
+            d = Some(walk.new_machine());
         }
+        let mut anywhere = 0;
         for block in &step.blocks {
-            if block.place == Place::Anywhere && step.number == 5 {
+            if block.place == Place::Anywhere && step.number == 6 {
                 walk.wait_members(&["a1", "b1", "c1"], &["a1", "b1", "c1"], MemberState::Alive)
                     .await;
             }
-            if block.place == Place::Anywhere && step.number == 6 {
+            if block.place == Place::Anywhere && step.number == 7 && anywhere == 1 {
+                // "Then, on d, run steps 2, 4 and 5 as written, with ME=d" (its credentials
+                // made and every server reloaded by the blocks before).
+                walk.add_machine(d.expect("machine d"));
                 let all = ["a1", "b1", "c1", "d1"];
                 walk.wait_members(&all, &all, MemberState::Alive).await;
                 walk.wait_status("4 servers", |s| s.servers.len() == 4)
                     .await;
             }
             walk.run(block);
+            anywhere += usize::from(block.place == Place::Anywhere);
             if block.place == Place::Machine('c') && walk.cluster.contains(&'c') {
                 // The node stopped: it left, and nobody declared it failed.
                 walk.wait_members(&["a1", "b1", "d1"], &["c1"], MemberState::Left)
@@ -301,20 +352,20 @@ async fn the_readme_walkthrough_installs_adds_and_drains_machines() {
             }
         }
         match step.number {
-            5 => {
+            6 => {
                 walk.wait_status("3 servers, 3 current copies each", |s| {
                     s.servers.len() == 3 && three_current_on(s, &abc)
                 })
                 .await;
                 assert_eq!(walk.file("back.txt"), walk.file("hello.txt"));
             }
-            6 => {
+            7 => {
                 walk.wait_status("4 servers, every copy current", |s| {
                     s.servers.len() == 4 && three_current_on(s, &abc)
                 })
                 .await;
             }
-            7 => {
+            8 => {
                 walk.wait_status("3 servers, no copy on idunno-c", |s| {
                     s.servers.len() == 3 && three_current_on(s, &abd)
                 })

@@ -9,12 +9,14 @@
 //! <dir>/ca.pem, ca-key.pem          the CA (keep ca-key.pem offline once the cluster is set up)
 //! <dir>/dashboard.token             the dashboards' API token
 //! <dir>/https/{cert,key}.pem        the dashboards' HTTPS certificate
-//! <dir>/nats/single.conf            one server; <server>.conf for each server of a cluster
+//! <dir>/nats/single.conf            one server
+//! <dir>/nats/machine.conf           each machine of a cluster (its specifics from variables)
 //! <dir>/nats/users.conf             every identity's NKEY and permissions (included by both)
-//! <dir>/nats/tls/<server>/          each server's certificate
+//! <dir>/nats/tls/<server>/          each server's certificate (`single`, and a cluster's)
 //! <dir>/identities/<name>/          seed.nk, cert.pem, key.pem, ca.pem, identity.json
 //! ```
 
+mod export;
 pub mod natsconf;
 pub mod pki;
 
@@ -48,7 +50,7 @@ pub enum SecureError {
     Invalid(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecureError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecureError + '_ {
     move |source| SecureError::Io {
         path: path.to_path_buf(),
         source,
@@ -133,11 +135,11 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), SecureError> {
     f.write_all(bytes).map_err(io(path))
 }
 
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), SecureError> {
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), SecureError> {
     std::fs::write(path, bytes).map_err(io(path))
 }
 
-fn private_dir(path: &Path) -> Result<(), SecureError> {
+pub(crate) fn private_dir(path: &Path) -> Result<(), SecureError> {
     std::fs::create_dir_all(path).map_err(io(path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io(path))
 }
@@ -163,6 +165,12 @@ impl Secure {
                 "{} holds a secure cluster already (add identities with `idunno secure add`)",
                 dir.display()
             )));
+        }
+        if spec.servers.iter().any(|(n, _)| n == "single") {
+            return Err(SecureError::Invalid(
+                "\"single\" names the single server's files: name the cluster's servers otherwise"
+                    .into(),
+            ));
         }
         for id in &spec.nodes {
             bus_schemas::validate_token(id)
@@ -275,15 +283,28 @@ impl Secure {
     /// Issues a certificate for another server `name` (valid for `hosts`) into
     /// `nats/tls/<name>`; returns that directory.
     pub fn add_server(&self, name: &str, hosts: &[String]) -> Result<PathBuf, SecureError> {
-        bus_schemas::validate_token(name)
-            .map_err(|e| SecureError::Invalid(format!("server {name:?}: {e}")))?;
-        let ca = self.ca()?;
-        let tls = self.server_tls_dir(name);
-        private_dir(&tls)?;
-        let pem = ca.issue(name, hosts, Usage::Server)?;
-        write_public(&tls.join("cert.pem"), pem.cert.as_bytes())?;
-        write_secret(&tls.join("key.pem"), pem.key.as_bytes())?;
+        self.issue_server(&self.ca()?, name, hosts)
+    }
+
+    /// Adds server `name` of the cluster, reached at `host`: a certificate for it (and for
+    /// localhost) in `nats/tls/<name>`, recorded in `secure.json`, and `nats/machine.conf` if
+    /// this is the first. The routes are each machine's own (`IDUNNO_NATS_ROUTES`).
+    pub fn add_cluster_server(&mut self, name: &str, host: &str) -> Result<PathBuf, SecureError> {
+        if name == "single" || self.manifest.servers.iter().any(|(n, _)| n == name) {
+            return Err(SecureError::Invalid(format!(
+                "server {name:?} exists already"
+            )));
+        }
+        let tls = self.add_server(name, &server_hosts(host))?;
+        self.manifest.servers.push((name.into(), host.into()));
+        write_public(&self.machine_conf(), natsconf::machine().as_bytes())?;
+        self.save()?;
         Ok(tls)
+    }
+
+    /// The config of every machine of a cluster (see [`natsconf::machine`]).
+    pub fn machine_conf(&self) -> PathBuf {
+        self.dir.join("nats/machine.conf")
     }
 
     /// The certificate directory of server `name` (`single` for the single server).
@@ -372,50 +393,44 @@ impl Secure {
         let nats = self.dir.join("nats");
         std::fs::create_dir_all(&nats).map_err(io(&nats))?;
         self.write_users()?;
-        let ca_file = self.dir.join("ca.pem");
-        let mut all = vec![(
-            "single".to_string(),
-            spec.hosts.clone(),
-            natsconf::Server {
-                name: format!("{}-single", spec.name),
-                listen: spec.listen.clone(),
-                http: None,
-                store_dir: spec.store_dir.clone(),
-                cluster: None,
-                sync_always: true,
-            },
-        )];
+        let single = natsconf::Server {
+            name: format!("{}-single", spec.name),
+            listen: spec.listen.clone(),
+            http: None,
+            store_dir: spec.store_dir.clone(),
+            cluster: None,
+            sync_always: true,
+        };
+        let tls = self.issue_server(ca, "single", &spec.hosts)?;
+        let text = natsconf::server(&single, &tls, &self.ca_file(), "users.conf");
+        write_public(&self.single_conf(), text.as_bytes())?;
         for (name, host) in &spec.servers {
-            let routes = (spec.servers.iter())
-                .filter(|(n, _)| n != name)
-                .map(|(_, h)| format!("tls://{h}:6222"))
-                .collect();
-            let mut hosts = vec![host.clone(), "localhost".into(), "127.0.0.1".into()];
-            hosts.dedup();
-            all.push((
-                name.clone(),
-                hosts,
-                natsconf::Server {
-                    name: name.clone(),
-                    listen: "0.0.0.0:4222".into(),
-                    http: Some("127.0.0.1:8222".into()),
-                    store_dir: "/var/lib/idunno/nats".into(),
-                    cluster: Some(("0.0.0.0:6222".into(), routes)),
-                    sync_always: true,
-                },
-            ));
+            self.issue_server(ca, name, &server_hosts(host))?;
         }
-        for (file, hosts, server) in all {
-            let tls = nats.join("tls").join(&file);
-            private_dir(&tls)?;
-            let pem = ca.issue(&server.name, &hosts, Usage::Server)?;
-            write_public(&tls.join("cert.pem"), pem.cert.as_bytes())?;
-            write_secret(&tls.join("key.pem"), pem.key.as_bytes())?;
-            let text = natsconf::server(&server, &tls, &ca_file, "users.conf");
-            write_public(&nats.join(format!("{file}.conf")), text.as_bytes())?;
+        if !spec.servers.is_empty() {
+            write_public(&self.machine_conf(), natsconf::machine().as_bytes())?;
         }
         Ok(())
     }
+
+    fn issue_server(&self, ca: &Ca, name: &str, hosts: &[String]) -> Result<PathBuf, SecureError> {
+        bus_schemas::validate_token(name)
+            .map_err(|e| SecureError::Invalid(format!("server {name:?}: {e}")))?;
+        let tls = self.server_tls_dir(name);
+        private_dir(&tls)?;
+        let pem = ca.issue(name, hosts, Usage::Server)?;
+        write_public(&tls.join("cert.pem"), pem.cert.as_bytes())?;
+        write_secret(&tls.join("key.pem"), pem.key.as_bytes())?;
+        Ok(tls)
+    }
+}
+
+/// The names a cluster server's certificate is valid for: its host, and localhost for the
+/// nodes on its machine.
+fn server_hosts(host: &str) -> Vec<String> {
+    let mut hosts = vec![host.to_string(), "localhost".into(), "127.0.0.1".into()];
+    hosts.dedup();
+    hosts
 }
 
 /// 32 random bytes, hex: a dashboard token.

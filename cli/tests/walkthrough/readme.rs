@@ -89,7 +89,8 @@ pub struct Concrete<'a> {
     /// The machine's root directory (`/opt`, `/etc/idunno`, … live under it), if the block
     /// runs on a machine.
     pub root: Option<&'a Path>,
-    /// Each machine's address, by letter (`machine-a:` becomes `10.213.k.10:`).
+    /// Each machine's address, by letter (`machine-a` becomes `10.213.k.10` where a whole
+    /// word: not in `machine-$ME` or `machine-ab`).
     pub addresses: &'a BTreeMap<char, Ipv4Addr>,
     /// The bundle's name, for the README's `idunno-<version>-linux-<arch>`.
     pub bundle: &'a str,
@@ -108,13 +109,28 @@ impl Concrete<'_> {
     pub fn apply(&self, script: &str) -> String {
         let mut text = bundle_name(script, self.bundle);
         for (letter, ip) in self.addresses {
-            text = text.replace(&format!("machine-{letter}:"), &format!("{ip}:"));
+            text = replace_word(&text, &format!("machine-{letter}"), &ip.to_string());
         }
         match self.root {
             Some(root) => move_paths(&text, &root.display().to_string()),
             None => text,
         }
     }
+}
+
+/// `text` with each `word` that no letter, digit, `-` or `_` follows replaced by `by`.
+fn replace_word(text: &str, word: &str, by: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let after = &rest[at + word.len()..];
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || "-_".contains(c));
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { by } else { word });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces every `idunno-<digit…>-linux-<arch>` with `name`.
@@ -188,11 +204,13 @@ fn blocks_are_made_concrete() {
     };
     let got = c.apply(
         "tar -C /opt -xzf idunno-0.1.0-linux-x86_64.tar.gz\nln -sfn /opt/idunno-0.1.0-linux-x86_64 /opt/idunno\n\
-         X=/var/lib/idunno/nats\nR=[nats-route://machine-a:6222]\nIDUNNO_HOST=machine-$ME\n/optional /etc/idunnox\n",
+         X=/var/lib/idunno/nats\nR=[nats-route://machine-a:6222]\nIDUNNO_HOST=machine-$ME\n/optional /etc/idunnox\n\
+         --server idunno-a=machine-a --host machine-a\nmachine-ab\n",
     );
     assert_eq!(
         got,
         "tar -C /r/a/opt -xzf idunno-9.9.9-linux-x.tar.gz\nln -sfn /r/a/opt/idunno-9.9.9-linux-x /r/a/opt/idunno\n\
-         X=/r/a/var/lib/idunno/nats\nR=[nats-route://10.0.0.10:6222]\nIDUNNO_HOST=machine-$ME\n/optional /etc/idunnox\n"
+         X=/r/a/var/lib/idunno/nats\nR=[nats-route://10.0.0.10:6222]\nIDUNNO_HOST=machine-$ME\n/optional /etc/idunnox\n\
+         --server idunno-a=10.0.0.10 --host 10.0.0.10\nmachine-ab\n"
     );
 }

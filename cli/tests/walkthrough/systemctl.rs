@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-/// `systemctl daemon-reload | enable [--now] | disable [--now] | start | stop | restart
-/// UNIT…`, for the units installed under the machine's root (`$WT_ROOT/etc/systemd/system`):
+/// `systemctl daemon-reload | enable [--now] | disable [--now] | start | stop | restart |
+/// reload UNIT…`, for the units installed under the machine's root (`$WT_ROOT/etc/systemd/system`):
 /// a start runs the unit's ExecStart in the background in a session of its own (its pid in
 /// `$WT_ROOT/run/systemd/<unit>.pid`, its output in `<unit>.log` beside it), with each
 /// EnvironmentFile= read as systemd reads it (KEY=VALUE lines, no shell quoting; a `-` prefix
 /// for an optional one), each StateDirectory= made, `%i` put in, and the system paths and
 /// `/usr/local/bin/nats-server` moved as the blocks' are; a stop sends KillSignal= and waits
-/// TimeoutStopSec= before SIGKILL. No User= (the test runs as root), no Restart=.
+/// TimeoutStopSec= before SIGKILL; a reload runs ExecReload= with `$MAINPID` put in. No User=
+/// (the test runs as root), no Restart=.
 const SYSTEMCTL: &str = r#"#!/bin/sh
 set -eu
 root="$WT_ROOT"
@@ -85,6 +86,13 @@ stop() {
     rm -f "$pidfile"
 }
 
+reload() {
+    unit "$1"
+    pid="$(cat "$state/$1.pid")"
+    line="$(key ExecReload | tail -n 1 | sed "s/\$MAINPID/$pid/g")"
+    $line
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 now=no
@@ -99,22 +107,29 @@ for u in "$@"; do
         start) start "$u" ;;
         stop) stop "$u" ;;
         restart) stop "$u"; start "$u" ;;
+        reload) reload "$u" ;;
         *) echo "systemctl stand-in: no $cmd" >&2; exit 1 ;;
     esac
 done
 case "$cmd" in
-    daemon-reload|enable|disable|start|stop|restart) ;;
+    daemon-reload|enable|disable|start|stop|restart|reload) ;;
     *) echo "systemctl stand-in: no $cmd" >&2; exit 1 ;;
 esac
 "#;
 
 /// `useradd`: the test runs every unit as root (no User=), so there is no user to add.
 const USERADD: &str = "#!/bin/sh\nexit 0\n";
+/// `chown`: nor a user to give files to (root reads them all).
+const CHOWN: &str = "#!/bin/sh\nexit 0\n";
 
 /// Writes the stand-ins into `dir`.
 pub fn install(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    for (name, text) in [("systemctl", SYSTEMCTL), ("useradd", USERADD)] {
+    for (name, text) in [
+        ("systemctl", SYSTEMCTL),
+        ("useradd", USERADD),
+        ("chown", CHOWN),
+    ] {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         let chmod = std::process::Command::new("chmod")
