@@ -24,7 +24,7 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 /// One cluster and what the benchmark uses on it.
 struct Side {
     name: &'static str,
-    _cluster: Cluster,
+    cluster: Cluster,
     files: SdfsClient,
     jobs: JobsClient,
     seen: Seen,
@@ -43,20 +43,37 @@ impl Side {
             name,
             files: SdfsClient::new(operator.clone(), Duration::from_secs(10)),
             jobs: JobsClient::new(operator, Duration::from_secs(10)),
-            _cluster: cluster,
+            cluster,
             seen,
         }
     }
 
-    /// Seconds for a put and a get of `file`.
-    async fn put_get(&self, file: &Path, out: &Path) -> (f64, f64) {
-        let t = Instant::now();
+    /// CPU seconds used so far by the nats-server, the nodes together, and this process (the
+    /// client).
+    fn cpu(&self) -> [f64; 3] {
+        let nodes = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| cpu_seconds(n.pid()))
+            .sum();
+        [
+            cpu_seconds(self.cluster.nats.pid()),
+            nodes,
+            cpu_seconds(std::process::id()),
+        ]
+    }
+
+    /// Seconds for a put and a get of `file`, and the CPU seconds each used (server, nodes,
+    /// client).
+    async fn put_get(&self, file: &Path, out: &Path) -> ((f64, [f64; 3]), (f64, [f64; 3])) {
+        let (t, c) = (Instant::now(), self.cpu());
         self.files.put(file, "bench/big", None).await.unwrap();
-        let put = t.elapsed().as_secs_f64();
+        let put = (t.elapsed().as_secs_f64(), minus(self.cpu(), c));
         let _ = std::fs::remove_file(out);
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), self.cpu());
         self.files.get("bench/big", None, out, None).await.unwrap();
-        let get = t.elapsed().as_secs_f64();
+        let get = (t.elapsed().as_secs_f64(), minus(self.cpu(), c));
         std::fs::remove_file(out).unwrap();
         (put, get)
     }
@@ -83,6 +100,23 @@ impl Side {
         let queries = u64::from(passes) * 10_000 - 64;
         queries as f64 / (last - first).as_secs_f64()
     }
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`; 0 if gone.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0); // utime, stime
+    ticks / 100.0 // USER_HZ
+}
+
+fn minus(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -112,11 +146,18 @@ async fn main() {
     testkit::random_file(&file, mb);
     let out = dir.path().join("out");
     let (mut put, mut get, mut serve) = ([vec![], vec![]], [vec![], vec![]], [vec![], vec![]]);
+    // CPU seconds per put and per get: [side][server, nodes, client][round].
+    let mut cpu_put = [[vec![], vec![], vec![]], [vec![], vec![], vec![]]];
+    let mut cpu_get = cpu_put.clone();
     for _ in 0..rounds {
         for (i, side) in [&secure, &open].into_iter().enumerate() {
-            let (p, g) = side.put_get(&file, &out).await;
+            let ((p, pc), (g, gc)) = side.put_get(&file, &out).await;
             put[i].push(mb as f64 / p);
             get[i].push(mb as f64 / g);
+            for k in 0..3 {
+                cpu_put[i][k].push(pc[k]);
+                cpu_get[i][k].push(gc[k]);
+            }
         }
         for (i, side) in [&secure, &open].into_iter().enumerate() {
             serve[i].push(side.serve(passes).await);
@@ -142,4 +183,19 @@ async fn main() {
         );
     }
     println!("\n(medians of {rounds} interleaved rounds; both servers fsync every write, as the shipped configs do)");
+    println!("\nCPU seconds (user + system, medians) of one {mb} MB transfer, secure / open:\n");
+    println!("| transfer | nats-server | the 3 nodes | client | total |\n|---|---|---|---|---|");
+    for (what, c) in [("put", &cpu_put), ("get", &cpu_get)] {
+        let m = |i: usize, k: usize| median(&c[i][k]);
+        let cell = |k: usize| format!("{:.2} / {:.2}", m(0, k), m(1, k));
+        let total = |i: usize| m(i, 0) + m(i, 1) + m(i, 2);
+        println!(
+            "| {what} | {} | {} | {} | {:.2} / {:.2} |",
+            cell(0),
+            cell(1),
+            cell(2),
+            total(0),
+            total(1)
+        );
+    }
 }
