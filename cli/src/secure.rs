@@ -133,26 +133,12 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
             role,
             name,
             host,
-        } if role == "server" => {
-            let host = host.ok_or_else(|| anyhow::anyhow!("--role server needs --host HOST"))?;
-            let mut secure = Secure::open(&dir)?;
-            let tls = secure.add_cluster_server(&name, &host)?;
-            println!(
-                "added server {name} ({host}): its certificate in {}",
-                tls.display()
-            );
-            println!(
-                "give it {} beside users.conf (`idunno secure export --server {name}`)",
-                secure.machine_conf().display()
-            );
-            Ok(())
-        }
-        SecureCommand::Add {
-            dir,
-            role,
-            name,
-            host,
         } => {
+            if role == "server" {
+                let host =
+                    host.ok_or_else(|| anyhow::anyhow!("--role server needs --host HOST"))?;
+                return add_server(&dir, &name, &host);
+            }
             anyhow::ensure!(host.is_none(), "--host is for --role server");
             let role = Role::parse(&role)
                 .filter(|r| *r != Role::Admin)
@@ -224,6 +210,20 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn add_server(dir: &Path, name: &str, host: &str) -> anyhow::Result<()> {
+    let mut secure = Secure::open(dir)?;
+    let tls = secure.add_cluster_server(name, host)?;
+    println!(
+        "added server {name} ({host}): its certificate in {}",
+        tls.display()
+    );
+    println!(
+        "give it {} beside users.conf (`idunno secure export --server {name}`)",
+        secure.machine_conf().display()
+    );
+    Ok(())
 }
 
 fn reload_hint(secure: &Secure, what: &str, path: &Path) {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::http::{get, EventStream};
+use testkit::procstat::{cpu_seconds, rss_kib};
 use testkit::{continuous, env_or, import_fashion, train_quick, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
@@ -17,37 +18,6 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
-}
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_secs(pid: u32, ticks: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / ticks
-}
-
-/// Resident memory of process `pid`, MB.
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 #[tokio::main]
@@ -113,13 +83,12 @@ async fn latency(addr: &str, n: usize) {
 
 /// The serving node's CPU and memory with no event stream open, then with `clients` open.
 async fn streams(addr: &str, pid: u32, clients: usize, secs: u64) {
-    let ticks = clock_ticks();
     let span = Duration::from_secs(secs);
     let measure = move |what: &str, snapshots: Option<&AtomicU64>| {
-        let (cpu0, t0) = (cpu_secs(pid, ticks), Instant::now());
+        let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
         let before = snapshots.map(|s| s.load(Ordering::Relaxed));
         std::thread::sleep(span);
-        let cpu = (cpu_secs(pid, ticks) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+        let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
         let per_client = match (snapshots, before) {
             (Some(s), Some(b)) => format!(
                 "{:.2}",
@@ -129,7 +98,7 @@ async fn streams(addr: &str, pid: u32, clients: usize, secs: u64) {
         };
         println!(
             "| {what} | {cpu:.1}% | {:.0} MB | {per_client} |",
-            rss_mb(pid)
+            rss_kib(pid) as f64 / 1024.0
         );
     };
     println!(

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::procstat::{cpu_seconds, rss_kib};
 use testkit::{env_or, import_fashion, median, serve_spec, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
@@ -191,31 +192,6 @@ async fn serve_rate(c: &Cluster, jobs: &JobsClient, passes: u32) -> f64 {
     (total - n0) as f64 / (last - t0).as_secs_f64()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
-    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used: `self` or a pid.
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command (which may hold spaces): state, ppid, ... utime (14th), stime (15th).
-    let rest: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| {
-        rest.get(i)
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (field(11) + field(12)) / 100.0
-}
-
 async fn run() {
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let passes: u32 = env_or("BENCH_PASSES", 10);
@@ -231,15 +207,15 @@ async fn run() {
     let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
     let (mut node_cpu, mut client_cpu, mut flood_secs) = (0.0, 0.0, 0.0);
     let (mut nats_cpu, mut quiet_nodes, mut quiet_nats, mut quiet_secs) = (0.0, 0.0, 0.0, 0.0);
-    let nats_pid = c.nats.pid().to_string();
+    let nats_pid = c.nats.pid();
     let tally = Arc::new(Tally::default());
     let peak = Arc::new(AtomicU64::new(0));
     for _ in 0..rounds {
-        let nodes_before: f64 = pids.iter().map(|p| cpu_secs(&p.to_string())).sum();
-        let (nats_before, started) = (cpu_secs(&nats_pid), Instant::now());
+        let nodes_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let (nats_before, started) = (cpu_seconds(nats_pid), Instant::now());
         quiet.push(serve_rate(&c, &jobs, passes).await);
-        quiet_nodes += pids.iter().map(|p| cpu_secs(&p.to_string())).sum::<f64>() - nodes_before;
-        quiet_nats += cpu_secs(&nats_pid) - nats_before;
+        quiet_nodes += pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - nodes_before;
+        quiet_nats += cpu_seconds(nats_pid) - nats_before;
         quiet_secs += started.elapsed().as_secs_f64();
         let stop = Arc::new(AtomicBool::new(false));
         let sender = flood(&c, rate, stop.clone(), tally.clone()).await;
@@ -255,13 +231,13 @@ async fn run() {
             })
         };
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let nodes_before: f64 = pids.iter().map(|p| cpu_secs(&p.to_string())).sum();
-        let (client_before, started) = (cpu_secs("self"), Instant::now());
-        let nats_before = cpu_secs(&nats_pid);
+        let nodes_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let (client_before, started) = (cpu_seconds(std::process::id()), Instant::now());
+        let nats_before = cpu_seconds(nats_pid);
         flooded.push(serve_rate(&c, &jobs, passes).await);
-        nats_cpu += cpu_secs(&nats_pid) - nats_before;
-        node_cpu += pids.iter().map(|p| cpu_secs(&p.to_string())).sum::<f64>() - nodes_before;
-        client_cpu += cpu_secs("self") - client_before;
+        nats_cpu += cpu_seconds(nats_pid) - nats_before;
+        node_cpu += pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - nodes_before;
+        client_cpu += cpu_seconds(std::process::id()) - client_before;
         flood_secs += started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
         sender.await.unwrap();

@@ -14,6 +14,7 @@ use bus_client::sdfs::SdfsClient;
 use bus_schemas::jobs::JobState;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::procstat::cpu_seconds;
 use testkit::{
     collect_results, env_or, import_fashion, serve_spec, train_quick, wait_until, Cluster,
     NatsServer, Seen,
@@ -100,19 +101,6 @@ impl Side {
         let queries = u64::from(passes) * 10_000 - 64;
         queries as f64 / (last - first).as_secs_f64()
     }
-}
-
-/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`; 0 if gone.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name (which may hold spaces), from field 3 on.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0); // utime, stime
-    ticks / 100.0 // USER_HZ
 }
 
 fn minus(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {

@@ -87,13 +87,6 @@ async fn all_alive(c: &mut Cluster) {
     c.wait_all_alive(Duration::from_secs(30)).await;
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
-    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn send_batch(c: &Cluster, job: &str, worker: &str, batch: &WorkBatch) -> WorkReply {
     let subject = subjects::job_work(job, worker);
     bus_client::request(&c.client, subject, batch, Duration::from_secs(30))
@@ -238,7 +231,7 @@ async fn a_flood_of_online_requests_is_shed_within_a_memory_bound() {
     let mut peak = 0;
     while Instant::now() < stop {
         for (node, pid) in &pids {
-            let rss = rss_kib(*pid);
+            let rss = testkit::procstat::rss_kib(*pid);
             assert!(
                 rss < RSS_BOUND_KIB,
                 "{node} holds {rss} KiB during the flood"

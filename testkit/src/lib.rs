@@ -10,6 +10,7 @@ pub mod lazyfs;
 mod machines;
 pub mod netns;
 mod process;
+pub mod procstat;
 mod results;
 pub mod views;
 
