@@ -230,6 +230,9 @@ impl JobError {
             Some(SdfsErrorKind::BadName | SdfsErrorKind::Limit | SdfsErrorKind::BadRequest) => {
                 JobError::BadInput(format!("{name}: {e}"))
             }
+            _ if matches!(e, SdfsError::Unavailable { .. } | SdfsError::Corrupt(_)) => {
+                JobError::Unreadable(format!("{name}: {e}"))
+            }
             _ => JobError::Storage(format!("{name}: {e}")),
         }
     }

@@ -45,9 +45,13 @@ pub enum JobError {
     /// The input does not fit (shapes, classes, corrupt files, arguments).
     #[error("{0}")]
     BadInput(String),
-    /// SDFS failed.
+    /// SDFS failed (a bus or metadata error: it may pass).
     #[error("file store: {0}")]
     Storage(String),
+    /// No replica of an SDFS file delivered its bytes intact (all corrupt, or none recorded
+    /// or answering): trying again soon would meet the same.
+    #[error("file store: {0}")]
+    Unreadable(String),
     /// The job was cancelled or given to another worker while this one ran it.
     #[error("stopped: the job was cancelled or reassigned")]
     Stopped,

@@ -230,6 +230,7 @@ mod tests {
     fn only_failures_that_may_pass_are_retried() {
         assert!(JobError::Storage("503".into()).is_transient());
         assert!(JobError::Timeout("slow".into()).is_transient());
+        assert!(!JobError::Unreadable("every replica corrupt".into()).is_transient());
         assert!(!JobError::BadInput("shape".into()).is_transient());
         assert!(!JobError::NotFound("gone".into()).is_transient());
         assert!(!JobError::Internal("bug".into()).is_transient());
