@@ -1,10 +1,8 @@
 //! `idunno secure export`: what one machine of a cluster needs, and nothing more.
 
 use super::{io, private_dir, write_public, write_secret, Secure, SecureError};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// The files of an export that are secrets (mode 0600).
-const SECRETS: &[&str] = &["key.pem", "seed.nk", "dashboard.token"];
 
 impl Secure {
     /// Copies into `out` (made, mode 0700) what one machine needs and nothing more: the CA
@@ -60,7 +58,12 @@ impl Secure {
                 private_dir(parent)?;
             }
             let bytes = std::fs::read(&from).map_err(io(&from))?;
-            match SECRETS.iter().any(|s| rel.ends_with(s)) {
+            // A secret here (owner-only) stays one there.
+            let mode = std::fs::metadata(&from)
+                .map_err(io(&from))?
+                .permissions()
+                .mode();
+            match mode & 0o077 == 0 {
                 true => write_secret(&to, &bytes)?,
                 false => write_public(&to, &bytes)?,
             }
@@ -73,7 +76,9 @@ impl Secure {
 mod tests {
     use super::super::Spec;
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+
+    /// The files that are secrets (mode 0600).
+    const SECRETS: &[&str] = &["key.pem", "seed.nk", "dashboard.token"];
 
     fn files(dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
