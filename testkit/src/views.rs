@@ -62,3 +62,25 @@ pub async fn wait_all_see(
     })
     .await
 }
+
+/// Which of `targets` any observer holds `Failed` or `Left`, as `"observer: target state"`
+/// lines; every observer is asked until it answers (up to `limit` each, so a request lost while
+/// the cluster reroutes is not taken for a verdict). `Suspect` is not a verdict: a node under
+/// load may be suspected and refute. Panics if an observer never answers.
+pub async fn declared_failed(
+    client: &async_nats::Client,
+    observers: &[String],
+    targets: &[String],
+    limit: Duration,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for o in observers {
+        let members = crate::wait_until(&format!("{o} answers"), limit, || view(client, o)).await;
+        for m in members.iter().filter(|m| targets.contains(&m.id)) {
+            if matches!(m.state, MemberState::Failed | MemberState::Left) {
+                found.push(format!("{o}: {} {:?}", m.id, m.state));
+            }
+        }
+    }
+    found
+}
