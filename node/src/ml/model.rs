@@ -6,6 +6,7 @@ use super::modelfile::{self, FileError, Header, Payload};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use tch::{nn, nn::ModuleT, CModule, Device, Kind, Tensor};
+use torch_prepare::Prepared;
 
 /// Why a model could not be built, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ enum Net {
         seq: nn::SequentialT,
     },
     Script(CModule),
+    /// Prepared for inference only (see [`Model::prepare`]).
+    Prepared(Prepared),
 }
 
 /// A model ready to run on one device.
@@ -171,7 +174,51 @@ impl Model {
         match &self.net {
             Net::Builtin { seq, .. } => Ok(seq.forward_t(&x, train)),
             Net::Script(m) => m.forward_ts(&[x]).map_err(|e| torch("the model failed", e)),
+            Net::Prepared(m) => m.forward(&x).map_err(|e| torch("the model failed", e)),
         }
+    }
+
+    /// Loads a model file for inference only: [`Model::load`], then [`Model::prepare`]d when
+    /// `prepare` is set and it runs on the CPU. A model that cannot be prepared (a TorchScript
+    /// module freezing refuses) runs as loaded, with a warning.
+    pub fn load_for_inference(
+        what: &str,
+        bytes: &[u8],
+        device: Device,
+        prepare: bool,
+    ) -> Result<Model, ModelError> {
+        let mut model = Self::load(what, bytes, device)?;
+        if prepare && device == Device::Cpu {
+            if let Err(e) = model.prepare(what, bytes) {
+                tracing::warn!("{what} runs unprepared: {e}");
+            }
+        }
+        Ok(model)
+    }
+
+    /// Prepares the model for inference as PyTorch's `torch.jit.freeze` followed by
+    /// `torch.jit.optimize_for_inference` does (batch norm folded into the convolutions,
+    /// convolution and ReLU fused, weights prepacked for oneDNN): a TorchScript module as its
+    /// file holds it (`file`: the model file), a built-in network traced first in eval mode.
+    /// Its outputs stay the model's up to float rounding; it can no longer be trained or
+    /// saved.
+    pub fn prepare(&mut self, what: &str, file: &[u8]) -> Result<(), ModelError> {
+        let script = match &mut self.net {
+            Net::Prepared(_) => return Ok(()),
+            Net::Script(_) => modelfile::decode_kind(what, file, &[Payload::Torchscript])?
+                .1
+                .to_vec(),
+            Net::Builtin { vs, seq } => trace(what, vs, seq, self.header.shape)?,
+        };
+        let prepared = Prepared::load(&script, true)
+            .map_err(|e| torch(&format!("{what} cannot be prepared for inference"), e))?;
+        self.net = Net::Prepared(prepared);
+        Ok(())
+    }
+
+    /// Whether the model was prepared for inference.
+    pub fn is_prepared(&self) -> bool {
+        matches!(self.net, Net::Prepared(_))
     }
 
     /// Checks that a batch of the dataset's shape gives one logit per class.
@@ -197,7 +244,7 @@ impl Model {
     pub fn variables(&self) -> HashMap<String, Tensor> {
         match &self.net {
             Net::Builtin { vs, .. } => vs.variables(),
-            Net::Script(_) => HashMap::new(),
+            Net::Script(_) | Net::Prepared(_) => HashMap::new(),
         }
     }
 
@@ -205,7 +252,7 @@ impl Model {
     pub fn var_store(&self) -> Option<&nn::VarStore> {
         match &self.net {
             Net::Builtin { vs, .. } => Some(vs),
-            Net::Script(_) => None,
+            Net::Script(_) | Net::Prepared(_) => None,
         }
     }
 
@@ -232,7 +279,8 @@ impl Model {
         Ok(())
     }
 
-    /// The model as a file image, with `header` updates applied by the caller beforehand.
+    /// The model as a file image, with `header` updates applied by the caller beforehand (not
+    /// of a prepared model, which has no weights to write: it gives an empty weights file).
     pub fn to_file(&self, script_bytes: Option<&[u8]>) -> Vec<u8> {
         match (&self.net, script_bytes) {
             (Net::Script(_), Some(bytes)) => modelfile::encode(self.header.clone(), bytes),
@@ -244,6 +292,35 @@ impl Model {
             }
         }
     }
+}
+
+/// A built-in network traced in eval mode (dropout off, batch norm on its running statistics)
+/// into a TorchScript file image, its weights frozen as constants.
+fn trace(
+    what: &str,
+    vs: &mut nn::VarStore,
+    seq: &nn::SequentialT,
+    shape: [u32; 3],
+) -> Result<Vec<u8>, ModelError> {
+    let failed = |e: &dyn std::fmt::Display| torch(&format!("{what} cannot be traced"), e);
+    // The tracer records weights as constants, which must not require gradients.
+    vs.freeze();
+    let [c, h, w] = shape.map(i64::from);
+    let example = Tensor::zeros([2, c, h, w], (Kind::Float, vs.device()));
+    let module = tch::no_grad(|| {
+        CModule::create_by_tracing("idunno", "forward", &[example], &mut |xs| {
+            vec![seq.forward_t(&xs[0], false)]
+        })
+    })
+    .map_err(|e| failed(&e))?;
+    // libtorch names the archive's root folder after the file: no leading dot.
+    let file = tempfile::Builder::new()
+        .prefix("idunno-trace-")
+        .suffix(".pt")
+        .tempfile()
+        .map_err(|e| failed(&e))?;
+    module.save(file.path()).map_err(|e| failed(&e))?;
+    std::fs::read(file.path()).map_err(|e| failed(&e))
 }
 
 /// Named tensors in libtorch's format.

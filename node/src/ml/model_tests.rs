@@ -57,3 +57,44 @@ fn bad_model_files_are_refused_with_a_reason() {
     let err = Model::load("m", &wrong, Device::Cpu).err().unwrap();
     assert!(err.to_string().contains("has no weights"), "{err}");
 }
+
+#[test]
+fn a_prepared_builtin_gives_the_outputs_of_the_plain_one() {
+    for arch in [Arch::Mlp, Arch::Cnn, Arch::Resnet] {
+        tch::manual_seed(3);
+        let mut h = header(4);
+        h.shape = [1, 16, 16];
+        let model = Model::builtin(arch, h, Device::Cpu);
+        // Batch-norm statistics that are not the identity, as after training.
+        for (name, mut t) in model.variables() {
+            if name.ends_with("running_var") {
+                let _ = tch::no_grad(|| t.uniform_(0.5, 1.5));
+            } else if name.ends_with("running_mean") {
+                let _ = tch::no_grad(|| t.uniform_(-0.2, 0.2));
+            }
+        }
+        let file = model.to_file(None);
+        let plain = Model::load("m", &file, Device::Cpu).unwrap();
+        let mut prepared = Model::load("m", &file, Device::Cpu).unwrap();
+        prepared.prepare("m", &file).unwrap();
+        assert!(prepared.is_prepared() && !plain.is_prepared(), "{arch:?}");
+        prepared.check_fits("ds").unwrap();
+        let x = Tensor::randint(255, [5, 1, 16, 16], (Kind::Uint8, Device::Cpu));
+        let a = tch::no_grad(|| plain.forward(&x, false)).unwrap();
+        let b = prepared.forward(&x, false).unwrap();
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(diff < 1e-3, "{arch:?}: largest difference {diff}");
+        assert_eq!(a.argmax(-1, false), b.argmax(-1, false), "{arch:?}");
+        // Any batch size, after tracing with 2.
+        let one = prepared.forward(&x.narrow(0, 0, 1), false).unwrap();
+        assert_eq!(one.size(), [1, 4]);
+    }
+}
+
+#[test]
+fn unprepared_loading_stays_available() {
+    let model = Model::builtin(Arch::Cnn, header(4), Device::Cpu);
+    let file = model.to_file(None);
+    let m = Model::load_for_inference("m", &file, Device::Cpu, false).unwrap();
+    assert!(!m.is_prepared());
+}

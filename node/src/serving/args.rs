@@ -24,6 +24,11 @@ pub struct InferArgs {
     /// evicted first; one in use by a job stays alive until the job lets go).
     #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = super::engine::DEFAULT_CACHE_BYTES)]
     pub serving_cache_bytes: u64,
+    /// Inference: prepare each model once when it is loaded, as PyTorch's
+    /// `torch.jit.freeze` + `optimize_for_inference` do (batch norm folded, convolution and
+    /// ReLU fused, weights prepacked); `false` runs models as stored.
+    #[arg(long, env = "IDUNNO_PREPARE_MODELS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub prepare_models: bool,
 }
 
 impl InferArgs {
@@ -35,6 +40,7 @@ impl InferArgs {
             max_inflight: self.infer_max_inflight,
             online_share: self.infer_online_share,
             cache_bytes: self.serving_cache_bytes,
+            prepare_models: self.prepare_models,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -55,6 +61,8 @@ pub struct InferConfig {
     pub online_share: u32,
     /// Bytes of models and splits the inference engine keeps (`--serving-cache-bytes`).
     pub cache_bytes: u64,
+    /// Whether models are prepared for inference when loaded (`--prepare-models`).
+    pub prepare_models: bool,
 }
 
 impl Default for InferConfig {
@@ -65,6 +73,7 @@ impl Default for InferConfig {
             max_inflight: 64,
             online_share: super::share::DEFAULT_ONLINE_SHARE_PERCENT,
             cache_bytes: super::engine::DEFAULT_CACHE_BYTES,
+            prepare_models: true,
         }
     }
 }

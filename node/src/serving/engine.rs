@@ -76,6 +76,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     exec: Executor,
     loaded: tokio::sync::Mutex<ByteLru<Key, Loaded>>,
+    /// Whether models are prepared for inference when loaded.
+    prepare: bool,
 }
 
 impl Engine {
@@ -95,6 +97,7 @@ impl Engine {
             metrics,
             exec: Executor::with_share(cfg.online_share),
             loaded: tokio::sync::Mutex::new(ByteLru::new(cfg.cache_bytes)),
+            prepare: cfg.prepare_models,
         }
     }
 
@@ -160,10 +163,10 @@ impl Engine {
         let bytes = self.cache.read(file, Some(version)).await?;
         // The file holds the weights: its size is what the model takes in memory, roughly.
         let size = bytes.len() as u64;
-        let (what, device) = (format!("{file} v{version}"), self.device);
+        let (what, device, prepare) = (format!("{file} v{version}"), self.device, self.prepare);
         let model = self
             .exec
-            .run_other(move || Model::load(&what, &bytes, device))
+            .run_other(move || Model::load_for_inference(&what, &bytes, device, prepare))
             .await??;
         let model = Arc::new(Mutex::new(model));
         self.keep(key, Loaded::Model(model.clone()), size).await;
