@@ -28,7 +28,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench dashboard --bench flood --bench durability --bench machines --bench secure
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench pytorch --bench dashboard --bench flood --bench durability --bench machines --bench secure
 	$(MAKE) bench-checks
 
 # The hostile-input checks against a release build of the commit before them (built once).

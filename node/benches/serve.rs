@@ -1,163 +1,31 @@
-//! Inference benchmark (`make bench`), in the README's "Measured figures":
-//! (a) a one-node `serve cnn 64` and `serve resnet 64` against the same tch inference loop in
-//!     a bare process (this binary started again with `BENCH_BARE_MODEL` set), same threads,
-//!     same run, in interleaved rounds; the medians are compared;
+//! Inference benchmark (`make bench`), in the README's "Measured figures" (the speed against
+//! PyTorch itself is the `pytorch` bench's):
 //! (b) on 4 nodes: each job's share when a second job arrives, the time until the second job's
 //!     first result, the time to resume after a worker and after a coordinator `kill -9`;
 //! (c) the largest rate difference of the two concurrent jobs over 10 s windows;
 //! (d) `infer` latency of one image, idle and while both jobs run.
 //!
-//! Knobs (environment): `BENCH_THREADS` (default 2, part a), `BENCH_PASSES` (default 2),
-//! `BENCH_ROUNDS` (default 3 interleaved rounds of bare loop and job, part a),
-//! `BENCH_KILLS` (default 3 of each kind), `BENCH_INFERS` (default 200).
+//! Knobs (environment): `BENCH_KILLS` (default 3 of each kind), `BENCH_INFERS` (default 200).
 
 use bus_client::jobs::JobsClient;
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
-use bus_schemas::jobs::{JobRecord, JobState};
 use bus_schemas::subjects;
-use idunno_node::ml::model::Model;
-use idunno_node::ml::train::Samples;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tch::{Kind, Tensor};
 use testkit::{
     collect_results, env_or, import_fashion, serve_spec, train_quick, wait_until, Cluster, Seen,
 };
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
-/// Queries per second of the bare loop: the worker's batch code (index, forward, softmax,
-/// best class, one result per query) over `queries` test images.
-fn bare_serve(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) -> f64 {
-    tch::set_num_threads(threads);
-    let bytes = std::fs::read(model).unwrap();
-    let model = Model::load("bench", &bytes, tch::Device::Cpu).unwrap();
-    let m = idunno_datasets::Manifest::read(dir).unwrap();
-    let split = idunno_datasets::load_split(dir, &m, "test").unwrap();
-    let labels = split.labels.clone().unwrap();
-    let samples = Samples::from_split(&split, None);
-    let count = split.count as i64;
-    // Timed from the end of the first batch, as the job is timed from its first result.
-    let mut started = Instant::now();
-    let mut correct = 0u64;
-    let mut names = 0usize;
-    let mut first = 0;
-    while first < queries {
-        if first == batch {
-            started = Instant::now();
-        }
-        let len = batch.min(queries - first);
-        let idx: Vec<i64> = (first..first + len).map(|q| q % count).collect();
-        let x = samples.images.index_select(0, &Tensor::from_slice(&idx));
-        let _guard = tch::no_grad_guard();
-        let probs = model.forward(&x, false).unwrap().softmax(-1, Kind::Float);
-        let (score, pred) = probs.max_dim(-1, false);
-        let pred = Vec::<i64>::try_from(&pred).unwrap();
-        let score = Vec::<f32>::try_from(&score).unwrap();
-        for (i, p) in pred.iter().enumerate() {
-            correct += u64::from(labels[idx[i] as usize] == *p);
-            names += m.classes[*p as usize].len() + usize::from(score[i] > 0.5);
-        }
-        first += len;
-    }
-    let rate = (queries - batch) as f64 / started.elapsed().as_secs_f64();
-    assert!(correct > 0 && names > 0);
-    rate
-}
-
-/// Runs the bare loop in a fresh process of this binary; returns its queries/s.
-fn bare_process(model: &Path, dir: &Path, batch: i64, queries: i64, threads: i32) -> f64 {
-    testkit::rerun_self(&[
-        ("BENCH_BARE_MODEL", model.display().to_string()),
-        ("BENCH_BARE_DIR", dir.display().to_string()),
-        ("BENCH_BARE_BATCH", batch.to_string()),
-        ("BENCH_BARE_QUERIES", queries.to_string()),
-        ("BENCH_THREADS", threads.to_string()),
-    ])
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if let (Ok(model), Ok(dir)) = (
-        std::env::var("BENCH_BARE_MODEL"),
-        std::env::var("BENCH_BARE_DIR"),
-    ) {
-        let rate = bare_serve(
-            Path::new(&model),
-            Path::new(&dir),
-            env_or("BENCH_BARE_BATCH", 64),
-            env_or("BENCH_BARE_QUERIES", 10_000),
-            env_or("BENCH_THREADS", 2),
-        );
-        println!("{rate}");
-        return;
-    }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(throughput());
-    rt.block_on(sharing_and_failover());
-}
-
-async fn wait_final(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
-    wait_until(&format!("job {id} ends"), limit, || async {
-        jobs.get(id).await.ok().filter(|j| j.state.is_final())
-    })
-    .await
-}
-
-/// (a): one node, `serve <arch> 64` against the bare loop.
-async fn throughput() {
-    let threads: i32 = env_or("BENCH_THREADS", 2);
-    let passes: u32 = env_or("BENCH_PASSES", 2);
-    let rounds: usize = env_or("BENCH_ROUNDS", 3);
     println!("## Inference benchmark\n");
-    println!("### (a) one node, {threads} tch threads, batch 64, {passes} passes over the 10000 test images\n");
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
-    idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
-    let t = threads.to_string();
-    let flags = ["--threads", &t, "--replication", "1", "--write-quorum", "1"];
-    let c = Cluster::start_with(Path::new(NODE), 1, &flags).await;
-    let (fs, jobs) = import_fashion(&c.client, "fm").await;
-    let seen = collect_results(&c.client).await;
-    for arch in ["cnn", "resnet"] {
-        train_quick(&jobs, arch, 1000).await;
-        let model = dir.path().join(format!("{arch}.model"));
-        fs.get(&format!("models/{arch}"), None, &model, None)
-            .await
-            .unwrap();
-        let queries = i64::from(passes) * 10_000;
-        // Interleaved rounds: this machine is shared and its speed drifts within a run.
-        let (mut bare, mut job) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            bare.push(bare_process(&model, dir.path(), 64, queries, threads));
-            let id = jobs.submit(serve_spec(arch, Some(passes))).await.unwrap();
-            let done = wait_final(&jobs, &id, Duration::from_secs(1800)).await;
-            assert_eq!(done.state, JobState::Succeeded, "{done:?}");
-            let times: Vec<Instant> = {
-                let seen = seen.lock().unwrap();
-                seen.iter().filter(|s| s.1 == id).map(|s| s.0).collect()
-            };
-            let (first, last) = (times[0], *times.last().unwrap());
-            job.push((queries - 64) as f64 / (last - first).as_secs_f64());
-        }
-        let list = |v: &[f64]| {
-            v.iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let (j, b) = (pct(&mut job.clone(), 0.5), pct(&mut bare.clone(), 0.5));
-        println!(
-            "- `serve {arch} 64`: IDunno {j:.0} queries/s (median of {}; first to last result) vs bare tch loop {b:.0} queries/s (median of {}): ratio **{:.3}**",
-            list(&job),
-            list(&bare),
-            j / b
-        );
-    }
-    println!();
+    rt.block_on(sharing_and_failover());
 }
 
 /// Queries each job answered per second over the last `secs` seconds.

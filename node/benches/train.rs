@@ -1,8 +1,6 @@
 //! Training benchmark (`make bench`): `cnn` and `resnet` trained to convergence on
-//! Fashion-MNIST by the cluster (epochs, time, test accuracy), and the training throughput of
-//! IDunno's `cnn` job against the same tch training loop in a bare process (this binary started
-//! again with `BENCH_BARE_ARCH` set: no runtime, no bus), same threads, same run. The bare loop
-//! is measured before and after the job; the mean is the reference.
+//! Fashion-MNIST by the cluster (epochs, time, test accuracy, images/s per epoch). The speed
+//! against PyTorch itself is the `pytorch` bench's.
 //!
 //! Knobs (environment): `BENCH_TRAIN_ARCHS` (default `cnn,resnet`), `BENCH_TRAIN_EPOCHS`
 //! (default 5), `BENCH_THREADS` (default 2).
@@ -11,66 +9,14 @@ use bus_schemas::jobs::{JobSpec, JobState, Progress, TrainSpec};
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use idunno_node::ml::arch::Arch;
-use idunno_node::ml::model::Model;
-use idunno_node::ml::modelfile::{Header, Payload};
-use idunno_node::ml::train::{Samples, Schedule, Trainer};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::{env_or, import_fashion, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 
-/// Images per second of one epoch of the bare training loop (same code as the worker's).
-fn bare_epoch(arch: Arch, dir: &Path, m: &idunno_datasets::Manifest, threads: i32) -> f64 {
-    tch::set_num_threads(threads);
-    let split = idunno_datasets::load_split(dir, m, "train").unwrap();
-    let header = Header {
-        payload: Payload::Weights,
-        arch: String::new(),
-        dataset: m.name.clone(),
-        classes: m.classes.clone(),
-        shape: m.shape,
-        mean: m.mean.clone(),
-        std: m.std.clone(),
-        params: 0,
-        epochs: 0,
-        test_accuracy: None,
-        job: None,
-        payload_sha256: String::new(),
-    };
-    tch::manual_seed(0);
-    let model = Model::builtin(arch, header, tch::Device::Cpu);
-    let schedule = Schedule {
-        epochs: 5,
-        batch: 128,
-        lr: arch.default_lr(),
-        seed: 0,
-    };
-    let mut t = Trainer::new(model, Samples::from_split(&split, None), schedule).unwrap();
-    t.run_epoch(0, &mut |_| true).unwrap().images_per_s
-}
-
-/// Runs one bare epoch in a fresh process of this binary; returns its images/s.
-fn bare_process(arch: &str, dir: &Path, threads: i32) -> f64 {
-    testkit::rerun_self(&[
-        ("BENCH_BARE_ARCH", arch.to_string()),
-        ("BENCH_BARE_DIR", dir.display().to_string()),
-        ("BENCH_THREADS", threads.to_string()),
-    ])
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    if let (Ok(arch), Ok(dir)) = (
-        std::env::var("BENCH_BARE_ARCH"),
-        std::env::var("BENCH_BARE_DIR"),
-    ) {
-        let dir = Path::new(&dir);
-        let m = idunno_datasets::Manifest::read(dir).unwrap();
-        let arch = Arch::parse(&arch).unwrap();
-        println!("{}", bare_epoch(arch, dir, &m, env_or("BENCH_THREADS", 2)));
         return;
     }
     tokio::runtime::Runtime::new()
@@ -83,16 +29,11 @@ async fn cluster_bench() {
     let epochs: u32 = env_or("BENCH_TRAIN_EPOCHS", 5);
     let threads: i32 = env_or("BENCH_THREADS", 2);
     println!("## Training benchmark ({threads} tch threads, Fashion-MNIST, batch 128)\n");
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
-    idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
     let threads_flag = threads.to_string();
     let c = Cluster::start_with(Path::new(NODE), 2, &["--threads", &threads_flag]).await;
     let (_fs, jobs) = import_fashion(&c.client, "fm").await;
     for arch_name in archs.split(',').filter(|a| !a.is_empty()) {
-        let arch = Arch::parse(arch_name).expect("BENCH_TRAIN_ARCHS: mlp, cnn or resnet");
-        let compare = arch == Arch::Cnn;
-        let before = compare.then(|| bare_process(arch_name, dir.path(), threads));
+        Arch::parse(arch_name).expect("BENCH_TRAIN_ARCHS: mlp, cnn or resnet");
         let spec = JobSpec::Train(TrainSpec {
             arch: arch_name.into(),
             name: format!("{arch_name}-bench"),
@@ -137,16 +78,5 @@ async fn cluster_bench() {
             took.as_secs_f64(),
             acc * 100.0
         );
-        if let Some(before) = before {
-            let after = bare_process(arch_name, dir.path(), threads);
-            let bare = (before + after) / 2.0;
-            let mut sorted = rates.clone();
-            sorted.sort_by(f64::total_cmp);
-            let job_rate = sorted[sorted.len() / 2];
-            println!(
-                "- `{arch_name}` training throughput: IDunno job {job_rate:.0} img/s (median epoch) vs bare tch loop {bare:.0} img/s (before {before:.0}, after {after:.0}): ratio **{:.3}**",
-                job_rate / bare
-            );
-        }
     }
 }

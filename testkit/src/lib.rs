@@ -11,6 +11,7 @@ mod machines;
 pub mod netns;
 mod process;
 pub mod procstat;
+pub mod pytorch;
 mod results;
 pub mod views;
 

@@ -18,7 +18,28 @@ fn clock_ticks() -> f64 {
 
 /// CPU seconds (user + system, every thread) process `pid` has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds process `pid`'s live threads have used, summed by thread name (threads a
+/// thread starts, like OpenMP's, carry its name unless they set their own).
+pub fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let cpu = stat_cpu(&dir.join("stat").display().to_string());
+        *out.entry(name.trim().to_string()).or_insert(0.0) += cpu;
+    }
+    out
+}
+
+/// utime + stime of a `/proc/…/stat` file, in seconds.
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The fields after the command name (which may hold spaces) start at field 3; utime and
     // stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -50,6 +71,9 @@ mod tests {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         assert!(x > 0 && cpu_seconds(me) > 0.0);
+        let threads = cpu_by_thread(me);
+        assert!(threads.values().sum::<f64>() > 0.0, "{threads:?}");
+        assert!(cpu_by_thread(u32::MAX).is_empty());
         assert!(rss_kib(me) > 0);
         assert_eq!(cpu_seconds(u32::MAX), 0.0);
         assert_eq!(rss_kib(u32::MAX), 0);

@@ -6,6 +6,8 @@ command prints one JSON object on stdout. Data: the Fashion-MNIST files of the D
 `dataset-fashion-mnist`, read with gzip + numpy, held in memory as uint8 like IDunno's split,
 scaled and normalised per batch (x / 255 - mean) / std as IDunno's model convention says.
 
+  reference.py version
+        {"torch": "<version>"}.
   reference.py script ARCH OUT [--seed S]
         writes ARCH (resnet | cnn, the same layers as IDunno's built-ins) with seeded weights,
         scripted by torch.jit.script, to OUT: the "TorchScript from PyTorch" to import.
@@ -13,7 +15,8 @@ scaled and normalised per batch (x / 255 - mean) / std as IDunno's model convent
         queries/s over the test images (wrapping), timed from the end of the first batch as
         IDunno's job is timed from its first result; softmax and argmax per batch, classes to
         Python ints. MODEL: a TorchScript file (script / frozen = freeze + optimize_for_inference);
-        ARCH: the eager twin of a built-in (eager) or it scripted (script / frozen).
+        ARCH: the eager twin of a built-in (eager) or it scripted (script / frozen), with the
+        weights of an IDunno model file of that architecture if --weights FILE is given.
         --predictions FILE also writes every test image's class (one pass, batch B).
   reference.py infer MODEL|ARCH --mode M --threads T --batch B --count N
         latency of N calls of B test images each: p50 and p99 in milliseconds.
@@ -24,8 +27,11 @@ scaled and normalised per batch (x / 255 - mean) / std as IDunno's model convent
 
 import argparse
 import gzip
+import io
 import json
 import os
+import re
+import struct
 import sys
 import time
 
@@ -127,10 +133,40 @@ def seeded(arch, seed):
     return model.eval()
 
 
-def model_for(what, mode):
-    """The model to run: a TorchScript file or an eager twin, prepared as `mode` says."""
+def idunno_weights(model, path):
+    """Loads the weights of an IDunno model file of the same architecture into `model`: the
+    file is a magic, a little-endian u32 header length, a JSON header and libtorch named
+    tensors, which torch.jit.load reads as a module whose names use '|' for '.'."""
+    data = open(path, "rb").read()
+    if data[:8] != b"IDUNNOM1":
+        sys.exit(f"{path} is not an IDunno model file")
+    n = struct.unpack("<I", data[8:12])[0]
+    header = json.loads(data[12: 12 + n])
+    archive = torch.jit.load(io.BytesIO(data[12 + n:]), map_location="cpu")
+    named = dict(archive.named_parameters())
+    named.update(dict(archive.named_buffers()))
+    state = {}
+    for name, t in named.items():
+        name = name.replace("|", ".")
+        m = re.match(r"s(\d)b(\d)\.(.*)", name)
+        if m:  # resnet: stage s, block b -> blocks[3s + b]
+            name = f"blocks.{3 * int(m[1]) + int(m[2])}.{m[3]}"
+        name = name.replace(".down_bn.", ".down.1.").replace(".down.weight", ".down.0.weight")
+        state[name] = t.detach().clone()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"{path} ({header['arch']}) does not fit: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+def model_for(what, mode, weights=None):
+    """The model to run: a TorchScript file or an eager twin (with an IDunno model file's
+    weights if given), prepared as `mode` says."""
     if what in ARCHS:
         model = seeded(what, 0)
+        if weights:
+            model = idunno_weights(model, weights)
         if mode == "eager":
             return model
         model = torch.jit.script(model)
@@ -160,7 +196,7 @@ def cmd_script(a):
 
 def cmd_serve(a):
     images, labels = split("t10k")
-    model = model_for(a.model, a.mode)
+    model = model_for(a.model, a.mode, a.weights)
     n = images.shape[0]
     with torch.inference_mode():
         for _ in range(3):  # warm-up: the profiling executor specialises on the first calls
@@ -188,7 +224,7 @@ def cmd_serve(a):
 
 def cmd_infer(a):
     images, _ = split("t10k")
-    model = model_for(a.model, a.mode)
+    model = model_for(a.model, a.mode, a.weights)
     ms = []
     with torch.inference_mode():
         for i in range(a.count + 5):
@@ -227,6 +263,7 @@ def cmd_train(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("version")
     s = sub.add_parser("script")
     s.add_argument("arch", choices=ARCHS)
     s.add_argument("out")
@@ -237,6 +274,7 @@ def main():
         s.add_argument("--mode", choices=["eager", "script", "frozen"], default="script")
         s.add_argument("--threads", type=int, default=2)
         s.add_argument("--batch", type=int, default=64)
+        s.add_argument("--weights", help="an IDunno model file of ARCH whose weights to use")
         if name == "serve":
             s.add_argument("--queries", type=int, default=20000)
             s.add_argument("--predictions")
@@ -250,7 +288,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(getattr(a, "threads", 1))
     torch.set_num_interop_threads(1)
-    {"script": cmd_script, "serve": cmd_serve, "infer": cmd_infer, "train": cmd_train}[a.cmd](a)
+    {"version": lambda a: print(json.dumps({"torch": torch.__version__})), "script": cmd_script, "serve": cmd_serve, "infer": cmd_infer, "train": cmd_train}[a.cmd](a)
 
 
 if __name__ == "__main__":
