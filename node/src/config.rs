@@ -268,7 +268,7 @@ impl NodeArgs {
                 store_slots: self.sdfs_store_slots,
                 ..SdfsConfig::default()
             },
-            infer: self.infer.config()?,
+            infer: self.infer.config(threads)?,
             files: FetchLimits {
                 datasets: idunno_datasets::Limits {
                     max_file_bytes: self.max_dataset_file_bytes,

@@ -5,6 +5,7 @@ use super::arch::Arch;
 use super::modelfile::{self, FileError, Header, Payload};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
+use std::sync::Arc;
 use tch::{nn, nn::ModuleT, CModule, Device, Kind, Tensor};
 use torch_prepare::Prepared;
 
@@ -47,7 +48,29 @@ enum Net {
     },
     Script(CModule),
     /// Prepared for inference only (see [`Model::prepare`]).
-    Prepared(Prepared),
+    Prepared(Arc<Prepared>),
+}
+
+/// A prepared model's forward pass, which any number of threads may run at once (see
+/// [`Model::runner`]).
+#[derive(Clone)]
+pub struct Runner {
+    module: Arc<Prepared>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Runner {
+    /// Logits for a batch of u8 pixels N×C×H×W on the CPU, as [`Model::forward`] gives them.
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        let c = self.mean.len() as i64;
+        let mean = Tensor::from_slice(&self.mean).view([1, c, 1, 1]);
+        let std = Tensor::from_slice(&self.std).view([1, c, 1, 1]);
+        let x = (pixels.to_kind(Kind::Float) / 255.0 - mean) / std;
+        self.module
+            .forward(&x)
+            .map_err(|e| torch("the model failed", e))
+    }
 }
 
 /// A model ready to run on one device.
@@ -57,6 +80,8 @@ pub struct Model {
     net: Net,
     mean: Tensor,
     std: Tensor,
+    /// The same, per channel, as values.
+    norm: (Vec<f32>, Vec<f32>),
     device: Device,
 }
 
@@ -143,21 +168,24 @@ impl Model {
 
     fn assemble(header: Header, net: Net, device: Device) -> Model {
         let c = header.shape[0] as i64;
-        let per_channel = |v: &[f32], default: f32| {
-            let v: Vec<f32> = match v.len() {
+        let per_channel = |v: &[f32], default: f32| -> Vec<f32> {
+            match v.len() {
                 0 => vec![default; c as usize],
                 1 => vec![v[0]; c as usize],
                 _ => v.to_vec(),
-            };
-            Tensor::from_slice(&v).view([1, -1, 1, 1]).to_device(device)
+            }
         };
-        let mean = per_channel(&header.mean, 0.0);
-        let std = per_channel(&header.std, 1.0);
+        let norm = (
+            per_channel(&header.mean, 0.0),
+            per_channel(&header.std, 1.0),
+        );
+        let tensor = |v: &[f32]| Tensor::from_slice(v).view([1, -1, 1, 1]).to_device(device);
         Model {
+            mean: tensor(&norm.0),
+            std: tensor(&norm.1),
             header,
             net,
-            mean,
-            std,
+            norm,
             device,
         }
     }
@@ -212,8 +240,21 @@ impl Model {
         };
         let prepared = Prepared::load(&script, true)
             .map_err(|e| torch(&format!("{what} cannot be prepared for inference"), e))?;
-        self.net = Net::Prepared(prepared);
+        self.net = Net::Prepared(Arc::new(prepared));
         Ok(())
+    }
+
+    /// The prepared model's forward pass as a handle threads share without a lock (`None`
+    /// unless [`Model::prepare`]d).
+    pub fn runner(&self) -> Option<Runner> {
+        match &self.net {
+            Net::Prepared(m) => Some(Runner {
+                module: m.clone(),
+                mean: self.norm.0.clone(),
+                std: self.norm.1.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// Whether the model was prepared for inference.

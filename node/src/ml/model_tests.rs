@@ -82,6 +82,8 @@ fn a_prepared_builtin_gives_the_outputs_of_the_plain_one() {
         let x = Tensor::randint(255, [5, 1, 16, 16], (Kind::Uint8, Device::Cpu));
         let a = tch::no_grad(|| plain.forward(&x, false)).unwrap();
         let b = prepared.forward(&x, false).unwrap();
+        let runner = prepared.runner().unwrap();
+        assert!(runner.forward(&x).unwrap().equal(&b), "{arch:?}");
         let diff = (&a - &b).abs().max().double_value(&[]);
         assert!(diff < 1e-3, "{arch:?}: largest difference {diff}");
         assert_eq!(a.argmax(-1, false), b.argmax(-1, false), "{arch:?}");
@@ -96,5 +98,5 @@ fn unprepared_loading_stays_available() {
     let model = Model::builtin(Arch::Cnn, header(4), Device::Cpu);
     let file = model.to_file(None);
     let m = Model::load_for_inference("m", &file, Device::Cpu, false).unwrap();
-    assert!(!m.is_prepared());
+    assert!(!m.is_prepared() && m.runner().is_none());
 }

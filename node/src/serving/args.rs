@@ -1,5 +1,6 @@
 //! The node's online-inference flags and the inference config built from them.
 
+use super::executor::Lanes;
 use std::time::Duration;
 
 /// `idunno-node` online-inference flags.
@@ -29,11 +30,23 @@ pub struct InferArgs {
     /// ReLU fused, weights prepacked); `false` runs models as stored.
     #[arg(long, env = "IDUNNO_PREPARE_MODELS", default_value_t = true, action = clap::ArgAction::Set)]
     pub prepare_models: bool,
+    /// Inference: lanes (threads that each run one batch at a time) dividing `--threads`
+    /// between them (default: one per thread, each batch on one libtorch thread; fewer lanes
+    /// give each batch more threads, for the latency of single requests).
+    #[arg(long, env = "IDUNNO_INFERENCE_LANES")]
+    pub inference_lanes: Option<usize>,
 }
 
 impl InferArgs {
-    /// The inference config; the error names the flag that is out of range.
-    pub fn config(&self) -> anyhow::Result<InferConfig> {
+    /// The inference config for a node of `threads` libtorch threads; the error names the
+    /// flag that is out of range.
+    pub fn config(&self, threads: usize) -> anyhow::Result<InferConfig> {
+        if let Some(lanes) = self.inference_lanes {
+            anyhow::ensure!(
+                (1..=threads.max(1)).contains(&lanes),
+                "--inference-lanes must be between 1 and --threads ({threads})"
+            );
+        }
         let cfg = InferConfig {
             max_batch: self.infer_max_batch,
             max_delay: Duration::from_millis(self.infer_max_delay_ms),
@@ -41,6 +54,7 @@ impl InferArgs {
             online_share: self.infer_online_share,
             cache_bytes: self.serving_cache_bytes,
             prepare_models: self.prepare_models,
+            lanes: Lanes::for_threads(threads, self.inference_lanes),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -63,6 +77,8 @@ pub struct InferConfig {
     pub cache_bytes: u64,
     /// Whether models are prepared for inference when loaded (`--prepare-models`).
     pub prepare_models: bool,
+    /// The inference lanes and their libtorch threads (`--inference-lanes`, `--threads`).
+    pub lanes: Lanes,
 }
 
 impl Default for InferConfig {
@@ -74,6 +90,7 @@ impl Default for InferConfig {
             online_share: super::share::DEFAULT_ONLINE_SHARE_PERCENT,
             cache_bytes: super::engine::DEFAULT_CACHE_BYTES,
             prepare_models: true,
+            lanes: Lanes::ONE,
         }
     }
 }

@@ -43,12 +43,10 @@ impl Serving {
         while at < end {
             let n = piece.min(end - at);
             let this = self.clone();
+            // Only the model's work runs on an inference lane; the results are built here.
             let part = self.exec.run(move || this.run_blocking(at, n)).await??;
-            out.results.extend(part.results);
             out.infer_ms += part.infer_ms;
-            if let (Some(c), Some(k)) = (out.correct.as_mut(), part.correct) {
-                *c += k;
-            }
+            self.results_into(at, &part, &mut out);
             at += n;
         }
         if len > 0 {
@@ -63,7 +61,38 @@ impl Serving {
         Ok(out)
     }
 
-    fn run_blocking(&self, first: u64, len: u64) -> Result<BatchOutput, JobError> {
+    /// Appends one result per query of `part` (which starts at query `first`) to `out`.
+    fn results_into(&self, first: u64, part: &Classified, out: &mut BatchOutput) {
+        let classes = &self.split.classes;
+        let labels = self.split.labels.as_ref();
+        for (i, (&sample, (&predicted, &score))) in part
+            .samples
+            .iter()
+            .zip(part.pred.iter().zip(&part.score))
+            .enumerate()
+        {
+            let sample = sample as u64;
+            let label = labels.and_then(|l| l.get(sample as usize).copied());
+            if let (Some(c), Some(l)) = (out.correct.as_mut(), label) {
+                *c += u32::from(l == predicted);
+            }
+            out.results.push(QueryResult {
+                query_id: first + i as u64,
+                sample,
+                predicted,
+                class_name: usize::try_from(predicted)
+                    .ok()
+                    .and_then(|p| classes.get(p).cloned())
+                    .unwrap_or_else(|| predicted.to_string()),
+                score,
+                label,
+            });
+        }
+    }
+
+    /// The model's part of a piece of a batch, on an inference lane: the inputs, the forward
+    /// pass (without a lock when the model is prepared), the best class and its probability.
+    fn run_blocking(&self, first: u64, len: u64) -> Result<Classified, JobError> {
         let count = self.split.count.max(1);
         let samples: Vec<i64> = (0..len)
             .map(|i| (first.wrapping_add(i) % count) as i64)
@@ -73,12 +102,14 @@ impl Serving {
             data.images.index_select(0, &Tensor::from_slice(&samples))
         };
         let started = Instant::now();
-        let classes = &self.split.classes;
+        let classes = self.split.classes.len();
         let (pred, score) = {
-            let model = lock_model(&self.model);
             let _guard = tch::no_grad_guard();
-            let logits = model.forward(&x, false)?;
-            check_shape(&logits.size(), samples.len(), classes.len())?;
+            let logits = match &self.runner {
+                Some(runner) => runner.forward(&x)?,
+                None => lock_model(&self.model).forward(&x, false)?,
+            };
+            check_shape(&logits.size(), samples.len(), classes)?;
             let (score, pred) = logits.softmax(-1, Kind::Float).max_dim(-1, false);
             (pred.to_device(Device::Cpu), score.to_device(Device::Cpu))
         };
@@ -93,35 +124,20 @@ impl Serving {
                 samples.len()
             )));
         }
-        let mut correct = self.split.labels.as_ref().map(|_| 0u32);
-        let results = samples
-            .iter()
-            .zip(pred.iter().zip(&score))
-            .enumerate()
-            .map(|(i, (&sample, (&predicted, &score)))| {
-                let sample = sample as u64;
-                let labels = self.split.labels.as_ref();
-                let label = labels.and_then(|l| l.get(sample as usize).copied());
-                if let (Some(c), Some(l)) = (correct.as_mut(), label) {
-                    *c += u32::from(l == predicted);
-                }
-                QueryResult {
-                    query_id: first + i as u64,
-                    sample,
-                    predicted,
-                    class_name: usize::try_from(predicted)
-                        .ok()
-                        .and_then(|p| classes.get(p).cloned())
-                        .unwrap_or_else(|| predicted.to_string()),
-                    score,
-                    label,
-                }
-            })
-            .collect();
-        Ok(BatchOutput {
-            results,
-            correct,
+        Ok(Classified {
+            samples,
+            pred,
+            score,
             infer_ms,
         })
     }
+}
+
+/// What the model made of a piece of a batch.
+struct Classified {
+    samples: Vec<i64>,
+    pred: Vec<i64>,
+    score: Vec<f32>,
+    /// Model time in milliseconds.
+    infer_ms: f64,
 }

@@ -7,7 +7,7 @@ use super::lru::ByteLru;
 use crate::jobs::cache::Cache;
 use crate::jobs::JobError;
 use crate::metrics::Metrics;
-use crate::ml::model::Model;
+use crate::ml::model::{Model, Runner};
 use crate::ml::train::Samples;
 use bus_schemas::serve::{QueryResult, ServeTarget};
 use std::sync::atomic::AtomicU64;
@@ -63,6 +63,8 @@ pub struct Serving {
     /// What to serve.
     pub target: ServeTarget,
     pub(super) model: SharedModel,
+    /// The model's forward pass without its lock, when it is prepared.
+    pub(super) runner: Option<Runner>,
     pub(super) split: Arc<SplitData>,
     pub(super) exec: Executor,
     /// Model milliseconds per query, smoothed (`f64` bits; 0 until measured).
@@ -78,6 +80,7 @@ pub struct Engine {
     loaded: tokio::sync::Mutex<ByteLru<Key, Loaded>>,
     /// Whether models are prepared for inference when loaded.
     prepare: bool,
+    lanes: usize,
 }
 
 impl Engine {
@@ -95,9 +98,10 @@ impl Engine {
             cache,
             device,
             metrics,
-            exec: Executor::with_share(cfg.online_share),
+            exec: Executor::with_share(cfg.online_share, cfg.lanes),
             loaded: tokio::sync::Mutex::new(ByteLru::new(cfg.cache_bytes)),
             prepare: cfg.prepare_models,
+            lanes: cfg.lanes.count.max(1),
         }
     }
 
@@ -140,8 +144,10 @@ impl Engine {
                 m.check_fits(&dataset).map_err(JobError::from)
             })
             .await??;
+        let runner = lock_model(&model).runner();
         Ok(Serving {
             target: target.clone(),
+            runner,
             model,
             split,
             exec: self.exec.clone(),
@@ -149,7 +155,12 @@ impl Engine {
         })
     }
 
-    /// The thread every inference call of this node runs on.
+    /// How many batches run at once (the inference lanes).
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
+
+    /// The lanes every inference call of this node runs on.
     pub fn executor(&self) -> &Executor {
         &self.exec
     }

@@ -1,9 +1,17 @@
-//! One thread that runs every libtorch inference call of this node, in order.
+//! The inference lanes: a fixed set of threads that run every libtorch inference call of this
+//! node, each taking the next task from shared queues.
 //!
 //! libtorch parallelises inside an operation with OpenMP, and OpenMP keeps a team of threads
 //! per calling thread, spinning between operations. Calls from the runtime's pool of blocking
 //! threads would start a team on each of them, and their spinning threads would take the CPU
-//! from the one doing the work; a single calling thread keeps a single team.
+//! from the one doing the work; a fixed set of calling threads keeps a fixed set of teams.
+//!
+//! How the node's `--threads` are divided (see [`Lanes::for_threads`]): by default one lane per
+//! thread, each running libtorch on one thread, so that batches run side by side instead of
+//! one batch's operations being split across threads. On a machine the node shares with its
+//! async runtime and nats-server, a split operation waits at every step for its slowest
+//! thread, and the thread the runtime took the core from is the slowest; side-by-side batches
+//! only slow down by the CPU the others take.
 //!
 //! Online requests (urgent) go before job batches, up to their share of the thread's time
 //! (see [`super::share`]); both queues are bounded and refuse work at once when full.
@@ -57,7 +65,34 @@ impl Queues {
     }
 }
 
-/// A handle to the inference thread; cloning it shares the thread.
+/// How many inference lanes, and libtorch threads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    /// Threads taking tasks.
+    pub count: usize,
+    /// libtorch (OpenMP) threads each lane's operations use; 0 leaves libtorch's setting.
+    pub threads: usize,
+}
+
+impl Lanes {
+    /// One lane that leaves libtorch's thread setting alone (tests, tools).
+    pub const ONE: Lanes = Lanes {
+        count: 1,
+        threads: 0,
+    };
+
+    /// The default division of `threads`: `lanes` lanes if given, else one per thread; each
+    /// lane gets `threads / lanes` libtorch threads (at least one).
+    pub fn for_threads(threads: usize, lanes: Option<usize>) -> Lanes {
+        let count = lanes.unwrap_or(threads).clamp(1, threads.max(1));
+        Lanes {
+            count,
+            threads: (threads / count).max(1),
+        }
+    }
+}
+
+/// A handle to the inference lanes; cloning it shares them.
 #[derive(Clone)]
 pub struct Executor {
     shared: Arc<(Mutex<Queues>, Condvar)>,
@@ -70,41 +105,63 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts the thread, which lives as long as the process, with queues of
-    /// [`URGENT_QUEUE`] and [`NORMAL_QUEUE`] tasks and the default online share.
+    /// Starts one lane, which lives as long as the process, with queues of [`URGENT_QUEUE`]
+    /// and [`NORMAL_QUEUE`] tasks and the default online share.
     pub fn new() -> Executor {
-        Self::with_share(DEFAULT_ONLINE_SHARE_PERCENT)
+        Self::with_share(DEFAULT_ONLINE_SHARE_PERCENT, Lanes::ONE)
     }
 
-    /// Like [`Executor::new`], online work taking at most `percent` of the thread's time while
-    /// jobs run.
-    pub fn with_share(percent: u32) -> Executor {
-        Self::start((URGENT_QUEUE, NORMAL_QUEUE), percent)
+    /// Starts `lanes`, online work taking at most `percent` of each lane's time while jobs run.
+    pub fn with_share(percent: u32, lanes: Lanes) -> Executor {
+        Self::start((URGENT_QUEUE, NORMAL_QUEUE), percent, lanes)
     }
 
-    /// Starts the thread with queues of at most `urgent` and `normal` waiting tasks; a task
+    /// Starts one lane with queues of at most `urgent` and `normal` waiting tasks; a task
     /// submitted to a full queue is refused at once with [`JobError::Overloaded`].
     #[cfg(test)]
     pub fn with_caps(urgent: usize, normal: usize) -> Executor {
-        Self::start((urgent, normal), DEFAULT_ONLINE_SHARE_PERCENT)
+        Self::start((urgent, normal), DEFAULT_ONLINE_SHARE_PERCENT, Lanes::ONE)
     }
 
-    fn start((urgent, normal): (usize, usize), percent: u32) -> Executor {
+    fn start((urgent, normal): (usize, usize), percent: u32, lanes: Lanes) -> Executor {
         let queues = Queues {
             urgent: VecDeque::with_capacity(urgent.min(64)),
             normal: VecDeque::with_capacity(normal.min(64)),
             caps: (urgent, normal),
         };
         let shared = Arc::new((Mutex::new(queues), Condvar::new()));
-        let queues = shared.clone();
         let charged = Arc::new(AtomicU64::new(0));
-        let off_thread = charged.clone();
         let gate = Arc::new(Gate::new(Instant::now()));
-        let tells = gate.clone();
-        std::thread::Builder::new()
-            .name("tch-infer".into())
-            .spawn(move || work(&queues, percent, &off_thread, &tells))
-            .expect("start the inference thread");
+        let global = tch::get_num_threads();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let count = lanes.count.max(1);
+        for lane in 0..count {
+            let (queues, off_thread, tells) = (shared.clone(), charged.clone(), gate.clone());
+            let ready = ready_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("tch-infer-{lane}"))
+                .spawn(move || {
+                    if lanes.threads > 0 {
+                        // This thread's own OpenMP setting, fixed now (libtorch reads its
+                        // process-wide setting into a thread once, on first use).
+                        tch::set_num_threads(lanes.threads as i32);
+                        let _ = tch::get_num_threads();
+                    }
+                    let _ = ready.send(());
+                    drop(ready);
+                    work(&queues, percent, &off_thread, &tells)
+                })
+                .expect("start an inference lane");
+        }
+        drop(ready_tx);
+        // Every lane has fixed its setting: the process-wide one (which threads started later,
+        // like training's, take) is the node's again.
+        for _ in 0..count {
+            let _ = ready_rx.recv();
+        }
+        if lanes.threads > 0 {
+            tch::set_num_threads(global);
+        }
         Executor {
             shared,
             last_urgent: Arc::default(),
@@ -209,7 +266,7 @@ impl Executor {
     }
 }
 
-/// The inference thread: runs the queued tasks one at a time, for ever.
+/// One inference lane: runs queued tasks one at a time, for ever.
 fn work(queues: &(Mutex<Queues>, Condvar), percent: u32, off_thread: &AtomicU64, gate: &Gate) {
     let mut share = Share::new(Instant::now(), percent);
     // When the last piece of a job's batch ended.
@@ -289,6 +346,50 @@ mod tests {
         assert_eq!(exec.run(|| 7).await.unwrap(), 7);
     }
 
+    #[tokio::test]
+    async fn lanes_run_tasks_side_by_side_with_their_own_threads_setting() {
+        let before = tch::get_num_threads();
+        let lanes = Lanes {
+            count: 2,
+            threads: 1,
+        };
+        let exec = Executor::with_share(DEFAULT_ONLINE_SHARE_PERCENT, lanes);
+        assert_eq!(
+            tch::get_num_threads(),
+            before,
+            "the process-wide setting is kept"
+        );
+        // Each task waits for the other: they finish only if two lanes run them at once.
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let task = |b: Arc<std::sync::Barrier>| {
+            move || {
+                b.wait();
+                (std::thread::current().id(), tch::get_num_threads())
+            }
+        };
+        let (a, b) = tokio::join!(
+            exec.run(task(barrier.clone())),
+            exec.run(task(barrier.clone()))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_ne!(a.0, b.0);
+        assert_eq!((a.1, b.1), (1, 1));
+    }
+
+    #[test]
+    fn threads_are_divided_into_lanes() {
+        let lanes = |threads, given| {
+            let l = Lanes::for_threads(threads, given);
+            (l.count, l.threads)
+        };
+        assert_eq!(lanes(2, None), (2, 1));
+        assert_eq!(lanes(8, None), (8, 1));
+        assert_eq!(lanes(8, Some(2)), (2, 4));
+        assert_eq!(lanes(8, Some(3)), (3, 2));
+        assert_eq!(lanes(1, None), (1, 1));
+        assert_eq!(lanes(4, Some(9)), (4, 1));
+    }
+
     async fn wait_for(exec: &Executor, queued: (usize, usize)) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while exec.queued() != queued {
@@ -299,7 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn loading_a_model_is_not_a_job_being_served() {
-        let exec = Executor::with_share(1);
+        let exec = Executor::with_share(1, Lanes::ONE);
         let pause = || std::thread::sleep(std::time::Duration::from_millis(50));
         exec.run_other(pause).await.unwrap();
         exec.run_urgent(pause).await.unwrap();

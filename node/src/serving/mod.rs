@@ -94,6 +94,18 @@ pub fn results_msg_id(job_id: &str, batch_id: u64, worker: &str) -> String {
     format!("{job_id}.{batch_id}.{worker}")
 }
 
+/// What became of one batch message.
+enum Taken {
+    /// Answer this at once (an error).
+    Answer(WorkReply),
+    /// Store these results (holding a storing permit), then answer.
+    Store(
+        WorkBatch,
+        engine::BatchOutput,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+}
+
 /// The worker's serving side.
 pub struct Worker {
     ctx: Arc<Ctx>,
@@ -229,9 +241,10 @@ impl Worker {
         }
     }
 
-    /// Takes the job's batches until told to leave: one runs in the model at a time, while
-    /// the results of earlier ones are stored and answered beside it (at most
-    /// [`STORING`] at once), so the model does not wait for the stream's acknowledgement.
+    /// Takes the job's batches until told to leave: as many run at once as the node has
+    /// inference lanes, while the results of earlier ones are stored and answered beside them
+    /// (at most [`STORING`] at once), so the model does not wait for the stream's
+    /// acknowledgement.
     async fn take_batches(
         self: Arc<Self>,
         serving: Serving,
@@ -239,54 +252,72 @@ impl Worker {
         stop: CancellationToken,
     ) {
         let storing = Arc::new(tokio::sync::Semaphore::new(STORING));
+        let lanes = Arc::new(tokio::sync::Semaphore::new(self.ctx.engine.lanes()));
         loop {
+            let Ok(lane) = lanes.clone().acquire_owned().await else {
+                break;
+            };
             let msg = tokio::select! {
                 _ = stop.cancelled() => break,
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
-            let received = Instant::now();
-            let job_id = &serving.target.job_id;
-            let reply = match decode::<WorkBatch>(&msg.payload) {
-                Ok(batch) if batch.check(job_id).is_ok() => match serving.run(&batch).await {
-                    Ok(out) => {
-                        let Ok(permit) = storing.clone().acquire_owned().await else {
-                            break;
-                        };
-                        let me = self.clone();
-                        tokio::spawn(async move {
-                            let reply = me.store(&batch, out, received).await;
-                            me.answer(msg.reply, &reply).await;
-                            drop(permit);
-                        });
-                        continue;
-                    }
-                    Err(e) => {
-                        let kind = match e {
-                            JobError::Overloaded(_) => WorkErrorKind::Overloaded,
-                            _ => WorkErrorKind::Failed,
-                        };
-                        self.error_of(&batch, kind, e.to_string())
-                    }
-                },
-                Ok(batch) => {
-                    let why = batch.check(job_id).err();
-                    let message = why.map_or_else(String::new, |e| e.to_string());
-                    tracing::warn!(job = %job_id, batch = batch.batch_id, "batch refused: {message}");
-                    self.error_of(&batch, WorkErrorKind::BadBatch, message)
-                }
-                Err(e) => {
-                    self.ctx.metrics.garbage();
-                    WorkReply::Error {
-                        batch_id: 0,
-                        worker: self.ctx.id.clone(),
-                        message: e.to_string(),
-                        kind: WorkErrorKind::BadBatch,
+            let (me, serving, storing) = (self.clone(), serving.clone(), storing.clone());
+            tokio::spawn(async move {
+                let received = Instant::now();
+                let reply = me.take(&serving, &msg.payload, &storing).await;
+                drop(lane);
+                match reply {
+                    Taken::Answer(reply) => me.answer(msg.reply, &reply).await,
+                    Taken::Store(batch, out, permit) => {
+                        let reply = me.store(&batch, out, received).await;
+                        me.answer(msg.reply, &reply).await;
+                        drop(permit);
                     }
                 }
-            };
-            self.answer(msg.reply, &reply).await;
+            });
         }
         let _ = sub.unsubscribe().await;
+    }
+
+    /// Runs one batch message of the job: its results to store, or the answer at once.
+    async fn take(
+        &self,
+        serving: &Serving,
+        payload: &[u8],
+        storing: &Arc<tokio::sync::Semaphore>,
+    ) -> Taken {
+        let job_id = &serving.target.job_id;
+        let reply = match decode::<WorkBatch>(payload) {
+            Ok(batch) if batch.check(job_id).is_ok() => match serving.run(&batch).await {
+                Ok(out) => match storing.clone().acquire_owned().await {
+                    Ok(permit) => return Taken::Store(batch, out, permit),
+                    Err(_) => self.error(&batch, "the worker is stopping".into()),
+                },
+                Err(e) => {
+                    let kind = match e {
+                        JobError::Overloaded(_) => WorkErrorKind::Overloaded,
+                        _ => WorkErrorKind::Failed,
+                    };
+                    self.error_of(&batch, kind, e.to_string())
+                }
+            },
+            Ok(batch) => {
+                let why = batch.check(job_id).err();
+                let message = why.map_or_else(String::new, |e| e.to_string());
+                tracing::warn!(job = %job_id, batch = batch.batch_id, "batch refused: {message}");
+                self.error_of(&batch, WorkErrorKind::BadBatch, message)
+            }
+            Err(e) => {
+                self.ctx.metrics.garbage();
+                WorkReply::Error {
+                    batch_id: 0,
+                    worker: self.ctx.id.clone(),
+                    message: e.to_string(),
+                    kind: WorkErrorKind::BadBatch,
+                }
+            }
+        };
+        Taken::Answer(reply)
     }
 
     fn error(&self, batch: &WorkBatch, message: String) -> WorkReply {
