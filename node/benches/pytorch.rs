@@ -111,6 +111,34 @@ impl Node {
         self.files.join(name).display().to_string()
     }
 
+    /// Each node's `idunno_serve_stage_seconds_total` by stage, and its served batches.
+    async fn stages(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for n in &self.c.nodes {
+            let Some(addr) = self.c.seen(&n.id, &n.id).await.and_then(|r| r.http) else {
+                continue;
+            };
+            let text = testkit::http::get(&addr, "/metrics", &[]).body;
+            for line in text.lines() {
+                let Some((key, value)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                let Ok(v) = value.parse::<f64>() else {
+                    continue;
+                };
+                let stage = key
+                    .strip_prefix("idunno_serve_stage_seconds_total{stage=\"")
+                    .and_then(|k| k.strip_suffix("\"}"));
+                if let Some(stage) = stage {
+                    *out.entry(stage.to_string()).or_insert(0.0) += v;
+                } else if key == "idunno_serve_batches_total" {
+                    *out.entry("batches".to_string()).or_insert(0.0) += v;
+                }
+            }
+        }
+        out
+    }
+
     /// CPU seconds used so far: each node's threads by name, and nats-server.
     fn cpu(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
@@ -130,14 +158,24 @@ impl Node {
     /// accuracy, and where the time went.
     async fn serve(&self, model: &str, queries: u64) -> Served {
         let passes = (queries / 10_000) as u32;
-        let before = self.cpu();
+        let (before, stages_before) = (self.cpu(), self.stages().await);
         let id = self
             .jobs
             .submit(serve_spec(model, Some(passes)))
             .await
             .unwrap();
         let done = wait_final(&self.jobs, &id).await;
-        let after = self.cpu();
+        let (after, stages_after) = (self.cpu(), self.stages().await);
+        let served = stages_after.get("batches").unwrap_or(&0.0)
+            - stages_before.get("batches").unwrap_or(&0.0);
+        let stage_ms = stages_after
+            .iter()
+            .filter(|(k, _)| *k != "batches")
+            .map(|(k, v)| {
+                let ms = (v - stages_before.get(k).unwrap_or(&0.0)) * 1000.0 / served.max(1.0);
+                (k.clone(), ms)
+            })
+            .collect();
         assert_eq!(done.state, JobState::Succeeded, "{done:?}");
         let times: Vec<Instant> = {
             let seen = self.seen.lock().unwrap();
@@ -159,7 +197,8 @@ impl Node {
         Served {
             rate: (queries - 64) as f64 / (last - first).as_secs_f64(),
             accuracy: s.correct.unwrap_or(0) as f64 / s.done.max(1) as f64,
-            model_ms: s.proc_ms.get(2).copied().unwrap_or(0.0),
+            worker_ms: s.proc_ms.get(2).copied().unwrap_or(0.0),
+            stage_ms,
             cpu_ms,
         }
     }
@@ -169,16 +208,35 @@ impl Node {
 struct Served {
     rate: f64,
     accuracy: f64,
-    /// The job's median model time per batch (the worker's forward, softmax and argmax).
-    model_ms: f64,
+    /// The job's median time per batch on its worker, from taking it to its results stored.
+    worker_ms: f64,
+    /// Milliseconds per batch in each stage (`idunno_serve_stage_seconds_total`), summed over
+    /// lanes and tasks.
+    stage_ms: BTreeMap<String, f64>,
     /// CPU milliseconds per batch of 64, by thread group (node threads by name, nats-server),
     /// over the whole job (start and end included).
     cpu_ms: BTreeMap<String, f64>,
 }
 
 impl Served {
-    /// "wall 12.9 ms per batch: model 9.1 ms; CPU per batch: node tch-infer 17.0, …".
+    /// Milliseconds per batch: wall time, stages, CPU by thread group.
     fn breakdown(&self) -> String {
+        let order = [
+            "queued",
+            "input",
+            "forward",
+            "classify",
+            "results",
+            "encode",
+            "publish",
+            "reply",
+            "coordinate",
+        ];
+        let stages = order
+            .iter()
+            .map(|k| format!("{k} {:.2}", self.stage_ms.get(*k).unwrap_or(&0.0)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let cpu = self
             .cpu_ms
             .iter()
@@ -186,9 +244,9 @@ impl Served {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "{:.2} ms per batch of 64 (first to last result), of which the model {:.2} ms (median); CPU ms per batch: {cpu}",
+            "{:.2} ms of wall time per batch of 64 (first to last result, lanes side by side); on its worker {:.2} ms from taking it to its results stored (median); ms per batch in each stage: {stages}; CPU ms per batch: {cpu}",
             64_000.0 / self.rate,
-            self.model_ms
+            self.worker_ms
         )
     }
 }

@@ -17,6 +17,7 @@ pub mod ml;
 pub mod replication;
 pub mod sdfs;
 pub mod serving;
+pub mod stages;
 pub mod subscribe;
 
 use config::NodeConfig;

@@ -18,6 +18,8 @@ pub struct Metrics {
     infer_pauses: AtomicU64,
     /// Models the inference engine holds in memory (`name vN`).
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Where served batches' time goes.
+    pub stages: crate::stages::Stages,
 }
 
 /// A copy of the counters at one moment.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bus_schemas::jobs::JobState;
 use bus_schemas::sdfs::FileInfo;
 use prometheus::core::Collector;
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// `GET /metrics`.
 pub async fn metrics(State(api): State<Api>) -> Response {
@@ -210,5 +210,24 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Models this node's inference engine holds.",
     )?;
     add(r, cached)?.set(api.metrics.cached_models().len() as f64);
+    let (stages, batches) = api.metrics.stages.totals();
+    let secs = add(
+        r,
+        CounterVec::new(
+            Opts::new(
+                "idunno_serve_stage_seconds_total",
+                "Time this node spent on each stage of served batches (queued for a lane, input, forward, classify, results, encode, publish, reply; coordinate on the coordinator).",
+            ),
+            &["stage"],
+        )?,
+    )?;
+    for (stage, s) in stages {
+        secs.with_label_values(&[stage.name()]).inc_by(s);
+    }
+    let served = IntCounter::new(
+        "idunno_serve_batches_total",
+        "Batches of inference jobs this node served (results stored).",
+    )?;
+    add(r, served)?.inc_by(batches);
     Ok(())
 }

@@ -63,12 +63,21 @@ pub struct Runner {
 impl Runner {
     /// Logits for a batch of u8 pixels N×C×H×W on the CPU, as [`Model::forward`] gives them.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        self.run(&self.normalize(pixels))
+    }
+
+    /// The model's input for a batch of u8 pixels: scaled to [0, 1], minus mean, over std.
+    pub fn normalize(&self, pixels: &Tensor) -> Tensor {
         let c = self.mean.len() as i64;
         let mean = Tensor::from_slice(&self.mean).view([1, c, 1, 1]);
         let std = Tensor::from_slice(&self.std).view([1, c, 1, 1]);
-        let x = (pixels.to_kind(Kind::Float) / 255.0 - mean) / std;
+        (pixels.to_kind(Kind::Float) / 255.0 - mean) / std
+    }
+
+    /// Logits for an input already normalised ([`Runner::normalize`]).
+    pub fn run(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         self.module
-            .forward(&x)
+            .forward(x)
             .map_err(|e| torch("the model failed", e))
     }
 }

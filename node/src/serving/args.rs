@@ -9,8 +9,10 @@ pub struct InferArgs {
     /// Online inference: most images in one batch.
     #[arg(long, env = "IDUNNO_INFER_MAX_BATCH", default_value_t = 32)]
     pub infer_max_batch: usize,
-    /// Online inference: longest a request waits for others to batch with, in milliseconds.
-    #[arg(long, env = "IDUNNO_INFER_MAX_DELAY_MS", default_value_t = 5)]
+    /// Online inference: longest a request waits for others to batch with, in milliseconds
+    /// (default 0: a request runs at once when a lane is free, and requests that arrive while
+    /// one runs are batched together, as Triton's dynamic batcher does by default).
+    #[arg(long, env = "IDUNNO_INFER_MAX_DELAY_MS", default_value_t = 0)]
     pub infer_max_delay_ms: u64,
     /// Online inference: most requests this node handles at once; one beyond is answered at
     /// once with `overloaded`.
@@ -85,7 +87,7 @@ impl Default for InferConfig {
     fn default() -> Self {
         Self {
             max_batch: 32,
-            max_delay: Duration::from_millis(5),
+            max_delay: Duration::ZERO,
             max_inflight: 64,
             online_share: super::share::DEFAULT_ONLINE_SHARE_PERCENT,
             cache_bytes: super::engine::DEFAULT_CACHE_BYTES,

@@ -4,6 +4,7 @@
 use super::engine::{lock_model, BatchOutput, Serving};
 use super::output::check_shape;
 use crate::jobs::JobError;
+use crate::stages::Stage;
 use bus_schemas::serve::{QueryResult, WorkBatch, MAX_BATCH_QUERIES};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -43,10 +44,19 @@ impl Serving {
         while at < end {
             let n = piece.min(end - at);
             let this = self.clone();
+            let submitted = Instant::now();
             // Only the model's work runs on an inference lane; the results are built here.
-            let part = self.exec.run(move || this.run_blocking(at, n)).await??;
+            let part = self
+                .exec
+                .run(move || {
+                    this.metrics.stages.add(Stage::Queued, submitted.elapsed());
+                    this.run_blocking(at, n)
+                })
+                .await??;
             out.infer_ms += part.infer_ms;
+            let building = Instant::now();
             self.results_into(at, &part, &mut out);
+            self.metrics.stages.add(Stage::Results, building.elapsed());
             at += n;
         }
         if len > 0 {
@@ -97,26 +107,32 @@ impl Serving {
         let samples: Vec<i64> = (0..len)
             .map(|i| (first.wrapping_add(i) % count) as i64)
             .collect();
+        let stages = &self.metrics.stages;
+        let started = Instant::now();
+        let _guard = tch::no_grad_guard();
         let x = {
             let data = self.split.samples.lock().unwrap_or_else(|e| e.into_inner());
             data.images.index_select(0, &Tensor::from_slice(&samples))
         };
-        let started = Instant::now();
-        let classes = self.split.classes.len();
-        let (pred, score) = {
-            let _guard = tch::no_grad_guard();
-            let logits = match &self.runner {
-                Some(runner) => runner.forward(&x)?,
-                None => lock_model(&self.model).forward(&x, false)?,
-            };
-            check_shape(&logits.size(), samples.len(), classes)?;
-            let (score, pred) = logits.softmax(-1, Kind::Float).max_dim(-1, false);
-            (pred.to_device(Device::Cpu), score.to_device(Device::Cpu))
+        let x = match &self.runner {
+            Some(runner) => runner.normalize(&x),
+            None => x,
         };
-        let infer_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let forward = Instant::now();
+        stages.add(Stage::Input, forward - started);
+        let logits = match &self.runner {
+            Some(runner) => runner.run(&x)?,
+            None => lock_model(&self.model).forward(&x, false)?,
+        };
+        let classify = Instant::now();
+        stages.add(Stage::Forward, classify - forward);
+        check_shape(&logits.size(), samples.len(), self.split.classes.len())?;
+        let (score, pred) = logits.softmax(-1, Kind::Float).max_dim(-1, false);
         let bad = |e: tch::TchError| JobError::Internal(e.to_string());
-        let pred = Vec::<i64>::try_from(&pred).map_err(bad)?;
-        let score = Vec::<f32>::try_from(&score).map_err(bad)?;
+        let pred = Vec::<i64>::try_from(&pred.to_device(Device::Cpu)).map_err(bad)?;
+        let score = Vec::<f32>::try_from(&score.to_device(Device::Cpu)).map_err(bad)?;
+        stages.add(Stage::Classify, classify.elapsed());
+        let infer_ms = started.elapsed().as_secs_f64() * 1000.0;
         if pred.len() != samples.len() || score.len() != samples.len() {
             return Err(JobError::BadInput(format!(
                 "the model returned {} rows for {} inputs",

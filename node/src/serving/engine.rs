@@ -65,6 +65,8 @@ pub struct Serving {
     pub(super) model: SharedModel,
     /// The model's forward pass without its lock, when it is prepared.
     pub(super) runner: Option<Runner>,
+    /// Where the batches' time goes is counted here.
+    pub(super) metrics: Arc<Metrics>,
     pub(super) split: Arc<SplitData>,
     pub(super) exec: Executor,
     /// Model milliseconds per query, smoothed (`f64` bits; 0 until measured).
@@ -148,6 +150,7 @@ impl Engine {
         Ok(Serving {
             target: target.clone(),
             runner,
+            metrics: self.metrics.clone(),
             model,
             split,
             exec: self.exec.clone(),

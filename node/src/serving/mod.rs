@@ -19,6 +19,7 @@ pub mod share;
 
 use crate::jobs::Ctx;
 use crate::jobs::JobError;
+use crate::stages::Stage;
 use async_nats::jetstream::{self, stream};
 use bus_schemas::serve::{AssignReply, AssignRequest, WorkBatch, WorkErrorKind, WorkReply};
 use bus_schemas::{decode, encode, subjects};
@@ -270,7 +271,9 @@ impl Worker {
                     Taken::Answer(reply) => me.answer(msg.reply, &reply).await,
                     Taken::Store(batch, out, permit) => {
                         let reply = me.store(&batch, out, received).await;
+                        let replying = Instant::now();
                         me.answer(msg.reply, &reply).await;
+                        me.ctx.metrics.stages.add(Stage::Reply, replying.elapsed());
                         drop(permit);
                     }
                 }

@@ -3,6 +3,7 @@
 
 use super::engine::BatchOutput;
 use super::{results_msg_id, results_stream, Worker};
+use crate::stages::Stage;
 use async_nats::jetstream;
 use bus_schemas::serve::{ResultsBatch, WorkBatch, WorkReply};
 use bus_schemas::{encode, subjects};
@@ -25,10 +26,14 @@ impl Worker {
             results: out.results,
             worker: worker.clone(),
         };
+        let encoding = Instant::now();
         let payload: bytes::Bytes = match encode(&results) {
             Ok(p) => p.into(),
             Err(e) => return error(e.to_string()),
         };
+        let stages = &self.ctx.metrics.stages;
+        let publishing = Instant::now();
+        stages.add(Stage::Encode, publishing - encoding);
         let id = results_msg_id(&batch.job_id, batch.batch_id, &worker);
         let mut stored = self.publish(batch, payload.clone(), id.clone()).await;
         if let Ok(ack) = &stored {
@@ -39,6 +44,10 @@ impl Worker {
                 tracing::warn!(job = %batch.job_id, batch = batch.batch_id, "results pre-empted under this worker's id; stored again");
                 stored = self.publish(batch, payload, fresh).await;
             }
+        }
+        stages.add(Stage::Publish, publishing.elapsed());
+        if stored.is_ok() {
+            stages.batch();
         }
         match stored {
             Ok(ack) => WorkReply::Done {

@@ -29,6 +29,7 @@ use super::coordinator::training_workers;
 use super::ending::{self, Owner};
 use super::serve_ops::{count, cut, deadline, leave, median, percentiles, Answered, Batch};
 use super::{accepted, fair, serve_finish, Ctx};
+use crate::stages::Stage;
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
@@ -81,8 +82,12 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     run.median_ms = median(&run.proc_ms);
                 }
                 let ids: Vec<String> = st.runs.keys().cloned().collect();
+                let settling = Instant::now();
                 for id in ids {
                     settle(&ctx, &mut st, &id).await;
+                }
+                if !st.runs.is_empty() {
+                    ctx.metrics.stages.add(Stage::Coordinate, settling.elapsed());
                 }
                 probe_stragglers(&ctx, &mut st, &mut tasks);
             }
@@ -98,7 +103,12 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 let Ok(done) = done else { continue };
+                let answered = matches!(done, Done::Answered(..));
+                let handling = Instant::now();
                 handle(&ctx, &mut st, done).await;
+                if answered {
+                    ctx.metrics.stages.add(Stage::Coordinate, handling.elapsed());
+                }
             }
         }
         fill(&ctx, &mut st, &mut tasks).await;
