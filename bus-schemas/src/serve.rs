@@ -43,6 +43,14 @@ impl Message for AssignRequest {
     const NAME: &'static str = "assign request";
 }
 
+/// The most inference lanes a worker's answer is believed to have (a larger claim counts as
+/// this many).
+pub const MAX_WORKER_LANES: u32 = 64;
+
+fn one_lane() -> u32 {
+    1
+}
+
 /// The answer to an [`AssignRequest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -53,6 +61,11 @@ pub enum AssignReply {
         worker: String,
         /// The jobs it serves now.
         serving: Vec<String>,
+        /// Batches it runs at once (its inference lanes; 1 from workers before lanes existed).
+        /// The dispatcher keeps one more than this in flight to it, at most
+        /// [`MAX_WORKER_LANES`] + 1.
+        #[serde(default = "one_lane")]
+        lanes: u32,
     },
     /// Refused: the model or the split could not be loaded.
     Error {
@@ -302,6 +315,7 @@ mod tests {
         round_trip(AssignReply::Done {
             worker: "n1".into(),
             serving: vec!["serve-1".into()],
+            lanes: 2,
         });
         round_trip(AssignReply::Error {
             worker: "n1".into(),

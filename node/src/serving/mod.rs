@@ -217,6 +217,7 @@ impl Worker {
                     return AssignReply::Done {
                         worker,
                         serving: map.keys().cloned().collect(),
+                        lanes: self.lanes(),
                     };
                 }
                 map.insert(target.job_id.clone(), token.clone());
@@ -239,7 +240,13 @@ impl Worker {
         AssignReply::Done {
             worker: self.ctx.id.clone(),
             serving: self.serving.lock().await.keys().cloned().collect(),
+            lanes: self.lanes(),
         }
+    }
+
+    /// The batches this worker runs at once.
+    fn lanes(&self) -> u32 {
+        u32::try_from(self.ctx.engine.lanes()).unwrap_or(u32::MAX)
     }
 
     /// Takes the job's batches until told to leave: as many run at once as the node has

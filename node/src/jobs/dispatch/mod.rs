@@ -33,7 +33,9 @@ use crate::stages::Stage;
 use bus_client::RequestError;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
-use bus_schemas::serve::{AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply};
+use bus_schemas::serve::{
+    AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply, MAX_WORKER_LANES,
+};
 use bus_schemas::subjects;
 use send::{fill, handle, probe_stragglers, settle, Done};
 use state::{may_serve, Run, State, JOIN_RETRY};

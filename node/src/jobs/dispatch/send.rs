@@ -20,12 +20,14 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
     loop {
         let (load, alive) = (&st.load, &st.alive);
         let (policy, divided) = (st.policy, &st.divided);
+        let lanes = &st.lanes;
+        let slots = |w: &str| slots_of(lanes, w);
         let free_worker = |id: &str, r: &Run, except: &str| {
             r.joined
                 .iter()
                 .filter(|w| *w != except && alive.contains(*w) && may_serve(policy, divided, id, w))
                 .map(|w| (load.get(w).copied().unwrap_or(0), w.clone()))
-                .filter(|(l, _)| *l < SLOTS_PER_WORKER)
+                .filter(|(l, w)| *l < slots(w))
                 .min()
                 .map(|(_, w)| w)
         };
@@ -33,7 +35,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
             r.joined
                 .iter()
                 .filter(|w| alive.contains(*w) && may_serve(policy, divided, id, w))
-                .map(|w| SLOTS_PER_WORKER.saturating_sub(load.get(w).copied().unwrap_or(0)))
+                .map(|w| slots(w).saturating_sub(load.get(w).copied().unwrap_or(0)))
                 .sum()
         };
         let next = st
@@ -118,6 +120,13 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
     }
 }
 
+/// Batches in flight a worker may hold: one more than it runs at once (so the next is there
+/// when one ends), and at least [`SLOTS_PER_WORKER`].
+pub(super) fn slots_of(lanes: &BTreeMap<String, usize>, worker: &str) -> usize {
+    let lanes = lanes.get(worker).copied().unwrap_or(1);
+    SLOTS_PER_WORKER.max(lanes + 1)
+}
+
 pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
     let runs = &mut st.runs;
     match done {
@@ -128,7 +137,9 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             }
             run.joining.remove(&worker);
             match reply {
-                Ok(AssignReply::Done { .. }) => {
+                Ok(AssignReply::Done { lanes, .. }) => {
+                    let lanes = lanes.clamp(1, MAX_WORKER_LANES) as usize;
+                    st.lanes.insert(worker.clone(), lanes);
                     run.joined.insert(worker);
                 }
                 Ok(AssignReply::Error {
@@ -309,5 +320,19 @@ pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinS
                 bus_client::request(&client, subject, &req, PROBE_TIMEOUT).await;
             Done::Probed(worker, reply.is_ok())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_holds_one_batch_more_than_its_lanes_and_at_least_three() {
+        let lanes: BTreeMap<String, usize> =
+            [("wide".to_string(), 8), ("two".to_string(), 2)].into();
+        assert_eq!(slots_of(&lanes, "wide"), 9);
+        assert_eq!(slots_of(&lanes, "two"), SLOTS_PER_WORKER);
+        assert_eq!(slots_of(&lanes, "unknown"), SLOTS_PER_WORKER);
     }
 }

@@ -8,6 +8,8 @@ pub(super) struct State {
     pub(super) runs: BTreeMap<String, Run>,
     /// Batches in flight per worker.
     pub(super) load: BTreeMap<String, usize>,
+    /// Batches each worker runs at once, as it said when it joined a job.
+    pub(super) lanes: BTreeMap<String, usize>,
     /// Every batch in flight, by flight number.
     pub(super) flights: BTreeMap<u64, Flight>,
     pub(super) next_flight: u64,
