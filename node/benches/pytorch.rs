@@ -20,9 +20,8 @@
 //! `BENCH_PARTS` (default `abcd`), `BENCH_MODELS` (part a, default `resnet-ts,resnet,cnn`).
 
 use bus_client::jobs::JobsClient;
-use bus_client::sdfs::SdfsClient;
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
-use bus_schemas::jobs::{ImportSpec, JobRecord, JobSpec, JobState, Progress, TrainSpec};
+use bus_schemas::jobs::{JobRecord, JobSpec, JobState, Progress, TrainSpec};
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -97,7 +96,7 @@ impl Node {
         }
         let ts = files.join("resnet-ts.pt");
         py.run(&["script", "resnet", ts.to_str().unwrap()]);
-        import(&fs, &jobs, &ts, "resnet-ts").await;
+        testkit::import_torchscript(&fs, &jobs, &ts, "resnet-ts").await;
         let seen = collect_results(&c.client).await;
         Node {
             c,
@@ -249,21 +248,6 @@ impl Served {
             self.worker_ms
         )
     }
-}
-
-async fn import(fs: &SdfsClient, jobs: &JobsClient, file: &Path, name: &str) {
-    let upload = format!("uploads/{name}.pt");
-    fs.put(file, &upload, None).await.unwrap();
-    let spec = JobSpec::Import(ImportSpec {
-        name: name.into(),
-        dataset: "fm".into(),
-        upload,
-        mean: vec![0.286],
-        std: vec![0.353],
-    });
-    let id = jobs.submit(spec).await.unwrap();
-    let done = wait_final(jobs, &id).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
 }
 
 async fn wait_final(jobs: &JobsClient, id: &str) -> JobRecord {

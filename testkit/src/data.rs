@@ -91,3 +91,29 @@ pub fn random_file(path: &Path, mb: u64) {
     }
     file.flush().expect("write the file");
 }
+
+/// Uploads the TorchScript `file` and imports it as `models/<name>` on dataset `fm` (pixels
+/// normalised with Fashion-MNIST's mean 0.286 and std 0.353); panics unless the import
+/// succeeds within two minutes.
+pub async fn import_torchscript(fs: &SdfsClient, jobs: &JobsClient, file: &Path, name: &str) {
+    use bus_schemas::jobs::{ImportSpec, JobSpec, JobState};
+    let upload = format!("uploads/{name}.pt");
+    fs.put(file, &upload, None)
+        .await
+        .expect("TorchScript uploaded");
+    let spec = JobSpec::Import(ImportSpec {
+        name: name.into(),
+        dataset: "fm".into(),
+        upload,
+        mean: vec![0.286],
+        std: vec![0.353],
+    });
+    let id = jobs.submit(spec).await.expect("import job submitted");
+    let job = crate::wait_until(
+        &format!("job {id} ends"),
+        std::time::Duration::from_secs(120),
+        || async { jobs.get(&id).await.ok().filter(|j| j.state.is_final()) },
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+}

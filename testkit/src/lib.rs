@@ -16,7 +16,7 @@ mod results;
 pub mod views;
 
 pub use cluster::Cluster;
-pub use data::{continuous, import_fashion, random_file, train_quick};
+pub use data::{continuous, import_fashion, import_torchscript, random_file, train_quick};
 pub use machines::{run_script, unavailable as machines_unavailable, Machine, Machines, ScriptRun};
 pub use process::{free_port, free_ports, NatsServer, NodeProc};
 pub use results::{collect_results, served_once, Seen};

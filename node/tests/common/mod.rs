@@ -4,7 +4,7 @@
 
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
-use bus_schemas::jobs::{ImportSpec, JobRecord, JobSpec, JobState};
+use bus_schemas::jobs::{JobRecord, JobState};
 use std::path::Path;
 use std::time::Duration;
 use testkit::wait_until;
@@ -38,20 +38,8 @@ pub async fn wait_job(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord
 
 /// Registers the fixture as `models/<name>` on dataset `fm`.
 pub async fn import_fixture(fs: &SdfsClient, jobs: &JobsClient, name: &str) {
-    let upload = format!("uploads/{name}.pt");
-    fs.put(&Path::new(FIXTURES).join("fashion_cnn.pt"), &upload, None)
-        .await
-        .unwrap();
-    let spec = JobSpec::Import(ImportSpec {
-        name: name.into(),
-        dataset: "fm".into(),
-        upload,
-        mean: vec![0.286],
-        std: vec![0.353],
-    });
-    let id = jobs.submit(spec).await.unwrap();
-    let done = wait_job(jobs, &id, Duration::from_secs(120)).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    let file = Path::new(FIXTURES).join("fashion_cnn.pt");
+    testkit::import_torchscript(fs, jobs, &file, name).await;
 }
 
 /// How many times the nodes of `c` left the online-inference queue group to shed load, from
