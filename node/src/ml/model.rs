@@ -224,8 +224,25 @@ impl Model {
         device: Device,
         prepare: bool,
     ) -> Result<Model, ModelError> {
+        let prepare = prepare && device == Device::Cpu;
+        if prepare {
+            // TorchScript: loaded once, by the shim that prepares it.
+            let (mut header, payload) =
+                modelfile::decode_kind(what, bytes, &[Payload::Weights, Payload::Torchscript])?;
+            if header.payload == Payload::Torchscript {
+                match Prepared::load(payload, true) {
+                    Ok(prepared) => {
+                        header.arch = "torchscript".into();
+                        let net = Net::Prepared(Arc::new(prepared));
+                        return Ok(Self::assemble(header, net, device));
+                    }
+                    Err(e) => tracing::warn!("{what} runs unprepared: {e}"),
+                }
+                return Self::load(what, bytes, device);
+            }
+        }
         let mut model = Self::load(what, bytes, device)?;
-        if prepare && device == Device::Cpu {
+        if prepare {
             if let Err(e) = model.prepare(what, bytes) {
                 tracing::warn!("{what} runs unprepared: {e}");
             }

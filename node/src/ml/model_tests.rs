@@ -100,3 +100,24 @@ fn unprepared_loading_stays_available() {
     let m = Model::load_for_inference("m", &file, Device::Cpu, false).unwrap();
     assert!(!m.is_prepared() && m.runner().is_none());
 }
+
+#[test]
+fn a_prepared_torchscript_file_gives_the_outputs_of_the_plain_one() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torchscript/fashion_cnn.pt"
+    );
+    let mut h = header(10);
+    h.shape = [1, 28, 28];
+    h.payload = Payload::Torchscript;
+    let file = modelfile::encode(h, &std::fs::read(path).unwrap());
+    let plain = Model::load_for_inference("m", &file, Device::Cpu, false).unwrap();
+    let prepared = Model::load_for_inference("m", &file, Device::Cpu, true).unwrap();
+    assert!(prepared.is_prepared() && !plain.is_prepared());
+    assert_eq!(prepared.header.arch, "torchscript");
+    let x = Tensor::randint(255, [4, 1, 28, 28], (Kind::Uint8, Device::Cpu));
+    let a = tch::no_grad(|| plain.forward(&x, false)).unwrap();
+    let b = prepared.forward(&x, false).unwrap();
+    assert!((&a - &b).abs().max().double_value(&[]) < 1e-3);
+    assert_eq!(a.argmax(-1, false), b.argmax(-1, false));
+}
