@@ -173,6 +173,10 @@ pub struct Attempt {
     /// node means the process that ran the attempt died (and started again).
     #[serde(default)]
     pub generation: Option<u64>,
+    /// When the worker's process started, as membership said at assignment: the same process
+    /// seen again (rejoined after a false failure) did not die.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
     /// Set when the worker died while it ran this attempt (declared failed, or started again):
     /// what the coordinator saw. Each such attempt counts against the limit of worker deaths.
     #[serde(default)]

@@ -56,6 +56,10 @@ pub struct MemberRecord {
     /// Milliseconds since the answering node last heard from this member directly.
     #[serde(default)]
     pub last_heard_ms: Option<u64>,
+    /// When the node's process started (its first generation): the same across the rejoins
+    /// of one process, new when the process restarts. Absent from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
 }
 
 impl MemberRecord {
@@ -175,6 +179,9 @@ pub struct MemberEvent {
     /// That node's dashboard address.
     #[serde(default)]
     pub http: Option<String>,
+    /// When that node's process started (see [`MemberRecord::started_ms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
     /// The node that reports the event.
     pub reporter: String,
     /// Wall-clock time of the report, milliseconds since the epoch.
@@ -239,6 +246,7 @@ mod tests {
 
     fn record() -> MemberRecord {
         MemberRecord {
+            started_ms: None,
             id: "n1".into(),
             generation: 7,
             incarnation: 2,
@@ -277,6 +285,7 @@ mod tests {
     #[test]
     fn events_and_views_round_trip() {
         round_trip(MemberEvent {
+            started_ms: None,
             kind: MemberEventKind::Fail,
             node: "n1".into(),
             generation: 1,

@@ -38,6 +38,7 @@ async fn publish<M: bus_schemas::Message>(c: &Cluster, subject: String, msg: &M)
 /// An event about `node` as a forger publishes it.
 fn forged(kind: MemberEventKind, node: &str, generation: u64, incarnation: u64) -> MemberEvent {
     MemberEvent {
+        started_ms: None,
         kind,
         node: node.into(),
         generation,
@@ -191,6 +192,7 @@ async fn forged_membership_traffic_neither_evicts_nor_grows_anything() {
     // 3. Forged records in a view sync: the implausible ones are refused.
     let before = refused(&c, "n1").await;
     let record = |id: &str, generation: u64, incarnation: u64, state: MemberState| MemberRecord {
+        started_ms: None,
         id: id.into(),
         generation,
         incarnation,

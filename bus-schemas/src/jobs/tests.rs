@@ -35,6 +35,7 @@ fn jobs_messages_round_trip() {
         submitted_ms: 1,
         finished_ms: None,
         attempts: vec![Attempt {
+            started_ms: None,
             attempt: 1,
             worker: "n2".into(),
             assigned_ms: 2,

@@ -100,6 +100,15 @@ pub enum Implausible {
     /// An http address that is not `host:port`.
     #[error("a member's http address must be host:port, not {0:?}")]
     HttpNotHostPort(String),
+    /// A process start after the generation it claims (a generation is taken at or after the
+    /// process started).
+    #[error("a member's process cannot start ({started_ms}) after its generation ({generation})")]
+    StartedAfterGeneration {
+        /// The process start claimed.
+        started_ms: u64,
+        /// The generation claimed.
+        generation: u64,
+    },
 }
 
 /// Checks that `id` (the value of `field`) is a token, without copying an oversized id.
@@ -152,6 +161,8 @@ pub struct Claim<'a> {
     pub zone: Option<&'a str>,
     /// Its dashboard address.
     pub http: Option<&'a str>,
+    /// When its process started.
+    pub started_ms: Option<u64>,
 }
 
 /// Checks what any member message says of one member.
@@ -167,6 +178,12 @@ pub fn check_member(m: Claim<'_>, clock: Clock) -> Result<(), Implausible> {
     if let Some(zone) = m.zone.filter(|z| z.len() > MAX_HOST_LEN) {
         return Err(Implausible::ZoneTooLong(zone.len()));
     }
+    if let Some(started_ms) = m.started_ms.filter(|s| *s > m.generation) {
+        return Err(Implausible::StartedAfterGeneration {
+            started_ms,
+            generation: m.generation,
+        });
+    }
     m.http.map_or(Ok(()), check_http)
 }
 
@@ -181,6 +198,7 @@ impl MemberEvent {
             host: &self.host,
             zone: self.zone.as_deref(),
             http: self.http.as_deref(),
+            started_ms: self.started_ms,
         };
         check_member(claim, clock)
     }
@@ -196,6 +214,7 @@ impl MemberRecord {
             host: &self.host,
             zone: self.zone.as_deref(),
             http: self.http.as_deref(),
+            started_ms: self.started_ms,
         };
         check_member(claim, clock)
     }

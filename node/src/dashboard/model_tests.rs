@@ -4,6 +4,7 @@ use bus_schemas::membership::MemberRecord;
 
 fn member(id: &str, state: MemberState) -> MemberRecord {
     MemberRecord {
+        started_ms: None,
         id: id.into(),
         generation: 1,
         incarnation: 0,
@@ -35,6 +36,7 @@ fn job(id: &str, spec: JobSpec, state: JobState) -> JobRecord {
         submitted_ms: 1,
         finished_ms: None,
         attempts: vec![Attempt {
+            started_ms: None,
             attempt: 1,
             worker: "n2".into(),
             assigned_ms: 2,

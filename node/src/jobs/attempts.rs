@@ -1,8 +1,12 @@
 //! How a training or import job's attempts end when their worker dies: what counts as a death
-//! (declared failed, or seen again with a newer generation), and the reason a job fails with
-//! once its workers died `--max-worker-deaths` times.
+//! (declared failed, or seen again with a newer generation of a new process), and the reason a
+//! job fails with once its workers died `--max-worker-deaths` times.
+//!
+//! A worker declared failed while its process kept running (a false failure: a loaded machine,
+//! a short cut) rejoins with a new generation of the same process (`started_ms`): the job
+//! moves on, but that worker did not die, and it is not counted against the limit.
 
-use bus_schemas::jobs::JobRecord;
+use bus_schemas::jobs::{Attempt, JobRecord};
 use bus_schemas::membership::{MemberRecord, MemberState};
 
 /// Whether `worker` is certainly gone: failed or left in the view.
@@ -18,6 +22,9 @@ pub fn gone(view: &[MemberRecord], worker: &str) -> bool {
 pub enum Loss {
     /// The worker left on purpose: the job moves on without counting a death.
     Left,
+    /// The worker was declared failed but its process lived on and rejoined (what the
+    /// coordinator saw): the job moves on without counting a death.
+    Rejoined(String),
     /// The worker's process died (declared failed, or started again with a new generation):
     /// what the coordinator saw.
     Died(String),
@@ -27,10 +34,12 @@ pub enum Loss {
 pub fn loss(view: &[MemberRecord], job: &JobRecord) -> Option<Loss> {
     let a = job.current()?;
     let records = || view.iter().filter(|m| m.id == a.worker);
-    let restarted = a
-        .generation
-        .is_some_and(|g| records().any(|m| m.generation > g));
-    let what = if restarted {
+    let newer = |m: &&MemberRecord| a.generation.is_some_and(|g| m.generation > g);
+    if records().filter(newer).any(|m| same_process(m, a)) {
+        let what = format!("{} was declared failed and rejoined", a.worker);
+        return Some(Loss::Rejoined(what));
+    }
+    let what = if records().any(|m| newer(&m)) {
         "started again"
     } else if !gone(view, &a.worker) {
         return None;
@@ -55,9 +64,27 @@ pub fn loss(view: &[MemberRecord], job: &JobRecord) -> Option<Loss> {
     Some(Loss::Died(format!("{} {what}{at}", a.worker)))
 }
 
-/// The workers that died running `job`, oldest first, then `last` if given.
-pub fn dead_workers(job: &JobRecord, last: Option<&str>) -> Vec<String> {
-    let died = job.attempts.iter().filter(|a| a.died.is_some());
+/// Whether `m` is the process that ran attempt `a`: both name the same process start.
+fn same_process(m: &MemberRecord, a: &Attempt) -> bool {
+    m.id == a.worker && a.started_ms.is_some() && m.started_ms == a.started_ms
+}
+
+/// Whether the worker of `a`, recorded as dead, is in `view` again as the same process with a
+/// newer generation, not failed: it was declared failed falsely and rejoined.
+fn came_back(view: &[MemberRecord], a: &Attempt) -> bool {
+    let live = |m: &&MemberRecord| matches!(m.state, MemberState::Alive | MemberState::Suspect);
+    view.iter()
+        .filter(live)
+        .any(|m| same_process(m, a) && a.generation.is_some_and(|g| m.generation > g))
+}
+
+/// The workers that died running `job`, oldest first, then `last` if given; a worker seen in
+/// `view` again as the process that ran the attempt (it rejoined) did not die.
+pub fn dead_workers(job: &JobRecord, view: &[MemberRecord], last: Option<&str>) -> Vec<String> {
+    let died = job
+        .attempts
+        .iter()
+        .filter(|a| a.died.is_some() && !came_back(view, a));
     let mut workers: Vec<String> = died.map(|a| a.worker.clone()).collect();
     workers.extend(last.map(str::to_string));
     workers
@@ -87,6 +114,7 @@ mod tests {
 
     fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
         MemberRecord {
+            started_ms: None,
             id: id.into(),
             generation,
             incarnation: 0,
@@ -110,6 +138,7 @@ mod tests {
             seed: 0,
         });
         let attempts = workers.iter().enumerate().map(|(i, (w, died))| Attempt {
+            started_ms: None,
             attempt: i as u32 + 1,
             worker: w.to_string(),
             assigned_ms: 0,
@@ -175,10 +204,44 @@ mod tests {
     #[test]
     fn the_reason_lists_every_dead_worker_and_the_last_error() {
         let j = job(&[("n2", true), ("n4", true), ("n1", false)]);
-        let dead = dead_workers(&j, Some("n1"));
+        let dead = dead_workers(&j, &[], Some("n1"));
         assert_eq!(
             died_reason(&dead, "", "n1 was declared failed"),
             "the job's worker died 3 times: n2, n4, n1 (last error: n1 was declared failed)"
         );
+    }
+
+    /// `member` of the process started at `started`.
+    fn process(id: &str, state: MemberState, generation: u64, started: u64) -> MemberRecord {
+        MemberRecord {
+            started_ms: Some(started),
+            ..member(id, state, generation)
+        }
+    }
+
+    #[test]
+    fn a_worker_declared_failed_whose_process_rejoined_did_not_die() {
+        // n2 ran attempt 1 as the process started at 3 (generation 5).
+        let mut j = job(&[("n2", false)]);
+        j.attempts[0].started_ms = Some(3);
+        let rejoined = vec![process("n2", MemberState::Alive, 7, 3)];
+        assert_eq!(
+            loss(&rejoined, &j),
+            Some(Loss::Rejoined("n2 was declared failed and rejoined".into()))
+        );
+        let restarted = vec![process("n2", MemberState::Alive, 7, 7)];
+        assert_eq!(
+            loss(&restarted, &j),
+            Some(Loss::Died("n2 started again".into()))
+        );
+        // Counted as dead while failed; not once the same process is back.
+        j.attempts[0].died = Some("n2 was declared failed".into());
+        let failed = vec![process("n2", MemberState::Failed, 5, 3)];
+        assert_eq!(dead_workers(&j, &failed, None), ["n2"]);
+        assert!(dead_workers(&j, &rejoined, None).is_empty());
+        assert_eq!(dead_workers(&j, &restarted, None), ["n2"]);
+        // A record without a process start (an older node) proves nothing.
+        let unknown = vec![member("n2", MemberState::Alive, 7)];
+        assert_eq!(dead_workers(&j, &unknown, None), ["n2"]);
     }
 }

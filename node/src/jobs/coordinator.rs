@@ -6,7 +6,8 @@
 //! it restarted) is recorded in the attempt; after `--max-worker-deaths` such deaths the job
 //! fails with the workers and the last error, instead of walking through the whole cluster
 //! (a job that kills its worker would otherwise kill them all). A worker that left on purpose
-//! is not counted. A new attempt prefers workers that have not died running the job.
+//! is not counted, nor is one declared failed whose process lived on and rejoined (see
+//! [`super::attempts`]). A new attempt prefers workers that have not died running the job.
 
 use super::attempts::{dead_workers, died_reason, loss, mark_died, Loss};
 use super::{lease::now_ms, Ctx};
@@ -65,29 +66,33 @@ async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
         }
         let died = match lost {
             Some(Loss::Died(what)) => Some(what),
+            Some(Loss::Rejoined(what)) => {
+                tracing::info!(job = %job.id, "{what}: moving on, not counted as a death");
+                None
+            }
             _ => None,
         };
         if let Some(what) = &died {
             let current = job.current().map(|a| a.worker.as_str());
-            let dead = dead_workers(job, current);
+            let dead = dead_workers(job, &view, current);
             if dead.len() >= ctx.max_worker_deaths as usize {
                 fail(ctx, job, what, died_reason(&dead, "", what)).await?;
                 continue;
             }
         }
-        let avoid: BTreeSet<String> = dead_workers(job, None).into_iter().collect();
+        let avoid: BTreeSet<String> = dead_workers(job, &view, None).into_iter().collect();
         let Some(worker) = pick(&ctx.id, &view, &busy, &avoid, &job.id) else {
             if job.state == JobState::Running {
                 requeue(ctx, job, died).await?;
             }
             continue;
         };
-        let generation = view
+        let process = view
             .iter()
             .filter(|m| m.id == worker && m.state == MemberState::Alive)
-            .map(|m| m.generation)
-            .max();
-        if assign(ctx, job, &worker, generation, died).await? {
+            .max_by_key(|m| m.generation)
+            .map(|m| (m.generation, m.started_ms));
+        if assign(ctx, job, &worker, process, died).await? {
             busy.insert(worker);
         }
     }
@@ -140,7 +145,7 @@ async fn assign(
     ctx: &Ctx,
     job: &JobRecord,
     worker: &str,
-    generation: Option<u64>,
+    process: Option<(u64, Option<u64>)>,
     died: Option<String>,
 ) -> anyhow::Result<bool> {
     let previous = job.current().map(|a| a.worker.clone());
@@ -158,7 +163,8 @@ async fn assign(
                 worker: worker.into(),
                 assigned_ms: now_ms(),
                 resumed_at_epoch: None,
-                generation,
+                generation: process.map(|p| p.0),
+                started_ms: process.and_then(|p| p.1),
                 died: None,
             });
             true
@@ -231,6 +237,7 @@ mod tests {
 
     fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
         MemberRecord {
+            started_ms: None,
             id: id.into(),
             generation,
             incarnation: 0,

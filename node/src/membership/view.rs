@@ -28,6 +28,8 @@ pub struct Member {
     pub zone: Option<String>,
     /// Dashboard address.
     pub http: Option<String>,
+    /// When the node's process started (the same across its rejoins), if it says.
+    pub started_ms: Option<u64>,
 }
 
 impl Member {
@@ -318,6 +320,7 @@ impl View {
                 last_heard_ms: e
                     .last_heard
                     .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                started_ms: e.member.started_ms,
             })
             .collect()
     }
@@ -333,6 +336,7 @@ impl From<&MemberRecord> for Member {
             host: r.host.clone(),
             zone: r.zone.clone(),
             http: r.http.clone(),
+            started_ms: r.started_ms,
         }
     }
 }

@@ -9,6 +9,7 @@ const CLOCK: Clock = Clock {
 
 fn event() -> MemberEvent {
     MemberEvent {
+        started_ms: None,
         kind: MemberEventKind::Fail,
         node: "n1".into(),
         generation: CLOCK.now_ms - 5_000,
@@ -23,6 +24,7 @@ fn event() -> MemberEvent {
 
 fn record() -> MemberRecord {
     MemberRecord {
+        started_ms: None,
         id: "n1".into(),
         generation: CLOCK.now_ms,
         incarnation: 0,
@@ -45,6 +47,22 @@ fn real_events_and_records_pass() {
         ..event()
     };
     assert_eq!(at_limit.check(CLOCK), Ok(()));
+}
+
+#[test]
+fn a_process_cannot_start_after_its_generation() {
+    let started = |started_ms| MemberRecord {
+        started_ms: Some(started_ms),
+        ..record()
+    };
+    assert_eq!(started(CLOCK.now_ms).check(CLOCK), Ok(()));
+    assert_eq!(
+        started(CLOCK.now_ms + 1).check(CLOCK),
+        Err(Implausible::StartedAfterGeneration {
+            started_ms: CLOCK.now_ms + 1,
+            generation: CLOCK.now_ms
+        })
+    );
 }
 
 #[test]

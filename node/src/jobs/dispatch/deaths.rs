@@ -1,7 +1,8 @@
 //! Batches whose workers die. A batch in flight on a worker that stops answering (suspected,
 //! probed without an answer, or past its deadline) is sent again at once, and the loss is kept
 //! until membership says what happened to the worker: declared failed, or seen again with a newer
-//! generation (it restarted), is a death, recorded in the job record against the batch while it
+//! generation of a new process (it restarted), is a death (the same process seen again rejoined
+//! after a false failure: not a death), recorded in the job record against the batch while it
 //! is still pending. When one batch has killed `--max-worker-deaths` different workers the job
 //! fails, rather than the batch walking through (and killing) the whole cluster. A batch that
 //! was never delivered (no responders) or that a worker answered, even with an error, is not a
@@ -43,24 +44,47 @@ pub(super) struct Lost {
     pub(super) worker: String,
     /// The worker's generation when the batch was sent.
     pub(super) generation: u64,
+    /// When the worker's process started, as membership said when the batch was sent.
+    pub(super) started: Option<u64>,
     pub(super) at: Instant,
     /// How it was lost ("request timed out", "stopped answering").
     pub(super) why: String,
 }
 
-/// Each member's state and newest generation in the latest view.
-pub(super) type Members = BTreeMap<String, (MemberState, u64)>;
+/// A member's state, newest generation and process start in the latest view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub(super) state: MemberState,
+    pub(super) generation: u64,
+    pub(super) started: Option<u64>,
+}
+
+/// Each member as the latest view has it.
+pub(super) type Members = BTreeMap<String, Seen>;
 
 /// Builds [`Members`] from a view.
 pub(super) fn members(view: &[bus_schemas::membership::MemberRecord]) -> Members {
     let mut out = Members::new();
     for m in view {
-        let e = out.entry(m.id.clone()).or_insert((m.state, m.generation));
-        if m.generation >= e.1 {
-            *e = (m.state, m.generation);
+        let seen = Seen {
+            state: m.state,
+            generation: m.generation,
+            started: m.started_ms,
+        };
+        let e = out.entry(m.id.clone()).or_insert(seen);
+        if m.generation >= e.generation {
+            *e = seen;
         }
     }
     out
+}
+
+/// Whether the worker that lost `lost` is seen again as the same process with a newer
+/// generation: it was declared failed falsely and rejoined.
+fn rejoined(members: &Members, lost: &Lost) -> bool {
+    members.get(&lost.worker).is_some_and(|s| {
+        s.generation > lost.generation && lost.started.is_some() && s.started == lost.started
+    })
 }
 
 /// Keeps `lost` for confirmation, forgetting the oldest beyond [`MAX_UNCONFIRMED`].
@@ -73,9 +97,13 @@ pub(super) fn keep(queue: &mut VecDeque<Lost>, lost: Lost) {
 
 /// What membership says happened to the worker that held a batch, if it died.
 pub(super) fn death(members: &Members, lost: &Lost) -> Option<String> {
-    let what = match members.get(&lost.worker)? {
-        (_, g) if *g > lost.generation => "started again",
-        (MemberState::Failed, _) => "was declared failed",
+    if rejoined(members, lost) {
+        return None;
+    }
+    let seen = members.get(&lost.worker)?;
+    let what = match seen.state {
+        _ if seen.generation > lost.generation => "started again",
+        MemberState::Failed => "was declared failed",
         _ => return None,
     };
     Some(format!(
@@ -98,8 +126,10 @@ pub(super) fn confirm(
             false
         }
         None => {
-            let left = matches!(members.get(&l.worker), Some((MemberState::Left, _)));
-            !left && now.duration_since(l.at) < CONFIRM_WITHIN
+            let left = members
+                .get(&l.worker)
+                .is_some_and(|s| s.state == MemberState::Left);
+            !left && !rejoined(members, l) && now.duration_since(l.at) < CONFIRM_WITHIN
         }
     });
     deaths
@@ -192,15 +222,36 @@ mod tests {
             batch: (4, 80, 20),
             worker: worker.into(),
             generation,
+            started: Some(1),
             at: Instant::now(),
             why: "request timed out".into(),
         }
     }
 
     fn members(list: &[(&str, MemberState, u64)]) -> Members {
+        let seen = |state, generation| Seen {
+            state,
+            generation,
+            started: Some(generation),
+        };
         list.iter()
-            .map(|(id, s, g)| (id.to_string(), (*s, *g)))
+            .map(|(id, s, g)| (id.to_string(), seen(*s, *g)))
             .collect()
+    }
+
+    #[test]
+    fn the_same_process_rejoined_after_a_false_failure_is_no_death() {
+        // n2's generation 9 is of the process started at 9.
+        let m = members(&[("n2", MemberState::Alive, 9)]);
+        assert!(death(&m, &lost("n2", 5)).is_some_and(|w| w.contains("n2 started again")));
+        let was = Lost {
+            started: Some(9),
+            ..lost("n2", 5)
+        };
+        let mut q: VecDeque<Lost> = [was.clone()].into();
+        assert_eq!(death(&m, &was), None);
+        assert!(confirm(&mut q, &m, Instant::now()).is_empty());
+        assert!(q.is_empty(), "forgotten: the worker is back");
     }
 
     #[test]

@@ -182,7 +182,7 @@ async fn reconcile(
         };
         run.joined.retain(|w| pool.contains(w));
         run.joining.retain(|w, g| {
-            let same = |m: &(MemberState, u64)| m.1 == *g && m.0 != MemberState::Failed;
+            let same = |m: &deaths::Seen| m.generation == *g && m.state != MemberState::Failed;
             members.get(w).is_some_and(same)
         });
         if let Some(s) = &job.serve {
@@ -216,7 +216,7 @@ async fn reconcile(
             .cloned()
             .collect();
         for worker in wanted {
-            let generation = members.get(&worker).map_or(0, |m| m.1);
+            let generation = members.get(&worker).map_or(0, |m| m.generation);
             run.joining.insert(worker.clone(), generation);
             let (client, target, worker, id) = (
                 ctx.client.clone(),

@@ -93,7 +93,9 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
         st.next_flight += 1;
         let (job, to) = (id.clone(), worker.clone());
         let sent = Instant::now();
-        let generation = st.members.get(&worker).map_or(0, |m| m.1);
+        let seen = st.members.get(&worker);
+        let generation = seen.map_or(0, |m| m.generation);
+        let started = seen.and_then(|m| m.started);
         st.flights.insert(
             flight,
             Flight {
@@ -102,6 +104,7 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 batch,
                 sent,
                 generation,
+                started,
             },
         );
         let deadline = deadline(run.median_ms);
@@ -221,6 +224,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                             batch,
                             worker: to,
                             generation: f.generation,
+                            started: f.started,
                             at: Instant::now(),
                             why: e.to_string(),
                         };

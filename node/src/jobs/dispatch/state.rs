@@ -39,6 +39,8 @@ pub(super) struct Flight {
     pub(super) sent: Instant,
     /// The worker's generation when the batch was sent.
     pub(super) generation: u64,
+    /// When the worker's process started, as membership said then.
+    pub(super) started: Option<u64>,
 }
 
 /// Whether `worker` may take a batch of job `id` under `policy` and the division of workers.
@@ -89,6 +91,7 @@ impl State {
                     batch: f.batch,
                     worker: f.worker,
                     generation: f.generation,
+                    started: f.started,
                     at: Instant::now(),
                     why: "it stopped answering while it ran the batch".into(),
                 };

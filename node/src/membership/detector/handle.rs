@@ -129,6 +129,7 @@ impl<R: Rng> Detector<R> {
             host: ev.host.clone(),
             zone: ev.zone.clone(),
             http: ev.http.clone(),
+            started_ms: ev.started_ms,
         };
         self.merge(member, ev.reporter == self.me.id, now)
     }

@@ -74,6 +74,7 @@ fn a_failed_member_news_of_others_is_ignored() {
     sim.until_all_see(3, MemberState::Failed, Duration::from_secs(5));
     let n1 = sim.nodes[0].view().get("n1").cloned().unwrap();
     let forged = MemberEvent {
+        started_ms: None,
         kind: MemberEventKind::Fail,
         node: "n1".into(),
         generation: n1.generation,

@@ -12,6 +12,7 @@ const SETTLE: Duration = Duration::from_secs(5);
 fn forged(sim: &Sim, i: usize, kind: MemberEventKind, generation: u64) -> MemberEvent {
     let me = sim.nodes[i].me();
     MemberEvent {
+        started_ms: None,
         kind,
         node: me.id.clone(),
         generation,
@@ -155,6 +156,7 @@ fn ids_that_are_not_tokens_and_oversized_fields_are_refused() {
         assert!(matches!(out.as_slice(), [Output::Refused(_)]), "{out:?}");
     }
     let record = MemberRecord {
+        started_ms: None,
         id: "x".repeat(65),
         generation: 1,
         incarnation: 0,
@@ -231,6 +233,7 @@ fn generations_and_incarnations_saturate_instead_of_overflowing() {
     let rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
     let mut d = Detector::new(DetectorConfig::default(), "n0", "h", None, None, rng, now);
     let mut ev = MemberEvent {
+        started_ms: None,
         kind: MemberEventKind::Fail,
         node: "n0".into(),
         generation: u64::MAX,

@@ -178,6 +178,7 @@ impl<R: Rng> Detector<R> {
             host: host.to_string(),
             zone,
             http,
+            started_ms: Some(now.wall_ms),
         };
         let mut view = View::new(id, cfg.max_members);
         view.apply(me.clone(), now.mono);
@@ -236,6 +237,7 @@ impl<R: Rng> Detector<R> {
             host: m.host.clone(),
             zone: m.zone.clone(),
             http: m.http.clone(),
+            started_ms: m.started_ms,
             reporter: self.me.id.clone(),
             at_ms: now.wall_ms,
         }

@@ -77,6 +77,7 @@ fn event() -> impl Strategy<Value = MemberEvent> {
     )
         .prop_map(
             |(kind, node, generation, incarnation, host, zone, http, reporter)| MemberEvent {
+                started_ms: None,
                 kind,
                 node,
                 generation,
@@ -93,6 +94,7 @@ fn event() -> impl Strategy<Value = MemberEvent> {
 fn record() -> impl Strategy<Value = MemberRecord> {
     (id(), number(), number(), state(), text(), zone(), http()).prop_map(
         |(id, generation, incarnation, state, host, zone, http)| MemberRecord {
+            started_ms: None,
             id,
             generation,
             incarnation,

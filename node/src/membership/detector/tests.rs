@@ -83,7 +83,10 @@ fn a_paused_node_is_failed_then_rejoins_and_blames_nobody() {
         sim.route(to, out);
     }
     sim.until_all_see(1, MemberState::Alive, Duration::from_secs(3));
-    assert!(sim.nodes[0].view().get("n1").unwrap().generation > old_generation);
+    let back = sim.nodes[0].view().get("n1").unwrap();
+    assert!(back.generation > old_generation);
+    // The same process: its start is the first generation, seen everywhere.
+    assert_eq!(back.started_ms, Some(old_generation));
     sim.run_for(Duration::from_secs(5));
     let blamed: Vec<_> = sim
         .events

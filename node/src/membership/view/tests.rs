@@ -7,6 +7,7 @@ fn m(generation: u64, incarnation: u64, state: MemberState) -> Member {
 
 fn named(id: &str, generation: u64, incarnation: u64, state: MemberState) -> Member {
     Member {
+        started_ms: None,
         id: id.into(),
         generation,
         incarnation,
