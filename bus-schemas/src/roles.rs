@@ -162,6 +162,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::sdfs_upload("*"),
         s::job_accepted("*"),
         s::job_work("*", "*"),
+        s::job_work_again("*", "*"),
         s::jobs_rpc("*"),
         s::cluster_rpc("status"),
         s::infer(),
@@ -181,6 +182,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::sdfs_inventory(id),
         s::sdfs_upload("*"),
         s::job_work("*", id),
+        s::job_work_again("*", id),
         queue(s::jobs_rpc_all(), s::JOBS_QUEUE),
         queue(s::cluster_rpc_all(), s::CLUSTER_QUEUE),
         queue(s::infer(), s::INFER_QUEUE),
@@ -264,6 +266,8 @@ mod tests {
         assert!(!may(&s::node_control("n2", "leave")));
         assert!(may(&s::job_work("j", "n1")));
         assert!(!may(&s::job_work("j", "n2")));
+        assert!(may(&s::job_work_again("j", "n1")));
+        assert!(!may(&s::job_work_again("j", "n2")));
         assert!(may("_INBOX.node-n1.abc.1"));
         assert!(!may("_INBOX.node-n2.abc.1"));
     }

@@ -160,6 +160,13 @@ pub fn job_work(job_id: &str, node_id: &str) -> String {
     format!("{PREFIX}.jobs.{job_id}.work.{node_id}")
 }
 
+/// Request/reply: like [`job_work`], for batches sent again after the worker holding them was
+/// lost. The worker takes these before the batches waiting on [`job_work`], so the lost work
+/// is done first rather than behind what the worker was given before.
+pub fn job_work_again(job_id: &str, node_id: &str) -> String {
+    format!("{PREFIX}.jobs.{job_id}.work.{node_id}.again")
+}
+
 /// Request/reply: tell one worker to join or leave a job's work queue
 /// ([`crate::serve::AssignRequest`]).
 pub fn node_assign(node_id: &str) -> String {

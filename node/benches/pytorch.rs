@@ -6,7 +6,8 @@
 //!     scripted and saved by PyTorch and imported, and the built-in `resnet` and `cnn` against
 //!     their eager twins in PyTorch with the same weights; PyTorch both as users run it (eager,
 //!     or the TorchScript file as loaded) and prepared (`torch.jit.freeze` +
-//!     `optimize_for_inference`);
+//!     `optimize_for_inference`); then the node started again with `--prepare-models false`
+//!     (models run as stored) against PyTorch as users run it;
 //! (b) two nodes of one thread each serving the TorchScript model against two one-thread
 //!     PyTorch processes running at once (sum of their rates);
 //! (c) `infer` of one image and of 64 images on one node against one PyTorch call of the same
@@ -44,9 +45,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let threads: u32 = env_or("BENCH_THREADS", 2);
-        let one = Node::start(1, threads, dir.path(), &py).await;
+        let mut one = Node::start(1, threads, dir.path(), &py).await;
         if parts.contains('a') {
             serve_one_node(&one, &py, threads).await;
+            one.restart_with(&["--prepare-models", "false"]).await;
+            serve_as_stored(&one, &py, threads).await;
+            one.restart_with(&["--prepare-models", "true"]).await;
         }
         if parts.contains('c') {
             infer_latency(&one, &py, threads).await;
@@ -142,6 +146,37 @@ async fn serve_one_node(node: &Node, py: &PyTorch, threads: u32) {
         );
     }
     println!("\nWhere IDunno's time went:\n\n{}\n", breakdowns.join("\n"));
+}
+
+/// (a) with the models run as stored (`--prepare-models false`), against PyTorch as users run
+/// them: IDunno's own overhead, like for like.
+async fn serve_as_stored(node: &Node, py: &PyTorch, threads: u32) {
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let queries = 10_000 * u64::from(env_or("BENCH_PASSES", 2u32));
+    let (t, q) = (threads.to_string(), queries.to_string());
+    println!("The same node started again with `--prepare-models false` (models run as stored), against PyTorch as users run them, median of {rounds} interleaved rounds:\n");
+    println!("| model | IDunno as stored q/s | PyTorch as run by users q/s | IDunno / it |");
+    println!("| --- | --- | --- | --- |");
+    let models: String = env_or("BENCH_MODELS", "resnet-ts,resnet,cnn".to_string());
+    for model in models.split(',').filter(|m| !m.is_empty()) {
+        let (plain, _) = pytorch_args(node, model);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(node.serve(model, queries).await.rate);
+            let mut v = vec!["serve"];
+            v.extend(strs(&plain));
+            v.extend(["--threads", &t, "--batch", "64", "--queries", &q]);
+            theirs.push(py.run(&v)["queries_per_s"].as_f64().unwrap());
+        }
+        let (o, p) = (median(&ours), median(&theirs));
+        println!(
+            "| `{model}` | {o:.0} ({}) | {p:.0} ({}) | **{:.3}** |",
+            list(&ours),
+            list(&theirs),
+            o / p
+        );
+    }
+    println!();
 }
 
 /// (b)

@@ -114,6 +114,13 @@ async fn kill_and_resume(
 ) -> f64 {
     c.node(victim).kill9();
     let killed = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "killed {victim} at {:.3} s since the epoch",
+        wall.as_secs_f64()
+    );
     let mut pending = Vec::new();
     let mut next = Vec::new();
     for id in ids {

@@ -61,7 +61,7 @@ impl Cluster {
         data: Option<&Path>,
     ) -> Self {
         let client = nats.connect().await;
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = crate::machines::kept_dir("idunno-cluster-");
         let mut cluster = Self {
             nodes: Vec::new(),
             client,
@@ -77,6 +77,11 @@ impl Cluster {
         }
         cluster.wait_all_alive(Duration::from_secs(30)).await;
         cluster
+    }
+
+    /// Adds `extra` flags for the nodes started from now on (by [`Cluster::spawn_node`]).
+    pub fn add_flags(&mut self, extra: &[&str]) {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
     }
 
     /// Starts (or restarts) node `id` with its data directory `<data>/<id>`.

@@ -101,17 +101,22 @@ fn first_node_ids() -> Vec<String> {
         .collect()
 }
 
-/// The machines' directory (servers' stores, nodes' data and logs): removed at the end,
-/// unless `IDUNNO_TEST_KEEP` is set (then its path is printed, to read the logs).
+/// The machines' directory (servers' stores, nodes' data and logs).
 fn machines_dir() -> tempfile::TempDir {
+    kept_dir("idunno-machines-")
+}
+
+/// A directory for a test's servers and nodes (stores, data, logs) named `prefix…`: removed at
+/// the end, unless `IDUNNO_TEST_KEEP` is set (then its path is printed, to read the logs).
+pub(crate) fn kept_dir(prefix: &str) -> tempfile::TempDir {
     let keep = std::env::var_os("IDUNNO_TEST_KEEP").is_some();
     let dir = (tempfile::Builder::new()
-        .prefix("idunno-machines-")
+        .prefix(prefix)
         .disable_cleanup(keep))
     .tempdir()
     .expect("temp dir");
     if keep {
-        eprintln!("machines' files kept in {}", dir.path().display());
+        eprintln!("test files kept in {}", dir.path().display());
     }
     dir
 }

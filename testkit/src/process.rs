@@ -400,7 +400,12 @@ impl NodeProc {
         extra: &[&str],
     ) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
-        let log = std::fs::File::create(data_dir.join("stdout.log")).expect("stdout log");
+        // Appended: a node started again keeps its earlier runs' lines.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("stdout.log"))
+            .expect("stdout log");
         // One tch thread unless the caller asks for more.
         let threads: &[&str] = if extra.contains(&"--threads") {
             &[]

@@ -50,6 +50,22 @@ impl Node {
         }
     }
 
+    /// Starts every node again with `extra` flags added (e.g. `--prepare-models false`), and
+    /// waits until they are back and answer jobs requests.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        self.c.add_flags(extra);
+        for i in 0..self.c.nodes.len() {
+            let id = self.c.nodes[i].id.clone();
+            self.c.nodes[i].kill9();
+            self.c.nodes[i] = self.c.spawn_node(&id);
+        }
+        self.c.wait_all_alive(Duration::from_secs(60)).await;
+        wait_until("jobs are answered", Duration::from_secs(60), || async {
+            self.jobs.list().await.ok().map(|_| ())
+        })
+        .await;
+    }
+
     pub fn file(&self, name: &str) -> String {
         self.files.join(name).display().to_string()
     }

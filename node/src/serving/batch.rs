@@ -114,13 +114,16 @@ impl Serving {
             let data = self.split.samples.lock().unwrap_or_else(|e| e.into_inner());
             data.images.index_select(0, &Tensor::from_slice(&samples))
         };
-        let x = match &self.runner {
+        // The prepared model runs without the lock (it may be swapped in meanwhile: the next
+        // piece takes it).
+        let runner = lock_model(&self.model).runner();
+        let x = match &runner {
             Some(runner) => runner.normalize(&x),
             None => x,
         };
         let forward = Instant::now();
         stages.add(Stage::Input, forward - started);
-        let logits = match &self.runner {
+        let logits = match &runner {
             Some(runner) => runner.run(&x)?,
             None => lock_model(&self.model).forward(&x, false)?,
         };

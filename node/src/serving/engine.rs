@@ -7,7 +7,7 @@ use super::lru::ByteLru;
 use crate::jobs::cache::Cache;
 use crate::jobs::JobError;
 use crate::metrics::Metrics;
-use crate::ml::model::{Model, Runner};
+use crate::ml::model::Model;
 use crate::ml::train::Samples;
 use bus_schemas::serve::{QueryResult, ServeTarget};
 use std::sync::atomic::AtomicU64;
@@ -62,9 +62,8 @@ pub struct BatchOutput {
 pub struct Serving {
     /// What to serve.
     pub target: ServeTarget,
+    /// The model: as stored at first, then prepared for inference once that is done beside.
     pub(super) model: SharedModel,
-    /// The model's forward pass without its lock, when it is prepared.
-    pub(super) runner: Option<Runner>,
     /// Where the batches' time goes is counted here.
     pub(super) metrics: Arc<Metrics>,
     pub(super) split: Arc<SplitData>,
@@ -146,10 +145,8 @@ impl Engine {
                 m.check_fits(&dataset).map_err(JobError::from)
             })
             .await??;
-        let runner = lock_model(&model).runner();
         Ok(Serving {
             target: target.clone(),
-            runner,
             metrics: self.metrics.clone(),
             model,
             split,
@@ -168,21 +165,28 @@ impl Engine {
         &self.exec
     }
 
-    /// The model `file` at `version`, loaded once and kept.
+    /// The model `file` at `version`, loaded once and kept. It is loaded as stored, which is
+    /// quick, and serves at once; with `--prepare-models` it is prepared for inference (traced,
+    /// frozen, optimised: a few hundred milliseconds) on a thread of its own meanwhile and
+    /// takes the prepared module's place when that is ready.
     pub async fn model(&self, file: &str, version: u64) -> Result<SharedModel, JobError> {
         let key = Key::Model(file.to_string(), version);
         if let Some(Loaded::Model(m)) = self.loaded.lock().await.get(&key) {
             return Ok(m);
         }
-        let bytes = self.cache.read(file, Some(version)).await?;
+        let bytes = Arc::new(self.cache.read(file, Some(version)).await?);
         // The file holds the weights: its size is what the model takes in memory, roughly.
         let size = bytes.len() as u64;
-        let (what, device, prepare) = (format!("{file} v{version}"), self.device, self.prepare);
+        let (what, device, file_bytes) = (format!("{file} v{version}"), self.device, bytes.clone());
+        let name = what.clone();
         let model = self
             .exec
-            .run_other(move || Model::load_for_inference(&what, &bytes, device, prepare))
+            .run_other(move || Model::load_for_inference(&name, &file_bytes, device, false))
             .await??;
         let model = Arc::new(Mutex::new(model));
+        if self.prepare && device == Device::Cpu {
+            prepare_beside(model.clone(), what, bytes, device);
+        }
         self.keep(key, Loaded::Model(model.clone()), size).await;
         self.metrics.cached_model(&model_label(file, version));
         Ok(model)
@@ -212,6 +216,25 @@ impl Engine {
         self.keep(key, Loaded::Split(data.clone()), size).await;
         Ok(data)
     }
+}
+
+/// Prepares model `what` (its file's `bytes`) for inference beside the lanes, on the runtime's
+/// blocking pool (which the node waits for when it stops; on a one-lane node the lane keeps
+/// serving with the model as stored), and puts the prepared model in `model`'s place when it
+/// is ready; a model that cannot be prepared keeps running as stored.
+fn prepare_beside(model: SharedModel, what: String, bytes: Arc<Vec<u8>>, device: Device) {
+    tokio::task::spawn_blocking(move || {
+        let began = std::time::Instant::now();
+        match Model::load_for_inference(&what, &bytes, device, true) {
+            Ok(prepared) if prepared.is_prepared() => {
+                *lock_model(&model) = prepared;
+                let took = began.elapsed();
+                tracing::info!(model = %what, ?took, "prepared for inference");
+            }
+            Ok(_) => {} // it could not be frozen: it runs as stored (said when loading)
+            Err(e) => tracing::warn!(model = %what, "cannot prepare for inference: {e}"),
+        }
+    });
 }
 
 /// How `workers` and `stat` name a model: `name vN`.

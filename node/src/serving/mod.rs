@@ -196,13 +196,11 @@ impl Worker {
                         }
                     }
                 };
-                let sub = self
-                    .ctx
-                    .client
-                    .subscribe(subjects::job_work(&target.job_id, &self.ctx.id))
-                    .await;
-                let sub = match sub {
-                    Ok(sub) => sub,
+                let client = &self.ctx.client;
+                let work = client.subscribe(subjects::job_work(&target.job_id, &self.ctx.id));
+                let again = subjects::job_work_again(&target.job_id, &self.ctx.id);
+                let sub = match tokio::try_join!(work, client.subscribe(again)) {
+                    Ok(subs) => subs,
                     Err(e) => {
                         return AssignReply::Error {
                             worker,
@@ -252,11 +250,11 @@ impl Worker {
     /// Takes the job's batches until told to leave: as many run at once as the node has
     /// inference lanes, while the results of earlier ones are stored and answered beside them
     /// (at most [`STORING`] at once), so the model does not wait for the stream's
-    /// acknowledgement.
+    /// acknowledgement. Batches sent again ([`subjects::job_work_again`]) go first.
     async fn take_batches(
         self: Arc<Self>,
         serving: Serving,
-        mut sub: async_nats::Subscriber,
+        (mut sub, mut again): (async_nats::Subscriber, async_nats::Subscriber),
         stop: CancellationToken,
     ) {
         let storing = Arc::new(tokio::sync::Semaphore::new(STORING));
@@ -265,8 +263,11 @@ impl Worker {
             let Ok(lane) = lanes.clone().acquire_owned().await else {
                 break;
             };
+            // Batches sent again (their worker was lost) before those waiting.
             let msg = tokio::select! {
+                biased;
                 _ = stop.cancelled() => break,
+                msg = again.next() => match msg { Some(m) => m, None => break },
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
             let (me, serving, storing) = (self.clone(), serving.clone(), storing.clone());
@@ -287,6 +288,7 @@ impl Worker {
             });
         }
         let _ = sub.unsubscribe().await;
+        let _ = again.unsubscribe().await;
     }
 
     /// Runs one batch message of the job: its results to store, or the answer at once.

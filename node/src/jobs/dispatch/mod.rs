@@ -13,8 +13,9 @@
 //!
 //! Batches are cut several at a time and counted in groups, so the job record is written a few
 //! times per second rather than twice per batch. A worker's in-flight batches are sent again as
-//! soon as membership suspects it, or as soon as a probe finds its process gone, instead of
-//! waiting for their deadline. Under `qps local` each job keeps to its share of the workers.
+//! soon as membership suspects it, or as soon as a probe finds its process gone (a worker
+//! holding batches is probed once it has been quiet for [`QUIET`]), instead of waiting for
+//! their deadline. Under `qps local` each job keeps to its share of the workers.
 //!
 //! Only the worker a batch was sent to can answer it: its `done` names the results stream's
 //! message holding its results, which the dispatcher records on the job's `accepted` subject
@@ -37,7 +38,7 @@ use bus_schemas::serve::{
     AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply, MAX_WORKER_LANES,
 };
 use bus_schemas::subjects;
-use send::{fill, handle, probe_stragglers, settle, Done};
+use send::{fill, handle, probe_stragglers, settle, Done, Pace};
 use state::{may_serve, Run, State, JOIN_RETRY};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -47,13 +48,17 @@ use tokio_util::sync::CancellationToken;
 
 /// The window over which query rates are measured.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
-/// In-flight batches per serving worker (one running, one waiting), over all its jobs.
-pub(super) const SLOTS_PER_WORKER: usize = 3;
-/// A batch out longer than this many median batch times (at least [`STRAGGLER_MIN`]) gets its
-/// worker probed; a worker whose process is gone (no responders) or that does not answer
-/// within [`PROBE_TIMEOUT`] is treated as lost at once, without waiting for membership.
-pub(super) const STRAGGLER_FACTOR: f64 = 3.0;
-pub(super) const STRAGGLER_MIN: Duration = Duration::from_millis(200);
+/// A worker whose batches take less model time than this (milliseconds, smoothed) holds one
+/// batch more: a batch that short may end before the answer to the previous one and the next
+/// batch have made their round trip. Longer batches only need the next one waiting, and every
+/// batch held beyond that is one more a lost worker's resent batches wait behind elsewhere.
+pub(super) const SHORT_BATCH_MS: f64 = 50.0;
+/// A worker holding batches that has answered nothing for this long is probed (a request to its
+/// control subject, answered by its runtime, not its inference lanes); a worker whose process
+/// is gone (no responders, at once) or that does not answer within [`PROBE_TIMEOUT`] is treated
+/// as lost, without waiting for membership. A live worker busy with a long batch answers the
+/// probe and is probed again after as long.
+pub(super) const QUIET: Duration = Duration::from_millis(100);
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most batches cut in one write to the job record.
 pub(super) const CUT_AHEAD: usize = 8;

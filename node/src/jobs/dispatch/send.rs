@@ -1,4 +1,4 @@
-//! Sending batches to workers, handling their answers, counting them, probing stragglers.
+//! Sending batches to workers, handling their answers, counting them, probing quiet workers.
 
 use super::state::Flight;
 use super::*;
@@ -20,8 +20,8 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
     loop {
         let (load, alive) = (&st.load, &st.alive);
         let (policy, divided) = (st.policy, &st.divided);
-        let lanes = &st.lanes;
-        let slots = |w: &str| slots_of(lanes, w);
+        let pace = &st.pace;
+        let slots = |w: &str| pace.get(w).copied().unwrap_or_default().slots();
         let free_worker = |id: &str, r: &Run, except: &str| {
             r.joined
                 .iter()
@@ -88,11 +88,14 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
         };
         run.in_flight += 1;
         run.vq += f64::from(batch.2) / f64::from(run.spec.weight.max(1));
-        *st.load.entry(worker.clone()).or_default() += 1;
+        let load = st.load.entry(worker.clone()).or_default();
+        if *load == 0 {
+            st.heard.insert(worker.clone(), Instant::now());
+        }
+        *load += 1;
         let flight = st.next_flight;
         st.next_flight += 1;
         let (job, to) = (id.clone(), worker.clone());
-        let sent = Instant::now();
         let seen = st.members.get(&worker);
         let generation = seen.map_or(0, |m| m.generation);
         let started = seen.and_then(|m| m.started);
@@ -102,12 +105,13 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 job,
                 worker: to,
                 batch,
-                sent,
                 generation,
                 started,
             },
         );
         let deadline = deadline(run.median_ms);
+        // A lost batch goes before the batches the worker holds already.
+        let again = run.suspect(batch.0);
         let client = ctx.client.clone();
         tasks.spawn(async move {
             let work = WorkBatch {
@@ -116,18 +120,55 @@ pub(super) async fn fill(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Don
                 first_query: batch.1,
                 len: batch.2,
             };
-            let subject = subjects::job_work(&id, &worker);
+            let subject = if again {
+                subjects::job_work_again(&id, &worker)
+            } else {
+                subjects::job_work(&id, &worker)
+            };
             let reply = bus_client::request(&client, subject, &work, deadline).await;
             Done::Answered(flight, id, worker, batch, reply)
         });
     }
 }
 
-/// Batches in flight a worker may hold: one more than it runs at once (so the next is there
-/// when one ends), and at least [`SLOTS_PER_WORKER`].
-pub(super) fn slots_of(lanes: &BTreeMap<String, usize>, worker: &str) -> usize {
-    let lanes = lanes.get(worker).copied().unwrap_or(1);
-    SLOTS_PER_WORKER.max(lanes + 1)
+/// A worker's pace: how many batches it runs at once, and how long they take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Pace {
+    /// Its inference lanes.
+    pub(super) lanes: usize,
+    /// Its batches' model time in milliseconds, smoothed (none yet: 0).
+    pub(super) batch_ms: f64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            lanes: 1,
+            batch_ms: 0.0,
+        }
+    }
+}
+
+impl Pace {
+    /// Batches in flight the worker may hold: one more than it runs at once (so the next is
+    /// there when one ends), and one more again while its batches are short (under
+    /// [`SHORT_BATCH_MS`], or not measured yet).
+    pub(super) fn slots(&self) -> usize {
+        let short = self.batch_ms < SHORT_BATCH_MS;
+        self.lanes.max(1) + 1 + usize::from(short)
+    }
+
+    /// Takes the model time of one more answered batch.
+    pub(super) fn answered(&mut self, infer_ms: f64) {
+        if !infer_ms.is_finite() || infer_ms < 0.0 {
+            return;
+        }
+        self.batch_ms = if self.batch_ms > 0.0 {
+            0.8 * self.batch_ms + 0.2 * infer_ms
+        } else {
+            infer_ms
+        };
+    }
 }
 
 pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
@@ -142,7 +183,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             match reply {
                 Ok(AssignReply::Done { lanes, .. }) => {
                     let lanes = lanes.clamp(1, MAX_WORKER_LANES) as usize;
-                    st.lanes.insert(worker.clone(), lanes);
+                    st.pace.entry(worker.clone()).or_default().lanes = lanes;
                     run.joined.insert(worker);
                 }
                 Ok(AssignReply::Error {
@@ -165,6 +206,9 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
         }
         Done::Probed(worker, up) => {
             st.probing.remove(&worker);
+            if up {
+                st.heard.insert(worker.clone(), Instant::now());
+            }
             if !up && st.alive.remove(&worker) {
                 tracing::info!(%worker, "a worker with a late batch does not answer: treated as lost");
                 for run in st.runs.values_mut() {
@@ -174,6 +218,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
             }
         }
         Done::Answered(flight, id, to, batch, reply) => {
+            st.heard.insert(to.clone(), Instant::now());
             let answered = accept(&id, &to, batch, &reply);
             let Some(f) = st.flights.remove(&flight) else {
                 // Abandoned and sent again: count a late answer (once), nothing else.
@@ -194,6 +239,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                     let queries = answered.queries;
                     run.answered.push_back((Instant::now(), queries, infer_ms));
                     run.proc_ms.push_back(infer_ms);
+                    st.pace.entry(to.clone()).or_default().answered(infer_ms);
                     if run.proc_ms.len() > 2000 {
                         run.proc_ms.pop_front();
                     }
@@ -300,31 +346,55 @@ pub(super) async fn settle(ctx: &Arc<Ctx>, st: &mut State, id: &str) {
     }
 }
 
-/// Probes the workers of batches out much longer than their job's median batch time.
+/// Probes the workers holding batches that have been quiet for [`QUIET`] (see [`probe`]).
 pub(super) fn probe_stragglers(ctx: &Arc<Ctx>, st: &mut State, tasks: &mut JoinSet<Done>) {
-    let now = Instant::now();
-    let late: BTreeSet<String> = st
-        .flights
-        .values()
-        .filter(|f| !st.probing.contains(&f.worker))
-        .filter(|f| {
-            let median = st.runs.get(&f.job).map_or(0.0, |r| r.median_ms);
-            let limit = Duration::from_secs_f64(STRAGGLER_FACTOR * median / 1000.0);
-            now - f.sent > limit.max(STRAGGLER_MIN)
-        })
-        .map(|f| f.worker.clone())
-        .collect();
+    st.heard
+        .retain(|w, _| st.load.get(w).is_some_and(|l| *l > 0));
+    let late = quiet_workers(st, Instant::now());
     for worker in late {
         st.probing.insert(worker.clone());
         let client = ctx.client.clone();
         tasks.spawn(async move {
-            let req = bus_schemas::control::ControlRequest::Ping;
-            let subject = subjects::node_control(&worker, req.op());
-            let reply: Result<bus_schemas::control::ControlReply, _> =
-                bus_client::request(&client, subject, &req, PROBE_TIMEOUT).await;
-            Done::Probed(worker, reply.is_ok())
+            let asked = Instant::now();
+            let up = probe(&client, &worker).await;
+            let took = asked.elapsed();
+            tracing::debug!(%worker, ?took, up, "probed a quiet worker");
+            Done::Probed(worker, up)
         });
     }
+}
+
+/// Whether `worker`'s process answers a ping within [`PROBE_TIMEOUT`]. A ping unanswered for
+/// [`QUIET`] is sent again: one sent just before the process died is never answered, while
+/// one sent after finds no responders at once.
+async fn probe(client: &async_nats::Client, worker: &str) -> bool {
+    let req = bus_schemas::control::ControlRequest::Ping;
+    let subject = subjects::node_control(worker, req.op());
+    let began = Instant::now();
+    loop {
+        let left = PROBE_TIMEOUT.saturating_sub(began.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        let reply: Result<bus_schemas::control::ControlReply, _> =
+            bus_client::request(client, subject.clone(), &req, left.min(QUIET)).await;
+        match reply {
+            // Something answered: the process is there.
+            Ok(_) | Err(RequestError::Decode { .. }) => return true,
+            Err(RequestError::Timeout { .. }) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The workers holding batches that have been quiet for [`QUIET`] and are not being probed.
+fn quiet_workers(st: &State, now: Instant) -> BTreeSet<String> {
+    st.load
+        .iter()
+        .filter(|(w, l)| **l > 0 && !st.probing.contains(*w))
+        .filter(|(w, _)| st.heard.get(*w).is_none_or(|t| now - *t > QUIET))
+        .map(|(w, _)| w.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -332,11 +402,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_worker_holds_one_batch_more_than_its_lanes_and_at_least_three() {
-        let lanes: BTreeMap<String, usize> =
-            [("wide".to_string(), 8), ("two".to_string(), 2)].into();
-        assert_eq!(slots_of(&lanes, "wide"), 9);
-        assert_eq!(slots_of(&lanes, "two"), SLOTS_PER_WORKER);
-        assert_eq!(slots_of(&lanes, "unknown"), SLOTS_PER_WORKER);
+    fn a_worker_holding_batches_and_quiet_is_probed_once_at_a_time() {
+        let mut st = State::default();
+        let t = Instant::now();
+        for (w, load) in [("busy", 2), ("idle", 0), ("quiet", 1), ("probed", 1)] {
+            st.load.insert(w.into(), load);
+            st.heard.insert(w.into(), t);
+        }
+        st.heard.insert("busy".into(), t + QUIET);
+        st.probing.insert("probed".into());
+        let later = t + QUIET + Duration::from_millis(1);
+        let quiet: Vec<String> = quiet_workers(&st, later).into_iter().collect();
+        assert_eq!(quiet, ["quiet"]);
+        assert!(quiet_workers(&st, t).is_empty(), "none quiet yet");
+    }
+
+    #[test]
+    fn a_worker_holds_one_batch_more_than_its_lanes_and_another_while_batches_are_short() {
+        let pace = |lanes, batch_ms| Pace { lanes, batch_ms };
+        assert_eq!(Pace::default().slots(), 3, "not measured yet: short");
+        assert_eq!(pace(1, 10.0).slots(), 3);
+        assert_eq!(pace(1, 200.0).slots(), 2);
+        assert_eq!(pace(8, 200.0).slots(), 9);
+        assert_eq!(pace(8, 10.0).slots(), 10);
+        let mut p = Pace::default();
+        for _ in 0..20 {
+            p.answered(200.0);
+        }
+        assert_eq!(p.slots(), 2);
+        p.answered(f64::NAN);
+        assert!((p.batch_ms - 200.0).abs() < 1e-6, "nonsense is ignored");
     }
 }

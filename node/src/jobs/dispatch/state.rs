@@ -8,8 +8,9 @@ pub(super) struct State {
     pub(super) runs: BTreeMap<String, Run>,
     /// Batches in flight per worker.
     pub(super) load: BTreeMap<String, usize>,
-    /// Batches each worker runs at once, as it said when it joined a job.
-    pub(super) lanes: BTreeMap<String, usize>,
+    /// How many batches each worker runs at once (as it said when it joined a job) and how
+    /// long they take: how many it may hold.
+    pub(super) pace: BTreeMap<String, super::Pace>,
     /// Every batch in flight, by flight number.
     pub(super) flights: BTreeMap<u64, Flight>,
     pub(super) next_flight: u64,
@@ -22,6 +23,9 @@ pub(super) struct State {
     pub(super) divided_at: Option<Instant>,
     /// Workers being probed now.
     pub(super) probing: BTreeSet<String>,
+    /// When each worker was last heard from (an answer, a probe answered) or given a batch
+    /// while it held none: one holding batches and quiet for [`QUIET`] is probed.
+    pub(super) heard: BTreeMap<String, Instant>,
     /// Every member's state and generation in the latest view.
     pub(super) members: super::deaths::Members,
     /// Every member's host in the latest view.
@@ -36,7 +40,6 @@ pub(super) struct Flight {
     pub(super) job: String,
     pub(super) worker: String,
     pub(super) batch: Batch,
-    pub(super) sent: Instant,
     /// The worker's generation when the batch was sent.
     pub(super) generation: u64,
     /// When the worker's process started, as membership said then.
