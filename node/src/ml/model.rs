@@ -288,6 +288,21 @@ impl Model {
         matches!(self.net, Net::Prepared(_))
     }
 
+    /// Another handle on the same prepared module (which threads share), if it is prepared.
+    pub fn share_prepared(&self) -> Option<Model> {
+        let Net::Prepared(module) = &self.net else {
+            return None;
+        };
+        Some(Model {
+            header: self.header.clone(),
+            net: Net::Prepared(module.clone()),
+            mean: self.mean.shallow_clone(),
+            std: self.std.shallow_clone(),
+            norm: self.norm.clone(),
+            device: self.device,
+        })
+    }
+
     /// Checks that a batch of the dataset's shape gives one logit per class.
     pub fn check_fits(&self, dataset: &str) -> Result<(), ModelError> {
         let [c, h, w] = self.header.shape.map(i64::from);
@@ -414,4 +429,4 @@ pub fn read_tensors(
 
 #[cfg(test)]
 #[path = "model_tests.rs"]
-mod tests;
+pub(crate) mod tests;

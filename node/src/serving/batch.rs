@@ -1,7 +1,7 @@
 //! One work batch through a job's model: checked against the limits first, run on the
 //! inference thread in pieces, and the model's output checked before it is read.
 
-use super::engine::{lock_model, BatchOutput, Serving};
+use super::engine::{BatchOutput, Serving};
 use super::output::check_shape;
 use crate::jobs::JobError;
 use crate::stages::Stage;
@@ -116,7 +116,7 @@ impl Serving {
         };
         // The prepared model runs without the lock (it may be swapped in meanwhile: the next
         // piece takes it).
-        let runner = lock_model(&self.model).runner();
+        let runner = self.model.lock().runner();
         let x = match &runner {
             Some(runner) => runner.normalize(&x),
             None => x,
@@ -125,7 +125,7 @@ impl Serving {
         stages.add(Stage::Input, forward - started);
         let logits = match &runner {
             Some(runner) => runner.run(&x)?,
-            None => lock_model(&self.model).forward(&x, false)?,
+            None => self.model.lock().forward(&x, false)?,
         };
         let classify = Instant::now();
         stages.add(Stage::Forward, classify - forward);

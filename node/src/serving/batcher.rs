@@ -3,7 +3,7 @@
 
 use crate::config::InferConfig;
 use crate::jobs::JobError;
-use crate::serving::engine::{lock_model, SharedModel};
+use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
 use crate::serving::output::{check_shape, predictions, split_by_request};
 use bus_schemas::infer::Prediction;
@@ -92,7 +92,7 @@ async fn run(exec: &Executor, batch: Vec<Pending>) {
     }
     let outcome = exec
         .run_urgent(move || {
-            let model = lock_model(&model);
+            let model = model.lock();
             let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
             let _guard = tch::no_grad_guard();
             let logits = model.forward(&x, false)?;

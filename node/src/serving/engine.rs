@@ -14,12 +14,51 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::Device;
 
-/// A loaded model, used by one batch at a time.
-pub type SharedModel = Arc<Mutex<Model>>;
+/// A loaded model, shared by the jobs and requests that use it.
+pub type SharedModel = Arc<Copies>;
+
+/// A model in one copy per inference lane while it runs as stored (a module run as stored
+/// takes one batch at a time, so lanes sharing one copy would take turns), then, once
+/// prepared, as one prepared module every copy is a handle on (run without a lock).
+pub struct Copies {
+    copies: Vec<Mutex<Model>>,
+}
+
+impl Copies {
+    /// `copies` of a model (at least one).
+    pub fn new(copies: Vec<Model>) -> Copies {
+        Copies {
+            copies: copies.into_iter().map(Mutex::new).collect(),
+        }
+    }
+
+    /// A copy for one batch: a free one, or else the first once it is free. A lane holds at
+    /// most one at a time, so with a copy per lane a lane never waits for another.
+    pub fn lock(&self) -> MutexGuard<'_, Model> {
+        for copy in &self.copies {
+            match copy.try_lock() {
+                Ok(model) => return model,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock_model(&self.copies[0])
+    }
+
+    /// Puts `prepared` (a prepared model) in place of every copy.
+    fn replace(&self, prepared: Model) {
+        for copy in self.copies.iter().skip(1) {
+            if let Some(shared) = prepared.share_prepared() {
+                *lock_model(copy) = shared;
+            }
+        }
+        *lock_model(&self.copies[0]) = prepared;
+    }
+}
 
 /// Locks a model; a lock poisoned by a panic (libtorch's, caught on the inference thread) is
 /// taken over, since a forward pass changes nothing in the model.
-pub fn lock_model(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
+fn lock_model(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
     model.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -135,7 +174,7 @@ impl Engine {
         let dataset = target.dataset.clone();
         self.exec
             .run_other(move || {
-                let m = lock_model(&m);
+                let m = m.lock();
                 if classes > 0 && m.header.classes.len() != classes {
                     return Err(JobError::BadInput(format!(
                         "the model has {} classes but {dataset} has {classes}",
@@ -165,25 +204,29 @@ impl Engine {
         &self.exec
     }
 
-    /// The model `file` at `version`, loaded once and kept. It is loaded as stored, which is
-    /// quick, and serves at once; with `--prepare-models` it is prepared for inference (traced,
-    /// frozen, optimised: a few hundred milliseconds) on a thread of its own meanwhile and
-    /// takes the prepared module's place when that is ready.
+    /// The model `file` at `version`, loaded once and kept. It is loaded as stored, one copy
+    /// per lane (quick), and serves at once; with `--prepare-models` it is prepared for
+    /// inference (traced, frozen, optimised: a few hundred milliseconds) beside the lanes
+    /// meanwhile, and the prepared module takes the copies' place when it is ready.
     pub async fn model(&self, file: &str, version: u64) -> Result<SharedModel, JobError> {
         let key = Key::Model(file.to_string(), version);
         if let Some(Loaded::Model(m)) = self.loaded.lock().await.get(&key) {
             return Ok(m);
         }
         let bytes = Arc::new(self.cache.read(file, Some(version)).await?);
-        // The file holds the weights: its size is what the model takes in memory, roughly.
-        let size = bytes.len() as u64;
+        // The file holds the weights: its size is what a copy takes in memory, roughly.
+        let size = (bytes.len() as u64).saturating_mul(self.lanes as u64);
         let (what, device, file_bytes) = (format!("{file} v{version}"), self.device, bytes.clone());
-        let name = what.clone();
-        let model = self
+        let (name, lanes) = (what.clone(), self.lanes);
+        let copies = self
             .exec
-            .run_other(move || Model::load_for_inference(&name, &file_bytes, device, false))
+            .run_other(move || {
+                (0..lanes)
+                    .map(|_| Model::load_for_inference(&name, &file_bytes, device, false))
+                    .collect::<Result<Vec<Model>, _>>()
+            })
             .await??;
-        let model = Arc::new(Mutex::new(model));
+        let model = Arc::new(Copies::new(copies));
         if self.prepare && device == Device::Cpu {
             prepare_beside(model.clone(), what, bytes, device);
         }
@@ -227,7 +270,7 @@ fn prepare_beside(model: SharedModel, what: String, bytes: Arc<Vec<u8>>, device:
         let began = std::time::Instant::now();
         match Model::load_for_inference(&what, &bytes, device, true) {
             Ok(prepared) if prepared.is_prepared() => {
-                *lock_model(&model) = prepared;
+                model.replace(prepared);
                 let took = began.elapsed();
                 tracing::info!(model = %what, ?took, "prepared for inference");
             }
@@ -241,4 +284,45 @@ fn prepare_beside(model: SharedModel, what: String, bytes: Arc<Vec<u8>>, device:
 fn model_label(file: &str, version: u64) -> String {
     let name = file.strip_prefix("models/").unwrap_or(file);
     format!("{name} v{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::arch::Arch;
+
+    fn plain(file: &[u8]) -> Model {
+        Model::load("m", file, Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn lanes_take_free_copies_until_one_prepared_module_replaces_them() {
+        let mut h = crate::ml::model::tests::header(4);
+        h.shape = [1, 16, 16];
+        let file = Model::builtin(Arch::Cnn, h, Device::Cpu).to_file(None);
+        let copies = Copies::new(vec![plain(&file), plain(&file)]);
+        {
+            let a = copies.lock();
+            let b = copies.lock();
+            assert!(
+                !std::ptr::eq(&*a, &*b),
+                "a second lane takes the other copy"
+            );
+            assert!(!a.is_prepared() && !b.is_prepared());
+        }
+        let mut prepared = plain(&file);
+        prepared.prepare("m", &file).unwrap();
+        copies.replace(prepared);
+        let (a, b) = (copies.lock(), copies.lock());
+        assert!(
+            a.is_prepared() && b.is_prepared(),
+            "every copy is a handle on it"
+        );
+        let x = tch::Tensor::zeros([2, 1, 16, 16], (tch::Kind::Uint8, Device::Cpu));
+        let same = a
+            .forward(&x, false)
+            .unwrap()
+            .equal(&b.forward(&x, false).unwrap());
+        assert!(same);
+    }
 }

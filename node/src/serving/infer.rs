@@ -14,7 +14,7 @@ use crate::config::InferConfig;
 use crate::jobs::{Ctx, JobError};
 use crate::serving::admit::Admission;
 use crate::serving::batcher::{batcher, Answer, Pending};
-use crate::serving::engine::{lock_model, SharedModel};
+use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
 use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
 use bus_schemas::{decode, encode, subjects};
@@ -255,7 +255,7 @@ async fn prepare(
     let m = model.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let shape = lock_model(&m).header.shape.map(|d| d as usize);
+        let shape = m.lock().header.shape.map(|d| d as usize);
         let decoded = decode_images(&images, shape);
         exec.charge_urgent(started.elapsed());
         decoded.map(|pixels| (pixels, images.len(), shape.map(|d| d as i64)))
