@@ -48,15 +48,16 @@ fn main() {
         let mut one = Node::start(1, threads, dir.path(), &py).await;
         if parts.contains('a') {
             serve_one_node(&one, &py, threads).await;
-            one.restart_with(&["--prepare-models", "false"]).await;
-            serve_as_stored(&one, &py, threads).await;
-            one.restart_with(&["--prepare-models", "true"]).await;
         }
         if parts.contains('c') {
             infer_latency(&one, &py, threads).await;
         }
         if parts.contains('d') {
             training(&one, &py, threads).await;
+        }
+        if parts.contains('a') {
+            one.restart_with(&["--prepare-models", "false"]).await;
+            serve_as_stored(&one, &py, threads).await;
         }
         drop(one);
         if parts.contains('b') {

@@ -32,7 +32,7 @@ use super::serve_ops::{count, cut, deadline, leave, median, percentiles, Answere
 use super::{accepted, fair, serve_finish, Ctx};
 use crate::stages::Stage;
 use bus_client::RequestError;
-use bus_schemas::jobs::{JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
+use bus_schemas::jobs::{JobEventKind, JobRecord, JobSpec, JobState, QpsPolicy, ServeSpec};
 use bus_schemas::membership::MemberState;
 use bus_schemas::serve::{
     AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply, MAX_WORKER_LANES,
@@ -67,16 +67,32 @@ pub(super) const COUNT_GROUP: usize = 16;
 /// How often answered batches are counted when fewer than [`COUNT_GROUP`] wait.
 pub(super) const COUNT_EVERY: Duration = Duration::from_millis(100);
 
+/// How often the dispatcher follows the records (and sooner when a job is submitted, but not
+/// more often than every [`EARLIEST_REFRESH`]).
+const REFRESH: Duration = Duration::from_millis(250);
+const EARLIEST_REFRESH: Duration = Duration::from_millis(50);
+
 /// Runs the dispatcher while this node holds the lease, until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut st = State::default();
     let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut refresh = tokio::time::interval(Duration::from_millis(250));
+    let mut refresh = tokio::time::interval(REFRESH);
+    let mut refreshed = Instant::now();
     let mut counting = tokio::time::interval(COUNT_EVERY);
     let mut coordinator = ctx.coordinator.clone();
+    // A submitted job is served at once rather than at the next tick (any other event, or
+    // bytes that are no event, change nothing).
+    let mut events = ctx.client.subscribe(subjects::job_events()).await.ok();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            Some(msg) = next_event(&mut events) => {
+                let event = bus_schemas::decode::<bus_schemas::jobs::JobEvent>(&msg.payload);
+                let submitted = event.is_ok_and(|e| e.event == JobEventKind::Submitted);
+                if submitted && refreshed.elapsed() >= EARLIEST_REFRESH {
+                    refresh.reset_immediately();
+                }
+            }
             changed = coordinator.changed() => {
                 if changed.is_err() {
                     return;
@@ -99,6 +115,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 probe_stragglers(&ctx, &mut st, &mut tasks);
             }
             _ = refresh.tick() => {
+                refreshed = Instant::now();
                 if !ctx.coordinator.borrow().me {
                     st = State::default();
                     tasks.abort_all();
@@ -119,6 +136,15 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
         }
         fill(&ctx, &mut st, &mut tasks).await;
+    }
+}
+
+/// The next message on the job events subject, if subscribed (never, otherwise).
+async fn next_event(events: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    use futures::StreamExt;
+    match events {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
     }
 }
 
