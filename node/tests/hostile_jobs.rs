@@ -301,9 +301,10 @@ async fn a_batch_whose_workers_keep_dying_fails_its_job_after_three_deaths() {
     // batch (the first sent to a worker other than the coordinator), as a batch that crashes
     // its worker would. Batches in flight beside it die with it, so any of them may be the one
     // that reaches three deaths first: each batch's workers are kept.
+    // Every worker's plain and `.again` subjects (batches sent again go to the latter).
     let mut work = c
         .client
-        .subscribe(subjects::job_work("*", "*"))
+        .subscribe(subjects::job_work("*", ">"))
         .await
         .unwrap();
     c.client.flush().await.unwrap();
@@ -329,7 +330,8 @@ async fn a_batch_whose_workers_keep_dying_fails_its_job_after_three_deaths() {
         else {
             continue;
         };
-        let worker = msg.subject.as_str().rsplit('.').next().unwrap().to_string();
+        let after = msg.subject.as_str().split(".work.").nth(1).unwrap();
+        let worker = after.split('.').next().unwrap().to_string();
         let batch: WorkBatch = decode(&msg.payload).unwrap();
         if batch.job_id != id {
             continue;

@@ -201,11 +201,14 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// Queues a lost batch to be sent again: at once, unless a worker already died holding it,
-    /// in which case it waits (see [`super::deaths::release`]), so that a batch that kills
-    /// its workers does not walk through the cluster faster than membership confirms deaths.
+    /// Queues a lost batch to be sent again: at once, unless a worker already died holding it
+    /// or an earlier loss of it still waits for membership's verdict, in which case it waits
+    /// (see [`super::deaths::release`]), so that a batch that kills its workers does not walk
+    /// through the cluster faster than membership confirms deaths (a probe finds a dead worker
+    /// much sooner than membership declares it).
     pub(super) fn send_again(&mut self, batch: Batch) {
-        if self.dead.contains(&batch.0) {
+        let losses = self.lost.iter().filter(|l| l.batch.0 == batch.0).count();
+        if self.dead.contains(&batch.0) || losses > 1 {
             self.held.push_back((batch, Instant::now()));
         } else {
             self.resend.push_front(batch);
