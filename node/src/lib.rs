@@ -30,16 +30,17 @@ use tokio_util::sync::CancellationToken;
 /// The libtorch version this binary was built against.
 pub const LIBTORCH_VERSION: &str = env!("IDUNNO_LIBTORCH_VERSION");
 
-/// Connects to the bus, keeping a reconnect delay short so that every node is back soon
-/// after a server restart; connection changes go to `events`.
+/// Connects to the bus as `name`, keeping a reconnect delay short so that every node is back
+/// soon after a server restart; connection changes go to `events` when given.
 async fn connect(
     cfg: &NodeConfig,
-    events: mpsc::Sender<Connection>,
+    name: &str,
+    events: Option<mpsc::Sender<Connection>>,
 ) -> anyhow::Result<async_nats::Client> {
     let prefix = cfg.bus.inbox_prefix();
     let opts = cfg
         .bus
-        .nats_options(&format!("idunno-node-{}", cfg.id))
+        .nats_options(name)
         .await?
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -57,7 +58,9 @@ async fn connect(
                         return;
                     }
                 };
-                let _ = events.send(change).await;
+                if let Some(events) = events {
+                    let _ = events.send(change).await;
+                }
             }
         });
     Ok(opts.connect(cfg.bus.servers()?).await?)
@@ -78,8 +81,13 @@ pub async fn run(
         Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
         None => None,
     };
+    let client = connect(&cfg, &format!("idunno-node-{}", cfg.id), None).await?;
+    // Membership has a connection of its own: its probes, acks and refutations must not
+    // queue behind bulk data (file chunks, inference batches) on the shared connection, or a
+    // busy node's answers arrive after its suspicion ran out.
     let (conn_tx, conn_rx) = mpsc::channel(16);
-    let client = connect(&cfg, conn_tx).await?;
+    let name = format!("idunno-node-{}-members", cfg.id);
+    let members_client = connect(&cfg, &name, Some(conn_tx)).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let host = cfg.host.clone();
     let machine = hostname();
@@ -96,7 +104,7 @@ pub async fn run(
     };
     let members_stop = CancellationToken::new();
     let (membership, members_task) = membership::spawn(
-        client.clone(),
+        members_client,
         mcfg,
         metrics.clone(),
         conn_rx,

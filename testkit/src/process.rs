@@ -160,8 +160,8 @@ impl NatsServer {
     }
 
     /// The lines of the server's log that say it refused a node's publish or subscription
-    /// (nodes name their connections `idunno-node-<id>`). Nodes are never refused anything:
-    /// one means a permission missing from the node role.
+    /// (nodes name their connections `idunno-node-<id>` and `idunno-node-<id>-members`). Nodes
+    /// are never refused anything: one means a permission missing from the node role.
     pub fn node_violations(&self) -> Vec<String> {
         let text = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
         text.lines()

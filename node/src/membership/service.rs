@@ -9,7 +9,7 @@ use async_nats::{Client, Message, Subscriber};
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::membership::{FdMessage, MemberEvent, MemberRecord, ViewRequest, ViewSnapshot};
 use bus_schemas::{decode, encode, subjects};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 /// At most one warning per this interval about refused membership messages; the rest are
 /// counted (`membership_refused`) and summed up in the next warning.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The most queued failure-detector messages and member events handled before a tick: a
+/// node that was slow to run reads the acks and refutations already delivered to it before
+/// its timers judge anyone, yet a flood cannot hold its ticks back.
+const DRAIN_BEFORE_TICK: usize = 256;
 
 /// Settings of the membership service.
 #[derive(Debug, Clone)]
@@ -137,7 +142,11 @@ impl Task {
         loop {
             let out = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    let mut out = self.drain(&mut subs);
+                    out.extend(self.on_tick());
+                    out
+                }
                 Some(msg) = subs.fd.next() => self.on_fd(msg),
                 Some(msg) = subs.events.next() => self.on_event(msg),
                 Some(msg) = subs.list.next() => { self.on_list(msg).await; Vec::new() }
@@ -158,6 +167,28 @@ impl Task {
             tracing::warn!("could not flush the leave announcement in time");
         }
         self.syncs.shutdown().await;
+    }
+
+    /// Handles the failure-detector messages and member events already delivered, at most
+    /// [`DRAIN_BEFORE_TICK`] of them.
+    fn drain(&mut self, subs: &mut Subs) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut handled = 0;
+        while handled < DRAIN_BEFORE_TICK {
+            let before = handled;
+            if let Some(Some(msg)) = subs.events.next().now_or_never() {
+                out.extend(self.on_event(msg));
+                handled += 1;
+            }
+            if let Some(Some(msg)) = subs.fd.next().now_or_never() {
+                out.extend(self.on_fd(msg));
+                handled += 1;
+            }
+            if handled == before {
+                break;
+            }
+        }
+        out
     }
 
     fn on_tick(&mut self) -> Vec<Output> {

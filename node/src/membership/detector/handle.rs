@@ -217,7 +217,7 @@ impl<R: Rng> Detector<R> {
 
     /// Refutes a suspicion at `incarnation` with a higher one, or with a new generation when
     /// the incarnation is at its maximum.
-    fn refute(&mut self, incarnation: u64, now: Now) -> Vec<Output> {
+    pub(super) fn refute(&mut self, incarnation: u64, now: Now) -> Vec<Output> {
         if incarnation >= MAX_INCARNATION {
             return self.rejoin(now);
         }

@@ -262,15 +262,28 @@ impl<R: Rng> Detector<R> {
         self.connected = false;
     }
 
-    /// The bus connection is back: a grace period starts; returns a sync with a random peer.
+    /// The bus connection is back: a grace period starts; returns a sync with a random peer
+    /// and, while a member, an `alive` event at a higher incarnation, which refutes at once any
+    /// suspicion raised while this node could not hear it.
     pub fn reconnected(&mut self, now: Now) -> Vec<Output> {
         self.connected = true;
         self.enter_grace(now.mono);
+        let mut out = self.announce_alive(now);
         let peers = self.view.live_peers(&self.me.id);
-        let _ = now;
-        match peers.get(self.rng.random_range(0..peers.len().max(1))) {
-            Some(peer) => vec![Output::SyncWith(peer.clone())],
-            None => vec![Output::SyncAny],
+        out.push(
+            match peers.get(self.rng.random_range(0..peers.len().max(1))) {
+                Some(peer) => Output::SyncWith(peer.clone()),
+                None => Output::SyncAny,
+            },
+        );
+        out
+    }
+
+    /// An `alive` event at a higher incarnation, if this node is a member.
+    fn announce_alive(&mut self, now: Now) -> Vec<Output> {
+        match self.active {
+            true => self.refute(self.me.incarnation, now),
+            false => Vec::new(),
         }
     }
 
@@ -309,12 +322,16 @@ impl<R: Rng> Detector<R> {
     pub fn tick(&mut self, now: Now) -> Vec<Output> {
         let gap = now.mono.saturating_duration_since(self.last_tick);
         self.last_tick = now.mono;
+        let mut out = Vec::new();
         if gap > self.cfg.pause_threshold {
             self.enter_grace(now.mono);
+            if self.connected {
+                // Suspected while paused, perhaps: refute before anyone's suspicion runs out.
+                out = self.announce_alive(now);
+            }
         }
         let forgotten = self.view.forget_ended(now.mono, self.cfg.forget_after);
         self.stats.forgotten = self.stats.forgotten.saturating_add(forgotten.len() as u64);
-        let mut out = Vec::new();
         if !self.active || !self.connected {
             // Cut off, probes could not be answered, and queued pings would only pile up.
             return out;

@@ -122,6 +122,46 @@ fn a_disconnected_node_declares_nobody_failed() {
 }
 
 #[test]
+fn a_node_suspected_while_reconnecting_refutes_at_once() {
+    let mut sim = Sim::new(5, 16);
+    sim.run_for(Duration::from_secs(3));
+    // Its server restarts: n0 hears nothing until someone suspects it.
+    sim.nodes[0].disconnected();
+    sim.down.insert(0);
+    sim.until_all_see(0, MemberState::Suspect, Duration::from_secs(3));
+    sim.down.remove(&0);
+    // Back on another server, before its view is synced: the alive event alone refutes.
+    let now = sim.now;
+    let out = sim.nodes[0].reconnected(now);
+    let alive = out.iter().any(|o| {
+        matches!(o, Output::Broadcast(ev) if ev.kind == MemberEventKind::Alive && ev.incarnation > 0)
+    });
+    assert!(alive, "no alive event on reconnecting: {out:?}");
+    let out = out
+        .into_iter()
+        .filter(|o| !matches!(o, Output::SyncWith(_)));
+    sim.route(0, out.collect());
+    sim.until_all_see(0, MemberState::Alive, Duration::from_millis(10));
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.count(MemberEventKind::Fail), 0);
+}
+
+#[test]
+fn a_node_paused_briefly_announces_it_is_alive() {
+    let mut sim = Sim::new(3, 17);
+    sim.run_for(Duration::from_secs(2));
+    let before = sim.nodes[2].me().incarnation;
+    sim.now.mono += Duration::from_millis(1500);
+    sim.now.wall_ms += 1500;
+    let now = sim.now;
+    let out = sim.nodes[2].tick(now);
+    let alive = out.iter().any(|o| {
+        matches!(o, Output::Broadcast(ev) if ev.kind == MemberEventKind::Alive && ev.incarnation > before)
+    });
+    assert!(alive, "no alive event after a pause: {out:?}");
+}
+
+#[test]
 fn three_percent_loss_gives_no_false_positives() {
     let mut sim = Sim::new(5, 7);
     sim.loss = 0.03;
