@@ -1,6 +1,6 @@
 //! NATS connection settings shared by every IDunno binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -241,34 +241,7 @@ impl BusOptions {
         if let Some(token) = &self.token {
             opts = opts.token(token.clone());
         }
-        let file = |path: &PathBuf| match path.is_file() {
-            true => Ok(path.clone()),
-            false => Err(ConnectError::File {
-                path: path.clone(),
-                reason: "no such file".into(),
-            }),
-        };
-        if let Some(ca) = &resolved.tls_ca {
-            opts = opts.add_root_certificates(file(ca)?).require_tls(true);
-        }
-        match (&resolved.tls_cert, &resolved.tls_key) {
-            (Some(cert), Some(key)) => {
-                opts = opts.add_client_certificate(file(cert)?, file(key)?);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ConnectError::Invalid(
-                    "--nats-tls-cert and --nats-tls-key go together".into(),
-                ))
-            }
-        }
-        if let Some(path) = &resolved.nkey {
-            let seed = std::fs::read_to_string(file(path)?).map_err(|e| ConnectError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            opts = opts.nkey(seed.trim().to_string());
-        }
+        opts = with_tls_and_nkey(opts, &resolved)?;
         let prefix = resolved.inbox_prefix.unwrap_or_else(|| "_INBOX".into());
         opts = opts
             .custom_inbox_prefix(&prefix)
@@ -317,6 +290,47 @@ impl BusOptions {
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable("no answer within 3 s".into())),
         }
+    }
+}
+
+/// `opts` with the resolved TLS root, TLS client certificate and NKEY seed (each file
+/// must exist); a certificate without its key (or a key without its certificate) is refused.
+fn with_tls_and_nkey(
+    mut opts: async_nats::ConnectOptions,
+    resolved: &Resolved,
+) -> Result<async_nats::ConnectOptions, ConnectError> {
+    if let Some(ca) = &resolved.tls_ca {
+        opts = opts.add_root_certificates(existing(ca)?).require_tls(true);
+    }
+    match (&resolved.tls_cert, &resolved.tls_key) {
+        (Some(cert), Some(key)) => {
+            opts = opts.add_client_certificate(existing(cert)?, existing(key)?);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(ConnectError::Invalid(
+                "--nats-tls-cert and --nats-tls-key go together".into(),
+            ))
+        }
+    }
+    if let Some(path) = &resolved.nkey {
+        let seed = std::fs::read_to_string(existing(path)?).map_err(|e| ConnectError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        opts = opts.nkey(seed.trim().to_string());
+    }
+    Ok(opts)
+}
+
+/// `path` if it is a file, else [`ConnectError::File`] ("no such file").
+fn existing(path: &Path) -> Result<PathBuf, ConnectError> {
+    match path.is_file() {
+        true => Ok(path.to_path_buf()),
+        false => Err(ConnectError::File {
+            path: path.to_path_buf(),
+            reason: "no such file".into(),
+        }),
     }
 }
 

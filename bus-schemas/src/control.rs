@@ -139,7 +139,8 @@ impl Message for ControlReply {
     const NAME: &'static str = "control reply";
 }
 
-/// Kinds of refused control commands.
+/// Kinds of refused control commands. Readers of an older version see kinds added later as
+/// [`ControlErrorKind::Unknown`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlErrorKind {
@@ -151,6 +152,9 @@ pub enum ControlErrorKind {
     WrongState,
     /// The node failed to carry out the command (e.g. an I/O error).
     Internal,
+    /// A kind this reader does not know (a newer writer's).
+    #[serde(other)]
+    Unknown,
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! --rebuild` names them again from their labels.
 
 use crate::codec::Message;
-use crate::sdfs::VersionInfo;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -51,21 +50,6 @@ pub struct BlobLabel {
 
 impl Message for BlobLabel {
     const NAME: &'static str = "SDFS blob label";
-}
-
-impl BlobLabel {
-    /// The label of a committed version.
-    pub fn of(name: &str, v: &VersionInfo) -> BlobLabel {
-        BlobLabel {
-            name: name.to_string(),
-            version: Some(v.version),
-            size: v.size,
-            sha256: v.sha256.clone(),
-            created_ms: v.created_ms,
-            replication: v.replication,
-            attrs: v.attrs.clone(),
-        }
-    }
 }
 
 /// Asks a node for the blobs it holds, in blob-id order after `after`.

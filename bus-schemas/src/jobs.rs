@@ -375,7 +375,8 @@ impl Message for JobsRequest {
     const NAME: &'static str = "jobs request";
 }
 
-/// Why a jobs request was refused.
+/// Why a jobs request was refused. Readers of an older version see kinds added later as
+/// [`JobsErrorKind::Unknown`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobsErrorKind {
@@ -393,6 +394,9 @@ pub enum JobsErrorKind {
     BadRequest,
     /// A node-side failure (bus, storage).
     Internal,
+    /// A kind this reader does not know (a newer writer's).
+    #[serde(other)]
+    Unknown,
 }
 
 /// The answer to a [`JobsRequest`].

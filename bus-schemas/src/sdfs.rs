@@ -350,6 +350,21 @@ impl Message for Chunk {
     const NAME: &'static str = "SDFS chunk";
 }
 
+impl crate::fsck::BlobLabel {
+    /// The label of a committed version.
+    pub fn of(name: &str, v: &VersionInfo) -> Self {
+        Self {
+            name: name.to_string(),
+            version: Some(v.version),
+            size: v.size,
+            sha256: v.sha256.clone(),
+            created_ms: v.created_ms,
+            replication: v.replication,
+            attrs: v.attrs.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

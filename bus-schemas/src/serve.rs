@@ -5,7 +5,7 @@
 //! re-dispatched batch's second copy).
 
 use crate::codec::Message;
-pub use crate::work_check::{BatchError, WorkErrorKind, MAX_BATCH_QUERIES};
+pub use crate::work_check::{BatchError, WorkBatch, WorkErrorKind, MAX_BATCH_QUERIES};
 use serde::{Deserialize, Serialize};
 
 /// What a worker needs to serve a job: the model version and the split it reads.
@@ -84,21 +84,6 @@ pub enum AssignReply {
 
 impl Message for AssignReply {
     const NAME: &'static str = "assign reply";
-}
-
-/// One batch of queries, sent to `idunno.v1.jobs.<job_id>.work.<node_id>`. Query `first_query + i`
-/// reads sample `(first_query + i) mod count` of the split, so a batch is the same whichever
-/// worker runs it and however often it is sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkBatch {
-    /// The job.
-    pub job_id: String,
-    /// The batch, unique within the job; kept when the batch is sent again.
-    pub batch_id: u64,
-    /// The first query id.
-    pub first_query: u64,
-    /// Queries in the batch.
-    pub len: u32,
 }
 
 impl Message for WorkBatch {

@@ -152,6 +152,18 @@ pub fn all_job_accepted() -> String {
 /// new coordinator builds the results file from the same batches.
 pub const ACCEPTED_STREAM: &str = "IDUNNO_ACCEPTED";
 
+/// The KV bucket of SDFS metadata (file versions, their holders, the epoch marker).
+pub const SDFS_BUCKET: &str = "idunno-sdfs";
+
+/// The KV bucket of job records.
+pub const JOBS_BUCKET: &str = "idunno-jobs";
+
+/// The KV bucket of cluster-wide settings (fair time, copies).
+pub const SETTINGS_BUCKET: &str = "idunno-settings";
+
+/// The KV bucket of the coordinator lease.
+pub const LEASE_BUCKET: &str = "idunno-coord";
+
 /// Request/reply: batches of one inference job for one of the workers serving it
 /// ([`crate::serve::WorkBatch`]). Each worker has its own subject, so the coordinator decides
 /// who runs a batch and never sends one to a worker it knows to be frozen or gone (a frozen

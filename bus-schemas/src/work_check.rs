@@ -1,9 +1,24 @@
-//! Limits on inference work a worker accepts: checked on every [`WorkBatch`] before it sizes
-//! anything, so a hostile or buggy batch is refused with a typed error naming the limit.
+//! A batch of inference work and the limits a worker checks it against: checked on every
+//! [`WorkBatch`] before it sizes anything, so a hostile or buggy batch is refused with a typed
+//! error naming the limit.
 
-use crate::serve::WorkBatch;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// One batch of queries, sent to `idunno.v1.jobs.<job_id>.work.<node_id>`. Query `first_query + i`
+/// reads sample `(first_query + i) mod count` of the split, so a batch is the same whichever
+/// worker runs it and however often it is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkBatch {
+    /// The job.
+    pub job_id: String,
+    /// The batch, unique within the job; kept when the batch is sent again.
+    pub batch_id: u64,
+    /// The first query id.
+    pub first_query: u64,
+    /// Queries in the batch.
+    pub len: u32,
+}
 
 /// Most queries in one work batch: the largest batch the coordinator cuts (`serve --batch`,
 /// `idunno batch <job> <size>`) and the largest a worker runs.

@@ -257,6 +257,8 @@ struct VersionsTo<'a> {
     force: bool,
 }
 
+/// `get-versions`: the newest `n` versions of `name`, into one file or (`split`) one file
+/// each; an existing target is refused, before any transfer, unless `force`.
 async fn get_versions(
     sdfs: &SdfsClient,
     name: &str,
@@ -289,37 +291,11 @@ async fn get_versions(
             anyhow::bail!("{} exists: pass --force to replace it", there.display());
         }
     }
-    let mut written = Vec::new();
-    if to.split {
-        for (version, target) in newest.into_iter().zip(targets) {
-            let v = sdfs
-                .get_to(name, Some(version), &target, to.force, None)
-                .await?;
-            written.push(serde_json::json!({"version": version, "size": v.size, "path": target}));
-        }
+    let written = if to.split {
+        get_split(sdfs, name, newest, targets, to.force).await?
     } else {
-        // Each version goes to a scratch directory next to the file, then into a part file
-        // that takes the file's name only when every version is in: a failure leaves the
-        // local file as it was.
-        let dir = local.parent().filter(|d| !d.as_os_str().is_empty());
-        let scratch = tempfile::tempdir_in(dir.unwrap_or(Path::new(".")))?;
-        let (part, mut all) = bus_client::part::PartFile::create(local).await?;
-        for version in newest {
-            let piece = scratch.path().join(format!("v{version}"));
-            let v = sdfs.get(name, Some(version), &piece, None).await?;
-            let header = format!("=== {name} version {version} ({} bytes) ===\n", v.size);
-            all.write_all(header.as_bytes()).await?;
-            let mut from = tokio::fs::File::open(&piece).await?;
-            tokio::io::copy(&mut from, &mut all).await?;
-            tokio::fs::remove_file(&piece).await?;
-            written.push(serde_json::json!({"version": version, "size": v.size, "path": local}));
-        }
-        all.sync_all().await?;
-        drop(all);
-        part.commit(local, to.force)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", local.display()))?;
-    }
+        get_joined(sdfs, name, newest, local, to.force).await?
+    };
     out.print(&written, || {
         vec![vec![format!(
             "wrote {} version(s) of {name}",
@@ -327,6 +303,59 @@ async fn get_versions(
         )]]
     });
     Ok(())
+}
+
+/// Writes each of `versions` of `name` to its own file of `targets` (in the same order);
+/// returns what was written, one JSON object per version.
+async fn get_split(
+    sdfs: &SdfsClient,
+    name: &str,
+    versions: Vec<u64>,
+    targets: Vec<PathBuf>,
+    force: bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut written = Vec::new();
+    for (version, target) in versions.into_iter().zip(targets) {
+        let v = sdfs
+            .get_to(name, Some(version), &target, force, None)
+            .await?;
+        written.push(serde_json::json!({"version": version, "size": v.size, "path": target}));
+    }
+    Ok(written)
+}
+
+/// Writes `versions` of `name` into the one file `local`, each after a header line; returns
+/// what was written, one JSON object per version.
+async fn get_joined(
+    sdfs: &SdfsClient,
+    name: &str,
+    versions: Vec<u64>,
+    local: &Path,
+    force: bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    // Each version goes to a scratch directory next to the file, then into a part file
+    // that takes the file's name only when every version is in: a failure leaves the
+    // local file as it was.
+    let dir = local.parent().filter(|d| !d.as_os_str().is_empty());
+    let scratch = tempfile::tempdir_in(dir.unwrap_or(Path::new(".")))?;
+    let (part, mut all) = bus_client::part::PartFile::create(local).await?;
+    let mut written = Vec::new();
+    for version in versions {
+        let piece = scratch.path().join(format!("v{version}"));
+        let v = sdfs.get(name, Some(version), &piece, None).await?;
+        let header = format!("=== {name} version {version} ({} bytes) ===\n", v.size);
+        all.write_all(header.as_bytes()).await?;
+        let mut from = tokio::fs::File::open(&piece).await?;
+        tokio::io::copy(&mut from, &mut all).await?;
+        tokio::fs::remove_file(&piece).await?;
+        written.push(serde_json::json!({"version": version, "size": v.size, "path": local}));
+    }
+    all.sync_all().await?;
+    drop(all);
+    part.commit(local, force)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", local.display()))?;
+    Ok(written)
 }
 
 async fn store(sdfs: &SdfsClient, node: Option<String>, out: &Output) -> anyhow::Result<()> {

@@ -35,12 +35,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
     };
     anyhow::ensure!(timeout_ms >= 1, "--timeout-ms must be at least 1");
     // Read every file first: a missing one is refused without touching the cluster.
-    let mut files = Vec::with_capacity(images.len());
-    for path in &images {
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        files.push(ByteBuf::from(bytes));
-    }
+    let files = read_images(&images)?;
     let client = bus.connect_once("idunno-cli").await?;
     let mut lines = Vec::with_capacity(images.len());
     let mut notes = Vec::new();
@@ -55,37 +50,66 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
         let reply: InferReply = bus_client::infer(&client, &req, wait)
             .await
             .map_err(|e| anyhow::anyhow!("no answer to the inference request: {e}"))?;
-        match reply {
-            InferReply::Done {
-                version,
-                predictions,
-                node,
-                queue_ms,
-                run_ms,
-                batch,
-                ..
-            } => {
-                notes.push(format!(
-                    "{node}: batch of {batch}, waited {queue_ms:.1} ms, ran {run_ms:.1} ms"
-                ));
-                for (path, p) in paths.iter().zip(predictions) {
-                    lines.push(Line {
-                        file: path.clone(),
-                        class: p.class,
-                        class_name: p.class_name,
-                        score: p.score,
-                        scores: p.scores,
-                        node: node.clone(),
-                        version,
-                    });
-                }
-            }
-            InferReply::Error { message, .. } => anyhow::bail!("{message}"),
-        }
+        take_reply(reply, paths, &mut lines, &mut notes)?;
     }
+    print_lines(&lines, notes, out);
+    Ok(())
+}
+
+/// The bytes of every image file, in order; the first that cannot be read is the error.
+fn read_images(images: &[PathBuf]) -> anyhow::Result<Vec<ByteBuf>> {
+    let mut files = Vec::with_capacity(images.len());
+    for path in images {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        files.push(ByteBuf::from(bytes));
+    }
+    Ok(files)
+}
+
+/// Adds the predictions of one reply (for the images `paths`) to `lines` and a note of
+/// where and how fast it ran to `notes`; an error reply is the command's error.
+fn take_reply(
+    reply: InferReply,
+    paths: &[PathBuf],
+    lines: &mut Vec<Line>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    match reply {
+        InferReply::Done {
+            version,
+            predictions,
+            node,
+            queue_ms,
+            run_ms,
+            batch,
+            ..
+        } => {
+            notes.push(format!(
+                "{node}: batch of {batch}, waited {queue_ms:.1} ms, ran {run_ms:.1} ms"
+            ));
+            for (path, p) in paths.iter().zip(predictions) {
+                lines.push(Line {
+                    file: path.clone(),
+                    class: p.class,
+                    class_name: p.class_name,
+                    score: p.score,
+                    scores: p.scores,
+                    node: node.clone(),
+                    version,
+                });
+            }
+            Ok(())
+        }
+        InferReply::Error { message, .. } => anyhow::bail!("{message}"),
+    }
+}
+
+/// Prints one line per image, then (not with `--json`) the notes as warnings.
+fn print_lines(lines: &[Line], notes: Vec<String>, out: &Output) {
     out.print(&lines, || {
         let mut rows = vec![["file", "class", "score"].map(String::from).to_vec()];
-        for l in &lines {
+        for l in lines {
             rows.push(vec![
                 l.file.display().to_string(),
                 format!("{} ({})", l.class_name, l.class),
@@ -99,5 +123,4 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             crate::output::warn(&note.to_string());
         }
     }
-    Ok(())
 }

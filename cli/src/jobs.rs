@@ -2,7 +2,8 @@
 //! progress bar.
 
 use crate::args::Command;
-use crate::output::{millis, Output};
+use crate::jobs_view::{details, stats, table};
+use crate::output::Output;
 use bus_client::jobs::JobsClient;
 use bus_client::BusOptions;
 use bus_schemas::jobs::{
@@ -11,12 +12,68 @@ use bus_schemas::jobs::{
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Runs one job command.
 pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result<()> {
     let client = bus.connect_once("idunno-cli").await?;
     let jobs = JobsClient::new(client.clone(), Duration::from_secs(10));
+    match cmd {
+        Command::Train { .. } | Command::Serve { .. } => {
+            let (spec, detach) = submission(cmd)?;
+            let id = jobs.submit(spec).await?;
+            submitted(&client, &jobs, &id, detach, out).await
+        }
+        Command::JobStats { id } => {
+            let job = jobs.get(&id).await?;
+            let Some(s) = &job.serve else {
+                anyhow::bail!("job {id} is not an inference job");
+            };
+            out.print(&job, || stats(&job, s));
+            Ok(())
+        }
+        Command::Batch { job, size } => {
+            let job = jobs.batch(&job, size).await?;
+            out.print(&job, || {
+                vec![vec![format!("{}: batch size now {size}", job.id)]]
+            });
+            Ok(())
+        }
+        Command::Qps { policy } => qps(&jobs, policy, out).await,
+        Command::Completed => {
+            let list: Vec<JobRecord> = jobs
+                .list()
+                .await?
+                .into_iter()
+                .filter(|j| j.state.is_final())
+                .collect();
+            out.print(&list, || table(&list));
+            Ok(())
+        }
+        Command::Assignments => assignments(&jobs, out).await,
+        Command::Workers => crate::workers::show(&client, &jobs, out).await,
+        Command::Jobs => {
+            let list = jobs.list().await?;
+            out.print(&list, || table(&list));
+            Ok(())
+        }
+        Command::Job { id } => {
+            let job = jobs.get(&id).await?;
+            out.print(&job, || details(&job));
+            Ok(())
+        }
+        Command::Cancel { job } => {
+            let job = jobs.cancel(&job).await?;
+            out.print(&job, || vec![vec![format!("cancelled {}", job.id)]]);
+            Ok(())
+        }
+        Command::Watch { job } => follow(&client, &jobs, &job, out).await,
+        other => anyhow::bail!("{other:?} is not a job command"),
+    }
+}
+
+/// The job a `train` or `serve` command submits, and whether it is `--detach`ed.
+fn submission(cmd: Command) -> anyhow::Result<(JobSpec, bool)> {
     match cmd {
         Command::Train {
             model,
@@ -39,8 +96,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
                 limit,
                 seed,
             });
-            let id = jobs.submit(spec).await?;
-            submitted(&client, &jobs, &id, detach, out).await
+            Ok((spec, detach))
         }
         Command::Serve {
             model,
@@ -62,82 +118,47 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
                 passes: (!continuous).then_some(passes),
                 weight,
             });
-            let id = jobs.submit(spec).await?;
-            submitted(&client, &jobs, &id, detach, out).await
+            Ok((spec, detach))
         }
-        Command::JobStats { id } => {
-            let job = jobs.get(&id).await?;
-            let Some(s) = &job.serve else {
-                anyhow::bail!("job {id} is not an inference job");
-            };
-            out.print(&job, || stats(&job, s));
-            Ok(())
-        }
-        Command::Batch { job, size } => {
-            let job = jobs.batch(&job, size).await?;
-            out.print(&job, || {
-                vec![vec![format!("{}: batch size now {size}", job.id)]]
-            });
-            Ok(())
-        }
-        Command::Qps { policy } => {
-            let policy = policy.map(|p| match p {
-                crate::args::QpsArg::Global => QpsPolicy::Global,
-                crate::args::QpsArg::Local => QpsPolicy::Local,
-            });
-            let now = jobs.qps(policy).await?;
-            out.print(&now, || {
-                let name = format!("{now:?}").to_lowercase();
-                vec![vec![format!("qps {name}")]]
-            });
-            Ok(())
-        }
-        Command::Completed => {
-            let list: Vec<JobRecord> = jobs
-                .list()
-                .await?
-                .into_iter()
-                .filter(|j| j.state.is_final())
-                .collect();
-            out.print(&list, || table(&list));
-            Ok(())
-        }
-        Command::Assignments => {
-            let list = jobs.list().await?;
-            let rows: Vec<(String, String, Vec<String>)> = list
-                .iter()
-                .filter(|j| j.state == JobState::Running)
-                .map(|j| (j.id.clone(), j.spec.kind().to_string(), assigned(j)))
-                .collect();
-            out.print(&rows, || {
-                let mut t = vec![vec!["job".into(), "kind".into(), "workers".into()]];
-                t.extend(
-                    rows.iter()
-                        .map(|(id, k, w)| vec![id.clone(), k.clone(), w.join(", ")]),
-                );
-                t
-            });
-            Ok(())
-        }
-        Command::Workers => crate::workers::show(&client, &jobs, out).await,
-        Command::Jobs => {
-            let list = jobs.list().await?;
-            out.print(&list, || table(&list));
-            Ok(())
-        }
-        Command::Job { id } => {
-            let job = jobs.get(&id).await?;
-            out.print(&job, || details(&job));
-            Ok(())
-        }
-        Command::Cancel { job } => {
-            let job = jobs.cancel(&job).await?;
-            out.print(&job, || vec![vec![format!("cancelled {}", job.id)]]);
-            Ok(())
-        }
-        Command::Watch { job } => follow(&client, &jobs, &job, out).await,
         other => anyhow::bail!("{other:?} is not a job command"),
     }
+}
+
+/// `qps`: sets the query-rate policy (if given) and prints the one in force.
+async fn qps(
+    jobs: &JobsClient,
+    policy: Option<crate::args::QpsArg>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let policy = policy.map(|p| match p {
+        crate::args::QpsArg::Global => QpsPolicy::Global,
+        crate::args::QpsArg::Local => QpsPolicy::Local,
+    });
+    let now = jobs.qps(policy).await?;
+    out.print(&now, || {
+        let name = format!("{now:?}").to_lowercase();
+        vec![vec![format!("qps {name}")]]
+    });
+    Ok(())
+}
+
+/// `assignments`: the workers of each running job.
+async fn assignments(jobs: &JobsClient, out: &Output) -> anyhow::Result<()> {
+    let list = jobs.list().await?;
+    let rows: Vec<(String, String, Vec<String>)> = list
+        .iter()
+        .filter(|j| j.state == JobState::Running)
+        .map(|j| (j.id.clone(), j.spec.kind().to_string(), assigned(j)))
+        .collect();
+    out.print(&rows, || {
+        let mut t = vec![vec!["job".into(), "kind".into(), "workers".into()]];
+        t.extend(
+            rows.iter()
+                .map(|(id, k, w)| vec![id.clone(), k.clone(), w.join(", ")]),
+        );
+        t
+    });
+    Ok(())
 }
 
 /// After a submission: print the id and return (`--detach`), or follow the job.
@@ -168,61 +189,17 @@ pub async fn follow(
 ) -> anyhow::Result<()> {
     let mut progress = client.subscribe(subjects::job_progress(id)).await?;
     let mut events = client.subscribe(subjects::job_events()).await?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(id.to_string());
-    if out.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = job_bar(id, out);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
-    let mut last_line = std::time::Instant::now();
-    let mut failing_since: Option<std::time::Instant> = None;
+    let mut last_line = Instant::now();
+    let mut failing_since: Option<Instant> = None;
     let job = loop {
         tokio::select! {
-            Some(msg) = progress.next() => {
-                let Ok(p) = decode::<Progress>(&msg.payload) else { continue };
-                show(&bar, &p);
-                if bar.is_hidden() && !out.json && last_line.elapsed() >= Duration::from_secs(5) {
-                    last_line = std::time::Instant::now();
-                    crate::output::say(&format!("{id}: {}", bar.message()));
-                }
-            }
-            Some(msg) = events.next() => {
-                let Ok(ev) = decode::<JobEvent>(&msg.payload) else { continue };
-                if ev.job_id == id && !out.json {
-                    let who = ev.worker.map(|w| format!(" on {w}")).unwrap_or_default();
-                    let detail = ev.detail.map(|d| format!(": {d}")).unwrap_or_default();
-                    let line = format!("{id}: {}{who}{detail}", format!("{:?}", ev.event).to_lowercase());
-                    tracing_line(&bar, out, &line);
-                }
-            }
+            Some(msg) = progress.next() => on_progress(&bar, out, id, &msg.payload, &mut last_line),
+            Some(msg) = events.next() => on_event(&bar, out, id, &msg.payload),
             _ = poll.tick() => {
-                // A node dying mid-request is no reason to stop following; a cluster that stays
-                // unreachable is.
-                let job = match jobs.get(id).await {
-                    Ok(job) => {
-                        failing_since = None;
-                        job
-                    }
-                    Err(e) if failing_since.get_or_insert_with(std::time::Instant::now).elapsed() < Duration::from_secs(30) => {
-                        tracing_line(&bar, out, &format!("{id}: {e}; still trying"));
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if job.state.is_final() {
+                if let Some(job) = poll_job(jobs, id, &bar, out, &mut failing_since).await? {
                     break job;
-                }
-                if let Some(s) = &job.serve {
-                    show_serve(&bar, s);
-                } else if let Some(p) = &job.progress {
-                    if bar.length() == Some(0) {
-                        show(&bar, p);
-                    }
                 }
             }
         }
@@ -237,6 +214,90 @@ pub async fn follow(
             job.error.as_deref().unwrap_or("no reason given")
         ),
     }
+}
+
+/// The progress bar of following job `id` (never drawn with `--json`).
+fn job_bar(id: &str, out: &Output) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(id.to_string());
+    if out.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// Shows a progress message on the bar; without a terminal (and without `--json`), as a
+/// plain line at most every 5 s. An undecodable message is ignored.
+fn on_progress(bar: &ProgressBar, out: &Output, id: &str, payload: &[u8], last: &mut Instant) {
+    let Ok(p) = decode::<Progress>(payload) else {
+        return;
+    };
+    show(bar, &p);
+    if bar.is_hidden() && !out.json && last.elapsed() >= Duration::from_secs(5) {
+        *last = Instant::now();
+        crate::output::say(&format!("{id}: {}", bar.message()));
+    }
+}
+
+/// Prints a job event of job `id` as a line (nothing with `--json`); events of other jobs
+/// and undecodable messages are ignored.
+fn on_event(bar: &ProgressBar, out: &Output, id: &str, payload: &[u8]) {
+    let Ok(ev) = decode::<JobEvent>(payload) else {
+        return;
+    };
+    if ev.job_id == id && !out.json {
+        let who = ev.worker.map(|w| format!(" on {w}")).unwrap_or_default();
+        let detail = ev.detail.map(|d| format!(": {d}")).unwrap_or_default();
+        let line = format!(
+            "{id}: {}{who}{detail}",
+            format!("{:?}", ev.event).to_lowercase()
+        );
+        tracing_line(bar, out, &line);
+    }
+}
+
+/// Polls job `id`'s record: the record once the job has ended, else `None` after showing
+/// its progress on the bar. A failed poll is `None` (and a line) until polls have failed
+/// for 30 s, then the error.
+async fn poll_job(
+    jobs: &JobsClient,
+    id: &str,
+    bar: &ProgressBar,
+    out: &Output,
+    failing_since: &mut Option<Instant>,
+) -> anyhow::Result<Option<JobRecord>> {
+    // A node dying mid-request is no reason to stop following; a cluster that stays
+    // unreachable is.
+    let job = match jobs.get(id).await {
+        Ok(job) => {
+            *failing_since = None;
+            job
+        }
+        Err(e)
+            if failing_since.get_or_insert_with(Instant::now).elapsed()
+                < Duration::from_secs(30) =>
+        {
+            tracing_line(bar, out, &format!("{id}: {e}; still trying"));
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if job.state.is_final() {
+        return Ok(Some(job));
+    }
+    if let Some(s) = &job.serve {
+        show_serve(bar, s);
+    } else if let Some(p) = &job.progress {
+        if bar.length() == Some(0) {
+            show(bar, p);
+        }
+    }
+    Ok(None)
 }
 
 /// Prints a line above the bar (or plainly without a terminal); nothing with `--json`.
@@ -302,143 +363,4 @@ fn show_serve(bar: &ProgressBar, s: &ServeState) {
         bar,
         format!("queries, {:.0} q/s{acc} on {}", s.rate, s.workers.join(",")),
     );
-}
-
-/// `job-stats`: rate, counts, accuracy and processing-time percentiles.
-fn stats(job: &JobRecord, s: &ServeState) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        vec!["job".into(), job.id.clone()],
-        vec!["state".into(), state(job)],
-        vec!["query rate (10 s)".into(), format!("{:.1} q/s", s.rate)],
-        vec![
-            "queries done".into(),
-            match s.total {
-                Some(t) => format!("{} of {t}", s.done),
-                None => format!("{} (continuous)", s.done),
-            },
-        ],
-        vec!["batch size".into(), s.batch.to_string()],
-        vec!["workers".into(), s.workers.join(", ")],
-    ];
-    if let Some(c) = s.correct {
-        rows.push(vec![
-            "accuracy".into(),
-            format!("{:.2}%", c as f64 * 100.0 / s.done.max(1) as f64),
-        ]);
-    }
-    let names = ["mean", "std", "median", "p90", "p95", "p99"];
-    if s.proc_ms.len() == names.len() {
-        let cells: Vec<String> = names
-            .iter()
-            .zip(&s.proc_ms)
-            .map(|(n, v)| format!("{n} {v:.1}"))
-            .collect();
-        rows.push(vec!["batch time (ms)".into(), cells.join(", ")]);
-    }
-    rows
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn state(job: &JobRecord) -> String {
-    format!("{:?}", job.state).to_lowercase()
-}
-
-fn progress_cell(job: &JobRecord) -> String {
-    if let (None, Some(s)) = (&job.outcome, &job.serve) {
-        return format!("{} queries, {:.0} q/s", s.done, s.rate);
-    }
-    match (&job.outcome, &job.progress) {
-        (Some(o), _) => o
-            .test_accuracy
-            .map_or("done".into(), |a| format!("test acc {:.2}%", a * 100.0)),
-        (None, Some(p)) => format!(
-            "epoch {}/{} step {}/{} loss {:.3}",
-            p.epoch + 1,
-            p.epochs,
-            p.step,
-            p.steps,
-            p.loss
-        ),
-        (None, None) => String::new(),
-    }
-}
-
-pub fn table(jobs: &[JobRecord]) -> Vec<Vec<String>> {
-    let mut rows = vec![[
-        "job", "kind", "model", "dataset", "state", "worker", "progress", "age",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for j in jobs {
-        rows.push(vec![
-            j.id.clone(),
-            j.spec.kind().into(),
-            j.spec.model().into(),
-            j.spec.dataset().into(),
-            state(j),
-            j.attempts.last().map_or("-".into(), |a| a.worker.clone()),
-            progress_cell(j),
-            millis(now_ms().saturating_sub(j.submitted_ms)),
-        ]);
-    }
-    rows
-}
-
-fn details(job: &JobRecord) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        vec!["job".into(), job.id.clone()],
-        vec!["kind".into(), job.spec.kind().into()],
-        vec!["model".into(), job.spec.model().into()],
-        vec!["dataset".into(), job.spec.dataset().into()],
-        vec!["state".into(), state(job)],
-    ];
-    if let JobSpec::Train(t) = &job.spec {
-        let lr = t.lr.map_or("default".into(), |l| l.to_string());
-        rows.push(vec![
-            "schedule".into(),
-            format!(
-                "{} epochs, batch {}, lr {lr}, arch {}",
-                t.epochs, t.batch, t.arch
-            ),
-        ]);
-    }
-    for a in &job.attempts {
-        let resumed = match a.resumed_at_epoch {
-            Some(0) => "from scratch".to_string(),
-            Some(e) => format!("resumed at epoch {}", e + 1),
-            None => "starting".into(),
-        };
-        rows.push(vec![
-            format!("attempt {}", a.attempt),
-            format!("{} ({resumed})", a.worker),
-        ]);
-    }
-    if job.checkpoint_epochs > 0 {
-        rows.push(vec![
-            "checkpoint".into(),
-            format!("after epoch {}", job.checkpoint_epochs),
-        ]);
-    }
-    if job.progress.is_some() || job.outcome.is_some() {
-        rows.push(vec!["progress".into(), progress_cell(job)]);
-    }
-    if let Some(o) = &job.outcome {
-        rows.push(vec![
-            "model".into(),
-            format!("{} v{}", o.model_file, o.model_version),
-        ]);
-        if let Some(r) = &o.results_file {
-            rows.push(vec!["results".into(), r.clone()]);
-        }
-        rows.push(vec!["took".into(), format!("{:.1}s", o.seconds)]);
-    }
-    if let Some(e) = &job.error {
-        rows.push(vec!["error".into(), e.clone()]);
-    }
-    rows
 }

@@ -69,28 +69,6 @@ pub fn node_env(url: &str, secure: &Secure, id: &str) -> Vec<(&'static str, Stri
     env
 }
 
-/// `bus` as the operator of the secure local cluster in [`DEFAULT_DIR`] when it names no
-/// credentials and that cluster is up at its URL; else `bus` unchanged.
-pub fn with_local_identity(bus: BusOptions) -> BusOptions {
-    let named = bus.identity.is_some()
-        || bus.nkey.is_some()
-        || bus.creds.is_some()
-        || bus.user.is_some()
-        || bus.token.is_some()
-        || bus.tls_ca.is_some()
-        || bus.tls_cert.is_some();
-    if named {
-        return bus;
-    }
-    match crate::local::operator_identity(Path::new(DEFAULT_DIR), &bus.url) {
-        Some(identity) => BusOptions {
-            identity: Some(identity),
-            ..bus
-        },
-        None => bus,
-    }
-}
-
 /// The lines `local up` ends with: how to reach the cluster.
 pub fn say_how(secure: Option<&Secure>, url: &str, dashboard: Option<&str>) {
     match secure {

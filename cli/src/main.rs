@@ -6,6 +6,7 @@ mod files;
 mod fsck;
 mod infer;
 mod jobs;
+mod jobs_view;
 mod local;
 mod local_secure;
 mod ml;
@@ -37,7 +38,7 @@ fn main() {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     let cli = args::Cli {
-        bus: local_secure::with_local_identity(cli.bus),
+        bus: local::with_local_identity(cli.bus),
         ..cli
     };
     match cli.command {

@@ -133,31 +133,7 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
             role,
             name,
             host,
-        } => {
-            if role == "server" {
-                let host =
-                    host.ok_or_else(|| anyhow::anyhow!("--role server needs --host HOST"))?;
-                return add_server(&dir, &name, &host);
-            }
-            anyhow::ensure!(host.is_none(), "--host is for --role server");
-            let role = Role::parse(&role)
-                .filter(|r| *r != Role::Admin)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("--role: node, operator, viewer or server, not {role:?}")
-                })?;
-            let mut secure = Secure::open(&dir)?;
-            let (identity, node) = match role {
-                Role::Node => (roles::node_identity(&name), Some(name.as_str())),
-                _ => (name.clone(), None),
-            };
-            let path = secure.add(role, &identity, node)?;
-            reload_hint(
-                &secure,
-                &format!("added {identity} ({})", role.name()),
-                &path,
-            );
-            Ok(())
-        }
+        } => add(&dir, &role, &name, host),
         SecureCommand::Rotate { dir, name } => {
             let mut secure = Secure::open(&dir)?;
             let path = secure.rotate(&name)?;
@@ -174,42 +150,80 @@ pub fn run(cmd: SecureCommand, out: &Output) -> anyhow::Result<()> {
             server,
             nodes,
             identities,
-        } => {
-            let secure = Secure::open(&dir)?;
-            let mut names: Vec<String> = nodes.iter().map(|id| roles::node_identity(id)).collect();
-            names.extend(identities);
-            secure.export(&out, server.as_deref(), &names)?;
-            println!(
-                "exported to {}: {}{}",
-                out.display(),
-                server.map_or(String::new(), |s| format!("server {s}, ")),
-                match names.is_empty() {
-                    true => "no identity".to_string(),
-                    false => names.join(", "),
-                }
-            );
-            Ok(())
-        }
-        SecureCommand::List { dir } => {
-            let secure = Secure::open(&dir)?;
-            let ids = &secure.manifest.identities;
-            out.print(ids, || {
-                let mut rows = vec![["identity", "role", "inbox", "nkey"]
-                    .map(String::from)
-                    .to_vec()];
-                rows.extend(ids.iter().map(|i| {
-                    vec![
-                        i.name.clone(),
-                        i.role.clone(),
-                        i.inbox_prefix.clone(),
-                        i.public_key.clone(),
-                    ]
-                }));
-                rows
-            });
-            Ok(())
-        }
+        } => export(&dir, &out, server, &nodes, identities),
+        SecureCommand::List { dir } => list(&dir, out),
     }
+}
+
+/// `secure add`: a server of the cluster (`--role server`, with `--host`), or a node,
+/// operator or viewer identity, then the hint to reload the servers.
+fn add(dir: &Path, role: &str, name: &str, host: Option<String>) -> anyhow::Result<()> {
+    if role == "server" {
+        let host = host.ok_or_else(|| anyhow::anyhow!("--role server needs --host HOST"))?;
+        return add_server(dir, name, &host);
+    }
+    anyhow::ensure!(host.is_none(), "--host is for --role server");
+    let role = Role::parse(role)
+        .filter(|r| *r != Role::Admin)
+        .ok_or_else(|| anyhow::anyhow!("--role: node, operator, viewer or server, not {role:?}"))?;
+    let mut secure = Secure::open(dir)?;
+    let (identity, node) = match role {
+        Role::Node => (roles::node_identity(name), Some(name)),
+        _ => (name.to_string(), None),
+    };
+    let path = secure.add(role, &identity, node)?;
+    reload_hint(
+        &secure,
+        &format!("added {identity} ({})", role.name()),
+        &path,
+    );
+    Ok(())
+}
+
+/// `secure export`: copies what one machine needs (its server's and nodes' files and the
+/// other `identities`) into `to`, and says what it copied.
+fn export(
+    dir: &Path,
+    to: &Path,
+    server: Option<String>,
+    nodes: &[String],
+    identities: Vec<String>,
+) -> anyhow::Result<()> {
+    let secure = Secure::open(dir)?;
+    let mut names: Vec<String> = nodes.iter().map(|id| roles::node_identity(id)).collect();
+    names.extend(identities);
+    secure.export(to, server.as_deref(), &names)?;
+    println!(
+        "exported to {}: {}{}",
+        to.display(),
+        server.map_or(String::new(), |s| format!("server {s}, ")),
+        match names.is_empty() {
+            true => "no identity".to_string(),
+            false => names.join(", "),
+        }
+    );
+    Ok(())
+}
+
+/// `secure list`: each identity's name, role, inbox prefix and public NKEY.
+fn list(dir: &Path, out: &Output) -> anyhow::Result<()> {
+    let secure = Secure::open(dir)?;
+    let ids = &secure.manifest.identities;
+    out.print(ids, || {
+        let mut rows = vec![["identity", "role", "inbox", "nkey"]
+            .map(String::from)
+            .to_vec()];
+        rows.extend(ids.iter().map(|i| {
+            vec![
+                i.name.clone(),
+                i.role.clone(),
+                i.inbox_prefix.clone(),
+                i.public_key.clone(),
+            ]
+        }));
+        rows
+    });
+    Ok(())
 }
 
 fn add_server(dir: &Path, name: &str, host: &str) -> anyhow::Result<()> {
@@ -234,6 +248,7 @@ fn reload_hint(secure: &Secure, what: &str, path: &Path) {
     );
 }
 
+/// Prints what `secure init` made and how to use it (the manifest with `--json`).
 fn print_init(secure: &Secure, out: &Output) {
     if out.json {
         println!(
@@ -257,25 +272,7 @@ fn print_init(secure: &Secure, out: &Output) {
         secure.single_conf().display()
     );
     if !secure.manifest.servers.is_empty() {
-        println!(
-            "  cluster:      {} on every machine, with {} in its environment",
-            secure.machine_conf().display(),
-            bus_client::secure::natsconf::MACHINE_VARIABLES
-                .iter()
-                .map(|(v, _)| *v)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        for (name, host) in &secure.manifest.servers {
-            println!(
-                "    {name:<14} {host}: certificate {}",
-                secure.server_tls_dir(name).display()
-            );
-        }
-        println!(
-            "  each machine's files: idunno secure export {} <out> --server <name> --node <id>",
-            d.display()
-        );
+        print_cluster(secure);
     }
     println!("  identities:   {}", d.join("identities").display());
     for i in &secure.manifest.identities {
@@ -293,5 +290,29 @@ fn print_init(secure: &Secure, out: &Output) {
     println!(
         "the CLI: export IDUNNO_NATS_IDENTITY={}",
         d.join("identities/operator").display()
+    );
+}
+
+/// The part of [`print_init`] about a NATS cluster of several servers: the machine config,
+/// each server's certificate and how to export each machine's files.
+fn print_cluster(secure: &Secure) {
+    println!(
+        "  cluster:      {} on every machine, with {} in its environment",
+        secure.machine_conf().display(),
+        bus_client::secure::natsconf::MACHINE_VARIABLES
+            .iter()
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (name, host) in &secure.manifest.servers {
+        println!(
+            "    {name:<14} {host}: certificate {}",
+            secure.server_tls_dir(name).display()
+        );
+    }
+    println!(
+        "  each machine's files: idunno secure export {} <out> --server <name> --node <id>",
+        secure.dir.display()
     );
 }

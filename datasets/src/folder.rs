@@ -1,7 +1,6 @@
 //! Importing image folders: `train/<class>/*`, `test/<class>/*`, or a flat unlabelled folder.
 
 use crate::canonical::{Dataset, SplitData};
-use crate::import::list_names;
 use crate::limits::{product, Limit, Limits, MAX_IMAGE_SIDE};
 use crate::{DatasetError, Source};
 use image::{ColorType, ImageDecoder, ImageReader};
@@ -224,4 +223,19 @@ fn decode_split(
         labels,
         files: Some(entries.iter().map(|e| e.rel.clone()).collect()),
     })
+}
+
+/// Sorted names of the entries directly inside `dir`.
+pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>, DatasetError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DatasetError::io(dir, e))?;
+        let name = entry.file_name().into_string().map_err(|raw| {
+            DatasetError::layout(dir.join(raw), "this file name is not valid UTF-8")
+        })?;
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 /// All images must share one width and height. Images are grayscale (C = 1) when every one
 /// is, otherwise all are converted to RGB (C = 3). Samples are ordered by path.
 pub fn import_dir(src: &Path, out: &Path, name: &str) -> Result<Manifest, DatasetError> {
-    let names = list_names(src)?;
+    let names = folder::list_names(src)?;
     let dataset = match idx_dir::try_import(src, &names)? {
         Some(d) => d,
         None => match folder::try_import(src, &names)? {
@@ -30,19 +30,4 @@ pub fn import_dir(src: &Path, out: &Path, name: &str) -> Result<Manifest, Datase
         },
     };
     write_dataset(out, name, dataset)
-}
-
-/// Sorted names of the entries directly inside `dir`.
-pub(crate) fn list_names(dir: &Path) -> Result<Vec<String>, DatasetError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| DatasetError::io(dir, e))?;
-        let name = entry.file_name().into_string().map_err(|raw| {
-            DatasetError::layout(dir.join(raw), "this file name is not valid UTF-8")
-        })?;
-        names.push(name);
-    }
-    names.sort();
-    Ok(names)
 }

@@ -3,7 +3,7 @@
 use crate::hash::sha256_bytes;
 use crate::idx::{self, IdxHeader, IdxType};
 use crate::limits::{Limit, Limits};
-use crate::{DatasetError, FileRef, Manifest, MANIFEST_FILE};
+use crate::{DatasetError, FileRef, Manifest, SplitInfo, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
 
 /// One split in memory, ready for training or inference.
@@ -43,44 +43,10 @@ pub fn load_split_with(
     limits: &Limits,
 ) -> Result<Split, DatasetError> {
     manifest.validate(&dir.join(MANIFEST_FILE))?;
-    let info = manifest
-        .splits
-        .get(split)
-        .ok_or_else(|| DatasetError::UnknownSplit {
-            name: manifest.name.clone(),
-            split: split.to_string(),
-            available: manifest
-                .splits
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let info = split_info(manifest, split)?;
     let count = info.count as usize;
     let [c, h, w] = manifest.shape.map(|d| d as usize);
-    let declared = manifest.images_bytes(info.count);
-    let images_path = dir.join(&info.images.file);
-    DatasetError::check(
-        &images_path,
-        Limit::FileBytes,
-        limits.max_file_bytes,
-        declared,
-    )?;
-    let (path, bytes) = read_verified(dir, &info.images, limits)?;
-    let dims = if c == 1 {
-        vec![count, h, w]
-    } else {
-        vec![count, h, w, c]
-    };
-    let images = idx::read_checked(&bytes[..], &path, declared, |header| {
-        expect_header(header, &path, &[IdxType::U8], &dims, declared)
-    })?;
-    drop(bytes);
-    let pixels = if c == 1 {
-        images.data
-    } else {
-        nhwc_to_nchw(&images.data, c, h * w)
-    };
+    let pixels = read_pixels(dir, manifest, info, limits)?;
     let labels = match &info.labels {
         Some(file) => Some(read_labels(
             dir,
@@ -101,6 +67,58 @@ pub fn load_split_with(
         pixels,
         labels,
         files,
+    })
+}
+
+/// The files of split `split` of `manifest` ([`DatasetError::UnknownSplit`] if it has none).
+fn split_info<'a>(manifest: &'a Manifest, split: &str) -> Result<&'a SplitInfo, DatasetError> {
+    manifest
+        .splits
+        .get(split)
+        .ok_or_else(|| DatasetError::UnknownSplit {
+            name: manifest.name.clone(),
+            split: split.to_string(),
+            available: manifest
+                .splits
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// The images file of split `info`, verified and checked against the manifest's shape, as
+/// N·C·H·W bytes (transposed from the file's NHWC when C > 1).
+fn read_pixels(
+    dir: &Path,
+    manifest: &Manifest,
+    info: &SplitInfo,
+    limits: &Limits,
+) -> Result<Vec<u8>, DatasetError> {
+    let count = info.count as usize;
+    let [c, h, w] = manifest.shape.map(|d| d as usize);
+    let declared = manifest.images_bytes(info.count);
+    let images_path = dir.join(&info.images.file);
+    DatasetError::check(
+        &images_path,
+        Limit::FileBytes,
+        limits.max_file_bytes,
+        declared,
+    )?;
+    let (path, bytes) = read_verified(dir, &info.images, limits)?;
+    let dims = if c == 1 {
+        vec![count, h, w]
+    } else {
+        vec![count, h, w, c]
+    };
+    let images = idx::read_checked(&bytes[..], &path, declared, |header| {
+        expect_header(header, &path, &[IdxType::U8], &dims, declared)
+    })?;
+    drop(bytes);
+    Ok(if c == 1 {
+        images.data
+    } else {
+        nhwc_to_nchw(&images.data, c, h * w)
     })
 }
 

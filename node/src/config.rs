@@ -1,7 +1,7 @@
 //! The node's configuration: command-line flags and the typed config built from them.
 
+use crate::cache::FetchLimits;
 use crate::dashboard::{HttpLimits, ServerLimits};
-use crate::jobs::cache::FetchLimits;
 use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
@@ -115,7 +115,7 @@ pub struct NodeArgs {
     #[arg(long, env = "IDUNNO_KEEP_VERSIONS", default_value_t = 5)]
     pub keep_versions: usize,
     /// SDFS: the largest file version this node stores, in bytes (larger puts are refused).
-    #[arg(long, env = "IDUNNO_SDFS_MAX_FILE_BYTES", default_value_t = crate::sdfs::service::DEFAULT_MAX_FILE_BYTES)]
+    #[arg(long, env = "IDUNNO_SDFS_MAX_FILE_BYTES", default_value_t = crate::sdfs::DEFAULT_MAX_FILE_BYTES)]
     pub sdfs_max_file_bytes: u64,
     /// SDFS: replica stores this node runs at once; more are refused as `overloaded`.
     #[arg(long, env = "IDUNNO_SDFS_STORE_SLOTS", default_value_t = 4)]
@@ -128,7 +128,7 @@ pub struct NodeArgs {
     #[arg(long, env = "IDUNNO_MAX_DATASET_FILE_BYTES", default_value_t = idunno_datasets::limits::DEFAULT_MAX_FILE_BYTES)]
     pub max_dataset_file_bytes: u64,
     /// Largest model, checkpoint or TorchScript upload a worker reads into memory, in bytes.
-    #[arg(long, env = "IDUNNO_MAX_MODEL_FILE_BYTES", default_value_t = crate::jobs::cache::DEFAULT_MAX_MODEL_FILE_BYTES)]
+    #[arg(long, env = "IDUNNO_MAX_MODEL_FILE_BYTES", default_value_t = crate::cache::DEFAULT_MAX_MODEL_FILE_BYTES)]
     pub max_model_file_bytes: u64,
     /// Jobs: a job fails once this many of its workers died running it (a training or import
     /// job's attempts, or the workers holding one batch of an inference job), rather than
@@ -227,16 +227,7 @@ impl NodeArgs {
                 .unwrap_or(1)
         });
         let detector = self.membership.detector()?;
-        let http_token = match (self.http_token, &self.http_token_file) {
-            (Some(token), _) => Some(token),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("--http-token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
+        let http_token = http_token(self.http_token, self.http_token_file.as_deref())?;
         let cfg = NodeConfig {
             id,
             data_dir,
@@ -400,6 +391,23 @@ fn validate_host(flag: &str, host: &str) -> anyhow::Result<()> {
         "{flag} must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"
     );
     Ok(())
+}
+
+/// The dashboard's token: `--http-token`, or the contents of `--http-token-file`.
+fn http_token(
+    token: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    match (token, file) {
+        (Some(token), _) => Ok(Some(token)),
+        (None, Some(path)) => Ok(Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--http-token-file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]

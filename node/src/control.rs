@@ -4,6 +4,7 @@
 use crate::logging::LogFiles;
 use crate::membership::MembershipHandle;
 use crate::metrics::{Counters, Metrics, Traffic};
+use crate::tasks::Tasks;
 use async_nats::{Client, Message};
 use bus_schemas::control::{ControlErrorKind, ControlReply, ControlRequest, NodeStats};
 use bus_schemas::{decode, encode, subjects};
@@ -11,7 +12,6 @@ use futures::StreamExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What the control task needs from the rest of the node.
@@ -30,16 +30,15 @@ pub struct ControlDeps {
     pub started: Instant,
 }
 
-/// Subscribes to the node's control subject and answers it until `shutdown`.
-pub async fn spawn(
-    deps: ControlDeps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<JoinHandle<()>> {
+/// Subscribes to the node's control subject, then answers it (a task of `tasks`) until they
+/// stop.
+pub async fn spawn(deps: ControlDeps, tasks: &mut Tasks) -> anyhow::Result<()> {
     let sub = deps
         .client
         .subscribe(subjects::node_control_all(&deps.id))
         .await?;
-    Ok(tokio::spawn(run(deps, sub, shutdown)))
+    tasks.service("control", crate::tasks::ok(run(deps, sub, tasks.token())));
+    Ok(())
 }
 
 async fn run(deps: ControlDeps, mut sub: async_nats::Subscriber, shutdown: CancellationToken) {
@@ -106,13 +105,6 @@ fn done(deps: &ControlDeps, message: impl Into<String>) -> ControlReply {
 }
 
 async fn answer(deps: &ControlDeps, rates: &Rates, req: ControlRequest) -> ControlReply {
-    let stopped = |_| {
-        error(
-            deps,
-            ControlErrorKind::Internal,
-            "the node is shutting down".into(),
-        )
-    };
     match req {
         ControlRequest::Ping => done(deps, "pong"),
         ControlRequest::Members => match deps.membership.view().await {
@@ -121,27 +113,13 @@ async fn answer(deps: &ControlDeps, rates: &Rates, req: ControlRequest) -> Contr
                 coordinator: v.coordinator,
                 members: v.members,
             },
-            Err(e) => stopped(e),
+            Err(_) => stopping(deps),
         },
         ControlRequest::Stat => match stats(deps, rates).await {
             Ok(stats) => ControlReply::Stats { stats },
-            Err(e) => stopped(e),
+            Err(_) => stopping(deps),
         },
-        ControlRequest::DropRate { rate } if !(0.0..=1.0).contains(&rate) => error(
-            deps,
-            ControlErrorKind::InvalidArgument,
-            format!("drop rate {rate} is not between 0 and 1"),
-        ),
-        ControlRequest::DropRate { rate } => match deps.membership.set_drop_rate(rate).await {
-            Ok(()) => done(
-                deps,
-                format!(
-                    "dropping {:.0}% of incoming failure-detector messages",
-                    rate * 100.0
-                ),
-            ),
-            Err(e) => stopped(e),
-        },
+        ControlRequest::DropRate { rate } => drop_rate(deps, rate).await,
         ControlRequest::ClearLog => match deps.logs.clear() {
             Ok(n) => done(deps, format!("cleared {n} log file(s)")),
             Err(e) => error(
@@ -150,24 +128,56 @@ async fn answer(deps: &ControlDeps, rates: &Rates, req: ControlRequest) -> Contr
                 format!("cannot clear the log: {e}"),
             ),
         },
-        ControlRequest::Leave => match deps.membership.leave().await {
-            Ok(true) => done(deps, "left the cluster"),
-            Ok(false) => error(
-                deps,
-                ControlErrorKind::WrongState,
-                "the node is not a member".into(),
+        ControlRequest::Leave | ControlRequest::Join => leave_or_join(deps, req).await,
+    }
+}
+
+/// The answer of a node whose membership task has stopped.
+fn stopping(deps: &ControlDeps) -> ControlReply {
+    error(
+        deps,
+        ControlErrorKind::Internal,
+        "the node is shutting down".into(),
+    )
+}
+
+async fn drop_rate(deps: &ControlDeps, rate: f64) -> ControlReply {
+    if !(0.0..=1.0).contains(&rate) {
+        return error(
+            deps,
+            ControlErrorKind::InvalidArgument,
+            format!("drop rate {rate} is not between 0 and 1"),
+        );
+    }
+    match deps.membership.set_drop_rate(rate).await {
+        Ok(()) => done(
+            deps,
+            format!(
+                "dropping {:.0}% of incoming failure-detector messages",
+                rate * 100.0
             ),
-            Err(e) => stopped(e),
-        },
-        ControlRequest::Join => match deps.membership.join().await {
-            Ok(true) => done(deps, "joined the cluster with a new generation"),
-            Ok(false) => error(
-                deps,
-                ControlErrorKind::WrongState,
-                "the node is a member already".into(),
-            ),
-            Err(e) => stopped(e),
-        },
+        ),
+        Err(_) => stopping(deps),
+    }
+}
+
+async fn leave_or_join(deps: &ControlDeps, req: ControlRequest) -> ControlReply {
+    let (changed, did, already) = match req {
+        ControlRequest::Leave => (
+            deps.membership.leave().await,
+            "left the cluster",
+            "the node is not a member",
+        ),
+        _ => (
+            deps.membership.join().await,
+            "joined the cluster with a new generation",
+            "the node is a member already",
+        ),
+    };
+    match changed {
+        Ok(true) => done(deps, did),
+        Ok(false) => error(deps, ControlErrorKind::WrongState, already.into()),
+        Err(_) => stopping(deps),
     }
 }
 

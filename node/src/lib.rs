@@ -5,26 +5,31 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cas;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod dashboard;
+pub mod error;
 pub mod jobs;
 pub mod logging;
 pub mod membership;
 pub mod metrics;
 pub mod ml;
-pub mod replication;
 pub mod sdfs;
 pub mod serving;
 pub mod stages;
 pub mod subscribe;
+pub mod tasks;
 
+use cluster::lease::Coordinator;
 use config::NodeConfig;
-use membership::service::{Connection, MembershipConfig};
+use membership::service::{Connection, MembershipConfig, WhoCoordinates};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tasks::Tasks;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The libtorch version this binary was built against.
@@ -66,7 +71,8 @@ async fn connect(
     Ok(opts.connect(cfg.bus.servers()?).await?)
 }
 
-/// Runs the node until `shutdown` is cancelled; then it leaves the cluster and returns.
+/// Runs the node until `shutdown` is cancelled; then it leaves the cluster and returns. A
+/// subsystem that fails (or ends) while the node runs stops it: the error is returned.
 pub async fn run(
     cfg: NodeConfig,
     logs: logging::LogFiles,
@@ -77,40 +83,14 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {}: {e}", cfg.http))?;
     let http = listener.local_addr()?;
-    let tls = match &cfg.http_tls {
-        Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
-        None => None,
-    };
     let client = connect(&cfg, &format!("idunno-node-{}", cfg.id), None).await?;
-    // Membership has a connection of its own: its probes, acks and refutations must not
-    // queue behind bulk data (file chunks, inference batches) on the shared connection, or a
-    // busy node's answers arrive after its suspicion ran out.
-    let (conn_tx, conn_rx) = mpsc::channel(16);
-    let name = format!("idunno-node-{}-members", cfg.id);
-    let members_client = connect(&cfg, &name, Some(conn_tx)).await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let host = cfg.host.clone();
-    let machine = hostname();
-    let (coordinator_tx, coordinator_rx) =
-        tokio::sync::watch::channel(jobs::lease::Coordinator::default());
-    let mcfg = MembershipConfig {
-        id: cfg.id.clone(),
-        host,
-        zone: cfg.zone.clone(),
-        http: Some(http.to_string()),
-        detector: cfg.detector.clone(),
-        request_timeout: cfg.request_timeout,
-        coordinator: Some(coordinator_rx),
-    };
+    let (coordinator_tx, coordinator_rx) = watch::channel(Coordinator::default());
     let members_stop = CancellationToken::new();
-    let (membership, members_task) = membership::spawn(
-        members_client,
-        mcfg,
-        metrics.clone(),
-        conn_rx,
-        members_stop.clone(),
-    )
-    .await?;
+    let who = WhoCoordinates(Arc::new(move || coordinator_rx.borrow().node.clone()));
+    let (membership, members_task) =
+        start_membership(&cfg, http, metrics.clone(), who, members_stop.clone()).await?;
+    let mut tasks = Tasks::new(shutdown.clone());
     let deps = control::ControlDeps {
         client: client.clone(),
         id: cfg.id.clone(),
@@ -119,15 +99,55 @@ pub async fn run(
         logs,
         started,
     };
-    let control_task = control::spawn(deps, shutdown.clone()).await?;
-    let sdfs_task = tokio::spawn(serve_sdfs(
-        cfg.clone(),
-        client.clone(),
-        membership.clone(),
+    control::spawn(deps, &mut tasks).await?;
+    let (c, m, stop) = (client.clone(), membership.clone(), shutdown.clone());
+    tasks.service("sdfs", serve_sdfs(cfg.clone(), c, m, metrics.clone(), stop));
+    let (c, m, jobs_cfg) = (client.clone(), membership.clone(), jobs_config(&cfg)?);
+    let jobs = jobs::serve(
+        c,
+        m,
         metrics.clone(),
-        shutdown.clone(),
-    ));
-    let jobs_cfg = jobs::JobsConfig {
+        jobs_cfg,
+        coordinator_tx,
+        tasks.token(),
+    );
+    tasks.service("jobs", jobs);
+    start_dashboard(&cfg, listener, client, membership, metrics, &mut tasks)?;
+    tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
+    let stopped = tasks.run().await;
+    members_stop.cancel();
+    let _ = members_task.await;
+    tracing::info!("node stopped");
+    Ok(stopped?)
+}
+
+/// Starts membership on a connection of its own: its probes, acks and refutations must not
+/// queue behind bulk data (file chunks, inference batches) on the shared connection, or a
+/// busy node's answers arrive after its suspicion ran out.
+async fn start_membership(
+    cfg: &NodeConfig,
+    http: std::net::SocketAddr,
+    metrics: Arc<metrics::Metrics>,
+    coordinator: WhoCoordinates,
+    stop: CancellationToken,
+) -> anyhow::Result<(membership::MembershipHandle, tokio::task::JoinHandle<()>)> {
+    let (conn_tx, conn_rx) = mpsc::channel(16);
+    let name = format!("idunno-node-{}-members", cfg.id);
+    let members_client = connect(cfg, &name, Some(conn_tx)).await?;
+    let mcfg = MembershipConfig {
+        id: cfg.id.clone(),
+        host: cfg.host.clone(),
+        zone: cfg.zone.clone(),
+        http: Some(http.to_string()),
+        detector: cfg.detector.clone(),
+        request_timeout: cfg.request_timeout,
+        coordinator: Some(coordinator),
+    };
+    membership::spawn(members_client, mcfg, metrics, conn_rx, stop).await
+}
+
+fn jobs_config(cfg: &NodeConfig) -> anyhow::Result<jobs::JobsConfig> {
+    Ok(jobs::JobsConfig {
         id: cfg.id.clone(),
         data_dir: cfg.data_dir.clone(),
         device: cfg.device.tch()?,
@@ -135,39 +155,42 @@ pub async fn run(
         infer: cfg.infer,
         files: cfg.files,
         max_worker_deaths: cfg.max_worker_deaths,
+    })
+}
+
+/// Serves the dashboard (and its live snapshots) on `listener`.
+fn start_dashboard(
+    cfg: &NodeConfig,
+    listener: tokio::net::TcpListener,
+    client: async_nats::Client,
+    membership: membership::MembershipHandle,
+    metrics: Arc<metrics::Metrics>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let bind = listener.local_addr()?;
+    let tls = match &cfg.http_tls {
+        Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
+        None => None,
     };
-    let jobs_task = tokio::spawn(jobs::serve(
-        client.clone(),
-        membership.clone(),
-        metrics.clone(),
-        jobs_cfg,
-        coordinator_tx,
-        shutdown.clone(),
-    ));
-    if cfg.http_token.is_none() && !http.ip().is_loopback() {
-        tracing::warn!(%http, "the dashboard API is exposed without --http-token: anyone who can reach it can cancel and submit jobs");
+    if cfg.http_token.is_none() && !bind.ip().is_loopback() {
+        tracing::warn!(http = %bind, "the dashboard API is exposed without --http-token: anyone who can reach it can cancel and submit jobs");
     }
     let dash = dashboard::DashboardDeps {
         id: cfg.id.clone(),
-        client: client.clone(),
+        client,
         membership,
-        metrics: metrics.clone(),
+        metrics,
         frontend_dir: cfg.frontend_dir.clone(),
         token: cfg.http_token.as_ref().map(|t| t.0.clone()),
         replication: cfg.sdfs.replication,
         request_timeout: cfg.request_timeout,
-        bind: http,
-        hostname: Some(machine),
+        bind,
+        hostname: Some(hostname()),
         limits: cfg.http_limits.clone(),
     };
-    let (router, live_task) = dashboard::router(dash, shutdown.clone());
-    let http_task = dashboard::spawn(listener, router, cfg.http_server, tls, shutdown.clone());
-    tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
-    shutdown.cancelled().await;
-    members_stop.cancel();
-    let _ = members_task.await;
-    let _ = tokio::join!(control_task, http_task, live_task, sdfs_task, jobs_task);
-    tracing::info!("node stopped");
+    let router = dashboard::router(dash, tasks);
+    let server = dashboard::serve(listener, router, cfg.http_server, tls, tasks.token());
+    tasks.service("dashboard", tasks::ok(server));
     Ok(())
 }
 
@@ -179,7 +202,7 @@ async fn serve_sdfs(
     membership: membership::MembershipHandle,
     metrics: Arc<metrics::Metrics>,
     shutdown: CancellationToken,
-) {
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     let sdfs = loop {
         let opened = sdfs::Sdfs::open(
@@ -197,16 +220,14 @@ async fn serve_sdfs(
             ),
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
         }
     };
-    match sdfs.spawn(shutdown).await {
-        Ok(task) => {
-            let _ = task.await;
-        }
-        Err(e) => tracing::error!("SDFS could not subscribe: {e:#}"),
-    }
+    let task = (sdfs.spawn(shutdown).await)
+        .map_err(|e| anyhow::anyhow!("SDFS could not subscribe: {e:#}"))?;
+    task.await?;
+    Ok(())
 }
 
 /// This machine's hostname (`localhost` if it cannot be read).

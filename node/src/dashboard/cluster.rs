@@ -125,7 +125,7 @@ fn jobs_problem(e: JobsError) -> Response {
             JobsErrorKind::UnknownDataset => StatusCode::NOT_FOUND,
             JobsErrorKind::BadArgument | JobsErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             JobsErrorKind::AlreadyEnded => StatusCode::CONFLICT,
-            JobsErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            JobsErrorKind::Internal | JobsErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         },
         JobsError::Request(_) => StatusCode::SERVICE_UNAVAILABLE,
         JobsError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,6 +4,7 @@
 
 use super::model::{self, EventCounts, Sample, Snapshot};
 use crate::membership::MembershipHandle;
+use crate::tasks::{ok, Tasks};
 use bus_client::jobs::JobsClient;
 use bus_schemas::codec::decode;
 use bus_schemas::jobs::JobEvent;
@@ -13,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Samples kept: one a second for ten minutes.
@@ -62,22 +62,21 @@ pub struct LiveDeps {
     pub jobs: JobsClient,
 }
 
-/// Starts the live task and the event bridge; both stop at `shutdown`.
-pub fn spawn(deps: LiveDeps, shutdown: CancellationToken) -> (LiveHandle, JoinHandle<()>) {
+/// Starts the live task and the event bridge as tasks of `tasks`.
+pub fn spawn(deps: LiveDeps, tasks: &mut Tasks) -> LiveHandle {
     let (tx, latest) = watch::channel(Arc::new(Published::default()));
     let (events, _) = broadcast::channel(256);
     let (counts_tx, counts_rx) = watch::channel(EventCounts::default());
-    let bridge = tokio::spawn(bridge(
+    let bridge = bridge(
         deps.client.clone(),
         events.clone(),
         counts_tx,
-        shutdown.clone(),
-    ));
-    let snapshots = tokio::spawn(snapshots(deps, tx, counts_rx, shutdown));
-    let task = tokio::spawn(async move {
-        let _ = tokio::join!(bridge, snapshots);
-    });
-    (LiveHandle { latest, events }, task)
+        tasks.token(),
+    );
+    tasks.service("dashboard events", ok(bridge));
+    let snapshots = snapshots(deps, tx, counts_rx, tasks.token());
+    tasks.service("dashboard snapshots", ok(snapshots));
+    LiveHandle { latest, events }
 }
 
 /// Rebuilds the snapshot every second until `shutdown`.

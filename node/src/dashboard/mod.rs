@@ -16,7 +16,7 @@ pub mod sessions;
 
 pub use body::{DEFAULT_MAX_INFER_BODY, MAX_JSON_BODY};
 pub use server::{
-    spawn, tls_acceptor, OverTls, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    serve, tls_acceptor, OverTls, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
 
 use crate::membership::MembershipHandle;
@@ -32,7 +32,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -108,9 +107,10 @@ struct Api {
     shutdown: CancellationToken,
 }
 
-/// Starts the live view and returns the dashboard's router (the API of `docs/api.md`, the
-/// metrics and the built frontend) with the task that owns the live view.
-pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, JoinHandle<()>) {
+/// Starts the live view (tasks of `tasks`) and returns the dashboard's router (the API of
+/// `docs/api.md`, the metrics and the built frontend).
+pub fn router(deps: DashboardDeps, tasks: &mut crate::tasks::Tasks) -> Router {
+    let shutdown = tasks.token();
     let jobs = JobsClient::new(deps.client.clone(), deps.request_timeout);
     let live_deps = live::LiveDeps {
         id: deps.id.clone(),
@@ -118,7 +118,7 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
         membership: deps.membership.clone(),
         jobs: jobs.clone(),
     };
-    let (live, live_task) = live::spawn(live_deps, shutdown.clone());
+    let live = live::spawn(live_deps, tasks);
     let api = Api {
         id: deps.id,
         sdfs: SdfsClient::new(deps.client.clone(), deps.request_timeout),
@@ -136,7 +136,20 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
     let hosts = guard::Hosts::new(deps.bind, deps.hostname, &deps.limits.allowed_hosts);
     let infer_limit = body::BodyLimit(deps.limits.max_infer_body);
     let auth = auth::Auth::new(deps.token.as_deref());
-    let guarded = Router::new()
+    let app = api_routes(api, auth.clone(), infer_limit).merge(open_routes(auth));
+    let app = if deps.frontend_dir.join("index.html").is_file() {
+        let index = ServeFile::new(deps.frontend_dir.join("index.html"));
+        app.fallback_service(ServeDir::new(&deps.frontend_dir).fallback(index))
+    } else {
+        app.fallback(|| async { Html(NOT_BUILT) })
+    };
+    app.layer(axum::middleware::from_fn(body::media_types))
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
+}
+
+/// The API and the metrics, behind the token when there is one.
+fn api_routes(api: Api, auth: auth::Auth, infer_limit: body::BodyLimit) -> Router {
+    Router::new()
         .route("/api/members", get(cluster::members))
         .route("/api/workers", get(cluster::workers))
         .route("/api/jobs", get(cluster::list).post(cluster::submit))
@@ -156,25 +169,18 @@ pub fn router(deps: DashboardDeps, shutdown: CancellationToken) -> (Router, Join
             auth.clone(),
             auth::require,
         ))
-        .with_state(api);
-    let open = Router::new()
+        .with_state(api)
+}
+
+/// Logging in and out, the health check, and unknown API paths: open to everyone.
+fn open_routes(auth: auth::Auth) -> Router {
+    Router::new()
         .route("/api/auth", get(auth::status))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
         .with_state(auth)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/api/{*rest}", get(not_found).post(not_found));
-    let app = guarded.merge(open);
-    let app = if deps.frontend_dir.join("index.html").is_file() {
-        let index = ServeFile::new(deps.frontend_dir.join("index.html"));
-        app.fallback_service(ServeDir::new(&deps.frontend_dir).fallback(index))
-    } else {
-        app.fallback(|| async { Html(NOT_BUILT) })
-    };
-    let app = app
-        .layer(axum::middleware::from_fn(body::media_types))
-        .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
-    (app, live_task)
+        .route("/api/{*rest}", get(not_found).post(not_found))
 }
 
 async fn not_found() -> Response {

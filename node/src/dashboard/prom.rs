@@ -1,7 +1,10 @@
 //! `GET /metrics`: Prometheus text format, built at each scrape from the live snapshot, the
 //! SDFS metadata and this node's counters.
 
+use super::live::Published;
+use super::model::Snapshot;
 use super::{model, Api};
+use crate::metrics::Counters;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -45,15 +48,26 @@ fn render(
 ) -> prometheus::Result<String> {
     let r = Registry::new();
     let latest = api.live.latest.borrow().clone();
-    let snap = &latest.snapshot;
-    jobs(&r, &snap.jobs)?;
+    jobs(&r, &latest.snapshot.jobs)?;
+    membership(&r, &latest)?;
+    if let Some(files) = files {
+        sdfs(&r, api, &latest.snapshot, files)?;
+    }
+    node(&r, api)?;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Members by state and the membership events seen.
+fn membership(r: &Registry, latest: &Published) -> prometheus::Result<()> {
     let members = gauges(
-        &r,
+        r,
         "idunno_members",
         "Members in this node's view by state.",
         &["state"],
     )?;
-    let c = &snap.sample.members;
+    let c = &latest.snapshot.sample.members;
     for (state, n) in [
         ("alive", c.alive),
         ("suspect", c.suspect),
@@ -63,7 +77,7 @@ fn render(
         members.with_label_values(&[state]).set(n as f64);
     }
     let events = counters(
-        &r,
+        r,
         "idunno_membership_events_total",
         "Membership events this node has seen.",
         &["kind"],
@@ -72,33 +86,64 @@ fn render(
         let n = latest.counts.by_kind.get(kind).copied().unwrap_or(0);
         events.with_label_values(&[kind]).inc_by(n);
     }
-    if let Some(files) = files {
-        let bytes = FileInfo::newest_bytes(&files, "");
-        let live = model::live_members(snap.workers.iter().map(|w| &w.member));
-        let rows = model::file_rows(files, &live, api.replication);
-        let under = rows.iter().filter(|f| f.under_replicated).count();
-        add(
-            &r,
-            Gauge::new(
-                "idunno_sdfs_bytes",
-                "Bytes of the newest version of every SDFS file (one copy).",
-            )?,
-        )?
-        .set(bytes as f64);
-        add(&r, Gauge::new("idunno_sdfs_files", "SDFS files.")?)?.set(rows.len() as f64);
-        add(
-            &r,
-            Gauge::new(
-                "idunno_sdfs_under_replicated_files",
-                "SDFS files with fewer live replicas than wanted.",
-            )?,
-        )?
-        .set(under as f64);
+    Ok(())
+}
+
+/// SDFS's bytes, files and files short of copies.
+fn sdfs(
+    r: &Registry,
+    api: &Api,
+    snap: &Snapshot,
+    files: Vec<bus_schemas::sdfs::FileInfo>,
+) -> prometheus::Result<()> {
+    let bytes = FileInfo::newest_bytes(&files, "");
+    let live = model::live_members(snap.workers.iter().map(|w| &w.member));
+    let rows = model::file_rows(files, &live, api.replication);
+    let under = rows.iter().filter(|f| f.under_replicated).count();
+    add(
+        r,
+        Gauge::new(
+            "idunno_sdfs_bytes",
+            "Bytes of the newest version of every SDFS file (one copy).",
+        )?,
+    )?
+    .set(bytes as f64);
+    add(r, Gauge::new("idunno_sdfs_files", "SDFS files.")?)?.set(rows.len() as f64);
+    add(
+        r,
+        Gauge::new(
+            "idunno_sdfs_under_replicated_files",
+            "SDFS files with fewer live replicas than wanted.",
+        )?,
+    )?
+    .set(under as f64);
+    Ok(())
+}
+
+/// The node's counters of dropped, refused and shed messages.
+fn totals(r: &Registry, c: &Counters) -> prometheus::Result<()> {
+    let totals = [
+        ("idunno_garbage_dropped_total", "Malformed payloads this node dropped.", c.garbage),
+        (
+            "idunno_membership_refused_total",
+            "Membership messages this node refused as implausible or beyond a limit.",
+            c.membership_refused,
+        ),
+        (
+            "idunno_shed_total",
+            "Requests this node refused at once as overloaded (inference requests, assignments).",
+            c.shed,
+        ),
+        (
+            "idunno_infer_pauses_total",
+            "Times this node left the online-inference queue group to shed load (it joins again when it has room).",
+            c.infer_pauses,
+        ),
+    ];
+    for (name, help, n) in totals {
+        add(r, IntCounter::new(name, help)?)?.inc_by(n);
     }
-    node(&r, api)?;
-    let mut out = Vec::new();
-    prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(())
 }
 
 /// Per-job figures and jobs by state.
@@ -185,26 +230,7 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
     )?;
     msgs.with_label_values(&["in"]).inc_by(c.msgs_in);
     msgs.with_label_values(&["out"]).inc_by(c.msgs_out);
-    let garbage = IntCounter::new(
-        "idunno_garbage_dropped_total",
-        "Malformed payloads this node dropped.",
-    )?;
-    add(r, garbage)?.inc_by(c.garbage);
-    let refused = IntCounter::new(
-        "idunno_membership_refused_total",
-        "Membership messages this node refused as implausible or beyond a limit.",
-    )?;
-    add(r, refused)?.inc_by(c.membership_refused);
-    let shed = IntCounter::new(
-        "idunno_shed_total",
-        "Requests this node refused at once as overloaded (inference requests, assignments).",
-    )?;
-    add(r, shed)?.inc_by(c.shed);
-    let pauses = IntCounter::new(
-        "idunno_infer_pauses_total",
-        "Times this node left the online-inference queue group to shed load (it joins again when it has room).",
-    )?;
-    add(r, pauses)?.inc_by(c.infer_pauses);
+    totals(r, &c)?;
     let cached = Gauge::new(
         "idunno_infer_cached_models",
         "Models this node's inference engine holds.",

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_layer::Layer;
 
 /// Connections open at once unless `--http-max-connections` says otherwise; further clients
@@ -76,74 +76,100 @@ pub fn tls_acceptor(
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, then lets open
 /// requests finish (at most a few seconds).
-pub fn spawn(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        accept(&listener, &router, limits, tls, &graceful, &shutdown).await;
-        drop(listener);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("dashboard: open requests did not finish within {SHUTDOWN_GRACE:?}");
-        }
-    })
+) {
+    let graceful = GracefulShutdown::new();
+    let conns = TaskTracker::new();
+    let server = Server {
+        router,
+        limits,
+        tls,
+        graceful: &graceful,
+        conns: &conns,
+    };
+    server.accept(&listener, &shutdown).await;
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("dashboard: open requests did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    // Every watched connection has ended; one still in its TLS handshake ends within the
+    // header timeout.
+    conns.close();
+    let _ = tokio::time::timeout(limits.header_timeout, conns.wait()).await;
 }
 
-async fn accept(
-    listener: &TcpListener,
-    router: &Router,
+/// What serving connections needs.
+struct Server<'a> {
+    router: Router,
     limits: ServerLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    graceful: &GracefulShutdown,
-    shutdown: &CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => p,
-        };
-        let Ok(permit) = permit else { return };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("dashboard: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(router.clone());
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let Some(tls) = tls.clone() else {
+    graceful: &'a GracefulShutdown,
+    conns: &'a TaskTracker,
+}
+
+impl Server<'_> {
+    /// Accepts connections (at most `max_connections` open) until `shutdown`.
+    async fn accept(&self, listener: &TcpListener, shutdown: &CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout);
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = slots.clone().acquire_owned() => p,
+            };
+            let Ok(permit) = permit else { return };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("dashboard: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            self.connection(builder.clone(), stream, peer, permit);
+        }
+    }
+
+    /// Serves one connection (over TLS when configured) in a task of its own.
+    fn connection(
+        &self,
+        builder: hyper::server::conn::http1::Builder,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(self.router.clone());
+        let watcher = self.graceful.watcher();
+        let Some(tls) = self.tls.clone() else {
             let conn =
                 builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             let conn = watcher.watch(conn);
-            tokio::spawn(async move {
+            self.conns.spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, "dashboard connection: {e}");
                 }
                 drop(permit);
             });
-            continue;
+            return;
         };
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
-            {
+        let handshake = self.limits.header_timeout;
+        self.conns.spawn(async move {
+            let stream = match tokio::time::timeout(handshake, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return tracing::debug!(%peer, "dashboard TLS handshake: {e}"),
                 Err(_) => return tracing::debug!(%peer, "dashboard TLS handshake timed out"),

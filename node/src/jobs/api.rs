@@ -2,13 +2,16 @@
 //! Submissions are checked here (architecture, dataset, arguments) so a bad job is refused at
 //! once with a clear reason instead of failing later on a worker.
 
-use super::{lease::now_ms, Ctx, JobError};
+use super::{Ctx, JobError};
+use crate::cluster::lease::now_ms;
 use crate::ml::arch::{Arch, ARCH_NAMES};
 use bus_schemas::jobs::{
-    JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsReply, JobsRequest,
+    ImportSpec, JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsReply, JobsRequest,
+    TrainSpec,
 };
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
+use idunno_datasets::Manifest;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -202,64 +205,10 @@ async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
         JobError::UnknownDataset(format!("bad dataset name {:?}: {e}", spec.dataset()))
     })?;
     let manifest = ctx.cache.manifest(spec.dataset()).await?;
-    match &mut spec {
-        JobSpec::Train(t) => {
-            if Arch::parse(&t.arch).is_none() {
-                return Err(JobError::UnknownModel(format!(
-                    "unknown model {:?}: the architectures that train are {}",
-                    t.arch,
-                    ARCH_NAMES.join(", ")
-                )));
-            }
-            let bad = |m: String| Err(JobError::BadInput(m));
-            if !(1..=10_000).contains(&t.epochs) {
-                return bad(format!(
-                    "--epochs must be between 1 and 10000, not {}",
-                    t.epochs
-                ));
-            }
-            if !(1..=65_536).contains(&t.batch) {
-                return bad(format!(
-                    "--batch must be between 1 and 65536, not {}",
-                    t.batch
-                ));
-            }
-            if let Some(lr) =
-                t.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0 && *lr <= 10.0))
-            {
-                return bad(format!("--lr must be in (0, 10], not {lr}"));
-            }
-            if t.limit == Some(0) {
-                return bad("--limit must be at least 1".into());
-            }
-            if !manifest.labelled() || !manifest.splits.contains_key("train") {
-                return bad(format!(
-                    "dataset {:?} has no labelled train split, so it cannot be trained on (it can be served)",
-                    t.dataset
-                ));
-            }
-        }
+    match &spec {
+        JobSpec::Train(t) => check_train(t, &manifest)?,
         JobSpec::Serve(_) => {}
-        JobSpec::Import(i) => {
-            ctx.cache
-                .sdfs()
-                .locate(&i.upload, None)
-                .await
-                .map_err(|e| JobError::from_sdfs(&i.upload, e))?;
-            let c = manifest.shape[0] as usize;
-            for (flag, v) in [("--mean", &i.mean), ("--std", &i.std)] {
-                if !(v.is_empty() || v.len() == 1 || v.len() == c) {
-                    return Err(JobError::BadInput(format!(
-                        "{flag} needs 1 or {c} values for {}, not {}",
-                        i.dataset,
-                        v.len()
-                    )));
-                }
-            }
-            if i.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(JobError::BadInput("--std values must be positive".into()));
-            }
-        }
+        JobSpec::Import(i) => check_import(ctx, i, &manifest).await?,
     }
     let id = format!("{}-{:08x}", spec.kind(), rand::random::<u32>());
     let job = JobRecord {
@@ -282,4 +231,66 @@ async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
         .map_err(|e| JobError::Internal(format!("{e:#}")))?;
     ctx.event(&id, JobEventKind::Submitted, None, None).await;
     Ok(id)
+}
+
+/// Checks a training job's architecture and arguments, and that its dataset can be trained on.
+fn check_train(t: &TrainSpec, manifest: &Manifest) -> Result<(), JobError> {
+    if Arch::parse(&t.arch).is_none() {
+        return Err(JobError::UnknownModel(format!(
+            "unknown model {:?}: the architectures that train are {}",
+            t.arch,
+            ARCH_NAMES.join(", ")
+        )));
+    }
+    let bad = |m: String| Err(JobError::BadInput(m));
+    if !(1..=10_000).contains(&t.epochs) {
+        return bad(format!(
+            "--epochs must be between 1 and 10000, not {}",
+            t.epochs
+        ));
+    }
+    if !(1..=65_536).contains(&t.batch) {
+        return bad(format!(
+            "--batch must be between 1 and 65536, not {}",
+            t.batch
+        ));
+    }
+    if let Some(lr) =
+        t.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0 && *lr <= 10.0))
+    {
+        return bad(format!("--lr must be in (0, 10], not {lr}"));
+    }
+    if t.limit == Some(0) {
+        return bad("--limit must be at least 1".into());
+    }
+    if !manifest.labelled() || !manifest.splits.contains_key("train") {
+        return bad(format!(
+            "dataset {:?} has no labelled train split, so it cannot be trained on (it can be served)",
+            t.dataset
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an import job: its upload exists, and its normalisation fits the dataset.
+async fn check_import(ctx: &Ctx, i: &ImportSpec, manifest: &Manifest) -> Result<(), JobError> {
+    ctx.cache
+        .sdfs()
+        .locate(&i.upload, None)
+        .await
+        .map_err(|e| JobError::from_sdfs(&i.upload, e))?;
+    let c = manifest.shape[0] as usize;
+    for (flag, v) in [("--mean", &i.mean), ("--std", &i.std)] {
+        if !(v.is_empty() || v.len() == 1 || v.len() == c) {
+            return Err(JobError::BadInput(format!(
+                "{flag} needs 1 or {c} values for {}, not {}",
+                i.dataset,
+                v.len()
+            )));
+        }
+    }
+    if i.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(JobError::BadInput("--std values must be positive".into()));
+    }
+    Ok(())
 }

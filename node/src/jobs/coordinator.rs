@@ -10,7 +10,8 @@
 //! [`super::attempts`]). A new attempt prefers workers that have not died running the job.
 
 use super::attempts::{dead_workers, died_reason, loss, mark_died, Loss};
-use super::{lease::now_ms, Ctx};
+use super::Ctx;
+use crate::cluster::lease::now_ms;
 use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobSpec, JobState};
 use bus_schemas::membership::{MemberRecord, MemberState};
 use std::collections::BTreeSet;

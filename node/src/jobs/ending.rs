@@ -2,7 +2,8 @@
 //! attempt is current); the coordinator ends the inference jobs it owns (only while they have
 //! not ended). Either way the record changes by compare-and-swap and the event follows.
 
-use super::{lease::now_ms, Ctx, JobError};
+use super::{Ctx, JobError};
+use crate::cluster::lease::now_ms;
 use bus_schemas::jobs::{JobEventKind, JobOutcome, JobRecord, JobState};
 
 /// Who ends the job.

@@ -8,8 +8,9 @@ use super::train_run::panic_message;
 use super::{Ctx, JobError};
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
-use crate::ml::train::{evaluate, Samples};
+use crate::ml::train::{evaluate, Evaluation, Samples};
 use bus_schemas::jobs::{ImportSpec, JobOutcome, JobRecord, JobSpec};
+use idunno_datasets::{Manifest, Split};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -50,45 +51,12 @@ async fn import(
         .split(&spec.dataset, &manifest, &split_name)
         .await?;
     let script = ctx.cache.read(&spec.upload, None).await?;
-    let header = Header {
-        payload: Payload::Torchscript,
-        arch: "torchscript".into(),
-        dataset: spec.dataset.clone(),
-        classes: manifest.classes.clone(),
-        shape: manifest.shape,
-        mean: spec.mean.clone(),
-        std: spec.std.clone(),
-        params: 0,
-        epochs: 0,
-        test_accuracy: None,
-        job: Some(job.id.clone()),
-        payload_sha256: String::new(),
-    };
+    let header = header(job, spec, &manifest);
     let (device, upload, dataset) = (ctx.device, spec.upload.clone(), spec.dataset.clone());
     let labels = split.labels.clone();
     let files = split.files.clone();
     let work = tokio::task::spawn_blocking(move || {
-        let go = || -> Result<_, JobError> {
-            let mut model = Model::torchscript(&upload, header, &script, device)?;
-            if model.header.classes.is_empty() {
-                // An unlabelled dataset: the class count is whatever the model outputs.
-                let [c, h, w] = model.header.shape.map(i64::from);
-                let x = tch::Tensor::zeros([1, c, h, w], (tch::Kind::Uint8, device));
-                let n = tch::no_grad(|| model.forward(&x, false))?.size();
-                let classes = *n.last().unwrap_or(&0);
-                let max = idunno_datasets::limits::MAX_CLASSES;
-                if !(0..=max as i64).contains(&classes) {
-                    return Err(JobError::BadInput(format!(
-                        "a model has at most {max} classes (MAX_CLASSES), not {classes}"
-                    )));
-                }
-                model.header.classes = (0..classes).map(|i| i.to_string()).collect();
-            }
-            model.check_fits(&dataset)?;
-            let eval = evaluate(&model, &Samples::from_split(&split, None), 256)?;
-            model.header.test_accuracy = eval.accuracy();
-            Ok((model.to_file(Some(&script)), model.header.clone(), eval))
-        };
+        let go = || load_and_evaluate(&upload, header, &script, device, &dataset, &split);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(go))
             .unwrap_or_else(|p| Err(JobError::Internal(panic_message(p))))
     });
@@ -117,4 +85,54 @@ async fn import(
     succeed(ctx, &job.id, Owner::Attempt(attempt), outcome, &split_name).await?;
     let _ = ctx.cache.sdfs().delete(&spec.upload).await;
     Ok(())
+}
+
+/// The header of the model an import makes: its dataset's classes and shape, the upload's
+/// normalisation.
+fn header(job: &JobRecord, spec: &ImportSpec, manifest: &Manifest) -> Header {
+    Header {
+        payload: Payload::Torchscript,
+        arch: "torchscript".into(),
+        dataset: spec.dataset.clone(),
+        classes: manifest.classes.clone(),
+        shape: manifest.shape,
+        mean: spec.mean.clone(),
+        std: spec.std.clone(),
+        params: 0,
+        epochs: 0,
+        test_accuracy: None,
+        job: Some(job.id.clone()),
+        payload_sha256: String::new(),
+    }
+}
+
+/// Loads the TorchScript upload, gives an unlabelled dataset's model its class count, checks it
+/// fits the dataset and evaluates it on the split: the model file, its header, the evaluation.
+fn load_and_evaluate(
+    upload: &str,
+    header: Header,
+    script: &[u8],
+    device: tch::Device,
+    dataset: &str,
+    split: &Split,
+) -> Result<(Vec<u8>, Header, Evaluation), JobError> {
+    let mut model = Model::torchscript(upload, header, script, device)?;
+    if model.header.classes.is_empty() {
+        // An unlabelled dataset: the class count is whatever the model outputs.
+        let [c, h, w] = model.header.shape.map(i64::from);
+        let x = tch::Tensor::zeros([1, c, h, w], (tch::Kind::Uint8, device));
+        let n = tch::no_grad(|| model.forward(&x, false))?.size();
+        let classes = *n.last().unwrap_or(&0);
+        let max = idunno_datasets::limits::MAX_CLASSES;
+        if !(0..=max as i64).contains(&classes) {
+            return Err(JobError::BadInput(format!(
+                "a model has at most {max} classes (MAX_CLASSES), not {classes}"
+            )));
+        }
+        model.header.classes = (0..classes).map(|i| i.to_string()).collect();
+    }
+    model.check_fits(dataset)?;
+    let eval = evaluate(&model, &Samples::from_split(split, None), 256)?;
+    model.header.test_accuracy = eval.accuracy();
+    Ok((model.to_file(Some(script)), model.header.clone(), eval))
 }

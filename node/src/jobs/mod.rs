@@ -5,99 +5,29 @@
 pub mod accepted;
 pub mod api;
 pub mod attempts;
-pub mod cache;
 pub mod coordinator;
 mod dispatch;
 pub mod ending;
 mod fair;
 mod import_run;
-pub mod lease;
 pub mod outputs;
 mod serve_check;
 mod serve_finish;
 mod serve_ops;
-pub mod settings;
 pub mod store;
 mod train_run;
 pub mod worker;
 
+use crate::cluster::{lease, settings};
+pub use crate::error::JobError;
 use crate::membership::MembershipHandle;
+use crate::tasks::{ok, Tasks};
 use bus_schemas::jobs::{JobEvent, JobEventKind};
 use bus_schemas::subjects;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-/// Why a job (or a request about one) failed. Each message is one sentence for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// No such model or architecture.
-    #[error("{0}")]
-    UnknownModel(String),
-    /// No such dataset.
-    #[error("{0}")]
-    UnknownDataset(String),
-    /// An SDFS file is missing.
-    #[error("{0}")]
-    NotFound(String),
-    /// The input does not fit (shapes, classes, corrupt files, arguments).
-    #[error("{0}")]
-    BadInput(String),
-    /// SDFS failed (a bus or metadata error: it may pass).
-    #[error("file store: {0}")]
-    Storage(String),
-    /// No replica of an SDFS file delivered its bytes intact (all corrupt, or none recorded
-    /// or answering): trying again soon would meet the same.
-    #[error("file store: {0}")]
-    Unreadable(String),
-    /// The job was cancelled or given to another worker while this one ran it.
-    #[error("stopped: the job was cancelled or reassigned")]
-    Stopped,
-    /// A deadline passed.
-    #[error("{0}")]
-    Timeout(String),
-    /// The node is at a limit of work in progress (a queue or a concurrency limit is full):
-    /// nothing was done, and a later try may succeed. The text names the limit.
-    #[error("overloaded: {0}")]
-    Overloaded(String),
-    /// A bug or an unexpected failure.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl JobError {
-    /// Whether the job's own input (its model, dataset or arguments) is at fault, so any
-    /// worker would fail it the same way: the job fails at once rather than moving on.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            JobError::BadInput(_) | JobError::UnknownDataset(_) | JobError::UnknownModel(_)
-        )
-    }
-
-    /// Whether the failure may pass by itself (the file store electing a leader after a
-    /// partition heals, a deadline on a busy cluster, a full queue): the worker tries the
-    /// attempt again, from its last checkpoint, before it fails the job.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            JobError::Storage(_) | JobError::Timeout(_) | JobError::Overloaded(_)
-        )
-    }
-
-    /// Wraps an I/O error about `path`.
-    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
-        move |e| JobError::Internal(format!("{}: {e}", path.display()))
-    }
-}
-
-impl From<crate::ml::model::ModelError> for JobError {
-    fn from(e: crate::ml::model::ModelError) -> Self {
-        JobError::BadInput(e.to_string())
-    }
-}
 
 /// What the jobs subsystem shares between its tasks.
 pub struct Ctx {
@@ -110,7 +40,7 @@ pub struct Ctx {
     /// Cluster-wide settings (the fair-time policy).
     pub settings: settings::SettingsStore,
     /// Datasets and files from SDFS.
-    pub cache: Arc<cache::Cache>,
+    pub cache: Arc<crate::cache::Cache>,
     /// Models and splits loaded for inference (batch jobs and online requests).
     pub engine: Arc<crate::serving::engine::Engine>,
     /// Membership.
@@ -182,18 +112,63 @@ pub struct JobsConfig {
     /// Bound on SDFS metadata requests.
     pub request_timeout: Duration,
     /// Online inference batching.
-    pub infer: crate::config::InferConfig,
+    pub infer: crate::serving::args::InferConfig,
     /// Size limits of the dataset and model files this node fetches.
-    pub files: cache::FetchLimits,
+    pub files: crate::cache::FetchLimits,
     /// Worker deaths after which the coordinator fails a job.
     pub max_worker_deaths: u32,
 }
 
-/// How long one request for a job record, a setting or the lease may take.
-pub const RECORD_CALL: Duration = Duration::from_millis(1500);
+/// The buckets the jobs subsystem keeps its state in.
+struct Buckets {
+    store: store::JobStore,
+    lease: async_nats::jetstream::kv::Store,
+    settings: settings::SettingsStore,
+    replicas: usize,
+}
 
-/// Opens the buckets (retrying until JetStream answers) and runs the API, the lease, the
-/// coordinator and the worker until `shutdown`.
+/// Opens the buckets, retrying until JetStream answers; `None` at `shutdown`.
+async fn open(client: &async_nats::Client, shutdown: &CancellationToken) -> Option<Buckets> {
+    // Job records, settings and the lease are small: a request that takes long went to a
+    // bucket whose leader died, which answers nothing until its copies elect another (4–9 s).
+    // Asking again soon finds the new leader within a second of the election, where JetStream's
+    // default of 5 s per request would add up to that much on top.
+    let mut js = async_nats::jetstream::new(client.clone());
+    js.set_timeout(crate::cluster::RECORD_CALL);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        // New buckets get the automatic replication; the replication task brings them to the
+        // cluster's setting.
+        let replicas = crate::cluster::replication::automatic(client);
+        let opened = async {
+            let lease = crate::cluster::buckets::open_bucket(
+                &js,
+                lease::BUCKET,
+                "IDunno coordinator lease",
+                replicas,
+                lease::TTL,
+            );
+            anyhow::Ok(Buckets {
+                store: store::JobStore::open(&js, replicas).await?,
+                settings: settings::SettingsStore::open(&js, replicas).await?,
+                lease: lease.await?,
+                replicas,
+            })
+        };
+        match opened.await {
+            Ok(opened) => return Some(opened),
+            Err(e) => tracing::warn!("jobs not available yet (is JetStream enabled?): {e:#}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Opens the buckets and runs the API, the lease, the coordinator, the dispatcher, the
+/// worker, serving and the cluster's replication until `shutdown`; the first of them to fail
+/// stops the node.
 pub async fn serve(
     client: async_nats::Client,
     membership: MembershipHandle,
@@ -201,112 +176,82 @@ pub async fn serve(
     cfg: JobsConfig,
     coordinator_tx: watch::Sender<lease::Coordinator>,
     shutdown: CancellationToken,
-) {
-    let js = async_nats::jetstream::new(client.clone());
-    // Job records, settings and the lease are small: a request that takes long went to a
-    // bucket whose leader died, which answers nothing until its copies elect another (4–9 s).
-    // Asking again soon finds the new leader within a second of the election, where JetStream's
-    // default of 5 s per request would add up to that much on top.
-    let mut records_js = js.clone();
-    records_js.set_timeout(RECORD_CALL);
-    let mut delay = Duration::from_millis(200);
-    // New buckets and streams get the automatic replication; the replication task brings
-    // them to the cluster's setting.
-    let (store, lease_kv, settings, kv_replicas) = loop {
-        let opened = async {
-            let replicas = crate::replication::automatic(&client);
-            let store = store::JobStore::open(&records_js, replicas).await?;
-            let settings = settings::SettingsStore::open(&records_js, replicas).await?;
-            let lease = store::open_bucket(
-                &records_js,
-                lease::BUCKET,
-                "IDunno coordinator lease",
-                replicas,
-                lease::TTL,
-            )
-            .await?;
-            anyhow::Ok((store, lease, settings, replicas))
-        };
-        match opened.await {
-            Ok(opened) => break opened,
-            Err(e) => tracing::warn!("jobs not available yet (is JetStream enabled?): {e:#}"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
-        }
+) -> anyhow::Result<()> {
+    let Some(buckets) = open(&client, &shutdown).await else {
+        return Ok(());
     };
-    let id = cfg.id.clone();
     let sdfs = bus_client::sdfs::SdfsClient::new(client.clone(), cfg.request_timeout * 5);
-    let cache = Arc::new(cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
+    let cache = Arc::new(crate::cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
     let engine =
         crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone(), &cfg.infer);
     let ctx = Arc::new(Ctx {
-        id: id.clone(),
+        id: cfg.id.clone(),
         client: client.clone(),
-        store,
-        settings,
+        store: buckets.store,
+        settings: buckets.settings,
         cache,
         engine: Arc::new(engine),
         membership: membership.clone(),
         device: cfg.device,
         coordinator: coordinator_tx.subscribe(),
         metrics,
-        kv_replicas,
+        kv_replicas: buckets.replicas,
         max_worker_deaths: cfg.max_worker_deaths,
     });
-    let lease_task = tokio::spawn(lease::run(
-        lease_kv,
-        client.clone(),
-        id,
+    let mut tasks = Tasks::new(shutdown.clone());
+    let lease = lease::run(
+        buckets.lease,
+        client,
+        cfg.id,
         membership,
         coordinator_tx,
-        shutdown.clone(),
-    ));
-    let api_task = tokio::spawn(api::serve(ctx.clone(), shutdown.clone()));
-    let coord_task = tokio::spawn(coordinator::run(ctx.clone(), shutdown.clone()));
-    let dispatch_task = tokio::spawn(dispatch::run(ctx.clone(), shutdown.clone()));
-    let replication_task = tokio::spawn(crate::replication::run(
-        client.clone(),
+        shutdown,
+    );
+    tasks.service("coordinator lease", ok(lease));
+    spawn_tasks(&mut tasks, ctx, cfg.infer);
+    Ok(tasks.run().await?)
+}
+
+/// Spawns the jobs subsystem's tasks (and serving's, and the cluster's replication).
+fn spawn_tasks(tasks: &mut Tasks, ctx: Arc<Ctx>, infer: crate::serving::args::InferConfig) {
+    let stop = tasks.token();
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    tasks.service("jobs API", ok(api::serve(ctx.clone(), stop.clone())));
+    tasks.service(
+        "coordinator",
+        ok(coordinator::run(ctx.clone(), stop.clone())),
+    );
+    tasks.service("dispatcher", ok(dispatch::run(ctx.clone(), stop.clone())));
+    let replication = crate::cluster::replication::run(
+        ctx.client.clone(),
         js.clone(),
         ctx.settings.clone(),
         ctx.id.clone(),
-        shutdown.clone(),
-    ));
-    let leaders_task = tokio::spawn(crate::replication::leaders::run(
-        client.clone(),
+        stop.clone(),
+    );
+    tasks.service("replication", ok(replication));
+    let leaders = crate::cluster::replication::leaders::run(
+        ctx.client.clone(),
         js.clone(),
         ctx.coordinator.clone(),
-        shutdown.clone(),
-    ));
-    let stream_task = tokio::spawn(crate::serving::ensure_results_stream(
-        js.clone(),
-        kv_replicas,
-        shutdown.clone(),
-    ));
-    let accepted_task = tokio::spawn(accepted::ensure_stream(
-        js.clone(),
-        kv_replicas,
-        shutdown.clone(),
-    ));
-    let serve_task = tokio::spawn(crate::serving::Worker::serve(ctx.clone(), shutdown.clone()));
-    let infer_task = tokio::spawn(crate::serving::infer::serve(
-        ctx.clone(),
-        cfg.infer,
-        shutdown.clone(),
-    ));
-    let worker_task = tokio::spawn(worker::run(ctx, shutdown.clone()));
-    let _ = tokio::join!(
-        lease_task,
-        api_task,
-        coord_task,
-        dispatch_task,
-        worker_task,
-        serve_task,
-        infer_task,
-        stream_task,
-        accepted_task,
-        replication_task,
-        leaders_task
+        stop.clone(),
     );
+    tasks.service("stream leaders", ok(leaders));
+    let results = crate::serving::ensure_results_stream(js.clone(), ctx.kv_replicas, stop.clone());
+    tasks.once("results stream", ok(results));
+    let accepted = accepted::ensure_stream(js, ctx.kv_replicas, stop.clone());
+    tasks.once("accepted stream", ok(accepted));
+    let deps = Arc::new(crate::serving::Deps {
+        id: ctx.id.clone(),
+        client: ctx.client.clone(),
+        cache: ctx.cache.clone(),
+        engine: ctx.engine.clone(),
+        metrics: ctx.metrics.clone(),
+        kv_replicas: ctx.kv_replicas,
+    });
+    let serving = crate::serving::Worker::serve(deps.clone(), stop.clone());
+    tasks.service("serving", ok(serving));
+    let online = crate::serving::infer::serve(deps, infer, stop.clone());
+    tasks.service("online inference", ok(online));
+    tasks.service("worker", ok(worker::run(ctx, stop)));
 }

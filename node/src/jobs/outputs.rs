@@ -7,10 +7,7 @@ use crate::ml::train::Evaluation;
 use bus_client::sdfs::PutOptions;
 use std::collections::BTreeMap;
 
-/// The SDFS name of model `name`.
-pub fn model_file(name: &str) -> String {
-    format!("models/{name}")
-}
+pub use crate::cache::model_file;
 
 /// The SDFS name of job `id`'s checkpoints.
 pub fn checkpoint_file(id: &str) -> String {

@@ -3,6 +3,7 @@
 
 use super::{Ctx, JobError};
 use bus_schemas::jobs::{ServeSpec, ServeState};
+use bus_schemas::sdfs::VersionInfo;
 
 /// Largest batch size: the most queries a worker accepts in one work batch.
 pub const MAX_BATCH: u32 = bus_schemas::serve::MAX_BATCH_QUERIES;
@@ -10,37 +11,8 @@ pub const MAX_BATCH: u32 = bus_schemas::serve::MAX_BATCH_QUERIES;
 /// Checks `spec` (filling in the dataset and version when absent) and returns the job's
 /// initial state.
 pub async fn check(ctx: &Ctx, spec: &mut ServeSpec) -> Result<ServeState, JobError> {
-    if !(1..=MAX_BATCH).contains(&spec.batch) {
-        return Err(JobError::BadInput(format!(
-            "the batch size must be between 1 and {MAX_BATCH}, not {}",
-            spec.batch
-        )));
-    }
-    if spec.passes == Some(0) {
-        return Err(JobError::BadInput("--passes must be at least 1".into()));
-    }
-    if !(1..=1000).contains(&spec.weight) {
-        return Err(JobError::BadInput(format!(
-            "--weight must be between 1 and 1000, not {}",
-            spec.weight
-        )));
-    }
-    let file = super::outputs::model_file(&spec.model);
-    let version = ctx
-        .cache
-        .sdfs()
-        .locate(&file, spec.model_version)
-        .await
-        .map_err(|e| match JobError::from_sdfs(&file, e) {
-            JobError::NotFound(_) => JobError::UnknownModel(match spec.model_version {
-                Some(v) => format!(
-                    "model {:?} has no version {v} (see `idunno models`)",
-                    spec.model
-                ),
-                None => format!("unknown model {:?} (see `idunno models`)", spec.model),
-            }),
-            other => other,
-        })?;
+    check_arguments(spec)?;
+    let version = model_version(ctx, spec).await?;
     let attrs = &version.attrs;
     if spec.dataset.is_empty() {
         spec.dataset = attrs.get("dataset").cloned().unwrap_or_default();
@@ -84,4 +56,43 @@ pub async fn check(ctx: &Ctx, spec: &mut ServeSpec) -> Result<ServeState, JobErr
         correct: manifest.labelled().then_some(0),
         ..Default::default()
     })
+}
+
+/// Checks the job's batch size, passes and weight.
+fn check_arguments(spec: &ServeSpec) -> Result<(), JobError> {
+    if !(1..=MAX_BATCH).contains(&spec.batch) {
+        return Err(JobError::BadInput(format!(
+            "the batch size must be between 1 and {MAX_BATCH}, not {}",
+            spec.batch
+        )));
+    }
+    if spec.passes == Some(0) {
+        return Err(JobError::BadInput("--passes must be at least 1".into()));
+    }
+    if !(1..=1000).contains(&spec.weight) {
+        return Err(JobError::BadInput(format!(
+            "--weight must be between 1 and 1000, not {}",
+            spec.weight
+        )));
+    }
+    Ok(())
+}
+
+/// The version of the model the job serves (the one it names, or the newest).
+async fn model_version(ctx: &Ctx, spec: &ServeSpec) -> Result<VersionInfo, JobError> {
+    let file = super::outputs::model_file(&spec.model);
+    ctx.cache
+        .sdfs()
+        .locate(&file, spec.model_version)
+        .await
+        .map_err(|e| match JobError::from_sdfs(&file, e) {
+            JobError::NotFound(_) => JobError::UnknownModel(match spec.model_version {
+                Some(v) => format!(
+                    "model {:?} has no version {v} (see `idunno models`)",
+                    spec.model
+                ),
+                None => format!("unknown model {:?} (see `idunno models`)", spec.model),
+            }),
+            other => other,
+        })
 }

@@ -85,7 +85,7 @@ async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
         model_version: state.model_version,
         test_accuracy: accuracy,
         results_file: Some(file),
-        seconds: super::lease::now_ms().saturating_sub(job.submitted_ms) as f64 / 1000.0,
+        seconds: crate::cluster::lease::now_ms().saturating_sub(job.submitted_ms) as f64 / 1000.0,
     };
     succeed(ctx, id, Owner::Coordinator, outcome, &spec.split).await
 }

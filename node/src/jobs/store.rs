@@ -2,38 +2,13 @@
 //! a compare-and-swap on the entry's revision, so a coordinator and a worker (or two
 //! coordinators for a moment) never overwrite each other's update.
 
-use async_nats::jetstream::kv::{self, Store};
+use crate::cluster::buckets::open_bucket;
+use async_nats::jetstream::kv::Store;
 use bus_schemas::jobs::JobRecord;
 use bus_schemas::{decode, encode};
 
 /// The bucket's name.
-pub const BUCKET: &str = "idunno-jobs";
-
-/// Opens (or creates) a KV bucket with `history` 1.
-pub async fn open_bucket(
-    js: &async_nats::jetstream::Context,
-    name: &str,
-    description: &str,
-    replicas: usize,
-    max_age: std::time::Duration,
-) -> anyhow::Result<Store> {
-    if let Ok(kv) = js.get_key_value(name).await {
-        return Ok(kv);
-    }
-    let config = kv::Config {
-        bucket: name.into(),
-        description: description.into(),
-        history: 1,
-        num_replicas: replicas,
-        max_age,
-        ..Default::default()
-    };
-    match js.create_key_value(config).await {
-        Ok(kv) => Ok(kv),
-        // Another node created it at the same moment.
-        Err(_) => Ok(js.get_key_value(name).await?),
-    }
-}
+pub const BUCKET: &str = bus_schemas::subjects::JOBS_BUCKET;
 
 /// The job records.
 #[derive(Clone)]

@@ -4,7 +4,8 @@
 
 use super::ending::{succeed, update, Owner};
 use super::outputs::{self, checkpoint_file, model_file};
-use super::{lease::now_ms, Ctx, JobError};
+use super::{Ctx, JobError};
+use crate::cluster::lease::now_ms;
 use crate::ml::arch::Arch;
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
@@ -49,35 +50,8 @@ pub async fn run(
     };
     // The test split's labels and source files, for the results file written at the end.
     let test_meta = test.as_ref().map(|t| (t.labels.clone(), t.files.clone()));
-    let checkpoint = match job.checkpoint_version {
-        Some(v) => {
-            let name = checkpoint_file(&job.id);
-            let bytes = ctx.cache.read(&name, Some(v)).await.map_err(|e| match e {
-                // The store may come back: the worker tries again.
-                e if e.is_transient() => e,
-                e => JobError::BadInput(format!(
-                    "cannot resume job {}: checkpoint {name} v{v}: {e}",
-                    job.id
-                )),
-            })?;
-            Some((format!("checkpoint {name} v{v}"), bytes))
-        }
-        None => None,
-    };
-    let header = Header {
-        payload: Payload::Weights,
-        arch: spec.arch.clone(),
-        dataset: spec.dataset.clone(),
-        classes: manifest.classes.clone(),
-        shape: manifest.shape,
-        mean: manifest.mean.clone(),
-        std: manifest.std.clone(),
-        params: 0,
-        epochs: spec.epochs,
-        test_accuracy: None,
-        job: Some(job.id.clone()),
-        payload_sha256: String::new(),
-    };
+    let checkpoint = checkpoint(ctx, job).await?;
+    let header = header(job, spec, &manifest);
     let (tx, mut rx) = mpsc::channel(8);
     let halt = Arc::new(AtomicBool::new(false));
     let (spec2, halt2, device) = (spec.clone(), halt.clone(), ctx.device);
@@ -97,22 +71,11 @@ pub async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Resumed(epoch)) => {
                     reporter.resumed = epoch;
-                    update(ctx, &job.id, Owner::Attempt(attempt), |j| {
-                        if let Some(a) = j.attempts.last_mut() {
-                            a.resumed_at_epoch = Some(epoch);
-                        }
-                    })
-                    .await?;
+                    resumed(ctx, &job.id, attempt, epoch).await?;
                 }
                 Some(Msg::Step(r)) => reporter.step(&r).await?,
                 Some(Msg::Checkpoint(epochs, bytes)) => {
-                    let v = outputs::put_bytes(ctx, &checkpoint_file(&job.id), &bytes, BTreeMap::new()).await?;
-                    update(ctx, &job.id, Owner::Attempt(attempt), |j| {
-                        j.checkpoint_epochs = epochs;
-                        j.checkpoint_version = Some(v);
-                    })
-                    .await?;
-                    tracing::info!(job = %job.id, epochs, version = v, "checkpoint stored");
+                    store_checkpoint(ctx, &job.id, attempt, epochs, &bytes).await?;
                 }
                 Some(Msg::Done(done)) => {
                     let (bytes, eval, header) = *done;
@@ -126,6 +89,70 @@ pub async fn run(
         halt.store(true, Ordering::Relaxed);
     }
     result
+}
+
+/// The checkpoint an attempt resumes from, if the job has one: what it is and its bytes.
+async fn checkpoint(ctx: &Ctx, job: &JobRecord) -> Result<Option<(String, Vec<u8>)>, JobError> {
+    let Some(v) = job.checkpoint_version else {
+        return Ok(None);
+    };
+    let name = checkpoint_file(&job.id);
+    let bytes = ctx.cache.read(&name, Some(v)).await.map_err(|e| match e {
+        // The store may come back: the worker tries again.
+        e if e.is_transient() => e,
+        e => JobError::BadInput(format!(
+            "cannot resume job {}: checkpoint {name} v{v}: {e}",
+            job.id
+        )),
+    })?;
+    Ok(Some((format!("checkpoint {name} v{v}"), bytes)))
+}
+
+/// The header of the model a training job makes.
+fn header(job: &JobRecord, spec: &TrainSpec, manifest: &idunno_datasets::Manifest) -> Header {
+    Header {
+        payload: Payload::Weights,
+        arch: spec.arch.clone(),
+        dataset: spec.dataset.clone(),
+        classes: manifest.classes.clone(),
+        shape: manifest.shape,
+        mean: manifest.mean.clone(),
+        std: manifest.std.clone(),
+        params: 0,
+        epochs: spec.epochs,
+        test_accuracy: None,
+        job: Some(job.id.clone()),
+        payload_sha256: String::new(),
+    }
+}
+
+/// Records in the job that its attempt resumed at `epoch`.
+async fn resumed(ctx: &Ctx, id: &str, attempt: u32, epoch: u32) -> Result<(), JobError> {
+    update(ctx, id, Owner::Attempt(attempt), |j| {
+        if let Some(a) = j.attempts.last_mut() {
+            a.resumed_at_epoch = Some(epoch);
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Stores a checkpoint in SDFS and records its version in the job.
+async fn store_checkpoint(
+    ctx: &Ctx,
+    id: &str,
+    attempt: u32,
+    epochs: u32,
+    bytes: &[u8],
+) -> Result<(), JobError> {
+    let v = outputs::put_bytes(ctx, &checkpoint_file(id), bytes, BTreeMap::new()).await?;
+    update(ctx, id, Owner::Attempt(attempt), |j| {
+        j.checkpoint_epochs = epochs;
+        j.checkpoint_version = Some(v);
+    })
+    .await?;
+    tracing::info!(job = %id, epochs, version = v, "checkpoint stored");
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

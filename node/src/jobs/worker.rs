@@ -9,6 +9,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// A run in progress: the attempt and its stop token.
@@ -17,8 +18,23 @@ struct Running {
     stop: CancellationToken,
 }
 
-/// Watches assignments until `shutdown`. A full scan every few seconds backs up the watch.
+/// Watches assignments until `shutdown`, then stops the attempts it runs and awaits them. A
+/// full scan every few seconds backs up the watch.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut attempts = JoinSet::new();
+    watch_assignments(&ctx, &mut attempts, &shutdown).await;
+    while let Some(ended) = attempts.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!("an attempt ended badly while stopping: {e}");
+        }
+    }
+}
+
+async fn watch_assignments(
+    ctx: &Arc<Ctx>,
+    attempts: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, u32)>();
     loop {
@@ -31,7 +47,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         };
         if let Ok(jobs) = ctx.store.list().await {
             for job in jobs {
-                consider(&ctx, &mut running, &done_tx, job, &shutdown);
+                consider(ctx, &mut running, (&done_tx, attempts), job, shutdown);
             }
         }
         let rescan = tokio::time::sleep(Duration::from_secs(3));
@@ -50,10 +66,13 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                         running.remove(&id);
                     }
                 }
+                Some(Err(e)) = attempts.join_next(), if !attempts.is_empty() => {
+                    tracing::error!("an attempt ended badly: {e}");
+                }
                 entry = async { watch.as_mut()?.next().await }, if watch.is_some() => {
                     match entry {
                         Some(Ok(entry)) => match decode::<JobRecord>(&entry.value) {
-                            Ok(job) => consider(&ctx, &mut running, &done_tx, job, &shutdown),
+                            Ok(job) => consider(ctx, &mut running, (&done_tx, attempts), job, shutdown),
                             Err(e) if !entry.value.is_empty() => {
                                 ctx.metrics.garbage();
                                 tracing::warn!(key = %entry.key, "corrupt job record: {e}");
@@ -68,10 +87,16 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// Where an attempt says it ended, and the set that owns the attempts.
+type Owners<'a> = (
+    &'a tokio::sync::mpsc::UnboundedSender<(String, u32)>,
+    &'a mut JoinSet<()>,
+);
+
 fn consider(
     ctx: &Arc<Ctx>,
     running: &mut HashMap<String, Running>,
-    done: &tokio::sync::mpsc::UnboundedSender<(String, u32)>,
+    (done, attempts): Owners<'_>,
     job: JobRecord,
     shutdown: &CancellationToken,
 ) {
@@ -106,7 +131,7 @@ fn consider(
         },
     );
     let (ctx, done) = (ctx.clone(), done.clone());
-    tokio::spawn(async move {
+    attempts.spawn(async move {
         let id = job.id.clone();
         tracing::info!(job = %id, attempt, "running");
         let result = run_attempt(&ctx, job, attempt, &stop).await;

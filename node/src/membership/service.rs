@@ -43,7 +43,18 @@ pub struct MembershipConfig {
     /// Bound on every request to a peer.
     pub request_timeout: Duration,
     /// Who coordinates, reported in view snapshots.
-    pub coordinator: Option<tokio::sync::watch::Receiver<crate::jobs::lease::Coordinator>>,
+    pub coordinator: Option<WhoCoordinates>,
+}
+
+/// Tells who coordinates now (a node id, or nobody): the jobs' lease, seen by membership
+/// as a plain value.
+#[derive(Clone)]
+pub struct WhoCoordinates(pub Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for WhoCoordinates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WhoCoordinates({:?})", (self.0)())
+    }
 }
 
 /// A change of the bus connection, fed from async-nats's event callback.
@@ -286,11 +297,7 @@ impl Task {
     fn snapshot(&self) -> ViewSnapshot {
         ViewSnapshot {
             node: self.cfg.id.clone(),
-            coordinator: self
-                .cfg
-                .coordinator
-                .as_ref()
-                .and_then(|c| c.borrow().node.clone()),
+            coordinator: self.cfg.coordinator.as_ref().and_then(|c| (c.0)()),
             members: self.detector.view().records(Instant::now()),
         }
     }

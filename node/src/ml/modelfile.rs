@@ -200,6 +200,19 @@ impl Header {
                 "its input of {w}x{h} pixels holds nothing"
             )));
         }
+        for (field, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if ![0, 1, c as usize].contains(&v.len()) {
+                return Err(damaged(format!(
+                    "{field} has {} values for {c} channels",
+                    v.len()
+                )));
+            }
+        }
+        self.validate_strings(what)
+    }
+
+    /// Checks the classes and the header's strings against their limits.
+    fn validate_strings(&self, what: &str) -> Result<(), FileError> {
         let classes = self.classes.len();
         check(
             what,
@@ -217,14 +230,6 @@ impl Header {
             MAX_CLASS_NAME_BYTES,
             longest,
         )?;
-        for (field, v) in [("mean", &self.mean), ("std", &self.std)] {
-            if ![0, 1, c as usize].contains(&v.len()) {
-                return Err(damaged(format!(
-                    "{field} has {} values for {c} channels",
-                    v.len()
-                )));
-            }
-        }
         let longest = [
             &self.arch,
             &self.dataset,

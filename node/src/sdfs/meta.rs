@@ -50,7 +50,7 @@ pub struct Meta {
 }
 
 /// The bucket's name.
-pub const BUCKET: &str = "idunno-sdfs";
+pub const BUCKET: &str = bus_schemas::subjects::SDFS_BUCKET;
 /// The key of the bucket's epoch marker (file keys start with `f.`, so it names no file).
 pub const EPOCH_KEY: &str = "epoch";
 

@@ -1,6 +1,9 @@
 //! The node's online-inference flags and the inference config built from them.
 
 use super::executor::Lanes;
+
+/// Default of `--serving-cache-bytes`: models and splits kept in memory, 2 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 2 << 30;
 use std::time::Duration;
 
 /// `idunno-node` online-inference flags.
@@ -25,7 +28,7 @@ pub struct InferArgs {
     pub infer_online_share: u32,
     /// Inference: bytes of models and dataset splits kept in memory (least recently used
     /// evicted first; one in use by a job stays alive until the job lets go).
-    #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = super::engine::DEFAULT_CACHE_BYTES)]
+    #[arg(long, env = "IDUNNO_SERVING_CACHE_BYTES", default_value_t = DEFAULT_CACHE_BYTES)]
     pub serving_cache_bytes: u64,
     /// Inference: prepare each model once when it is loaded, as PyTorch's
     /// `torch.jit.freeze` + `optimize_for_inference` do (batch norm folded, convolution and
@@ -90,7 +93,7 @@ impl Default for InferConfig {
             max_delay: Duration::ZERO,
             max_inflight: 64,
             online_share: super::share::DEFAULT_ONLINE_SHARE_PERCENT,
-            cache_bytes: super::engine::DEFAULT_CACHE_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             prepare_models: true,
             lanes: Lanes::ONE,
         }

@@ -3,7 +3,7 @@
 
 use super::engine::{BatchOutput, Serving};
 use super::output::check_shape;
-use crate::jobs::JobError;
+use crate::error::JobError;
 use crate::stages::Stage;
 use bus_schemas::serve::{QueryResult, WorkBatch, MAX_BATCH_QUERIES};
 use std::sync::atomic::Ordering;

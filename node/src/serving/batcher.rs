@@ -1,8 +1,8 @@
 //! The online batcher: one task that groups queued requests by model and runs them in
 //! batches on the inference thread, one batch at a time, and answers each request.
 
-use crate::config::InferConfig;
-use crate::jobs::JobError;
+use crate::error::JobError;
+use crate::serving::args::InferConfig;
 use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
 use crate::serving::output::{check_shape, predictions, split_by_request};

@@ -4,8 +4,8 @@
 
 use super::executor::Executor;
 use super::lru::ByteLru;
-use crate::jobs::cache::Cache;
-use crate::jobs::JobError;
+use crate::cache::Cache;
+use crate::error::JobError;
 use crate::metrics::Metrics;
 use crate::ml::model::Model;
 use crate::ml::train::Samples;
@@ -61,9 +61,6 @@ impl Copies {
 fn lock_model(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
     model.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// Default of `--serving-cache-bytes`: models and splits kept in memory, 2 GiB.
-pub const DEFAULT_CACHE_BYTES: u64 = 2 << 30;
 
 /// A split in memory, ready to serve.
 pub struct SplitData {
@@ -132,7 +129,7 @@ impl Engine {
         cache: Arc<Cache>,
         device: Device,
         metrics: Arc<Metrics>,
-        cfg: &crate::config::InferConfig,
+        cfg: &crate::serving::args::InferConfig,
     ) -> Engine {
         Engine {
             cache,

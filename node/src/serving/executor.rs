@@ -17,7 +17,7 @@
 //! (see [`super::share`]); both queues are bounded and refuse work at once when full.
 
 use super::share::{Gate, Share, DEFAULT_ONLINE_SHARE_PERCENT, HOLD};
-use crate::jobs::JobError;
+use crate::error::JobError;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -10,12 +10,14 @@
 //! (see [`super::share`]); a node that sheds leaves the queue group until it has room again
 //! (see [`super::admit`]).
 
-use crate::config::InferConfig;
-use crate::jobs::{Ctx, JobError};
+use super::Deps;
+use crate::error::JobError;
 use crate::serving::admit::Admission;
+use crate::serving::args::InferConfig;
 use crate::serving::batcher::{batcher, Answer, Pending};
 use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
+use async_nats::Subscriber;
 use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Most images in one request.
 pub const MAX_IMAGES: usize = 1024;
@@ -37,10 +40,40 @@ const VERSION_TTL: Duration = Duration::from_secs(2);
 
 /// Answers inference requests until `shutdown`, leaving the queue group while it sheds load
 /// (see [`super::admit`]).
-pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken) {
+pub async fn serve(ctx: Arc<Deps>, cfg: InferConfig, shutdown: CancellationToken) {
     let (tx, rx) = mpsc::channel::<Pending>(cfg.max_inflight.max(1));
     let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
-    let versions = Arc::new(Mutex::new(HashMap::new()));
+    let admit = admission(&ctx, &cfg);
+    let online = Online {
+        ctx,
+        tx,
+        versions: Arc::new(Mutex::new(HashMap::new())),
+        requests: TaskTracker::new(),
+    };
+    loop {
+        let joined = crate::subscribe::retrying(
+            &online.ctx.client,
+            subjects::infer(),
+            Some(subjects::INFER_QUEUE),
+            "inference requests",
+            &shutdown,
+        );
+        let Some(sub) = joined.await else {
+            break;
+        };
+        let leaving = online.take(sub, &admit, &shutdown).await;
+        if shutdown.is_cancelled() || (leaving && !admit.room(&shutdown).await) {
+            break;
+        }
+    }
+    online.requests.close();
+    online.requests.wait().await;
+    drop(online);
+    let _ = batcher.await;
+}
+
+/// Admission with its two refusals: too many requests at once, or over the online share.
+fn admission(ctx: &Deps, cfg: &InferConfig) -> Admission {
     let why = format!(
         "overloaded: this node handles at most {} requests at once (--infer-max-inflight)",
         cfg.max_inflight
@@ -52,31 +85,40 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
     );
     let over_share = encode_error(InferErrorKind::Overloaded, why);
     let exec = ctx.engine.executor().clone();
-    let admit = Admission::new(cfg.max_inflight, cfg.online_share, exec, full, over_share);
-    loop {
-        let joined = crate::subscribe::retrying(
-            &ctx.client,
-            subjects::infer(),
-            Some(subjects::INFER_QUEUE),
-            "inference requests",
-            &shutdown,
-        );
-        let Some(mut sub) = joined.await else {
-            break;
-        };
+    Admission::new(cfg.max_inflight, cfg.online_share, exec, full, over_share)
+}
+
+/// What answering online requests shares.
+struct Online {
+    ctx: Arc<Deps>,
+    tx: mpsc::Sender<Pending>,
+    versions: Arc<Versions>,
+    /// The requests being answered.
+    requests: TaskTracker,
+}
+
+impl Online {
+    /// Answers the requests of one subscription until it ends (drained when a request had to
+    /// be shed, or dropped by the bus) or `shutdown`; whether it left the group to shed load.
+    async fn take(
+        &self,
+        mut sub: Subscriber,
+        admit: &Admission,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut leaving = false;
-        // Until the subscription ends: at once when it is drained, or if the bus dropped it.
         loop {
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => None,
                 msg = sub.next() => msg,
             };
-            let Some(msg) = msg else { break };
+            let Some(msg) = msg else { return leaving };
             let received = Instant::now();
             match admit.take() {
                 Ok(slot) => {
-                    let (ctx, tx, versions) = (ctx.clone(), tx.clone(), versions.clone());
-                    tokio::spawn(async move {
+                    let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+                    let versions = self.versions.clone();
+                    self.requests.spawn(async move {
                         let reply = reply(&ctx, &tx, &versions, &msg.payload, received).await;
                         drop(slot);
                         if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
@@ -85,29 +127,24 @@ pub async fn serve(ctx: Arc<Ctx>, cfg: InferConfig, shutdown: CancellationToken)
                     });
                 }
                 Err(shed) => {
-                    ctx.metrics.shed();
+                    self.ctx.metrics.shed();
                     if let Some(to) = msg.reply {
-                        let _ = ctx.client.publish(to, shed).await;
+                        let _ = self.ctx.client.publish(to, shed).await;
                     }
                     // Leave the group; what is already on its way still comes, then the end.
                     if !leaving && sub.drain().await.is_ok() {
                         leaving = true;
-                        ctx.metrics.infer_paused();
+                        self.ctx.metrics.infer_paused();
                     }
                 }
             }
         }
-        if shutdown.is_cancelled() || (leaving && !admit.room(&shutdown).await) {
-            break;
-        }
     }
-    drop(tx);
-    let _ = batcher.await;
 }
 
 /// The answer to one request taken in.
 async fn reply(
-    ctx: &Ctx,
+    ctx: &Deps,
     tx: &mpsc::Sender<Pending>,
     versions: &Versions,
     payload: &[u8],
@@ -145,7 +182,7 @@ type Versions = Mutex<HashMap<String, (u64, Instant)>>;
 
 /// Checks, decodes and queues one request, and waits for its batch or its deadline.
 async fn answer(
-    ctx: &Ctx,
+    ctx: &Deps,
     tx: &mpsc::Sender<Pending>,
     versions: &Versions,
     req: InferRequest,
@@ -166,7 +203,7 @@ async fn answer(
     let (model, version) = (req.model.clone(), req.version);
     let work = async {
         let version = resolve(ctx, versions, &model, version).await?;
-        let file = crate::jobs::outputs::model_file(&model);
+        let file = crate::cache::model_file(&model);
         let shared = ctx.engine.model(&file, version).await?;
         let exec = ctx.engine.executor().clone();
         let (pending, rx) = prepare(
@@ -213,7 +250,7 @@ fn kind(e: &JobError) -> InferErrorKind {
 
 /// The version to use: the one asked for (checked), or the newest (remembered briefly).
 async fn resolve(
-    ctx: &Ctx,
+    ctx: &Deps,
     versions: &Versions,
     model: &str,
     version: Option<u64>,
@@ -227,7 +264,7 @@ async fn resolve(
             }
         }
     }
-    let file = crate::jobs::outputs::model_file(model);
+    let file = crate::cache::model_file(model);
     let found = ctx.cache.sdfs().locate(&file, version).await;
     let info = found.map_err(|e| match JobError::from_sdfs(&file, e) {
         JobError::NotFound(_) => JobError::UnknownModel(match version {

@@ -17,11 +17,12 @@ mod output;
 mod results;
 pub mod share;
 
-use crate::jobs::Ctx;
-use crate::jobs::JobError;
+use crate::error::JobError;
 use crate::stages::Stage;
 use async_nats::jetstream::{self, stream};
-use bus_schemas::serve::{AssignReply, AssignRequest, WorkBatch, WorkErrorKind, WorkReply};
+use bus_schemas::serve::{
+    AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkErrorKind, WorkReply,
+};
 use bus_schemas::{decode, encode, subjects};
 use engine::Serving;
 use futures::StreamExt;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Batches whose results one job's worker stores at once while the next batch runs.
 const STORING: usize = 4;
@@ -107,21 +109,40 @@ enum Taken {
     ),
 }
 
+/// What serving needs of the node, and nothing more.
+pub struct Deps {
+    /// This node's id.
+    pub id: String,
+    /// The bus.
+    pub client: async_nats::Client,
+    /// Files fetched from SDFS.
+    pub cache: Arc<crate::cache::Cache>,
+    /// Models and splits loaded for inference (batch jobs and online requests).
+    pub engine: Arc<engine::Engine>,
+    /// Counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Copies JetStream keeps of the results stream.
+    pub kv_replicas: usize,
+}
+
 /// The worker's serving side.
 pub struct Worker {
-    ctx: Arc<Ctx>,
+    ctx: Arc<Deps>,
     js: jetstream::Context,
     serving: Mutex<BTreeMap<String, CancellationToken>>,
+    /// The jobs being served, and the assignments being answered.
+    jobs: TaskTracker,
 }
 
 impl Worker {
     /// Answers assignments until `shutdown`.
-    pub async fn serve(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    pub async fn serve(ctx: Arc<Deps>, shutdown: CancellationToken) {
         let js = jetstream::new(ctx.client.clone());
         let me = Arc::new(Worker {
             ctx: ctx.clone(),
             js,
             serving: Mutex::new(BTreeMap::new()),
+            jobs: TaskTracker::new(),
         });
         let subject = subjects::node_assign(&ctx.id);
         let subscribed =
@@ -146,8 +167,8 @@ impl Worker {
                         }
                         continue;
                     };
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
+                    let (shutdown, jobs) = (shutdown.clone(), me.jobs.clone());
+                    jobs.spawn(async move {
                         let reply = match decode::<AssignRequest>(&msg.payload) {
                             Ok(req) => me.assign(req, &shutdown).await,
                             Err(e) => {
@@ -166,6 +187,8 @@ impl Worker {
         for token in me.serving.lock().await.values() {
             token.cancel();
         }
+        me.jobs.close();
+        me.jobs.wait().await;
     }
 
     async fn assign(
@@ -173,57 +196,8 @@ impl Worker {
         req: AssignRequest,
         shutdown: &CancellationToken,
     ) -> AssignReply {
-        let worker = self.ctx.id.clone();
         match req {
-            AssignRequest::Join { target } => {
-                if let Err(e) = bus_schemas::validate_token(&target.job_id) {
-                    return AssignReply::Error {
-                        worker,
-                        message: format!("bad job id: {e}"),
-                        bad_input: false,
-                    };
-                }
-                if self.serving.lock().await.contains_key(&target.job_id) {
-                    return self.done().await;
-                }
-                let serving = match self.ctx.engine.prepare(&target).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return AssignReply::Error {
-                            worker,
-                            bad_input: e.is_bad_input(),
-                            message: e.to_string(),
-                        }
-                    }
-                };
-                let client = &self.ctx.client;
-                let work = client.subscribe(subjects::job_work(&target.job_id, &self.ctx.id));
-                let again = subjects::job_work_again(&target.job_id, &self.ctx.id);
-                let sub = match tokio::try_join!(work, client.subscribe(again)) {
-                    Ok(subs) => subs,
-                    Err(e) => {
-                        return AssignReply::Error {
-                            worker,
-                            message: e.to_string(),
-                            bad_input: false,
-                        }
-                    }
-                };
-                let token = shutdown.child_token();
-                let mut map = self.serving.lock().await;
-                if map.contains_key(&target.job_id) {
-                    return AssignReply::Done {
-                        worker,
-                        serving: map.keys().cloned().collect(),
-                        lanes: self.lanes(),
-                    };
-                }
-                map.insert(target.job_id.clone(), token.clone());
-                drop(map);
-                tracing::info!(job = %target.job_id, "serving");
-                tokio::spawn(self.clone().take_batches(serving, sub, token));
-                self.done().await
-            }
+            AssignRequest::Join { target } => self.join(target, shutdown).await,
             AssignRequest::Leave { job_id } => {
                 if let Some(token) = self.serving.lock().await.remove(&job_id) {
                     tracing::info!(job = %job_id, "no longer serving");
@@ -232,6 +206,51 @@ impl Worker {
                 self.done().await
             }
         }
+    }
+
+    /// Joins a job: loads its model and split, subscribes to its work subjects and takes its
+    /// batches until it leaves.
+    async fn join(
+        self: &Arc<Self>,
+        target: ServeTarget,
+        shutdown: &CancellationToken,
+    ) -> AssignReply {
+        let refused = |message: String, bad_input: bool| AssignReply::Error {
+            worker: self.ctx.id.clone(),
+            message,
+            bad_input,
+        };
+        if let Err(e) = bus_schemas::validate_token(&target.job_id) {
+            return refused(format!("bad job id: {e}"), false);
+        }
+        if self.serving.lock().await.contains_key(&target.job_id) {
+            return self.done().await;
+        }
+        let serving = match self.ctx.engine.prepare(&target).await {
+            Ok(s) => s,
+            Err(e) => return refused(e.to_string(), e.is_bad_input()),
+        };
+        let client = &self.ctx.client;
+        let work = client.subscribe(subjects::job_work(&target.job_id, &self.ctx.id));
+        let again = subjects::job_work_again(&target.job_id, &self.ctx.id);
+        let sub = match tokio::try_join!(work, client.subscribe(again)) {
+            Ok(subs) => subs,
+            Err(e) => return refused(e.to_string(), false),
+        };
+        let token = shutdown.child_token();
+        let mut map = self.serving.lock().await;
+        if map.contains_key(&target.job_id) {
+            return AssignReply::Done {
+                worker: self.ctx.id.clone(),
+                serving: map.keys().cloned().collect(),
+                lanes: self.lanes(),
+            };
+        }
+        map.insert(target.job_id.clone(), token.clone());
+        drop(map);
+        tracing::info!(job = %target.job_id, "serving");
+        (self.jobs).spawn(self.clone().take_batches(serving, sub, token));
+        self.done().await
     }
 
     async fn done(&self) -> AssignReply {
@@ -271,7 +290,7 @@ impl Worker {
                 msg = sub.next() => match msg { Some(m) => m, None => break },
             };
             let (me, serving, storing) = (self.clone(), serving.clone(), storing.clone());
-            tokio::spawn(async move {
+            self.jobs.spawn(async move {
                 let received = Instant::now();
                 let reply = me.take(&serving, &msg.payload, &storing).await;
                 drop(lane);

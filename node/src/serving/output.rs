@@ -2,7 +2,7 @@
 //! column per class. A model file is untrusted (TorchScript is code), so a wrong shape is a
 //! typed error, never a panic.
 
-use crate::jobs::JobError;
+use crate::error::JobError;
 use bus_schemas::infer::Prediction;
 
 /// Checks a model's output shape `size` for `inputs` inputs of a model with `classes` class

@@ -195,7 +195,7 @@ pub(super) async fn record(ctx: &Ctx, id: &str, lost: &Lost, what: &str) {
             if let Outcome::Fatal(reason) = &outcome {
                 j.state = JobState::Failed;
                 j.error = Some(reason.clone());
-                j.finished_ms = Some(crate::jobs::lease::now_ms());
+                j.finished_ms = Some(crate::cluster::lease::now_ms());
             }
             outcome != Outcome::Ignored
         })

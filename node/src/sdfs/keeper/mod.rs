@@ -6,18 +6,20 @@
 //! any more; (3) re-announces blobs it still holds for under-replicated versions (a node
 //! restarted with its data serves it again without copying it).
 
+mod collect;
+
 use super::blobs::{BlobMeta, Blobs};
-use super::collect::State;
 use super::meta::{Meta, MetaError};
 use super::now_ms;
 use super::placement;
-use super::service::SdfsConfig;
 use super::trust::{LocalEpoch, TrustState};
+use super::SdfsConfig;
 use crate::membership::MembershipHandle;
 use async_nats::Client;
 use bus_schemas::membership::{MemberRecord, MemberState, Placed};
 use bus_schemas::sdfs::{FileInfo, StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
+use collect::State;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -138,24 +140,8 @@ impl Keeper {
 
     async fn pass(&self, state: &mut State) -> anyhow::Result<()> {
         let view = self.membership.view().await?;
-        let alive = view.alive_ids();
-        // Nodes that (re)started moments ago first re-announce what they still hold.
-        let settle_ms = now_ms().saturating_sub(NEWCOMER_SETTLE.as_millis() as u64);
-        let settled: Vec<Placed> = view
-            .members
-            .iter()
-            .filter(|m| {
-                m.state == MemberState::Alive && (m.generation < settle_ms || m.id == self.id)
-            })
-            .map(MemberRecord::placed)
-            .collect();
-        let gone: HashSet<String> = view
-            .members
-            .iter()
-            .filter(|m| matches!(m.state, MemberState::Failed | MemberState::Left))
-            .map(|m| m.id.clone())
-            .collect();
-        let target_of = |v: &VersionInfo| self.target(v, alive.len());
+        let alive = view.alive_ids().len();
+        let (settled, gone) = settled_and_gone(&view.members, &self.id);
         let held: HashMap<String, BlobMeta> = self
             .blobs
             .list()
@@ -169,7 +155,7 @@ impl Keeper {
             .retain(|_, (_, at)| now.duration_since(*at) < REPAIR_MEMO);
         let files: Vec<FileInfo> = state.index.values().cloned().collect();
         for file in &files {
-            for v in &file.versions {
+            for v in file.versions.iter().filter(|v| held.contains_key(&v.blob)) {
                 let live: Vec<String> = v
                     .replicas
                     .iter()
@@ -179,24 +165,20 @@ impl Keeper {
                 let leader = placement::rank(&file.name, live.iter().map(String::as_str))
                     .first()
                     .map(|s| s.to_string());
-                let target = target_of(v);
+                let target = self.target(v, alive);
                 let needs_work = live.len() < target || live.len() < v.replicas.len();
                 // A repair recorded moments ago whose holders all still live is done, even if
                 // the index does not show it yet.
                 let done = (state.repaired.get(&v.blob))
                     .is_some_and(|(r, _)| r.len() >= target && r.iter().all(|n| !gone.contains(n)));
-                if needs_work
-                    && !done
-                    && leader.as_deref() == Some(self.id.as_str())
-                    && held.contains_key(&v.blob)
-                {
+                if needs_work && !done && leader.as_deref() == Some(self.id.as_str()) {
                     if let Some(r) = self.repair(&file.name, v, &live, &settled, target).await {
                         state.repaired.insert(v.blob.clone(), (r, now));
                     }
                 }
             }
         }
-        self.collect(state, &held, &gone, alive.len()).await?;
+        self.collect(state, &held, &gone, alive).await?;
         Ok(())
     }
 
@@ -287,4 +269,21 @@ impl Keeper {
             Err(e) => tracing::warn!(%blob, "could not delete: {e}"),
         }
     }
+}
+
+/// The members that may take copies (alive, and settled: nodes that (re)started moments ago
+/// first re-announce what they still hold; this node always) and the members gone.
+fn settled_and_gone(members: &[MemberRecord], me: &str) -> (Vec<Placed>, HashSet<String>) {
+    let settle_ms = now_ms().saturating_sub(NEWCOMER_SETTLE.as_millis() as u64);
+    let settled = members
+        .iter()
+        .filter(|m| m.state == MemberState::Alive && (m.generation < settle_ms || m.id == me))
+        .map(MemberRecord::placed)
+        .collect();
+    let gone = members
+        .iter()
+        .filter(|m| matches!(m.state, MemberState::Failed | MemberState::Left))
+        .map(|m| m.id.clone())
+        .collect();
+    (settled, gone)
 }

@@ -10,7 +10,7 @@
 
 pub mod leaders;
 
-use crate::jobs::settings::SettingsStore;
+use crate::cluster::settings::SettingsStore;
 use async_nats::jetstream::Context;
 use bus_schemas::cluster::{
     Asset, ClusterReply, ClusterRequest, ClusterStatus, Copy, MAX_REPLICAS,
@@ -25,10 +25,10 @@ pub const PERIOD: Duration = Duration::from_secs(15);
 
 /// IDunno's JetStream buckets (KV, stream `KV_<name>`) and streams.
 const ASSETS: &[(&str, Kind)] = &[
-    (crate::sdfs::meta::BUCKET, Kind::Kv),
-    (crate::jobs::store::BUCKET, Kind::Kv),
-    (crate::jobs::settings::BUCKET, Kind::Kv),
-    (crate::jobs::lease::BUCKET, Kind::Kv),
+    (subjects::SDFS_BUCKET, Kind::Kv),
+    (subjects::JOBS_BUCKET, Kind::Kv),
+    (subjects::SETTINGS_BUCKET, Kind::Kv),
+    (subjects::LEASE_BUCKET, Kind::Kv),
     (subjects::RESULTS_STREAM, Kind::Stream),
     (subjects::ACCEPTED_STREAM, Kind::Stream),
 ];
@@ -256,59 +256,85 @@ async fn answer(
         return error(why);
     }
     let set = match req {
-        ClusterRequest::Status => match settings.get().await {
-            Ok(s) => s.replicas,
-            Err(e) => return error(format!("cannot read the cluster settings: {e}")),
-        },
-        ClusterRequest::Replicas { replicas } => {
-            if replicas.is_some_and(|n| !(1..=MAX_REPLICAS).contains(&n)) {
-                let n = replicas.unwrap_or_default();
-                return error(format!(
-                    "replicas must be 1 to {MAX_REPLICAS}, or auto; not {n}"
-                ));
-            }
-            let n = servers(client);
-            if replicas.is_some_and(|r| usize::from(r) > n) {
-                let r = replicas.unwrap_or_default();
-                return error(format!(
-                    "the NATS cluster has {n} server(s), so it cannot keep {r} copies"
-                ));
-            }
-            if let Err(e) = settings.set_replicas(replicas).await {
-                return error(format!("cannot store the setting: {e}"));
-            }
-            let want = wanted(client, replicas);
-            for line in reconcile(js, want, replicas.is_some()).await {
-                tracing::warn!("JetStream replication: {line}");
-            }
-            replicas
-        }
+        ClusterRequest::Status => current(settings).await,
+        ClusterRequest::Replicas { replicas } => set_replicas(client, js, settings, replicas).await,
         ClusterRequest::RemoveServer { server } => {
-            let before = status(client, js, node, None).await;
-            let copies = before.assets.iter().flat_map(|a| &a.copies);
-            let mut holders: Vec<&str> = copies.map(|c| c.server.as_str()).collect();
-            holders.sort_unstable();
-            holders.dedup();
-            if !holders.contains(&server.as_str()) {
-                return error(format!(
-                    "no bucket or stream has a copy on {server:?} (copies are on {})",
-                    holders.join(", ")
-                ));
-            }
-            let failed = remove_server(client, &server).await;
-            if !failed.is_empty() {
-                return error(format!(
-                    "cannot take {server} out of: {}",
-                    failed.join("; ")
-                ));
-            }
-            match settings.get().await {
-                Ok(s) => s.replicas,
-                Err(e) => return error(format!("cannot read the cluster settings: {e}")),
+            match take_out(client, js, node, &server).await {
+                Ok(()) => current(settings).await,
+                Err(message) => Err(message),
             }
         }
     };
-    ClusterReply::Status {
-        status: status(client, js, node, set).await,
+    match set {
+        Ok(set) => ClusterReply::Status {
+            status: status(client, js, node, set).await,
+        },
+        Err(message) => error(message),
+    }
+}
+
+/// The number of copies set (`None`: automatic).
+async fn current(settings: &SettingsStore) -> Result<Option<u8>, String> {
+    match settings.get().await {
+        Ok(s) => Ok(s.replicas),
+        Err(e) => Err(format!("cannot read the cluster settings: {e}")),
+    }
+}
+
+/// Sets the number of copies (`None`: automatic) and applies it to every bucket and stream.
+async fn set_replicas(
+    client: &async_nats::Client,
+    js: &Context,
+    settings: &SettingsStore,
+    replicas: Option<u8>,
+) -> Result<Option<u8>, String> {
+    if replicas.is_some_and(|n| !(1..=MAX_REPLICAS).contains(&n)) {
+        let n = replicas.unwrap_or_default();
+        return Err(format!(
+            "replicas must be 1 to {MAX_REPLICAS}, or auto; not {n}"
+        ));
+    }
+    let n = servers(client);
+    if replicas.is_some_and(|r| usize::from(r) > n) {
+        let r = replicas.unwrap_or_default();
+        return Err(format!(
+            "the NATS cluster has {n} server(s), so it cannot keep {r} copies"
+        ));
+    }
+    if let Err(e) = settings.set_replicas(replicas).await {
+        return Err(format!("cannot store the setting: {e}"));
+    }
+    let want = wanted(client, replicas);
+    for line in reconcile(js, want, replicas.is_some()).await {
+        tracing::warn!("JetStream replication: {line}");
+    }
+    Ok(replicas)
+}
+
+/// Takes `server` out of the copies of every bucket and stream that has one on it.
+async fn take_out(
+    client: &async_nats::Client,
+    js: &Context,
+    node: &str,
+    server: &str,
+) -> Result<(), String> {
+    let before = status(client, js, node, None).await;
+    let copies = before.assets.iter().flat_map(|a| &a.copies);
+    let mut holders: Vec<&str> = copies.map(|c| c.server.as_str()).collect();
+    holders.sort_unstable();
+    holders.dedup();
+    if !holders.contains(&server) {
+        return Err(format!(
+            "no bucket or stream has a copy on {server:?} (copies are on {})",
+            holders.join(", ")
+        ));
+    }
+    let failed = remove_server(client, server).await;
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "cannot take {server} out of: {}",
+            failed.join("; ")
+        )),
     }
 }

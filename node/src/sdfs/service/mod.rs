@@ -1,12 +1,16 @@
 //! The SDFS tasks of a node: metadata requests from clients (any node answers), replica
 //! stores (this node fetches and keeps a blob) and chunk reads of the blobs it holds.
 
+mod peer;
+mod request;
+mod write;
+
 use super::blobs::Blobs;
 use super::meta::Meta;
 use super::now_ms;
 use super::placement;
-use super::request::committed_version;
 use super::trust::TrustState;
+use super::SdfsConfig;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
@@ -15,49 +19,18 @@ use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
 use futures::StreamExt;
 use rand::Rng;
+use request::committed_version;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// SDFS settings.
-#[derive(Debug, Clone)]
-pub struct SdfsConfig {
-    /// Target replicas per version.
-    pub replication: usize,
-    /// Replicas that must store a version before a put succeeds.
-    pub write_quorum: usize,
-    /// Versions kept per file.
-    pub keep_versions: usize,
-    /// Bound on each chunk request.
-    pub chunk_timeout: Duration,
-    /// The largest version this node stores, in bytes.
-    pub max_file_bytes: u64,
-    /// Replica stores run at once; more are refused as `overloaded`.
-    pub store_slots: usize,
-}
-
-/// The default of `--sdfs-max-file-bytes`: 64 GiB.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
 /// The slowest a replica store may pull its bytes before it is given up (bytes per second),
 /// so that a slow or stalled source cannot hold a store slot for ever.
 pub(super) const MIN_STORE_RATE: u64 = 1_000_000;
 /// Time every replica store may take on top of its bytes at [`MIN_STORE_RATE`].
 pub(super) const STORE_SLACK: Duration = Duration::from_secs(30);
-
-impl Default for SdfsConfig {
-    fn default() -> Self {
-        Self {
-            replication: 4,
-            write_quorum: 3,
-            keep_versions: 5,
-            chunk_timeout: Duration::from_secs(10),
-            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
-            store_slots: 4,
-        }
-    }
-}
 
 /// What the SDFS tasks share. Cloned into each task; it holds handles only.
 #[derive(Clone)]
@@ -89,7 +62,7 @@ impl Sdfs {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         let js = async_nats::jetstream::new(client.clone());
-        let meta = Meta::open(&js, crate::replication::automatic(&client)).await?;
+        let meta = Meta::open(&js, crate::cluster::replication::automatic(&client)).await?;
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
         let (trust_tx, trust) = watch::channel(TrustState::default());
         let stores = Arc::new(Semaphore::new(cfg.store_slots));
@@ -223,19 +196,7 @@ impl Sdfs {
     }
 
     async fn answer(&self, req: SdfsRequest) -> SdfsReply {
-        let name = match &req {
-            SdfsRequest::DelDir { dir } => validate_dir_name(dir).map(|_| dir),
-            SdfsRequest::Ls { name } if name.is_empty() => Ok(name),
-            SdfsRequest::Ls { name } => validate_dir_name(name).map(|_| name),
-            SdfsRequest::Prepare { name, .. }
-            | SdfsRequest::Write { name, .. }
-            | SdfsRequest::Commit { name, .. }
-            | SdfsRequest::Restore { name, .. }
-            | SdfsRequest::Locate { name, .. }
-            | SdfsRequest::Delete { name }
-            | SdfsRequest::ReportCorrupt { name, .. } => validate_file_name(name).map(|_| name),
-        };
-        if let Err(e) = name {
+        if let Err(e) = check_name(&req) {
             return error(SdfsErrorKind::BadName, e.to_string());
         }
         if let Err(e) = self.check_limits(&req) {
@@ -265,26 +226,32 @@ impl Sdfs {
                 .await
                 .map(|files| SdfsReply::Listing { files })
                 .map_err(internal),
-            SdfsRequest::Delete { name } => match self.meta.delete(&name).await {
-                Ok(true) => Ok(SdfsReply::Deleted { count: 1 }),
-                Ok(false) => Err((SdfsErrorKind::NotFound, format!("no file {name:?}"))),
-                Err(e) => Err(internal(e)),
-            },
+            SdfsRequest::Delete { name } => self.delete(&name).await,
             SdfsRequest::DelDir { dir } => self.deldir(&dir).await,
-            SdfsRequest::Restore { name, versions } => self
-                .meta
-                .restore(&name, &versions)
-                .await
-                .map(|added| {
-                    tracing::warn!(%name, added, "versions restored by fsck");
-                    SdfsReply::Restored { name, added }
-                })
-                .map_err(internal),
+            SdfsRequest::Restore { name, versions } => self.restore(name, &versions).await,
             SdfsRequest::ReportCorrupt { name, blob, node } => {
                 self.drop_replica(&name, &blob, &node).await
             }
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
+    }
+
+    async fn delete(&self, name: &str) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        match self.meta.delete(name).await {
+            Ok(true) => Ok(SdfsReply::Deleted { count: 1 }),
+            Ok(false) => Err((SdfsErrorKind::NotFound, format!("no file {name:?}"))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn restore(
+        &self,
+        name: String,
+        versions: &[VersionInfo],
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let added = self.meta.restore(&name, versions).await.map_err(internal)?;
+        tracing::warn!(%name, added, "versions restored by fsck");
+        Ok(SdfsReply::Restored { name, added })
     }
 
     /// Alive members with where they run, this node included.
@@ -433,4 +400,20 @@ pub(super) fn error(kind: SdfsErrorKind, message: String) -> SdfsReply {
 
 pub(super) fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
     (SdfsErrorKind::Internal, e.to_string())
+}
+
+/// Checks the file or directory name a request carries.
+fn check_name(req: &SdfsRequest) -> Result<(), bus_schemas::NameError> {
+    match req {
+        SdfsRequest::DelDir { dir } => validate_dir_name(dir),
+        SdfsRequest::Ls { name } if name.is_empty() => Ok(()),
+        SdfsRequest::Ls { name } => validate_dir_name(name),
+        SdfsRequest::Prepare { name, .. }
+        | SdfsRequest::Write { name, .. }
+        | SdfsRequest::Commit { name, .. }
+        | SdfsRequest::Restore { name, .. }
+        | SdfsRequest::Locate { name, .. }
+        | SdfsRequest::Delete { name }
+        | SdfsRequest::ReportCorrupt { name, .. } => validate_file_name(name),
+    }
 }

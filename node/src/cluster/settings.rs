@@ -1,13 +1,13 @@
 //! Cluster-wide settings in the KV bucket `idunno-settings` (key `cluster`): the fair-time
 //! policy. Any node answers `qps`; the coordinator reads the policy on every pass.
 
-use super::store::open_bucket;
+use super::buckets::open_bucket;
 use async_nats::jetstream::kv::Store;
 use bus_schemas::jobs::{QpsPolicy, Settings};
 use bus_schemas::{decode, encode};
 
 /// The bucket's name.
-pub const BUCKET: &str = "idunno-settings";
+pub const BUCKET: &str = bus_schemas::subjects::SETTINGS_BUCKET;
 const KEY: &str = "cluster";
 
 /// The settings bucket.

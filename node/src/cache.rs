@@ -3,13 +3,17 @@
 //! matches the manifest's. Every file's size, as SDFS records it, is checked against its
 //! limit ([`FetchLimits`], `MAX_MANIFEST_BYTES`) before a byte of it is downloaded.
 
-use super::JobError;
-use bus_client::sdfs::{SdfsClient, SdfsError};
-use bus_schemas::sdfs::SdfsErrorKind;
+use crate::error::JobError;
+use bus_client::sdfs::SdfsClient;
 use idunno_datasets::limits::MAX_MANIFEST_BYTES;
 use idunno_datasets::{FileRef, Manifest, Split, MANIFEST_FILE};
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
+
+/// The SDFS name of model `name`.
+pub fn model_file(name: &str) -> String {
+    format!("models/{name}")
+}
 
 /// The SDFS directory of dataset `name`.
 pub fn dataset_dir(name: &str) -> String {
@@ -217,23 +221,4 @@ async fn create_parent(path: &Path) -> Result<(), JobError> {
     tokio::fs::create_dir_all(parent)
         .await
         .map_err(JobError::io(parent))
-}
-
-impl JobError {
-    /// An SDFS failure about file `name`.
-    pub fn from_sdfs(name: &str, e: SdfsError) -> JobError {
-        match e.kind() {
-            Some(SdfsErrorKind::NotFound) => {
-                JobError::NotFound(format!("no file {name:?} in SDFS"))
-            }
-            // Refusals that every try meets the same way.
-            Some(SdfsErrorKind::BadName | SdfsErrorKind::Limit | SdfsErrorKind::BadRequest) => {
-                JobError::BadInput(format!("{name}: {e}"))
-            }
-            _ if matches!(e, SdfsError::Unavailable { .. } | SdfsError::Corrupt(_)) => {
-                JobError::Unreadable(format!("{name}: {e}"))
-            }
-            _ => JobError::Storage(format!("{name}: {e}")),
-        }
-    }
 }

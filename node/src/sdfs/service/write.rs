@@ -3,7 +3,7 @@
 //! never send replica stores or commits themselves, so a non-node identity's NATS permissions
 //! need allow neither (docs/security.md), and no client can record replicas that hold nothing.
 
-use super::service::Sdfs;
+use super::Sdfs;
 use bus_client::sdfs::{describe, store_on, store_timeout};
 use bus_schemas::fsck::BlobLabel;
 use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, StoreRequest, VersionInfo};

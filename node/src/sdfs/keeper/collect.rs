@@ -2,10 +2,10 @@
 //! delete, which it keeps in quarantine because the metadata cannot be trusted to name them,
 //! and the labels it keeps true to the committed versions.
 
-use super::blobs::BlobMeta;
-use super::keeper::Keeper;
-use super::meta::{Change, MetaError};
-use super::trust::{decide, Decision, LocalEpoch, TrustState};
+use super::Keeper;
+use crate::sdfs::blobs::BlobMeta;
+use crate::sdfs::meta::{Change, MetaError};
+use crate::sdfs::trust::{decide, Decision, LocalEpoch, TrustState};
 use bus_schemas::fsck::BlobLabel;
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use std::collections::{HashMap, HashSet};

@@ -1,7 +1,7 @@
 //! The checks of an SDFS metadata request before it touches anything: every value that sizes
 //! or names something against its limit, and the version a `commit` or `write` asks to record.
 
-use super::service::Sdfs;
+use super::Sdfs;
 
 use bus_schemas::sdfs::{SdfsRequest, VersionInfo};
 use bus_schemas::sdfs_limits::{self as limits, LimitError};

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The lease bucket.
-pub const BUCKET: &str = "idunno-coord";
+pub const BUCKET: &str = bus_schemas::subjects::LEASE_BUCKET;
 /// The lease key.
 pub const KEY: &str = "coordinator";
 /// How long a lease lives without renewal.
@@ -34,6 +34,16 @@ const GRACE: Duration = Duration::from_millis(1500);
 struct Holding {
     rev: u64,
     renewed: Instant,
+}
+
+impl Holding {
+    /// Held at revision `rev`, renewed now.
+    fn at(rev: u64) -> Holding {
+        Holding {
+            rev,
+            renewed: Instant::now(),
+        }
+    }
 }
 
 /// Who coordinates now, as this node sees it.
@@ -109,108 +119,126 @@ struct Standby<'a> {
 }
 
 impl Standby<'_> {
+    /// One round: renews the lease this node holds, or looks at who holds it and takes it
+    /// when it is free or its holder is gone.
     async fn step(
         &self,
         mut lease: Lease,
         held: &mut Option<Holding>,
         since_ms: &mut u64,
     ) -> Coordinator {
-        let (kv, me) = (self.kv, self.me);
-        let mine = Coordinator {
-            node: Some(me.into()),
-            me: true,
-        };
         let Ok(bytes) = encode(&lease) else {
             return Coordinator::default();
         };
-        if let Some(h) = *held {
-            match kv.update(KEY, bytes.clone().into(), h.rev).await {
-                Ok(rev) => {
-                    *held = Some(Holding {
-                        rev,
-                        renewed: Instant::now(),
-                    });
-                    return mine;
-                }
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                    // Taken, expired, or our last renewal applied without its answer: the
-                    // entry below says which.
-                    tracing::debug!("coordinator lease renewal refused: {e}");
-                    *held = None;
-                }
-                Err(e) if h.renewed.elapsed() < GRACE => {
-                    tracing::debug!("coordinator lease not renewed yet, still held: {e}");
-                    return mine;
-                }
-                Err(e) => {
-                    tracing::warn!("lost the coordinator lease: no renewal within {GRACE:?}: {e}");
-                    *held = None;
-                }
-            }
+        if self.renew(&bytes, held).await {
+            return self.mine();
         }
-        // Read from any copy (a direct get): a copy that lags may name a holder that has just
-        // gone, which only delays a take-over (the delete below expects the revision read), and
-        // reading from the leader would name nobody whenever the bucket elects one, which a
-        // server that rejoins after a cut forces (its higher Raft term).
-        let entry = match kv.entry(KEY).await {
-            Ok(entry) => entry.filter(|e| e.operation == Operation::Put),
-            Err(e) => {
-                tracing::debug!("cannot read the coordinator lease: {e}");
-                return Coordinator::default();
-            }
-        };
-        match entry.map(|e| (decode::<Lease>(&e.value), e.revision)) {
-            Some((Ok(holder), rev)) => {
-                let gone = holder.node != me
-                    && (!holder_alive(self.membership, &holder).await
-                        || self.vanished(&holder.node).await);
-                if gone {
-                    tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
-                    if kv.delete_expect_revision(KEY, Some(rev)).await.is_err() {
-                        return Coordinator::default();
-                    }
-                } else {
-                    if holder == lease {
-                        // Our renewal was applied but its answer lost: carry on from it.
-                        if let Ok(rev) = kv.update(KEY, bytes.into(), rev).await {
-                            *held = Some(Holding {
-                                rev,
-                                renewed: Instant::now(),
-                            });
-                            return mine;
-                        }
-                    } else if holder.node == me {
-                        // Our own lease from an earlier generation: let it go.
-                        let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
-                    }
-                    return Coordinator {
-                        node: Some(holder.node),
-                        me: false,
-                    };
-                }
-            }
-            Some((Err(e), rev)) => {
-                tracing::warn!("corrupt coordinator lease, deleting it: {e}");
-                let _ = kv.delete_expect_revision(KEY, Some(rev)).await;
-                return Coordinator::default();
-            }
-            None => {}
+        if let Some(decided) = self.holder(&lease, &bytes, held).await {
+            return decided;
         }
         *since_ms = now_ms();
         lease.since_ms = *since_ms;
         let Ok(bytes) = encode(&lease) else {
             return Coordinator::default();
         };
-        match kv.create(KEY, bytes.into()).await {
+        match self.kv.create(KEY, bytes.into()).await {
             Ok(rev) => {
-                *held = Some(Holding {
-                    rev,
-                    renewed: Instant::now(),
-                });
-                mine
+                *held = Some(Holding::at(rev));
+                self.mine()
             }
             Err(_) => Coordinator::default(),
         }
+    }
+
+    fn mine(&self) -> Coordinator {
+        Coordinator {
+            node: Some(self.me.into()),
+            me: true,
+        }
+    }
+
+    /// Renews the lease this node holds, if any; whether it still holds it.
+    async fn renew(&self, bytes: &[u8], held: &mut Option<Holding>) -> bool {
+        let Some(h) = *held else {
+            return false;
+        };
+        match self.kv.update(KEY, bytes.to_vec().into(), h.rev).await {
+            Ok(rev) => {
+                *held = Some(Holding::at(rev));
+                true
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                // Taken, expired, or our last renewal applied without its answer: the entry
+                // read next says which.
+                tracing::debug!("coordinator lease renewal refused: {e}");
+                *held = None;
+                false
+            }
+            Err(e) if h.renewed.elapsed() < GRACE => {
+                tracing::debug!("coordinator lease not renewed yet, still held: {e}");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("lost the coordinator lease: no renewal within {GRACE:?}: {e}");
+                *held = None;
+                false
+            }
+        }
+    }
+
+    /// Who coordinates as the bucket says, or `None` when the lease is free to take (nobody
+    /// holds it, or its holder is gone and its entry was deleted).
+    async fn holder(
+        &self,
+        lease: &Lease,
+        bytes: &[u8],
+        held: &mut Option<Holding>,
+    ) -> Option<Coordinator> {
+        // Read from any copy (a direct get): a copy that lags may name a holder that has just
+        // gone, which only delays a take-over (the delete below expects the revision read), and
+        // reading from the leader would name nobody whenever the bucket elects one, which a
+        // server that rejoins after a cut forces (its higher Raft term).
+        let entry = match self.kv.entry(KEY).await {
+            Ok(entry) => entry.filter(|e| e.operation == Operation::Put)?,
+            Err(e) => {
+                tracing::debug!("cannot read the coordinator lease: {e}");
+                return Some(Coordinator::default());
+            }
+        };
+        let rev = entry.revision;
+        let holder = match decode::<Lease>(&entry.value) {
+            Ok(holder) => holder,
+            Err(e) => {
+                tracing::warn!("corrupt coordinator lease, deleting it: {e}");
+                let _ = self.kv.delete_expect_revision(KEY, Some(rev)).await;
+                return Some(Coordinator::default());
+            }
+        };
+        if holder.node != self.me && self.gone(&holder).await {
+            tracing::info!(holder = %holder.node, "the coordinator is gone; taking over");
+            let deleted = self.kv.delete_expect_revision(KEY, Some(rev)).await;
+            return deleted.is_err().then(Coordinator::default);
+        }
+        if holder == *lease {
+            // Our renewal was applied but its answer lost: carry on from it.
+            if let Ok(rev) = self.kv.update(KEY, bytes.to_vec().into(), rev).await {
+                *held = Some(Holding::at(rev));
+                return Some(self.mine());
+            }
+        } else if holder.node == self.me {
+            // Our own lease from an earlier generation: let it go.
+            let _ = self.kv.delete_expect_revision(KEY, Some(rev)).await;
+        }
+        Some(Coordinator {
+            node: Some(holder.node),
+            me: false,
+        })
+    }
+
+    /// Whether the holder is gone: membership no longer has it alive, or its process is gone
+    /// from the bus.
+    async fn gone(&self, holder: &Lease) -> bool {
+        !holder_alive(self.membership, holder).await || self.vanished(&holder.node).await
     }
 
     /// Whether `holder`'s process is gone from the bus: its control subject has no responders,

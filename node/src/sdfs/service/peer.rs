@@ -2,8 +2,8 @@
 //! (`…node.<id>.read`) and the inventory `idunno fsck` reads (`…node.<id>.inventory`).
 //! Every value of a request is checked against its limit before it sizes anything.
 
-use super::blobs::BlobError;
-use super::service::{Sdfs, MIN_STORE_RATE, STORE_SLACK};
+use super::{Sdfs, MIN_STORE_RATE, STORE_SLACK};
+use crate::sdfs::blobs::BlobError;
 use async_nats::Message;
 use bus_client::transfer;
 use bus_schemas::fsck::{BlobLabel, HeldBlob, InventoryReply, InventoryRequest};

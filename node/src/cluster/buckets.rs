@@ -1,0 +1,29 @@
+//! Opening IDunno's KV buckets.
+
+use async_nats::jetstream::kv::{self, Store};
+
+/// Opens (or creates) a KV bucket with `history` 1.
+pub async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    description: &str,
+    replicas: usize,
+    max_age: std::time::Duration,
+) -> anyhow::Result<Store> {
+    if let Ok(kv) = js.get_key_value(name).await {
+        return Ok(kv);
+    }
+    let config = kv::Config {
+        bucket: name.into(),
+        description: description.into(),
+        history: 1,
+        num_replicas: replicas,
+        max_age,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(kv) => Ok(kv),
+        // Another node created it at the same moment.
+        Err(_) => Ok(js.get_key_value(name).await?),
+    }
+}
