@@ -82,7 +82,7 @@ impl Worker {
         match ack {
             Ok(ack) => Ok(ack),
             Err(e) => {
-                if e.to_string().contains("no stream found") {
+                if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
                     // Deleted, or never created (no space when the node started): try again;
                     // the batch itself is sent again by the coordinator.
                     let _ = results_stream(&self.js, self.ctx.kv_replicas).await;

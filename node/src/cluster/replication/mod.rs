@@ -11,7 +11,7 @@
 pub mod leaders;
 
 use crate::cluster::settings::SettingsStore;
-use async_nats::jetstream::Context;
+use async_nats::jetstream::{Context, ErrorCode};
 use bus_schemas::cluster::{
     Asset, ClusterReply, ClusterRequest, ClusterStatus, Copy, MAX_REPLICAS,
 };
@@ -230,7 +230,11 @@ async fn remove_server(client: &async_nats::Client, server: &str) -> Vec<String>
         };
         let error = answer["error"]["description"].as_str().unwrap_or_default();
         // A stream without a copy on that server (or not made yet) has nothing to move.
-        let nothing = error.contains("not a member") || error.contains("not found");
+        let code = answer["error"]["err_code"].as_u64().map(ErrorCode);
+        let nothing = matches!(
+            code,
+            Some(ErrorCode::CLUSTER_PEER_NOT_MEMBER | ErrorCode::STREAM_NOT_FOUND)
+        );
         if answer["success"].as_bool() != Some(true) && !nothing {
             failed.push(format!("{stream}: {error}"));
         } else if !nothing {
