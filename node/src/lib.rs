@@ -14,14 +14,15 @@ pub mod dashboard;
 pub mod error;
 pub mod jobs;
 pub mod logging;
-pub mod membership;
-pub mod metrics;
 pub mod ml;
 pub mod sdfs;
 pub mod serving;
-pub mod stages;
 pub mod subscribe;
 pub mod tasks;
+
+pub use idunno_membership as membership;
+pub use idunno_metrics as metrics;
+pub use idunno_metrics::stages;
 
 use cluster::lease::Coordinator;
 use config::NodeConfig;

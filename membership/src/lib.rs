@@ -3,6 +3,8 @@
 //! [`view`] and [`detector`] are the sans-IO core; [`service`] owns a detector and drives it
 //! with the bus and the clock.
 
+#![warn(missing_docs)]
+
 pub mod args;
 pub mod detector;
 mod handle;

@@ -1,5 +1,9 @@
 //! The node's traffic counters, shared by the subsystems that count and the one that reports.
 
+#![warn(missing_docs)]
+
+pub mod stages;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Monotonic counters of one node's bus traffic. Lock-free: each field is its own atomic.

@@ -15,7 +15,7 @@
 //! [`reclaim`]: Detector::reclaim
 
 use super::{Detector, Output};
-use crate::membership::view::Member;
+use crate::view::Member;
 use bus_schemas::membership::MemberState;
 use rand::seq::IndexedRandom;
 use rand::Rng;

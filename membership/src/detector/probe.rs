@@ -1,7 +1,7 @@
 //! Probing: one peer per period, indirect probes, suspicions and failures.
 
 use super::{Detector, Now, Output, Probe, Suspicion};
-use crate::membership::view::Member;
+use crate::view::Member;
 use bus_schemas::membership::{FdMessage, MemberEventKind, MemberState};
 use rand::seq::SliceRandom;
 use rand::Rng;

@@ -3,7 +3,7 @@
 use super::heal::Side;
 use super::refused::{implausible, Refused};
 use super::{Detector, Now, Output, Relay};
-use crate::membership::view::{Applied, Member};
+use crate::view::{Applied, Member};
 use bus_schemas::membership::plausible::MAX_INCARNATION;
 use bus_schemas::membership::{FdMessage, MemberEvent, MemberEventKind, MemberRecord, MemberState};
 use rand::Rng;
