@@ -213,6 +213,25 @@ pub struct ViewSnapshot {
     pub coordinator: Option<String>,
     /// Every member the node knows, including failed and left ones.
     pub members: Vec<MemberRecord>,
+    /// How many times the answering node's view has changed since its process started: of
+    /// two views from one node, the one with the higher version is the newer (0 from a node
+    /// that does not say).
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// One member's record as a node's view has it right after a change, and the view's version
+/// then ([`ViewSnapshot::version`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberChange {
+    /// The view's version after the change.
+    pub version: u64,
+    /// The member's record.
+    pub member: MemberRecord,
+}
+
+impl Message for MemberChange {
+    const NAME: &'static str = "member change";
 }
 
 impl Message for ViewSnapshot {
@@ -301,6 +320,11 @@ mod tests {
             node: "n2".into(),
             coordinator: None,
             members: vec![record()],
+            version: 3,
+        });
+        round_trip(MemberChange {
+            version: 4,
+            member: record(),
         });
     }
 

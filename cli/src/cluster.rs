@@ -71,6 +71,7 @@ async fn view(client: &Client, node: Option<String>) -> anyhow::Result<ViewSnaps
                 node,
                 coordinator,
                 members,
+                version: 0,
             }),
             other => anyhow::bail!("node {node} answered unexpectedly: {other:?}"),
         },

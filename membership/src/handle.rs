@@ -1,8 +1,8 @@
 //! The membership task's handle: commands with oneshot replies over a bounded channel.
 
 use super::detector::DetectorStats;
-use bus_schemas::membership::ViewSnapshot;
-use tokio::sync::{mpsc, oneshot};
+use bus_schemas::membership::{MemberChange, ViewSnapshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// This node's identity and counters, for `stat`.
 #[derive(Debug, Clone)]
@@ -32,6 +32,7 @@ pub(super) enum Command {
 #[derive(Clone)]
 pub struct MembershipHandle {
     pub(super) tx: mpsc::Sender<Command>,
+    pub(super) changes: broadcast::Sender<MemberChange>,
 }
 
 /// Why the membership task could not answer.
@@ -44,6 +45,13 @@ impl MembershipHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
+    }
+
+    /// Every change of a member's record in this node's view, as the view has it right after
+    /// the change. A receiver that falls behind misses some (it is told it lagged) and should
+    /// read the whole [`view`](Self::view) again.
+    pub fn changes(&self) -> broadcast::Receiver<MemberChange> {
+        self.changes.subscribe()
     }
 
     /// The node's whole view.

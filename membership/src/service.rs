@@ -6,15 +6,18 @@ pub use super::handle::{Identity, MembershipHandle, Stopped};
 use super::refusal_log::RefusalLog;
 use async_nats::{Client, Message, Subscriber};
 use bus_schemas::control::{ControlReply, ControlRequest};
-use bus_schemas::membership::{FdMessage, MemberEvent, MemberRecord, ViewRequest, ViewSnapshot};
+use bus_schemas::membership::{
+    FdMessage, MemberChange, MemberEvent, MemberRecord, ViewRequest, ViewSnapshot,
+};
 use bus_schemas::{decode, encode, subjects};
 use futures::{FutureExt, StreamExt};
 use idunno_metrics::{Metrics, Traffic};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +29,9 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// node that was slow to run reads the acks and refutations already delivered to it before
 /// its timers judge anyone, yet a flood cannot hold its ticks back.
 const DRAIN_BEFORE_TICK: usize = 256;
+
+/// Member changes kept for a slow receiver of [`MembershipHandle::changes`].
+const CHANGES_BUFFERED: usize = 256;
 
 /// Settings of the membership service.
 #[derive(Debug, Clone)]
@@ -99,6 +105,7 @@ pub async fn spawn(
         now(),
     );
     let (tx, commands) = mpsc::channel(64);
+    let (changes, _) = broadcast::channel(CHANGES_BUFFERED);
     let mut task = Task {
         client,
         cfg,
@@ -109,6 +116,8 @@ pub async fn spawn(
         was_down: false,
         syncs: JoinSet::new(),
         refusals: RefusalLog::new(REFUSAL_LOG_EVERY),
+        changes: changes.clone(),
+        published: Published::default(),
     };
     task.initial_sync().await;
     let list = task
@@ -119,7 +128,7 @@ pub async fn spawn(
     task.perform(vec![Output::Broadcast(join)]).await;
     let subs = Subs { fd, events, list };
     let handle = tokio::spawn(task.run(subs, commands, connection, shutdown));
-    Ok((MembershipHandle { tx }, handle))
+    Ok((MembershipHandle { tx, changes }, handle))
 }
 
 struct Subs {
@@ -138,6 +147,17 @@ struct Task {
     was_down: bool,
     syncs: JoinSet<Option<(String, Vec<MemberRecord>)>>,
     refusals: RefusalLog,
+    changes: broadcast::Sender<MemberChange>,
+    published: Published,
+}
+
+/// What the task last told of its view: the view's digest and version, and each member's
+/// record as it was then.
+#[derive(Default)]
+struct Published {
+    digest: u64,
+    version: u64,
+    records: HashMap<String, MemberRecord>,
 }
 
 impl Task {
@@ -168,6 +188,7 @@ impl Task {
                 Some(change) = connection.recv() => self.on_connection(change),
             };
             self.perform(out).await;
+            self.publish_changes();
         }
         let out = self.detector.leave(now());
         self.perform(out).await;
@@ -299,6 +320,32 @@ impl Task {
             node: self.cfg.id.clone(),
             coordinator: self.cfg.coordinator.as_ref().and_then(|c| (c.0)()),
             members: self.detector.view().records(Instant::now()),
+            version: self.published.version,
+        }
+    }
+
+    /// When the view changed (its digest did), raises its version and tells each member
+    /// whose record changed to [`MembershipHandle::changes`].
+    fn publish_changes(&mut self) {
+        let digest = self.detector.view().digest();
+        if digest == self.published.digest {
+            return;
+        }
+        self.published.digest = digest;
+        self.published.version += 1;
+        let records = self.detector.view().records(Instant::now());
+        let known = &mut self.published.records;
+        known.retain(|id, _| records.iter().any(|r| r.id == *id));
+        for member in records {
+            let same = known.get(&member.id).is_some_and(|k| {
+                (k.generation, k.incarnation, k.state)
+                    == (member.generation, member.incarnation, member.state)
+            });
+            if !same {
+                known.insert(member.id.clone(), member.clone());
+                let version = self.published.version;
+                let _ = self.changes.send(MemberChange { version, member });
+            }
         }
     }
 

@@ -5,8 +5,8 @@ use bus_schemas::jobs::JobState;
 use bus_schemas::membership::MemberState;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use testkit::http::{first_event, get, request};
+use std::time::{Duration, Instant};
+use testkit::http::{first_event, get, request, EventStream};
 use testkit::{continuous, import_fashion, train_quick, wait_until, Cluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idunno-node");
@@ -292,8 +292,12 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     assert_eq!(request("POST", &addr, &path, &[], b"").status, 409);
     assert_eq!(jobs.get(&id).await.unwrap().state, JobState::Cancelled);
 
-    // A killed node: workers, the statistics and the metrics see the failure.
+    // A killed node: the event stream carries its record as n1's view has it, the workers,
+    // the statistics and the metrics see the failure.
+    let mut events = EventStream::open(&addr, "/api/events", &[]);
     c.node("n3").kill9();
+    let failed = member_state(&mut events, "n3", "failed", Duration::from_secs(10));
+    assert!(failed["version"].as_u64() > Some(0), "{failed}");
     wait_until(
         "/api/workers marks n3 failed",
         Duration::from_secs(10),
@@ -340,4 +344,22 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     assert!(snap["coordinator"].is_string(), "{snap}");
     assert_eq!(snap["workers"].as_array().unwrap().len(), 3);
     drop(fs);
+}
+
+/// The first `member_state` event that shows member `id` in `state`.
+fn member_state(events: &mut EventStream, id: &str, state: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match events.next_event(left) {
+            Some((name, data)) if name == "member_state" => {
+                let change: Value = serde_json::from_str(&data).expect("member_state is JSON");
+                if change["member"]["id"] == id && change["member"]["state"] == state {
+                    return change;
+                }
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    panic!("no member_state event with {id} {state} within {limit:?}");
 }

@@ -4,12 +4,13 @@ import { ConnectionBanner } from '../components/ConnectionBanner.tsx';
 import { LiveProvider } from '../live.tsx';
 import { createFakeEventSource, FakeEventSource } from '../test/fakeEventSource.ts';
 import { rawSnapshot, snapshot, T0 } from '../test/fixtures.ts';
-import { applyMemberEvent, useLive } from './useLive.ts';
+import { applySnapshot, useLive, withMember } from './useLive.ts';
 
 beforeEach(() => FakeEventSource.reset());
 
-const memberEvent = (kind: string, node: string, generation: number, incarnation = 0) => ({
-  kind, node, generation, incarnation, host: 'vm', http: '127.0.0.1:9999', reporter: 'n1', at_ms: T0 + 20_000,
+const memberState = (version: number, id: string, state: string, generation: number, incarnation = 0) => ({
+  version,
+  member: { id, generation, incarnation, state, host: 'vm', http: '127.0.0.1:9999', last_heard_ms: 5 },
 });
 
 describe('useLive', () => {
@@ -32,34 +33,39 @@ describe('useLive', () => {
     expect(result.current.snapshot?.jobs).toEqual([]);
   });
 
-  it('applies member events to the workers between snapshots', () => {
+  it('takes member records newer than the snapshot from the server, as they are', () => {
     const { result } = renderHook(() => useLive({ createEventSource: createFakeEventSource }));
     const es = FakeEventSource.latest();
     act(() => {
       es.open();
-      es.emit('snapshot', rawSnapshot);
+      es.emit('snapshot', { ...rawSnapshot, view_version: 10 });
     });
     const stateOf = (id: string) => result.current.snapshot?.workers.find((w) => w.id === id)?.state;
 
-    act(() => es.emit('member', memberEvent('suspect', 'n2', T0 + 10, 2)));
+    act(() => es.emit('member_state', memberState(11, 'n2', 'suspect', T0 + 10, 2)));
     expect(stateOf('n2')).toBe('suspect');
-    act(() => es.emit('member', memberEvent('fail', 'n2', T0 + 10, 2)));
+    act(() => es.emit('member_state', memberState(12, 'n2', 'failed', T0 + 10, 2)));
     expect(stateOf('n2')).toBe('failed');
-    // A stale event (older generation) changes nothing.
-    act(() => es.emit('member', memberEvent('alive', 'n1', T0 - 5, 9)));
+    // A record of a view no newer than what is shown changes nothing.
+    act(() => es.emit('member_state', memberState(12, 'n2', 'alive', T0 + 10, 3)));
+    act(() => es.emit('member_state', memberState(9, 'n1', 'left', T0)));
+    expect(stateOf('n2')).toBe('failed');
     expect(stateOf('n1')).toBe('alive');
-    // A failed node rejoins with a new generation; an unknown node joins.
-    act(() => es.emit('member', memberEvent('join', 'n3', T0 + 50)));
+    // A node that rejoined, and an unknown node, as the server has them.
+    act(() => es.emit('member_state', memberState(13, 'n3', 'alive', T0 + 50)));
     expect(stateOf('n3')).toBe('alive');
     expect(result.current.snapshot?.workers.find((w) => w.id === 'n3')?.generation).toBe(T0 + 50);
-    act(() => es.emit('member', memberEvent('join', 'n5', T0 + 60)));
+    act(() => es.emit('member_state', memberState(14, 'n5', 'alive', T0 + 60)));
     expect(stateOf('n5')).toBe('alive');
     // The other fields of the snapshot are kept.
     expect(result.current.snapshot?.jobs).toHaveLength(6);
-    // The next snapshot replaces the workers.
-    act(() => es.emit('snapshot', rawSnapshot));
+    // A snapshot of an older view keeps the newer records; one as new replaces them.
+    act(() => es.emit('snapshot', { ...rawSnapshot, view_version: 12 }));
+    expect(stateOf('n5')).toBe('alive');
     expect(stateOf('n2')).toBe('alive');
+    act(() => es.emit('snapshot', { ...rawSnapshot, view_version: 14 }));
     expect(stateOf('n5')).toBeUndefined();
+    expect(result.current.newerMembers).toEqual({});
   });
 
   it('keeps job events, newest first, and reports malformed data without dropping the stream', () => {
@@ -161,19 +167,27 @@ describe('useLive', () => {
   });
 });
 
-describe('applyMemberEvent', () => {
+describe('withMember and applySnapshot', () => {
   const workers = snapshot.workers;
-  const ev = (kind: 'join' | 'alive' | 'suspect' | 'fail' | 'leave', node: string, generation: number, incarnation: number) => ({
-    kind, node, generation, incarnation, host: '', http: null, reporter: 'n1', at_ms: 0,
+  const member = (id: string, state: 'alive' | 'suspect' | 'failed' | 'left', http: string | null) => ({
+    id, generation: T0 + 1, incarnation: 4, state, host: 'vm', http, last_heard_ms: null,
   });
 
-  it('ignores a refutation with a lower incarnation and revives only with a new generation', () => {
-    expect(applyMemberEvent(workers, ev('suspect', 'n2', T0 + 10, 1)).find((w) => w.id === 'n2')?.state).toBe('alive');
-    expect(applyMemberEvent(workers, ev('alive', 'n3', T0 + 20, 5)).find((w) => w.id === 'n3')?.state).toBe('failed');
-    const left = applyMemberEvent(workers, ev('leave', 'n1', T0, 0)).find((w) => w.id === 'n1');
-    expect(left?.state).toBe('left');
-    expect(left?.http).toBe('127.0.0.1:9300'); // kept when the event has none
-    expect(applyMemberEvent(workers, ev('fail', 'n9', 1, 0))).toEqual(workers);
+  it('replaces a member\'s record and keeps its work', () => {
+    const n1 = withMember(workers, member('n1', 'left', null)).find((w) => w.id === 'n1');
+    expect(n1).toMatchObject({ state: 'left', generation: T0 + 1, incarnation: 4, http: null });
+    expect(n1?.coordinator).toBe(workers.find((w) => w.id === 'n1')?.coordinator);
+    expect(withMember(workers, member('n9', 'alive', null)).map((w) => w.id)).toContain('n9');
+  });
+
+  it('keeps only the records newer than a snapshot', () => {
+    const newer = { n2: { version: 5, member: member('n2', 'failed', null) } };
+    const older = applySnapshot({ ...snapshot, view_version: 4 }, newer);
+    expect(older.snapshot.workers.find((w) => w.id === 'n2')?.state).toBe('failed');
+    expect(Object.keys(older.newer)).toEqual(['n2']);
+    const same = applySnapshot({ ...snapshot, view_version: 5 }, newer);
+    expect(same.snapshot.workers).toEqual(snapshot.workers);
+    expect(same.newer).toEqual({});
   });
 });
 

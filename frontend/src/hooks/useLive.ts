@@ -4,13 +4,13 @@ import {
   errorMessage,
   fetchAuth,
   jobEventSchema,
-  memberEventSchema,
+  memberChangeSchema,
   parseWith,
   snapshotSchema,
   type Auth,
   type JobEvent,
-  type MemberEvent,
-  type MemberState,
+  type Member,
+  type MemberChange,
   type Snapshot,
   type Worker,
 } from '../api.ts';
@@ -27,9 +27,14 @@ const CLOSED = 2;
 
 export type LiveStatus = 'connecting' | 'open' | 'lost';
 
+/** Member records newer than the latest snapshot (`member_state` events), by member id. */
+export type NewerMembers = Readonly<Record<string, MemberChange>>;
+
 export interface LiveState {
-  /** The latest snapshot, with the member events received since applied to its workers. */
+  /** The latest snapshot, with the newer member records received since applied to its workers. */
   snapshot: Snapshot | null;
+  /** The member records newer than `snapshot.view_version`. */
+  newerMembers: NewerMembers;
   /** The stream is open. */
   connected: boolean;
   /** `connecting` before the first connection, `lost` after a failure until it is open again. */
@@ -42,6 +47,7 @@ export interface LiveState {
 
 export const INITIAL_LIVE_STATE: LiveState = {
   snapshot: null,
+  newerMembers: {},
   connected: false,
   status: 'connecting',
   lastError: null,
@@ -66,59 +72,47 @@ export interface LiveOptions {
   staleMs?: number;
 }
 
-const STATE_OF_EVENT: Record<MemberEvent['kind'], MemberState> = {
-  join: 'alive',
-  alive: 'alive',
-  suspect: 'suspect',
-  fail: 'failed',
-  leave: 'left',
-};
-
 /**
- * Applies one membership event to the workers of a snapshot. Events of an older generation
- * than the one known are stale and ignored; within a generation, an `alive` or `suspect`
- * with a lower incarnation is stale too, and a failed or departed member only comes back with
- * a `join` of a newer generation. A `join` of an unknown node adds it.
+ * The workers with member `m`'s record as the server's view has it: its state, generation,
+ * incarnation and addresses replace the worker's (the server merged every report about it,
+ * so nothing is re-derived here); an unknown member is added.
  */
-export function applyMemberEvent(workers: readonly Worker[], ev: MemberEvent): Worker[] {
-  const state = STATE_OF_EVENT[ev.kind];
-  const index = workers.findIndex((w) => w.id === ev.node);
-  const known = workers[index];
-  if (!known) {
-    if (ev.kind !== 'join' && ev.kind !== 'alive') return [...workers];
-    const added: Worker = {
-      id: ev.node,
-      generation: ev.generation,
-      incarnation: ev.incarnation,
-      state,
-      host: ev.host,
-      http: ev.http,
-      last_heard_ms: null,
-      coordinator: false,
-      training: null,
-      serving: [],
-      models: [],
-      queries: 0,
-    };
+export function withMember(workers: readonly Worker[], m: Member): Worker[] {
+  const index = workers.findIndex((w) => w.id === m.id);
+  if (index < 0) {
+    const added: Worker = { ...m, coordinator: false, training: null, serving: [], models: [], queries: 0 };
     return [...workers, added].sort((a, b) => a.id.localeCompare(b.id));
   }
-  if (ev.generation < known.generation) return [...workers];
-  if (ev.generation === known.generation) {
-    const ended = known.state === 'failed' || known.state === 'left';
-    if ((ev.kind === 'alive' || ev.kind === 'suspect') && (ended || ev.incarnation < known.incarnation)) {
-      return [...workers];
-    }
-    if (ev.kind === 'join' && ended) return [...workers];
-  }
-  const updated: Worker = {
-    ...known,
-    state,
-    generation: ev.generation,
-    incarnation: ev.incarnation,
-    host: ev.host || known.host,
-    http: ev.http ?? known.http,
+  const fields = {
+    generation: m.generation,
+    incarnation: m.incarnation,
+    state: m.state,
+    host: m.host,
+    http: m.http,
   };
-  return workers.map((w, i) => (i === index ? updated : w));
+  return workers.map((w, i) => (i === index ? { ...w, ...fields } : w));
+}
+
+/**
+ * A new snapshot with the member records still newer than it (a higher version of the same
+ * node's view) applied, and those records.
+ */
+export function applySnapshot(snapshot: Snapshot, newer: NewerMembers): { snapshot: Snapshot; newer: NewerMembers } {
+  const kept = Object.fromEntries(Object.entries(newer).filter(([, c]) => c.version > snapshot.view_version));
+  const workers = Object.values(kept).reduce((ws, c) => withMember(ws, c.member), snapshot.workers);
+  return { snapshot: { ...snapshot, workers }, newer: kept };
+}
+
+/** The state with a `member_state` event applied, unless the snapshot or an earlier event is as new. */
+export function applyMemberChange(s: LiveState, change: MemberChange): LiveState {
+  if (!s.snapshot || change.version <= s.snapshot.view_version) return s;
+  const known = s.newerMembers[change.member.id];
+  if (known && known.version >= change.version) return s;
+  return {
+    ...s,
+    newerMembers: { ...s.newerMembers, [change.member.id]: change },
+    snapshot: { ...s.snapshot, workers: withMember(s.snapshot.workers, change.member) },
+  };
 }
 
 function dataOf(ev: Event): unknown {
@@ -198,6 +192,8 @@ export function useLive(options: LiveOptions = {}): LiveState {
       if (stopped) return;
       const es = createEventSource(url);
       source = es;
+      // Versions are one node's; the stream may now come from another.
+      setState((s) => ({ ...s, newerMembers: {} }));
       const current = (): boolean => !stopped && source === es;
 
       es.addEventListener('open', () => {
@@ -217,22 +213,21 @@ export function useLive(options: LiveOptions = {}): LiveState {
         if (!current()) return;
         opened();
         try {
-          const snapshot = parseWith(snapshotSchema, dataOf(ev), 'snapshot event');
-          setState((s) => ({ ...s, snapshot }));
+          const next = parseWith(snapshotSchema, dataOf(ev), 'snapshot event');
+          setState((s) => {
+            const { snapshot, newer } = applySnapshot(next, s.newerMembers);
+            return { ...s, snapshot, newerMembers: newer };
+          });
         } catch (e: unknown) {
           setState((s) => ({ ...s, lastError: errorMessage(e) }));
         }
       });
-      es.addEventListener('member', (ev) => {
+      es.addEventListener('member_state', (ev) => {
         if (!current()) return;
         opened();
         try {
-          const event = parseWith(memberEventSchema, dataOf(ev), 'member event');
-          setState((s) =>
-            s.snapshot
-              ? { ...s, snapshot: { ...s.snapshot, workers: applyMemberEvent(s.snapshot.workers, event) } }
-              : s,
-          );
+          const change = parseWith(memberChangeSchema, dataOf(ev), 'member_state event');
+          setState((s) => applyMemberChange(s, change));
         } catch (e: unknown) {
           setState((s) => ({ ...s, lastError: errorMessage(e) }));
         }

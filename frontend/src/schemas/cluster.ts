@@ -81,11 +81,23 @@ export const snapshotSchema = z.object({
   node: z.string(),
   coordinator: nullableString,
   at_ms: z.number(),
+  /** Version of the answering node's membership view the workers' states come from. */
+  view_version: z.number().default(0),
   workers: z.array(workerSchema),
   jobs: z.array(jobRecordSchema),
   sample: sampleSchema.nullable().default(null),
 });
 export type Snapshot = z.infer<typeof snapshotSchema>;
+
+/**
+ * A `member_state` event: a member's record as the answering node's view has it right after a
+ * change (every report about it already merged there), with the view's version.
+ */
+export const memberChangeSchema = z.object({
+  version: z.number(),
+  member: memberSchema,
+});
+export type MemberChange = z.infer<typeof memberChangeSchema>;
 
 export const memberEventKindSchema = z.enum(['join', 'alive', 'suspect', 'fail', 'leave']);
 export type MemberEventKind = z.infer<typeof memberEventKindSchema>;

@@ -8,7 +8,7 @@ use crate::tasks::{ok, Tasks};
 use bus_client::jobs::JobsClient;
 use bus_schemas::codec::decode;
 use bus_schemas::jobs::JobEvent;
-use bus_schemas::membership::{MemberEvent, MemberEventKind};
+use bus_schemas::membership::{MemberChange, MemberEvent, MemberEventKind};
 use bus_schemas::subjects;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -67,12 +67,9 @@ pub fn spawn(deps: LiveDeps, tasks: &mut Tasks) -> LiveHandle {
     let (tx, latest) = watch::channel(Arc::new(Published::default()));
     let (events, _) = broadcast::channel(256);
     let (counts_tx, counts_rx) = watch::channel(EventCounts::default());
-    let bridge = bridge(
-        deps.client.clone(),
-        events.clone(),
-        counts_tx,
-        tasks.token(),
-    );
+    let changes = deps.membership.changes();
+    let (client, stop) = (deps.client.clone(), tasks.token());
+    let bridge = bridge(client, changes, events.clone(), counts_tx, stop);
     tasks.service("dashboard events", ok(bridge));
     let snapshots = snapshots(deps, tx, counts_rx, tasks.token());
     tasks.service("dashboard snapshots", ok(snapshots));
@@ -123,6 +120,7 @@ async fn snapshots(
             node: deps.id.clone(),
             coordinator: view.coordinator.clone(),
             at_ms,
+            view_version: view.version,
             workers: model::workers(&view, &jobs, &models),
             jobs,
             sample,
@@ -138,10 +136,11 @@ async fn snapshots(
     }
 }
 
-/// Forwards membership and job events from the bus to the event streams, and counts the
-/// membership events.
+/// Forwards membership and job events from the bus, and this node's view changes
+/// (`member_state`), to the event streams, and counts the membership events.
 async fn bridge(
     client: async_nats::Client,
+    mut changes: broadcast::Receiver<MemberChange>,
     events: broadcast::Sender<BusEvent>,
     counts_tx: watch::Sender<EventCounts>,
     shutdown: CancellationToken,
@@ -173,6 +172,12 @@ async fn bridge(
                 let Ok(event) = decode::<JobEvent>(&msg.payload) else { continue };
                 forward(&events, "job", &event);
             }
+            change = changes.recv() => match change {
+                Ok(change) => forward(&events, "member_state", &change),
+                // Missed ones reach the page with the next snapshot.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             else => return,
         }
     }

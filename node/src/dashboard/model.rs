@@ -135,6 +135,9 @@ pub struct Snapshot {
     pub coordinator: Option<String>,
     /// When, milliseconds since the epoch.
     pub at_ms: u64,
+    /// The version of the answering node's membership view the workers' states come from
+    /// (`member_state` events with a higher version are newer).
+    pub view_version: u64,
     /// Every member with its work.
     pub workers: Vec<Worker>,
     /// Every job record.

@@ -25,6 +25,7 @@ fn view() -> ViewSnapshot {
             member("n2", MemberState::Alive),
             member("n3", MemberState::Failed),
         ],
+        version: 7,
     }
 }
 

@@ -8,14 +8,13 @@
 //! was never delivered (no responders) or that a worker answered, even with an error, is not a
 //! death; a loss that membership does not confirm within [`CONFIRM_WITHIN`] is forgotten.
 
+use super::losses::{Lost, Members};
 use super::state::Run;
 use super::*;
 use crate::jobs::attempts::died_reason;
 use bus_schemas::jobs::JobEventKind;
 use bus_schemas::serve::{BatchDeaths, ServeState};
 
-/// Losses kept per job while they wait for membership; beyond this the oldest is forgotten.
-pub(super) const MAX_UNCONFIRMED: usize = 256;
 /// How long a loss waits for membership to confirm (or not) that its worker died.
 pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
 
@@ -37,62 +36,12 @@ pub(super) fn release(run: &mut Run, now: Instant) {
     });
 }
 
-/// A batch lost while a worker held it.
-#[derive(Debug, Clone)]
-pub(super) struct Lost {
-    pub(super) batch: Batch,
-    pub(super) worker: String,
-    /// The worker's generation when the batch was sent.
-    pub(super) generation: u64,
-    /// When the worker's process started, as membership said when the batch was sent.
-    pub(super) started: Option<u64>,
-    pub(super) at: Instant,
-    /// How it was lost ("request timed out", "stopped answering").
-    pub(super) why: String,
-}
-
-/// A member's state, newest generation and process start in the latest view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Seen {
-    pub(super) state: MemberState,
-    pub(super) generation: u64,
-    pub(super) started: Option<u64>,
-}
-
-/// Each member as the latest view has it.
-pub(super) type Members = BTreeMap<String, Seen>;
-
-/// Builds [`Members`] from a view.
-pub(super) fn members(view: &[bus_schemas::membership::MemberRecord]) -> Members {
-    let mut out = Members::new();
-    for m in view {
-        let seen = Seen {
-            state: m.state,
-            generation: m.generation,
-            started: m.started_ms,
-        };
-        let e = out.entry(m.id.clone()).or_insert(seen);
-        if m.generation >= e.generation {
-            *e = seen;
-        }
-    }
-    out
-}
-
 /// Whether the worker that lost `lost` is seen again as the same process with a newer
 /// generation: it was declared failed falsely and rejoined.
 fn rejoined(members: &Members, lost: &Lost) -> bool {
     members.get(&lost.worker).is_some_and(|s| {
         s.generation > lost.generation && lost.started.is_some() && s.started == lost.started
     })
-}
-
-/// Keeps `lost` for confirmation, forgetting the oldest beyond [`MAX_UNCONFIRMED`].
-pub(super) fn keep(queue: &mut VecDeque<Lost>, lost: Lost) {
-    while queue.len() >= MAX_UNCONFIRMED {
-        queue.pop_front();
-    }
-    queue.push_back(lost);
 }
 
 /// What membership says happened to the worker that held a batch, if it died.
@@ -216,6 +165,7 @@ pub(super) async fn record(ctx: &Ctx, id: &str, lost: &Lost, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::dispatch::losses::{keep, Seen, MAX_UNCONFIRMED};
 
     fn lost(worker: &str, generation: u64) -> Lost {
         Lost {

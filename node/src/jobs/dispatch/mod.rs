@@ -23,6 +23,7 @@
 //! the job after `--max-worker-deaths` of them (see [`deaths`]).
 
 mod deaths;
+mod losses;
 mod send;
 mod state;
 
@@ -166,7 +167,7 @@ async fn reconcile(
         .map(|m| m.id.clone())
         .collect();
     st.alive = pool.clone();
-    st.members = deaths::members(&view);
+    st.members = losses::members(&view);
     st.hosts = view
         .iter()
         .map(|m| (m.id.clone(), m.host.clone()))
@@ -213,7 +214,7 @@ async fn reconcile(
         };
         run.joined.retain(|w| pool.contains(w));
         run.joining.retain(|w, g| {
-            let same = |m: &deaths::Seen| m.generation == *g && m.state != MemberState::Failed;
+            let same = |m: &losses::Seen| m.generation == *g && m.state != MemberState::Failed;
             members.get(w).is_some_and(same)
         });
         if let Some(s) = &job.serve {

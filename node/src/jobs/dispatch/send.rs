@@ -266,7 +266,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                         run.joined.remove(&to); // it does not serve the job (any more)
                     } else {
                         // Delivered, perhaps: if the worker turns out dead, it counts.
-                        let lost = deaths::Lost {
+                        let lost = losses::Lost {
                             batch,
                             worker: to,
                             generation: f.generation,
@@ -274,7 +274,7 @@ pub(super) async fn handle(ctx: &Arc<Ctx>, st: &mut State, done: Done) {
                             at: Instant::now(),
                             why: e.to_string(),
                         };
-                        deaths::keep(&mut run.lost, lost);
+                        losses::keep(&mut run.lost, lost);
                     }
                     run.send_again(batch);
                 }

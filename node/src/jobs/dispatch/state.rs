@@ -27,7 +27,7 @@ pub(super) struct State {
     /// while it held none: one holding batches and quiet for [`QUIET`] is probed.
     pub(super) heard: BTreeMap<String, Instant>,
     /// Every member's state and generation in the latest view.
-    pub(super) members: super::deaths::Members,
+    pub(super) members: super::losses::Members,
     /// Every member's host in the latest view.
     pub(super) hosts: BTreeMap<String, String>,
 }
@@ -90,7 +90,7 @@ impl State {
             if let Some(run) = self.runs.get_mut(&f.job) {
                 tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
                 run.in_flight = run.in_flight.saturating_sub(1);
-                let lost = super::deaths::Lost {
+                let lost = super::losses::Lost {
                     batch: f.batch,
                     worker: f.worker,
                     generation: f.generation,
@@ -98,7 +98,7 @@ impl State {
                     at: Instant::now(),
                     why: "it stopped answering while it ran the batch".into(),
                 };
-                super::deaths::keep(&mut run.lost, lost);
+                super::losses::keep(&mut run.lost, lost);
                 run.send_again(f.batch);
             }
         }
@@ -179,11 +179,11 @@ pub(super) struct Run {
     /// Batches recorded as pending and waiting to be sent (again, or cut ahead).
     pub(super) resend: VecDeque<Batch>,
     /// Batches lost while a worker held them, waiting for membership to say if it died.
-    pub(super) lost: VecDeque<super::deaths::Lost>,
+    pub(super) lost: VecDeque<super::losses::Lost>,
     /// Batches with a worker death recorded in the job record.
     pub(super) dead: BTreeSet<u64>,
     /// Lost batches with a death recorded, held until membership says whether the worker
-    /// that lost them now died too (at most [`super::deaths::HOLD`]).
+    /// that lost them now died too (at most `deaths::HOLD`).
     pub(super) held: VecDeque<(Batch, Instant)>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
@@ -203,7 +203,7 @@ pub(super) struct Run {
 impl Run {
     /// Queues a lost batch to be sent again: at once, unless a worker already died holding it
     /// or an earlier loss of it still waits for membership's verdict, in which case it waits
-    /// (see [`super::deaths::release`]), so that a batch that kills its workers does not walk
+    /// (see `deaths::release`), so that a batch that kills its workers does not walk
     /// through the cluster faster than membership confirms deaths (a probe finds a dead worker
     /// much sooner than membership declares it).
     pub(super) fn send_again(&mut self, batch: Batch) {
