@@ -78,28 +78,6 @@ pub fn operator_identity(dir: &Path, url: &str) -> Option<PathBuf> {
     Some(secure.join("identities/operator"))
 }
 
-/// `bus` as the operator of the secure local cluster in [`local_secure::DEFAULT_DIR`] when
-/// it names no credentials and that cluster is up at its URL; else `bus` unchanged.
-pub fn with_local_identity(bus: BusOptions) -> BusOptions {
-    let named = bus.identity.is_some()
-        || bus.nkey.is_some()
-        || bus.creds.is_some()
-        || bus.user.is_some()
-        || bus.token.is_some()
-        || bus.tls_ca.is_some()
-        || bus.tls_cert.is_some();
-    if named {
-        return bus;
-    }
-    match operator_identity(Path::new(local_secure::DEFAULT_DIR), &bus.url) {
-        Some(identity) => BusOptions {
-            identity: Some(identity),
-            ..bus
-        },
-        None => bus,
-    }
-}
-
 fn save(dir: &Path, state: &LocalState) -> anyhow::Result<()> {
     std::fs::write(state_path(dir), serde_json::to_vec_pretty(state)?)?;
     Ok(())

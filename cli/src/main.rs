@@ -8,6 +8,7 @@ mod infer;
 mod jobs;
 mod jobs_view;
 mod local;
+mod local_identity;
 mod local_secure;
 mod ml;
 mod output;
@@ -38,7 +39,7 @@ fn main() {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     let cli = args::Cli {
-        bus: local::with_local_identity(cli.bus),
+        bus: local_identity::with_local_identity(cli.bus),
         ..cli
     };
     match cli.command {

@@ -130,12 +130,7 @@ pub fn circles(modules: &[Module], root: &std::path::Path) -> Vec<Circle> {
     // parent -> (from child, to child) -> first reference
     let mut graphs: BTreeMap<Vec<String>, BTreeMap<(String, String), Reference>> = BTreeMap::new();
     for m in modules {
-        let file = m
-            .file
-            .strip_prefix(root)
-            .unwrap_or(&m.file)
-            .display()
-            .to_string();
+        let file = m.relative_file(root);
         let mut v = Paths {
             file: &file,
             out: Vec::new(),

@@ -63,12 +63,7 @@ impl<'ast> Visit<'ast> for Lengths<'_> {
 pub fn lengths(modules: &[Module], root: &std::path::Path) -> Vec<FnLength> {
     let mut out = Vec::new();
     for m in modules {
-        let file = m
-            .file
-            .strip_prefix(root)
-            .unwrap_or(&m.file)
-            .display()
-            .to_string();
+        let file = m.relative_file(root);
         let mut v = Lengths {
             file: &file,
             out: Vec::new(),

@@ -15,6 +15,14 @@ pub struct Module {
     pub items: Vec<syn::Item>,
 }
 
+impl Module {
+    /// Its file, relative to `root` (the workspace).
+    pub fn relative_file(&self, root: &Path) -> String {
+        let file = self.file.strip_prefix(root).unwrap_or(&self.file);
+        file.display().to_string()
+    }
+}
+
 /// Whether these attributes mark test-only code: `#[test]`, `#[cfg(test)]`, `#[tokio::test]`.
 pub fn test_only(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
