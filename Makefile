@@ -24,7 +24,7 @@ test: SETUP_FLAGS = --browser
 test: setup frontend
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) run -q -p xtask -- shape --check-circles
+	$(CARGO) run -q -p xtask -- shape --check
 	$(CARGO) test --workspace
 	cd frontend && npm test
 

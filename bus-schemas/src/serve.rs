@@ -23,6 +23,13 @@ pub struct ServeTarget {
     pub split: String,
 }
 
+impl ServeTarget {
+    /// The SDFS file of model `name`: `models/<name>`.
+    pub fn model_file(name: &str) -> String {
+        format!("models/{name}")
+    }
+}
+
 /// `idunno.v1.nodes.<id>.assign`: join or leave a job's work queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 /// The SDFS name of model `name`.
 pub fn model_file(name: &str) -> String {
-    format!("models/{name}")
+    bus_schemas::serve::ServeTarget::model_file(name)
 }
 
 /// The SDFS directory of dataset `name`.

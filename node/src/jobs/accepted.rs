@@ -5,11 +5,11 @@
 //! file holds the accepted messages only. It lives in a stream rather than in the job record so
 //! that the record (read on every coordinator pass) stays small however long the job runs.
 
-use super::serve_ops::Answered;
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, stream};
 use bus_schemas::serve::{Accepted, AcceptedBatch, QueryResult, ResultsBatch};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
+use idunno_scheduler::batches::Answered;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -9,11 +9,13 @@
 //! is not counted, nor is one declared failed whose process lived on and rejoined (see
 //! [`super::attempts`]). A new attempt prefers workers that have not died running the job.
 
-use super::attempts::{dead_workers, died_reason, loss, mark_died, Loss};
 use super::Ctx;
 use crate::cluster::lease::now_ms;
 use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobSpec, JobState};
 use bus_schemas::membership::{MemberRecord, MemberState};
+use idunno_scheduler::attempts::{
+    dead_workers, died_reason, loss, mark_died, training_workers, Loss,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,21 +38,6 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             tracing::debug!("coordinator pass: {e:#}");
         }
     }
-}
-
-/// Workers held by a training or import job (they serve no inference meanwhile).
-pub fn training_workers(jobs: &[JobRecord], view: &[MemberRecord]) -> BTreeSet<String> {
-    jobs.iter()
-        .filter_map(JobRecord::current)
-        .filter(|a| usable(view, &a.worker))
-        .map(|a| a.worker.clone())
-        .collect()
-}
-
-/// Whether `worker` can be relied on: alive (or only suspected) in the view.
-fn usable(view: &[MemberRecord], worker: &str) -> bool {
-    view.iter()
-        .any(|m| m.id == worker && matches!(m.state, MemberState::Alive | MemberState::Suspect))
 }
 
 async fn pass(ctx: &Ctx) -> anyhow::Result<()> {

@@ -4,16 +4,13 @@
 
 pub mod accepted;
 pub mod api;
-pub mod attempts;
 pub mod coordinator;
 mod dispatch;
 pub mod ending;
-mod fair;
 mod import_run;
 pub mod outputs;
 mod serve_check;
 mod serve_finish;
-mod serve_ops;
 pub mod store;
 mod train_run;
 pub mod worker;

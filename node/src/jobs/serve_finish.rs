@@ -8,18 +8,15 @@ use super::outputs::{self, model_file};
 use super::{accepted, Ctx, JobError};
 use async_nats::jetstream;
 use bus_schemas::jobs::{JobOutcome, JobRecord, JobSpec};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Finishes job `id` in the background; `workers` are told to leave it.
-pub fn finish(ctx: Arc<Ctx>, id: String, workers: BTreeSet<String>) {
-    tokio::spawn(async move {
-        if let Err(e) = write(&ctx, &id).await {
-            tracing::warn!(job = %id, "cannot finish: {e}");
-        }
-        super::serve_ops::leave(&ctx, &id, &workers);
-    });
+/// Finishes job `id`: writes its results and ends it.
+pub async fn finish(ctx: &Arc<Ctx>, id: &str) {
+    if let Err(e) = write(ctx, id).await {
+        tracing::warn!(job = %id, "cannot finish: {e}");
+    }
 }
 
 /// How long finishing waits for a read of the job's record to show every query counted.

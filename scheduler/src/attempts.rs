@@ -8,6 +8,24 @@
 
 use bus_schemas::jobs::{Attempt, JobRecord};
 use bus_schemas::membership::{MemberRecord, MemberState};
+use std::collections::BTreeSet;
+
+/// Workers held by a training or import job's current attempt (they serve no inference
+/// meanwhile), among those alive or only suspected in `view`.
+pub fn training_workers<'a>(
+    jobs: impl IntoIterator<Item = &'a JobRecord>,
+    view: &[MemberRecord],
+) -> BTreeSet<String> {
+    let usable = |w: &str| {
+        view.iter()
+            .any(|m| m.id == w && matches!(m.state, MemberState::Alive | MemberState::Suspect))
+    };
+    jobs.into_iter()
+        .filter_map(JobRecord::current)
+        .filter(|a| usable(&a.worker))
+        .map(|a| a.worker.clone())
+        .collect()
+}
 
 /// Whether `worker` is certainly gone: failed or left in the view.
 pub fn gone(view: &[MemberRecord], worker: &str) -> bool {

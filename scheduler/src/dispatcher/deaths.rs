@@ -8,33 +8,77 @@
 //! was never delivered (no responders) or that a worker answered, even with an error, is not a
 //! death; a loss that membership does not confirm within [`CONFIRM_WITHIN`] is forgotten.
 
-use super::losses::{Lost, Members};
-use super::state::Run;
-use super::*;
-use crate::jobs::attempts::died_reason;
-use bus_schemas::jobs::JobEventKind;
+use crate::attempts::died_reason;
+use crate::batches::Batch;
+use bus_schemas::membership::{MemberRecord, MemberState};
 use bus_schemas::serve::{BatchDeaths, ServeState};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Losses kept per job while they wait for membership; beyond this the oldest is forgotten.
+pub const MAX_UNCONFIRMED: usize = 256;
+/// A batch lost while a worker held it.
+#[derive(Debug, Clone)]
+pub struct Lost {
+    /// The batch.
+    pub batch: Batch,
+    /// The worker that held it.
+    pub worker: String,
+    /// The worker's generation when the batch was sent.
+    pub generation: u64,
+    /// When the worker's process started, as membership said when the batch was sent.
+    pub started: Option<u64>,
+    /// When it was lost.
+    pub at: Instant,
+    /// How it was lost ("request timed out", "stopped answering").
+    pub why: String,
+}
+
+/// A member's state, newest generation and process start in the latest view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its state.
+    pub state: MemberState,
+    /// Its newest generation.
+    pub generation: u64,
+    /// When its process started (milliseconds since the epoch), if known.
+    pub started: Option<u64>,
+}
+
+/// Each member as the latest view has it.
+pub type Members = BTreeMap<String, Seen>;
+
+/// Builds [`Members`] from a view.
+pub fn members(view: &[MemberRecord]) -> Members {
+    let mut out = Members::new();
+    for m in view {
+        let seen = Seen {
+            state: m.state,
+            generation: m.generation,
+            started: m.started_ms,
+        };
+        let e = out.entry(m.id.clone()).or_insert(seen);
+        if m.generation >= e.generation {
+            *e = seen;
+        }
+    }
+    out
+}
+
+/// Keeps `lost` for confirmation, forgetting the oldest beyond [`MAX_UNCONFIRMED`].
+pub fn keep(queue: &mut VecDeque<Lost>, lost: Lost) {
+    while queue.len() >= MAX_UNCONFIRMED {
+        queue.pop_front();
+    }
+    queue.push_back(lost);
+}
 
 /// How long a loss waits for membership to confirm (or not) that its worker died.
-pub(super) const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
 
 /// Longest a lost batch that has already killed a worker waits for membership's verdict on
 /// the next worker before it is sent again.
-pub(super) const HOLD: Duration = Duration::from_secs(10);
-
-/// Moves the held batches whose loss membership has settled (or that waited [`HOLD`]) back
-/// to the batches to send.
-pub(super) fn release(run: &mut Run, now: Instant) {
-    let (lost, resend) = (&run.lost, &mut run.resend);
-    run.held.retain(|(b, since)| {
-        let waiting = lost.iter().any(|l| l.batch.0 == b.0);
-        let keep = waiting && now.duration_since(*since) < HOLD;
-        if !keep {
-            resend.push_back(*b);
-        }
-        keep
-    });
-}
+pub const HOLD: Duration = Duration::from_secs(10);
 
 /// Whether the worker that lost `lost` is seen again as the same process with a newer
 /// generation: it was declared failed falsely and rejoined.
@@ -45,7 +89,7 @@ fn rejoined(members: &Members, lost: &Lost) -> bool {
 }
 
 /// What membership says happened to the worker that held a batch, if it died.
-pub(super) fn death(members: &Members, lost: &Lost) -> Option<String> {
+pub fn death(members: &Members, lost: &Lost) -> Option<String> {
     if rejoined(members, lost) {
         return None;
     }
@@ -63,11 +107,7 @@ pub(super) fn death(members: &Members, lost: &Lost) -> Option<String> {
 
 /// Takes the losses that membership confirms as deaths (with what it saw), and forgets those
 /// older than [`CONFIRM_WITHIN`] or whose worker left on purpose.
-pub(super) fn confirm(
-    queue: &mut VecDeque<Lost>,
-    members: &Members,
-    now: Instant,
-) -> Vec<(Lost, String)> {
+pub fn confirm(queue: &mut VecDeque<Lost>, members: &Members, now: Instant) -> Vec<(Lost, String)> {
     let mut deaths = Vec::new();
     queue.retain(|l| match death(members, l) {
         Some(what) => {
@@ -86,7 +126,7 @@ pub(super) fn confirm(
 
 /// What recording a death did.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub enum Outcome {
     /// The batch was counted meanwhile, or this worker's death was already recorded.
     Ignored,
     /// Recorded; the batch is sent again.
@@ -96,7 +136,7 @@ pub(super) enum Outcome {
 }
 
 /// Records in `s` that `worker` died holding `batch` (while the batch is pending).
-pub(super) fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, max: u32) -> Outcome {
+pub fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, max: u32) -> Outcome {
     if !s.pending.iter().any(|b| b.0 == batch.0) {
         return Outcome::Ignored;
     }
@@ -129,43 +169,9 @@ pub(super) fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, ma
     Outcome::Fatal(died_reason(&d.workers, &holding, what))
 }
 
-/// Records a confirmed death in job `id`'s record, failing the job at the limit.
-pub(super) async fn record(ctx: &Ctx, id: &str, lost: &Lost, what: &str) {
-    let mut outcome = Outcome::Ignored;
-    let max = ctx.max_worker_deaths;
-    let changed = ctx
-        .store
-        .modify(id, |j| {
-            outcome = Outcome::Ignored;
-            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
-                return false;
-            };
-            outcome = add(s, lost.batch, &lost.worker, what, max);
-            if let Outcome::Fatal(reason) = &outcome {
-                j.state = JobState::Failed;
-                j.error = Some(reason.clone());
-                j.finished_ms = Some(crate::cluster::lease::now_ms());
-            }
-            outcome != Outcome::Ignored
-        })
-        .await;
-    match (changed, outcome) {
-        (Ok(Some(_)), Outcome::Fatal(reason)) => {
-            tracing::warn!(job = %id, "failed: {reason}");
-            let worker = Some(lost.worker.as_str());
-            ctx.event(id, JobEventKind::Failed, worker, Some(reason))
-                .await;
-        }
-        (Ok(Some(_)), _) => tracing::warn!(job = %id, "a worker died holding a batch: {what}"),
-        (Ok(None), _) => {}
-        (Err(e), _) => tracing::debug!(job = %id, "cannot record a worker's death: {e:#}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::dispatch::losses::{keep, Seen, MAX_UNCONFIRMED};
 
     fn lost(worker: &str, generation: u64) -> Lost {
         Lost {
