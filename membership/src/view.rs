@@ -89,6 +89,9 @@ pub struct View {
     max_members: usize,
     entries: BTreeMap<String, Entry>,
     tombstones: BTreeMap<String, Tombstone>,
+    /// [`View::digest`] until the members change: every ping and ack carries it, so it is not
+    /// recomputed over every member each time.
+    digest: std::sync::OnceLock<u64>,
 }
 
 impl View {
@@ -99,6 +102,7 @@ impl View {
             max_members: max_members.max(1),
             entries: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            digest: std::sync::OnceLock::new(),
         }
     }
 
@@ -120,6 +124,7 @@ impl View {
             (false, _) => Some(now),
         };
         entry.member = member;
+        self.digest = std::sync::OnceLock::new();
         Applied::Changed
     }
 
@@ -138,6 +143,7 @@ impl View {
             last_heard: None,
         };
         self.entries.insert(entry.member.id.clone(), entry);
+        self.digest = std::sync::OnceLock::new();
         Applied::Changed
     }
 
@@ -159,6 +165,7 @@ impl View {
         let Some(entry) = self.entries.remove(id) else {
             return false;
         };
+        self.digest = std::sync::OnceLock::new();
         if self.tombstones.len() >= self.max_members {
             let oldest = self.tombstones.iter().min_by_key(|(_, t)| t.at);
             if let Some(oldest) = oldest.map(|(id, _)| id.clone()) {
@@ -178,11 +185,11 @@ impl View {
         let due: Vec<String> = self
             .entries
             .values()
-            .filter(|e| e.member.id != self.keep)
             .filter(|e| {
                 e.ended
                     .is_some_and(|t| now.saturating_duration_since(t) >= after)
             })
+            .filter(|e| e.member.id != self.keep)
             .map(|e| e.member.id.clone())
             .collect();
         for id in &due {
@@ -226,7 +233,7 @@ impl View {
     /// Ids of failed members (not yet forgotten) other than `me`.
     pub fn failed_peers(&self, me: &str) -> Vec<String> {
         (self.entries.values())
-            .filter(|e| e.member.id != me && e.member.state == MemberState::Failed)
+            .filter(|e| e.member.state == MemberState::Failed && e.member.id != me)
             .map(|e| e.member.id.clone())
             .collect()
     }
@@ -244,6 +251,7 @@ impl View {
         if overruled {
             entry.member = member;
             entry.ended = None;
+            self.digest = std::sync::OnceLock::new();
         }
         overruled
     }
@@ -253,6 +261,7 @@ impl View {
     /// declared failed was cut off from the others, so its own verdicts of that time are not
     /// to be trusted (nor spread: they would make live nodes rejoin).
     pub fn revive_failed(&mut self, me: &str) {
+        self.digest = std::sync::OnceLock::new();
         for e in self.entries.values_mut() {
             if e.member.id != me && e.member.state == MemberState::Failed {
                 e.member.state = MemberState::Alive;
@@ -266,19 +275,31 @@ impl View {
     pub fn live_peers(&self, me: &str) -> Vec<String> {
         self.entries
             .values()
-            .filter(|e| e.member.id != me && e.member.is_live())
+            .filter(|e| e.member.is_live() && e.member.id != me)
             .map(|e| e.member.id.clone())
             .collect()
     }
 
-    /// Ids of alive members other than `me` and `except`.
-    pub fn alive_peers_except(&self, me: &str, except: &str) -> Vec<String> {
-        self.entries
-            .values()
+    /// Up to `n` alive members other than `me` and `except`, picked at random (only those
+    /// picked are copied: at a thousand members this runs for every ping that went unanswered).
+    pub fn some_alive_peers_except(
+        &self,
+        me: &str,
+        except: &str,
+        n: usize,
+        rng: &mut impl rand::Rng,
+    ) -> Vec<String> {
+        use rand::seq::IteratorRandom;
+        let alive = (self.entries.values())
             .map(|e| &e.member)
-            .filter(|m| m.id != me && m.id != except && m.state == MemberState::Alive)
+            .filter(|m| m.state == MemberState::Alive && m.id != me && m.id != except);
+        let mut picked: Vec<String> = alive
+            .choose_multiple(rng, n)
+            .into_iter()
             .map(|m| m.id.clone())
-            .collect()
+            .collect();
+        picked.sort();
+        picked
     }
 
     /// All members.
@@ -289,6 +310,10 @@ impl View {
     /// A 64-bit FNV-1a digest of every (id, generation, incarnation, state): equal views have
     /// equal digests, so peers notice divergence without sending their views.
     pub fn digest(&self) -> u64 {
+        *self.digest.get_or_init(|| self.compute_digest())
+    }
+
+    fn compute_digest(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {
             for b in bytes {

@@ -100,8 +100,17 @@ impl<R: Rng> Detector<R> {
         }
     }
 
+    /// Syncs with `peer` when views have differed for [`DetectorConfig::sync_settle`]: a view
+    /// that differs only while an event is on its way (a few milliseconds) is no reason to
+    /// fetch a whole view, which at a thousand members is a thousand records per node after
+    /// every change.
     fn check_digest(&mut self, peer: &str, digest: u64, now: Now, out: &mut Vec<Output>) {
         if digest == self.view.digest() {
+            self.mismatch_since = None;
+            return;
+        }
+        let since = *self.mismatch_since.get_or_insert(now.mono);
+        if now.mono.saturating_duration_since(since) < self.cfg.sync_settle {
             return;
         }
         let recent = self
@@ -109,6 +118,7 @@ impl<R: Rng> Detector<R> {
             .is_some_and(|t| now.mono.saturating_duration_since(t) < self.cfg.sync_interval);
         if !recent {
             self.last_sync = Some(now.mono);
+            self.mismatch_since = None;
             out.push(Output::SyncWith(peer.to_string()));
         }
     }

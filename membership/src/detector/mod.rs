@@ -31,6 +31,8 @@ pub struct DetectorConfig {
     pub pause_threshold: Duration,
     /// Minimum time between two view syncs triggered by digest mismatches.
     pub sync_interval: Duration,
+    /// How long views must have differed (every digest heard since unequal) before a sync.
+    pub sync_settle: Duration,
     /// How often a failed member (not yet forgotten) is asked for its view: a member cut off
     /// and healed answers again, and the two sides' views are reconciled.
     pub reclaim_interval: Duration,
@@ -53,6 +55,7 @@ impl Default for DetectorConfig {
             grace: Duration::from_secs(2),
             pause_threshold: Duration::from_millis(1000),
             sync_interval: Duration::from_secs(2),
+            sync_settle: Duration::from_millis(400),
             reclaim_interval: Duration::from_secs(1),
             max_clock_skew: Duration::from_millis(plausible::DEFAULT_MAX_CLOCK_SKEW_MS),
             forget_after: Duration::from_secs(600),
@@ -155,6 +158,11 @@ pub struct Detector<R> {
     last_tick: Instant,
     last_sync: Option<Instant>,
     next_reclaim: Instant,
+    /// Since when every digest heard differed from this node's.
+    mismatch_since: Option<Instant>,
+    /// When ended members are next looked for to forget (a pass over the view, so not at
+    /// every tick).
+    next_forget: Instant,
     stats: DetectorStats,
 }
 
@@ -199,6 +207,8 @@ impl<R: Rng> Detector<R> {
             last_tick: now.mono,
             last_sync: None,
             next_reclaim: now.mono,
+            mismatch_since: None,
+            next_forget: now.mono,
             stats: DetectorStats::default(),
         }
     }
@@ -330,8 +340,12 @@ impl<R: Rng> Detector<R> {
                 out = self.announce_alive(now);
             }
         }
-        let forgotten = self.view.forget_ended(now.mono, self.cfg.forget_after);
-        self.stats.forgotten = self.stats.forgotten.saturating_add(forgotten.len() as u64);
+        if now.mono >= self.next_forget {
+            let every = (self.cfg.forget_after / 10).min(Duration::from_secs(1));
+            self.next_forget = now.mono + every;
+            let forgotten = self.view.forget_ended(now.mono, self.cfg.forget_after);
+            self.stats.forgotten = self.stats.forgotten.saturating_add(forgotten.len() as u64);
+        }
         if !self.active || !self.connected {
             // Cut off, probes could not be answered, and queued pings would only pile up.
             return out;

@@ -54,9 +54,9 @@ impl<R: Rng> Detector<R> {
         } else if elapsed >= self.cfg.ping_timeout && !probe.indirect_sent {
             probe.indirect_sent = true;
             let (target, seq) = (probe.target.clone(), probe.seq);
-            let mut helpers = self.view.alive_peers_except(&self.me.id, &target);
-            helpers.shuffle(&mut self.rng);
-            helpers.truncate(self.cfg.indirect_probes);
+            let n = self.cfg.indirect_probes;
+            let helpers =
+                (self.view).some_alive_peers_except(&self.me.id, &target, n, &mut self.rng);
             for helper in helpers {
                 let msg = FdMessage::PingReq {
                     from: self.me.id.clone(),
