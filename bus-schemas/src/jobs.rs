@@ -239,6 +239,24 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A job just submitted: queued, no attempt yet.
+    pub fn queued(id: String, spec: JobSpec, submitted_ms: u64, serve: Option<ServeState>) -> Self {
+        JobRecord {
+            id,
+            spec,
+            state: JobState::Queued,
+            submitted_ms,
+            finished_ms: None,
+            attempts: Vec::new(),
+            checkpoint_epochs: 0,
+            checkpoint_version: None,
+            progress: None,
+            outcome: None,
+            error: None,
+            serve,
+        }
+    }
+
     /// The current assignment, if any.
     pub fn current(&self) -> Option<&Attempt> {
         match self.state {

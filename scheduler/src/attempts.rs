@@ -126,11 +126,12 @@ pub fn mark_died(j: &mut JobRecord, died: &Option<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bus_schemas::jobs::{Attempt, JobSpec, JobState, Progress, TrainSpec};
 
-    fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
+    /// A member record for tests.
+    pub(crate) fn member(id: &str, state: MemberState, generation: u64) -> MemberRecord {
         MemberRecord {
             started_ms: None,
             id: id.into(),
@@ -165,18 +166,9 @@ mod tests {
             died: died.then(|| format!("{w} was declared failed")),
         });
         JobRecord {
-            id: "train-1".into(),
-            spec,
             state: JobState::Running,
-            submitted_ms: 0,
-            finished_ms: None,
             attempts: attempts.collect(),
-            checkpoint_epochs: 0,
-            checkpoint_version: None,
-            progress: None,
-            outcome: None,
-            error: None,
-            serve: None,
+            ..JobRecord::queued("train-1".into(), spec, 0, None)
         }
     }
 

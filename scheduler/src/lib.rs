@@ -6,6 +6,7 @@
 //!   jobs, `qps local`, stragglers, workers lost mid-batch and counting each batch once all live
 //!   here, with unit tests on injected time.
 //! - [`batches`]: what cutting and counting do to a job's record, and batch statistics.
+//! - [`assign`]: which worker a training or import job goes to.
 //! - [`attempts`]: what counts as a worker's death for a training or import job.
 //! - [`fair`]: the `qps local` division of workers among jobs.
 //! - [`sim`]: a deterministic simulated cluster of workers for the dispatcher's tests and its
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod assign;
 pub mod attempts;
 pub mod batches;
 pub mod dispatcher;

@@ -100,16 +100,28 @@ impl<R: Rng> Detector<R> {
         }
     }
 
-    /// Syncs with `peer` when views have differed for [`DetectorConfig::sync_settle`]: a view
-    /// that differs only while an event is on its way (a few milliseconds) is no reason to
-    /// fetch a whole view, which at a thousand members is a thousand records per node after
-    /// every change.
+    /// Syncs with `peer` once its digests have differed from this node's for
+    /// [`DetectorConfig::sync_settle`]: a view that differs only while an event is on its way (a
+    /// few milliseconds) is no reason to fetch a whole view, which at a thousand members is a
+    /// thousand records per node after every change. Tracked per peer, so a peer that alone
+    /// holds news (a refutation others missed) is still asked.
     fn check_digest(&mut self, peer: &str, digest: u64, now: Now, out: &mut Vec<Output>) {
         if digest == self.view.digest() {
-            self.mismatch_since = None;
+            self.mismatches.remove(peer);
             return;
         }
-        let since = *self.mismatch_since.get_or_insert(now.mono);
+        if !self.mismatches.contains_key(peer) && self.mismatches.len() >= self.cfg.max_members {
+            // Bounded whatever peers claim to be: forget the oldest difference.
+            let oldest = self
+                .mismatches
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(p, _)| p.clone());
+            if let Some(oldest) = oldest {
+                self.mismatches.remove(&oldest);
+            }
+        }
+        let since = *self.mismatches.entry(peer.to_string()).or_insert(now.mono);
         if now.mono.saturating_duration_since(since) < self.cfg.sync_settle {
             return;
         }
@@ -118,7 +130,7 @@ impl<R: Rng> Detector<R> {
             .is_some_and(|t| now.mono.saturating_duration_since(t) < self.cfg.sync_interval);
         if !recent {
             self.last_sync = Some(now.mono);
-            self.mismatch_since = None;
+            self.mismatches.remove(peer);
             out.push(Output::SyncWith(peer.to_string()));
         }
     }

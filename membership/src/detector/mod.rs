@@ -31,7 +31,7 @@ pub struct DetectorConfig {
     pub pause_threshold: Duration,
     /// Minimum time between two view syncs triggered by digest mismatches.
     pub sync_interval: Duration,
-    /// How long views must have differed (every digest heard since unequal) before a sync.
+    /// How long a peer's digests must have differed from this node's before a sync with it.
     pub sync_settle: Duration,
     /// How often a failed member (not yet forgotten) is asked for its view: a member cut off
     /// and healed answers again, and the two sides' views are reconciled.
@@ -158,8 +158,8 @@ pub struct Detector<R> {
     last_tick: Instant,
     last_sync: Option<Instant>,
     next_reclaim: Instant,
-    /// Since when every digest heard differed from this node's.
-    mismatch_since: Option<Instant>,
+    /// Since when each peer's digests have differed from this node's (at most `max_members`).
+    mismatches: HashMap<String, Instant>,
     /// When ended members are next looked for to forget (a pass over the view, so not at
     /// every tick).
     next_forget: Instant,
@@ -207,7 +207,7 @@ impl<R: Rng> Detector<R> {
             last_tick: now.mono,
             last_sync: None,
             next_reclaim: now.mono,
-            mismatch_since: None,
+            mismatches: HashMap::new(),
             next_forget: now.mono,
             stats: DetectorStats::default(),
         }

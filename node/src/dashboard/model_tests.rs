@@ -31,11 +31,7 @@ fn view() -> ViewSnapshot {
 
 fn job(id: &str, spec: JobSpec, state: JobState) -> JobRecord {
     JobRecord {
-        id: id.into(),
-        spec,
         state,
-        submitted_ms: 1,
-        finished_ms: None,
         attempts: vec![Attempt {
             started_ms: None,
             attempt: 1,
@@ -45,12 +41,7 @@ fn job(id: &str, spec: JobSpec, state: JobState) -> JobRecord {
             generation: None,
             died: None,
         }],
-        checkpoint_epochs: 0,
-        checkpoint_version: None,
-        progress: None,
-        outcome: None,
-        error: None,
-        serve: None,
+        ..JobRecord::queued(id.into(), spec, 1, None)
     }
 }
 

@@ -211,20 +211,7 @@ async fn submit(ctx: &Ctx, mut spec: JobSpec) -> Result<String, JobError> {
         JobSpec::Import(i) => check_import(ctx, i, &manifest).await?,
     }
     let id = format!("{}-{:08x}", spec.kind(), rand::random::<u32>());
-    let job = JobRecord {
-        id: id.clone(),
-        spec,
-        state: JobState::Queued,
-        submitted_ms: now_ms(),
-        finished_ms: None,
-        attempts: Vec::new(),
-        checkpoint_epochs: 0,
-        checkpoint_version: None,
-        progress: None,
-        outcome: None,
-        error: None,
-        serve,
-    };
+    let job = JobRecord::queued(id.clone(), spec, now_ms(), serve);
     ctx.store
         .create(&job)
         .await

@@ -8,6 +8,7 @@ pub mod coordinator;
 mod dispatch;
 pub mod ending;
 mod import_run;
+pub mod index;
 pub mod outputs;
 mod serve_check;
 mod serve_finish;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub kv_replicas: usize,
     /// Worker deaths after which the coordinator fails a job.
     pub max_worker_deaths: u32,
+    /// The jobs that have not ended (see [`index`]).
+    pub live: index::LiveJobs,
 }
 
 /// The default of `--max-worker-deaths`: a job whose workers died this many times fails.
@@ -60,7 +63,9 @@ pub const DEFAULT_MAX_WORKER_DEATHS: u32 = 3;
 pub const MAX_WORKER_DEATHS_LIMIT: u32 = 100;
 
 impl Ctx {
-    /// The membership view and every job record, as the coordinator and dispatcher see them.
+    /// The membership view and every job that has not ended, as the coordinator and the
+    /// dispatcher see them (from the job index: no record is read); an error while the index
+    /// loads.
     pub async fn snapshot(
         &self,
     ) -> anyhow::Result<(
@@ -73,7 +78,9 @@ impl Ctx {
             .await
             .map_err(|_| anyhow::anyhow!("membership stopped"))?
             .members;
-        Ok((view, self.store.list().await?))
+        let live = self.live.borrow().clone();
+        anyhow::ensure!(live.loaded, "the job index is loading");
+        Ok((view, live.jobs.values().cloned().collect()))
     }
 
     /// Publishes a job event (best effort: the record in KV is the truth).
@@ -181,6 +188,7 @@ pub async fn serve(
     let cache = Arc::new(crate::cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
     let engine =
         crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone(), &cfg.infer);
+    let (live_tx, live) = index::channel();
     let ctx = Arc::new(Ctx {
         id: cfg.id.clone(),
         client: client.clone(),
@@ -194,8 +202,11 @@ pub async fn serve(
         metrics,
         kv_replicas: buckets.replicas,
         max_worker_deaths: cfg.max_worker_deaths,
+        live,
     });
     let mut tasks = Tasks::new(shutdown.clone());
+    let following = index::run(ctx.store.clone(), live_tx, tasks.token());
+    tasks.service("job index", ok(following));
     let lease = lease::run(
         buckets.lease,
         client,

@@ -54,6 +54,12 @@ impl JobStore {
     /// leader has them. A record that cannot be read (a timeout, no leader for a moment)
     /// fails the whole list: a list missing a live job would read as that job having ended.
     pub async fn list(&self) -> anyhow::Result<Vec<JobRecord>> {
+        let listed = self.list_with_revisions().await?;
+        Ok(listed.into_iter().map(|(job, _)| job).collect())
+    }
+
+    /// [`JobStore::list`], with each record's revision.
+    pub async fn list_with_revisions(&self) -> anyhow::Result<Vec<(JobRecord, u64)>> {
         let keys = crate::cas::leader_keys(&self.kv).await?;
         let mut jobs = Vec::with_capacity(keys.len());
         for key in keys {
@@ -64,7 +70,7 @@ impl JobStore {
                 continue;
             }
             match decode::<JobRecord>(&entry.value) {
-                Ok(job) => jobs.push(job),
+                Ok(job) => jobs.push((job, entry.revision)),
                 Err(e) => tracing::warn!("corrupt job record {key}: {e}"),
             }
         }

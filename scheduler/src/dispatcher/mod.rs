@@ -472,14 +472,21 @@ impl Dispatcher {
                 worker,
                 generation,
                 result,
-            } => self.joined(&job, worker, generation, result, now),
+            } => {
+                let w = worker.clone();
+                self.join_answered(&job, worker, generation, result, now);
+                self.recheck(&w);
+            }
             Reply::Work {
                 flight,
                 job,
                 worker,
                 batch,
                 result,
-            } => self.work(flight, &job, &worker, batch, result, now),
+            } => {
+                self.work_answered(flight, &job, &worker, batch, result, now);
+                self.recheck(&worker);
+            }
             Reply::Probed { worker, up } => self.probed(&worker, up, now),
             Reply::Cut { job, batches } => self.cut(&job, batches),
             Reply::Counted {

@@ -9,20 +9,7 @@ use std::time::Instant;
 
 impl Dispatcher {
     /// A worker's answer to a join.
-    pub(super) fn joined(
-        &mut self,
-        id: &str,
-        worker: String,
-        generation: u64,
-        result: Result<AssignReply, Failure>,
-        now: Instant,
-    ) {
-        let w = worker.clone();
-        self.join_answered(id, worker, generation, result, now);
-        self.recheck(&w);
-    }
-
-    fn join_answered(
+    pub(super) fn join_answered(
         &mut self,
         id: &str,
         worker: String,
@@ -71,20 +58,7 @@ impl Dispatcher {
     }
 
     /// A worker's answer to a batch (or its absence).
-    pub(super) fn work(
-        &mut self,
-        flight: u64,
-        id: &str,
-        to: &str,
-        batch: Batch,
-        result: Result<WorkReply, Failure>,
-        now: Instant,
-    ) {
-        self.work_answered(flight, id, to, batch, result, now);
-        self.recheck(to);
-    }
-
-    fn work_answered(
+    pub(super) fn work_answered(
         &mut self,
         flight: u64,
         id: &str,

@@ -121,20 +121,7 @@ impl Sim {
             correct: Some(0),
             ..Default::default()
         };
-        let record = JobRecord {
-            id: id.into(),
-            spec: JobSpec::Serve(spec),
-            state: JobState::Queued,
-            submitted_ms: 0,
-            finished_ms: None,
-            attempts: Vec::new(),
-            checkpoint_epochs: 0,
-            checkpoint_version: None,
-            progress: None,
-            outcome: None,
-            error: None,
-            serve: Some(serve),
-        };
+        let record = JobRecord::queued(id.into(), JobSpec::Serve(spec), 0, Some(serve));
         for w in self.workers.values_mut() {
             w.cost.insert(id.to_string(), ms_per_query);
         }
