@@ -38,10 +38,16 @@ pub fn channel() -> (watch::Sender<Arc<Live>>, LiveJobs) {
     watch::channel(Arc::new(Live::default()))
 }
 
-/// Follows the bucket until `shutdown`, publishing the live jobs after every change.
-pub async fn run(store: JobStore, tx: watch::Sender<Arc<Live>>, shutdown: CancellationToken) {
+/// Follows the bucket until `shutdown`, publishing the live jobs after every change; a corrupt
+/// record is counted as garbage.
+pub async fn run(
+    store: JobStore,
+    tx: watch::Sender<Arc<Live>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
     loop {
-        if let Err(e) = follow(&store, &tx, &shutdown).await {
+        if let Err(e) = follow(&store, &tx, &metrics, &shutdown).await {
             tracing::warn!("job index: {e:#}; starting over");
         }
         tx.send_replace(Arc::new(Live::default()));
@@ -50,6 +56,16 @@ pub async fn run(store: JobStore, tx: watch::Sender<Arc<Live>>, shutdown: Cancel
             _ = tokio::time::sleep(RETRY) => {}
         }
     }
+}
+
+/// What a change from the watch did.
+enum Applied {
+    /// The live jobs changed.
+    Changed,
+    /// Nothing changed (an older revision, an ended job's news).
+    Same,
+    /// The record could not be read (counted as garbage).
+    Corrupt,
 }
 
 /// What the task keeps: the live records, and the revision of every key it has seen.
@@ -80,21 +96,22 @@ impl Index {
         newer
     }
 
-    /// Takes a change from the watch; whether the live jobs changed.
-    fn apply(&mut self, entry: Entry) -> bool {
+    /// Takes a change from the watch.
+    fn apply(&mut self, entry: Entry) -> Applied {
+        let changed = |yes: bool| if yes { Applied::Changed } else { Applied::Same };
         if entry.operation != Operation::Put {
-            return self.newer(&entry.key, entry.revision)
-                && self.live.remove(&entry.key).is_some();
+            let newer = self.newer(&entry.key, entry.revision);
+            return changed(newer && self.live.remove(&entry.key).is_some());
         }
         match bus_schemas::decode::<JobRecord>(&entry.value) {
-            Ok(job) if job.id == entry.key => self.put(job, entry.revision),
+            Ok(job) if job.id == entry.key => changed(self.put(job, entry.revision)),
             Ok(job) => {
                 tracing::warn!(key = %entry.key, id = %job.id, "a job record under another job's key, ignored");
-                false
+                Applied::Corrupt
             }
             Err(e) => {
                 tracing::warn!(key = %entry.key, "corrupt job record, ignored: {e}");
-                false
+                Applied::Corrupt
             }
         }
     }
@@ -112,6 +129,7 @@ impl Index {
 async fn follow(
     store: &JobStore,
     tx: &watch::Sender<Arc<Live>>,
+    metrics: &crate::metrics::Metrics,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut watch = store.kv().watch_all().await?;
@@ -124,11 +142,11 @@ async fn follow(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             entry = watch.next() => match entry {
-                Some(Ok(entry)) => {
-                    if index.apply(entry) {
-                        index.publish(tx);
-                    }
-                }
+                Some(Ok(entry)) => match index.apply(entry) {
+                    Applied::Changed => index.publish(tx),
+                    Applied::Same => {}
+                    Applied::Corrupt => metrics.garbage(),
+                },
                 Some(Err(e)) => anyhow::bail!("the watch failed: {e}"),
                 None => anyhow::bail!("the watch ended"),
             },

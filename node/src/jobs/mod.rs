@@ -205,7 +205,12 @@ pub async fn serve(
         live,
     });
     let mut tasks = Tasks::new(shutdown.clone());
-    let following = index::run(ctx.store.clone(), live_tx, tasks.token());
+    let following = index::run(
+        ctx.store.clone(),
+        live_tx,
+        ctx.metrics.clone(),
+        tasks.token(),
+    );
     tasks.service("job index", ok(following));
     let lease = lease::run(
         buckets.lease,

@@ -1,11 +1,9 @@
-//! The worker: watches the job records and runs each job assigned to this node (one attempt at
-//! a time per job); stops a run when its job is cancelled or given to another worker.
+//! The worker: follows the job index and runs each job assigned to this node (one attempt at a
+//! time per job); stops a run when its job is cancelled, ends or is given to another worker.
 
 use super::ending::{self, Owner};
 use super::{Ctx, JobError};
-use bus_schemas::decode;
 use bus_schemas::jobs::{JobRecord, JobSpec, JobState};
-use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +16,11 @@ struct Running {
     stop: CancellationToken,
 }
 
-/// Watches assignments until `shutdown`, then stops the attempts it runs and awaits them. A
-/// full scan every few seconds backs up the watch.
+/// Follows the job index until `shutdown`, running the attempts assigned to this node, then
+/// stops the attempts it runs and awaits them.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut attempts = JoinSet::new();
-    watch_assignments(&ctx, &mut attempts, &shutdown).await;
+    follow_assignments(&ctx, &mut attempts, &shutdown).await;
     while let Some(ended) = attempts.join_next().await {
         if let Err(e) = ended {
             tracing::error!("an attempt ended badly while stopping: {e}");
@@ -30,60 +28,53 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
-async fn watch_assignments(
+/// Runs what the job index assigns to this node: an attempt starts when its job's current
+/// attempt names this node and stops when the job is reassigned, cancelled or ended (it
+/// leaves the index). While the index loads or starts over, nothing is stopped.
+async fn follow_assignments(
     ctx: &Arc<Ctx>,
     attempts: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, u32)>();
+    let mut live = ctx.live.clone();
     loop {
-        let mut watch = match ctx.store.kv().watch_all().await {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::debug!("cannot watch the job records: {e}");
-                None
+        let jobs = live.borrow_and_update().clone();
+        if jobs.loaded {
+            let ended: Vec<String> = (running.keys())
+                .filter(|id| !jobs.jobs.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in ended {
+                tracing::info!(job = %id, "stopping: the job ended");
+                if let Some(r) = running.remove(&id) {
+                    r.stop.cancel();
+                }
             }
-        };
-        if let Ok(jobs) = ctx.store.list().await {
-            for job in jobs {
+            for job in jobs.jobs.values() {
                 consider(ctx, &mut running, (&done_tx, attempts), job, shutdown);
             }
         }
-        let rescan = tokio::time::sleep(Duration::from_secs(3));
-        tokio::pin!(rescan);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    for r in running.values() {
-                        r.stop.cancel();
-                    }
-                    return;
-                }
-                _ = &mut rescan => break,
-                Some((id, attempt)) = done_rx.recv() => {
-                    if running.get(&id).is_some_and(|r| r.attempt == attempt) {
-                        running.remove(&id);
-                    }
-                }
-                Some(Err(e)) = attempts.join_next(), if !attempts.is_empty() => {
-                    tracing::error!("an attempt ended badly: {e}");
-                }
-                entry = async { watch.as_mut()?.next().await }, if watch.is_some() => {
-                    match entry {
-                        Some(Ok(entry)) => match decode::<JobRecord>(&entry.value) {
-                            Ok(job) => consider(ctx, &mut running, (&done_tx, attempts), job, shutdown),
-                            Err(e) if !entry.value.is_empty() => {
-                                ctx.metrics.garbage();
-                                tracing::warn!(key = %entry.key, "corrupt job record: {e}");
-                            }
-                            Err(_) => {}
-                        },
-                        _ => break,
-                    }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = live.changed() => {
+                if changed.is_err() {
+                    break; // the index is gone: the node is stopping
                 }
             }
+            Some((id, attempt)) = done_rx.recv() => {
+                if running.get(&id).is_some_and(|r| r.attempt == attempt) {
+                    running.remove(&id);
+                }
+            }
+            Some(Err(e)) = attempts.join_next(), if !attempts.is_empty() => {
+                tracing::error!("an attempt ended badly: {e}");
+            }
         }
+    }
+    for r in running.values() {
+        r.stop.cancel();
     }
 }
 
@@ -97,7 +88,7 @@ fn consider(
     ctx: &Arc<Ctx>,
     running: &mut HashMap<String, Running>,
     (done, attempts): Owners<'_>,
-    job: JobRecord,
+    job: &JobRecord,
     shutdown: &CancellationToken,
 ) {
     if matches!(job.spec, JobSpec::Serve(_)) {
@@ -130,7 +121,7 @@ fn consider(
             stop: stop.clone(),
         },
     );
-    let (ctx, done) = (ctx.clone(), done.clone());
+    let (ctx, done, job) = (ctx.clone(), done.clone(), job.clone());
     attempts.spawn(async move {
         let id = job.id.clone();
         tracing::info!(job = %id, attempt, "running");
