@@ -25,6 +25,7 @@
 //! message holding its results, which the shell records before it counts the batch. A batch
 //! whose workers keep dying fails the job after `--max-worker-deaths` of them (see [`deaths`]).
 
+mod actions;
 pub mod deaths;
 mod fill;
 mod index;
@@ -35,10 +36,9 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-use crate::batches::{Answered, Batch};
+pub use actions::{Action, Failure, Reply};
 use bus_schemas::jobs::{JobRecord, QpsPolicy};
 use bus_schemas::membership::MemberRecord;
-use bus_schemas::serve::{AssignReply, ServeTarget, WorkReply};
 use deaths::Members;
 use index::JobView;
 use run::{Flight, Pace, Run};
@@ -96,181 +96,6 @@ impl Default for Config {
             lag_batches: 8.0,
         }
     }
-}
-
-/// Something the dispatcher wants done.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Mark the queued job running in its record and announce it; then feed the written
-    /// outcome back as [`Reply::Started`].
-    Start {
-        /// The job.
-        job: String,
-    },
-    /// Ask `worker` to join the job; answer with [`Reply::Joined`].
-    Join {
-        /// The job.
-        job: String,
-        /// The worker.
-        worker: String,
-        /// The worker's generation when asked.
-        generation: u64,
-        /// What it serves.
-        target: ServeTarget,
-    },
-    /// Tell the workers to leave the job (no answer needed).
-    Leave {
-        /// The job.
-        job: String,
-        /// The workers.
-        workers: Vec<String>,
-    },
-    /// Cut up to `n` batches into the job's record ([`crate::batches::cut`]); answer with
-    /// [`Reply::Cut`].
-    Cut {
-        /// The job.
-        job: String,
-        /// Most batches to cut.
-        n: usize,
-    },
-    /// Send a batch to a worker; answer with [`Reply::Work`].
-    Send {
-        /// The flight number, given back in the reply.
-        flight: u64,
-        /// The job.
-        job: String,
-        /// The worker.
-        worker: String,
-        /// The batch.
-        batch: Batch,
-        /// Sent again after a loss: it goes before the batches the worker holds already.
-        again: bool,
-        /// How long to wait for the answer.
-        deadline: Duration,
-    },
-    /// Ping the worker's process; answer with [`Reply::Probed`].
-    Probe {
-        /// The worker.
-        worker: String,
-    },
-    /// Record the answered batches as accepted, then count them in the job's record
-    /// ([`crate::batches::count`]); answer with [`Reply::Counted`].
-    Count {
-        /// The job.
-        job: String,
-        /// The batches.
-        answered: Vec<Answered>,
-    },
-    /// Every query is counted: write the job's results and end it, then tell the workers to
-    /// leave.
-    Finish {
-        /// The job.
-        job: String,
-        /// Its workers.
-        workers: Vec<String>,
-    },
-    /// Fail the job.
-    Fail {
-        /// The job.
-        job: String,
-        /// Why, one sentence.
-        reason: String,
-    },
-    /// Record in the job's record that a worker died holding a batch
-    /// ([`deaths::add`]; the job fails at the limit).
-    RecordDeath {
-        /// The job.
-        job: String,
-        /// The batch.
-        batch: Batch,
-        /// The worker.
-        worker: String,
-        /// What membership saw.
-        what: String,
-    },
-    /// Save the job's workers and statistics in its record and publish its progress.
-    Save {
-        /// The job.
-        job: String,
-        /// The workers serving it.
-        workers: Vec<String>,
-        /// Queries per second over [`RATE_WINDOW`].
-        rate: f64,
-        /// Processing milliseconds: mean, std, median, p90, p95, p99 (empty: none yet).
-        proc_ms: Vec<f64>,
-    },
-}
-
-/// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Nobody listens on the subject: the worker does not serve the job (any more), or its
-    /// process is gone. Certainly not delivered.
-    NoResponders,
-    /// Timed out or failed otherwise: perhaps delivered.
-    Failed(String),
-}
-
-/// The outcome of an [`Action`], fed back with [`Dispatcher::reply`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    /// The outcome of an [`Action::Start`]: the record as written (running), or `None` if the
-    /// job was not marked running (no longer queued, or the record could not be written).
-    Started {
-        /// The job.
-        job: String,
-        /// The record written.
-        record: Option<Box<JobRecord>>,
-    },
-    /// A worker's answer to [`Action::Join`].
-    Joined {
-        /// The job.
-        job: String,
-        /// The worker.
-        worker: String,
-        /// As in the action.
-        generation: u64,
-        /// Its answer.
-        result: Result<AssignReply, Failure>,
-    },
-    /// A worker's answer to [`Action::Send`].
-    Work {
-        /// As in the action.
-        flight: u64,
-        /// The job.
-        job: String,
-        /// The worker.
-        worker: String,
-        /// The batch.
-        batch: Batch,
-        /// Its answer.
-        result: Result<WorkReply, Failure>,
-    },
-    /// Whether a probed worker's process answered.
-    Probed {
-        /// The worker.
-        worker: String,
-        /// It answered.
-        up: bool,
-    },
-    /// The batches an [`Action::Cut`] wrote (empty: every query is cut or the job no longer
-    /// runs), or `None` if the record could not be written.
-    Cut {
-        /// The job.
-        job: String,
-        /// The batches.
-        batches: Option<Vec<Batch>>,
-    },
-    /// Whether an [`Action::Count`] found the job complete, or `None` if the batches could not
-    /// be recorded or counted (they are sent again).
-    Counted {
-        /// The job.
-        job: String,
-        /// The batches of the action.
-        answered: Vec<Answered>,
-        /// Every query counted.
-        complete: Option<bool>,
-    },
 }
 
 /// Counters of the dispatcher's work.
