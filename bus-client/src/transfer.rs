@@ -15,6 +15,8 @@ use thiserror::Error;
 pub const WINDOW: usize = 8;
 /// Largest chunk, whatever the server allows.
 pub const MAX_CHUNK: u64 = 1024 * 1024;
+/// How soon a source that nobody answers for yet is asked again.
+const UNKNOWN_AGAIN: Duration = Duration::from_millis(50);
 /// Room left in a message for the chunk's other fields and headers.
 const HEADROOM: u64 = 4096;
 
@@ -52,7 +54,10 @@ pub enum TransferError {
 }
 
 /// Pulls `size` bytes of `blob` from `subject` in order, `chunk` bytes per request, each
-/// request bounded by `timeout` and retried twice.
+/// request bounded by `timeout` and retried twice. "No responders" is asked again for up to
+/// `unknown_for`: in a NATS cluster a fresh subscription (an uploader's) reaches the other
+/// servers a moment after it is made, so a reader on another server may ask before it is
+/// known there. A long-standing source (a holder) gets zero: nobody answering means it is gone.
 pub fn pull(
     client: async_nats::Client,
     subject: String,
@@ -60,6 +65,7 @@ pub fn pull(
     size: u64,
     chunk: u64,
     timeout: Duration,
+    unknown_for: Duration,
 ) -> impl Stream<Item = Result<Vec<u8>, TransferError>> {
     let offsets = (0..size.div_ceil(chunk.max(1))).map(move |i| i * chunk);
     futures::stream::iter(offsets)
@@ -70,7 +76,7 @@ pub fn pull(
                 offset,
                 len: want,
             };
-            fetch(client.clone(), subject.clone(), req, timeout)
+            fetch(client.clone(), subject.clone(), req, (timeout, unknown_for))
         })
         .buffered(WINDOW)
 }
@@ -79,13 +85,19 @@ async fn fetch(
     client: async_nats::Client,
     subject: String,
     req: ChunkRequest,
-    timeout: Duration,
+    (timeout, unknown_for): (Duration, Duration),
 ) -> Result<Vec<u8>, TransferError> {
     let mut attempt = 0;
+    let unknown_until = tokio::time::Instant::now() + unknown_for;
     let chunk: Chunk = loop {
         match request(&client, subject.clone(), &req, timeout).await {
             Ok(c) => break c,
             Err(RequestError::Timeout { .. }) if attempt < 2 => attempt += 1,
+            Err(RequestError::NoResponders { .. })
+                if tokio::time::Instant::now() < unknown_until =>
+            {
+                tokio::time::sleep(UNKNOWN_AGAIN).await;
+            }
             Err(e) => return Err(e.into()),
         }
     };

@@ -86,6 +86,12 @@ pub enum AssignReply {
         /// trouble (storage, timeouts).
         #[serde(default)]
         bad_input: bool,
+        /// True when the trouble may pass by itself (the file store unreachable for a moment,
+        /// a deadline on a busy cluster, a full queue): the worker is asked again later and
+        /// its refusal never makes the job hopeless. Readers before this field treat every
+        /// refusal as lasting, as before.
+        #[serde(default)]
+        transient: bool,
     },
 }
 
@@ -313,6 +319,7 @@ mod tests {
             worker: "n1".into(),
             message: "too large".into(),
             bad_input: true,
+            transient: false,
         });
         round_trip(WorkBatch {
             job_id: "serve-1".into(),

@@ -60,3 +60,52 @@ fn todays_kinds_keep_their_names() {
     round_trip(ControlErrorKind::InvalidArgument);
     round_trip(JobsErrorKind::BadArgument);
 }
+
+/// A refusal as a worker before `transient` wrote it.
+#[derive(Serialize)]
+struct RefusalBeforeTransient<'a> {
+    reply: &'a str,
+    worker: &'a str,
+    message: &'a str,
+    bad_input: bool,
+}
+
+#[test]
+fn a_refusal_without_transient_reads_as_lasting_and_a_new_one_reads_both_ways() {
+    use bus_schemas::serve::AssignReply;
+    let old = RefusalBeforeTransient {
+        reply: "error",
+        worker: "n1",
+        message: "no space",
+        bad_input: false,
+    };
+    let bytes = rmp_serde::to_vec_named(&old).expect("encodes");
+    let read: AssignReply = rmp_serde::from_slice(&bytes).expect("a new reader reads it");
+    assert_eq!(
+        read,
+        AssignReply::Error {
+            worker: "n1".into(),
+            message: "no space".into(),
+            bad_input: false,
+            transient: false,
+        }
+    );
+    // An older reader ignores the field it does not know.
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct OlderReader {
+        reply: String,
+        message: String,
+        bad_input: bool,
+    }
+    let new = AssignReply::Error {
+        worker: "n1".into(),
+        message: "file store: no answer".into(),
+        bad_input: false,
+        transient: true,
+    };
+    let bytes = rmp_serde::to_vec_named(&new).expect("encodes");
+    let older: OlderReader = rmp_serde::from_slice(&bytes).expect("an older reader reads it");
+    assert_eq!(older.message, "file store: no answer");
+    assert_eq!(older.reply, "error");
+    assert!(!older.bad_input);
+}

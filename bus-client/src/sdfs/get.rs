@@ -81,6 +81,7 @@ impl SdfsClient {
             v.size,
             chunk,
             self.timeout.max(Duration::from_secs(10)),
+            Duration::ZERO,
         );
         let (part, mut file) = PartFile::create(path).await.map_err(local(path))?;
         let mut hasher = Hasher::default();

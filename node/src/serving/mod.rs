@@ -153,42 +153,52 @@ impl Worker {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ASSIGNS));
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(msg) = sub.next() => {
-                    let me = me.clone();
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        me.ctx.metrics.shed();
-                        let message = format!(
-                            "overloaded: a worker handles at most {MAX_ASSIGNS} assignments at once"
-                        );
-                        let reply = AssignReply::Error { worker: me.ctx.id.clone(), message, bad_input: false };
-                        if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
-                            let _ = me.ctx.client.publish(to, bytes.into()).await;
-                        }
-                        continue;
-                    };
-                    let (shutdown, jobs) = (shutdown.clone(), me.jobs.clone());
-                    jobs.spawn(async move {
-                        let reply = match decode::<AssignRequest>(&msg.payload) {
-                            Ok(req) => me.assign(req, &shutdown).await,
-                            Err(e) => {
-                                me.ctx.metrics.garbage();
-                                AssignReply::Error { worker: me.ctx.id.clone(), message: e.to_string(), bad_input: false }
+                            _ = shutdown.cancelled() => break,
+                            Some(msg) = sub.next() => {
+                                let me = me.clone();
+                                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                                    me.ctx.metrics.shed();
+                                    let message = format!(
+                                        "overloaded: a worker handles at most {MAX_ASSIGNS} assignments at once"
+                                    );
+            let reply = me.refusal(message, false, true);
+                                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                                        let _ = me.ctx.client.publish(to, bytes.into()).await;
+                                    }
+                                    continue;
+                                };
+                                let (shutdown, jobs) = (shutdown.clone(), me.jobs.clone());
+                                jobs.spawn(async move {
+                                    let reply = match decode::<AssignRequest>(&msg.payload) {
+                                        Ok(req) => me.assign(req, &shutdown).await,
+                                        Err(e) => {
+                                            me.ctx.metrics.garbage();
+                                            me.refusal(e.to_string(), false, false)
+                                        }
+                                    };
+                                    if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
+                                        let _ = me.ctx.client.publish(to, bytes.into()).await;
+                                    }
+                                    drop(slot);
+                                });
                             }
-                        };
-                        if let (Some(to), Ok(bytes)) = (msg.reply, encode(&reply)) {
-                            let _ = me.ctx.client.publish(to, bytes.into()).await;
                         }
-                        drop(slot);
-                    });
-                }
-            }
         }
         for token in me.serving.lock().await.values() {
             token.cancel();
         }
         me.jobs.close();
         me.jobs.wait().await;
+    }
+
+    /// This worker's refusal to join (see [`AssignReply::Error`] for the flags).
+    fn refusal(&self, message: String, bad_input: bool, transient: bool) -> AssignReply {
+        AssignReply::Error {
+            worker: self.ctx.id.clone(),
+            message,
+            bad_input,
+            transient,
+        }
     }
 
     async fn assign(
@@ -215,27 +225,23 @@ impl Worker {
         target: ServeTarget,
         shutdown: &CancellationToken,
     ) -> AssignReply {
-        let refused = |message: String, bad_input: bool| AssignReply::Error {
-            worker: self.ctx.id.clone(),
-            message,
-            bad_input,
-        };
+        let refused = |message, bad_input, transient| self.refusal(message, bad_input, transient);
         if let Err(e) = bus_schemas::validate_token(&target.job_id) {
-            return refused(format!("bad job id: {e}"), false);
+            return refused(format!("bad job id: {e}"), false, false);
         }
         if self.serving.lock().await.contains_key(&target.job_id) {
             return self.done().await;
         }
         let serving = match self.ctx.engine.prepare(&target).await {
             Ok(s) => s,
-            Err(e) => return refused(e.to_string(), e.is_bad_input()),
+            Err(e) => return refused(e.to_string(), e.is_bad_input(), e.is_transient()),
         };
         let client = &self.ctx.client;
         let work = client.subscribe(subjects::job_work(&target.job_id, &self.ctx.id));
         let again = subjects::job_work_again(&target.job_id, &self.ctx.id);
         let sub = match tokio::try_join!(work, client.subscribe(again)) {
             Ok(subs) => subs,
-            Err(e) => return refused(e.to_string(), false),
+            Err(e) => return refused(e.to_string(), false, true),
         };
         let token = shutdown.child_token();
         let mut map = self.serving.lock().await;

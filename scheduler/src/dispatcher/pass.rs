@@ -276,7 +276,7 @@ impl Dispatcher {
         }
     }
 
-    /// Fails a job that every worker refused and none serves.
+    /// Fails a job that every worker refused for a lasting reason and none serves.
     fn hopeless(&mut self, id: &str) -> bool {
         let pool = &self.alive;
         let Some(run) = self.runs.get(id) else {
@@ -284,7 +284,7 @@ impl Dispatcher {
         };
         let hopeless = run.joined.is_empty()
             && !pool.is_empty()
-            && pool.iter().all(|w| run.refused.contains_key(w));
+            && pool.iter().all(|w| run.lasting.contains(w));
         let Some(reason) = run.refusal.as_ref().filter(|_| hopeless) else {
             return false;
         };

@@ -26,6 +26,7 @@ impl Dispatcher {
         run.joining.remove(&worker);
         match result {
             Ok(AssignReply::Done { lanes, .. }) => {
+                run.lasting.remove(&worker);
                 let lanes = lanes.clamp(1, MAX_WORKER_LANES) as usize;
                 self.pace.entry(worker.clone()).or_default().lanes = lanes;
                 // One that left the pool meanwhile is asked again when it is back.
@@ -34,9 +35,17 @@ impl Dispatcher {
                 }
             }
             Ok(AssignReply::Error {
-                message, bad_input, ..
+                message,
+                bad_input,
+                transient,
+                ..
             }) => {
-                tracing::warn!(job = %id, %worker, "cannot serve: {message}");
+                tracing::warn!(job = %id, %worker, transient, "cannot serve: {message}");
+                if transient {
+                    run.lasting.remove(&worker);
+                } else {
+                    run.lasting.insert(worker.clone());
+                }
                 run.refused.insert(worker, now);
                 run.joins_seen = u64::MAX;
                 if bad_input {

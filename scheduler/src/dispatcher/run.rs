@@ -82,6 +82,9 @@ pub(super) struct Run {
     pub(super) joining: BTreeMap<String, u64>,
     /// Workers that refused to join, and when: asked again only after a while.
     pub(super) refused: BTreeMap<String, Instant>,
+    /// Those whose last refusal was lasting (not trouble that may pass): when every worker
+    /// of the pool is among them and none serves, the job is hopeless.
+    pub(super) lasting: BTreeSet<String>,
     /// The last reason a worker gave for not joining.
     pub(super) refusal: Option<String>,
     pub(super) in_flight: usize,
@@ -133,6 +136,7 @@ impl Run {
             joins_due: None,
             joining: BTreeMap::new(),
             refused: BTreeMap::new(),
+            lasting: BTreeSet::new(),
             refusal: None,
             in_flight: 0,
             resend: s.pending.iter().copied().collect(),

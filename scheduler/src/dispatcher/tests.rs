@@ -2,7 +2,7 @@
 //! inference path on injected time, in milliseconds of real time.
 
 use super::*;
-use crate::sim::Sim;
+use crate::sim::{Refusal, Sim};
 use bus_schemas::jobs::JobState;
 use bus_schemas::membership::MemberState;
 
@@ -256,19 +256,37 @@ fn a_cancelled_job_is_left_and_counts_nothing_more() {
 fn a_job_no_worker_can_serve_fails_and_a_bad_model_fails_at_once() {
     let mut sim = Sim::new(2, 2, 1);
     for w in ["w000", "w001"] {
-        sim.worker(w).expect("a worker").refuse = Some(("no space".into(), false));
+        sim.worker(w).expect("a worker").refuse = Refusal::lasting("no space");
     }
     sim.submit("full", 1, 16, Some(100), 1.0);
     assert!(sim.run_to_end(&["full"], 10 * SECOND));
     let r = sim.record("full").expect("a record");
     assert_eq!(r.state, JobState::Failed);
     assert_eq!(r.error.as_deref(), Some("no worker can serve it: no space"));
-    sim.worker("w001").expect("a worker").refuse = Some(("corrupt model".into(), true));
+    sim.worker("w001").expect("a worker").refuse = Refusal::bad_input("corrupt model");
     sim.worker("w000").expect("a worker").refuse = None;
     sim.submit("bad", 1, 16, Some(100), 1.0);
     assert!(sim.run_to_end(&["bad"], 10 * SECOND));
     let r = sim.record("bad").expect("a record");
     assert_eq!(r.error.as_deref(), Some("cannot be served: corrupt model"));
+}
+
+#[test]
+fn a_job_every_worker_refuses_for_a_passing_reason_waits_and_then_runs() {
+    let mut sim = Sim::new(2, 2, 1);
+    for w in ["w000", "w001"] {
+        sim.worker(w).expect("a worker").refuse = Refusal::transient("file store: no answer");
+    }
+    sim.submit("wait", 1, 16, Some(100), 1.0);
+    sim.run_for(30 * SECOND);
+    let r = sim.record("wait").expect("a record");
+    assert_eq!(r.state, JobState::Running, "{:?}", r.error);
+    for w in ["w000", "w001"] {
+        sim.worker(w).expect("a worker").refuse = None;
+    }
+    assert!(sim.run_to_end(&["wait"], 30 * SECOND));
+    let r = sim.record("wait").expect("a record");
+    assert_eq!(r.state, JobState::Succeeded);
 }
 
 #[test]

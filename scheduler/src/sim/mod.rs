@@ -15,7 +15,7 @@ use bus_schemas::serve::{ServeSpec, ServeState};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
-pub use workers::Worker;
+pub use workers::{Refusal, Worker};
 
 /// How many workers' deaths fail a job in the simulation (`--max-worker-deaths`).
 pub const MAX_WORKER_DEATHS: u32 = 3;

@@ -17,6 +17,44 @@ const LOAD: Duration = Duration::from_millis(300);
 /// A join to a hung process is unanswered for this long.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a simulated worker refuses to join a job.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The worker's sentence.
+    pub message: String,
+    /// The job itself is at fault: every worker would refuse it.
+    pub bad_input: bool,
+    /// The trouble may pass by itself.
+    pub transient: bool,
+}
+
+impl Refusal {
+    /// This worker's own lasting trouble.
+    pub fn lasting(message: &str) -> Option<Refusal> {
+        Some(Refusal {
+            message: message.into(),
+            bad_input: false,
+            transient: false,
+        })
+    }
+
+    /// The job's input is at fault.
+    pub fn bad_input(message: &str) -> Option<Refusal> {
+        Some(Refusal {
+            bad_input: true,
+            ..Refusal::lasting(message)?
+        })
+    }
+
+    /// Trouble that may pass.
+    pub fn transient(message: &str) -> Option<Refusal> {
+        Some(Refusal {
+            transient: true,
+            ..Refusal::lasting(message)?
+        })
+    }
+}
+
 /// A simulated worker.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -24,8 +62,8 @@ pub struct Worker {
     pub cost: BTreeMap<String, f64>,
     /// How many times slower than its cost it runs (1: as it should).
     pub slow: f64,
-    /// It refuses to join jobs: the message, and whether the job itself is at fault.
-    pub refuse: Option<(String, bool)>,
+    /// It refuses to join jobs, and why.
+    pub refuse: Option<Refusal>,
     lanes: Vec<Instant>,
     /// Bumped when the process dies or starts again: answers of an earlier process never come.
     process: u64,
@@ -186,10 +224,11 @@ impl Sim {
             return (Err(Sim::timed_out(JOIN_TIMEOUT)), now + JOIN_TIMEOUT);
         }
         let reply = match &w.refuse {
-            Some((message, bad_input)) => AssignReply::Error {
+            Some(r) => AssignReply::Error {
                 worker: worker.into(),
-                message: message.clone(),
-                bad_input: *bad_input,
+                message: r.message.clone(),
+                bad_input: r.bad_input,
+                transient: r.transient,
             },
             None => AssignReply::Done {
                 worker: worker.into(),

@@ -89,6 +89,12 @@ impl Sdfs {
             req.size,
             req.chunk_size,
             self.cfg.chunk_timeout,
+            // An uploader's subscription is fresh (see `transfer::pull`); a holder's is not.
+            if req.source == subjects::sdfs_upload(&req.blob) {
+                self.cfg.chunk_timeout
+            } else {
+                Duration::ZERO
+            },
         );
         let deadline = STORE_SLACK + Duration::from_secs(req.size / MIN_STORE_RATE);
         let write = self
