@@ -4,7 +4,7 @@ export IDUNNO_HOME ?= $(HOME)/.cache/idunno
 export LIBTORCH ?= $(IDUNNO_HOME)/tools-torch2.13.0/libtorch
 CARGO ?= cargo
 
-.PHONY: setup frontend build dist test bench bench-checks demo down screenshots
+.PHONY: setup frontend build dist test bench bench-checks bench-scale demo down screenshots
 
 setup:
 	bash infra/setup.sh $(SETUP_FLAGS)
@@ -29,8 +29,11 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench pytorch --bench dashboard --bench flood --bench durability --bench machines --bench secure
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench pytorch --bench dashboard --bench flood --bench durability --bench machines --bench secure --bench scale
 	$(MAKE) bench-checks
+
+bench-scale: setup
+	$(CARGO) bench -p idunno-node --bench scale
 
 # The hostile-input checks against a release build of the commit before them (built once).
 BASE_COMMIT ?= b738dfb

@@ -1,7 +1,9 @@
 //! A client of the cluster's jobs API (`idunno.v1.jobs.rpc`).
 
 use crate::request::{request, RequestError};
-use bus_schemas::jobs::{JobRecord, JobSpec, JobsErrorKind, JobsReply, JobsRequest, QpsPolicy};
+use bus_schemas::jobs::{
+    JobRecord, JobSpec, JobsErrorKind, JobsFilter, JobsReply, JobsRequest, QpsPolicy,
+};
 use bus_schemas::subjects;
 use std::time::Duration;
 use thiserror::Error;
@@ -23,6 +25,15 @@ pub enum JobsError {
     /// An answer of the wrong kind.
     #[error("unexpected answer from the cluster: {0}")]
     Unexpected(String),
+}
+
+/// A page of a job list.
+#[derive(Debug, Clone)]
+pub struct JobsPage {
+    /// The jobs.
+    pub jobs: Vec<JobRecord>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
 }
 
 /// Submits and inspects jobs.
@@ -69,11 +80,45 @@ impl JobsClient {
         }
     }
 
-    /// Every job.
-    pub async fn list(&self) -> Result<Vec<JobRecord>, JobsError> {
-        match self.rpc(&JobsRequest::List).await? {
-            JobsReply::Jobs { jobs } => Ok(jobs),
+    /// One page of jobs: at most `limit` (at most [`bus_schemas::jobs::MAX_PAGE`]) after the
+    /// cursor `after`, and the cursor of the next page if there is one.
+    pub async fn page(
+        &self,
+        which: JobsFilter,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<JobsPage, JobsError> {
+        let req = JobsRequest::List {
+            which,
+            limit,
+            after,
+        };
+        match self.rpc(&req).await? {
+            JobsReply::Jobs { jobs, next } => Ok(JobsPage { jobs, next }),
             other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Every job the cluster keeps, page after page.
+    pub async fn list(&self) -> Result<Vec<JobRecord>, JobsError> {
+        self.list_all(JobsFilter::All, None).await
+    }
+
+    /// Every job of `which`, page after page (of `limit` each, or as many as a page holds).
+    pub async fn list_all(
+        &self,
+        which: JobsFilter,
+        limit: Option<u32>,
+    ) -> Result<Vec<JobRecord>, JobsError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.page(which, limit, after).await?;
+            all.extend(page.jobs);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
         }
     }
 

@@ -307,10 +307,37 @@ impl SdfsClient {
         }
     }
 
-    /// The file `name` and the files under directory `name/` (all files if empty).
+    /// The file `name` and the files under directory `name/` (all files if empty), page after
+    /// page.
     pub async fn ls(&self, name: &str) -> Result<Vec<FileInfo>, SdfsError> {
-        match self.rpc(&SdfsRequest::Ls { name: name.into() }).await? {
-            SdfsReply::Listing { files } => Ok(files),
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (files, next) = self.ls_page(name, None, after).await?;
+            all.extend(files);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of [`SdfsClient::ls`]: at most `limit` files (at most
+    /// [`bus_schemas::jobs::MAX_PAGE`]) after the name `after`, and where the next page starts
+    /// if there is one.
+    pub async fn ls_page(
+        &self,
+        name: &str,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<(Vec<FileInfo>, Option<String>), SdfsError> {
+        let req = SdfsRequest::Ls {
+            name: name.into(),
+            limit,
+            after,
+        };
+        match self.rpc(&req).await? {
+            SdfsReply::Listing { files, next } => Ok((files, next)),
             other => Err(SdfsError::Unexpected(format!("{other:?}"))),
         }
     }

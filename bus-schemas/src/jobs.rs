@@ -318,8 +318,19 @@ pub enum JobsRequest {
         /// The job.
         spec: JobSpec,
     },
-    /// Every job (running and queued first, then ended, newest first).
-    List,
+    /// A page of jobs: running and queued first, then ended ones, each newest first (by
+    /// submission). An older writer's bare `list` reads as the first page of every job.
+    List {
+        /// Which jobs.
+        #[serde(default)]
+        which: JobsFilter,
+        /// At most this many (default and largest: [`MAX_PAGE`]).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// The cursor of the page before (its reply's `next`); none for the first page.
+        #[serde(default)]
+        after: Option<String>,
+    },
     /// One job.
     Get {
         /// The job id.
@@ -351,12 +362,39 @@ impl JobsRequest {
     pub fn op(&self) -> &'static str {
         match self {
             JobsRequest::Submit { .. } => "submit",
-            JobsRequest::List => "list",
+            JobsRequest::List { .. } => "list",
             JobsRequest::Get { .. } => "get",
             JobsRequest::Cancel { .. } => "cancel",
             JobsRequest::Batch { .. } => "batch",
             JobsRequest::Qps { policy: None } => "qps",
             JobsRequest::Qps { policy: Some(_) } => "set_qps",
+        }
+    }
+}
+
+/// The most jobs (or files) a list request answers at once: a client pages with `after`.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Which jobs a [`JobsRequest::List`] names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobsFilter {
+    /// Every job the cluster keeps.
+    #[default]
+    All,
+    /// Jobs that have not ended (queued or running).
+    Live,
+    /// Jobs that have ended (`completed`).
+    Ended,
+}
+
+impl JobsFilter {
+    /// Whether a job that has ended (or not) is among these.
+    pub fn admits(self, ended: bool) -> bool {
+        match self {
+            JobsFilter::All => true,
+            JobsFilter::Live => !ended,
+            JobsFilter::Ended => ended,
         }
     }
 }
@@ -426,10 +464,14 @@ pub enum JobsReply {
         /// Its id.
         id: String,
     },
-    /// Jobs.
+    /// A page of jobs.
     Jobs {
         /// The records.
         jobs: Vec<JobRecord>,
+        /// The cursor of the next page, when there is one (absent from older nodes, whose
+        /// lists were whole).
+        #[serde(default)]
+        next: Option<String>,
     },
     /// One job.
     Job {

@@ -136,6 +136,12 @@ pub enum SdfsRequest {
     Ls {
         /// A name or a directory prefix.
         name: String,
+        /// At most this many files (default and largest: [`crate::jobs::MAX_PAGE`]).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Continue after this name (the `next` of the page before).
+        #[serde(default)]
+        after: Option<String>,
     },
     /// Delete a file and all its versions.
     Delete {
@@ -248,6 +254,10 @@ pub enum SdfsReply {
     Listing {
         /// Files with their versions.
         files: Vec<FileInfo>,
+        /// Where the next page starts, when there is one (absent from older nodes, whose
+        /// listings were whole).
+        #[serde(default)]
+        next: Option<String>,
     },
     /// Versions put back by [`SdfsRequest::Restore`].
     Restored {
@@ -404,7 +414,11 @@ mod tests {
             name: "a".into(),
             version: Some(2),
         });
-        round_trip(SdfsRequest::Ls { name: "d/".into() });
+        round_trip(SdfsRequest::Ls {
+            name: "d/".into(),
+            limit: Some(10),
+            after: Some("d/a".into()),
+        });
         round_trip(SdfsRequest::Delete { name: "a".into() });
         round_trip(SdfsRequest::DelDir { dir: "d".into() });
         round_trip(SdfsRequest::Restore {
@@ -439,6 +453,7 @@ mod tests {
                 name: "a".into(),
                 versions: vec![version()],
             }],
+            next: None,
         });
         round_trip(SdfsReply::Deleted { count: 2 });
         round_trip(SdfsReply::Restored {

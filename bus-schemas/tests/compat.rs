@@ -109,3 +109,72 @@ fn a_refusal_without_transient_reads_as_lasting_and_a_new_one_reads_both_ways() 
     assert_eq!(older.reply, "error");
     assert!(!older.bad_input);
 }
+
+#[test]
+fn a_bare_list_and_ls_of_an_older_client_read_as_first_pages_and_older_replies_as_whole() {
+    use bus_schemas::jobs::{JobsFilter, JobsReply, JobsRequest};
+    use bus_schemas::sdfs::{SdfsReply, SdfsRequest};
+    #[derive(Serialize)]
+    struct Op<'a> {
+        op: &'a str,
+    }
+    let bytes = rmp_serde::to_vec_named(&Op { op: "list" }).expect("encodes");
+    let read: JobsRequest = rmp_serde::from_slice(&bytes).expect("reads");
+    assert_eq!(
+        read,
+        JobsRequest::List {
+            which: JobsFilter::All,
+            limit: None,
+            after: None
+        }
+    );
+    #[derive(Serialize)]
+    struct Ls<'a> {
+        op: &'a str,
+        name: &'a str,
+    }
+    let bytes = rmp_serde::to_vec_named(&Ls {
+        op: "ls",
+        name: "d",
+    })
+    .expect("encodes");
+    let read: SdfsRequest = rmp_serde::from_slice(&bytes).expect("reads");
+    assert_eq!(
+        read,
+        SdfsRequest::Ls {
+            name: "d".into(),
+            limit: None,
+            after: None
+        }
+    );
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        reply: &'a str,
+        jobs: Vec<u8>,
+        files: Vec<u8>,
+    }
+    let whole = |reply| {
+        let w = Whole {
+            reply,
+            jobs: Vec::new(),
+            files: Vec::new(),
+        };
+        rmp_serde::to_vec_named(&w).expect("encodes")
+    };
+    let jobs: JobsReply = rmp_serde::from_slice(&whole("jobs")).expect("reads");
+    assert_eq!(
+        jobs,
+        JobsReply::Jobs {
+            jobs: Vec::new(),
+            next: None
+        }
+    );
+    let files: SdfsReply = rmp_serde::from_slice(&whole("listing")).expect("reads");
+    assert_eq!(
+        files,
+        SdfsReply::Listing {
+            files: Vec::new(),
+            next: None
+        }
+    );
+}

@@ -104,11 +104,14 @@ pub enum Command {
         sdfs: String,
     },
     /// List a file, or the files under a directory (everything without an argument), with
-    /// versions, sizes, sha256 and replica nodes.
+    /// versions, sizes, sha256 and replica nodes, in name order, a page at a time.
     Ls {
         /// A name or directory.
         #[arg(default_value = "")]
         sdfs: String,
+        /// Which page.
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Check SDFS: blobs the metadata does not name (orphans), under-replicated and unreadable
     /// versions, nodes keeping blobs in quarantine. Exits 1 if anything is wrong.
@@ -268,12 +271,13 @@ pub enum Command {
     /// queries it answered.
     #[command(alias = "w")]
     Workers,
-    /// The jobs that have ended.
+    /// The jobs that have ended, newest first, a page at a time.
     #[command(alias = "cj")]
-    Completed,
-    /// List the jobs: running and queued first, then ended ones.
+    Completed(#[command(flatten)] PageArgs),
+    /// List the jobs: running and queued first, then ended ones, newest first, a page at a
+    /// time.
     #[command(alias = "j")]
-    Jobs,
+    Jobs(#[command(flatten)] PageArgs),
     /// One job: state, worker, attempts, progress, result.
     #[command(alias = "ij")]
     Job {
@@ -290,6 +294,20 @@ pub enum Command {
         /// The job id.
         job: String,
     },
+}
+
+/// Which page of a list: the first `--limit` entries, or those after a cursor.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageArgs {
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Continue after this cursor (printed after a page that has more).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Every page, one after the other (--limit each).
+    #[arg(long, conflicts_with = "after")]
+    pub all: bool,
 }
 
 /// `idunno local …`

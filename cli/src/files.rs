@@ -45,7 +45,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             });
             Ok(())
         }
-        Command::Ls { sdfs: name } => ls(&client, &sdfs, &name, out).await,
+        Command::Ls { sdfs: name, page } => ls(&client, &sdfs, &name, page, out).await,
         Command::GetVersions {
             sdfs: name,
             n,
@@ -202,13 +202,22 @@ async fn ls(
     client: &async_nats::Client,
     sdfs: &SdfsClient,
     name: &str,
+    page: crate::args::PageArgs,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let files = sdfs.ls(name).await?;
+    let (files, next) = if page.all {
+        (sdfs.ls(name).await?, None)
+    } else {
+        sdfs.ls_page(name, Some(page.limit), page.after.clone())
+            .await?
+    };
     anyhow::ensure!(
-        !files.is_empty() || name.is_empty(),
+        !files.is_empty() || name.is_empty() || page.after.is_some(),
         "no file or directory {name:?}"
     );
+    if let Some(next) = &next {
+        eprintln!("more: --after {next}");
+    }
     // Each replica's host, from the membership view (without it, the node ids alone).
     let (mut hosts, mut zones) = (HashMap::new(), HashMap::new());
     if !out.json {

@@ -7,7 +7,8 @@ use crate::output::Output;
 use bus_client::jobs::JobsClient;
 use bus_client::BusOptions;
 use bus_schemas::jobs::{
-    JobEvent, JobRecord, JobSpec, JobState, Progress, QpsPolicy, ServeSpec, ServeState, TrainSpec,
+    JobEvent, JobRecord, JobSpec, JobState, JobsFilter, Progress, QpsPolicy, ServeSpec, ServeState,
+    TrainSpec,
 };
 use bus_schemas::{decode, subjects};
 use futures::StreamExt;
@@ -40,23 +41,10 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             Ok(())
         }
         Command::Qps { policy } => qps(&jobs, policy, out).await,
-        Command::Completed => {
-            let list: Vec<JobRecord> = jobs
-                .list()
-                .await?
-                .into_iter()
-                .filter(|j| j.state.is_final())
-                .collect();
-            out.print(&list, || table(&list));
-            Ok(())
-        }
+        Command::Completed(page) => list(&jobs, JobsFilter::Ended, page, out).await,
         Command::Assignments => assignments(&jobs, out).await,
         Command::Workers => crate::workers::show(&client, &jobs, out).await,
-        Command::Jobs => {
-            let list = jobs.list().await?;
-            out.print(&list, || table(&list));
-            Ok(())
-        }
+        Command::Jobs(page) => list(&jobs, JobsFilter::All, page, out).await,
         Command::Job { id } => {
             let job = jobs.get(&id).await?;
             out.print(&job, || details(&job));
@@ -142,9 +130,30 @@ async fn qps(
     Ok(())
 }
 
+/// `jobs`, `completed`: a page of jobs (or every page with --all); the cursor of the next page
+/// goes to stderr, so that `--json` output stays a list.
+async fn list(
+    jobs: &JobsClient,
+    which: JobsFilter,
+    page: crate::args::PageArgs,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let (list, next) = if page.all {
+        (jobs.list_all(which, Some(page.limit)).await?, None)
+    } else {
+        let p = jobs.page(which, Some(page.limit), page.after).await?;
+        (p.jobs, p.next)
+    };
+    out.print(&list, || table(&list));
+    if let Some(next) = next {
+        eprintln!("more: --after {next}");
+    }
+    Ok(())
+}
+
 /// `assignments`: the workers of each running job.
 async fn assignments(jobs: &JobsClient, out: &Output) -> anyhow::Result<()> {
-    let list = jobs.list().await?;
+    let list = jobs.list_all(JobsFilter::Live, None).await?;
     let rows: Vec<(String, String, Vec<String>)> = list
         .iter()
         .filter(|j| j.state == JobState::Running)

@@ -70,8 +70,8 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
         | args::Command::Assignments
         | args::Command::Qps { .. }
         | args::Command::Workers
-        | args::Command::Completed
-        | args::Command::Jobs
+        | args::Command::Completed(_)
+        | args::Command::Jobs(_)
         | args::Command::Job { .. }
         | args::Command::Cancel { .. }
         | args::Command::Watch { .. }) => jobs::run(cmd, &cli.bus, &out).await,

@@ -2,6 +2,7 @@
 
 use crate::output::Output;
 use bus_client::jobs::JobsClient;
+use bus_schemas::jobs::JobsFilter;
 use bus_schemas::membership::{ViewRequest, ViewSnapshot};
 use bus_schemas::subjects;
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub async fn show(
         Duration::from_secs(2),
     )
     .await?;
-    let list = jobs.list().await?;
+    let list = jobs.list_all(JobsFilter::Live, None).await?;
     let models =
         bus_client::workers::cached_models(client, &view.members, Duration::from_secs(2)).await;
     let workers = bus_client::workers::workers(&view, &list, &models);

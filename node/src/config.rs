@@ -135,6 +135,10 @@ pub struct NodeArgs {
     /// walking the cluster. Applied by the coordinator: give every node the same value.
     #[arg(long, env = "IDUNNO_MAX_WORKER_DEATHS", default_value_t = crate::jobs::DEFAULT_MAX_WORKER_DEATHS)]
     pub max_worker_deaths: u32,
+    /// Jobs: the ended jobs the cluster keeps (their records and results); the oldest beyond
+    /// these are removed by the coordinator. Give every node the same value.
+    #[arg(long, env = "IDUNNO_KEEP_JOBS", default_value_t = crate::jobs::DEFAULT_KEEP_JOBS)]
+    pub keep_jobs: usize,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -181,6 +185,8 @@ pub struct NodeConfig {
     pub files: FetchLimits,
     /// Worker deaths after which a job fails.
     pub max_worker_deaths: u32,
+    /// Ended jobs kept.
+    pub keep_jobs: usize,
 }
 
 /// The dashboard API's token; `Debug` does not show it.
@@ -267,6 +273,7 @@ impl NodeArgs {
                 max_model_bytes: self.max_model_file_bytes,
             },
             max_worker_deaths: self.max_worker_deaths,
+            keep_jobs: self.keep_jobs,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -317,6 +324,10 @@ impl NodeConfig {
             (1..=deaths).contains(&self.max_worker_deaths),
             "--max-worker-deaths must be between 1 and {deaths}, not {}",
             self.max_worker_deaths
+        );
+        anyhow::ensure!(
+            self.keep_jobs >= 1,
+            "--keep-jobs must be at least 1 (the newest ended job is always kept)"
         );
         Ok(())
     }
@@ -375,6 +386,7 @@ impl NodeConfig {
             infer: InferConfig::default(),
             files: FetchLimits::default(),
             max_worker_deaths: crate::jobs::DEFAULT_MAX_WORKER_DEATHS,
+            keep_jobs: crate::jobs::DEFAULT_KEEP_JOBS,
         }
     }
 }

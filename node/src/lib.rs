@@ -13,6 +13,7 @@ pub mod control;
 pub mod dashboard;
 pub mod error;
 pub mod jobs;
+pub mod kv_index;
 pub mod logging;
 pub mod ml;
 pub mod sdfs;
@@ -104,16 +105,15 @@ pub async fn run(
     let (c, m, stop) = (client.clone(), membership.clone(), shutdown.clone());
     tasks.service("sdfs", serve_sdfs(cfg.clone(), c, m, metrics.clone(), stop));
     let (c, m, jobs_cfg) = (client.clone(), membership.clone(), jobs_config(&cfg)?);
-    let jobs = jobs::serve(
-        c,
-        m,
-        metrics.clone(),
-        jobs_cfg,
-        coordinator_tx,
-        tasks.token(),
-    );
+    let (live_tx, live_jobs) = jobs::index::channel();
+    let published = jobs::Published {
+        coordinator: coordinator_tx,
+        live: live_tx,
+    };
+    let jobs = jobs::serve(c, m, metrics.clone(), jobs_cfg, published, tasks.token());
     tasks.service("jobs", jobs);
-    start_dashboard(&cfg, listener, client, membership, metrics, &mut tasks)?;
+    let dash = (client, membership, metrics, live_jobs);
+    start_dashboard(&cfg, listener, dash, &mut tasks)?;
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     let stopped = tasks.run().await;
     members_stop.cancel();
@@ -156,6 +156,7 @@ fn jobs_config(cfg: &NodeConfig) -> anyhow::Result<jobs::JobsConfig> {
         infer: cfg.infer,
         files: cfg.files,
         max_worker_deaths: cfg.max_worker_deaths,
+        keep_jobs: cfg.keep_jobs,
     })
 }
 
@@ -163,9 +164,12 @@ fn jobs_config(cfg: &NodeConfig) -> anyhow::Result<jobs::JobsConfig> {
 fn start_dashboard(
     cfg: &NodeConfig,
     listener: tokio::net::TcpListener,
-    client: async_nats::Client,
-    membership: membership::MembershipHandle,
-    metrics: Arc<metrics::Metrics>,
+    (client, membership, metrics, live_jobs): (
+        async_nats::Client,
+        membership::MembershipHandle,
+        Arc<metrics::Metrics>,
+        jobs::index::LiveJobs,
+    ),
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
     let bind = listener.local_addr()?;
@@ -188,6 +192,7 @@ fn start_dashboard(
         bind,
         hostname: Some(hostname()),
         limits: cfg.http_limits.clone(),
+        live_jobs,
     };
     let router = dashboard::router(dash, tasks);
     let server = dashboard::serve(listener, router, cfg.http_server, tls, tasks.token());

@@ -191,7 +191,13 @@ async fn hostile_stores_are_refused_by_limit_and_slow_ones_cannot_take_every_slo
             "{reply:?}"
         );
     }
-    let ls = fs.request(&SdfsRequest::Ls { name: "x".into() }).await;
+    let ls = fs
+        .request(&SdfsRequest::Ls {
+            name: "x".into(),
+            limit: None,
+            after: None,
+        })
+        .await;
     assert!(matches!(ls, Ok(SdfsReply::Listing { .. })), "{ls:?}");
 
     for n in c.nodes.iter_mut() {

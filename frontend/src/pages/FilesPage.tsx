@@ -27,7 +27,9 @@ export function FilesPage() {
         </label>
         {data && (
           <span className="muted">
+            {data.next !== null ? 'the first ' : ''}
             {files.length} file{files.length === 1 ? '' : 's'}
+            {data.next !== null && <> (a narrower prefix shows the others)</>}
             {under > 0 && <>, {under} under-replicated</>}
             {data.replication !== null && <> · replication {data.replication}</>}
             {data.live_nodes !== null && (

@@ -21,6 +21,7 @@ export function JobsPage() {
       </section>
       <section>
         <h2>Completed</h2>
+        <p className="muted">The last 20 to end; every job the cluster keeps: <code>idunno completed</code> or <code>GET /api/jobs</code>.</p>
         <JobsTable jobs={completed} empty="no job has ended yet" />
       </section>
       {jobEvents.length > 0 && <RecentEvents events={jobEvents.slice(0, EVENTS_SHOWN)} />}

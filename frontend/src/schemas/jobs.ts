@@ -120,7 +120,11 @@ export const jobRecordSchema = z.object({
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
-export const jobsResponseSchema = z.object({ jobs: z.array(jobRecordSchema) });
+/** A page of jobs; `next` is the cursor of the next page (null on the last). */
+export const jobsResponseSchema = z.object({
+  jobs: z.array(jobRecordSchema),
+  next: z.string().nullable().default(null),
+});
 export type JobsResponse = z.infer<typeof jobsResponseSchema>;
 
 export const queryResultSchema = z.object({

@@ -38,6 +38,8 @@ export const filesResponseSchema = z.object({
   /** A count or the ids of the live nodes: the contract does not say which, both are taken. */
   live_nodes: z.union([z.number(), z.array(z.string())]).nullable().default(null),
   files: z.array(fileInfoSchema),
+  /** Where the next page starts (null on the last). */
+  next: z.string().nullable().default(null),
 });
 export type FilesResponse = z.infer<typeof filesResponseSchema>;
 

@@ -2,13 +2,13 @@
 
 use super::body::Body;
 use super::{model, problem, Api};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bus_client::jobs::JobsError;
 use bus_schemas::codec::decode;
-use bus_schemas::jobs::{JobSpec, JobsErrorKind};
+use bus_schemas::jobs::{JobSpec, JobsErrorKind, JobsFilter, MAX_PAGE};
 use bus_schemas::serve::{QueryResult, ResultsBatch};
 use bus_schemas::subjects;
 
@@ -35,10 +35,28 @@ pub async fn workers(State(api): State<Api>) -> Response {
     Json(body).into_response()
 }
 
-/// `GET /api/jobs`: every job record.
-pub async fn list(State(api): State<Api>) -> Response {
-    match api.jobs.list().await {
-        Ok(jobs) => Json(serde_json::json!({ "jobs": jobs })).into_response(),
+/// Jobs per page of `GET /api/jobs` unless `limit` says otherwise.
+pub const PAGE: u32 = 100;
+
+/// `GET /api/jobs` query.
+#[derive(serde::Deserialize)]
+pub struct JobsQuery {
+    /// `all` (default), `live` or `ended`.
+    #[serde(default)]
+    which: JobsFilter,
+    /// At most this many (1 to 1000; default [`PAGE`]).
+    limit: Option<u32>,
+    /// The `next` of the page before.
+    after: Option<String>,
+}
+
+/// `GET /api/jobs?which=&limit=&after=`: a page of job records and the cursor of the next.
+pub async fn list(State(api): State<Api>, Query(q): Query<JobsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
+    match api.jobs.page(q.which, Some(limit), q.after).await {
+        Ok(page) => {
+            Json(serde_json::json!({ "jobs": page.jobs, "next": page.next })).into_response()
+        }
         Err(e) => jobs_problem(e),
     }
 }

@@ -18,14 +18,19 @@ pub type Manifests = Arc<Mutex<BTreeMap<(String, u64), Manifest>>>;
 #[derive(serde::Deserialize)]
 pub struct FilesQuery {
     prefix: Option<String>,
+    /// At most this many files (1 to 1000, the default).
+    limit: Option<u32>,
+    /// The `next` of the page before.
+    after: Option<String>,
 }
 
-/// `GET /api/files?prefix=`: every file with its replicas and whether it lacks some.
+/// `GET /api/files?prefix=&limit=&after=`: a page of files (in name order) with their
+/// replicas and whether they lack some, and where the next page starts.
 pub async fn files(State(api): State<Api>, Query(q): Query<FilesQuery>) -> Response {
     let prefix = q.prefix.unwrap_or_default();
     let prefix = prefix.trim_matches('/');
-    let files = match api.sdfs.ls(prefix).await {
-        Ok(files) => files,
+    let (files, next) = match api.sdfs.ls_page(prefix, q.limit, q.after).await {
+        Ok(page) => page,
         Err(e) => return sdfs_problem(e),
     };
     let Ok(view) = api.membership.view().await else {
@@ -39,6 +44,7 @@ pub async fn files(State(api): State<Api>, Query(q): Query<FilesQuery>) -> Respo
         "replication": api.replication,
         "live_nodes": live.len(),
         "files": model::file_rows(files, &live, api.replication),
+        "next": next,
     });
     Json(body).into_response()
 }

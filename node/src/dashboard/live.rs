@@ -5,7 +5,6 @@
 use super::model::{self, EventCounts, Sample, Snapshot};
 use crate::membership::MembershipHandle;
 use crate::tasks::{ok, Tasks};
-use bus_client::jobs::JobsClient;
 use bus_schemas::codec::decode;
 use bus_schemas::jobs::JobEvent;
 use bus_schemas::membership::{MemberChange, MemberEvent, MemberEventKind};
@@ -58,8 +57,8 @@ pub struct LiveDeps {
     pub client: async_nats::Client,
     /// The membership view.
     pub membership: MembershipHandle,
-    /// The jobs API.
-    pub jobs: JobsClient,
+    /// The jobs that have not ended and those that ended last, from the job index.
+    pub jobs: crate::jobs::index::LiveJobs,
 }
 
 /// Starts the live task and the event bridge as tasks of `tasks`.
@@ -96,13 +95,14 @@ async fn snapshots(
         let Ok(view) = deps.membership.view().await else {
             return;
         };
-        // Keep the last job list when the jobs API is slow: the members still refresh.
-        let jobs = match deps.jobs.list().await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::debug!("dashboard: jobs list failed: {e}");
-                tx.borrow().snapshot.jobs.clone()
-            }
+        // The running jobs and the last ones that ended, from memory; while the index
+        // loads, the last list stays (the members still refresh).
+        let live = deps.jobs.borrow().clone();
+        let jobs = if live.loaded {
+            let running = live.jobs.values().cloned();
+            running.chain(live.recent.iter().cloned()).collect()
+        } else {
+            tx.borrow().snapshot.jobs.clone()
         };
         if models_at.is_none_or(|t| t.elapsed() >= MODELS_PERIOD) {
             models =

@@ -87,6 +87,8 @@ pub struct DashboardDeps {
     pub hostname: Option<String>,
     /// Request limits.
     pub limits: HttpLimits,
+    /// The jobs that have not ended and those that ended last, from the job index.
+    pub live_jobs: crate::jobs::index::LiveJobs,
 }
 
 /// What the API handlers share.
@@ -116,7 +118,7 @@ pub fn router(deps: DashboardDeps, tasks: &mut crate::tasks::Tasks) -> Router {
         id: deps.id.clone(),
         client: deps.client.clone(),
         membership: deps.membership.clone(),
-        jobs: jobs.clone(),
+        jobs: deps.live_jobs.clone(),
     };
     let live = live::spawn(live_deps, tasks);
     let api = Api {

@@ -2,12 +2,13 @@
 //! Submissions are checked here (architecture, dataset, arguments) so a bad job is refused at
 //! once with a clear reason instead of failing later on a worker.
 
+use super::index::IndexError;
 use super::{Ctx, JobError};
 use crate::cluster::lease::now_ms;
 use crate::ml::arch::{Arch, ARCH_NAMES};
 use bus_schemas::jobs::{
-    ImportSpec, JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsReply, JobsRequest,
-    TrainSpec,
+    ImportSpec, JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsFilter, JobsReply,
+    JobsRequest, TrainSpec, MAX_PAGE,
 };
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
@@ -85,13 +86,11 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
             Ok(id) => JobsReply::Submitted { id },
             Err(e) => refuse(e),
         },
-        JobsRequest::List => match ctx.store.list().await {
-            Ok(mut jobs) => {
-                jobs.sort_by_key(|j| (j.state.is_final(), std::cmp::Reverse(j.submitted_ms)));
-                JobsReply::Jobs { jobs }
-            }
-            Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
-        },
+        JobsRequest::List {
+            which,
+            limit,
+            after,
+        } => list(ctx, which, limit, after).await,
         JobsRequest::Get { id } => match ctx.store.get(&id).await {
             Ok(Some((job, _))) => JobsReply::Job { job: Box::new(job) },
             Ok(None) => error(JobsErrorKind::NotFound, format!("no job {id:?}")),
@@ -109,6 +108,24 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
                 Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
             }
         }
+    }
+}
+
+/// A page of jobs from the job index.
+async fn list(
+    ctx: &Ctx,
+    which: JobsFilter,
+    limit: Option<u32>,
+    after: Option<String>,
+) -> JobsReply {
+    let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
+    match ctx.index.page(which, limit, after).await {
+        Ok(page) => JobsReply::Jobs {
+            jobs: page.jobs,
+            next: page.next,
+        },
+        Err(e @ IndexError::BadCursor(_)) => error(JobsErrorKind::BadArgument, e.to_string()),
+        Err(e) => error(JobsErrorKind::Internal, e.to_string()),
     }
 }
 

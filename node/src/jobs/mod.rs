@@ -10,6 +10,7 @@ pub mod ending;
 mod import_run;
 pub mod index;
 pub mod outputs;
+mod retention;
 mod serve_check;
 mod serve_finish;
 pub mod store;
@@ -55,10 +56,14 @@ pub struct Ctx {
     pub max_worker_deaths: u32,
     /// The jobs that have not ended (see [`index`]).
     pub live: index::LiveJobs,
+    /// Pages of every job kept, from the job index.
+    pub index: index::Index,
 }
 
 /// The default of `--max-worker-deaths`: a job whose workers died this many times fails.
 pub const DEFAULT_MAX_WORKER_DEATHS: u32 = 3;
+/// The default of `--keep-jobs`: the ended jobs the cluster keeps.
+pub const DEFAULT_KEEP_JOBS: usize = 1000;
 /// The largest `--max-worker-deaths` allowed.
 pub const MAX_WORKER_DEATHS_LIMIT: u32 = 100;
 
@@ -121,6 +126,16 @@ pub struct JobsConfig {
     pub files: crate::cache::FetchLimits,
     /// Worker deaths after which the coordinator fails a job.
     pub max_worker_deaths: u32,
+    /// Ended jobs kept (see [`retention`]).
+    pub keep_jobs: usize,
+}
+
+/// What the jobs subsystem publishes to the rest of the node.
+pub struct Published {
+    /// Who coordinates (for membership).
+    pub coordinator: watch::Sender<lease::Coordinator>,
+    /// The jobs that have not ended and those that ended last (for the dashboard).
+    pub live: watch::Sender<Arc<index::Live>>,
 }
 
 /// The buckets the jobs subsystem keeps its state in.
@@ -178,9 +193,13 @@ pub async fn serve(
     membership: MembershipHandle,
     metrics: Arc<crate::metrics::Metrics>,
     cfg: JobsConfig,
-    coordinator_tx: watch::Sender<lease::Coordinator>,
+    published: Published,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Published {
+        coordinator: coordinator_tx,
+        live: live_tx,
+    } = published;
     let Some(buckets) = open(&client, &shutdown).await else {
         return Ok(());
     };
@@ -188,7 +207,8 @@ pub async fn serve(
     let cache = Arc::new(crate::cache::Cache::new(&cfg.data_dir, sdfs).with_limits(cfg.files));
     let engine =
         crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone(), &cfg.infer);
-    let (live_tx, live) = index::channel();
+    let live = live_tx.subscribe();
+    let (index, index_runner) = index::new(&buckets.store, live_tx);
     let ctx = Arc::new(Ctx {
         id: cfg.id.clone(),
         client: client.clone(),
@@ -203,14 +223,10 @@ pub async fn serve(
         kv_replicas: buckets.replicas,
         max_worker_deaths: cfg.max_worker_deaths,
         live,
+        index,
     });
     let mut tasks = Tasks::new(shutdown.clone());
-    let following = index::run(
-        ctx.store.clone(),
-        live_tx,
-        ctx.metrics.clone(),
-        tasks.token(),
-    );
+    let following = index::run(index_runner, ctx.metrics.clone(), tasks.token());
     tasks.service("job index", ok(following));
     let lease = lease::run(
         buckets.lease,
@@ -221,6 +237,8 @@ pub async fn serve(
         shutdown,
     );
     tasks.service("coordinator lease", ok(lease));
+    let retention = retention::run(ctx.clone(), cfg.keep_jobs, tasks.token());
+    tasks.service("job retention", ok(retention));
     spawn_tasks(&mut tasks, ctx, cfg.infer);
     Ok(tasks.run().await?)
 }

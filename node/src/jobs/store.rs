@@ -50,33 +50,6 @@ impl JobStore {
         }
     }
 
-    /// Every job whose record decodes (a corrupt one is logged and skipped), as the bucket's
-    /// leader has them. A record that cannot be read (a timeout, no leader for a moment)
-    /// fails the whole list: a list missing a live job would read as that job having ended.
-    pub async fn list(&self) -> anyhow::Result<Vec<JobRecord>> {
-        let listed = self.list_with_revisions().await?;
-        Ok(listed.into_iter().map(|(job, _)| job).collect())
-    }
-
-    /// [`JobStore::list`], with each record's revision.
-    pub async fn list_with_revisions(&self) -> anyhow::Result<Vec<(JobRecord, u64)>> {
-        let keys = crate::cas::leader_keys(&self.kv).await?;
-        let mut jobs = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(entry) = crate::cas::leader_entry(&self.kv, &key).await? else {
-                continue;
-            };
-            if entry.deleted {
-                continue;
-            }
-            match decode::<JobRecord>(&entry.value) {
-                Ok(job) => jobs.push((job, entry.revision)),
-                Err(e) => tracing::warn!("corrupt job record {key}: {e}"),
-            }
-        }
-        Ok(jobs)
-    }
-
     /// Stores a new job; fails if the id exists.
     pub async fn create(&self, job: &JobRecord) -> anyhow::Result<()> {
         self.kv.create(&job.id, encode(job)?.into()).await?;

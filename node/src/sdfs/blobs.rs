@@ -53,6 +53,8 @@ pub struct Blobs {
     pub(super) store: Arc<LocalFileSystem>,
     /// The data directory (`<data-dir>/sdfs`).
     pub(super) dir: std::path::PathBuf,
+    /// Bumped by every write and delete: the keeper lists the blobs again only when it moved.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(super) fn path(blob: &str) -> Path {
@@ -70,6 +72,7 @@ impl Blobs {
         Ok(Self {
             store: Arc::new(store),
             dir: dir.to_path_buf(),
+            generation: Arc::default(),
         })
     }
 
@@ -77,6 +80,32 @@ impl Blobs {
     /// only after it is fsynced. Its label, if given, is written (fsynced) before the blob is
     /// kept, so a kept blob is never without its label.
     pub async fn write<S, E>(
+        &self,
+        blob: &str,
+        size: u64,
+        sha256: &str,
+        label: Option<&bus_schemas::fsck::BlobLabel>,
+        chunks: S,
+    ) -> Result<(), BlobError>
+    where
+        S: Stream<Item = Result<Vec<u8>, E>>,
+        E: std::fmt::Display,
+    {
+        let written = self.write_chunks(blob, size, sha256, label, chunks).await;
+        self.moved();
+        written
+    }
+
+    /// How many writes and deletes this store has seen (see [`Blobs::write`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn moved(&self) {
+        (self.generation).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn write_chunks<S, E>(
         &self,
         blob: &str,
         size: u64,
@@ -178,6 +207,7 @@ impl Blobs {
 
     /// Deletes a blob and its label; deleting a missing blob is not an error.
     pub async fn delete(&self, blob: &str) -> Result<(), BlobError> {
+        self.moved();
         match self.store.delete(&path(blob)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),

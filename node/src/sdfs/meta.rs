@@ -295,6 +295,11 @@ impl Meta {
         }))
     }
 
+    /// The bucket, for watching.
+    pub fn kv(&self) -> &Store {
+        &self.kv
+    }
+
     /// Names of every file (for `ls` of a directory and for repairs); a deleted file's name
     /// may be among them (its `get` says None).
     pub async fn names(&self) -> Result<Vec<String>, MetaError> {
@@ -302,27 +307,5 @@ impl Meta {
         // leader, which a cluster that lost a server may be electing for seconds.
         let keys = crate::cas::leader_keys(&self.kv).await.map_err(bucket)?;
         Ok(keys.iter().filter_map(|k| keys::name(k)).collect())
-    }
-
-    /// The file `name` and every file under the directory `name/` (every file when `name` is
-    /// empty), sorted by name.
-    pub async fn list(&self, name: &str) -> Result<Vec<FileInfo>, MetaError> {
-        let dir = format!("{}/", name.strip_suffix('/').unwrap_or(name));
-        let mut found = Vec::new();
-        for n in self.names().await? {
-            if name.is_empty() || n == name || n.starts_with(&dir) {
-                match self.get(&n).await {
-                    Ok(Some((file, _))) => found.push(file),
-                    Ok(None) => {}
-                    // A corrupt entry is said (in the node's log) and left out...
-                    Err(e @ MetaError::Corrupt { .. }) => tracing::warn!("{e}"),
-                    // ...but one that cannot be read fails the listing: leaving it out would
-                    // say the file is not there (while the bucket elects a leader, say).
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
     }
 }

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod keeper;
 pub mod keys;
 pub mod labels;
+pub mod listing;
 pub mod meta;
 pub mod placement;
 pub mod restore;

@@ -18,6 +18,8 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_secs(600);
 /// The keeper's state: the index of the metadata and what it decided of it.
 pub(super) struct State {
     pub(super) index: HashMap<String, FileInfo>,
+    /// The index changed since the last pass.
+    pub(super) changed: bool,
     /// Names whose entries do not decode: the blobs they may name are never collected.
     pub(super) corrupt: HashSet<String>,
     /// Blobs some version held until a change dropped it (delete or prune): delete at once.
@@ -40,6 +42,7 @@ impl State {
     ) -> State {
         State {
             index: HashMap::new(),
+            changed: true,
             corrupt: HashSet::new(),
             dropped: HashSet::new(),
             started: SystemTime::now(),
@@ -52,6 +55,7 @@ impl State {
     }
 
     pub(super) fn apply(&mut self, name: String, change: Change) {
+        self.changed = true;
         let before: HashSet<String> = self.index.get(&name).map(blobs_of).unwrap_or_default();
         let file = match change {
             Change::Put(f) => Some(f),
@@ -87,10 +91,11 @@ impl Keeper {
         gone: &HashSet<String>,
         alive: usize,
     ) -> Result<(), MetaError> {
-        let mut wanted: HashMap<String, (FileInfo, VersionInfo)> = HashMap::new();
+        // The versions of the blobs held here (not a copy of the whole index).
+        let mut wanted: HashMap<String, (String, VersionInfo)> = HashMap::new();
         for file in state.index.values() {
-            for v in &file.versions {
-                wanted.insert(v.blob.clone(), (file.clone(), v.clone()));
+            for v in file.versions.iter().filter(|v| held.contains_key(&v.blob)) {
+                wanted.insert(v.blob.clone(), (file.name.clone(), v.clone()));
             }
         }
         let unnamed = held.keys().filter(|b| !wanted.contains_key(*b)).count();
@@ -99,10 +104,10 @@ impl Keeper {
         let mut quarantined = 0;
         for (blob, meta) in held {
             match wanted.get(blob) {
-                Some((file, v)) => {
-                    self.keep_label(state, &file.name, v, blob).await;
+                Some((name, v)) => {
+                    self.keep_label(state, name, v, blob).await;
                     if !v.replicas.contains(&self.id) {
-                        self.unlisted(file, v, blob, gone, alive, trusted).await;
+                        self.unlisted(name, v, blob, gone, alive, trusted).await;
                     }
                 }
                 None if state.dropped.remove(blob) => self.delete(blob).await,
@@ -188,7 +193,7 @@ impl Keeper {
     /// is trusted).
     async fn unlisted(
         &self,
-        file: &FileInfo,
+        name: &str,
         v: &VersionInfo,
         blob: &str,
         gone: &HashSet<String>,
@@ -201,8 +206,8 @@ impl Keeper {
         {
             let mut replicas = v.replicas.clone();
             replicas.push(self.id.clone());
-            self.set_replicas(&file.name, blob, replicas).await;
-            tracing::info!(name = %file.name, version = v.version, "re-announced a kept replica");
+            self.set_replicas(name, blob, replicas).await;
+            tracing::info!(%name, version = v.version, "re-announced a kept replica");
         } else if trusted && live >= v.replication.map_or(self.cfg.replication, |r| r as usize) {
             // Fully replicated elsewhere: this copy is surplus.
             self.delete(blob).await;

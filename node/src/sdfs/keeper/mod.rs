@@ -1,7 +1,8 @@
 //! The keeper: keeps this node's share of SDFS true to the metadata.
 //!
 //! It follows the metadata bucket (a KV watch feeds an in-memory index) and, every half
-//! second, (1) re-replicates versions whose holders failed or left, when this node is the
+//! second when something moved (the metadata, the membership view, this node's blobs, or
+//! repairs still to do) and at least every [`FULL_PASS`], (1) re-replicates versions whose holders failed or left, when this node is the
 //! version's repair leader (its best-ranked live holder); (2) deletes blobs no version wants
 //! any more; (3) re-announces blobs it still holds for under-replicated versions (a node
 //! restarted with its data serves it again without copying it).
@@ -17,7 +18,7 @@ use super::SdfsConfig;
 use crate::membership::MembershipHandle;
 use async_nats::Client;
 use bus_schemas::membership::{MemberRecord, MemberState, Placed};
-use bus_schemas::sdfs::{FileInfo, StoreReply, StoreRequest, VersionInfo};
+use bus_schemas::sdfs::{StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
 use collect::State;
 use futures::StreamExt;
@@ -33,6 +34,8 @@ const NEWCOMER_SETTLE: Duration = Duration::from_secs(5);
 /// How long a recorded repair stands in for an index that does not show it yet (the watch
 /// feeding the index stalls while JetStream replaces a consumer on a server that died).
 const REPAIR_MEMO: Duration = Duration::from_secs(30);
+/// A pass runs at least this often, whatever moved (puts in flight age, the epoch changes).
+const FULL_PASS: Duration = Duration::from_secs(30);
 /// Pause before the keeper starts over after the metadata failed it.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -88,6 +91,7 @@ impl Keeper {
         self.load(state).await?;
         let mut tick = tokio::time::interval(PASS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = Seen::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -95,11 +99,7 @@ impl Keeper {
                     Some((name, change)) => state.apply(name, change),
                     None => return Err(MetaError::Bucket("the metadata watch ended".into())),
                 },
-                _ = tick.tick() => {
-                    if let Err(e) = self.pass(state).await {
-                        tracing::warn!("SDFS keeper pass: {e:#}");
-                    }
-                }
+                _ = tick.tick() => self.maybe_pass(state, &mut seen).await,
             }
         }
     }
@@ -138,8 +138,40 @@ impl Keeper {
         }
     }
 
-    async fn pass(&self, state: &mut State) -> anyhow::Result<()> {
-        let view = self.membership.view().await?;
+    /// Runs a pass if anything moved since the last one (or it is due anyway).
+    async fn maybe_pass(&self, state: &mut State, seen: &mut Seen) {
+        let Ok(view) = self.membership.view().await else {
+            return;
+        };
+        let blobs = self.blobs.generation();
+        let due = state.changed
+            || seen.busy
+            || seen.view != Some(view.version)
+            || seen.blobs != blobs
+            || seen.at.is_none_or(|t| t.elapsed() >= FULL_PASS);
+        if !due {
+            return;
+        }
+        state.changed = false;
+        *seen = Seen {
+            view: Some(view.version),
+            blobs,
+            at: Some(std::time::Instant::now()),
+            busy: true,
+        };
+        match self.pass(state, view).await {
+            Ok(busy) => seen.busy = busy,
+            Err(e) => tracing::warn!("SDFS keeper pass: {e:#}"),
+        }
+    }
+
+    /// One pass; whether repairs this node leads remain to do.
+    async fn pass(
+        &self,
+        state: &mut State,
+        view: bus_schemas::membership::ViewSnapshot,
+    ) -> anyhow::Result<bool> {
+        let mut busy = false;
         let alive = view.alive_ids().len();
         let (settled, gone) = settled_and_gone(&view.members, &self.id);
         let held: HashMap<String, BlobMeta> = self
@@ -153,8 +185,9 @@ impl Keeper {
         state
             .repaired
             .retain(|_, (_, at)| now.duration_since(*at) < REPAIR_MEMO);
-        let files: Vec<FileInfo> = state.index.values().cloned().collect();
-        for file in &files {
+        // Only the versions this node holds, and leads, that lack replicas are copied.
+        let mut work = Vec::new();
+        for file in state.index.values() {
             for v in file.versions.iter().filter(|v| held.contains_key(&v.blob)) {
                 let live: Vec<String> = v
                     .replicas
@@ -172,14 +205,18 @@ impl Keeper {
                 let done = (state.repaired.get(&v.blob))
                     .is_some_and(|(r, _)| r.len() >= target && r.iter().all(|n| !gone.contains(n)));
                 if needs_work && !done && leader.as_deref() == Some(self.id.as_str()) {
-                    if let Some(r) = self.repair(&file.name, v, &live, &settled, target).await {
-                        state.repaired.insert(v.blob.clone(), (r, now));
-                    }
+                    work.push((file.name.clone(), v.clone(), live, target));
                 }
             }
         }
+        for (name, v, live, target) in work {
+            busy = true;
+            if let Some(r) = self.repair(&name, &v, &live, &settled, target).await {
+                state.repaired.insert(v.blob.clone(), (r, now));
+            }
+        }
         self.collect(state, &held, &gone, alive).await?;
-        Ok(())
+        Ok(busy)
     }
 
     /// Copies a version to new nodes until it has `target` live holders, then records the
@@ -269,6 +306,16 @@ impl Keeper {
             Err(e) => tracing::warn!(%blob, "could not delete: {e}"),
         }
     }
+}
+
+/// What the last pass saw.
+#[derive(Default)]
+struct Seen {
+    view: Option<u64>,
+    blobs: u64,
+    at: Option<std::time::Instant>,
+    /// It left repairs to do (or failed): the next tick passes again.
+    busy: bool,
 }
 
 /// The members that may take copies (alive, and settled: nodes that (re)started moments ago

@@ -6,11 +6,13 @@ mod request;
 mod write;
 
 use super::blobs::Blobs;
+use super::listing;
 use super::meta::Meta;
 use super::now_ms;
 use super::placement;
 use super::trust::TrustState;
 use super::SdfsConfig;
+use crate::kv_index;
 use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
@@ -45,6 +47,10 @@ pub struct Sdfs {
     pub(super) trust: watch::Receiver<TrustState>,
     pub(super) trust_tx: Arc<watch::Sender<TrustState>>,
     pub(super) stores: Arc<Semaphore>,
+    /// What `ls` reads.
+    pub(super) listing: listing::Handle,
+    /// What keeps the listing, until [`Sdfs::spawn`] runs it.
+    listing_runner: Arc<std::sync::Mutex<Option<kv_index::Runner<listing::Listing>>>>,
 }
 
 /// Concurrent requests (metadata, chunk reads, inventories) per node; replica stores have
@@ -66,7 +72,10 @@ impl Sdfs {
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
         let (trust_tx, trust) = watch::channel(TrustState::default());
         let stores = Arc::new(Semaphore::new(cfg.store_slots));
+        let (listing, runner) = kv_index::new(meta.kv().clone(), "the SDFS metadata");
         Ok(Self {
+            listing,
+            listing_runner: Arc::new(std::sync::Mutex::new(Some(runner))),
             id: id.into(),
             client,
             cfg,
@@ -98,15 +107,8 @@ impl Sdfs {
             .client
             .subscribe(subjects::sdfs_inventory(&self.id))
             .await?;
-        let keeper = super::keeper::Keeper {
-            id: self.id.clone(),
-            client: self.client.clone(),
-            cfg: self.cfg.clone(),
-            meta: self.meta.clone(),
-            blobs: self.blobs.clone(),
-            membership: self.membership.clone(),
-        };
-        let keeper = tokio::spawn(keeper.run(shutdown.clone(), Arc::clone(&self.trust_tx)));
+        let keeper = self.spawn_keeper(&shutdown);
+        let listing = self.spawn_listing(&shutdown);
         Ok(tokio::spawn(async move {
             let mut subs = futures::stream::select_all([rpc, read, inventory]);
             let mut store = store;
@@ -139,7 +141,32 @@ impl Sdfs {
             running.shutdown().await;
             storing.shutdown().await;
             let _ = keeper.await;
+            if let Some(listing) = listing {
+                let _ = listing.await;
+            }
         }))
+    }
+
+    /// Starts the keeper.
+    fn spawn_keeper(&self, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
+        let keeper = super::keeper::Keeper {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            cfg: self.cfg.clone(),
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            membership: self.membership.clone(),
+        };
+        tokio::spawn(keeper.run(shutdown.clone(), Arc::clone(&self.trust_tx)))
+    }
+
+    /// Starts the task that keeps the listing (once: the first spawn takes it).
+    fn spawn_listing(&self, shutdown: &CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        let runner = self.listing_runner.lock().ok()?.take()?;
+        let metrics = self.metrics.clone();
+        let garbage = move || metrics.garbage();
+        let run = kv_index::run(runner, listing::Listing::default, garbage, shutdown.clone());
+        Some(tokio::spawn(run))
     }
 
     async fn handle(&self, msg: Message) {
@@ -220,12 +247,7 @@ impl Sdfs {
                 None => Err(internal("not a commit")),
             },
             SdfsRequest::Locate { name, version } => self.locate(&name, version).await,
-            SdfsRequest::Ls { name } => self
-                .meta
-                .list(&name)
-                .await
-                .map(|files| SdfsReply::Listing { files })
-                .map_err(internal),
+            SdfsRequest::Ls { name, limit, after } => self.ls(name, limit, after).await,
             SdfsRequest::Delete { name } => self.delete(&name).await,
             SdfsRequest::DelDir { dir } => self.deldir(&dir).await,
             SdfsRequest::Restore { name, versions } => self.restore(name, &versions).await,
@@ -234,6 +256,22 @@ impl Sdfs {
             }
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
+    }
+
+    /// A page of the listing (from memory, once it holds what the bucket holds now).
+    async fn ls(
+        &self,
+        name: String,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let max = bus_schemas::jobs::MAX_PAGE;
+        let limit = limit.unwrap_or(max).clamp(1, max) as usize;
+        let read = move |l: &mut listing::Listing| l.page(&name, limit, after.as_deref());
+        match self.listing.fresh(read).await {
+            Ok((files, next)) => Ok(SdfsReply::Listing { files, next }),
+            Err(e) => Err((SdfsErrorKind::Internal, e.to_string())),
+        }
     }
 
     async fn delete(&self, name: &str) -> Result<SdfsReply, (SdfsErrorKind, String)> {
@@ -406,8 +444,8 @@ pub(super) fn internal(e: impl std::fmt::Display) -> (SdfsErrorKind, String) {
 fn check_name(req: &SdfsRequest) -> Result<(), bus_schemas::NameError> {
     match req {
         SdfsRequest::DelDir { dir } => validate_dir_name(dir),
-        SdfsRequest::Ls { name } if name.is_empty() => Ok(()),
-        SdfsRequest::Ls { name } => validate_dir_name(name),
+        SdfsRequest::Ls { name, .. } if name.is_empty() => Ok(()),
+        SdfsRequest::Ls { name, .. } => validate_dir_name(name),
         SdfsRequest::Prepare { name, .. }
         | SdfsRequest::Write { name, .. }
         | SdfsRequest::Commit { name, .. }
