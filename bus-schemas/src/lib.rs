@@ -20,6 +20,7 @@ pub mod roles;
 pub mod sdfs;
 pub mod sdfs_limits;
 pub mod serve;
+pub mod shapes;
 pub mod subjects;
 mod work_check;
 

@@ -5,6 +5,7 @@
 //! re-dispatched batch's second copy).
 
 use crate::codec::Message;
+pub use crate::shapes::{PendingBatch, ProcStats};
 pub use crate::work_check::{BatchError, WorkBatch, WorkErrorKind, MAX_BATCH_QUERIES};
 use serde::{Deserialize, Serialize};
 
@@ -269,10 +270,9 @@ pub struct ServeState {
     pub next_query: u64,
     /// The next batch id.
     pub next_batch: u64,
-    /// Batches cut and not yet answered: `(batch_id, first_query, len)`; sent again after a
-    /// coordinator failover.
+    /// Batches cut and not yet answered; sent again after a coordinator failover.
     #[serde(default)]
-    pub pending: Vec<(u64, u64, u32)>,
+    pub pending: Vec<PendingBatch>,
     /// Queries answered (each counted once).
     pub done: u64,
     /// Correct answers among them, when the split is labelled.
@@ -287,9 +287,9 @@ pub struct ServeState {
     /// Queries per second over the last 10 s, as last measured by the coordinator.
     #[serde(default)]
     pub rate: f64,
-    /// Processing (model) time per batch, milliseconds: mean, std, median, p90, p95, p99.
-    #[serde(default)]
-    pub proc_ms: Vec<f64>,
+    /// Processing (model) time per batch, once a batch was timed.
+    #[serde(default, with = "crate::shapes::proc_ms")]
+    pub proc_ms: Option<ProcStats>,
     /// Pending batches whose workers died while running them (removed once counted).
     #[serde(default)]
     pub deaths: Vec<BatchDeaths>,

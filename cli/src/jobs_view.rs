@@ -27,11 +27,8 @@ pub fn stats(job: &JobRecord, s: &ServeState) -> Vec<Vec<String>> {
             format!("{:.2}%", c as f64 * 100.0 / s.done.max(1) as f64),
         ]);
     }
-    let names = ["mean", "std", "median", "p90", "p95", "p99"];
-    if s.proc_ms.len() == names.len() {
-        let cells: Vec<String> = names
-            .iter()
-            .zip(&s.proc_ms)
+    if let Some(p) = s.proc_ms {
+        let cells: Vec<String> = (p.named().iter())
             .map(|(n, v)| format!("{n} {v:.1}"))
             .collect();
         rows.push(vec!["batch time (ms)".into(), cells.join(", ")]);

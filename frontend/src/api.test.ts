@@ -51,8 +51,8 @@ describe('API parsing', () => {
     const serve = jobs[0];
     expect(serve?.spec.kind).toBe('serve');
     if (serve?.spec.kind === 'serve') expect(serve.spec.split).toBe('test');
-    expect(serve?.serve?.proc_ms).toHaveLength(6);
-    expect(serve?.serve?.pending).toEqual([[19, 1216, 64]]);
+    expect(serve?.serve?.proc_ms).toEqual({ mean: 11.2, std: 2.1, median: 10.9, p90: 14.0, p95: 16.5, p99: 21.5 });
+    expect(serve?.serve?.pending).toEqual([{ batch_id: 19, first_query: 1216, len: 64 }]);
   });
 
   it('parses a job with its outputs (a missing label is null)', async () => {

@@ -94,5 +94,5 @@ export function jobWorkers(job: JobRecord): string[] {
   return job.state === 'running' && current ? [current.worker] : [];
 }
 
-/** Percentile labels of `serve.proc_ms`, in order. */
+/** The figures of `serve.proc_ms` (a `ProcStats`), in the order shown. */
 export const PROC_MS_LABELS = ['mean', 'std', 'median', 'p90', 'p95', 'p99'] as const;

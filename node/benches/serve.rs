@@ -54,7 +54,7 @@ async fn costs(jobs: &JobsClient, ids: &[String]) -> Vec<f64> {
     let mut v = Vec::new();
     for id in ids {
         let s = jobs.get(id).await.unwrap().serve.unwrap();
-        v.push(s.proc_ms[2] / f64::from(s.batch));
+        v.push(s.proc_ms.map_or(0.0, |p| p.median) / f64::from(s.batch));
     }
     v
 }
@@ -133,7 +133,7 @@ async fn kill_and_resume(
     let mut next = Vec::new();
     for id in ids {
         let s = jobs.get(id).await.unwrap().serve.unwrap();
-        pending.push(s.pending.iter().map(|p| p.0).collect::<Vec<u64>>());
+        pending.push(s.pending.iter().map(|p| p.batch_id).collect::<Vec<u64>>());
         next.push(s.next_batch);
     }
     let resumed = wait_until("resume", Duration::from_secs(60), || async {
@@ -148,7 +148,7 @@ async fn kill_and_resume(
         } else {
             for (id, was) in ids.iter().zip(&pending) {
                 let s = jobs.get(id).await.ok()?.serve?;
-                if s.pending.iter().any(|p| was.contains(&p.0)) {
+                if s.pending.iter().any(|p| was.contains(&p.batch_id)) {
                     return None;
                 }
             }

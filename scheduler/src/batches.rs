@@ -2,12 +2,12 @@
 //! ones (each once), and the statistics of batches' processing times. The shell applies these
 //! inside its compare-and-swap writes of the record.
 
-use bus_schemas::serve::ServeState;
+use bus_schemas::serve::{PendingBatch, ProcStats, ServeState};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// One batch: `(batch_id, first_query, len)`.
-pub type Batch = (u64, u64, u32);
+/// One batch: its id, first query and length.
+pub type Batch = PendingBatch;
 
 /// An answered batch waiting to be counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub fn cut(s: &mut ServeState, n: usize) -> Vec<Batch> {
             break;
         }
         let len = u64::from(s.batch.max(1)).min(left) as u32;
-        let b = (s.next_batch, s.next_query, len);
+        let b = Batch::new(s.next_batch, s.next_query, len);
         s.pending.push(b);
         s.next_batch += 1;
         s.next_query += u64::from(len);
@@ -56,11 +56,11 @@ pub struct Counted {
 pub fn count(s: &mut ServeState, answered: &[Answered]) -> Counted {
     let mut changed = false;
     for a in answered {
-        let Some(pos) = s.pending.iter().position(|b| b.0 == a.batch.0) else {
+        let Some(pos) = (s.pending.iter()).position(|b| b.batch_id == a.batch.batch_id) else {
             continue; // already counted
         };
         s.pending.remove(pos);
-        s.deaths.retain(|d| d.batch_id != a.batch.0);
+        s.deaths.retain(|d| d.batch_id != a.batch.batch_id);
         s.done += u64::from(a.queries);
         *s.by_worker.entry(a.worker.clone()).or_default() += u64::from(a.queries);
         if let (Some(c), Some(k)) = (s.correct.as_mut(), a.correct) {
@@ -92,10 +92,10 @@ pub fn median(v: &VecDeque<f64>) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Mean, std, median, p90, p95, p99 of `v` (empty if `v` is).
-pub fn percentiles(v: &VecDeque<f64>) -> Vec<f64> {
+/// Mean, std, median, p90, p95, p99 of `v` (none if `v` is empty).
+pub fn percentiles(v: &VecDeque<f64>) -> Option<ProcStats> {
     if v.is_empty() {
-        return Vec::new();
+        return None;
     }
     let mut s: Vec<f64> = v.iter().copied().collect();
     s.sort_by(f64::total_cmp);
@@ -103,7 +103,14 @@ pub fn percentiles(v: &VecDeque<f64>) -> Vec<f64> {
     let mean = s.iter().sum::<f64>() / n;
     let std = (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
     let at = |p: f64| s[((p * (n - 1.0)).round() as usize).min(s.len() - 1)];
-    vec![mean, std, at(0.5), at(0.9), at(0.95), at(0.99)]
+    Some(ProcStats {
+        mean,
+        std,
+        median: at(0.5),
+        p90: at(0.9),
+        p95: at(0.95),
+        p99: at(0.99),
+    })
 }
 
 #[cfg(test)]
@@ -113,10 +120,10 @@ mod tests {
     #[test]
     fn percentiles_of_a_known_series() {
         let v: VecDeque<f64> = (1..=100).map(f64::from).collect();
-        let p = percentiles(&v);
-        assert_eq!(p[0], 50.5);
-        assert_eq!((p[2], p[3], p[5]), (51.0, 90.0, 99.0));
-        assert!(percentiles(&VecDeque::new()).is_empty());
+        let p = percentiles(&v).expect("some");
+        assert_eq!(p.mean, 50.5);
+        assert_eq!((p.median, p.p90, p.p99), (51.0, 90.0, 99.0));
+        assert!(percentiles(&VecDeque::new()).is_none());
     }
 
     #[test]
@@ -133,8 +140,8 @@ mod tests {
             batch,
             worker: worker.into(),
             stream_seq: 1,
-            queries: batch.2,
-            correct: Some(batch.2),
+            queries: batch.len,
+            correct: Some(batch.len),
         }
     }
 
@@ -147,10 +154,11 @@ mod tests {
             ..Default::default()
         };
         let first = cut(&mut s, 1);
-        assert_eq!(first, [(0, 0, 20)]);
+        assert_eq!(first, [Batch::new(0, 0, 20)]);
         s.batch = 8; // the batch size changed
         let rest = cut(&mut s, 8);
-        assert_eq!(rest, [(1, 20, 8), (2, 28, 8), (3, 36, 8), (4, 44, 6)]);
+        let b = Batch::new;
+        assert_eq!(rest, [b(1, 20, 8), b(2, 28, 8), b(3, 36, 8), b(4, 44, 6)]);
         assert!(cut(&mut s, 1).is_empty(), "every query is cut");
         let all: Vec<Answered> = first
             .iter()

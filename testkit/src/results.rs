@@ -87,7 +87,7 @@ pub async fn served_once(
     for (seq, payload) in read_all(&js, subjects::RESULTS_STREAM, answers).await {
         results.insert(seq, decode(&payload).expect("a results message decodes"));
     }
-    let pending: BTreeSet<u64> = state.pending.iter().map(|p| p.0).collect();
+    let pending: BTreeSet<u64> = state.pending.iter().map(|p| p.batch_id).collect();
     let mut answered = BTreeMap::new();
     let mut counted = 0u64;
     for b in first.values() {
@@ -126,8 +126,8 @@ pub async fn served_once(
         "the record counts the accepted batches"
     );
     let mut cut: BTreeSet<u64> = answered.keys().copied().collect();
-    for &(_, first_query, len) in &state.pending {
-        cut.extend(first_query..first_query + u64::from(len));
+    for p in &state.pending {
+        cut.extend(p.first_query..p.first_query + u64::from(p.len));
     }
     let lost = (0..state.next_query).filter(|q| !cut.contains(q)).count();
     assert_eq!(lost, 0, "queries cut but neither answered nor pending");

@@ -20,9 +20,9 @@ export function ServeSection({ serve }: { serve: ServeState }) {
           </thead>
           <tbody>
             <tr>
-              {PROC_MS_LABELS.map((l, i) => (
+              {PROC_MS_LABELS.map((l) => (
                 <td key={l} className="num">
-                  {formatMs(serve.proc_ms[i])}
+                  {formatMs(serve.proc_ms?.[l])}
                 </td>
               ))}
             </tr>

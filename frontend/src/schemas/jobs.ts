@@ -76,6 +76,25 @@ export const progressSchema = z.object({
 });
 export type Progress = z.infer<typeof progressSchema>;
 
+/** A batch cut and not answered yet (bus-schemas `PendingBatch`): `[batch_id, first_query, len]`
+ * on the wire, read by name here. */
+export const pendingBatchSchema = z
+  .tuple([z.number(), z.number(), z.number()])
+  .transform(([batch_id, first_query, len]) => ({ batch_id, first_query, len }));
+export type PendingBatch = z.infer<typeof pendingBatchSchema>;
+
+/** Processing time per batch, ms (bus-schemas `ProcStats`): `[mean, std, median, p90, p95,
+ * p99]` on the wire, `[]` before a batch was timed (read as null). */
+export const procStatsSchema = z
+  .array(z.number())
+  .default([])
+  .transform((v) =>
+    v.length >= 6
+      ? { mean: v[0]!, std: v[1]!, median: v[2]!, p90: v[3]!, p95: v[4]!, p99: v[5]! }
+      : null,
+  );
+export type ProcStats = NonNullable<z.infer<typeof procStatsSchema>>;
+
 export const serveStateSchema = z.object({
   model_version: z.number(),
   /** Samples in the split. */
@@ -91,9 +110,9 @@ export const serveStateSchema = z.object({
   /** Queries per second over the last 10 s. */
   rate: z.number().default(0),
   /** Per-batch processing time, ms: mean, std, median, p90, p95, p99 (empty before any batch). */
-  proc_ms: z.array(z.number()).default([]),
+  proc_ms: procStatsSchema,
   /** `[batch, first_query, len]` of the batches in flight. */
-  pending: z.array(z.tuple([z.number(), z.number(), z.number()])).default([]),
+  pending: z.array(pendingBatchSchema).default([]),
 });
 export type ServeState = z.infer<typeof serveStateSchema>;
 

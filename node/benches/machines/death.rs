@@ -76,14 +76,20 @@ async fn detection(
 /// Seconds from `killed` until every batch pending at the kill (in the record read just
 /// before it, or first read after it) was answered.
 async fn worker_recovery(jobs: &JobsClient, id: &str, before: &ServeState, killed: Instant) -> f64 {
-    let mut was: BTreeSet<u64> = before.pending.iter().map(|p| p.0).collect();
-    was.extend(serve_state(jobs, id).await.pending.iter().map(|p| p.0));
+    let mut was: BTreeSet<u64> = before.pending.iter().map(|p| p.batch_id).collect();
+    was.extend(
+        serve_state(jobs, id)
+            .await
+            .pending
+            .iter()
+            .map(|p| p.batch_id),
+    );
     let resumed = wait_until(
         "pending batches answered",
         Duration::from_secs(60),
         || async {
             let s = jobs.get(id).await.ok()?.serve?;
-            (!s.pending.iter().any(|p| was.contains(&p.0))).then(Instant::now)
+            (!s.pending.iter().any(|p| was.contains(&p.batch_id))).then(Instant::now)
         },
     )
     .await;

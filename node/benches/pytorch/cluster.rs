@@ -156,7 +156,7 @@ impl Node {
         Served {
             rate: (queries - 64) as f64 / (last - first).as_secs_f64(),
             accuracy: s.correct.unwrap_or(0) as f64 / s.done.max(1) as f64,
-            worker_ms: s.proc_ms.get(2).copied().unwrap_or(0.0),
+            worker_ms: s.proc_ms.map_or(0.0, |p| p.median),
             stage_ms,
             cpu_ms,
         }

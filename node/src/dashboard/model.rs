@@ -99,15 +99,15 @@ pub fn job_samples(jobs: &[JobRecord]) -> Vec<JobSample> {
         .filter(|j| j.state == JobState::Running)
         .filter_map(|j| {
             let s = j.serve.as_ref()?;
-            let p = |i: usize| s.proc_ms.get(i).copied().unwrap_or(0.0);
+            let p = s.proc_ms.unwrap_or_default();
             Some(JobSample {
                 id: j.id.clone(),
                 model: j.spec.model().to_string(),
                 rate: s.rate,
                 done: s.done,
-                p50_ms: p(2),
-                p90_ms: p(3),
-                p99_ms: p(5),
+                p50_ms: p.median,
+                p90_ms: p.p90,
+                p99_ms: p.p99,
                 pending: s.pending.len(),
             })
         })

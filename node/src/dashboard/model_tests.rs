@@ -61,8 +61,15 @@ fn serve_job(id: &str, rate: f64) -> JobRecord {
         by_worker: [("n1".to_string(), 100), ("n2".to_string(), 60)].into(),
         rate,
         done: 160,
-        proc_ms: vec![10.0, 1.0, 9.0, 12.0, 13.0, 20.0],
-        pending: vec![(3, 192, 64)],
+        proc_ms: Some(bus_schemas::serve::ProcStats {
+            mean: 10.0,
+            std: 1.0,
+            median: 9.0,
+            p90: 12.0,
+            p95: 13.0,
+            p99: 20.0,
+        }),
+        pending: vec![bus_schemas::serve::PendingBatch::new(3, 192, 64)],
         ..ServeState::default()
     });
     j

@@ -185,11 +185,14 @@ fn jobs(r: &Registry, jobs: &[bus_schemas::jobs::JobRecord]) -> prometheus::Resu
         pending
             .with_label_values(&labels)
             .set(s.pending.len() as f64);
-        for (q, i) in [("0.5", 2), ("0.9", 3), ("0.95", 4), ("0.99", 5)] {
-            if let Some(v) = s.proc_ms.get(i) {
-                latency
-                    .with_label_values(&[labels[0], labels[1], q])
-                    .set(*v);
+        if let Some(p) = s.proc_ms {
+            for (q, v) in [
+                ("0.5", p.median),
+                ("0.9", p.p90),
+                ("0.95", p.p95),
+                ("0.99", p.p99),
+            ] {
+                latency.with_label_values(&[labels[0], labels[1], q]).set(v);
             }
         }
     }

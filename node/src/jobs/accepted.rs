@@ -87,9 +87,9 @@ pub async fn record(
         batches: answered
             .iter()
             .map(|a| AcceptedBatch {
-                batch_id: a.batch.0,
-                first_query: a.batch.1,
-                len: a.batch.2,
+                batch_id: a.batch.batch_id,
+                first_query: a.batch.first_query,
+                len: a.batch.len,
                 worker: a.worker.clone(),
                 stream_seq: a.stream_seq,
             })

@@ -104,8 +104,8 @@ pub enum Action {
         workers: Vec<String>,
         /// Queries per second over [`super::RATE_WINDOW`].
         rate: f64,
-        /// Processing milliseconds: mean, std, median, p90, p95, p99 (empty: none yet).
-        proc_ms: Vec<f64>,
+        /// Processing milliseconds (none yet: the record keeps what it has).
+        proc_ms: Option<bus_schemas::serve::ProcStats>,
     },
 }
 

@@ -101,7 +101,7 @@ pub fn death(members: &Members, lost: &Lost) -> Option<String> {
     };
     Some(format!(
         "{} {what} while it held batch {} ({})",
-        lost.worker, lost.batch.0, lost.why
+        lost.worker, lost.batch.batch_id, lost.why
     ))
 }
 
@@ -137,14 +137,14 @@ pub enum Outcome {
 
 /// Records in `s` that `worker` died holding `batch` (while the batch is pending).
 pub fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, max: u32) -> Outcome {
-    if !s.pending.iter().any(|b| b.0 == batch.0) {
+    if !s.pending.iter().any(|b| b.batch_id == batch.batch_id) {
         return Outcome::Ignored;
     }
-    let pos = match s.deaths.iter().position(|d| d.batch_id == batch.0) {
+    let pos = match s.deaths.iter().position(|d| d.batch_id == batch.batch_id) {
         Some(pos) => pos,
         None => {
             s.deaths.push(BatchDeaths {
-                batch_id: batch.0,
+                batch_id: batch.batch_id,
                 ..Default::default()
             });
             s.deaths.len() - 1
@@ -159,11 +159,11 @@ pub fn add(s: &mut ServeState, batch: Batch, worker: &str, what: &str, max: u32)
     if d.workers.len() < max as usize {
         return Outcome::Recorded;
     }
-    let end = batch.1.saturating_add(u64::from(batch.2));
+    let end = batch.first_query.saturating_add(u64::from(batch.len));
     let holding = format!(
         " holding batch {} (queries {} to {})",
-        batch.0,
-        batch.1,
+        batch.batch_id,
+        batch.first_query,
         end.saturating_sub(1)
     );
     Outcome::Fatal(died_reason(&d.workers, &holding, what))
@@ -175,7 +175,7 @@ mod tests {
 
     fn lost(worker: &str, generation: u64) -> Lost {
         Lost {
-            batch: (4, 80, 20),
+            batch: Batch::new(4, 80, 20),
             worker: worker.into(),
             generation,
             started: Some(1),
@@ -256,10 +256,10 @@ mod tests {
     #[test]
     fn a_batch_fails_the_job_after_the_limit_of_different_workers() {
         let mut s = ServeState {
-            pending: vec![(4, 80, 20)],
+            pending: vec![Batch::new(4, 80, 20)],
             ..Default::default()
         };
-        let b = (4, 80, 20);
+        let b = Batch::new(4, 80, 20);
         assert_eq!(add(&mut s, b, "n2", "n2 died", 3), Outcome::Recorded);
         assert_eq!(add(&mut s, b, "n2", "n2 died", 3), Outcome::Ignored);
         assert_eq!(add(&mut s, b, "n4", "n4 died", 3), Outcome::Recorded);
@@ -272,6 +272,9 @@ mod tests {
              (last error: n1 was declared failed)"
         );
         // A batch counted meanwhile is not charged.
-        assert_eq!(add(&mut s, (5, 100, 20), "n3", "x", 3), Outcome::Ignored);
+        assert_eq!(
+            add(&mut s, Batch::new(5, 100, 20), "n3", "x", 3),
+            Outcome::Ignored
+        );
     }
 }

@@ -150,11 +150,11 @@ impl Dispatcher {
         free: &BTreeSet<String>,
     ) -> Option<String> {
         let run = self.runs.get(id)?;
-        let suspect = run.suspect(batch.0);
+        let suspect = run.suspect(batch.batch_id);
         let lost_by = |w: &str| {
             run.lost
                 .iter()
-                .any(|l| l.batch.0 == batch.0 && l.worker == w)
+                .any(|l| l.batch.batch_id == batch.batch_id && l.worker == w)
         };
         let avoid = |w: &str| (suspect && w == self.me) || lost_by(w);
         if !avoid(&worker) {
@@ -177,8 +177,8 @@ impl Dispatcher {
             return;
         };
         run.in_flight += 1;
-        run.vq += f64::from(batch.2) / run.weight();
-        let again = run.suspect(batch.0);
+        run.vq += f64::from(batch.len) / run.weight();
+        let again = run.suspect(batch.batch_id);
         let deadline = deadline(run.median_ms);
         let load = self.load.entry(worker.to_string()).or_default();
         if *load == 0 {

@@ -83,7 +83,7 @@ impl Dispatcher {
             let Some(run) = self.runs.get_mut(&f.job) else {
                 continue;
             };
-            tracing::info!(job = %f.job, batch = f.batch.0, worker = %f.worker, "worker lost, sending again");
+            tracing::info!(job = %f.job, batch = f.batch.batch_id, worker = %f.worker, "worker lost, sending again");
             run.in_flight = run.in_flight.saturating_sub(1);
             let lost = Lost {
                 batch: f.batch,
@@ -102,7 +102,7 @@ impl Dispatcher {
     fn confirm_deaths(&mut self, now: Instant) {
         for (id, run) in self.runs.iter_mut() {
             for (lost, what) in deaths::confirm(&mut run.lost, &self.members, now) {
-                run.dead.insert(lost.batch.0); // still suspect until the record is read back
+                run.dead.insert(lost.batch.batch_id); // still suspect until the record is read back
                 self.out.push(Action::RecordDeath {
                     job: id.clone(),
                     batch: lost.batch,
@@ -263,7 +263,8 @@ impl Dispatcher {
         let Some(run) = self.runs.get_mut(id) else {
             return;
         };
-        run.dead.retain(|b| s.pending.iter().any(|p| p.0 == *b));
+        run.dead
+            .retain(|b| s.pending.iter().any(|p| p.batch_id == *b));
         run.dead.extend(s.deaths.iter().copied());
         run.exhausted = s.exhausted();
         run.batch = s.batch;

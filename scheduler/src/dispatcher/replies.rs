@@ -107,7 +107,7 @@ impl Dispatcher {
                                                worker's, or no stored results)"
                         .into(),
                 };
-                tracing::warn!(job = %id, batch = batch.0, worker = %to, "{why}: sending again");
+                tracing::warn!(job = %id, batch = batch.batch_id, worker = %to, "{why}: sending again");
                 run.drop_worker(to);
                 run.retry(batch);
             }
@@ -151,11 +151,11 @@ impl Dispatcher {
         };
         match e {
             Failure::NoResponders => {
-                tracing::info!(job = %id, batch = batch.0, worker = %to, "no worker listens, sending again");
+                tracing::info!(job = %id, batch = batch.batch_id, worker = %to, "no worker listens, sending again");
                 run.drop_worker(to); // it does not serve the job (any more)
             }
             Failure::Failed(why) => {
-                tracing::info!(job = %id, batch = batch.0, worker = %to, "no answer, sending again: {why}");
+                tracing::info!(job = %id, batch = batch.batch_id, worker = %to, "no answer, sending again: {why}");
                 self.late.insert(to.to_string());
                 let lost = Lost {
                     batch,
@@ -246,15 +246,15 @@ fn accept(
     else {
         return None;
     };
-    if worker != to || *batch_id != batch.0 {
-        tracing::warn!(job = %id, batch = batch.0, %to, "an answer naming worker {worker:?} and batch {batch_id} ignored");
+    if worker != to || *batch_id != batch.batch_id {
+        tracing::warn!(job = %id, batch = batch.batch_id, %to, "an answer naming worker {worker:?} and batch {batch_id} ignored");
         return None;
     }
     Some(Answered {
         batch,
         worker: to.to_string(),
         stream_seq: *seq,
-        queries: batch.2,
-        correct: correct.map(|c| c.min(batch.2)),
+        queries: batch.len,
+        correct: correct.map(|c| c.min(batch.len)),
     })
 }

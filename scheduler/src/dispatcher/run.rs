@@ -168,8 +168,12 @@ impl Run {
     /// much sooner than membership declares it).
     pub(super) fn send_again(&mut self, batch: Batch, now: Instant) {
         self.refund(batch);
-        let losses = self.lost.iter().filter(|l| l.batch.0 == batch.0).count();
-        if self.dead.contains(&batch.0) || losses > 1 {
+        let losses = self
+            .lost
+            .iter()
+            .filter(|l| l.batch.batch_id == batch.batch_id)
+            .count();
+        if self.dead.contains(&batch.batch_id) || losses > 1 {
             self.held.push_back((batch, now));
         } else {
             self.resend.push_front(batch);
@@ -181,7 +185,7 @@ impl Run {
     /// simulation showed jobs with long batches, which lose more with a dying worker, served
     /// 5% below their share when charged twice).
     pub(super) fn refund(&mut self, batch: Batch) {
-        self.vq -= f64::from(batch.2) / self.weight();
+        self.vq -= f64::from(batch.len) / self.weight();
     }
 
     /// Puts back a batch whose answer cannot be used, to be sent again.
@@ -202,7 +206,7 @@ impl Run {
     pub(super) fn release(&mut self, now: Instant) {
         let (lost, resend) = (&self.lost, &mut self.resend);
         self.held.retain(|(b, since)| {
-            let waiting = lost.iter().any(|l| l.batch.0 == b.0);
+            let waiting = lost.iter().any(|l| l.batch.batch_id == b.batch_id);
             let keep = waiting && now.saturating_duration_since(*since) < super::deaths::HOLD;
             if !keep {
                 resend.push_back(*b);
@@ -213,7 +217,7 @@ impl Run {
 
     /// Whether batch `id` may kill its worker: one holding it died or was lost.
     pub(super) fn suspect(&self, id: u64) -> bool {
-        self.dead.contains(&id) || self.lost.iter().any(|l| l.batch.0 == id)
+        self.dead.contains(&id) || self.lost.iter().any(|l| l.batch.batch_id == id)
     }
 
     /// Takes an answered batch's queries and model time.

@@ -363,8 +363,8 @@ impl Sim {
         let mut newly = Vec::new();
         self.running(&job, |_, s| {
             for a in &answered {
-                if s.pending.iter().any(|b| b.0 == a.batch.0) {
-                    newly.push((a.batch.0, a.queries));
+                if s.pending.iter().any(|b| b.batch_id == a.batch.batch_id) {
+                    newly.push((a.batch.batch_id, a.queries));
                 }
             }
             complete = batches::count(s, &answered).complete;

@@ -172,7 +172,7 @@ impl Sim {
                 again,
             } => {
                 let (result, at) = self.work_answer(&job, &worker, batch, deadline);
-                let sent = (job.clone(), batch.0, worker.clone(), again);
+                let sent = (job.clone(), batch.batch_id, worker.clone(), again);
                 self.log.sends.push(sent);
                 let (w, job) = (worker.clone(), job);
                 let reply = Reply::Work {
@@ -255,16 +255,16 @@ impl Sim {
         if w.hung {
             return (Err(Sim::timed_out(deadline)), now + deadline);
         }
-        let (end, took) = w.run(job, batch.2, now);
+        let (end, took) = w.run(job, batch.len, now);
         if end + HOP > now + deadline {
             return (Err(Sim::timed_out(deadline)), now + deadline);
         }
         let ms = took.as_secs_f64() * 1000.0;
         let done = WorkReply::Done {
-            batch_id: batch.0,
+            batch_id: batch.batch_id,
             worker: worker.into(),
-            queries: batch.2,
-            correct: Some(batch.2),
+            queries: batch.len,
+            correct: Some(batch.len),
             proc_ms: ms,
             infer_ms: ms,
             duplicate: false,

@@ -6,7 +6,9 @@ use crate::cluster::lease::now_ms;
 use bus_client::RequestError;
 use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::jobs::{JobEventKind, JobState, Progress};
-use bus_schemas::serve::{AssignReply, AssignRequest, ServeTarget, WorkBatch, WorkReply};
+use bus_schemas::serve::{
+    AssignReply, AssignRequest, ProcStats, ServeTarget, WorkBatch, WorkReply,
+};
 use bus_schemas::subjects;
 use idunno_scheduler::batches::{self, Answered, Batch};
 use idunno_scheduler::dispatcher::deaths::{self, Outcome};
@@ -132,7 +134,13 @@ async fn count_in_record(ctx: &Ctx, job: &str, answered: &[Answered]) -> Option<
 }
 
 /// Saves the job's workers and statistics and publishes its progress.
-pub(super) async fn save(ctx: &Ctx, job: &str, workers: Vec<String>, rate: f64, proc_ms: Vec<f64>) {
+pub(super) async fn save(
+    ctx: &Ctx,
+    job: &str,
+    workers: Vec<String>,
+    rate: f64,
+    proc_ms: Option<ProcStats>,
+) {
     let saved = ctx
         .store
         .modify(job, |j| {
@@ -141,8 +149,8 @@ pub(super) async fn save(ctx: &Ctx, job: &str, workers: Vec<String>, rate: f64, 
             };
             s.workers = workers.clone();
             s.rate = rate;
-            if !proc_ms.is_empty() {
-                s.proc_ms = proc_ms.clone();
+            if proc_ms.is_some() {
+                s.proc_ms = proc_ms;
             }
             true
         })
@@ -232,9 +240,9 @@ pub(super) struct Work {
 pub(super) async fn send(client: async_nats::Client, w: Work, deadline: Duration) -> Reply {
     let work = WorkBatch {
         job_id: w.job.clone(),
-        batch_id: w.batch.0,
-        first_query: w.batch.1,
-        len: w.batch.2,
+        batch_id: w.batch.batch_id,
+        first_query: w.batch.first_query,
+        len: w.batch.len,
     };
     let subject = if w.again {
         subjects::job_work_again(&w.job, &w.worker)
