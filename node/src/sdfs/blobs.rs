@@ -53,9 +53,14 @@ pub struct Blobs {
     pub(super) store: Arc<LocalFileSystem>,
     /// The data directory (`<data-dir>/sdfs`).
     pub(super) dir: std::path::PathBuf,
-    /// Bumped by every write and delete: the keeper lists the blobs again only when it moved.
+    /// Bumped by every write and delete: the keeper passes again only when it moved.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// The blobs held, as last listed and kept by this store's writes and deletes since.
+    held: Arc<std::sync::Mutex<Option<Held>>>,
 }
+
+/// The blobs held, by id.
+pub type Held = Arc<std::collections::HashMap<String, BlobMeta>>;
 
 pub(super) fn path(blob: &str) -> Path {
     Path::from(format!("blobs/{blob}"))
@@ -73,6 +78,7 @@ impl Blobs {
             store: Arc::new(store),
             dir: dir.to_path_buf(),
             generation: Arc::default(),
+            held: Arc::default(),
         })
     }
 
@@ -92,8 +98,57 @@ impl Blobs {
         E: std::fmt::Display,
     {
         let written = self.write_chunks(blob, size, sha256, label, chunks).await;
+        if written.is_ok() {
+            let modified = std::time::SystemTime::now();
+            let meta = BlobMeta {
+                blob: blob.to_string(),
+                size,
+                modified,
+            };
+            self.note(blob, Some(meta));
+        }
         self.moved();
         written
+    }
+
+    /// Every blob held here, from memory: listed from disk on first use and by
+    /// [`Blobs::relist`], kept by this store's own writes and deletes in between.
+    pub async fn held(&self) -> Result<Held, BlobError> {
+        if let Some(held) = self.held.lock().ok().and_then(|h| h.clone()) {
+            return Ok(held);
+        }
+        self.relist().await
+    }
+
+    /// Lists the blobs from disk again (a write or delete during the listing lists again).
+    pub async fn relist(&self) -> Result<Held, BlobError> {
+        loop {
+            let before = self.generation();
+            let listed = self.list().await?;
+            let held: Held = Arc::new(listed.into_iter().map(|b| (b.blob.clone(), b)).collect());
+            let mut kept = self.held.lock().map_err(|_| BlobError::Source {
+                blob: String::new(),
+                reason: "the held blobs' lock was poisoned".into(),
+            })?;
+            if self.generation() == before {
+                *kept = Some(held.clone());
+                return Ok(held);
+            }
+        }
+    }
+
+    /// Keeps the held blobs true to a write (`Some`) or a delete (`None`) of `blob`.
+    fn note(&self, blob: &str, meta: Option<BlobMeta>) {
+        let Ok(mut kept) = self.held.lock() else {
+            return;
+        };
+        if let Some(held) = kept.as_mut() {
+            let held = Arc::make_mut(held);
+            match meta {
+                Some(m) => held.insert(blob.to_string(), m),
+                None => held.remove(blob),
+            };
+        }
     }
 
     /// How many writes and deletes this store has seen (see [`Blobs::write`]).
@@ -212,6 +267,8 @@ impl Blobs {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        self.note(blob, None);
+        self.moved();
         self.delete_label(blob).await
     }
 

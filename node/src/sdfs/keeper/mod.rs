@@ -9,7 +9,7 @@
 
 mod collect;
 
-use super::blobs::{BlobMeta, Blobs};
+use super::blobs::Blobs;
 use super::meta::{Meta, MetaError};
 use super::now_ms;
 use super::placement;
@@ -22,7 +22,7 @@ use bus_schemas::sdfs::{StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
 use collect::State;
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,9 @@ const NEWCOMER_SETTLE: Duration = Duration::from_secs(5);
 /// How long a recorded repair stands in for an index that does not show it yet (the watch
 /// feeding the index stalls while JetStream replaces a consumer on a server that died).
 const REPAIR_MEMO: Duration = Duration::from_secs(30);
-/// A pass runs at least this often, whatever moved (puts in flight age, the epoch changes).
-const FULL_PASS: Duration = Duration::from_secs(30);
+/// A full pass (the blobs listed from disk, not from memory) runs this often, whatever moved
+/// (puts in flight age, the epoch changes, a blob changed behind the store).
+const FULL_PASS: Duration = Duration::from_secs(300);
 /// Pause before the keeper starts over after the metadata failed it.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -144,22 +145,24 @@ impl Keeper {
             return;
         };
         let blobs = self.blobs.generation();
-        let due = state.changed
+        let full = seen.full.is_none_or(|t| t.elapsed() >= FULL_PASS);
+        let due = full
+            || state.changed
             || seen.busy
             || seen.view != Some(view.version)
-            || seen.blobs != blobs
-            || seen.at.is_none_or(|t| t.elapsed() >= FULL_PASS);
+            || seen.blobs != blobs;
         if !due {
             return;
         }
         state.changed = false;
+        let now = std::time::Instant::now();
         *seen = Seen {
             view: Some(view.version),
             blobs,
-            at: Some(std::time::Instant::now()),
+            full: if full { Some(now) } else { seen.full },
             busy: true,
         };
-        match self.pass(state, view).await {
+        match self.pass(state, (view, full)).await {
             Ok(busy) => seen.busy = busy,
             Err(e) => tracing::warn!("SDFS keeper pass: {e:#}"),
         }
@@ -169,18 +172,17 @@ impl Keeper {
     async fn pass(
         &self,
         state: &mut State,
-        view: bus_schemas::membership::ViewSnapshot,
+        (view, full): (bus_schemas::membership::ViewSnapshot, bool),
     ) -> anyhow::Result<bool> {
         let mut busy = false;
         let alive = view.alive_ids().len();
         let (settled, gone) = settled_and_gone(&view.members, &self.id);
-        let held: HashMap<String, BlobMeta> = self
-            .blobs
-            .list()
-            .await?
-            .into_iter()
-            .map(|b| (b.blob.clone(), b))
-            .collect();
+        // From memory; from disk again at every full pass (a blob changed behind the store).
+        let held = if full {
+            self.blobs.relist().await?
+        } else {
+            self.blobs.held().await?
+        };
         let now = std::time::Instant::now();
         state
             .repaired
@@ -189,22 +191,23 @@ impl Keeper {
         let mut work = Vec::new();
         for file in state.index.values() {
             for v in file.versions.iter().filter(|v| held.contains_key(&v.blob)) {
-                let live: Vec<String> = v
-                    .replicas
-                    .iter()
-                    .filter(|n| !gone.contains(*n))
-                    .cloned()
-                    .collect();
-                let leader = placement::rank(&file.name, live.iter().map(String::as_str))
-                    .first()
-                    .map(|s| s.to_string());
+                // Cheap checks first: most versions have every copy they want.
                 let target = self.target(v, alive);
-                let needs_work = live.len() < target || live.len() < v.replicas.len();
+                let lost = v.replicas.iter().filter(|n| gone.contains(*n)).count();
+                let live_n = v.replicas.len() - lost;
+                if live_n >= target && lost == 0 {
+                    continue;
+                }
                 // A repair recorded moments ago whose holders all still live is done, even if
                 // the index does not show it yet.
                 let done = (state.repaired.get(&v.blob))
                     .is_some_and(|(r, _)| r.len() >= target && r.iter().all(|n| !gone.contains(n)));
-                if needs_work && !done && leader.as_deref() == Some(self.id.as_str()) {
+                let live: Vec<String> = (v.replicas.iter())
+                    .filter(|n| !gone.contains(*n))
+                    .cloned()
+                    .collect();
+                let ranked = placement::rank(&file.name, live.iter().map(String::as_str));
+                if !done && ranked.first().map(|s| s.as_ref()) == Some(self.id.as_str()) {
                     work.push((file.name.clone(), v.clone(), live, target));
                 }
             }
@@ -313,7 +316,8 @@ impl Keeper {
 struct Seen {
     view: Option<u64>,
     blobs: u64,
-    at: Option<std::time::Instant>,
+    /// When the last full pass (with the blobs listed from disk) ran.
+    full: Option<std::time::Instant>,
     /// It left repairs to do (or failed): the next tick passes again.
     busy: bool,
 }
