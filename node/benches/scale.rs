@@ -17,7 +17,6 @@
 
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
-use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::jobs::{JobRecord, JobState, JobsFilter};
 use futures::StreamExt;
 use std::path::Path;
@@ -132,7 +131,7 @@ async fn measure(
     settled_below: Option<f64>,
 ) -> Figures {
     let reqs = env_or("BENCH_SCALE_REQS", 100usize);
-    let coordinator = coordinator(c).await;
+    let coordinator = c.coordinator().await;
     let node = c
         .nodes
         .iter()
@@ -257,22 +256,6 @@ async fn first_result(jobs: &JobsClient) -> f64 {
     })
     .await;
     first
-}
-
-async fn coordinator(c: &Cluster) -> String {
-    wait_until("a coordinator", Duration::from_secs(30), || async {
-        for n in &c.nodes {
-            if let Some(ControlReply::Members {
-                coordinator: Some(id),
-                ..
-            }) = c.control(&n.id, ControlRequest::Members).await
-            {
-                return Some(id);
-            }
-        }
-        None
-    })
-    .await
 }
 
 fn report(small: &Figures, big: &Figures, n_jobs: usize, n_files: usize) {

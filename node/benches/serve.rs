@@ -8,7 +8,6 @@
 //! Knobs (environment): `BENCH_KILLS` (default 3 of each kind), `BENCH_INFERS` (default 200).
 
 use bus_client::jobs::JobsClient;
-use bus_schemas::control::{ControlReply, ControlRequest};
 use bus_schemas::infer::{ByteBuf, InferErrorKind, InferReply, InferRequest};
 use bus_schemas::subjects;
 use std::path::Path;
@@ -91,22 +90,6 @@ async fn infer_latency(c: &Cluster, png: &[u8], n: usize) -> (f64, f64, usize) {
         }
     }
     (pct(&mut ms, 0.5), pct(&mut ms, 0.99), shed)
-}
-
-async fn coordinator(c: &Cluster) -> String {
-    wait_until("a coordinator", Duration::from_secs(30), || async {
-        for n in &c.nodes {
-            if let Some(ControlReply::Members {
-                coordinator: Some(id),
-                ..
-            }) = c.control(&n.id, ControlRequest::Members).await
-            {
-                return Some(id);
-            }
-        }
-        None
-    })
-    .await
 }
 
 /// Kills `victim` and returns the seconds until the service resumed: for a worker, until
@@ -253,10 +236,10 @@ async fn sharing_and_failover() {
     let mut worker_secs = Vec::new();
     let mut coord_secs = Vec::new();
     for _ in 0..kills {
-        let coord = coordinator(&c).await;
+        let coord = c.coordinator().await;
         let victim = c.ids().into_iter().find(|n| *n != coord).unwrap();
         worker_secs.push(kill_and_resume(&mut c, &jobs, &ids, &seen, &victim, false).await);
-        let coord = coordinator(&c).await;
+        let coord = c.coordinator().await;
         coord_secs.push(kill_and_resume(&mut c, &jobs, &ids, &seen, &coord, true).await);
     }
     let show = |v: &[f64]| {

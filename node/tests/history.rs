@@ -22,16 +22,21 @@ async fn ended(kv: &async_nats::jetstream::kv::Store, i: u64, base: u64) -> Stri
     id
 }
 
-#[tokio::test]
-async fn the_oldest_ended_jobs_beyond_keep_jobs_go_with_their_results() {
-    let c = Cluster::start_with(Path::new(NODE), 2, &["--keep-jobs", "3"]).await;
+/// The job bucket, once the nodes made it.
+async fn job_bucket(c: &Cluster) -> async_nats::jetstream::kv::Store {
     let js = async_nats::jetstream::new(c.client.clone());
-    let kv = wait_until("the job bucket", Duration::from_secs(30), || async {
+    wait_until("the job bucket", Duration::from_secs(30), || async {
         js.get_key_value(bus_schemas::subjects::JOBS_BUCKET)
             .await
             .ok()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_oldest_ended_jobs_beyond_keep_jobs_go_with_their_results() {
+    let c = Cluster::start_with(Path::new(NODE), 2, &["--keep-jobs", "3"]).await;
+    let kv = job_bucket(&c).await;
     let fs = bus_client::sdfs::SdfsClient::new(c.client.clone(), Duration::from_secs(10));
     let jobs = bus_client::jobs::JobsClient::new(c.client.clone(), Duration::from_secs(10));
     let dir = tempfile::tempdir().unwrap();
@@ -69,13 +74,7 @@ async fn the_oldest_ended_jobs_beyond_keep_jobs_go_with_their_results() {
 #[tokio::test]
 async fn jobs_and_files_come_a_page_at_a_time_and_cursors_resume() {
     let c = Cluster::start(Path::new(NODE), 2).await;
-    let js = async_nats::jetstream::new(c.client.clone());
-    let kv = wait_until("the job bucket", Duration::from_secs(30), || async {
-        js.get_key_value(bus_schemas::subjects::JOBS_BUCKET)
-            .await
-            .ok()
-    })
-    .await;
+    let kv = job_bucket(&c).await;
     let jobs = bus_client::jobs::JobsClient::new(c.client.clone(), Duration::from_secs(10));
     let mut ids = Vec::new();
     for i in 0..5 {

@@ -263,31 +263,12 @@ async fn a_job_whose_worker_dies_every_time_fails_after_three_deaths() {
     assert_eq!(event.detail.as_deref(), Some(error.as_str()));
 }
 
-/// The node holding the coordinator lease, as the cluster reports it.
-async fn coordinator(c: &Cluster) -> String {
-    wait_until("a coordinator", Duration::from_secs(10), || async {
-        let req = bus_schemas::membership::ViewRequest {
-            from: "test".into(),
-        };
-        let view: bus_schemas::membership::ViewSnapshot = bus_client::request(
-            &c.client,
-            subjects::members_list(),
-            &req,
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()?;
-        view.coordinator
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_batch_whose_workers_keep_dying_fails_its_job_after_three_deaths() {
     let mut c = Cluster::start(Path::new(NODE), 6).await;
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
     import_fixture(&fs, &jobs, "fixture").await;
-    let coordinator = coordinator(&c).await;
+    let coordinator = c.coordinator().await;
     let spec = JobSpec::Serve(ServeSpec {
         model: "fixture".into(),
         model_version: None,

@@ -104,6 +104,24 @@ impl Cluster {
         crate::views::control(&self.client, id, req).await
     }
 
+    /// The node holding the coordinator lease, as the first node that answers says (waits
+    /// up to 30 s for one).
+    pub async fn coordinator(&self) -> String {
+        crate::wait_until("a coordinator", Duration::from_secs(30), || async {
+            for n in &self.nodes {
+                if let Some(ControlReply::Members {
+                    coordinator: Some(id),
+                    ..
+                }) = self.control(&n.id, ControlRequest::Members).await
+                {
+                    return Some(id);
+                }
+            }
+            None
+        })
+        .await
+    }
+
     /// Node `observer`'s view, if it answers.
     pub async fn view(&self, observer: &str) -> Option<Vec<MemberRecord>> {
         crate::views::view(&self.client, observer).await
