@@ -48,7 +48,13 @@ async fn the_oldest_ended_jobs_beyond_keep_jobs_go_with_their_results() {
     }
     // The oldest job's results, as a finished inference job leaves them.
     let oldest_results = format!("results/{}.jsonl", ids[0]);
-    fs.put(&results, &oldest_results, None).await.unwrap();
+    // SDFS may not listen yet on a cluster just started; a failed put commits nothing.
+    wait_until(
+        "the results file is put",
+        Duration::from_secs(30),
+        || async { fs.put(&results, &oldest_results, None).await.ok() },
+    )
+    .await;
     let kept = wait_until("3 ended jobs kept", Duration::from_secs(60), || async {
         let all = jobs.list().await.ok()?;
         (all.len() == 3).then_some(all)
@@ -80,8 +86,12 @@ async fn jobs_and_files_come_a_page_at_a_time_and_cursors_resume() {
     for i in 0..5 {
         ids.push(ended(&kv, i, 1_700_000_000_000).await);
     }
-    // Written: every page read now shows them (the index answers once it holds the bucket).
-    let first = jobs.page(JobsFilter::Ended, Some(2), None).await.unwrap();
+    // Written: the first page any node answers shows them (the index answers once it holds
+    // the bucket). The jobs API may not listen yet on a cluster just started.
+    let first = wait_until("the jobs API answers", Duration::from_secs(30), || async {
+        jobs.page(JobsFilter::Ended, Some(2), None).await.ok()
+    })
+    .await;
     let ids_of = |p: &[JobRecord]| p.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids_of(&first.jobs), [ids[4].clone(), ids[3].clone()]);
     let second = jobs
@@ -115,7 +125,11 @@ async fn jobs_and_files_come_a_page_at_a_time_and_cursors_resume() {
     let local = dir.path().join("f");
     std::fs::write(&local, b"x").unwrap();
     for i in 0..5 {
-        fs.put(&local, &format!("p/f{i}"), None).await.unwrap();
+        let name = format!("p/f{i}");
+        wait_until("a file is put", Duration::from_secs(30), || async {
+            fs.put(&local, &name, None).await.ok()
+        })
+        .await;
     }
     let (page, next) = fs.ls_page("p", Some(3), None).await.unwrap();
     let names: Vec<&str> = page.iter().map(|f| f.name.as_str()).collect();

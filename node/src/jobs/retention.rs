@@ -45,11 +45,18 @@ pub async fn run(ctx: Arc<Ctx>, keep: usize, shutdown: CancellationToken) {
 /// Removes what `trim` names.
 async fn pass(ctx: &Ctx, trim: Trim, shutdown: &CancellationToken) {
     let mut removed = 0;
+    // The results stream, looked up once a pass (absent: nothing of it to remove).
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    let results = if trim.jobs.is_empty() {
+        None
+    } else {
+        js.get_stream(subjects::RESULTS_STREAM).await.ok()
+    };
     for (id, revision) in &trim.jobs {
         if shutdown.is_cancelled() || !ctx.coordinator.borrow().me {
             return;
         }
-        match remove(ctx, id, *revision).await {
+        match remove(ctx, results.as_ref(), id, *revision).await {
             Ok(()) => removed += 1,
             Err(e) => tracing::warn!(job = %id, "retention: not removed yet: {e:#}"),
         }
@@ -63,7 +70,12 @@ async fn pass(ctx: &Ctx, trim: Trim, shutdown: &CancellationToken) {
 }
 
 /// Removes job `id`'s results, then its record if it is still at `revision`.
-async fn remove(ctx: &Ctx, id: &str, revision: u64) -> anyhow::Result<()> {
+async fn remove(
+    ctx: &Ctx,
+    results: Option<&async_nats::jetstream::stream::Stream>,
+    id: &str,
+    revision: u64,
+) -> anyhow::Result<()> {
     let sdfs = ctx.cache.sdfs();
     for name in [outputs::results_file(id), outputs::checkpoint_file(id)] {
         match sdfs.delete(&name).await {
@@ -73,8 +85,7 @@ async fn remove(ctx: &Ctx, id: &str, revision: u64) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let js = async_nats::jetstream::new(ctx.client.clone());
-    if let Ok(stream) = js.get_stream(subjects::RESULTS_STREAM).await {
+    if let Some(stream) = results {
         stream.purge().filter(subjects::job_results(id)).await?;
     }
     let kv = ctx.store.kv();
