@@ -1,4 +1,5 @@
-//! An IDunno node: membership over NATS, a control subject, and the dashboard.
+//! An IDunno node: the wiring of membership, SDFS, the dashboard, jobs and serving, and the
+//! tch models (the only part that links libtorch).
 //!
 //! [`run`] wires the subsystems together; each subsystem is one task owned by `run`, reached
 //! through a cloneable handle, and stopped by the shutdown token.
@@ -6,24 +7,21 @@
 #![warn(missing_docs)]
 
 pub mod cache;
-pub mod cas;
-pub mod cluster;
 pub mod config;
 pub mod control;
-pub mod dashboard;
 pub mod error;
 pub mod jobs;
-pub mod kv_index;
 pub mod logging;
 pub mod ml;
-pub mod sdfs;
 pub mod serving;
-pub mod subscribe;
-pub mod tasks;
 
+pub use idunno_cluster as cluster;
+pub use idunno_cluster::{cas, kv_index, subscribe, tasks};
+pub use idunno_dashboard as dashboard;
 pub use idunno_membership as membership;
 pub use idunno_metrics as metrics;
 pub use idunno_metrics::stages;
+pub use idunno_sdfs as sdfs;
 
 use cluster::lease::Coordinator;
 use config::NodeConfig;

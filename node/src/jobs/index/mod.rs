@@ -16,38 +16,20 @@ use crate::kv_index::{self, Applied};
 use async_nats::jetstream::kv::{Entry, Operation};
 use book::Book;
 use bus_schemas::jobs::{JobRecord, JobsFilter};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use book::BadCursor;
+pub use idunno_cluster::live_jobs::{channel, Live, LiveJobs, RECENT};
 
-/// Ended jobs published with the live ones (for the dashboard).
-pub const RECENT: usize = 20;
 /// A purged job's marker is removed from the bucket after this long (every watch has seen
 /// it by then; one that starts over later does not need it).
 pub const MARKER_AGE: Duration = Duration::from_secs(60);
 /// A key the retention writes after removing markers, so that the bucket's last revision is
 /// always a value the watch delivers (a fresh page waits for the last revision).
 pub const TICK_KEY: &str = "_retention";
-
-/// The jobs that have not ended, as the index holds them.
-#[derive(Debug, Default)]
-pub struct Live {
-    /// Every job not ended, by id.
-    pub jobs: BTreeMap<String, JobRecord>,
-    /// The jobs that ended last, newest first (at most [`RECENT`]).
-    pub recent: Vec<JobRecord>,
-    /// How many ended jobs the bucket keeps.
-    pub ended: usize,
-    /// Whether the index holds every record (false while it loads or starts over).
-    pub loaded: bool,
-}
-
-/// A reader of the live jobs.
-pub type LiveJobs = watch::Receiver<Arc<Live>>;
 
 /// A page of jobs.
 #[derive(Debug)]
@@ -121,11 +103,6 @@ pub struct Index(kv_index::Handle<JobBook>);
 pub struct Runner {
     runner: kv_index::Runner<JobBook>,
     live: watch::Sender<Arc<Live>>,
-}
-
-/// The live jobs' channel: empty and not loaded until an index runs on it.
-pub fn channel() -> (watch::Sender<Arc<Live>>, LiveJobs) {
-    watch::channel(Arc::new(Live::default()))
 }
 
 /// A new index over `store` publishing to `live`: its handle and what runs it.

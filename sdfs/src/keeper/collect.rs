@@ -3,9 +3,9 @@
 //! and the labels it keeps true to the committed versions.
 
 use super::Keeper;
-use crate::sdfs::blobs::BlobMeta;
-use crate::sdfs::meta::{Change, MetaError};
-use crate::sdfs::trust::{decide, Decision, LocalEpoch, TrustState};
+use crate::blobs::BlobMeta;
+use crate::meta::{Change, MetaError};
+use crate::trust::{decide, Decision, LocalEpoch, TrustState};
 use bus_schemas::fsck::BlobLabel;
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use std::collections::{HashMap, HashSet};

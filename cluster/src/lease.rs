@@ -5,11 +5,11 @@
 //! has no responders twice in a row), deletes the lease (expecting its revision) and takes it
 //! at once, so that it need not wait for the TTL.
 
-use crate::membership::MembershipHandle;
 use async_nats::jetstream::kv::{Operation, Store, UpdateErrorKind};
 use bus_schemas::jobs::Lease;
 use bus_schemas::membership::MemberState;
 use bus_schemas::{decode, encode};
+use idunno_membership::MembershipHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

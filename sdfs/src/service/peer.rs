@@ -3,7 +3,7 @@
 //! Every value of a request is checked against its limit before it sizes anything.
 
 use super::{Sdfs, MIN_STORE_RATE, STORE_SLACK};
-use crate::sdfs::blobs::BlobError;
+use crate::blobs::BlobError;
 use async_nats::Message;
 use bus_client::transfer;
 use bus_schemas::fsck::{BlobLabel, HeldBlob, InventoryReply, InventoryRequest};

@@ -120,9 +120,13 @@ impl Meta {
         }
     }
 
-    /// The entry of `key` as the bucket's leader has it (see [`crate::cas`]).
-    async fn leader(&self, key: &str) -> Result<Option<crate::cas::LeaderEntry>, MetaError> {
-        (crate::cas::leader_entry(&self.kv, key).await).map_err(|e| bucket(format!("{e:#}")))
+    /// The entry of `key` as the bucket's leader has it (see [`idunno_cluster::cas`]).
+    async fn leader(
+        &self,
+        key: &str,
+    ) -> Result<Option<idunno_cluster::cas::LeaderEntry>, MetaError> {
+        (idunno_cluster::cas::leader_entry(&self.kv, key).await)
+            .map_err(|e| bucket(format!("{e:#}")))
     }
 
     /// The file and its entry revision, as the bucket's leader has them.
@@ -143,13 +147,13 @@ impl Meta {
 
     /// Applies `change` to the file's entry (None if absent) with compare-and-swap, retrying
     /// when another writer got there first or the bucket is briefly unavailable (see
-    /// [`crate::cas`]; `change` must be idempotent); returns what was stored.
+    /// [`idunno_cluster::cas`]; `change` must be idempotent); returns what was stored.
     pub async fn modify<F>(&self, name: &str, mut change: F) -> Result<Option<FileInfo>, MetaError>
     where
         F: FnMut(Option<FileInfo>) -> Option<FileInfo>,
     {
         let key = keys::key(name);
-        let mut tries = crate::cas::Tries::new();
+        let mut tries = idunno_cluster::cas::Tries::new();
         loop {
             let (race, e) = match self.get(name).await {
                 Err(MetaError::Bucket(e)) => (false, e),
@@ -233,7 +237,7 @@ impl Meta {
     /// version committed meanwhile is never deleted unseen (the delete is tried again).
     pub async fn delete(&self, name: &str) -> Result<bool, MetaError> {
         let key = keys::key(name);
-        let mut tries = crate::cas::Tries::new();
+        let mut tries = idunno_cluster::cas::Tries::new();
         loop {
             let Some(entry) = self.leader(&key).await? else {
                 return Ok(false);
@@ -305,7 +309,9 @@ impl Meta {
     pub async fn names(&self) -> Result<Vec<String>, MetaError> {
         // From the bucket's leader, not a consumer: a consumer is made by the JetStream meta
         // leader, which a cluster that lost a server may be electing for seconds.
-        let keys = crate::cas::leader_keys(&self.kv).await.map_err(bucket)?;
+        let keys = idunno_cluster::cas::leader_keys(&self.kv)
+            .await
+            .map_err(bucket)?;
         Ok(keys.iter().filter_map(|k| keys::name(k)).collect())
     }
 }

@@ -12,14 +12,14 @@ use super::now_ms;
 use super::placement;
 use super::trust::TrustState;
 use super::SdfsConfig;
-use crate::kv_index;
-use crate::membership::MembershipHandle;
 use async_nats::{Client, Message};
 use bus_client::transfer;
 use bus_schemas::membership::Placed;
 use bus_schemas::sdfs::{SdfsErrorKind, SdfsReply, SdfsRequest, VersionInfo};
 use bus_schemas::{decode, encode, subjects, validate_dir_name, validate_file_name};
 use futures::StreamExt;
+use idunno_cluster::kv_index;
+use idunno_membership::MembershipHandle;
 use rand::Rng;
 use request::committed_version;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub struct Sdfs {
     pub(super) meta: Meta,
     pub(super) blobs: Blobs,
     pub(super) membership: MembershipHandle,
-    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    pub(super) metrics: Arc<idunno_metrics::Metrics>,
     pub(super) trust: watch::Receiver<TrustState>,
     pub(super) trust_tx: Arc<watch::Sender<TrustState>>,
     pub(super) stores: Arc<Semaphore>,
@@ -65,10 +65,10 @@ impl Sdfs {
         cfg: SdfsConfig,
         data_dir: &std::path::Path,
         membership: MembershipHandle,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<idunno_metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         let js = async_nats::jetstream::new(client.clone());
-        let meta = Meta::open(&js, crate::cluster::replication::automatic(&client)).await?;
+        let meta = Meta::open(&js, idunno_cluster::replication::automatic(&client)).await?;
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
         let (trust_tx, trust) = watch::channel(TrustState::default());
         let stores = Arc::new(Semaphore::new(cfg.store_slots));
@@ -171,7 +171,7 @@ impl Sdfs {
 
     async fn handle(&self, msg: Message) {
         self.metrics
-            .received(crate::metrics::Traffic::Other, msg.payload.len());
+            .received(idunno_metrics::Traffic::Other, msg.payload.len());
         let subject = msg.subject.as_str();
         let reply = if subject.starts_with(&subjects::sdfs_rpc("")) {
             self.rpc(&msg).await
@@ -186,7 +186,7 @@ impl Sdfs {
             return;
         };
         self.metrics
-            .sent(crate::metrics::Traffic::Other, bytes.len());
+            .sent(idunno_metrics::Traffic::Other, bytes.len());
         if let Err(e) = self.client.publish(to, bytes.into()).await {
             tracing::warn!("could not answer an SDFS request: {e}");
         }

@@ -15,7 +15,7 @@
 //! that is current (JetStream refuses the others).
 
 use super::ASSETS;
-use crate::cluster::lease::Coordinator;
+use crate::lease::Coordinator;
 use async_nats::jetstream::stream::ClusterInfo;
 use async_nats::jetstream::Context;
 use std::time::Duration;

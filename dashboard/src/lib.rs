@@ -19,14 +19,14 @@ pub use server::{
     serve, tls_acceptor, OverTls, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
 
-use crate::membership::MembershipHandle;
-use crate::metrics::Metrics;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
+use idunno_membership::MembershipHandle;
+use idunno_metrics::Metrics;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ pub struct DashboardDeps {
     /// Request limits.
     pub limits: HttpLimits,
     /// The jobs that have not ended and those that ended last, from the job index.
-    pub live_jobs: crate::jobs::index::LiveJobs,
+    pub live_jobs: idunno_cluster::live_jobs::LiveJobs,
 }
 
 /// What the API handlers share.
@@ -111,7 +111,7 @@ struct Api {
 
 /// Starts the live view (tasks of `tasks`) and returns the dashboard's router (the API of
 /// `docs/api.md`, the metrics and the built frontend).
-pub fn router(deps: DashboardDeps, tasks: &mut crate::tasks::Tasks) -> Router {
+pub fn router(deps: DashboardDeps, tasks: &mut idunno_cluster::tasks::Tasks) -> Router {
     let shutdown = tasks.token();
     let jobs = JobsClient::new(deps.client.clone(), deps.request_timeout);
     let live_deps = live::LiveDeps {

@@ -1,13 +1,13 @@
 //! The listing `ls` answers from: every file's entry, by name, kept by one task that follows
-//! the metadata bucket ([`crate::kv_index`]). A page is read from memory once the listing
+//! the metadata bucket ([`idunno_cluster::kv_index`]). A page is read from memory once the listing
 //! holds every revision the bucket had when `ls` was asked, so `ls` costs the page it returns
 //! (not one read per file in the cluster) and still shows a version as soon as its put is
 //! answered.
 
 use super::keys;
-use crate::kv_index::{self, Applied};
 use async_nats::jetstream::kv::{Entry, Operation};
 use bus_schemas::sdfs::FileInfo;
+use idunno_cluster::kv_index::{self, Applied};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 

@@ -3,12 +3,12 @@
 //! samples, and a bridge that forwards membership and job events from the bus as they come.
 
 use super::model::{self, EventCounts, Sample, Snapshot};
-use crate::membership::MembershipHandle;
-use crate::tasks::{ok, Tasks};
 use bus_schemas::codec::decode;
 use bus_schemas::jobs::JobEvent;
 use bus_schemas::membership::{MemberChange, MemberEvent, MemberEventKind};
 use bus_schemas::subjects;
+use idunno_cluster::tasks::{ok, Tasks};
+use idunno_membership::MembershipHandle;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub struct LiveDeps {
     /// The membership view.
     pub membership: MembershipHandle,
     /// The jobs that have not ended and those that ended last, from the job index.
-    pub jobs: crate::jobs::index::LiveJobs,
+    pub jobs: idunno_cluster::live_jobs::LiveJobs,
 }
 
 /// Starts the live task and the event bridge as tasks of `tasks`.
@@ -147,10 +147,17 @@ async fn bridge(
 ) {
     use futures::StreamExt;
     let what = "dashboard member events";
-    let sub = crate::subscribe::retrying(&client, subjects::member_events(), None, what, &shutdown);
+    let sub = idunno_cluster::subscribe::retrying(
+        &client,
+        subjects::member_events(),
+        None,
+        what,
+        &shutdown,
+    );
     let Some(mut members) = sub.await else { return };
     let what = "dashboard job events";
-    let sub = crate::subscribe::retrying(&client, subjects::job_events(), None, what, &shutdown);
+    let sub =
+        idunno_cluster::subscribe::retrying(&client, subjects::job_events(), None, what, &shutdown);
     let Some(mut jobs) = sub.await else { return };
     let mut counts = EventCounts::default();
     let mut failed: BTreeSet<(String, u64)> = BTreeSet::new();

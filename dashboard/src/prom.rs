@@ -4,12 +4,12 @@
 use super::live::Published;
 use super::model::Snapshot;
 use super::{model, Api};
-use crate::metrics::Counters;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bus_schemas::jobs::JobState;
 use bus_schemas::sdfs::FileInfo;
+use idunno_metrics::Counters;
 use prometheus::core::Collector;
 use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 

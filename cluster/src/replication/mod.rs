@@ -10,7 +10,7 @@
 
 pub mod leaders;
 
-use crate::cluster::settings::SettingsStore;
+use crate::settings::SettingsStore;
 use async_nats::jetstream::{Context, ErrorCode};
 use bus_schemas::cluster::{
     Asset, ClusterReply, ClusterRequest, ClusterStatus, Copy, MAX_REPLICAS,
