@@ -9,11 +9,9 @@
 mod perform;
 
 use super::Ctx;
-use bus_schemas::jobs::JobEventKind;
-use bus_schemas::subjects;
 use idunno_scheduler::dispatcher::{Config, Reply};
 use idunno_scheduler::{Action, Dispatcher};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -32,17 +30,19 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let earliest = cfg.earliest_refresh;
     let mut shell = Shell::new(ctx.clone(), cfg, shutdown.child_token());
     let mut coordinator = ctx.coordinator.clone();
-    // A submitted job is served at once rather than at the next refresh (any other event, or
-    // bytes that are no event, change nothing).
-    let mut events = ctx.client.subscribe(subjects::job_events()).await.ok();
+    // A job the index has not held before is served at once rather than at the next refresh
+    // (at most one refresh every `earliest`); other changes wait for it.
+    let mut live = ctx.live.clone();
+    let mut known = BTreeSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(msg) = next_event(&mut events) => {
-                let event = bus_schemas::decode::<bus_schemas::jobs::JobEvent>(&msg.payload);
-                let submitted = event.is_ok_and(|e| e.event == JobEventKind::Submitted);
-                if submitted && refreshed.elapsed() >= earliest {
-                    refresh.reset_immediately();
+            changed = live.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if new_jobs(&mut live, &mut known) {
+                    refresh.reset_at((refreshed + earliest).into());
                 }
             }
             changed = coordinator.changed() => {
@@ -67,13 +67,14 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     shell.stop().await;
 }
 
-/// The next message on the job events subject, if subscribed (never, otherwise).
-async fn next_event(events: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
-    use futures::StreamExt;
-    match events {
-        Some(sub) => sub.next().await,
-        None => std::future::pending().await,
+/// Whether the live jobs hold a job that is not in `known`; `known` becomes their ids.
+fn new_jobs(live: &mut crate::jobs::index::LiveJobs, known: &mut BTreeSet<String>) -> bool {
+    let live = live.borrow_and_update();
+    let fresh = live.jobs.keys().any(|id| !known.contains(id));
+    if fresh || known.len() != live.jobs.len() {
+        *known = live.jobs.keys().cloned().collect();
     }
+    fresh
 }
 
 /// The dispatcher's core and the tasks performing its actions.
