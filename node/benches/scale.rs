@@ -1,9 +1,11 @@
-//! Scale benchmark (`make bench`): what a cluster's history costs. One 3-node cluster is
-//! measured twice in one run: first holding one page of history (100 ended jobs, 100 files),
-//! then holding 10,000 ended jobs and 20,000 files. Each time: the coordinator's CPU per
-//! second while no job runs, the latency of a page (100 entries) of `jobs`, `ls`,
-//! `/api/jobs` and `/api/files`, and the time from submitting an inference job to its first
-//! result. Flat (the issue's bar) means within 20% of the first figures.
+//! Scale benchmark (`make bench-scale`): what a cluster's history costs. Two 3-node clusters
+//! run side by side in one run: one holds a page of history (100 ended jobs, 100 files), the
+//! other 10,000 ended jobs and 20,000 files. Measured on both at the same time, requests
+//! interleaved (one to the small cluster, one to the big one, and so on), so that the noise of
+//! this shared machine falls on both alike: the coordinator's CPU per second while no job runs
+//! (over the same window), the latency of a page (100 entries) of `jobs`, `ls`, `/api/jobs`
+//! and `/api/files`, and the time from submitting an inference job to its first result (the
+//! first results message on the bus). Flat (the issue's bar) means within 20%.
 //!
 //! The ended jobs are records written straight into the job bucket (what a finished job
 //! leaves there); the files are real SDFS puts of small files (every byte replicated).
@@ -11,9 +13,8 @@
 //! `--sdfs-store-slots 64` for the bulk load (a put refused as overloaded is tried again).
 //!
 //! Knobs (environment): `BENCH_SCALE_JOBS` (default 10000), `BENCH_SCALE_FILES` (default
-//! 20000), `BENCH_SCALE_REQS` (requests per figure, default 100), `BENCH_SCALE_CPU_SECS`
-//! (default 30), `BENCH_SCALE_SETTLE_SECS` (default 30), `BENCH_SCALE_FIRSTS` (serve jobs
-//! timed, default 3).
+//! 20000), `BENCH_SCALE_REQS` (requests per figure on each side, default 300), `BENCH_SCALE_CPU_SECS`
+//! (default 30), `BENCH_SCALE_FIRSTS` (serve jobs timed on each side, default 5).
 
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
@@ -29,9 +30,18 @@ const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 /// Entries per page measured.
 const PAGE: u32 = 100;
 
+/// One cluster under measurement.
+struct Side {
+    cluster: Cluster,
+    fs: SdfsClient,
+    jobs: JobsClient,
+    /// The coordinator's process and dashboard address.
+    pid: u32,
+    addr: String,
+}
+
 /// One set of figures.
 struct Figures {
-    settle_s: f64,
     cpu_ms_per_s: f64,
     jobs_ms: f64,
     ls_ms: f64,
@@ -46,26 +56,47 @@ async fn main() {
         return;
     }
     println!("## Scale benchmark\n");
-    let flags = ["--keep-jobs", "100000", "--sdfs-store-slots", "64"];
-    let c = Cluster::start_with(Path::new(NODE), 3, &flags).await;
-    let (fs, jobs) = import_fashion(&c.client, "fm").await;
-    train_quick(&jobs, "mlp", 1000).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (n_jobs, n_files) = (
         env_or("BENCH_SCALE_JOBS", 10_000usize),
         env_or("BENCH_SCALE_FILES", 20_000usize),
     );
-    add_jobs(&c.client, 0..PAGE as usize).await;
-    add_files(&fs, dir.path(), 0..PAGE as usize).await;
-    let small = measure(&c, &fs, &jobs, None).await;
+    let small = Side::start().await;
+    let big = Side::start().await;
+    for side in [&small, &big] {
+        add_jobs(&side.cluster.client, 0..PAGE as usize).await;
+        add_files(&side.fs, dir.path(), 0..PAGE as usize).await;
+    }
     let t = Instant::now();
-    add_jobs(&c.client, PAGE as usize..n_jobs).await;
-    add_files(&fs, dir.path(), PAGE as usize..n_files).await;
+    add_jobs(&big.cluster.client, PAGE as usize..n_jobs).await;
+    add_files(&big.fs, dir.path(), PAGE as usize..n_files).await;
     eprintln!("history written in {:.0} s", t.elapsed().as_secs_f64());
-    // Settled: within twice the small history's idle CPU (the figure is then taken over 30 s).
-    let bound = (small.cpu_ms_per_s * 2.0).max(20.0);
-    let big = measure(&c, &fs, &jobs, Some(bound)).await;
-    report(&small, &big, n_jobs, n_files);
+    let settled = settle(small.pid, big.pid).await;
+    let (a, b) = measure(&small, &big).await;
+    report(&a, &b, n_jobs, n_files, settled);
+}
+
+impl Side {
+    /// A 3-node cluster with the dataset and a trained `mlp`; its coordinator found.
+    async fn start() -> Self {
+        let flags = ["--keep-jobs", "100000", "--sdfs-store-slots", "64"];
+        let cluster = Cluster::start_with(Path::new(NODE), 3, &flags).await;
+        let (fs, jobs) = import_fashion(&cluster.client, "fm").await;
+        train_quick(&jobs, "mlp", 1000).await;
+        let coordinator = cluster.coordinator().await;
+        let node = (cluster.nodes.iter().find(|n| n.id == coordinator)).expect("the coordinator");
+        let addr = (cluster.seen(&node.id, &node.id).await)
+            .and_then(|m| m.http)
+            .expect("its dashboard");
+        let pid = node.pid();
+        Side {
+            cluster,
+            fs,
+            jobs,
+            pid,
+            addr,
+        }
+    }
 }
 
 /// Writes ended inference jobs `range` into the job bucket, 200 at a time.
@@ -123,65 +154,138 @@ async fn add_files(fs: &SdfsClient, dir: &Path, range: std::ops::Range<usize>) {
         .await;
 }
 
-/// Every figure, on the cluster as it is.
-async fn measure(
-    c: &Cluster,
-    fs: &SdfsClient,
-    jobs: &JobsClient,
-    settled_below: Option<f64>,
-) -> Figures {
-    let reqs = env_or("BENCH_SCALE_REQS", 100usize);
-    let coordinator = c.coordinator().await;
-    let node = c
-        .nodes
-        .iter()
-        .find(|n| n.id == coordinator)
-        .expect("the coordinator");
-    let addr = c
-        .seen(&node.id, &node.id)
-        .await
-        .and_then(|m| m.http)
-        .expect("its dashboard");
-    let settle_s = settle(node.pid(), settled_below).await;
-    // Over a window that holds one of the keeper's periodic full passes (every 30 s).
+/// What one request asks.
+#[derive(Clone, Copy)]
+enum Probe {
+    Jobs,
+    Ls,
+    ApiJobs,
+    ApiFiles,
+    FirstResult,
+}
+
+/// Every figure of both clusters, over the same windows, requests interleaved.
+async fn measure(small: &Side, big: &Side) -> (Figures, Figures) {
     let secs = env_or("BENCH_SCALE_CPU_SECS", 30u64);
-    eprintln!("measuring the coordinator {} (pid {})", node.id, node.pid());
-    let cpu_ms_per_s = cpu_ms_per_s(node.pid(), secs).await;
-    let jobs_ms = time(reqs, || async {
-        let page = jobs
-            .page(JobsFilter::All, Some(PAGE), None)
-            .await
-            .expect("a page of jobs");
-        assert_eq!(page.jobs.len(), PAGE as usize);
-    })
-    .await;
-    let ls_ms = time(reqs, || async {
-        let (files, _) = fs
-            .ls_page("bench", Some(PAGE), None)
-            .await
-            .expect("a page of files");
-        assert_eq!(files.len(), PAGE as usize);
-    })
-    .await;
-    let api_jobs_ms = time_http(&addr, ("/api/jobs?limit=100", "jobs"), reqs).await;
-    let files = ("/api/files?prefix=bench&limit=100", "files");
-    let api_files_ms = time_http(&addr, files, reqs).await;
-    let mut firsts = Vec::new();
-    for _ in 0..env_or("BENCH_SCALE_FIRSTS", 3usize) {
-        firsts.push(first_result(jobs).await);
+    eprintln!(
+        "measuring the coordinators (pids {} and {})",
+        small.pid, big.pid
+    );
+    let (cpu_a, cpu_b) = tokio::join!(cpu_ms_per_s(small.pid, secs), cpu_ms_per_s(big.pid, secs));
+    let reqs = env_or("BENCH_SCALE_REQS", 300usize);
+    let firsts = env_or("BENCH_SCALE_FIRSTS", 5usize);
+    let (jobs_a, jobs_b) = interleaved(small, big, Probe::Jobs, reqs).await;
+    let (ls_a, ls_b) = interleaved(small, big, Probe::Ls, reqs).await;
+    let (aj_a, aj_b) = interleaved(small, big, Probe::ApiJobs, reqs).await;
+    let (af_a, af_b) = interleaved(small, big, Probe::ApiFiles, reqs).await;
+    let (first_a, first_b) = interleaved(small, big, Probe::FirstResult, firsts).await;
+    let figures =
+        |cpu_ms_per_s, jobs_ms, ls_ms, api_jobs_ms, api_files_ms, first_ms: f64| Figures {
+            cpu_ms_per_s,
+            jobs_ms,
+            ls_ms,
+            api_jobs_ms,
+            api_files_ms,
+            first_result_s: first_ms / 1e3,
+        };
+    (
+        figures(cpu_a, jobs_a, ls_a, aj_a, af_a, first_a),
+        figures(cpu_b, jobs_b, ls_b, aj_b, af_b, first_b),
+    )
+}
+
+/// The median milliseconds of `n` probes on each side, one side then the other (which side
+/// goes first alternates).
+async fn interleaved(small: &Side, big: &Side, probe: Probe, n: usize) -> (f64, f64) {
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        if i % 2 == 0 {
+            a.push(small.probe(probe).await);
+            b.push(big.probe(probe).await);
+        } else {
+            b.push(big.probe(probe).await);
+            a.push(small.probe(probe).await);
+        }
     }
-    Figures {
-        settle_s,
-        cpu_ms_per_s,
-        jobs_ms,
-        ls_ms,
-        api_jobs_ms,
-        api_files_ms,
-        first_result_s: median(&firsts),
+    (median(&a), median(&b))
+}
+
+impl Side {
+    /// Milliseconds one `probe` took.
+    async fn probe(&self, probe: Probe) -> f64 {
+        let t = Instant::now();
+        match probe {
+            Probe::Jobs => {
+                let page = (self.jobs.page(JobsFilter::All, Some(PAGE), None).await)
+                    .expect("a page of jobs");
+                assert_eq!(page.jobs.len(), PAGE as usize);
+            }
+            Probe::Ls => {
+                let (files, _) =
+                    (self.fs.ls_page("bench", Some(PAGE), None).await).expect("a page of files");
+                assert_eq!(files.len(), PAGE as usize);
+            }
+            Probe::ApiJobs => return self.http("/api/jobs?limit=100", "jobs").await,
+            Probe::ApiFiles => {
+                return self
+                    .http("/api/files?prefix=bench&limit=100", "files")
+                    .await
+            }
+            Probe::FirstResult => return self.first_result().await,
+        }
+        t.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Milliseconds of a GET of `path`, whose answer lists a full page under `key`.
+    async fn http(&self, path: &str, key: &'static str) -> f64 {
+        let (addr, path) = (self.addr.clone(), path.to_string());
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let a = get(&addr, &path, &[]);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+            let listed = a.json()[key].as_array().map_or(0, Vec::len);
+            assert_eq!(listed, PAGE as usize, "{path}: a full page");
+            ms
+        })
+        .await
+        .expect("the request ran")
+    }
+
+    /// Milliseconds from submitting a one-pass inference job to its first results message on
+    /// the bus; waits for the job's end.
+    async fn first_result(&self) -> f64 {
+        let client = &self.cluster.client;
+        let mut results = (client
+            .subscribe(bus_schemas::subjects::all_job_results())
+            .await)
+            .expect("a subscription");
+        client.flush().await.expect("the subscription is sent");
+        let t = Instant::now();
+        let id = (self.jobs.submit(serve_spec("mlp", Some(1))).await).expect("submitted");
+        let subject = bus_schemas::subjects::job_results(&id);
+        let first = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(m) = results.next().await {
+                if m.subject.as_str() == subject {
+                    return t.elapsed();
+                }
+            }
+            panic!("the results subscription ended");
+        });
+        let ms = first
+            .await
+            .expect("a first result within 120 s")
+            .as_secs_f64()
+            * 1e3;
+        wait_until("the job ends", Duration::from_secs(300), || async {
+            self.jobs.get(&id).await.ok().filter(|j| j.state.is_final())
+        })
+        .await;
+        ms
     }
 }
 
-/// The coordinator's CPU milliseconds per second over `secs`.
+/// The CPU milliseconds per second of process `pid` over `secs`.
 async fn cpu_ms_per_s(pid: u32, secs: u64) -> f64 {
     let before = cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -189,76 +293,21 @@ async fn cpu_ms_per_s(pid: u32, secs: u64) -> f64 {
 }
 
 /// Waits for the work writing the history left behind (each node rewrites the label of every
-/// new blob once, with its version number, and fsyncs it; the watches catch up): until a 5 s
-/// window of the coordinator's CPU is below `below` ms/s (at most 15 min), or 30 s without a
-/// bound. Returns the seconds waited.
-async fn settle(pid: u32, below: Option<f64>) -> f64 {
+/// new blob once, with its version number, and fsyncs it; the watches catch up): until, over
+/// the same 5 s window, the big cluster's coordinator uses at most twice the small one's CPU
+/// (or 20 ms/s), at most 15 min. Returns the seconds waited.
+async fn settle(small: u32, big: u32) -> f64 {
     let t = Instant::now();
-    match below {
-        None => tokio::time::sleep(Duration::from_secs(30)).await,
-        Some(bound) => {
-            while t.elapsed() < Duration::from_secs(900) && cpu_ms_per_s(pid, 5).await > bound {}
+    while t.elapsed() < Duration::from_secs(900) {
+        let (a, b) = tokio::join!(cpu_ms_per_s(small, 5), cpu_ms_per_s(big, 5));
+        if b <= (2.0 * a).max(20.0) {
+            break;
         }
     }
     t.elapsed().as_secs_f64()
 }
 
-/// The median milliseconds of `n` calls of `f`, one after the other.
-async fn time<F, Fut>(n: usize, mut f: F) -> f64
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut ms = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        f().await;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    median(&ms)
-}
-
-/// The median milliseconds of `n` GETs of `path`, whose answer lists a page under `key`.
-async fn time_http(addr: &str, (path, key): (&str, &'static str), n: usize) -> f64 {
-    let (addr, path) = (addr.to_string(), path.to_string());
-    tokio::task::spawn_blocking(move || {
-        let mut ms = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            let a = get(&addr, &path, &[]);
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(a.status, 200, "{path}: {}", a.body);
-            let body = a.json();
-            let listed = body[key].as_array().map_or(0, Vec::len);
-            assert_eq!(listed, PAGE as usize, "{path}: a full page");
-        }
-        median(&ms)
-    })
-    .await
-    .expect("the requests ran")
-}
-
-/// Seconds from submitting a one-pass inference job to its first result; waits for its end.
-async fn first_result(jobs: &JobsClient) -> f64 {
-    let t = Instant::now();
-    let id = jobs
-        .submit(serve_spec("mlp", Some(1)))
-        .await
-        .expect("submitted");
-    wait_until("a first result", Duration::from_secs(120), || async {
-        let s = jobs.get(&id).await.ok()?.serve?;
-        (s.done > 0).then_some(())
-    })
-    .await;
-    let first = t.elapsed().as_secs_f64();
-    wait_until("the job ends", Duration::from_secs(300), || async {
-        jobs.get(&id).await.ok().filter(|j| j.state.is_final())
-    })
-    .await;
-    first
-}
-
-fn report(small: &Figures, big: &Figures, n_jobs: usize, n_files: usize) {
+fn report(small: &Figures, big: &Figures, n_jobs: usize, n_files: usize, settled: f64) {
     println!("| figure | 100 jobs, 100 files | {n_jobs} jobs, {n_files} files | ratio |");
     println!("|---|---|---|---|");
     let rows = [
@@ -297,7 +346,7 @@ fn report(small: &Figures, big: &Figures, n_jobs: usize, n_files: usize) {
         println!("| {what} | {a:.2} | {b:.2} | {:.2} |", b / a.max(1e-9));
     }
     println!(
-        "\nThe work writing the history left (label rewrites, watches) took {:.0} s to settle.",
-        big.settle_s
+        "\nTwo clusters side by side, requests interleaved. The work writing the history left \
+         (label rewrites, watches) took {settled:.0} s to settle."
     );
 }
