@@ -1,5 +1,6 @@
 //! Opening IDunno's KV buckets.
 
+use crate::error::KvError;
 use async_nats::jetstream::kv::{self, Store};
 
 /// Opens (or creates) a KV bucket with `history` 1.
@@ -9,7 +10,7 @@ pub async fn open_bucket(
     description: &str,
     replicas: usize,
     max_age: std::time::Duration,
-) -> anyhow::Result<Store> {
+) -> Result<Store, KvError> {
     if let Ok(kv) = js.get_key_value(name).await {
         return Ok(kv);
     }
@@ -24,6 +25,8 @@ pub async fn open_bucket(
     match js.create_key_value(config).await {
         Ok(kv) => Ok(kv),
         // Another node created it at the same moment.
-        Err(_) => Ok(js.get_key_value(name).await?),
+        Err(_) => {
+            (js.get_key_value(name).await).map_err(|e| KvError::new(format!("opening {name}"), e))
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! a write rides out an election. The change a caller retries must be idempotent: a write
 //! whose acknowledgement was lost may have been applied, and the next try reads it back.
 
+use crate::error::{KvError, KvErrorKind};
 use async_nats::jetstream::kv::Store;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use std::time::Duration;
@@ -31,12 +32,19 @@ pub struct LeaderEntry {
 }
 
 /// The last entry of `key` in `store`, read from the stream's leader; None if it never had one.
-pub async fn leader_entry(store: &Store, key: &str) -> anyhow::Result<Option<LeaderEntry>> {
+pub async fn leader_entry(store: &Store, key: &str) -> Result<Option<LeaderEntry>, KvError> {
     let subject = format!("{}{key}", store.prefix);
     let msg = match store.stream.get_last_raw_message_by_subject(&subject).await {
         Ok(msg) => msg,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let kind = match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                LastRawMessageErrorKind::JetStream(api) => crate::error::api_kind(&api),
+                LastRawMessageErrorKind::InvalidSubject => KvErrorKind::Refused,
+                _ => KvErrorKind::Unavailable,
+            };
+            return Err(KvError::with_kind(format!("reading {subject}"), kind, e));
+        }
     };
     let op = msg
         .headers
@@ -55,12 +63,15 @@ pub async fn leader_entry(store: &Store, key: &str) -> anyhow::Result<Option<Lea
 /// from the stream's leader. Unlike `Store::keys`, which makes a consumer (a request the
 /// JetStream meta leader must answer), this needs only the bucket's own leader: a list keeps
 /// working while the cluster elects a new meta leader after a server died.
-pub async fn leader_keys(store: &Store) -> anyhow::Result<Vec<String>> {
+pub async fn leader_keys(store: &Store) -> Result<Vec<String>, KvError> {
     use futures::TryStreamExt;
     let filter = format!("{}>", store.prefix);
-    let subjects: Vec<(String, usize)> = (store.stream.info_with_subjects(&filter).await?)
+    let failed = |e| KvError::new(format!("listing {filter}"), e);
+    let subjects: Vec<(String, usize)> = (store.stream.info_with_subjects(&filter).await)
+        .map_err(failed)?
         .try_collect()
-        .await?;
+        .await
+        .map_err(failed)?;
     let mut keys: Vec<String> = (subjects.into_iter())
         .filter_map(|(s, _)| s.strip_prefix(store.prefix.as_str()).map(str::to_string))
         .collect();

@@ -8,6 +8,7 @@
 //! is read back, wherever the read lands. If the bucket cannot be read or the watch ends, the
 //! book is dropped, readers hear "starting over", and the task loads a new one after a pause.
 
+use crate::error::{KvError, KvErrorKind};
 use async_nats::jetstream::kv::{Entry, Store};
 use futures::StreamExt;
 use std::time::Duration;
@@ -151,8 +152,10 @@ impl<B: Book> Handle<B> {
 }
 
 /// The bucket's last revision (its stream's last sequence), from its stream leader.
-pub async fn last_revision(kv: &Store) -> anyhow::Result<u64> {
-    Ok(kv.stream.get_info().await?.state.last_sequence)
+pub async fn last_revision(kv: &Store) -> Result<u64, KvError> {
+    let info =
+        (kv.stream.get_info().await).map_err(|e| KvError::new("the bucket's last revision", e))?;
+    Ok(info.state.last_sequence)
 }
 
 /// Keeps a book made by `make` true to the bucket until `shutdown`; `garbage` counts corrupt
@@ -222,9 +225,10 @@ async fn follow<B: Book>(
     book: &mut B,
     garbage: &impl Fn(),
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), KvError> {
     let load_to = last_revision(&runner.kv).await?;
-    let mut watch = runner.kv.watch_with_history(">").await?;
+    let mut watch = (runner.kv.watch_with_history(">").await)
+        .map_err(|e| KvError::new("watching the bucket", e))?;
     let mut load = Load {
         revision: 0,
         load_to,
@@ -245,8 +249,8 @@ async fn follow<B: Book>(
                     }
                     load.settle(book, applied == Applied::Changed);
                 }
-                Some(Err(e)) => anyhow::bail!("the watch failed: {e}"),
-                None => anyhow::bail!("the watch ended"),
+                Some(Err(e)) => return Err(KvError::with_kind("the watch", KvErrorKind::Ended, e)),
+                None => return Err(KvError::ended("the bucket")),
             },
             Some(read) = runner.rx.recv() => load.ask(book, read),
             _ = tidy.tick() => load.tidy(book),

@@ -1,7 +1,7 @@
 //! Cluster-wide state and plumbing that is no single subsystem's: who coordinates (the
 //! [`lease`]), the cluster's [`settings`], how many copies JetStream keeps of every bucket and
 //! stream ([`replication`], [`buckets`]), reading and writing KV entries that must be current
-//! ([`cas`]), a KV bucket's index owned by one task ([`kv_index`]), the jobs that have not
+//! ([`cas`]) with their typed [`error`], a KV bucket's index owned by one task ([`kv_index`]), the jobs that have not
 //! ended as the job index publishes them ([`live_jobs`]), subscriptions for the life of a
 //! service ([`subscribe`]) and supervised tasks ([`tasks`]).
 //!
@@ -9,6 +9,7 @@
 
 pub mod buckets;
 pub mod cas;
+pub mod error;
 pub mod kv_index;
 pub mod lease;
 pub mod live_jobs;

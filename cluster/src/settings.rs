@@ -2,6 +2,7 @@
 //! policy. Any node answers `qps`; the coordinator reads the policy on every pass.
 
 use super::buckets::open_bucket;
+use crate::error::KvError;
 use async_nats::jetstream::kv::Store;
 use bus_schemas::jobs::{QpsPolicy, Settings};
 use bus_schemas::{decode, encode};
@@ -21,15 +22,16 @@ impl SettingsStore {
     pub async fn open(
         js: &async_nats::jetstream::Context,
         replicas: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, KvError> {
         let kv = open_bucket(js, BUCKET, "IDunno settings", replicas, Default::default()).await?;
         Ok(Self { kv })
     }
 
     /// The settings in force (the defaults if none were stored, or if the stored value is
     /// corrupt, which is logged).
-    pub async fn get(&self) -> anyhow::Result<Settings> {
-        let Some(bytes) = self.kv.get(KEY).await? else {
+    pub async fn get(&self) -> Result<Settings, KvError> {
+        let read = self.kv.get(KEY).await;
+        let Some(bytes) = read.map_err(|e| KvError::new("reading the settings", e))? else {
             return Ok(Settings::default());
         };
         Ok(decode::<Settings>(&bytes).unwrap_or_else(|e| {
@@ -39,18 +41,23 @@ impl SettingsStore {
     }
 
     /// Sets the JetStream replication (`None`: automatic).
-    pub async fn set_replicas(&self, replicas: Option<u8>) -> anyhow::Result<Settings> {
+    pub async fn set_replicas(&self, replicas: Option<u8>) -> Result<Settings, KvError> {
         let mut settings = self.get().await?;
         settings.replicas = replicas;
-        self.kv.put(KEY, encode(&settings)?.into()).await?;
-        Ok(settings)
+        self.put(settings).await
     }
 
     /// Sets the fair-time policy.
-    pub async fn set_qps(&self, qps: QpsPolicy) -> anyhow::Result<Settings> {
+    pub async fn set_qps(&self, qps: QpsPolicy) -> Result<Settings, KvError> {
         let mut settings = self.get().await?;
         settings.qps = qps;
-        self.kv.put(KEY, encode(&settings)?.into()).await?;
+        self.put(settings).await
+    }
+
+    async fn put(&self, settings: Settings) -> Result<Settings, KvError> {
+        let bytes = encode(&settings).map_err(|e| KvError::corrupt("the settings", e))?;
+        (self.kv.put(KEY, bytes.into()).await)
+            .map_err(|e| KvError::new("writing the settings", e))?;
         Ok(settings)
     }
 }

@@ -18,12 +18,12 @@ pub enum TaskError {
         name: &'static str,
     },
     /// A task failed.
-    #[error("{name} failed: {source:#}")]
+    #[error("{name} failed: {}", crate::error::chain(source.as_ref()))]
     Failed {
         /// The task.
         name: &'static str,
         /// Its error.
-        source: anyhow::Error,
+        source: crate::error::BoxError,
     },
     /// A task panicked.
     #[error("{name} panicked: {message}")]
@@ -47,7 +47,7 @@ enum Kind {
 struct Ended {
     name: &'static str,
     kind: Kind,
-    result: anyhow::Result<()>,
+    result: Result<(), crate::error::BoxError>,
 }
 
 /// The owner of a group of tasks that share one shutdown token.
@@ -74,27 +74,30 @@ impl Tasks {
     }
 
     /// Spawns a service: a task that runs until the token is cancelled.
-    pub fn service<F>(&mut self, name: &'static str, task: F)
+    pub fn service<F, E>(&mut self, name: &'static str, task: F)
     where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<crate::error::BoxError>,
     {
         self.spawn(name, Kind::Service, task);
     }
 
     /// Spawns a task that does something and ends; only its error stops the node.
-    pub fn once<F>(&mut self, name: &'static str, task: F)
+    pub fn once<F, E>(&mut self, name: &'static str, task: F)
     where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<crate::error::BoxError>,
     {
         self.spawn(name, Kind::Once, task);
     }
 
-    fn spawn<F>(&mut self, name: &'static str, kind: Kind, task: F)
+    fn spawn<F, E>(&mut self, name: &'static str, kind: Kind, task: F)
     where
-        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<crate::error::BoxError>,
     {
         let handle = self.set.spawn(async move {
-            let result = task.await;
+            let result = task.await.map_err(Into::into);
             Ended { name, kind, result }
         });
         self.names.push((handle.id(), name));
@@ -169,7 +172,7 @@ impl Tasks {
 }
 
 /// A task that cannot fail, as one [`Tasks`] runs.
-pub async fn ok(task: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn ok(task: impl Future<Output = ()>) -> Result<(), crate::error::BoxError> {
     task.await;
     Ok(())
 }
@@ -188,6 +191,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BoxError;
 
     #[tokio::test]
     async fn a_service_that_fails_stops_the_others_and_names_itself() {
@@ -198,9 +202,9 @@ mod tests {
         tasks.service("steady", async move {
             token.cancelled().await;
             let _ = tx.send(());
-            Ok(())
+            Ok::<_, BoxError>(())
         });
-        tasks.service("broken", async { Err(anyhow::anyhow!("disk gone")) });
+        tasks.service("broken", async { Err(std::io::Error::other("disk gone")) });
         let e = tasks.run().await.expect_err("the node stops with an error");
         assert!(matches!(e, TaskError::Failed { name: "broken", .. }), "{e}");
         assert!(e.to_string().contains("disk gone"));
@@ -212,11 +216,11 @@ mod tests {
     #[tokio::test]
     async fn a_service_that_returns_early_or_panics_stops_the_node() {
         let mut tasks = Tasks::new(CancellationToken::new());
-        tasks.service("quitter", async { Ok(()) });
+        tasks.service("quitter", async { Ok::<_, BoxError>(()) });
         let e = tasks.run().await.expect_err("ending early is a failure");
         assert!(matches!(e, TaskError::Ended { name: "quitter" }), "{e}");
         let mut tasks = Tasks::new(CancellationToken::new());
-        tasks.service("bug", async { panic!("index out of range") });
+        tasks.service("bug", async { panic!("index out of range") as Result<(), BoxError> });
         let e = tasks.run().await.expect_err("a panic is a failure");
         assert!(
             e.to_string().contains("bug panicked: index out of range"),
@@ -231,12 +235,12 @@ mod tests {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tasks.once("create a stream", async move {
             let _ = done_tx.send(());
-            Ok(())
+            Ok::<_, BoxError>(())
         });
         let token = tasks.token();
         tasks.service("serve", async move {
             token.cancelled().await;
-            Ok(())
+            Ok::<_, BoxError>(())
         });
         // The node is stopped once the one-shot task is done.
         tokio::spawn(async move {
@@ -253,7 +257,7 @@ mod tests {
             let token = tasks.token();
             tasks.service("quick", async move {
                 token.cancel();
-                Ok(())
+                Ok::<_, BoxError>(())
             });
             tasks.run().await.expect("stopping is no failure");
         }

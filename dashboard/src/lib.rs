@@ -16,7 +16,8 @@ pub mod sessions;
 
 pub use body::{DEFAULT_MAX_INFER_BODY, MAX_JSON_BODY};
 pub use server::{
-    serve, tls_acceptor, OverTls, ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    serve, tls_acceptor, OverTls, ServerLimits, TlsError, DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
 };
 
 use axum::http::StatusCode;

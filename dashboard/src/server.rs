@@ -48,29 +48,50 @@ impl Default for ServerLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct OverTls;
 
+/// Why the dashboard's certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("{flag} {}: {source}", path.display())]
+    Pem {
+        /// The option that named the file.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("--http-tls-cert {}: no certificate", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    /// The certificate and key do not make a server configuration.
+    #[error("the dashboard's certificate and key: {0}")]
+    Config(#[from] rustls::Error),
+}
+
 /// The TLS side of the dashboard: a certificate and its key (PEM files).
 pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |flag, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Pem { flag, path, source }
+    };
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("--http-tls-cert {}: {e}", cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "--http-tls-cert {}: no certificate",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("--http-tls-key {}: {e}", key.display()))?;
+        .map_err(pem("--http-tls-cert", cert))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(cert.to_path_buf()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem("--http-tls-key", key))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("the dashboard's certificate and key: {e}"))?;
+        .with_single_cert(certs, key)?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -27,14 +27,27 @@ pub struct MembershipArgs {
     pub max_members: usize,
 }
 
+/// A membership setting out of its range; the message names the flag and the range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OutOfRange(pub String);
+
+/// Fails with `message` unless `ok`.
+fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), OutOfRange> {
+    if ok {
+        Ok(())
+    } else {
+        Err(OutOfRange(message()))
+    }
+}
+
 impl MembershipArgs {
     /// The detector config; the error names the flag that is out of range.
-    pub fn detector(&self) -> anyhow::Result<DetectorConfig> {
+    pub fn detector(&self) -> Result<DetectorConfig, OutOfRange> {
         // Checked before it scales the other timings (a huge period would overflow them).
-        anyhow::ensure!(
-            (20..=60_000).contains(&self.probe_period_ms),
-            "--probe-period-ms must be between 20 and 60000"
-        );
+        ensure((20..=60_000).contains(&self.probe_period_ms), || {
+            "--probe-period-ms must be between 20 and 60000".into()
+        })?;
         let cfg = DetectorConfig {
             forget_after: Duration::from_millis(self.forget_after_ms),
             max_clock_skew: Duration::from_millis(self.max_clock_skew_ms),
@@ -47,24 +60,22 @@ impl MembershipArgs {
 }
 
 /// Checks the membership settings of a config.
-pub fn validate(d: &DetectorConfig) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        d.period >= Duration::from_millis(20),
-        "--probe-period-ms must be at least 20"
-    );
-    anyhow::ensure!(
-        (Duration::from_secs(1)..=Duration::from_secs(7 * 86_400)).contains(&d.forget_after),
-        "--forget-after-ms must be between 1000 and 604800000 (7 days)"
-    );
-    anyhow::ensure!(
-        (Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&d.max_clock_skew),
-        "--max-clock-skew-ms must be between 1000 and 86400000 (1 day)"
-    );
-    anyhow::ensure!(
-        (2..=MAX_MEMBERS_LIMIT).contains(&d.max_members),
-        "--max-members must be between 2 and {MAX_MEMBERS_LIMIT}"
-    );
-    Ok(())
+pub fn validate(d: &DetectorConfig) -> Result<(), OutOfRange> {
+    ensure(d.period >= Duration::from_millis(20), || {
+        "--probe-period-ms must be at least 20".into()
+    })?;
+    let days = Duration::from_secs(86_400);
+    ensure(
+        (Duration::from_secs(1)..=7 * days).contains(&d.forget_after),
+        || "--forget-after-ms must be between 1000 and 604800000 (7 days)".into(),
+    )?;
+    ensure(
+        (Duration::from_secs(1)..=days).contains(&d.max_clock_skew),
+        || "--max-clock-skew-ms must be between 1000 and 86400000 (1 day)".into(),
+    )?;
+    ensure((2..=MAX_MEMBERS_LIMIT).contains(&d.max_members), || {
+        format!("--max-members must be between 2 and {MAX_MEMBERS_LIMIT}")
+    })
 }
 
 #[cfg(test)]
@@ -78,8 +89,9 @@ mod tests {
         m: MembershipArgs,
     }
 
-    fn detector(args: &[&str]) -> anyhow::Result<DetectorConfig> {
-        let cli = Cli::try_parse_from(std::iter::once("node").chain(args.iter().copied()))?;
+    fn detector(args: &[&str]) -> Result<DetectorConfig, OutOfRange> {
+        let cli = Cli::try_parse_from(std::iter::once("node").chain(args.iter().copied()))
+            .expect("the flags parse");
         cli.m.detector()
     }
 

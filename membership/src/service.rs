@@ -91,7 +91,7 @@ pub async fn spawn(
     metrics: Arc<Metrics>,
     connection: mpsc::Receiver<Connection>,
     shutdown: CancellationToken,
-) -> anyhow::Result<(MembershipHandle, JoinHandle<()>)> {
+) -> Result<(MembershipHandle, JoinHandle<()>), async_nats::SubscribeError> {
     let fd = client.subscribe(subjects::member_fd(&cfg.id)).await?;
     let events = client.subscribe(subjects::member_events()).await?;
     let rng = StdRng::from_os_rng();

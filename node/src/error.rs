@@ -2,6 +2,7 @@
 
 use bus_client::sdfs::SdfsError;
 use bus_schemas::sdfs::SdfsErrorKind;
+use idunno_cluster::error::BoxError;
 use std::path::Path;
 
 /// Why a job (or a request about one) failed. Each message is one sentence for the user.
@@ -19,13 +20,23 @@ pub enum JobError {
     /// The input does not fit (shapes, classes, corrupt files, arguments).
     #[error("{0}")]
     BadInput(String),
-    /// SDFS failed (a bus or metadata error: it may pass).
-    #[error("file store: {0}")]
-    Storage(String),
+    /// SDFS or the job bucket failed (a bus or metadata error: it may pass).
+    #[error("file store: {what}: {source}")]
+    Storage {
+        /// What was read or written.
+        what: String,
+        /// Why.
+        source: BoxError,
+    },
     /// No replica of an SDFS file delivered its bytes intact (all corrupt, or none recorded
     /// or answering): trying again soon would meet the same.
-    #[error("file store: {0}")]
-    Unreadable(String),
+    #[error("file store: {file}: {source}")]
+    Unreadable {
+        /// The file.
+        file: String,
+        /// What the replicas answered.
+        source: SdfsError,
+    },
     /// The job was cancelled or given to another worker while this one ran it.
     #[error("stopped: the job was cancelled or reassigned")]
     Stopped,
@@ -57,8 +68,16 @@ impl JobError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            JobError::Storage(_) | JobError::Timeout(_) | JobError::Overloaded(_)
+            JobError::Storage { .. } | JobError::Timeout(_) | JobError::Overloaded(_)
         )
+    }
+
+    /// A failure of the file store or the job bucket about `what`.
+    pub fn storage(what: impl Into<String>, source: impl Into<BoxError>) -> JobError {
+        JobError::Storage {
+            what: what.into(),
+            source: source.into(),
+        }
     }
 
     /// Wraps an I/O error about `path`.
@@ -85,9 +104,12 @@ impl JobError {
                 JobError::BadInput(format!("{name}: {e}"))
             }
             _ if matches!(e, SdfsError::Unavailable { .. } | SdfsError::Corrupt(_)) => {
-                JobError::Unreadable(format!("{name}: {e}"))
+                JobError::Unreadable {
+                    file: name.into(),
+                    source: e,
+                }
             }
-            _ => JobError::Storage(format!("{name}: {e}")),
+            _ => JobError::storage(name, e),
         }
     }
 }

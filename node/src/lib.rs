@@ -142,7 +142,7 @@ async fn start_membership(
         request_timeout: cfg.request_timeout,
         coordinator: Some(coordinator),
     };
-    membership::spawn(members_client, mcfg, metrics, conn_rx, stop).await
+    Ok(membership::spawn(members_client, mcfg, metrics, conn_rx, stop).await?)
 }
 
 fn jobs_config(cfg: &NodeConfig) -> anyhow::Result<jobs::JobsConfig> {

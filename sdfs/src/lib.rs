@@ -7,6 +7,7 @@
 //! [`SdfsClient`] (put, get, ls, delete over any NATS connection).
 
 pub mod blobs;
+pub mod error;
 pub mod keeper;
 pub mod keys;
 pub mod labels;
@@ -18,6 +19,7 @@ pub mod service;
 pub mod trust;
 
 pub use bus_client::sdfs::{SdfsClient, SdfsError};
+pub use error::SdfsNodeError;
 pub use service::Sdfs;
 use std::time::Duration;
 

@@ -7,14 +7,16 @@ use async_nats::jetstream::kv::{self, Store};
 use bus_schemas::fsck::MetaEpoch;
 use bus_schemas::sdfs::{FileInfo, VersionInfo};
 use bus_schemas::{decode, encode};
+use idunno_cluster::error::{BoxError, KvError};
 use thiserror::Error;
 
 /// Why a metadata operation failed; a failed operation changed nothing.
 #[derive(Debug, Error)]
 pub enum MetaError {
-    /// The bucket could not be reached or refused the operation.
+    /// The bucket could not be reached or refused the operation ([`KvError::is_retryable`]
+    /// says which).
     #[error("metadata bucket: {0}")]
-    Bucket(String),
+    Bucket(#[from] KvError),
     /// An entry could not be decoded (it is skipped, never trusted).
     #[error("corrupt metadata for {key}: {reason}")]
     Corrupt {
@@ -39,8 +41,9 @@ pub enum Change {
     Corrupt(String),
 }
 
-fn bucket<E: std::fmt::Display>(e: E) -> MetaError {
-    MetaError::Bucket(e.to_string())
+/// A failure of `what` on the bucket.
+fn bucket<E: Into<BoxError>>(what: &'static str) -> impl FnOnce(E) -> MetaError {
+    move |e| MetaError::Bucket(KvError::new(what, e))
 }
 
 /// The metadata bucket.
@@ -66,13 +69,13 @@ impl Meta {
         use async_nats::jetstream::ErrorCode;
         match js.get_stream(format!("KV_{BUCKET}")).await {
             Ok(_) => {
-                let kv = js.get_key_value(BUCKET).await.map_err(bucket)?;
+                let kv = (js.get_key_value(BUCKET).await).map_err(bucket("opening the bucket"))?;
                 return Ok(Self { kv });
             }
             Err(e) => match e.kind() {
                 GetStreamErrorKind::JetStream(j)
                     if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {}
-                _ => return Err(bucket(e)),
+                _ => return Err(bucket("looking the bucket up")(e)),
             },
         }
         let config = kv::Config {
@@ -85,7 +88,7 @@ impl Meta {
         let kv = match js.create_key_value(config).await {
             Ok(kv) => kv,
             // Another node created it at the same moment.
-            Err(_) => js.get_key_value(BUCKET).await.map_err(bucket)?,
+            Err(_) => (js.get_key_value(BUCKET).await).map_err(bucket("opening the bucket"))?,
         };
         tracing::warn!(
             "created the SDFS metadata bucket (a new cluster, or its metadata was lost)"
@@ -106,7 +109,7 @@ impl Meta {
             epoch: format!("{:032x}", rand::random::<u128>()),
             created_ms: super::now_ms(),
         };
-        let bytes = encode(&fresh).map_err(bucket)?;
+        let bytes = encode(&fresh).map_err(|e| KvError::corrupt("the epoch marker", e))?;
         match self.kv.create(EPOCH_KEY, bytes.into()).await {
             Ok(_) => {
                 tracing::info!(epoch = %fresh.epoch, "new SDFS metadata epoch");
@@ -125,8 +128,7 @@ impl Meta {
         &self,
         key: &str,
     ) -> Result<Option<idunno_cluster::cas::LeaderEntry>, MetaError> {
-        (idunno_cluster::cas::leader_entry(&self.kv, key).await)
-            .map_err(|e| bucket(format!("{e:#}")))
+        Ok(idunno_cluster::cas::leader_entry(&self.kv, key).await?)
     }
 
     /// The file and its entry revision, as the bucket's leader has them.
@@ -186,16 +188,16 @@ impl Meta {
         key: &str,
         file: &FileInfo,
         revision: Option<u64>,
-    ) -> Result<(), (bool, String)> {
-        let bytes = encode(file).map_err(|e| (false, e.to_string()))?;
+    ) -> Result<(), (bool, KvError)> {
+        let bytes = encode(file).map_err(|e| (false, KvError::corrupt("a file's entry", e)))?;
         match revision {
             Some(r) => (self.kv.update(key, bytes.into(), r).await).map_err(|e| {
                 let race = e.kind() == kv::UpdateErrorKind::WrongLastRevision;
-                (race, e.to_string())
+                (race, KvError::new("updating a file's entry", e))
             }),
             None => (self.kv.create(key, bytes.into()).await).map_err(|e| {
                 let race = e.kind() == kv::CreateErrorKind::AlreadyExists;
-                (race, e.to_string())
+                (race, KvError::new("creating a file's entry", e))
             }),
         }
         .map(|_| ())
@@ -229,7 +231,7 @@ impl Meta {
             Some(file) => Ok(file),
             None => (self.get(name).await?)
                 .map(|(file, _)| file)
-                .ok_or_else(|| MetaError::Bucket("no entry written".into())),
+                .ok_or_else(|| MetaError::Contended(name.into())),
         }
     }
 
@@ -280,7 +282,7 @@ impl Meta {
     /// Undecodable entries come as [`Change::Corrupt`], so that the blobs they name are kept.
     pub async fn watch(&self) -> Result<impl futures::Stream<Item = (String, Change)>, MetaError> {
         use futures::StreamExt;
-        let watch = self.kv.watch_all().await.map_err(bucket)?;
+        let watch = (self.kv.watch_all().await).map_err(bucket("watching the bucket"))?;
         Ok(watch.filter_map(|entry| async move {
             let entry = entry
                 .map_err(|e| tracing::warn!("metadata watch: {e}"))
@@ -309,9 +311,7 @@ impl Meta {
     pub async fn names(&self) -> Result<Vec<String>, MetaError> {
         // From the bucket's leader, not a consumer: a consumer is made by the JetStream meta
         // leader, which a cluster that lost a server may be electing for seconds.
-        let keys = idunno_cluster::cas::leader_keys(&self.kv)
-            .await
-            .map_err(bucket)?;
+        let keys = idunno_cluster::cas::leader_keys(&self.kv).await?;
         Ok(keys.iter().filter_map(|k| keys::name(k)).collect())
     }
 }

@@ -52,7 +52,7 @@ where
             holds
         })
         .await
-        .map_err(|e| JobError::Storage(format!("{e:#}")))?;
+        .map_err(|e| JobError::storage(format!("the record of job {id}"), e))?;
     changed.ok_or(JobError::Stopped)
 }
 

@@ -27,7 +27,7 @@ const CURRENT: Duration = Duration::from_secs(10);
 /// finishing from it would write the accuracy and results of fewer queries. Such a read is
 /// taken again; after [`CURRENT`] finishing fails and the coordinator tries again later.
 async fn complete_record(ctx: &Ctx, id: &str) -> Result<Option<JobRecord>, JobError> {
-    let storage = |e: anyhow::Error| JobError::Storage(format!("{e:#}"));
+    let storage = |e| JobError::storage(format!("the record of job {id}"), e);
     let deadline = tokio::time::Instant::now() + CURRENT;
     loop {
         let Some((job, _)) = ctx.store.get(id).await.map_err(storage)? else {
@@ -40,7 +40,7 @@ async fn complete_record(ctx: &Ctx, id: &str) -> Result<Option<JobRecord>, JobEr
         }
         if tokio::time::Instant::now() > deadline {
             let why = "every read of the job's record still shows queries not counted";
-            return Err(JobError::Storage(why.into()));
+            return Err(JobError::storage(format!("the record of job {id}"), why));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -54,7 +54,7 @@ async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
         return Ok(());
     };
     let js = jetstream::new(ctx.client.clone());
-    let storage = |e: accepted::AcceptedError| JobError::Storage(e.to_string());
+    let storage = |e| JobError::storage(format!("the accepted batches of job {id}"), e);
     let accepted = accepted::read(&js, id, state.next_batch)
         .await
         .map_err(storage)?;

@@ -3,6 +3,7 @@
 //! coordinators for a moment) never overwrite each other's update.
 
 use crate::cluster::buckets::open_bucket;
+use crate::cluster::error::KvError;
 use async_nats::jetstream::kv::Store;
 use bus_schemas::jobs::JobRecord;
 use bus_schemas::{decode, encode};
@@ -21,7 +22,7 @@ impl JobStore {
     pub async fn open(
         js: &async_nats::jetstream::Context,
         replicas: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, KvError> {
         let kv = open_bucket(
             js,
             BUCKET,
@@ -39,11 +40,11 @@ impl JobStore {
     }
 
     /// A job and its entry revision, as the bucket's leader has it (see [`crate::cas`]).
-    pub async fn get(&self, id: &str) -> anyhow::Result<Option<(JobRecord, u64)>> {
+    pub async fn get(&self, id: &str) -> Result<Option<(JobRecord, u64)>, KvError> {
         match crate::cas::leader_entry(&self.kv, id).await? {
             Some(e) if !e.deleted => {
                 let job = decode::<JobRecord>(&e.value)
-                    .map_err(|err| anyhow::anyhow!("corrupt job record {id}: {err}"))?;
+                    .map_err(|err| KvError::corrupt(format!("the record of job {id}"), err))?;
                 Ok(Some((job, e.revision)))
             }
             _ => Ok(None),
@@ -51,8 +52,10 @@ impl JobStore {
     }
 
     /// Stores a new job; fails if the id exists.
-    pub async fn create(&self, job: &JobRecord) -> anyhow::Result<()> {
-        self.kv.create(&job.id, encode(job)?.into()).await?;
+    pub async fn create(&self, job: &JobRecord) -> Result<(), KvError> {
+        let what = || format!("the record of job {}", job.id);
+        let bytes = encode(job).map_err(|e| KvError::corrupt(what(), e))?;
+        (self.kv.create(&job.id, bytes.into()).await).map_err(|e| KvError::new(what(), e))?;
         Ok(())
     }
 
@@ -60,7 +63,7 @@ impl JobStore {
     /// briefly unavailable (see [`crate::cas`]; `change` must be idempotent: a write whose
     /// answer was lost may have been applied). `change` returns false to leave the record as
     /// it is. Returns the record stored, or None if unchanged or absent.
-    pub async fn modify<F>(&self, id: &str, mut change: F) -> anyhow::Result<Option<JobRecord>>
+    pub async fn modify<F>(&self, id: &str, mut change: F) -> Result<Option<JobRecord>, KvError>
     where
         F: FnMut(&mut JobRecord) -> bool,
     {
@@ -72,16 +75,19 @@ impl JobStore {
                     if !change(&mut job) {
                         return Ok(None);
                     }
-                    match self.kv.update(id, encode(&job)?.into(), revision).await {
+                    let what = || format!("the record of job {id}");
+                    let bytes = encode(&job).map_err(|e| KvError::corrupt(what(), e))?;
+                    match self.kv.update(id, bytes.into(), revision).await {
                         Ok(_) => return Ok(Some(job)),
-                        Err(e) => anyhow::Error::from(e),
+                        Err(e) => KvError::new(what(), e),
                     }
                 }
                 Err(e) => e,
             };
-            tracing::debug!(%id, tries = tries.tried(), "job record not written, retrying: {e:#}");
+            tracing::debug!(%id, tries = tries.tried(), "job record not written, retrying: {e}");
             if !tries.next().await {
-                anyhow::bail!("cannot write the record of job {id}: {e:#}")
+                let what = format!("cannot write the record of job {id}");
+                return Err(KvError::with_kind(what, e.kind(), e));
             }
         }
     }

@@ -219,6 +219,7 @@ async fn run_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bus_client::sdfs::SdfsError;
 
     #[test]
     fn retries_double_up_to_the_cap_and_stop_when_the_budget_is_spent() {
@@ -244,9 +245,12 @@ mod tests {
 
     #[test]
     fn only_failures_that_may_pass_are_retried() {
-        assert!(JobError::Storage("503".into()).is_transient());
+        assert!(JobError::storage("a file", "503").is_transient());
         assert!(JobError::Timeout("slow".into()).is_transient());
-        assert!(!JobError::Unreadable("every replica corrupt".into()).is_transient());
+        assert!(
+            !JobError::from_sdfs("a file", SdfsError::Corrupt("every replica corrupt".into()))
+                .is_transient()
+        );
         assert!(!JobError::BadInput("shape".into()).is_transient());
         assert!(!JobError::NotFound("gone".into()).is_transient());
         assert!(!JobError::Internal("bug".into()).is_transient());

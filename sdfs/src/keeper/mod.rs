@@ -21,6 +21,7 @@ use bus_schemas::sdfs::{StoreReply, StoreRequest, VersionInfo};
 use bus_schemas::subjects;
 use collect::State;
 use futures::StreamExt;
+use idunno_cluster::error::KvError;
 use idunno_membership::MembershipHandle;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -98,7 +99,7 @@ impl Keeper {
                 _ = shutdown.cancelled() => return Ok(()),
                 change = watch.next() => match change {
                     Some((name, change)) => state.apply(name, change),
-                    None => return Err(MetaError::Bucket("the metadata watch ended".into())),
+                    None => return Err(KvError::ended("the metadata watch").into()),
                 },
                 _ = tick.tick() => self.maybe_pass(state, &mut seen).await,
             }
@@ -173,7 +174,7 @@ impl Keeper {
         &self,
         state: &mut State,
         (view, full): (bus_schemas::membership::ViewSnapshot, bool),
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, crate::SdfsNodeError> {
         let mut busy = false;
         let alive = view.alive_ids().len();
         let (settled, gone) = settled_and_gone(&view.members, &self.id);

@@ -6,6 +6,7 @@ mod request;
 mod write;
 
 use super::blobs::Blobs;
+use super::error::SdfsNodeError;
 use super::listing;
 use super::meta::Meta;
 use super::now_ms;
@@ -66,7 +67,7 @@ impl Sdfs {
         data_dir: &std::path::Path,
         membership: MembershipHandle,
         metrics: Arc<idunno_metrics::Metrics>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, SdfsNodeError> {
         let js = async_nats::jetstream::new(client.clone());
         let meta = Meta::open(&js, idunno_cluster::replication::automatic(&client)).await?;
         let blobs = Blobs::open(&data_dir.join("sdfs"))?;
@@ -93,20 +94,23 @@ impl Sdfs {
     pub async fn spawn(
         self,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let rpc = self
-            .client
-            .queue_subscribe(subjects::sdfs_rpc_all(), subjects::SDFS_QUEUE.into())
-            .await?;
-        let store = self
-            .client
-            .subscribe(subjects::sdfs_store(&self.id))
-            .await?;
-        let read = self.client.subscribe(subjects::sdfs_read(&self.id)).await?;
-        let inventory = self
-            .client
-            .subscribe(subjects::sdfs_inventory(&self.id))
-            .await?;
+    ) -> Result<tokio::task::JoinHandle<()>, SdfsNodeError> {
+        let client = &self.client;
+        let sub = |subject: String| async move {
+            (client.subscribe(subject.clone()).await)
+                .map_err(|source| SdfsNodeError::Subscribe { subject, source })
+        };
+        let queue = subjects::SDFS_QUEUE.to_string();
+        let rpc = (client
+            .queue_subscribe(subjects::sdfs_rpc_all(), queue)
+            .await)
+            .map_err(|source| SdfsNodeError::Subscribe {
+                subject: subjects::sdfs_rpc_all(),
+                source,
+            })?;
+        let store = sub(subjects::sdfs_store(&self.id)).await?;
+        let read = sub(subjects::sdfs_read(&self.id)).await?;
+        let inventory = sub(subjects::sdfs_inventory(&self.id)).await?;
         let keeper = self.spawn_keeper(&shutdown);
         let listing = self.spawn_listing(&shutdown);
         Ok(tokio::spawn(async move {
