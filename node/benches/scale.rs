@@ -14,7 +14,8 @@
 //!
 //! Knobs (environment): `BENCH_SCALE_JOBS` (default 10000), `BENCH_SCALE_FILES` (default
 //! 20000), `BENCH_SCALE_REQS` (requests per figure on each side, default 300), `BENCH_SCALE_CPU_SECS`
-//! (default 30), `BENCH_SCALE_FIRSTS` (serve jobs timed on each side, default 5).
+//! (default 30), `BENCH_SCALE_FIRSTS` (serve jobs timed on each side, default 11),
+//! `BENCH_SCALE_HOLD` (seconds both clusters stay up after measuring, for a profiler; 0).
 
 use bus_client::jobs::JobsClient;
 use bus_client::sdfs::SdfsClient;
@@ -40,15 +41,8 @@ struct Side {
     addr: String,
 }
 
-/// One set of figures.
-struct Figures {
-    cpu_ms_per_s: f64,
-    jobs_ms: f64,
-    ls_ms: f64,
-    api_jobs_ms: f64,
-    api_files_ms: f64,
-    first_result_s: f64,
-}
+/// One figure on both clusters: what, the small cluster's, the big one's.
+type Row = (&'static str, f64, f64);
 
 #[tokio::main]
 async fn main() {
@@ -72,8 +66,9 @@ async fn main() {
     add_files(&big.fs, dir.path(), PAGE as usize..n_files).await;
     eprintln!("history written in {:.0} s", t.elapsed().as_secs_f64());
     let settled = settle(small.pid, big.pid).await;
-    let (a, b) = measure(&small, &big).await;
-    report(&a, &b, n_jobs, n_files, settled);
+    let rows = measure(&small, &big).await;
+    report(&rows, n_jobs, n_files, settled);
+    hold(&[&small, &big]).await;
 }
 
 impl Side {
@@ -161,42 +156,55 @@ enum Probe {
     Ls,
     ApiJobs,
     ApiFiles,
+    /// `/healthz`: the HTTP server alone (a control: no history behind it).
+    Health,
     FirstResult,
 }
 
 /// Every figure of both clusters, over the same windows, requests interleaved.
-async fn measure(small: &Side, big: &Side) -> (Figures, Figures) {
+async fn measure(small: &Side, big: &Side) -> Vec<Row> {
     let secs = env_or("BENCH_SCALE_CPU_SECS", 30u64);
     eprintln!(
         "measuring the coordinators (pids {} and {})",
         small.pid, big.pid
     );
     let (cpu_a, cpu_b) = tokio::join!(cpu_ms_per_s(small.pid, secs), cpu_ms_per_s(big.pid, secs));
+    let mut rows = vec![("coordinator CPU, ms per s, idle", cpu_a, cpu_b)];
     let reqs = env_or("BENCH_SCALE_REQS", 300usize);
-    let firsts = env_or("BENCH_SCALE_FIRSTS", 5usize);
-    let (jobs_a, jobs_b) = interleaved(small, big, Probe::Jobs, reqs).await;
-    let (ls_a, ls_b) = interleaved(small, big, Probe::Ls, reqs).await;
-    let (aj_a, aj_b) = interleaved(small, big, Probe::ApiJobs, reqs).await;
-    let (af_a, af_b) = interleaved(small, big, Probe::ApiFiles, reqs).await;
-    let (first_a, first_b) = interleaved(small, big, Probe::FirstResult, firsts).await;
-    let figures =
-        |cpu_ms_per_s, jobs_ms, ls_ms, api_jobs_ms, api_files_ms, first_ms: f64| Figures {
-            cpu_ms_per_s,
-            jobs_ms,
-            ls_ms,
-            api_jobs_ms,
-            api_files_ms,
-            first_result_s: first_ms / 1e3,
-        };
-    (
-        figures(cpu_a, jobs_a, ls_a, aj_a, af_a, first_a),
-        figures(cpu_b, jobs_b, ls_b, aj_b, af_b, first_b),
-    )
+    let probes = [
+        ("`jobs` (page of 100), median ms", Probe::Jobs, reqs),
+        ("`ls bench` (page of 100), median ms", Probe::Ls, reqs),
+        ("`/api/jobs?limit=100`, median ms", Probe::ApiJobs, reqs),
+        (
+            "`/api/files?prefix=bench&limit=100`, median ms",
+            Probe::ApiFiles,
+            reqs,
+        ),
+        (
+            "`/healthz` (control: no history behind it), median ms",
+            Probe::Health,
+            reqs,
+        ),
+        (
+            "submit → first result, median ms",
+            Probe::FirstResult,
+            env_or("BENCH_SCALE_FIRSTS", 11usize),
+        ),
+    ];
+    for (what, probe, n) in probes {
+        let (a, b) = interleaved(small, big, probe, n).await;
+        if matches!(probe, Probe::FirstResult) {
+            eprintln!("first results, ms: small {a:?}, big {b:?}");
+        }
+        let (a, b) = (median(&a), median(&b));
+        rows.push((what, a, b));
+    }
+    rows
 }
 
-/// The median milliseconds of `n` probes on each side, one side then the other (which side
-/// goes first alternates).
-async fn interleaved(small: &Side, big: &Side, probe: Probe, n: usize) -> (f64, f64) {
+/// The milliseconds of `n` probes on each side, one side then the other (which side goes
+/// first alternates).
+async fn interleaved(small: &Side, big: &Side, probe: Probe, n: usize) -> (Vec<f64>, Vec<f64>) {
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         if i % 2 == 0 {
@@ -207,7 +215,7 @@ async fn interleaved(small: &Side, big: &Side, probe: Probe, n: usize) -> (f64, 
             a.push(small.probe(probe).await);
         }
     }
-    (median(&a), median(&b))
+    (a, b)
 }
 
 impl Side {
@@ -225,10 +233,11 @@ impl Side {
                     (self.fs.ls_page("bench", Some(PAGE), None).await).expect("a page of files");
                 assert_eq!(files.len(), PAGE as usize);
             }
-            Probe::ApiJobs => return self.http("/api/jobs?limit=100", "jobs").await,
+            Probe::ApiJobs => return self.http("/api/jobs?limit=100", Some("jobs")).await,
+            Probe::Health => return self.http("/healthz", None).await,
             Probe::ApiFiles => {
                 return self
-                    .http("/api/files?prefix=bench&limit=100", "files")
+                    .http("/api/files?prefix=bench&limit=100", Some("files"))
                     .await
             }
             Probe::FirstResult => return self.first_result().await,
@@ -236,16 +245,18 @@ impl Side {
         t.elapsed().as_secs_f64() * 1e3
     }
 
-    /// Milliseconds of a GET of `path`, whose answer lists a full page under `key`.
-    async fn http(&self, path: &str, key: &'static str) -> f64 {
+    /// Milliseconds of a GET of `path`, whose answer lists a full page under `key` if given.
+    async fn http(&self, path: &str, key: Option<&'static str>) -> f64 {
         let (addr, path) = (self.addr.clone(), path.to_string());
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let a = get(&addr, &path, &[]);
             let ms = t.elapsed().as_secs_f64() * 1e3;
             assert_eq!(a.status, 200, "{path}: {}", a.body);
-            let listed = a.json()[key].as_array().map_or(0, Vec::len);
-            assert_eq!(listed, PAGE as usize, "{path}: a full page");
+            if let Some(key) = key {
+                let listed = a.json()[key].as_array().map_or(0, Vec::len);
+                assert_eq!(listed, PAGE as usize, "{path}: a full page");
+            }
             ms
         })
         .await
@@ -307,41 +318,25 @@ async fn settle(small: u32, big: u32) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn report(small: &Figures, big: &Figures, n_jobs: usize, n_files: usize, settled: f64) {
+/// Keeps both clusters up for `BENCH_SCALE_HOLD` seconds (default 0) after measuring, for a
+/// look with a profiler; prints where each coordinator is.
+async fn hold(sides: &[&Side]) {
+    let secs = env_or("BENCH_SCALE_HOLD", 0u64);
+    if secs == 0 {
+        return;
+    }
+    for (side, what) in sides.iter().zip(["small", "big"]) {
+        eprintln!(
+            "{what}: coordinator pid {} at http://{}",
+            side.pid, side.addr
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+fn report(rows: &[Row], n_jobs: usize, n_files: usize, settled: f64) {
     println!("| figure | 100 jobs, 100 files | {n_jobs} jobs, {n_files} files | ratio |");
     println!("|---|---|---|---|");
-    let rows = [
-        (
-            "coordinator CPU, ms per s, idle",
-            small.cpu_ms_per_s,
-            big.cpu_ms_per_s,
-        ),
-        (
-            "`jobs` (page of 100), median ms",
-            small.jobs_ms,
-            big.jobs_ms,
-        ),
-        (
-            "`ls bench` (page of 100), median ms",
-            small.ls_ms,
-            big.ls_ms,
-        ),
-        (
-            "`/api/jobs?limit=100`, median ms",
-            small.api_jobs_ms,
-            big.api_jobs_ms,
-        ),
-        (
-            "`/api/files?prefix=bench&limit=100`, median ms",
-            small.api_files_ms,
-            big.api_files_ms,
-        ),
-        (
-            "submit → first result, median s",
-            small.first_result_s,
-            big.first_result_s,
-        ),
-    ];
     for (what, a, b) in rows {
         println!("| {what} | {a:.2} | {b:.2} | {:.2} |", b / a.max(1e-9));
     }
