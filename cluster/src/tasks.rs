@@ -220,7 +220,9 @@ mod tests {
         let e = tasks.run().await.expect_err("ending early is a failure");
         assert!(matches!(e, TaskError::Ended { name: "quitter" }), "{e}");
         let mut tasks = Tasks::new(CancellationToken::new());
-        tasks.service("bug", async { panic!("index out of range") as Result<(), BoxError> });
+        tasks.service("bug", async {
+            panic!("index out of range") as Result<(), BoxError>
+        });
         let e = tasks.run().await.expect_err("a panic is a failure");
         assert!(
             e.to_string().contains("bug panicked: index out of range"),
