@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How long a standby waits for the lease holder's answer to a ping.
+pub const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// The pause between the two pings that find a holder gone from the bus.
+pub const VANISHED_AGAIN: Duration = Duration::from_millis(150);
+
 /// The lease bucket.
 pub const BUCKET: &str = bus_schemas::subjects::LEASE_BUCKET;
 /// The lease key.
@@ -242,17 +247,18 @@ impl Standby<'_> {
     }
 
     /// Whether `holder`'s process is gone from the bus: its control subject has no responders,
-    /// twice, 150 ms apart (a node reconnecting after a server restart answers again by then).
+    /// twice, [`VANISHED_AGAIN`] apart (a node reconnecting after a server restart answers again
+    /// by then).
     async fn vanished(&self, holder: &str) -> bool {
         for attempt in 0..2 {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(VANISHED_AGAIN).await;
             }
             let reply: Result<bus_schemas::control::ControlReply, _> = bus_client::request(
                 self.client,
                 bus_schemas::subjects::node_control(holder, "ping"),
                 &bus_schemas::control::ControlRequest::Ping,
-                Duration::from_millis(500),
+                PING_TIMEOUT,
             )
             .await;
             if !matches!(reply, Err(bus_client::RequestError::NoResponders { .. })) {

@@ -21,15 +21,39 @@ pub enum Device {
     Cuda,
 }
 
+/// A flag or setting the node cannot run with; the message names the flag and what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<crate::membership::args::OutOfRange> for ConfigError {
+    fn from(e: crate::membership::args::OutOfRange) -> Self {
+        ConfigError(e.0)
+    }
+}
+
+impl From<bus_client::ConnectError> for ConfigError {
+    fn from(e: bus_client::ConnectError) -> Self {
+        ConfigError(e.to_string())
+    }
+}
+
+/// Fails with the message `why` makes unless `ok`.
+pub(crate) fn ensure(ok: bool, why: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(why()))
+    }
+}
+
 impl Device {
     /// The tch device, or why it cannot be used on this machine.
-    pub fn tch(self) -> anyhow::Result<tch::Device> {
+    pub fn tch(self) -> Result<tch::Device, ConfigError> {
         match self {
             Device::Cpu => Ok(tch::Device::Cpu),
             Device::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            Device::Cuda => anyhow::bail!(
-                "--device cuda: no CUDA device is usable (this build links libtorch's CPU library; see the README on CUDA builds)"
-            ),
+            Device::Cuda => return Err(ConfigError("--device cuda: no CUDA device is usable (this build links libtorch's CPU library; see the README on CUDA builds)".to_string())),
         }
     }
 }
@@ -222,11 +246,13 @@ pub fn default_frontend_dir() -> PathBuf {
 
 impl NodeArgs {
     /// Builds and validates the config.
-    pub fn into_config(self) -> anyhow::Result<NodeConfig> {
-        let id = self.id.ok_or_else(|| anyhow::anyhow!("--id is required"))?;
+    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
+        let id = self
+            .id
+            .ok_or_else(|| ConfigError("--id is required".to_string()))?;
         let data_dir = self
             .data_dir
-            .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+            .ok_or_else(|| ConfigError("--data-dir is required".to_string()))?;
         let threads = self.threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -282,84 +308,87 @@ impl NodeArgs {
 
 impl NodeConfig {
     /// Checks the config; the error says which setting is wrong.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        bus_schemas::validate_token(&self.id).map_err(|e| anyhow::anyhow!("--id: {e}"))?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        bus_schemas::validate_token(&self.id).map_err(|e| ConfigError(format!("--id: {e}")))?;
         validate_host("--host", &self.host)?;
         if let Some(zone) = &self.zone {
             validate_host("--zone", zone)?;
         }
         self.bus.validate()?;
-        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        ensure(self.threads >= 1, || {
+            "--threads must be at least 1".to_string()
+        })?;
         if let Some(HttpToken(t)) = &self.http_token {
-            anyhow::ensure!(
-                t.len() >= 8 && t.bytes().all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)),
-                "--http-token must be at least 8 printable characters, without spaces, ';', ',', '\"' or '\\'"
-            );
+            ensure(
+                t.len() >= 8
+                    && t.bytes()
+                        .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)),
+                || {
+                    "--http-token must be at least 8 printable characters, without spaces, ';', ',', '\"' or '\\'".to_string()
+                },
+            )?;
         }
         self.validate_http()?;
         self.device.tch()?;
         let s = &self.sdfs;
-        anyhow::ensure!(s.replication >= 1, "--replication must be at least 1");
-        anyhow::ensure!(
-            (1..=s.replication).contains(&s.write_quorum),
-            "--write-quorum must be between 1 and --replication"
-        );
-        anyhow::ensure!(s.keep_versions >= 1, "--keep-versions must be at least 1");
-        anyhow::ensure!(
-            s.max_file_bytes >= 1,
-            "--sdfs-max-file-bytes must be at least 1"
-        );
-        anyhow::ensure!(
-            (1..=256).contains(&s.store_slots),
-            "--sdfs-store-slots must be between 1 and 256"
-        );
+        ensure(s.replication >= 1, || {
+            "--replication must be at least 1".to_string()
+        })?;
+        ensure((1..=s.replication).contains(&s.write_quorum), || {
+            "--write-quorum must be between 1 and --replication".to_string()
+        })?;
+        ensure(s.keep_versions >= 1, || {
+            "--keep-versions must be at least 1".to_string()
+        })?;
+        ensure(s.max_file_bytes >= 1, || {
+            "--sdfs-max-file-bytes must be at least 1".to_string()
+        })?;
+        ensure((1..=256).contains(&s.store_slots), || {
+            "--sdfs-store-slots must be between 1 and 256".to_string()
+        })?;
         crate::membership::args::validate(&self.detector)?;
         self.infer.validate()?;
-        anyhow::ensure!(
+        ensure(
             self.files.datasets.max_file_bytes >= 1 && self.files.max_model_bytes >= 1,
-            "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1"
-        );
+            || "--max-dataset-file-bytes and --max-model-file-bytes must be at least 1".to_string(),
+        )?;
         let deaths = crate::jobs::MAX_WORKER_DEATHS_LIMIT;
-        anyhow::ensure!(
-            (1..=deaths).contains(&self.max_worker_deaths),
-            "--max-worker-deaths must be between 1 and {deaths}, not {}",
-            self.max_worker_deaths
-        );
-        anyhow::ensure!(
-            self.keep_jobs >= 1,
-            "--keep-jobs must be at least 1 (the newest ended job is always kept)"
-        );
+        ensure((1..=deaths).contains(&self.max_worker_deaths), || {
+            format!(
+                "--max-worker-deaths must be between 1 and {deaths}, not {}",
+                self.max_worker_deaths
+            )
+        })?;
+        ensure(self.keep_jobs >= 1, || {
+            "--keep-jobs must be at least 1 (the newest ended job is always kept)".to_string()
+        })?;
         Ok(())
     }
 
-    fn validate_http(&self) -> anyhow::Result<()> {
+    fn validate_http(&self) -> Result<(), ConfigError> {
         let (l, s) = (&self.http_limits, &self.http_server);
-        anyhow::ensure!(
-            (1024..=(1 << 30)).contains(&l.max_infer_body),
-            "--http-max-infer-body must be between 1024 and 1073741824 bytes"
-        );
-        anyhow::ensure!(
-            (1..=100_000).contains(&l.max_streams),
-            "--http-max-streams must be between 1 and 100000"
-        );
-        anyhow::ensure!(
-            (1..=1_000_000).contains(&s.max_connections),
-            "--http-max-connections must be between 1 and 1000000"
-        );
-        anyhow::ensure!(
+        ensure((1024..=(1 << 30)).contains(&l.max_infer_body), || {
+            "--http-max-infer-body must be between 1024 and 1073741824 bytes".to_string()
+        })?;
+        ensure((1..=100_000).contains(&l.max_streams), || {
+            "--http-max-streams must be between 1 and 100000".to_string()
+        })?;
+        ensure((1..=1_000_000).contains(&s.max_connections), || {
+            "--http-max-connections must be between 1 and 1000000".to_string()
+        })?;
+        ensure(
             (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&s.header_timeout),
-            "--http-header-timeout-ms must be between 100 and 600000"
-        );
+            || "--http-header-timeout-ms must be between 100 and 600000".to_string(),
+        )?;
         for h in &l.allowed_hosts {
             let ok = h == "*"
                 || (!h.is_empty()
                     && h.len() <= 253
                     && h.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b)));
-            anyhow::ensure!(
-                ok,
-                "--http-allowed-hosts: {h:?} is not a host name (no port, no scheme)"
-            );
+            ensure(ok, || {
+                format!("--http-allowed-hosts: {h:?} is not a host name (no port, no scheme)")
+            })?;
         }
         Ok(())
     }
@@ -395,13 +424,13 @@ impl NodeConfig {
 /// '-', '_' and '.'.
 ///
 /// [`MAX_HOST_LEN`]: bus_schemas::membership::plausible::MAX_HOST_LEN
-fn validate_host(flag: &str, host: &str) -> anyhow::Result<()> {
+fn validate_host(flag: &str, host: &str) -> Result<(), ConfigError> {
     let max = bus_schemas::membership::plausible::MAX_HOST_LEN;
     let ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-    anyhow::ensure!(
+    ensure(
         !host.is_empty() && host.len() <= max && host.bytes().all(ok),
-        "{flag} must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"
-    );
+        || format!("{flag} must be 1 to {max} letters, digits, '-', '_' or '.', not {host:?}"),
+    )?;
     Ok(())
 }
 
@@ -409,12 +438,12 @@ fn validate_host(flag: &str, host: &str) -> anyhow::Result<()> {
 fn http_token(
     token: Option<String>,
     file: Option<&std::path::Path>,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>, ConfigError> {
     match (token, file) {
         (Some(token), _) => Ok(Some(token)),
         (None, Some(path)) => Ok(Some(
             std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("--http-token-file {}: {e}", path.display()))?
+                .map_err(|e| ConfigError(format!("--http-token-file {}: {e}", path.display())))?
                 .trim()
                 .to_string(),
         )),

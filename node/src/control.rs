@@ -32,7 +32,7 @@ pub struct ControlDeps {
 
 /// Subscribes to the node's control subject, then answers it (a task of `tasks`) until they
 /// stop.
-pub async fn spawn(deps: ControlDeps, tasks: &mut Tasks) -> anyhow::Result<()> {
+pub async fn spawn(deps: ControlDeps, tasks: &mut Tasks) -> Result<(), async_nats::SubscribeError> {
     let sub = deps
         .client
         .subscribe(subjects::node_control_all(&deps.id))

@@ -113,3 +113,43 @@ impl JobError {
         }
     }
 }
+
+/// Why a node could not start, or why it stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A flag or setting is out of range.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The dashboard's address cannot be served.
+    #[error("cannot serve the dashboard on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The dashboard's certificate or key.
+    #[error(transparent)]
+    Tls(#[from] crate::dashboard::TlsError),
+    /// The bus options (credentials, TLS files, server list) cannot be used.
+    #[error("bus: {0}")]
+    BusOptions(#[from] bus_client::ConnectError),
+    /// The bus refused the connection.
+    #[error("bus: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    /// A subscription could not be made (the connection is gone).
+    #[error("subscribing: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// This node's SDFS could not start.
+    #[error(transparent)]
+    Sdfs(#[from] idunno_sdfs::SdfsNodeError),
+    /// A subsystem failed, ended or panicked while the node ran.
+    #[error(transparent)]
+    Stopped(#[from] idunno_cluster::tasks::TaskError),
+    /// A task could not be joined (it panicked or was aborted).
+    #[error("a task panicked: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// The log files cannot be opened or the logger installed.
+    #[error("logging: {0}")]
+    Logging(String),
+}

@@ -25,6 +25,7 @@ pub use idunno_sdfs as sdfs;
 
 use cluster::lease::Coordinator;
 use config::NodeConfig;
+use error::NodeError;
 use membership::service::{Connection, MembershipConfig, WhoCoordinates};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ async fn connect(
     cfg: &NodeConfig,
     name: &str,
     events: Option<mpsc::Sender<Connection>>,
-) -> anyhow::Result<async_nats::Client> {
+) -> Result<async_nats::Client, NodeError> {
     let prefix = cfg.bus.inbox_prefix();
     let opts = cfg
         .bus
@@ -77,12 +78,18 @@ pub async fn run(
     cfg: NodeConfig,
     logs: logging::LogFiles,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot serve the dashboard on {}: {e}", cfg.http))?;
-    let http = listener.local_addr()?;
+        .map_err(|source| NodeError::Http {
+            addr: cfg.http,
+            source,
+        })?;
+    let http = (listener.local_addr()).map_err(|source| NodeError::Http {
+        addr: cfg.http,
+        source,
+    })?;
     let client = connect(&cfg, &format!("idunno-node-{}", cfg.id), None).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let (coordinator_tx, coordinator_rx) = watch::channel(Coordinator::default());
@@ -129,7 +136,7 @@ async fn start_membership(
     metrics: Arc<metrics::Metrics>,
     coordinator: WhoCoordinates,
     stop: CancellationToken,
-) -> anyhow::Result<(membership::MembershipHandle, tokio::task::JoinHandle<()>)> {
+) -> Result<(membership::MembershipHandle, tokio::task::JoinHandle<()>), NodeError> {
     let (conn_tx, conn_rx) = mpsc::channel(16);
     let name = format!("idunno-node-{}-members", cfg.id);
     let members_client = connect(cfg, &name, Some(conn_tx)).await?;
@@ -145,7 +152,7 @@ async fn start_membership(
     Ok(membership::spawn(members_client, mcfg, metrics, conn_rx, stop).await?)
 }
 
-fn jobs_config(cfg: &NodeConfig) -> anyhow::Result<jobs::JobsConfig> {
+fn jobs_config(cfg: &NodeConfig) -> Result<jobs::JobsConfig, NodeError> {
     Ok(jobs::JobsConfig {
         id: cfg.id.clone(),
         data_dir: cfg.data_dir.clone(),
@@ -169,8 +176,11 @@ fn start_dashboard(
         jobs::index::LiveJobs,
     ),
     tasks: &mut Tasks,
-) -> anyhow::Result<()> {
-    let bind = listener.local_addr()?;
+) -> Result<(), NodeError> {
+    let bind = (listener.local_addr()).map_err(|source| NodeError::Http {
+        addr: cfg.http,
+        source,
+    })?;
     let tls = match &cfg.http_tls {
         Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
         None => None,
@@ -206,7 +216,7 @@ async fn serve_sdfs(
     membership: membership::MembershipHandle,
     metrics: Arc<metrics::Metrics>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let mut delay = Duration::from_millis(200);
     let sdfs = loop {
         let opened = sdfs::Sdfs::open(
@@ -228,8 +238,7 @@ async fn serve_sdfs(
             _ = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
         }
     };
-    let task = (sdfs.spawn(shutdown).await)
-        .map_err(|e| anyhow::anyhow!("SDFS could not subscribe: {e:#}"))?;
+    let task = sdfs.spawn(shutdown).await?;
     task.await?;
     Ok(())
 }

@@ -50,13 +50,17 @@ impl LogFiles {
 
 /// Installs the global subscriber (filter from `RUST_LOG`, default `info`). Keep the guard
 /// alive for the life of the process: dropping it flushes the file.
-pub fn init(data_dir: &Path) -> anyhow::Result<(LogFiles, WorkerGuard)> {
-    std::fs::create_dir_all(data_dir)?;
+pub fn init(data_dir: &Path) -> Result<(LogFiles, WorkerGuard), crate::error::NodeError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        crate::error::NodeError::Logging(format!("{}: {e}", data_dir.display()))
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| failed(&e))?;
     let files = LogFiles {
         dir: data_dir.to_path_buf(),
     };
     let condition = RollingConditionBasic::new().max_size(MAX_LOG_BYTES);
-    let appender = BasicRollingFileAppender::new(files.current(), condition, KEPT_LOGS)?;
+    let appender = BasicRollingFileAppender::new(files.current(), condition, KEPT_LOGS)
+        .map_err(|e| failed(&e))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
@@ -67,7 +71,8 @@ pub fn init(data_dir: &Path) -> anyhow::Result<(LogFiles, WorkerGuard)> {
                 .with_ansi(false)
                 .with_writer(writer),
         )
-        .try_init()?;
+        .try_init()
+        .map_err(|e| failed(&e))?;
     Ok((files, guard))
 }
 

@@ -49,6 +49,6 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("signal received: leaving the cluster");
             trigger.cancel();
         });
-        idunno_node::run(cfg, logs, shutdown).await
+        Ok(idunno_node::run(cfg, logs, shutdown).await?)
     })
 }

@@ -20,6 +20,9 @@ use futures::StreamExt;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How long JetStream may take to move one stream off a server being removed.
+const PEER_REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often a node checks the copies of every bucket and stream.
 pub const PERIOD: Duration = Duration::from_secs(15);
 
@@ -213,7 +216,7 @@ async fn remove_server(client: &async_nats::Client, server: &str) -> Vec<String>
         let stream = kind.stream(name);
         let subject = format!("$JS.API.STREAM.PEER.REMOVE.{stream}");
         let reply = tokio::time::timeout(
-            Duration::from_secs(10),
+            PEER_REMOVE_TIMEOUT,
             client.request(subject, body.clone().into()),
         )
         .await;

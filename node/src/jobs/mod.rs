@@ -67,24 +67,37 @@ pub const DEFAULT_KEEP_JOBS: usize = 1000;
 /// The largest `--max-worker-deaths` allowed.
 pub const MAX_WORKER_DEATHS_LIMIT: u32 = 100;
 
+/// Why the coordinator or the dispatcher cannot look at the jobs now (a later pass may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The node is stopping.
+    #[error("membership stopped")]
+    MembershipStopped,
+    /// The job index is loading or starting over.
+    #[error("the job index is loading")]
+    Loading,
+}
+
 impl Ctx {
     /// The membership view and every job that has not ended, as the coordinator and the
     /// dispatcher see them (from the job index: no record is read); an error while the index
     /// loads.
     pub async fn snapshot(
         &self,
-    ) -> anyhow::Result<(
-        Vec<bus_schemas::membership::MemberRecord>,
-        Vec<bus_schemas::jobs::JobRecord>,
-    )> {
-        let view = self
-            .membership
-            .view()
-            .await
-            .map_err(|_| anyhow::anyhow!("membership stopped"))?
+    ) -> Result<
+        (
+            Vec<bus_schemas::membership::MemberRecord>,
+            Vec<bus_schemas::jobs::JobRecord>,
+        ),
+        NotReady,
+    > {
+        let view = (self.membership.view().await)
+            .map_err(|_| NotReady::MembershipStopped)?
             .members;
         let live = self.live.borrow().clone();
-        anyhow::ensure!(live.loaded, "the job index is loading");
+        if !live.loaded {
+            return Err(NotReady::Loading);
+        }
         Ok((view, live.jobs.values().cloned().collect()))
     }
 

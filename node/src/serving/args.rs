@@ -1,6 +1,7 @@
 //! The node's online-inference flags and the inference config built from them.
 
 use super::executor::Lanes;
+use crate::config::{ensure, ConfigError};
 
 /// Default of `--serving-cache-bytes`: models and splits kept in memory, 2 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 2 << 30;
@@ -45,12 +46,11 @@ pub struct InferArgs {
 impl InferArgs {
     /// The inference config for a node of `threads` libtorch threads; the error names the
     /// flag that is out of range.
-    pub fn config(&self, threads: usize) -> anyhow::Result<InferConfig> {
+    pub fn config(&self, threads: usize) -> Result<InferConfig, ConfigError> {
         if let Some(lanes) = self.inference_lanes {
-            anyhow::ensure!(
-                (1..=threads.max(1)).contains(&lanes),
-                "--inference-lanes must be between 1 and --threads ({threads})"
-            );
+            ensure((1..=threads.max(1)).contains(&lanes), || {
+                format!("--inference-lanes must be between 1 and --threads ({threads})")
+            })?;
         }
         let cfg = InferConfig {
             max_batch: self.infer_max_batch,
@@ -102,27 +102,22 @@ impl Default for InferConfig {
 
 impl InferConfig {
     /// Checks the config; the error names the flag that is out of range.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            (1..=4096).contains(&self.max_batch),
-            "--infer-max-batch must be between 1 and 4096"
-        );
-        anyhow::ensure!(
-            self.max_delay <= Duration::from_secs(10),
-            "--infer-max-delay-ms must be at most 10000"
-        );
-        anyhow::ensure!(
-            (1..=100_000).contains(&self.max_inflight),
-            "--infer-max-inflight must be between 1 and 100000"
-        );
-        anyhow::ensure!(
-            (1..=100).contains(&self.online_share),
-            "--infer-online-share must be a percentage between 1 and 100"
-        );
-        anyhow::ensure!(
-            self.cache_bytes >= 1 << 20,
-            "--serving-cache-bytes must be at least 1048576 (1 MiB)"
-        );
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure((1..=4096).contains(&self.max_batch), || {
+            "--infer-max-batch must be between 1 and 4096".to_string()
+        })?;
+        ensure(self.max_delay <= Duration::from_secs(10), || {
+            "--infer-max-delay-ms must be at most 10000".to_string()
+        })?;
+        ensure((1..=100_000).contains(&self.max_inflight), || {
+            "--infer-max-inflight must be between 1 and 100000".to_string()
+        })?;
+        ensure((1..=100).contains(&self.online_share), || {
+            "--infer-online-share must be a percentage between 1 and 100".to_string()
+        })?;
+        ensure(self.cache_bytes >= 1 << 20, || {
+            "--serving-cache-bytes must be at least 1048576 (1 MiB)".to_string()
+        })?;
         Ok(())
     }
 }
