@@ -41,7 +41,18 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
-async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
+/// Why a coordinator pass stopped (the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    /// The view or the job index cannot be read now.
+    #[error(transparent)]
+    NotReady(#[from] super::NotReady),
+    /// A job record could not be written.
+    #[error(transparent)]
+    Record(#[from] crate::cluster::error::KvError),
+}
+
+async fn pass(ctx: &Ctx) -> Result<(), PassError> {
     let (view, mut jobs) = ctx.snapshot().await?;
     jobs.sort_by_key(|j| j.submitted_ms);
     let mut busy = training_workers(&jobs, &view);
@@ -94,7 +105,7 @@ async fn assign(
     worker: &str,
     process: Option<(u64, Option<u64>)>,
     died: Option<String>,
-) -> anyhow::Result<bool> {
+) -> Result<bool, PassError> {
     let previous = job.current().map(|a| a.worker.clone());
     let expected = (job.state, job.attempts.len());
     let changed = ctx
@@ -137,7 +148,7 @@ async fn assign(
 }
 
 /// A running job whose worker is gone and no other worker is free waits in the queue.
-async fn requeue(ctx: &Ctx, job: &JobRecord, died: Option<String>) -> anyhow::Result<()> {
+async fn requeue(ctx: &Ctx, job: &JobRecord, died: Option<String>) -> Result<(), PassError> {
     let attempts = job.attempts.len();
     ctx.store
         .modify(&job.id, |j| {
@@ -153,7 +164,7 @@ async fn requeue(ctx: &Ctx, job: &JobRecord, died: Option<String>) -> anyhow::Re
 }
 
 /// Fails a running job whose workers died too often (only while its attempt is unchanged).
-async fn fail(ctx: &Ctx, job: &JobRecord, what: &str, reason: String) -> anyhow::Result<()> {
+async fn fail(ctx: &Ctx, job: &JobRecord, what: &str, reason: String) -> Result<(), PassError> {
     let attempts = job.attempts.len();
     let died = Some(what.to_string());
     let failed = ctx

@@ -180,7 +180,7 @@ async fn open(client: &async_nats::Client, shutdown: &CancellationToken) -> Opti
                 replicas,
                 lease::TTL,
             );
-            anyhow::Ok(Buckets {
+            Ok::<_, crate::cluster::error::KvError>(Buckets {
                 store: store::JobStore::open(&js, replicas).await?,
                 settings: settings::SettingsStore::open(&js, replicas).await?,
                 lease: lease.await?,
@@ -208,7 +208,7 @@ pub async fn serve(
     cfg: JobsConfig,
     published: Published,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), crate::tasks::TaskError> {
     let Published {
         coordinator: coordinator_tx,
         live: live_tx,
@@ -253,7 +253,7 @@ pub async fn serve(
     let retention = retention::run(ctx.clone(), cfg.keep_jobs, tasks.token());
     tasks.service("job retention", ok(retention));
     spawn_tasks(&mut tasks, ctx, cfg.infer);
-    Ok(tasks.run().await?)
+    tasks.run().await
 }
 
 /// Spawns the jobs subsystem's tasks (and serving's, and the cluster's replication).

@@ -7,6 +7,7 @@
 
 use super::index::{self, Trim};
 use super::{outputs, Ctx};
+use crate::error::JobError;
 use bus_schemas::sdfs::SdfsErrorKind;
 use bus_schemas::subjects;
 use std::sync::Arc;
@@ -75,21 +76,24 @@ async fn remove(
     results: Option<&async_nats::jetstream::stream::Stream>,
     id: &str,
     revision: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), JobError> {
     let sdfs = ctx.cache.sdfs();
     for name in [outputs::results_file(id), outputs::checkpoint_file(id)] {
         match sdfs.delete(&name).await {
             Err(e) if e.kind() != Some(SdfsErrorKind::NotFound) => {
-                anyhow::bail!("{name}: {e}")
+                return Err(JobError::storage(name, e));
             }
             _ => {}
         }
     }
+    let what = format!("the results and record of job {id}");
     if let Some(stream) = results {
-        stream.purge().filter(subjects::job_results(id)).await?;
+        let purged = stream.purge().filter(subjects::job_results(id)).await;
+        purged.map_err(|e| JobError::storage(what.clone(), e))?;
     }
     let kv = ctx.store.kv();
-    kv.purge_expect_revision(id, Some(revision)).await?;
+    let purged = kv.purge_expect_revision(id, Some(revision)).await;
+    purged.map_err(|e| JobError::storage(what, e))?;
     Ok(())
 }
 

@@ -47,7 +47,7 @@ pub const MAX_ASSIGNS: usize = 8;
 pub async fn results_stream(
     js: &jetstream::Context,
     replicas: usize,
-) -> anyhow::Result<stream::Stream> {
+) -> Result<stream::Stream, jetstream::context::CreateStreamError> {
     let mut last = None;
     for max_bytes in [1i64 << 30, 256 << 20, 64 << 20] {
         let config = stream::Config {
@@ -68,7 +68,7 @@ pub async fn results_stream(
             }
         }
     }
-    Err(last.expect("tried at least once").into())
+    Err(last.expect("tried at least once"))
 }
 
 /// Keeps trying to create the results stream (every 5 s) until it exists or `shutdown`.
