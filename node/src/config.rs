@@ -53,7 +53,7 @@ impl Device {
         match self {
             Device::Cpu => Ok(tch::Device::Cpu),
             Device::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            Device::Cuda => return Err(ConfigError("--device cuda: no CUDA device is usable (this build links libtorch's CPU library; see the README on CUDA builds)".to_string())),
+            Device::Cuda => Err(ConfigError("--device cuda: no CUDA device is usable (this build links libtorch's CPU library; see the README on CUDA builds)".to_string())),
         }
     }
 }

@@ -445,8 +445,34 @@ impl Machines {
     }
 }
 
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL: usize = 40;
+
+/// The last [`LOG_TAIL`] lines of the log of every node of `machines`, to stderr: a test that
+/// fails in CI (where nothing is kept) says what its nodes did last.
+fn print_log_tails(machines: &[Machine]) {
+    for node in machines.iter().flat_map(|m| &m.nodes) {
+        let log = node.data_dir.join("node.log");
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!(
+            "---- the last lines of {}'s log ({}) ----",
+            node.id,
+            log.display()
+        );
+        for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+            eprintln!("{line}");
+        }
+    }
+}
+
 impl Drop for Machines {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tails(&self.machines);
+        }
         for m in &mut self.machines {
             m.stop_nats();
             m.nodes.clear();

@@ -7,7 +7,6 @@ use bus_client::sdfs::SdfsClient;
 use bus_schemas::jobs::{JobRecord, JobState};
 use std::path::Path;
 use std::time::Duration;
-use testkit::wait_until;
 
 pub mod machines;
 
@@ -29,11 +28,29 @@ pub fn expected() -> Expected {
 }
 
 /// Waits until job `id` ends.
+/// On a timeout the panic says what the last read showed (the record's state and progress, or
+/// why it could not be read).
 pub async fn wait_job(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
-    wait_until(&format!("job {id} ends"), limit, || async {
-        jobs.get(id).await.ok().filter(|j| j.state.is_final())
-    })
-    .await
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let last = match jobs.get(id).await {
+            Ok(job) if job.state.is_final() => return job,
+            Ok(job) => {
+                let serve = job.serve.as_ref().map(|s| {
+                    let pending = s.pending.len();
+                    (s.done, s.total, pending, s.workers.clone())
+                });
+                let attempts = job.attempts.len();
+                format!("{:?}, serve (done, total, pending, workers) {serve:?}, {attempts} attempt(s), error {:?}", job.state, job.error)
+            }
+            Err(e) => format!("not read: {e}"),
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for job {id} to end; the last read: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Registers the fixture as `models/<name>` on dataset `fm`.
