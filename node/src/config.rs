@@ -2,6 +2,8 @@
 
 use crate::cache::FetchLimits;
 use crate::dashboard::{HttpLimits, ServerLimits};
+use crate::flags::ensure;
+pub use crate::flags::ConfigError;
 use crate::membership::args::MembershipArgs;
 use crate::membership::detector::DetectorConfig;
 use crate::sdfs::SdfsConfig;
@@ -19,32 +21,6 @@ pub enum Device {
     Cpu,
     /// The first CUDA GPU.
     Cuda,
-}
-
-/// A flag or setting the node cannot run with; the message names the flag and what it accepts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-impl From<crate::membership::args::OutOfRange> for ConfigError {
-    fn from(e: crate::membership::args::OutOfRange) -> Self {
-        ConfigError(e.0)
-    }
-}
-
-impl From<bus_client::ConnectError> for ConfigError {
-    fn from(e: bus_client::ConnectError) -> Self {
-        ConfigError(e.to_string())
-    }
-}
-
-/// Fails with the message `why` makes unless `ok`.
-pub(crate) fn ensure(ok: bool, why: impl FnOnce() -> String) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError(why()))
-    }
 }
 
 impl Device {

@@ -119,7 +119,7 @@ impl JobError {
 pub enum NodeError {
     /// A flag or setting is out of range.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::flags::ConfigError),
     /// The dashboard's address cannot be served.
     #[error("cannot serve the dashboard on {addr}: {source}")]
     Http {

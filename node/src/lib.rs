@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod flags;
 pub mod jobs;
 pub mod logging;
 pub mod ml;

@@ -1,7 +1,7 @@
 //! The node's online-inference flags and the inference config built from them.
 
 use super::executor::Lanes;
-use crate::config::{ensure, ConfigError};
+use crate::flags::{ensure, ConfigError};
 
 /// Default of `--serving-cache-bytes`: models and splits kept in memory, 2 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 2 << 30;
