@@ -81,16 +81,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     let started = Instant::now();
-    let listener = tokio::net::TcpListener::bind(cfg.http)
-        .await
-        .map_err(|source| NodeError::Http {
-            addr: cfg.http,
-            source,
-        })?;
-    let http = (listener.local_addr()).map_err(|source| NodeError::Http {
+    let unservable = |source| NodeError::Http {
         addr: cfg.http,
         source,
-    })?;
+    };
+    let listener = (tokio::net::TcpListener::bind(cfg.http).await).map_err(unservable)?;
+    let http = listener.local_addr().map_err(unservable)?;
     let client = connect(&cfg, &format!("idunno-node-{}", cfg.id), None).await?;
     let metrics = Arc::new(metrics::Metrics::default());
     let (coordinator_tx, coordinator_rx) = watch::channel(Coordinator::default());
@@ -119,7 +115,7 @@ pub async fn run(
     let jobs = jobs::serve(c, m, metrics.clone(), jobs_cfg, published, tasks.token());
     tasks.service("jobs", jobs);
     let dash = (client, membership, metrics, live_jobs);
-    start_dashboard(&cfg, listener, dash, &mut tasks)?;
+    start_dashboard(&cfg, (listener, http), dash, &mut tasks)?;
     tracing::info!(id = %cfg.id, %http, nats = %cfg.bus.url, "node started");
     let stopped = tasks.run().await;
     members_stop.cancel();
@@ -166,10 +162,10 @@ fn jobs_config(cfg: &NodeConfig) -> Result<jobs::JobsConfig, NodeError> {
     })
 }
 
-/// Serves the dashboard (and its live snapshots) on `listener`.
+/// Serves the dashboard (and its live snapshots) on `listener`, bound to `bind`.
 fn start_dashboard(
     cfg: &NodeConfig,
-    listener: tokio::net::TcpListener,
+    (listener, bind): (tokio::net::TcpListener, std::net::SocketAddr),
     (client, membership, metrics, live_jobs): (
         async_nats::Client,
         membership::MembershipHandle,
@@ -178,10 +174,6 @@ fn start_dashboard(
     ),
     tasks: &mut Tasks,
 ) -> Result<(), NodeError> {
-    let bind = (listener.local_addr()).map_err(|source| NodeError::Http {
-        addr: cfg.http,
-        source,
-    })?;
     let tls = match &cfg.http_tls {
         Some((cert, key)) => Some(dashboard::tls_acceptor(cert, key)?),
         None => None,
