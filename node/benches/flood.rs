@@ -5,7 +5,10 @@
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (default 5), `BENCH_PASSES` (default 10 passes over the
 //! 10000 test images per job), `BENCH_FLOOD_X` (default 10: the flood's rate over the measured
-//! online capacity).
+//! online capacity), `BENCH_NODE` (another `idunno-node` binary to run the nodes with, e.g. an
+//! earlier commit's from `infra/build-base.sh`, for a comparison with the same load generator),
+//! `BENCH_OPEN` (`1`: an open nats-server, no TLS and no users, as before clusters were secure
+//! by default; the default is a secure one, as `idunno local up` starts).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -49,6 +52,7 @@ fn request() -> bytes::Bytes {
         version: None,
         images: vec![ByteBuf::from(png.into_inner()); 16],
         timeout_ms: 5_000,
+        tensor: None,
     };
     bus_schemas::encode(&req).unwrap().into()
 }
@@ -197,7 +201,21 @@ async fn run() {
     let passes: u32 = env_or("BENCH_PASSES", 10);
     let times: f64 = env_or("BENCH_FLOOD_X", 10.0);
     println!("## Flood benchmark\n");
-    let c = Cluster::start(Path::new(NODE), 3).await;
+    let node = std::env::var("BENCH_NODE").unwrap_or_else(|_| NODE.to_string());
+    println!("- nodes run {node}");
+    let open = env_or("BENCH_OPEN", 0u32) == 1;
+    let nats = if open {
+        testkit::NatsServer::start_open()
+    } else {
+        testkit::NatsServer::start()
+    };
+    let server = if open {
+        "open (no TLS, no users)"
+    } else {
+        "secure (TLS, roles)"
+    };
+    println!("- nats-server: {server}");
+    let c = Cluster::start_on(nats, Path::new(&node), 3, &[]).await;
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
     common::import_fixture(&fs, &jobs, "fixture").await;
     let cap = capacity(&c).await;

@@ -164,7 +164,10 @@ async fn object_store_comparison(dir: &Path, mb: u64) {
     let src = make_file(dir, "obj", mb);
     let out = dir.join("obj.out");
 
-    let js = async_nats::jetstream::new(c.client.clone());
+    let mut js = async_nats::jetstream::new(c.client.clone());
+    // The server fsyncs every write (`sync_interval: always`): a chunk's ack can take longer
+    // than the context's default 5 s while the disk is busy.
+    js.set_timeout(Duration::from_secs(60));
     let store = js
         .create_object_store(async_nats::jetstream::object_store::Config {
             bucket: "bench".into(),
