@@ -151,7 +151,12 @@ echo "a request whose deadline (1 ms) passes first is answered with a timeout:"
 step "The dashboard's API and metrics (the same figures the pages show live)"
 "${CURL[@]}" https://127.0.0.1:8080/api/workers |
   python3 -c 'import json,sys; r=json.load(sys.stdin); print("GET /api/workers: coordinator %s; %s" % (r["coordinator"], ", ".join("%s %s" % (w["id"], w["state"]) for w in r["workers"])))'
-"${CURL[@]}" https://127.0.0.1:8080/metrics | grep -E '^idunno_(members|jobs|sdfs_files|sdfs_bytes)' || true
+"${CURL[@]}" https://127.0.0.1:8080/readyz |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("GET /readyz: ready %s (bus %s, buckets %s, member %s)" % (r["ready"], r["bus"], r["buckets"], r["member"]))'
+"${CURL[@]}" https://127.0.0.1:8080/v2/models/cnn |
+  python3 -c 'import json,sys; r=json.load(sys.stdin); print("Open Inference Protocol, GET /v2/models/cnn: versions %s, inputs %s" % (r["versions"], ", ".join("%s %s %s" % (i["name"], i["datatype"], i["shape"]) for i in r["inputs"])))'
+# Every node exports its own series; the coordinator also the cluster's (docs/api.md, "Metrics").
+"${CURL[@]}" https://127.0.0.1:8080/metrics | grep -E '^idunno_(build_info|infer_requests_total|serve_batches_total|members|jobs|sdfs_files)' || true
 
 step "The cluster keeps running"
 echo "Dashboard: https://127.0.0.1:8080/ (Jobs, Workers, Files, Stats, Models; log in with the token in $SECURE/dashboard.token; the certificate is by $SECURE/ca.pem)"

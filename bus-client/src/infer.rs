@@ -1,7 +1,7 @@
 //! Online inference requests (`idunno.v1.infer`), as every client sends them.
 
 use crate::{request, RequestError};
-use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
+use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest, ModelQuery, ModelReply};
 use std::time::Duration;
 
 /// What a client is told when no node is in the `idunno-infer` queue group: each node leaves
@@ -25,4 +25,14 @@ pub async fn infer(
         }),
         other => other,
     }
+}
+
+/// Asks any node to describe model `query` names and have it loaded for online inference
+/// (`idunno.v1.infer.model`), waiting at most `wait`.
+pub async fn model_info(
+    client: &async_nats::Client,
+    query: &ModelQuery,
+    wait: Duration,
+) -> Result<ModelReply, RequestError> {
+    request(client, bus_schemas::subjects::infer_model(), query, wait).await
 }

@@ -15,7 +15,7 @@ pub mod secure;
 pub mod transfer;
 pub mod workers;
 
-pub use infer::{infer, NO_NODE_TAKES_REQUESTS};
+pub use infer::{infer, model_info, NO_NODE_TAKES_REQUESTS};
 pub use options::{BusOptions, ConnectError};
 pub use request::{publish, request, RequestError};
 

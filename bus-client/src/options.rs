@@ -4,51 +4,63 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Where the bus is and how to authenticate; flattened into both binaries' flags.
+/// Where the bus is and how to authenticate; flattened into both binaries' flags, global (they
+/// may follow a subcommand: `idunno members --nats URL`).
 #[derive(Clone, Default, clap::Args)]
 pub struct BusOptions {
     /// NATS server URL(s), comma-separated.
     #[arg(
         long = "nats",
         env = "IDUNNO_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
+        default_value = "nats://127.0.0.1:4222",
+        global = true
     )]
     pub url: String,
     /// NATS user name (with --nats-password).
-    #[arg(long = "nats-user", env = "IDUNNO_NATS_USER")]
+    #[arg(long = "nats-user", env = "IDUNNO_NATS_USER", global = true)]
     pub user: Option<String>,
     /// NATS password.
     #[arg(
         long = "nats-password",
         env = "IDUNNO_NATS_PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub password: Option<String>,
     /// NATS token.
-    #[arg(long = "nats-token", env = "IDUNNO_NATS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "nats-token",
+        env = "IDUNNO_NATS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
     /// NATS credentials file (JWT + NKey seed).
-    #[arg(long = "nats-creds", env = "IDUNNO_NATS_CREDS")]
+    #[arg(long = "nats-creds", env = "IDUNNO_NATS_CREDS", global = true)]
     pub creds: Option<PathBuf>,
     /// CA certificate (PEM) to verify the server's TLS certificate; turns TLS on.
-    #[arg(long = "nats-tls-ca", env = "IDUNNO_NATS_TLS_CA")]
+    #[arg(long = "nats-tls-ca", env = "IDUNNO_NATS_TLS_CA", global = true)]
     pub tls_ca: Option<PathBuf>,
     /// An identity directory made by `idunno secure init` (its NKEY seed, TLS client
     /// certificate, CA and reply inbox prefix); the flags below override its parts.
-    #[arg(long = "nats-identity", env = "IDUNNO_NATS_IDENTITY")]
+    #[arg(long = "nats-identity", env = "IDUNNO_NATS_IDENTITY", global = true)]
     pub identity: Option<PathBuf>,
     /// File holding an NKEY seed (`SU…`) to authenticate with.
-    #[arg(long = "nats-nkey", env = "IDUNNO_NATS_NKEY")]
+    #[arg(long = "nats-nkey", env = "IDUNNO_NATS_NKEY", global = true)]
     pub nkey: Option<PathBuf>,
     /// TLS client certificate (PEM), for servers that verify clients (with --nats-tls-key).
-    #[arg(long = "nats-tls-cert", env = "IDUNNO_NATS_TLS_CERT")]
+    #[arg(long = "nats-tls-cert", env = "IDUNNO_NATS_TLS_CERT", global = true)]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of the TLS client certificate.
-    #[arg(long = "nats-tls-key", env = "IDUNNO_NATS_TLS_KEY")]
+    #[arg(long = "nats-tls-key", env = "IDUNNO_NATS_TLS_KEY", global = true)]
     pub tls_key: Option<PathBuf>,
     /// Prefix of this client's reply inboxes (`_INBOX.<identity>` for an identity whose
     /// permissions allow only its own); default `_INBOX`.
-    #[arg(long = "nats-inbox-prefix", env = "IDUNNO_NATS_INBOX_PREFIX")]
+    #[arg(
+        long = "nats-inbox-prefix",
+        env = "IDUNNO_NATS_INBOX_PREFIX",
+        global = true
+    )]
     pub inbox_prefix: Option<String>,
 }
 

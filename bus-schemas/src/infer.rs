@@ -15,8 +15,14 @@ pub struct InferRequest {
     /// Its version; the newest when absent.
     pub version: Option<u64>,
     /// PNG or JPEG files, each one query. They are converted to the model's channels and
-    /// resized to its input size.
+    /// resized to its input size. Empty when [`InferRequest::tensor`] holds the queries.
     pub images: Vec<serde_bytes::ByteBuf>,
+    /// The queries as the model's input itself (instead of `images`): N×C×H×W float32 values
+    /// already scaled as the model's convention says (pixels in [0, 1], minus the model's
+    /// mean, over its std). Nodes older than this field ignore it and refuse the request for
+    /// holding no image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<FloatTensor>,
     /// How long the node may take, in milliseconds from when it receives the request; a
     /// request still waiting at its deadline is answered with [`InferErrorKind::Timeout`]
     /// and never run.
@@ -25,6 +31,82 @@ pub struct InferRequest {
 
 impl Message for InferRequest {
     const NAME: &'static str = "infer request";
+}
+
+/// A float32 tensor of queries, N×C×H×W.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloatTensor {
+    /// N (the queries), C, H, W.
+    pub shape: [u64; 4],
+    /// The values, little-endian float32, row-major (4 bytes per value).
+    pub data: serde_bytes::ByteBuf,
+}
+
+impl FloatTensor {
+    /// The tensor of `shape` holding `values` (row-major).
+    pub fn new(shape: [u64; 4], values: &[f32]) -> FloatTensor {
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        FloatTensor {
+            shape,
+            data: serde_bytes::ByteBuf::from(data),
+        }
+    }
+}
+
+/// Asks any node (queue group [`crate::subjects::INFER_MODEL_QUEUE`]) to describe a model and
+/// have it ready to serve (loaded and prepared on the node answering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelQuery {
+    /// The model's name.
+    pub model: String,
+    /// Its version; the newest when absent.
+    pub version: Option<u64>,
+}
+
+impl Message for ModelQuery {
+    const NAME: &'static str = "model query";
+}
+
+/// What a model takes and gives, as the node that loaded it read its header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model's name.
+    pub model: String,
+    /// The version described.
+    pub version: u64,
+    /// Every version SDFS keeps, oldest first.
+    pub versions: Vec<u64>,
+    /// The architecture (`cnn`, `resnet`, …, or `torchscript`).
+    pub arch: String,
+    /// Its input, C, H, W.
+    pub shape: [u32; 3],
+    /// Its class names, in output order.
+    pub classes: Vec<String>,
+    /// Per-channel mean subtracted from [0, 1] pixels (empty: none).
+    pub mean: Vec<f32>,
+    /// Per-channel std the pixels are divided by (empty: none).
+    pub std: Vec<f32>,
+    /// The node that loaded it.
+    pub node: String,
+}
+
+/// The answer to a [`ModelQuery`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ModelReply {
+    /// Loaded and ready on the node answering.
+    Ready(ModelInfo),
+    /// Unknown, or it could not be loaded.
+    Error {
+        /// Why, as a kind.
+        kind: InferErrorKind,
+        /// Why, in one sentence.
+        message: String,
+    },
+}
+
+impl Message for ModelReply {
+    const NAME: &'static str = "model reply";
 }
 
 /// One image's answer.
@@ -107,6 +189,33 @@ mod tests {
             version: Some(2),
             images: vec![serde_bytes::ByteBuf::from(vec![0x89, b'P', b'N', b'G'])],
             timeout_ms: 1000,
+            tensor: None,
+        });
+        round_trip(InferRequest {
+            model: "cnn".into(),
+            version: None,
+            images: vec![],
+            timeout_ms: 1000,
+            tensor: Some(FloatTensor::new([1, 1, 1, 2], &[0.5, -1.0])),
+        });
+        round_trip(ModelQuery {
+            model: "cnn".into(),
+            version: Some(3),
+        });
+        round_trip(ModelReply::Ready(ModelInfo {
+            model: "cnn".into(),
+            version: 3,
+            versions: vec![1, 2, 3],
+            arch: "cnn".into(),
+            shape: [1, 28, 28],
+            classes: vec!["T-shirt/top".into(), "Trouser".into()],
+            mean: vec![0.286],
+            std: vec![0.353],
+            node: "n1".into(),
+        }));
+        round_trip(ModelReply::Error {
+            kind: InferErrorKind::UnknownModel,
+            message: "no such model".into(),
         });
         round_trip(InferReply::Done {
             model: "cnn".into(),

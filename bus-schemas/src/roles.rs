@@ -111,7 +111,12 @@ pub fn permissions(role: Role, identity: &str, node: &str) -> Permissions {
             ];
             publish.extend(sdfs_ops.map(s::sdfs_rpc));
             publish.extend([s::sdfs_read("*"), s::sdfs_inventory("*")]);
-            publish.extend([s::jobs_rpc("*"), s::cluster_rpc("*"), s::infer()]);
+            publish.extend([
+                s::jobs_rpc("*"),
+                s::cluster_rpc("*"),
+                s::infer(),
+                s::infer_model(),
+            ]);
             let mut subscribe = public_events();
             subscribe.extend([s::sdfs_upload("*"), inbox]);
             Permissions {
@@ -125,7 +130,7 @@ pub fn permissions(role: Role, identity: &str, node: &str) -> Permissions {
             publish.extend(["locate", "ls"].map(s::sdfs_rpc));
             publish.extend([s::sdfs_read("*"), s::sdfs_inventory("*")]);
             publish.extend(["list", "get", "qps"].map(s::jobs_rpc));
-            publish.extend([s::cluster_rpc("status"), s::infer()]);
+            publish.extend([s::cluster_rpc("status"), s::infer(), s::infer_model()]);
             let mut subscribe = public_events();
             subscribe.push(inbox);
             Permissions {
@@ -166,6 +171,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::jobs_rpc("*"),
         s::cluster_rpc("status"),
         s::infer(),
+        s::infer_model(),
         // Answers to any identity's requests: nodes answer everyone.
         "_INBOX.>".into(),
     ]);
@@ -186,6 +192,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         queue(s::jobs_rpc_all(), s::JOBS_QUEUE),
         queue(s::cluster_rpc_all(), s::CLUSTER_QUEUE),
         queue(s::infer(), s::INFER_QUEUE),
+        queue(s::infer_model(), s::INFER_MODEL_QUEUE),
         inbox,
     ]);
     Permissions {
@@ -253,7 +260,12 @@ mod tests {
         ] {
             assert!(!may_publish(Role::Viewer, &subject), "{subject}");
         }
-        for subject in [s::sdfs_rpc("ls"), s::jobs_rpc("list"), s::infer()] {
+        for subject in [
+            s::sdfs_rpc("ls"),
+            s::jobs_rpc("list"),
+            s::infer(),
+            s::infer_model(),
+        ] {
             assert!(may_publish(Role::Viewer, &subject), "{subject}");
         }
     }

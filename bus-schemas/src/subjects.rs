@@ -194,6 +194,16 @@ pub fn infer() -> String {
 /// The queue group of [`infer`].
 pub const INFER_QUEUE: &str = "idunno-infer";
 
+/// Request/reply, queue group [`INFER_MODEL_QUEUE`]: describe a model and have it loaded for
+/// online inference ([`crate::infer::ModelQuery`]); any node answers. Separate from [`infer`]
+/// so that a node shedding online requests (out of that queue group) still answers it.
+pub fn infer_model() -> String {
+    format!("{PREFIX}.infer.model")
+}
+
+/// The queue group of [`infer_model`].
+pub const INFER_MODEL_QUEUE: &str = "idunno-infer-model";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,13 @@ pub struct Cli {
     /// The bus.
     #[command(flatten)]
     pub bus: BusOptions,
-    /// Print machine-readable JSON.
+    /// Print machine-readable JSON (and nothing else on standard output).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Connect as connection profile NAME says (`idunno profile`); flags and the environment
+    /// still win. Default: the profile `idunno profile select` chose, if any.
+    #[arg(long, global = true, env = "IDUNNO_PROFILE")]
+    pub profile: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -54,8 +58,59 @@ pub enum Command {
         #[arg(long)]
         node: Option<String>,
     },
+    /// The answering node's own entry (id, host, generation, incarnation, state), as the
+    /// original project's `list_self` printed it.
+    #[command(name = "self", alias = "list_self")]
+    SelfEntry {
+        /// Ask this node (default: any node).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// `droprate low`, under the original project's name.
+    #[command(name = "low_droprate", hide = true)]
+    LowDroprate {
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// `droprate mid`, under the original project's name.
+    #[command(name = "mid_droprate", hide = true)]
+    MidDroprate {
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// `droprate high`, under the original project's name.
+    #[command(name = "high_droprate", hide = true)]
+    HighDroprate {
+        /// Only this node (default: every member).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Print the bus's public events as JSON lines, as they happen (the readable `nats sub`):
+    /// member events, job events, and with --job that job's progress.
+    Events {
+        /// Only member events, or only job events.
+        #[arg(long, value_enum)]
+        kind: Option<crate::events::EventKind>,
+        /// Only this job's events and progress.
+        #[arg(long)]
+        job: Option<String>,
+        /// Stop after this many events (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Print a shell completion script (`idunno completions bash >
+    /// /etc/bash_completion.d/idunno`, or `source <(idunno completions bash)`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Connection profiles (like `nats context`): save, list, select.
+    #[command(subcommand)]
+    Profile(crate::profile::ProfileCommand),
     /// Empty the nodes' log files.
-    #[command(name = "clear-log")]
+    #[command(name = "clear-log", alias = "clear")]
     ClearLog {
         /// Only this node (default: every member).
         #[arg(long)]
@@ -296,6 +351,27 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command the original project's names stand for (`low_droprate` is `droprate low`).
+    pub fn original(self) -> Command {
+        match self {
+            Command::LowDroprate { node } => Command::Droprate {
+                rate: "low".into(),
+                node,
+            },
+            Command::MidDroprate { node } => Command::Droprate {
+                rate: "mid".into(),
+                node,
+            },
+            Command::HighDroprate { node } => Command::Droprate {
+                rate: "high".into(),
+                node,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Which page of a list: the first `--limit` entries, or those after a cursor.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PageArgs {
@@ -457,5 +533,31 @@ mod tests {
     fn seed_aliases_parse() {
         let cli = Cli::try_parse_from(["idunno", "list_mem"]).unwrap();
         assert!(matches!(cli.command, Command::Members { node: None }));
+        let cli = Cli::try_parse_from(["idunno", "list_self"]).unwrap();
+        assert!(matches!(cli.command, Command::SelfEntry { node: None }));
+        let cli = Cli::try_parse_from(["idunno", "clear"]).unwrap();
+        assert!(matches!(cli.command, Command::ClearLog { node: None }));
+        for (name, rate) in [
+            ("low_droprate", "low"),
+            ("mid_droprate", "mid"),
+            ("high_droprate", "high"),
+        ] {
+            let cli = Cli::try_parse_from(["idunno", name]).unwrap();
+            match cli.command.original() {
+                Command::Droprate {
+                    rate: r,
+                    node: None,
+                } => assert_eq!(r, rate),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let cli = Cli::try_parse_from(["idunno", "ij", "j1"]).unwrap();
+        assert!(matches!(cli.command, Command::Job { .. }));
+    }
+
+    #[test]
+    fn connection_flags_may_follow_the_subcommand() {
+        let cli = Cli::try_parse_from(["idunno", "members", "--nats", "nats://x:4222"]).unwrap();
+        assert_eq!(cli.bus.url, "nats://x:4222");
     }
 }

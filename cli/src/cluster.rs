@@ -19,6 +19,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
     let client = bus.connect_once("idunno-cli").await?;
     match cmd {
         Command::Members { node } => members(&client, node, out).await,
+        Command::SelfEntry { node } => self_entry(&client, node, out).await,
         Command::Leave { node } => one(&client, &node, ControlRequest::Leave, out).await,
         Command::Join { node } => one(&client, &node, ControlRequest::Join, out).await,
         Command::Stat { node } => stat(&client, node, out).await,
@@ -140,6 +141,28 @@ async fn members(client: &Client, node: Option<String>, out: &Output) -> anyhow:
             view.node
         ));
     }
+    Ok(())
+}
+
+/// The answering node's own member record.
+async fn self_entry(client: &Client, node: Option<String>, out: &Output) -> anyhow::Result<()> {
+    let view = view(client, node).await?;
+    let Some(me) = view.members.iter().find(|m| m.id == view.node) else {
+        anyhow::bail!("node {} has no entry of its own in its view", view.node);
+    };
+    out.print(me, || {
+        vec![
+            vec!["id".into(), me.id.clone()],
+            vec!["state".into(), me.state.as_str().to_string()],
+            vec!["host".into(), me.host.clone()],
+            vec!["generation".into(), me.generation.to_string()],
+            vec!["incarnation".into(), me.incarnation.to_string()],
+            vec![
+                "dashboard".into(),
+                me.http.clone().unwrap_or_else(|| "-".into()),
+            ],
+        ]
+    });
     Ok(())
 }
 

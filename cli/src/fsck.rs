@@ -24,10 +24,10 @@ pub async fn run(
     if rebuild {
         let outcome = fsck::rebuild(&sdfs, &report).await?;
         if !out.json {
-            println!(
+            crate::output::note(&format!(
                 "restored {} version(s) of {} file(s); {} unlabelled blob(s) left in quarantine",
                 outcome.versions, outcome.files, outcome.unlabelled
-            );
+            ));
         }
         restored = Some(outcome);
         // The nodes' keepers see the restored entries, re-record their labels and trust the

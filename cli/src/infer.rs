@@ -45,6 +45,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             version: model_version,
             images: chunk.to_vec(),
             timeout_ms,
+            tensor: None,
         };
         let wait = Duration::from_millis(timeout_ms.saturating_add(2000));
         let reply: InferReply = bus_client::infer(&client, &req, wait)

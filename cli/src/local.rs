@@ -145,7 +145,7 @@ async fn start_nats(
     secure: Option<&Secure>,
 ) -> anyhow::Result<Option<Started>> {
     if bus.connect_once("idunno-local").await.is_ok() {
-        println!("using the NATS server already at {}", bus.url);
+        crate::output::note(&format!("using the NATS server already at {}", bus.url));
         return Ok(None);
     }
     let port = nats_port(&bus.url)?;
@@ -177,7 +177,7 @@ async fn start_nats(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("started nats-server (pid {pid}) at {}", bus.url);
+    crate::output::note(&format!("started nats-server (pid {pid}) at {}", bus.url));
     Ok(Some(Started {
         name: "nats-server".into(),
         pid,
@@ -379,7 +379,7 @@ fn restart(bus: &BusOptions, node: &str, dir: &Path) -> anyhow::Result<()> {
         &env,
         &entry.log,
     )?;
-    println!("started {node} again (pid {})", entry.pid);
+    crate::output::note(&format!("started {node} again (pid {})", entry.pid));
     save(dir, &state)
 }
 
@@ -455,17 +455,17 @@ fn stop(p: &Started, program: &str) -> bool {
 
 fn down(dir: &Path) -> anyhow::Result<()> {
     let Some(state) = load(dir)? else {
-        println!("nothing to stop in {}", dir.display());
+        crate::output::note(&format!("nothing to stop in {}", dir.display()));
         return Ok(());
     };
     for p in &state.nodes {
         if stop(p, "idunno-node") {
-            println!("stopped {} (pid {})", p.name, p.pid);
+            crate::output::note(&format!("stopped {} (pid {})", p.name, p.pid));
         }
     }
     if let Some(nats) = &state.nats {
         if stop(nats, "nats-server") {
-            println!("stopped nats-server (pid {})", nats.pid);
+            crate::output::note(&format!("stopped nats-server (pid {})", nats.pid));
         }
     }
     std::fs::remove_file(state_path(dir))?;

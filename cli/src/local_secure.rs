@@ -73,29 +73,29 @@ pub fn node_env(url: &str, secure: &Secure, id: &str) -> Vec<(&'static str, Stri
 pub fn say_how(secure: Option<&Secure>, url: &str, dashboard: Option<&str>) {
     match secure {
         Some(s) => {
-            println!(
+            crate::output::note(&format!(
                 "secure: TLS and roles; identities in {} (see docs/security.md)",
                 s.dir.join("identities").display()
-            );
-            println!(
+            ));
+            crate::output::note(&format!(
                 "the CLI uses the operator identity by itself here; elsewhere: export IDUNNO_NATS_IDENTITY={}",
                 s.identity_dir("operator").display()
-            );
+            ));
             if let Some(http) = dashboard {
                 let (token, _) = s.dashboard();
-                println!(
+                crate::output::note(&format!(
                     "dashboard: https://{http}/ (token in {}, certificate by {})",
                     token.display(),
                     s.ca_file().display()
-                );
+                ));
             }
         }
         None => {
-            println!(
+            crate::output::note(&format!(
                 "insecure: no TLS and no credentials: anyone who reaches {url} can do anything (for quick experiments only)"
-            );
+            ));
             if let Some(http) = dashboard {
-                println!("dashboard: http://{http}/");
+                crate::output::note(&format!("dashboard: http://{http}/"));
             }
         }
     }

@@ -2,6 +2,7 @@
 
 mod args;
 mod cluster;
+mod events;
 mod files;
 mod fsck;
 mod infer;
@@ -12,14 +13,19 @@ mod local_identity;
 mod local_secure;
 mod ml;
 mod output;
+mod profile;
 mod replication;
 mod secure;
 mod workers;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,16 +36,30 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli)) {
+    if let Err(e) = runtime.block_on(run(cli, &matches)) {
         output::warn(&format!("error: {e:#}"));
         std::process::exit(1);
     }
 }
 
-async fn run(cli: args::Cli) -> anyhow::Result<()> {
-    let out = output::Output { json: cli.json };
+async fn run(cli: args::Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let out = output::Output::new(cli.json);
+    match cli.command {
+        args::Command::Completions { shell } => {
+            let mut cmd = args::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "idunno", &mut std::io::stdout());
+            return Ok(());
+        }
+        args::Command::Profile(cmd) => return profile::run(cmd, &cli.bus, matches, &out),
+        _ => {}
+    }
+    let bus = match profile::chosen(cli.profile.as_deref())? {
+        Some(p) => p.apply(cli.bus, matches),
+        None => cli.bus,
+    };
     let cli = args::Cli {
-        bus: local_identity::with_local_identity(cli.bus),
+        bus: local_identity::with_local_identity(bus),
+        command: cli.command.original(),
         ..cli
     };
     match cli.command {
@@ -63,6 +83,10 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
             replication,
         } => fsck::run(rebuild, replication, &cli.bus, &out).await,
         cmd @ args::Command::Infer { .. } => infer::run(cmd, &cli.bus, &out).await,
+        args::Command::Events { kind, job, count } => {
+            let client = cli.bus.connect_once("idunno-cli").await?;
+            events::run(&client, kind, job, count).await
+        }
         cmd @ (args::Command::Train { .. }
         | args::Command::Serve { .. }
         | args::Command::JobStats { .. }

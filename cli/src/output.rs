@@ -11,6 +11,12 @@ pub struct Output {
 }
 
 impl Output {
+    /// Printing as `json` says; under `--json`, [`note`] and [`say`] write to stderr.
+    pub fn new(json: bool) -> Output {
+        JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+        Output { json }
+    }
+
     /// Prints `value` as JSON if asked, else the table made by `table`.
     pub fn print<T: Serialize>(&self, value: &T, table: impl FnOnce() -> Vec<Vec<String>>) {
         if self.json {
@@ -50,9 +56,22 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Prints one line to stdout, cleaned (see [`clean`]).
+/// Whether `--json` was given: standard output then holds JSON only, and the lines meant for
+/// people go to standard error.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints one line to stdout, cleaned (see [`clean`]); to stderr under `--json`.
 pub fn say(text: &str) {
-    println!("{}", clean(text));
+    note(text);
+}
+
+/// A line for people: to stdout, or to stderr under `--json` (so that stdout stays JSON).
+pub fn note(text: &str) {
+    if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", clean(text));
+    } else {
+        println!("{}", clean(text));
+    }
 }
 
 /// Prints one line to stderr, cleaned (see [`clean`]).

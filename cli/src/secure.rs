@@ -193,7 +193,7 @@ fn export(
     let mut names: Vec<String> = nodes.iter().map(|id| roles::node_identity(id)).collect();
     names.extend(identities);
     secure.export(to, server.as_deref(), &names)?;
-    println!(
+    crate::output::note(&format!(
         "exported to {}: {}{}",
         to.display(),
         server.map_or(String::new(), |s| format!("server {s}, ")),
@@ -201,7 +201,7 @@ fn export(
             true => "no identity".to_string(),
             false => names.join(", "),
         }
-    );
+    ));
     Ok(())
 }
 
@@ -229,23 +229,23 @@ fn list(dir: &Path, out: &Output) -> anyhow::Result<()> {
 fn add_server(dir: &Path, name: &str, host: &str) -> anyhow::Result<()> {
     let mut secure = Secure::open(dir)?;
     let tls = secure.add_cluster_server(name, host)?;
-    println!(
+    crate::output::note(&format!(
         "added server {name} ({host}): its certificate in {}",
         tls.display()
-    );
-    println!(
+    ));
+    crate::output::note(&format!(
         "give it {} beside users.conf (`idunno secure export --server {name}`)",
         secure.machine_conf().display()
-    );
+    ));
     Ok(())
 }
 
 fn reload_hint(secure: &Secure, what: &str, path: &Path) {
-    println!("{what}: {}", path.display());
-    println!(
+    crate::output::note(&format!("{what}: {}", path.display()));
+    crate::output::note(&format!(
         "{} was rewritten; apply it with `nats-server --signal reload` on every server",
         secure.dir.join("nats/users.conf").display()
-    );
+    ));
 }
 
 /// Prints what `secure init` made and how to use it (the manifest with `--json`).
@@ -258,45 +258,48 @@ fn print_init(secure: &Secure, out: &Output) {
         return;
     }
     let d = &secure.dir;
-    println!(
+    crate::output::note(&format!(
         "secure cluster {:?} in {}",
         secure.manifest.name,
         d.display()
-    );
-    println!(
+    ));
+    crate::output::note(&format!(
         "  CA:           {} (its key ca-key.pem: keep it offline)",
         d.join("ca.pem").display()
-    );
-    println!(
+    ));
+    crate::output::note(&format!(
         "  one server:   nats-server -c {}",
         secure.single_conf().display()
-    );
+    ));
     if !secure.manifest.servers.is_empty() {
         print_cluster(secure);
     }
-    println!("  identities:   {}", d.join("identities").display());
+    crate::output::note(&format!(
+        "  identities:   {}",
+        d.join("identities").display()
+    ));
     for i in &secure.manifest.identities {
-        println!("    {:<14} {}", i.name, i.role);
+        crate::output::note(&format!("    {:<14} {}", i.name, i.role));
     }
-    println!(
+    crate::output::note(&format!(
         "  dashboard:    token {}, certificate {}",
         d.join("dashboard.token").display(),
         d.join("https").display()
-    );
-    println!(
+    ));
+    crate::output::note(&format!(
         "a node:  IDUNNO_NATS_IDENTITY={} idunno-node --id <id> …",
         d.join("identities/node-<id>").display()
-    );
-    println!(
+    ));
+    crate::output::note(&format!(
         "the CLI: export IDUNNO_NATS_IDENTITY={}",
         d.join("identities/operator").display()
-    );
+    ));
 }
 
 /// The part of [`print_init`] about a NATS cluster of several servers: the machine config,
 /// each server's certificate and how to export each machine's files.
 fn print_cluster(secure: &Secure) {
-    println!(
+    crate::output::note(&format!(
         "  cluster:      {} on every machine, with {} in its environment",
         secure.machine_conf().display(),
         bus_client::secure::natsconf::MACHINE_VARIABLES
@@ -304,15 +307,15 @@ fn print_cluster(secure: &Secure) {
             .map(|(v, _)| *v)
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     for (name, host) in &secure.manifest.servers {
-        println!(
+        crate::output::note(&format!(
             "    {name:<14} {host}: certificate {}",
             secure.server_tls_dir(name).display()
-        );
+        ));
     }
-    println!(
+    crate::output::note(&format!(
         "  each machine's files: idunno secure export {} <out> --server <name> --node <id>",
         secure.dir.display()
-    );
+    ));
 }

@@ -80,15 +80,19 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Whether a request to `path` with `media` (and a body or not) is one the API reads:
 /// `application/json` everywhere, also an image or `application/octet-stream` for
-/// `/api/infer`, and nothing at all for a request without a body.
+/// `/api/infer`, `application/octet-stream` or none at all for the Open Inference Protocol's
+/// `/v2/…`, and nothing at all for a request without a body.
 pub fn accepts(path: &str, media: Option<&str>, has_body: bool) -> bool {
+    // The Open Inference Protocol's clients (Triton's among them) send no Content-Type.
+    let v2 = path.starts_with("/v2/");
     match media {
         Some("application/json") => true,
         Some(m) if path == "/api/infer" => {
             m.starts_with("image/") || m == "application/octet-stream"
         }
+        Some("application/octet-stream") => v2,
         Some(_) => false,
-        None => !has_body,
+        None => !has_body || v2,
     }
 }
 
@@ -111,6 +115,8 @@ pub async fn media_types(req: Request, next: Next) -> Response {
     });
     let allowed = if path == "/api/infer" {
         "application/json, image/* or application/octet-stream"
+    } else if path.starts_with("/v2/") {
+        "application/json, application/octet-stream or a body without a Content-Type"
     } else {
         "application/json"
     };

@@ -58,6 +58,7 @@ pub async fn infer(
             version: query.version,
             images: vec![ByteBuf::from(body.to_vec())],
             timeout_ms: query.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            tensor: None,
         }
     };
     // The node answering enforces the deadline; the bus wait only covers a lost node.
@@ -98,5 +99,6 @@ fn parse_json(body: &[u8]) -> Result<InferRequest, String> {
         version: j.version,
         images,
         timeout_ms: j.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        tensor: None,
     })
 }

@@ -1,6 +1,7 @@
 //! The dashboard: the built `frontend/`, a JSON API (`docs/api.md`), a live event stream and
 //! Prometheus metrics, served by axum on `--http`.
 
+mod access;
 mod auth;
 mod body;
 mod cluster;
@@ -10,7 +11,9 @@ mod guard;
 mod infer;
 mod live;
 pub mod model;
+mod oip;
 mod prom;
+pub mod ready;
 mod server;
 pub mod sessions;
 
@@ -90,6 +93,8 @@ pub struct DashboardDeps {
     pub limits: HttpLimits,
     /// The jobs that have not ended and those that ended last, from the job index.
     pub live_jobs: idunno_cluster::live_jobs::LiveJobs,
+    /// The node's readiness (`/readyz`, `/v2/health/ready`).
+    pub readiness: ready::Readiness,
 }
 
 /// What the API handlers share.
@@ -139,7 +144,9 @@ pub fn router(deps: DashboardDeps, tasks: &mut idunno_cluster::tasks::Tasks) -> 
     let hosts = guard::Hosts::new(deps.bind, deps.hostname, &deps.limits.allowed_hosts);
     let infer_limit = body::BodyLimit(deps.limits.max_infer_body);
     let auth = auth::Auth::new(deps.token.as_deref());
-    let app = api_routes(api, auth.clone(), infer_limit).merge(open_routes(auth));
+    let app = api_routes(api, auth.clone(), infer_limit)
+        .merge(open_routes(auth))
+        .merge(health_routes(deps.readiness));
     let app = if deps.frontend_dir.join("index.html").is_file() {
         let index = ServeFile::new(deps.frontend_dir.join("index.html"));
         app.fallback_service(ServeDir::new(&deps.frontend_dir).fallback(index))
@@ -148,6 +155,7 @@ pub fn router(deps: DashboardDeps, tasks: &mut idunno_cluster::tasks::Tasks) -> 
     };
     app.layer(axum::middleware::from_fn(body::media_types))
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
+        .layer(axum::middleware::from_fn(access::log))
 }
 
 /// The API and the metrics, behind the token when there is one.
@@ -168,11 +176,45 @@ fn api_routes(api: Api, auth: auth::Auth, infer_limit: body::BodyLimit) -> Route
             post(infer::infer).layer(axum::Extension(infer_limit)),
         )
         .route("/metrics", get(prom::metrics))
+        .merge(oip_routes(infer_limit))
         .route_layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             auth::require,
         ))
         .with_state(api)
+}
+
+/// The Open Inference Protocol's model metadata, readiness and infer (see [`oip`]).
+fn oip_routes(infer_limit: body::BodyLimit) -> Router<Api> {
+    let limit = axum::Extension(infer_limit);
+    Router::new()
+        .route("/v2/models/{name}", get(oip::model))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route("/v2/models/{name}/infer", post(oip::infer).layer(limit))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(oip::model_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(oip::model_version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(oip::infer_version).layer(limit),
+        )
+}
+
+/// Liveness and readiness (`/healthz`, `/readyz`, the protocol's `/v2/health/*`) and the
+/// protocol's server metadata: open to everyone, as probes are.
+fn health_routes(readiness: ready::Readiness) -> Router {
+    Router::new()
+        .route("/readyz", get(ready::readyz))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/{*rest}", get(oip::not_found).post(oip::not_found))
+        .with_state(readiness)
 }
 
 /// Logging in and out, the health check, and unknown API paths: open to everyone.

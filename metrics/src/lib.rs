@@ -2,6 +2,9 @@
 
 #![warn(missing_docs)]
 
+pub mod histogram;
+pub mod online;
+pub mod process;
 pub mod stages;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,6 +27,23 @@ pub struct Metrics {
     models: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Where served batches' time goes.
     pub stages: crate::stages::Stages,
+    /// Online inference's requests, latency and batches.
+    pub online: crate::online::Online,
+    /// Seconds each served batch of an inference job took in the model, by model.
+    pub serve_batches: ServeBatches,
+}
+
+/// Seconds each served batch took in the model, by model (see [`Metrics::serve_batches`]).
+#[derive(Debug)]
+pub struct ServeBatches(pub crate::histogram::Family);
+
+impl Default for ServeBatches {
+    fn default() -> Self {
+        ServeBatches(crate::histogram::Family::new(
+            crate::histogram::SECONDS,
+            crate::online::MAX_MODELS,
+        ))
+    }
 }
 
 /// A copy of the counters at one moment.

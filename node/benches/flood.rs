@@ -52,6 +52,7 @@ fn request() -> bytes::Bytes {
         version: None,
         images: vec![ByteBuf::from(png.into_inner()); 16],
         timeout_ms: 5_000,
+        tensor: None,
     };
     bus_schemas::encode(&req).unwrap().into()
 }

@@ -243,6 +243,7 @@ async fn infer_latency(node: &Node, py: &PyTorch, threads: u32) {
                     version: None,
                     images: images[..size].to_vec(),
                     timeout_ms: 10_000,
+                    tensor: None,
                 };
                 let started = Instant::now();
                 let reply: InferReply = bus_client::request(

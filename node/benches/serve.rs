@@ -74,6 +74,7 @@ async fn infer_latency(c: &Cluster, png: &[u8], n: usize) -> (f64, f64, usize) {
             version: None,
             images: vec![ByteBuf::from(png.to_vec())],
             timeout_ms: 10_000,
+            tensor: None,
         };
         let started = Instant::now();
         let reply: InferReply =

@@ -139,6 +139,10 @@ pub struct NodeArgs {
     /// these are removed by the coordinator. Give every node the same value.
     #[arg(long, env = "IDUNNO_KEEP_JOBS", default_value_t = crate::jobs::DEFAULT_KEEP_JOBS)]
     pub keep_jobs: usize,
+    /// Log lines as text (colour only on a terminal, never with `NO_COLOR`) or as JSON
+    /// objects, one per line, on standard error and in `<data-dir>/node.log`.
+    #[arg(long, env = "IDUNNO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     /// Print the version and the libtorch it runs on, then exit.
     #[arg(long, short = 'V')]
     pub version: bool,
@@ -151,6 +155,8 @@ pub struct NodeConfig {
     pub id: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// How log lines are written.
+    pub log_format: crate::logging::LogFormat,
     /// The machine this node runs on.
     pub host: String,
     /// The zone of that machine, if it names one.
@@ -239,6 +245,7 @@ impl NodeArgs {
         let cfg = NodeConfig {
             id,
             data_dir,
+            log_format: self.log_format,
             host: self.host.unwrap_or_else(crate::hostname),
             zone: self.zone,
             bus: self.bus,
@@ -374,6 +381,7 @@ impl NodeConfig {
         Self {
             id: id.into(),
             data_dir,
+            log_format: crate::logging::LogFormat::Text,
             host: "localhost".into(),
             zone: None,
             bus: BusOptions::for_url(nats_url),

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod logging;
 pub mod ml;
 pub mod serving;
+pub mod systemd;
 
 pub use idunno_cluster as cluster;
 pub use idunno_cluster::{cas, kv_index, subscribe, tasks};
@@ -181,10 +182,14 @@ fn start_dashboard(
     if cfg.http_token.is_none() && !bind.ip().is_loopback() {
         tracing::warn!(http = %bind, "the dashboard API is exposed without --http-token: anyone who can reach it can cancel and submit jobs");
     }
+    let readiness = dashboard::ready::Readiness::new(client.clone(), membership.clone());
+    let notify = systemd::notify_when_ready(readiness.clone(), tasks.token());
+    tasks.once("systemd readiness", tasks::ok(notify));
     let dash = dashboard::DashboardDeps {
         id: cfg.id.clone(),
         client,
         membership,
+        readiness,
         metrics,
         frontend_dir: cfg.frontend_dir.clone(),
         token: cfg.http_token.as_ref().map(|t| t.0.clone()),

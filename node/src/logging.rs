@@ -1,11 +1,14 @@
-//! Logging to `<data-dir>/node.log` (rotated by size) and to standard error.
+//! Logging to `<data-dir>/node.log` (rotated by size) and to standard error, as text or as
+//! JSON lines (`--log-format`); colour only when standard error is a terminal and `NO_COLOR`
+//! is not set, never in the file.
 
 use rolling_file::{BasicRollingFileAppender, RollingConditionBasic};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
 /// Size at which `node.log` rotates.
 const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
@@ -48,9 +51,42 @@ impl LogFiles {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`, spans).
+    Json,
+}
+
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The two outputs' layers: standard error and the log file's `writer`.
+fn layers(format: LogFormat, writer: NonBlocking) -> Vec<Boxed> {
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    match format {
+        LogFormat::Text => vec![
+            fmt::layer()
+                .with_ansi(colour)
+                .with_writer(std::io::stderr)
+                .boxed(),
+            fmt::layer().with_ansi(false).with_writer(writer).boxed(),
+        ],
+        LogFormat::Json => vec![
+            fmt::layer().json().with_writer(std::io::stderr).boxed(),
+            fmt::layer().json().with_writer(writer).boxed(),
+        ],
+    }
+}
+
 /// Installs the global subscriber (filter from `RUST_LOG`, default `info`). Keep the guard
 /// alive for the life of the process: dropping it flushes the file.
-pub fn init(data_dir: &Path) -> Result<(LogFiles, WorkerGuard), crate::error::NodeError> {
+pub fn init(
+    data_dir: &Path,
+    format: LogFormat,
+) -> Result<(LogFiles, WorkerGuard), crate::error::NodeError> {
     let failed = |e: &dyn std::fmt::Display| {
         crate::error::NodeError::Logging(format!("{}: {e}", data_dir.display()))
     };
@@ -64,13 +100,7 @@ pub fn init(data_dir: &Path) -> Result<(LogFiles, WorkerGuard), crate::error::No
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(writer),
-        )
+        .with(layers(format, writer).with_filter(filter))
         .try_init()
         .map_err(|e| failed(&e))?;
     Ok((files, guard))

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--device cuda: no CUDA device is available to libtorch");
     }
     tch::set_num_threads(cfg.threads as i32);
-    let (logs, _guard) = idunno_node::logging::init(&cfg.data_dir)?;
+    let (logs, _guard) = idunno_node::logging::init(&cfg.data_dir, cfg.log_format)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();

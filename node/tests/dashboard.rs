@@ -236,44 +236,52 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     assert!(page["outputs"][0]["class_name"].is_string(), "{page}");
     assert_eq!(get(&addr, "/api/jobs/nope", &[]).status, 404);
 
-    // Metrics: the official parser reads them, with the jobs' figures in (latencies come from
-    // the batches, the count of queries from the job's record: each shows up on its own).
+    // Metrics: the official parser reads them. Cluster-wide series (the jobs' queries, members,
+    // SDFS) come from the coordinator only; every node has its own (served batches' time, bus).
+    let coordinator = c.coordinator().await;
+    let coord_addr = http_of(&c, &coordinator).await;
     let text = wait_until(
-        "metrics show the job's latencies and queries",
+        "metrics show the job's queries and the served batches' time",
         Duration::from_secs(30),
         || async {
-            let text = get(&addr, "/metrics", &[]).body;
-            let latency = format!("idunno_job_batch_latency_ms{{job=\"{id}\"");
-            let queries = format!("idunno_job_queries_total{{job=\"{id}\"");
+            let text = get(&coord_addr, "/metrics", &[]).body;
+            let queries = format!("idunno_job_queries_total{{job_id=\"{id}\"");
             let counted = text.lines().any(|l| {
                 l.starts_with(&queries)
                     && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0)
             });
-            (text.contains(&latency) && counted).then_some(text)
+            let timed = text.contains("idunno_serve_batch_duration_seconds_bucket{");
+            (timed && counted).then_some(text)
         },
     )
     .await;
     let families = parse_prometheus(&text);
     assert_eq!(
-        family_type(&families, "idunno_job_query_rate").as_deref(),
-        Some("gauge")
+        family_type(&families, "idunno_serve_batch_duration_seconds").as_deref(),
+        Some("histogram")
     );
     assert_eq!(
         family_type(&families, "idunno_job_queries").as_deref(),
         Some("counter")
     );
-    let q = [("job", id.as_str()), ("quantile", "0.99")];
-    let p99 = sample(&families, "idunno_job_batch_latency_ms", &q);
-    assert!(p99.is_some_and(|v| v > 0.0), "p99 {p99:?} in\n{text}");
-    let pending = sample(&families, "idunno_job_pending_batches", &[("job", &id)]);
+    let timed = sample(
+        &families,
+        "idunno_serve_batch_duration_seconds_count",
+        &[("model", "mlp")],
+    );
+    assert!(timed.is_some_and(|v| v > 0.0), "{timed:?} in\n{text}");
+    let pending = sample(&families, "idunno_job_pending_batches", &[("job_id", &id)]);
     assert!(pending.is_some());
-    assert!(sample(&families, "idunno_job_queries_total", &[("job", &id)]).unwrap() > 0.0);
+    let queries = sample(&families, "idunno_job_queries_total", &[("job_id", &id)]);
+    assert!(queries.unwrap() > 0.0);
     assert_eq!(
         sample(&families, "idunno_members", &[("state", "alive")]),
         Some(3.0)
     );
     assert!(sample(&families, "idunno_sdfs_files", &[]).unwrap() >= 3.0);
     assert!(sample(&families, "idunno_sdfs_bytes", &[]).unwrap() > 30e6);
+    assert_eq!(sample(&families, "idunno_build_info", &[]), Some(1.0));
+    assert!(sample(&families, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
     assert!(
         sample(
             &families,
@@ -283,6 +291,15 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
         .unwrap()
             > 0.0
     );
+    // Another node: its own series, none of the cluster's.
+    let other_node = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|n| *n != coordinator)
+        .unwrap();
+    let other_text = get(&http_of(&c, other_node).await, "/metrics", &[]).body;
+    let other_families = parse_prometheus(&other_text);
+    assert!(sample(&other_families, "idunno_members", &[("state", "alive")]).is_none());
+    assert!(sample(&other_families, "idunno_build_info", &[]).is_some());
 
     // Cancel over HTTP; a second cancel is a conflict.
     let path = format!("/api/jobs/{id}/cancel");
@@ -326,13 +343,21 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
         stats["samples"].as_array().unwrap().len() >= 5,
         "a second's sample each"
     );
-    let families = parse_prometheus(&get(&addr, "/metrics", &[]).body);
-    let fails = sample(
-        &families,
-        "idunno_membership_events_total",
-        &[("kind", "fail")],
-    );
-    assert!(fails.unwrap() >= 1.0);
+    wait_until(
+        "the coordinator's metrics count the failure",
+        Duration::from_secs(15),
+        || async {
+            let coord_addr = http_of(&c, &c.coordinator().await).await;
+            let families = parse_prometheus(&get(&coord_addr, "/metrics", &[]).body);
+            let fails = sample(
+                &families,
+                "idunno_membership_events_total",
+                &[("kind", "fail")],
+            );
+            fails.filter(|n| *n >= 1.0)
+        },
+    )
+    .await;
     let (_, snap) = first_event(
         &addr,
         "/api/events",

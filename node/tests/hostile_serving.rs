@@ -140,6 +140,7 @@ async fn hostile_batches_and_requests_get_typed_errors_and_the_job_completes() {
         version: None,
         images: vec![ByteBuf::from(vec![0u8; 4]); 1025],
         timeout_ms: 1000,
+        tensor: None,
     };
     let forever = InferRequest {
         images: vec![ByteBuf::from(vec![0u8; 4])],
@@ -195,6 +196,7 @@ fn flood(
         version: None,
         images: vec![ByteBuf::from(png()); 16],
         timeout_ms: 5_000,
+        tensor: None,
     };
     (0..clients)
         .map(|_| {
@@ -261,6 +263,7 @@ async fn a_flood_of_online_requests_is_shed_within_a_memory_bound() {
         version: None,
         images: vec![ByteBuf::from(png())],
         timeout_ms: 30_000,
+        tensor: None,
     };
     let reply = bus_client::infer(&c.client, &req, Duration::from_secs(40)).await;
     assert!(matches!(reply, Ok(InferReply::Done { .. })), "{reply:?}");

@@ -15,27 +15,10 @@ use testkit::{import_fashion, Cluster};
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 mod common;
 
-use common::{expected, import_fixture};
+use common::{expected, import_fixture, test_pngs};
 
 /// The batching window of this test's nodes: long, so that batching and deadlines show.
 const MAX_DELAY_MS: u64 = 1500;
-
-/// The first `n` Fashion-MNIST test images as PNG files.
-fn test_pngs(n: usize) -> Vec<Vec<u8>> {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
-    let manifest = idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
-    let split = idunno_datasets::load_split(dir.path(), &manifest, "test").unwrap();
-    (0..n)
-        .map(|i| {
-            let px = split.pixels[i * 784..(i + 1) * 784].to_vec();
-            let img = image::GrayImage::from_raw(28, 28, px).unwrap();
-            let mut out = std::io::Cursor::new(Vec::new());
-            img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-            out.into_inner()
-        })
-        .collect()
-}
 
 async fn infer(c: &Cluster, model: &str, images: &[Vec<u8>], timeout_ms: u64) -> InferReply {
     let req = InferRequest {
@@ -43,6 +26,7 @@ async fn infer(c: &Cluster, model: &str, images: &[Vec<u8>], timeout_ms: u64) ->
         version: None,
         images: images.iter().cloned().map(ByteBuf::from).collect(),
         timeout_ms,
+        tensor: None,
     };
     let wait = Duration::from_millis(timeout_ms + 60_000);
     request(&c.client, subjects::infer(), &req, wait)

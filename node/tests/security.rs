@@ -157,6 +157,7 @@ async fn a_viewer_reads_everything_public_and_changes_nothing() {
         version: None,
         images: Vec::new(),
         timeout_ms: 2000,
+        tensor: None,
     };
     let answer = bus_client::infer(&viewer, &ask, WAIT).await;
     assert!(answer.is_ok(), "infer is a viewer's to call: {answer:?}");

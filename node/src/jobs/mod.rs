@@ -295,6 +295,8 @@ fn spawn_tasks(tasks: &mut Tasks, ctx: Arc<Ctx>, infer: crate::serving::args::In
     });
     let serving = crate::serving::Worker::serve(deps.clone(), stop.clone());
     tasks.service("serving", ok(serving));
+    let models = crate::serving::describe::serve(deps.clone(), stop.clone());
+    tasks.service("model queries", ok(models));
     let online = crate::serving::infer::serve(deps, infer, stop.clone());
     tasks.service("online inference", ok(online));
     tasks.service("worker", ok(worker::run(ctx, stop)));

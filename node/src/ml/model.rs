@@ -206,8 +206,19 @@ impl Model {
 
     /// Logits for a batch of u8 pixels N×C×H×W (any device).
     pub fn forward(&self, pixels: &Tensor, train: bool) -> Result<Tensor, ModelError> {
-        let x =
-            (pixels.to_device(self.device).to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std;
+        self.forward_input(&self.normalize(pixels), train)
+    }
+
+    /// The network's input for a batch of u8 pixels N×C×H×W (any device), on its device:
+    /// scaled to [0, 1], minus mean, over std (DESIGN.md's convention).
+    pub fn normalize(&self, pixels: &Tensor) -> Tensor {
+        (pixels.to_device(self.device).to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std
+    }
+
+    /// Logits for a batch already scaled as [`Model::normalize`] scales pixels (float32
+    /// N×C×H×W, any device).
+    pub fn forward_input(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        let x = x.to_device(self.device);
         match &self.net {
             Net::Builtin { seq, .. } => Ok(seq.forward_t(&x, train)),
             Net::Script(m) => m.forward_ts(&[x]).map_err(|e| torch("the model failed", e)),

@@ -59,6 +59,9 @@ impl Serving {
             self.metrics.stages.add(Stage::Results, building.elapsed());
             at += n;
         }
+        let model = self.target.model_file.trim_start_matches("models/");
+        let seconds = out.infer_ms / 1000.0;
+        self.metrics.serve_batches.0.observe(model, seconds);
         if len > 0 {
             let now = out.infer_ms / len as f64;
             let cost = if per_query > 0.0 {

@@ -2,22 +2,42 @@
 //! batches on the inference thread, one batch at a time, and answers each request.
 
 use crate::error::JobError;
+use crate::metrics::Metrics;
+use crate::ml::model::Model;
 use crate::serving::args::InferConfig;
 use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
 use crate::serving::output::{check_shape, predictions, split_by_request};
 use bus_schemas::infer::Prediction;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tch::{Kind, Tensor};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+/// A request's queries, `n × C × H × W` values.
+pub(super) enum Input {
+    /// u8 pixels (decoded images), scaled by the model.
+    Pixels(Vec<u8>),
+    /// float32 values already scaled as the model's convention says.
+    Scaled(Vec<f32>),
+}
+
+impl Input {
+    /// The part of a batch's input these queries make, on the model's device.
+    fn tensor(&self, model: &Model, dims: [i64; 4]) -> Tensor {
+        match self {
+            Input::Pixels(px) => model.normalize(&Tensor::from_slice(px).view(dims)),
+            Input::Scaled(v) => Tensor::from_slice(v).view(dims),
+        }
+    }
+}
 
 /// A decoded request waiting in the batcher.
 pub(super) struct Pending {
     pub(super) model: SharedModel,
     pub(super) key: (String, u64),
-    /// `n x C x H x W` bytes.
-    pub(super) pixels: Vec<u8>,
+    pub(super) input: Input,
     pub(super) n: usize,
     pub(super) shape: [i64; 3],
     pub(super) deadline: Instant,
@@ -29,7 +49,12 @@ pub(super) struct Pending {
 pub(super) type Answer = Result<(Vec<Prediction>, f64, f64, u32), JobError>;
 
 /// Groups queued requests by model and runs them in batches, one batch at a time.
-pub(super) async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig, exec: Executor) {
+pub(super) async fn batcher(
+    mut rx: mpsc::Receiver<Pending>,
+    cfg: InferConfig,
+    exec: Executor,
+    metrics: Arc<Metrics>,
+) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -74,28 +99,38 @@ pub(super) async fn batcher(mut rx: mpsc::Receiver<Pending>, cfg: InferConfig, e
             }
         }
         queue = rest;
+        let model = key.0.trim_start_matches("models/");
+        metrics.online.batch.observe(model, images as f64);
         run(&exec, batch).await;
     }
 }
 
 /// Runs one batch of requests for one model and answers each. Everything that reads the
 /// model's output runs on the inference thread, where a panic is caught and becomes an error.
-async fn run(exec: &Executor, batch: Vec<Pending>) {
+async fn run(exec: &Executor, mut batch: Vec<Pending>) {
     let started = Instant::now();
     let model = batch[0].model.clone();
     let shape = batch[0].shape;
     let sizes: Vec<usize> = batch.iter().map(|p| p.n).collect();
     let total: usize = sizes.iter().sum();
-    let mut pixels = Vec::with_capacity(batch.iter().map(|p| p.pixels.len()).sum());
-    for p in &batch {
-        pixels.extend_from_slice(&p.pixels);
-    }
+    let input = batch_input(&mut batch, shape);
     let outcome = exec
         .run_urgent(move || {
             let model = model.lock();
-            let x = Tensor::from_slice(&pixels).view([total as i64, shape[0], shape[1], shape[2]]);
             let _guard = tch::no_grad_guard();
-            let logits = model.forward(&x, false)?;
+            let x = match input {
+                BatchInput::Pixels(pixels) => {
+                    Input::Pixels(pixels).tensor(&model, dims(total, shape))
+                }
+                BatchInput::Parts(parts) => {
+                    let parts: Vec<Tensor> = parts
+                        .iter()
+                        .map(|(n, input)| input.tensor(&model, dims(*n, shape)))
+                        .collect();
+                    Tensor::cat(&parts, 0)
+                }
+            };
+            let logits = model.forward_input(&x, false)?;
             let names = &model.header.classes;
             let classes = check_shape(&logits.size(), total, names.len())?;
             let probs = logits.softmax(-1, Kind::Float).to_device(tch::Device::Cpu);
@@ -126,4 +161,31 @@ async fn run(exec: &Executor, batch: Vec<Pending>) {
         };
         let _ = p.reply.send(answer);
     }
+}
+
+/// A batch's queries: the pixels of decoded images put together (the common case), or each
+/// request's part as it came when some came as float tensors.
+enum BatchInput {
+    Pixels(Vec<u8>),
+    Parts(Vec<(usize, Input)>),
+}
+
+/// Takes the queries out of `batch`'s requests.
+fn batch_input(batch: &mut [Pending], shape: [i64; 3]) -> BatchInput {
+    let take = |p: &mut Pending| std::mem::replace(&mut p.input, Input::Pixels(Vec::new()));
+    if batch.iter().all(|p| matches!(p.input, Input::Pixels(_))) {
+        let per_query = shape.iter().product::<i64>() as usize;
+        let mut pixels = Vec::with_capacity(batch.iter().map(|p| p.n * per_query).sum());
+        for p in batch.iter_mut() {
+            if let Input::Pixels(px) = take(p) {
+                pixels.extend_from_slice(&px);
+            }
+        }
+        return BatchInput::Pixels(pixels);
+    }
+    BatchInput::Parts(batch.iter_mut().map(|p| (p.n, take(p))).collect())
+}
+
+fn dims(n: usize, shape: [i64; 3]) -> [i64; 4] {
+    [n as i64, shape[0], shape[1], shape[2]]
 }

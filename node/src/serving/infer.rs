@@ -12,13 +12,14 @@
 
 use super::Deps;
 use crate::error::JobError;
+use crate::metrics::online::{Online as OnlineFigures, Outcome};
 use crate::serving::admit::Admission;
 use crate::serving::args::InferConfig;
-use crate::serving::batcher::{batcher, Answer, Pending};
+use crate::serving::batcher::{batcher, Answer, Input, Pending};
 use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
 use async_nats::Subscriber;
-use bus_schemas::infer::{InferErrorKind, InferReply, InferRequest};
+use bus_schemas::infer::{FloatTensor, InferErrorKind, InferReply, InferRequest};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ const VERSION_TTL: Duration = Duration::from_secs(2);
 /// (see [`super::admit`]).
 pub async fn serve(ctx: Arc<Deps>, cfg: InferConfig, shutdown: CancellationToken) {
     let (tx, rx) = mpsc::channel::<Pending>(cfg.max_inflight.max(1));
-    let batcher = tokio::spawn(batcher(rx, cfg, ctx.engine.executor().clone()));
+    let exec = ctx.engine.executor().clone();
+    let batcher = tokio::spawn(batcher(rx, cfg, exec, ctx.metrics.clone()));
     let admit = admission(&ctx, &cfg);
     let online = Online {
         ctx,
@@ -128,6 +130,8 @@ impl Online {
                 }
                 Err(shed) => {
                     self.ctx.metrics.shed();
+                    let online = &self.ctx.metrics.online;
+                    online.request("", Outcome::Overloaded, received.elapsed().as_secs_f64());
                     if let Some(to) = msg.reply {
                         let _ = self.ctx.client.publish(to, shed).await;
                     }
@@ -150,14 +154,21 @@ async fn reply(
     payload: &[u8],
     received: Instant,
 ) -> InferReply {
-    let reply = match decode::<InferRequest>(payload) {
-        Ok(req) => answer(ctx, tx, versions, req, received).await,
+    let (model, reply) = match decode::<InferRequest>(payload) {
+        Ok(req) => (
+            req.model.clone(),
+            answer(ctx, tx, versions, req, received).await,
+        ),
         Err(e) => {
             ctx.metrics.garbage();
             tracing::warn!("garbage dropped on {}: {e}", subjects::infer());
-            return error(InferErrorKind::BadInput, e.to_string());
+            (
+                String::new(),
+                error(InferErrorKind::BadInput, e.to_string()),
+            )
         }
     };
+    count(&ctx.metrics.online, &model, &reply, received);
     if matches!(
         reply,
         InferReply::Error {
@@ -168,6 +179,24 @@ async fn reply(
         ctx.metrics.shed();
     }
     reply
+}
+
+/// Counts an answered request in the node's online-inference figures.
+fn count(online: &OnlineFigures, model: &str, reply: &InferReply, received: Instant) {
+    let outcome = match reply {
+        InferReply::Done { queue_ms, .. } => {
+            online.queued.observe(model, queue_ms / 1000.0);
+            Outcome::Ok
+        }
+        InferReply::Error { kind, .. } => match kind {
+            InferErrorKind::BadInput => Outcome::BadInput,
+            InferErrorKind::UnknownModel => Outcome::UnknownModel,
+            InferErrorKind::Timeout => Outcome::Timeout,
+            InferErrorKind::Overloaded => Outcome::Overloaded,
+            InferErrorKind::Internal | InferErrorKind::Other => Outcome::Internal,
+        },
+    };
+    online.request(model, outcome, received.elapsed().as_secs_f64());
 }
 
 fn error(kind: InferErrorKind, message: String) -> InferReply {
@@ -188,9 +217,7 @@ async fn answer(
     req: InferRequest,
     received: Instant,
 ) -> InferReply {
-    if req.images.is_empty() || req.images.len() > MAX_IMAGES {
-        let n = req.images.len();
-        let why = format!("a request holds 1 to {MAX_IMAGES} images, not {n}");
+    if let Err(why) = check_queries(&req) {
         return error(InferErrorKind::BadInput, why);
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&req.timeout_ms) {
@@ -206,15 +233,12 @@ async fn answer(
         let file = crate::cache::model_file(&model);
         let shared = ctx.engine.model(&file, version).await?;
         let exec = ctx.engine.executor().clone();
-        let (pending, rx) = prepare(
-            exec,
-            shared,
-            (file, version),
-            req.images,
-            deadline,
-            received,
-        )
-        .await?;
+        let queries = match req.tensor {
+            Some(t) => Queries::Tensor(t),
+            None => Queries::Images(req.images),
+        };
+        let (pending, rx) =
+            prepare(exec, shared, (file, version), queries, deadline, received).await?;
         tx.send(pending)
             .await
             .map_err(|_| JobError::Internal("the node is stopping".into()))?;
@@ -233,12 +257,13 @@ async fn answer(
     };
     match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => error(kind(&e), e.to_string()),
+        Ok(Err(e)) => error(error_kind(&e), e.to_string()),
         Err(_) => error(InferErrorKind::Timeout, late.clone()),
     }
 }
 
-fn kind(e: &JobError) -> InferErrorKind {
+/// The kind an online request's failure is answered with.
+pub(super) fn error_kind(e: &JobError) -> InferErrorKind {
     match e {
         JobError::UnknownModel(_) | JobError::NotFound(_) => InferErrorKind::UnknownModel,
         JobError::BadInput(_) => InferErrorKind::BadInput,
@@ -255,8 +280,6 @@ async fn resolve(
     model: &str,
     version: Option<u64>,
 ) -> Result<u64, JobError> {
-    bus_schemas::validate_token(model)
-        .map_err(|e| JobError::UnknownModel(format!("bad model name {model:?}: {e}")))?;
     if version.is_none() {
         if let Some((v, at)) = versions.lock().await.get(model) {
             if at.elapsed() < VERSION_TTL {
@@ -264,6 +287,23 @@ async fn resolve(
             }
         }
     }
+    let (_, found) = resolve_file(ctx, model, version).await?;
+    if version.is_none() {
+        let entry = (found, Instant::now());
+        versions.lock().await.insert(model.to_string(), entry);
+    }
+    Ok(found)
+}
+
+/// Model `model`'s SDFS file and the version to use: the one asked for (checked), or the
+/// newest.
+pub(super) async fn resolve_file(
+    ctx: &Deps,
+    model: &str,
+    version: Option<u64>,
+) -> Result<(String, u64), JobError> {
+    bus_schemas::validate_token(model)
+        .map_err(|e| JobError::UnknownModel(format!("bad model name {model:?}: {e}")))?;
     let file = crate::cache::model_file(model);
     let found = ctx.cache.sdfs().locate(&file, version).await;
     let info = found.map_err(|e| match JobError::from_sdfs(&file, e) {
@@ -273,19 +313,43 @@ async fn resolve(
         }),
         other => other,
     })?;
-    if version.is_none() {
-        let entry = (info.version, Instant::now());
-        versions.lock().await.insert(model.to_string(), entry);
-    }
-    Ok(info.version)
+    Ok((file, info.version))
 }
 
-/// Decodes the images to the model's input (off the runtime).
+/// A request's queries as they came.
+enum Queries {
+    /// PNG or JPEG files.
+    Images(Vec<bus_schemas::infer::ByteBuf>),
+    /// The model's input itself.
+    Tensor(FloatTensor),
+}
+
+/// A request holds its queries one way, and not too many of them.
+fn check_queries(req: &InferRequest) -> Result<(), String> {
+    let n = match (&req.tensor, req.images.len()) {
+        (Some(_), 1..) => {
+            return Err("a request holds images or a tensor, not both".into());
+        }
+        (Some(t), _) => t.shape[0],
+        (None, n) => n as u64,
+    };
+    if n == 0 || n > MAX_IMAGES as u64 {
+        let what = if req.tensor.is_some() {
+            "queries"
+        } else {
+            "images"
+        };
+        return Err(format!("a request holds 1 to {MAX_IMAGES} {what}, not {n}"));
+    }
+    Ok(())
+}
+
+/// Decodes the queries to the model's input (off the runtime).
 async fn prepare(
     exec: Executor,
     model: SharedModel,
     key: (String, u64),
-    images: Vec<bus_schemas::infer::ByteBuf>,
+    queries: Queries,
     deadline: Instant,
     received: Instant,
 ) -> Result<(Pending, oneshot::Receiver<Answer>), JobError> {
@@ -293,18 +357,25 @@ async fn prepare(
     let decoded = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let shape = m.lock().header.shape.map(|d| d as usize);
-        let decoded = decode_images(&images, shape);
+        let decoded = match queries {
+            Queries::Images(images) => {
+                decode_images(&images, shape).map(|px| (Input::Pixels(px), images.len()))
+            }
+            Queries::Tensor(t) => {
+                read_tensor(&t, shape).map(|v| (Input::Scaled(v), t.shape[0] as usize))
+            }
+        };
         exec.charge_urgent(started.elapsed());
-        decoded.map(|pixels| (pixels, images.len(), shape.map(|d| d as i64)))
+        decoded.map(|(input, n)| (input, n, shape.map(|d| d as i64)))
     })
     .await
     .map_err(|e| JobError::Internal(e.to_string()))??;
-    let (pixels, n, shape) = decoded;
+    let (input, n, shape) = decoded;
     let (reply, rx) = oneshot::channel();
     let pending = Pending {
         model,
         key,
-        pixels,
+        input,
         n,
         shape,
         deadline,
@@ -327,6 +398,39 @@ fn decode_images(
         pixels.extend_from_slice(&chw);
     }
     Ok(pixels)
+}
+
+/// The values of a float tensor of queries for a model of input `shape` (C×H×W): of that
+/// shape, within [`MAX_REQUEST_PIXEL_BYTES`] values, all finite.
+fn read_tensor(t: &FloatTensor, shape: [usize; 3]) -> Result<Vec<f32>, JobError> {
+    let [n, c, h, w] = t.shape;
+    let [mc, mh, mw] = shape;
+    if [c, h, w] != [mc, mh, mw].map(|d| d as u64) {
+        return Err(JobError::BadInput(format!(
+            "the model takes N×{mc}×{mh}×{mw} inputs, not {n}×{c}×{h}×{w}"
+        )));
+    }
+    let values = pixel_bytes(n as usize, shape)?;
+    if t.data.len() != values * 4 {
+        return Err(JobError::BadInput(format!(
+            "a {n}×{c}×{h}×{w} float32 tensor holds {} bytes, not {}",
+            values * 4,
+            t.data.len()
+        )));
+    }
+    let values: Vec<f32> = t
+        .data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(JobError::BadInput(format!(
+            "value {} of the input is {}, not a finite number",
+            i + 1,
+            values[i]
+        ))),
+        None => Ok(values),
+    }
 }
 
 /// Bytes of decoded pixels `n` images of `shape` need, refused beyond

@@ -9,6 +9,7 @@ pub mod admit;
 pub mod args;
 mod batch;
 mod batcher;
+pub mod describe;
 pub mod engine;
 pub mod executor;
 pub mod infer;

@@ -22,6 +22,28 @@ pub struct Expected {
     pub predicted: Vec<i64>,
 }
 
+/// The pixels of the first `n` Fashion-MNIST test images (28×28 each, one after another).
+pub fn test_pixels(n: usize) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(idunno_datasets::FASHION_MNIST_DIR);
+    let manifest = idunno_datasets::import_fashion_mnist(src, dir.path(), "fm").unwrap();
+    let split = idunno_datasets::load_split(dir.path(), &manifest, "test").unwrap();
+    split.pixels[..n * 784].to_vec()
+}
+
+/// The first `n` Fashion-MNIST test images as PNG files.
+pub fn test_pngs(n: usize) -> Vec<Vec<u8>> {
+    test_pixels(n)
+        .chunks(784)
+        .map(|px| {
+            let img = image::GrayImage::from_raw(28, 28, px.to_vec()).unwrap();
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+            out.into_inner()
+        })
+        .collect()
+}
+
 /// Reads `expected.json`.
 pub fn expected() -> Expected {
     serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/expected.json")).unwrap()).unwrap()

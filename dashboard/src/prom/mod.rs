@@ -1,5 +1,9 @@
-//! `GET /metrics`: Prometheus text format, built at each scrape from the live snapshot, the
-//! SDFS metadata and this node's counters.
+//! `GET /metrics`: Prometheus text format, built at each scrape. Every node exports its own
+//! series (bus traffic, refusals, online inference and served batches, `process_*`,
+//! `idunno_build_info`); the cluster-wide series (members, jobs, SDFS) come from the node
+//! that coordinates only, so that summing a scrape of every node counts nothing twice.
+
+mod histograms;
 
 use super::live::Published;
 use super::model::Snapshot;
@@ -15,9 +19,17 @@ use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec
 
 /// `GET /metrics`.
 pub async fn metrics(State(api): State<Api>) -> Response {
+    let coordinating = {
+        let latest = api.live.latest.borrow();
+        latest.snapshot.coordinator.as_deref() == Some(api.id.as_str())
+    };
     // SDFS figures are skipped (not invented) when the metadata cannot be read.
-    let files = api.sdfs.ls("").await.ok();
-    match render(&api, files) {
+    let files = if coordinating {
+        api.sdfs.ls("").await.ok()
+    } else {
+        None
+    };
+    match render(&api, coordinating, files) {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -44,19 +56,42 @@ fn counters(
 
 fn render(
     api: &Api,
+    coordinating: bool,
     files: Option<Vec<bus_schemas::sdfs::FileInfo>>,
 ) -> prometheus::Result<String> {
     let r = Registry::new();
-    let latest = api.live.latest.borrow().clone();
-    jobs(&r, &latest.snapshot.jobs)?;
-    membership(&r, &latest)?;
-    if let Some(files) = files {
-        sdfs(&r, api, &latest.snapshot, files)?;
+    if coordinating {
+        let latest = api.live.latest.borrow().clone();
+        jobs(&r, &latest.snapshot.jobs)?;
+        membership(&r, &latest)?;
+        if let Some(files) = files {
+            sdfs(&r, api, &latest.snapshot, files)?;
+        }
     }
     node(&r, api)?;
+    build_info(&r)?;
+    let mut families = r.gather();
+    families.extend(histograms::families(&api.metrics));
+    families.extend(histograms::process());
+    // A family without a series is an encoding error: leave out what has none yet.
+    families.retain(|f| !f.get_metric().is_empty());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::new();
-    prometheus::TextEncoder::new().encode(&r.gather(), &mut out)?;
+    prometheus::TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `idunno_build_info`: 1, labelled with the version and the libtorch it was built for.
+fn build_info(r: &Registry) -> prometheus::Result<()> {
+    let info = gauges(
+        r,
+        "idunno_build_info",
+        "The IDunno build this node runs (always 1).",
+        &["version"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1.0);
+    Ok(())
 }
 
 /// Members by state and the membership events seen.
@@ -146,15 +181,10 @@ fn totals(r: &Registry, c: &Counters) -> prometheus::Result<()> {
     Ok(())
 }
 
-/// Per-job figures and jobs by state.
+/// Per-job figures (labelled `job_id` and `model`: Prometheus keeps `job` for itself) and
+/// jobs by state. A job's query rate is `rate(idunno_job_queries_total[1m])`.
 fn jobs(r: &Registry, jobs: &[bus_schemas::jobs::JobRecord]) -> prometheus::Result<()> {
-    let by_job = ["job", "model"];
-    let rate = gauges(
-        r,
-        "idunno_job_query_rate",
-        "Queries per second over the last 10 s.",
-        &by_job,
-    )?;
+    let by_job = ["job_id", "model"];
     let done = counters(r, "idunno_job_queries_total", "Queries answered.", &by_job)?;
     let correct = counters(
         r,
@@ -168,16 +198,9 @@ fn jobs(r: &Registry, jobs: &[bus_schemas::jobs::JobRecord]) -> prometheus::Resu
         "Batches sent and not yet answered.",
         &by_job,
     )?;
-    let latency = gauges(
-        r,
-        "idunno_job_batch_latency_ms",
-        "Batch model time percentiles, milliseconds.",
-        &["job", "model", "quantile"],
-    )?;
     for j in jobs.iter().filter(|j| j.state == JobState::Running) {
         let Some(s) = &j.serve else { continue };
         let labels = [j.id.as_str(), j.spec.model()];
-        rate.with_label_values(&labels).set(s.rate);
         done.with_label_values(&labels).inc_by(s.done);
         if let Some(c) = s.correct {
             correct.with_label_values(&labels).inc_by(c);
@@ -185,16 +208,6 @@ fn jobs(r: &Registry, jobs: &[bus_schemas::jobs::JobRecord]) -> prometheus::Resu
         pending
             .with_label_values(&labels)
             .set(s.pending.len() as f64);
-        if let Some(p) = s.proc_ms {
-            for (q, v) in [
-                ("0.5", p.median),
-                ("0.9", p.p90),
-                ("0.95", p.p95),
-                ("0.99", p.p99),
-            ] {
-                latency.with_label_values(&[labels[0], labels[1], q]).set(v);
-            }
-        }
     }
     let states = gauges(r, "idunno_jobs", "Jobs on record by state.", &["state"])?;
     for state in ["queued", "running", "succeeded", "failed", "cancelled"] {
