@@ -39,14 +39,18 @@ fn run(hidden: &str, fakes: &[(&str, &str)]) -> (Option<i32>, String) {
             None => std::os::unix::fs::symlink(real(tool), &path).unwrap(),
         }
     }
-    let out = Command::new(real("bash"))
-        .arg(setup_script())
+    let mut cmd = Command::new(real("bash"));
+    cmd.arg(setup_script())
         .env_clear()
         .env("PATH", dir.path())
-        .env("HOME", dir.path())
-        .env("IDUNNO_HOME", dir.path().join("home"))
-        .output()
-        .unwrap();
+        .env("IDUNNO_HOME", dir.path().join("home"));
+    // rustup's cargo finds its toolchains through these.
+    for key in ["HOME", "RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    let out = cmd.output().unwrap();
     assert!(
         !dir.path().join("home").exists(),
         "nothing is installed before the checks pass"

@@ -115,7 +115,8 @@ async fn the_triton_client_reads_metadata_and_infers_what_idunno_infer_does() {
 
 #[tokio::test]
 async fn bad_requests_get_the_protocols_errors_and_the_node_keeps_serving() {
-    let c = Cluster::start_with(Path::new(NODE), 1, &["--replication", "1"]).await;
+    let flags = ["--replication", "1", "--write-quorum", "1"];
+    let c = Cluster::start_with(Path::new(NODE), 1, &flags).await;
     let addr = c.seen("n1", "n1").await.unwrap().http.unwrap();
     let post = |path: &str, body: &[u8]| testkit::http::request("POST", &addr, path, &[], body);
     let cases: [(&str, &[u8], u16, &str); 5] = [

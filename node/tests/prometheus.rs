@@ -179,7 +179,18 @@ async fn prometheus_scrapes_every_node_and_counts_nothing_twice() {
     .await;
     assert_eq!(up.len(), 3);
 
-    // The job's query rate: one series (the coordinator's), as fast as its record says.
+    // The job's query rate: one series (the coordinator's), as fast as its record says, once
+    // Prometheus holds 20 s of its samples (a rate over fewer follows the record's updates).
+    let samples = format!("count_over_time(idunno_job_queries_total{{job_id=\"{id}\"}}[30s])");
+    wait_until(
+        "20 s of the job's samples",
+        Duration::from_secs(90),
+        || async {
+            let r = prom.query(&samples);
+            (r.len() == 1 && value(&r[0]) >= 20.0).then_some(())
+        },
+    )
+    .await;
     let rate_q =
         format!("sum by (job_id) (rate(idunno_job_queries_total{{job_id=\"{id}\"}}[20s]))");
     let (rate, exporters) = wait_until(
@@ -225,6 +236,10 @@ async fn prometheus_scrapes_every_node_and_counts_nothing_twice() {
     assert!(
         served > client_rate * 0.5 && served < client_rate * 1.5,
         "Prometheus' {served:.1} requests/s against the client's {client_rate:.1}"
+    );
+    println!(
+        "Prometheus: the job's rate {rate:.0} q/s (its record: {record:.0}), exported by {exporters} node; \
+         online p99 {seconds:.4} s; ok requests {served:.1}/s (the client's: {client_rate:.1}/s)"
     );
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
