@@ -130,6 +130,23 @@ impl JobsClient {
         }
     }
 
+    /// A job and the newest `limit` outputs of an inference job (see
+    /// [`JobsRequest::Outputs`]).
+    pub async fn outputs(
+        &self,
+        id: &str,
+        limit: Option<u32>,
+    ) -> Result<(JobRecord, Vec<bus_schemas::serve::QueryResult>), JobsError> {
+        let req = JobsRequest::Outputs {
+            id: id.into(),
+            limit,
+        };
+        match self.rpc(&req).await? {
+            JobsReply::Outputs { job, outputs } => Ok((*job, outputs)),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Changes an inference job's batch size; returns its record.
     pub async fn batch(&self, id: &str, size: u32) -> Result<JobRecord, JobsError> {
         match self

@@ -353,7 +353,22 @@ pub enum JobsRequest {
         /// The new policy.
         policy: Option<QpsPolicy>,
     },
+    /// One job and the newest outputs of an inference job: the last `limit` results of the
+    /// last batch stored (default [`DEFAULT_OUTPUTS`], at most [`MAX_OUTPUTS`]). Nodes older
+    /// than this request answer it with an error.
+    Outputs {
+        /// The job id.
+        id: String,
+        /// How many outputs.
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
+
+/// Outputs an [`JobsRequest::Outputs`] gives unless it says.
+pub const DEFAULT_OUTPUTS: u32 = 10;
+/// The most outputs an [`JobsRequest::Outputs`] gives.
+pub const MAX_OUTPUTS: u32 = 1000;
 
 impl JobsRequest {
     /// The operation: the last token of its subject ([`crate::subjects::jobs_rpc`]). It is the
@@ -368,6 +383,7 @@ impl JobsRequest {
             JobsRequest::Batch { .. } => "batch",
             JobsRequest::Qps { policy: None } => "qps",
             JobsRequest::Qps { policy: Some(_) } => "set_qps",
+            JobsRequest::Outputs { .. } => "outputs",
         }
     }
 }
@@ -450,6 +466,14 @@ pub enum JobsReply {
     Job {
         /// The record.
         job: Box<JobRecord>,
+    },
+    /// One job and its newest outputs.
+    Outputs {
+        /// The record.
+        job: Box<JobRecord>,
+        /// The newest outputs, in query order (empty for a job that is not an inference job,
+        /// or before its first batch).
+        outputs: Vec<crate::serve::QueryResult>,
     },
     /// The fair-time policy in force.
     Qps {

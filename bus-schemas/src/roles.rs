@@ -129,7 +129,7 @@ pub fn permissions(role: Role, identity: &str, node: &str) -> Permissions {
             let mut publish = vec![s::members_list()];
             publish.extend(["locate", "ls"].map(s::sdfs_rpc));
             publish.extend([s::sdfs_read("*"), s::sdfs_inventory("*")]);
-            publish.extend(["list", "get", "qps"].map(s::jobs_rpc));
+            publish.extend(["list", "get", "qps", "outputs"].map(s::jobs_rpc));
             publish.extend([s::cluster_rpc("status"), s::infer(), s::infer_model()]);
             let mut subscribe = public_events();
             subscribe.push(inbox);

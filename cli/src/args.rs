@@ -333,11 +333,22 @@ pub enum Command {
     /// time.
     #[command(alias = "j")]
     Jobs(#[command(flatten)] PageArgs),
-    /// One job: state, worker, attempts, progress, result.
+    /// One job: state, worker, attempts, progress, result; an inference job's running
+    /// accuracy and newest outputs too (the original project's `ij`).
     #[command(alias = "ij")]
     Job {
         /// The job id.
         id: String,
+    },
+    /// An inference job's outputs (query, sample, class, score, label): an ended job's
+    /// whole results file, a running job's newest, and with --follow every batch's as it is
+    /// stored until the job ends (JSON lines with --json).
+    Results {
+        /// The job id.
+        job: String,
+        /// Keep printing as batches are stored, until the job ends.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Stop a job.
     Cancel {

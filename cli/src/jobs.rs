@@ -45,11 +45,7 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
         Command::Assignments => assignments(&jobs, out).await,
         Command::Workers => crate::workers::show(&client, &jobs, out).await,
         Command::Jobs(page) => list(&jobs, JobsFilter::All, page, out).await,
-        Command::Job { id } => {
-            let job = jobs.get(&id).await?;
-            out.print(&job, || details(&job));
-            Ok(())
-        }
+        Command::Job { id } => show_job(&jobs, &id, out).await,
         Command::Cancel { job } => {
             let job = jobs.cancel(&job).await?;
             out.print(&job, || vec![vec![format!("cancelled {}", job.id)]]);
@@ -58,6 +54,31 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
         Command::Watch { job } => follow(&client, &jobs, &job, out).await,
         other => anyhow::bail!("{other:?} is not a job command"),
     }
+}
+
+/// `job <id>` (`ij`): the record, and an inference job's running accuracy and newest outputs
+/// (from an older node that cannot say them: the record alone).
+async fn show_job(jobs: &JobsClient, id: &str, out: &Output) -> anyhow::Result<()> {
+    let (job, outputs) = match jobs.outputs(id, None).await {
+        Ok(both) => both,
+        Err(_) => (jobs.get(id).await?, Vec::new()),
+    };
+    out.print(&job, || {
+        let mut rows = details(&job);
+        if let Some(acc) = crate::results::accuracy(&job) {
+            rows.push(vec![
+                "accuracy".into(),
+                format!("{:.2}% so far", acc * 100.0),
+            ]);
+        }
+        if !outputs.is_empty() {
+            rows.push(vec!["newest outputs".into(), String::new()]);
+            rows.push(crate::results::header());
+            rows.extend(outputs.iter().map(crate::results::row));
+        }
+        rows
+    });
+    Ok(())
 }
 
 /// The job a `train` or `serve` command submits, and whether it is `--detach`ed.

@@ -15,6 +15,7 @@ mod ml;
 mod output;
 mod profile;
 mod replication;
+mod results;
 mod secure;
 mod workers;
 
@@ -42,17 +43,29 @@ fn main() {
     }
 }
 
-async fn run(cli: args::Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    let out = output::Output::new(cli.json);
+/// Runs the commands that need no cluster (completions, profiles); hands the others back.
+fn local_commands(
+    cli: args::Cli,
+    matches: &clap::ArgMatches,
+    out: &output::Output,
+) -> anyhow::Result<Option<args::Cli>> {
     match cli.command {
         args::Command::Completions { shell } => {
             let mut cmd = args::Cli::command();
             clap_complete::generate(shell, &mut cmd, "idunno", &mut std::io::stdout());
-            return Ok(());
+            Ok(None)
         }
-        args::Command::Profile(cmd) => return profile::run(cmd, &cli.bus, matches, &out),
-        _ => {}
+        args::Command::Profile(cmd) => profile::run(cmd, &cli.bus, matches, out).map(|()| None),
+        _ => Ok(Some(cli)),
     }
+}
+
+async fn run(cli: args::Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let out = output::Output::new(cli.json);
+    let cli = match local_commands(cli, matches, &out)? {
+        Some(cli) => cli,
+        None => return Ok(()),
+    };
     let bus = match profile::chosen(cli.profile.as_deref())? {
         Some(p) => p.apply(cli.bus, matches),
         None => cli.bus,
@@ -83,6 +96,10 @@ async fn run(cli: args::Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             replication,
         } => fsck::run(rebuild, replication, &cli.bus, &out).await,
         cmd @ args::Command::Infer { .. } => infer::run(cmd, &cli.bus, &out).await,
+        args::Command::Results { job, follow } => {
+            let client = cli.bus.connect_once("idunno-cli").await?;
+            results::run(&client, &job, follow, &out).await
+        }
         args::Command::Events { kind, job, count } => {
             let client = cli.bus.connect_once("idunno-cli").await?;
             events::run(&client, kind, job, count).await

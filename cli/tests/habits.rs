@@ -143,3 +143,71 @@ fn connection_flags_after_the_subcommand_and_json_only_on_stdout() {
         );
     }
 }
+
+#[tokio::test]
+async fn results_follow_a_serve_job_and_ij_shows_its_accuracy() {
+    let c = Cluster::start(&node_bin(), 2).await;
+    let operator = c.nats.bus("operator");
+    let (fs, jobs) = testkit::import_fashion(&c.client, "fm").await;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/tests/fixtures/torchscript/fashion_cnn.pt");
+    testkit::import_torchscript(&fs, &jobs, &fixture, "fixture").await;
+    let id = jobs
+        .submit(testkit::serve_spec("fixture", Some(1)))
+        .await
+        .unwrap();
+    // --follow prints JSON lines as batches are stored and returns when the job ends.
+    let follow = idunno()
+        .envs(operator.to_env())
+        .args(["--json", "results", &id, "--follow"])
+        .output()
+        .unwrap();
+    assert!(
+        follow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&follow.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&follow.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(!lines.is_empty(), "some outputs while the job ran");
+    assert!(lines.iter().all(|l| l["class_name"].is_string()));
+    // The ended job: its whole results file, every query once.
+    let all = idunno()
+        .envs(operator.to_env())
+        .args(["--json", "results", &id])
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let queries: std::collections::BTreeSet<u64> = String::from_utf8_lossy(&all.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["query_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(queries.len(), 10_000);
+    // ij: the job with its accuracy and newest outputs.
+    let ij = idunno()
+        .envs(operator.to_env())
+        .args(["ij", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ij.stdout);
+    assert!(
+        ij.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ij.stderr)
+    );
+    assert!(
+        text.contains("accuracy") && text.contains("% so far"),
+        "{text}"
+    );
+    assert!(text.contains("newest outputs"), "{text}");
+}

@@ -1,19 +1,16 @@
 //! The API's cluster and job endpoints: members, workers, jobs, submit and cancel.
 
 use super::body::Body;
-use super::{model, problem, Api};
+use super::{problem, Api};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bus_client::jobs::JobsError;
-use bus_schemas::codec::decode;
 use bus_schemas::jobs::{JobSpec, JobsErrorKind, JobsFilter, MAX_PAGE};
-use bus_schemas::serve::{QueryResult, ResultsBatch};
-use bus_schemas::subjects;
 
 /// Outputs shown on a job's page.
-const OUTPUTS: usize = 50;
+const OUTPUTS: u32 = 50;
 
 /// `GET /api/members`: this node's membership view.
 pub async fn members(State(api): State<Api>) -> Response {
@@ -63,39 +60,11 @@ pub async fn list(State(api): State<Api>, Query(q): Query<JobsQuery>) -> Respons
 
 /// `GET /api/jobs/{id}`: a job record and its newest outputs.
 pub async fn get(State(api): State<Api>, Path(id): Path<String>) -> Response {
-    let job = match api.jobs.get(&id).await {
-        Ok(job) => job,
-        Err(e) => return jobs_problem(e),
-    };
-    let outputs = if model::is_serve(&job) {
-        newest_outputs(&api.client, &id).await
-    } else {
-        Vec::new()
-    };
-    Json(serde_json::json!({ "job": job, "outputs": outputs })).into_response()
-}
-
-/// The newest results of job `id`: the last batch in the results stream.
-async fn newest_outputs(client: &async_nats::Client, id: &str) -> Vec<QueryResult> {
-    let js = async_nats::jetstream::new(client.clone());
-    let Ok(stream) = js.get_stream(subjects::RESULTS_STREAM).await else {
-        return Vec::new();
-    };
-    let Ok(msg) = stream
-        .get_last_raw_message_by_subject(&subjects::job_results(id))
-        .await
-    else {
-        return Vec::new();
-    };
-    match decode::<ResultsBatch>(&msg.payload) {
-        Ok(batch) => {
-            let skip = batch.results.len().saturating_sub(OUTPUTS);
-            batch.results.into_iter().skip(skip).collect()
+    match api.jobs.outputs(&id, Some(OUTPUTS)).await {
+        Ok((job, outputs)) => {
+            Json(serde_json::json!({ "job": job, "outputs": outputs })).into_response()
         }
-        Err(e) => {
-            tracing::warn!(job = %id, "undecodable results message: {e}");
-            Vec::new()
-        }
+        Err(e) => jobs_problem(e),
     }
 }
 

@@ -1,9 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import { dashboardUrl, formatBytes, formatLastHeard, formatPercent, formatRate, formatSeconds, formatShape } from './format.ts';
+import {
+  dashboardUrl,
+  fixed,
+  formatBytes,
+  formatLastHeard,
+  formatMs,
+  formatPercent,
+  formatRate,
+  formatSeconds,
+  formatShape,
+} from './format.ts';
 import { jobAccuracy, jobProgress, jobWorkers } from './jobs.ts';
 import { snapshot } from './test/fixtures.ts';
 
 describe('formatting', () => {
+  it('never shows a negative zero', () => {
+    expect(fixed(-0.04, 1)).toBe('0.0');
+    expect(fixed(-0, 2)).toBe('0.00');
+    expect(fixed(-0.06, 1)).toBe('-0.1');
+    expect(formatRate(-0.01)).toBe('0.0 q/s');
+    expect(formatRate(-0)).toBe('0.0 q/s');
+    expect(formatMs(-0.04)).toBe('0.0 ms');
+    expect(formatPercent(-0.000001)).toBe('0.00%');
+    expect(formatSeconds(-0.01)).toBe('0.0 s');
+  });
+
   it('formats last heard, sizes, rates and fractions', () => {
     expect(formatLastHeard(null)).toBe('—');
     expect(formatLastHeard(230)).toBe('0.2 s ago');

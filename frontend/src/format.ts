@@ -6,15 +6,21 @@ const oneDecimal = new Intl.NumberFormat('en-US', {
   maximumFractionDigits: 1,
 });
 
+/** `x` with `digits` decimals, never `-0.0`: a value that rounds to zero prints unsigned. */
+export function fixed(x: number, digits: number): string {
+  const s = x.toFixed(digits);
+  return Number(s) === 0 ? (0).toFixed(digits) : s;
+}
+
 /** `12,345` */
 export function formatCount(n: number): string {
-  return count.format(n);
+  return count.format(Math.round(n) === 0 ? 0 : n);
 }
 
 /** `"0.2 s ago"`, `"2 min ago"`, or `"—"` when never heard (or the answering node itself). */
 export function formatLastHeard(ms: number | null): string {
   if (ms === null) return '—';
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s ago`;
+  if (ms < 60_000) return `${fixed(ms / 1000, 1)} s ago`;
   return `${Math.round(ms / 60_000)} min ago`;
 }
 
@@ -30,22 +36,23 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit = u;
   }
-  return `${value.toFixed(1)} ${unit}`;
+  return `${fixed(value, 1)} ${unit}`;
 }
 
 /** Queries per second: `1,328.0 q/s`. */
 export function formatRate(perSecond: number, unit = 'q/s'): string {
-  return `${oneDecimal.format(perSecond)} ${unit}`;
+  const shown = Number(perSecond.toFixed(1)) === 0 ? 0 : perSecond;
+  return `${oneDecimal.format(shown)} ${unit}`;
 }
 
 /** A fraction 0–1 as `91.20%`, `—` when unknown. */
 export function formatPercent(fraction: number | null): string {
-  return fraction === null || !Number.isFinite(fraction) ? '—' : `${(fraction * 100).toFixed(2)}%`;
+  return fraction === null || !Number.isFinite(fraction) ? '—' : `${fixed(fraction * 100, 2)}%`;
 }
 
 /** Milliseconds: `11.2 ms`, `—` when unknown. */
 export function formatMs(ms: number | null | undefined): string {
-  return ms === null || ms === undefined || !Number.isFinite(ms) ? '—' : `${ms.toFixed(1)} ms`;
+  return ms === null || ms === undefined || !Number.isFinite(ms) ? '—' : `${fixed(ms, 1)} ms`;
 }
 
 function pad(n: number): string {
@@ -67,7 +74,7 @@ export function formatDateTime(atMs: number | null): string {
 
 /** A duration in seconds: `42.0 s`, `3 min 5 s`, `1 h 2 min`. */
 export function formatSeconds(seconds: number): string {
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  if (seconds < 60) return `${fixed(seconds, 1)} s`;
   const s = Math.round(seconds);
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;

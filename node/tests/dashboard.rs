@@ -20,26 +20,15 @@ async fn http_of(c: &Cluster, id: &str) -> String {
 
 /// Parses `text` with `prometheus_client.parser` (installed by infra/setup.sh).
 fn parse_prometheus(text: &str) -> Vec<Value> {
-    use std::io::Write;
     let python: PathBuf = bus_client::tools_home().join(format!(
         "tools-torch{}/venv/bin/python",
         idunno_node::LIBTORCH_VERSION
     ));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prom_parse.py");
-    let mut child = std::process::Command::new(&python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} (run infra/setup.sh): {e}", python.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(script);
+    let what = format!("{} (run infra/setup.sh)", python.display());
+    let out = testkit::run_with_input(&mut cmd, text.as_bytes(), &what);
     assert!(
         out.status.success(),
         "the Prometheus parser refused /metrics: {}\n{text}",

@@ -11,7 +11,7 @@ use bus_schemas::subjects;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testkit::{import_fashion, Cluster};
+use testkit::{import_fashion, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
 mod common;
@@ -146,6 +146,15 @@ async fn bad_requests_get_the_protocols_errors_and_the_node_keeps_serving() {
         ),
         ("/v2/what", b"", 404, "Open Inference Protocol"),
     ];
+    // The node takes online requests once its inference subscription is up, a moment after it
+    // has joined: until then the bus answers "no responders" (503).
+    let unknown = cases[0];
+    wait_until(
+        "the node takes online requests",
+        Duration::from_secs(30),
+        || async { (post(unknown.0, unknown.1).status == unknown.2).then_some(()) },
+    )
+    .await;
     for (path, body, status, why) in cases {
         let a = post(path, body);
         assert_eq!(a.status, status, "{path}: {}", a.body);

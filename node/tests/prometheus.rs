@@ -6,7 +6,6 @@
 
 use bus_schemas::infer::{ByteBuf, InferReply, InferRequest};
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,20 +92,10 @@ fn value(series: &Value) -> f64 {
 
 /// `promtool check metrics` on `text`: what it said (nothing when clean).
 fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool (Debian's prometheus; run infra/setup.sh): {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new("promtool");
+    cmd.args(["check", "metrics"]);
+    let what = "promtool (Debian's prometheus; run infra/setup.sh)";
+    let out = testkit::run_with_input(&mut cmd, text.as_bytes(), what);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -57,6 +57,27 @@ where
     }
 }
 
+/// Runs `cmd` with `input` on its standard input and its output captured; `what` names it in
+/// the panic if it cannot start (say how to get it, e.g. "run infra/setup.sh").
+pub fn run_with_input(
+    cmd: &mut std::process::Command,
+    input: &[u8],
+    what: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin.write_all(input).expect("write the input");
+    drop(stdin);
+    child.wait_with_output().expect("wait for the process")
+}
+
 /// The median of `v` (the upper one of an even count); benchmarks compare medians of rounds.
 pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();

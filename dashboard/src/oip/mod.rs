@@ -155,12 +155,31 @@ fn metadata(info: &ModelInfo) -> Value {
     })
 }
 
-/// `GET /v2/models/{name}`.
-pub async fn model(State(api): State<Api>, Path(name): Path<String>) -> Response {
-    match model_info(&api, &name, None).await {
+/// The model a metadata or readiness path names: `{name}`, or `{name}/versions/{version}`.
+async fn named(api: &Api, name: &str, v: Option<&str>) -> Result<ModelInfo, Refusal> {
+    let version = v.map(version).transpose()?;
+    model_info(api, name, version).await
+}
+
+/// The metadata of `info`, or the refusal.
+fn described(info: Result<ModelInfo, Refusal>) -> Response {
+    match info {
         Ok(info) => Json(metadata(&info)).into_response(),
         Err(r) => r.into_response(),
     }
+}
+
+/// 200 once the model is loaded, or the refusal.
+fn readiness(info: Result<ModelInfo, Refusal>) -> Response {
+    match info {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `GET /v2/models/{name}`.
+pub async fn model(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    described(named(&api, &name, None).await)
 }
 
 /// `GET /v2/models/{name}/versions/{version}`.
@@ -168,22 +187,12 @@ pub async fn model_version(
     State(api): State<Api>,
     Path((name, v)): Path<(String, String)>,
 ) -> Response {
-    let info = match version(&v) {
-        Ok(v) => model_info(&api, &name, Some(v)).await,
-        Err(r) => Err(r),
-    };
-    match info {
-        Ok(info) => Json(metadata(&info)).into_response(),
-        Err(r) => r.into_response(),
-    }
+    described(named(&api, &name, Some(&v)).await)
 }
 
 /// `GET /v2/models/{name}/ready`: 200 once a node has the model loaded to serve.
 pub async fn model_ready(State(api): State<Api>, Path(name): Path<String>) -> Response {
-    match model_info(&api, &name, None).await {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(r) => r.into_response(),
-    }
+    readiness(named(&api, &name, None).await)
 }
 
 /// `GET /v2/models/{name}/versions/{version}/ready`.
@@ -191,14 +200,7 @@ pub async fn model_version_ready(
     State(api): State<Api>,
     Path((name, v)): Path<(String, String)>,
 ) -> Response {
-    let info = match version(&v) {
-        Ok(v) => model_info(&api, &name, Some(v)).await,
-        Err(r) => Err(r),
-    };
-    match info {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(r) => r.into_response(),
-    }
+    readiness(named(&api, &name, Some(&v)).await)
 }
 
 /// `POST /v2/models/{name}/infer`.

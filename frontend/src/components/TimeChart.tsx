@@ -29,6 +29,11 @@ export function seriesColor(i: number): string {
 
 const compact = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
 
+/** A value `compact` would print as `-0` (negative zero, or a negative that rounds to it) as 0. */
+function unsigned(v: number): number {
+  return Math.abs(v) < 0.05 ? 0 : v;
+}
+
 export function TimeChart({
   title,
   rows,
@@ -63,10 +68,10 @@ export function TimeChart({
               tickFormatter={(t: number) => formatClock(t)}
               minTickGap={40}
             />
-            <YAxis width={48} allowDecimals={!integer} tickFormatter={(v: number) => compact.format(v)} />
+            <YAxis width={48} allowDecimals={!integer} tickFormatter={(v: number) => compact.format(unsigned(v))} />
             <Tooltip
               labelFormatter={(t) => (typeof t === 'number' ? formatClock(t) : String(t))}
-              formatter={(v) => (typeof v === 'number' ? `${compact.format(v)}${unit}` : String(v))}
+              formatter={(v) => (typeof v === 'number' ? `${compact.format(unsigned(v))}${unit}` : String(v))}
             />
             <Legend />
             {series.map((s) => (

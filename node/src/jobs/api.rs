@@ -8,8 +8,9 @@ use crate::cluster::lease::now_ms;
 use crate::ml::arch::{Arch, ARCH_NAMES};
 use bus_schemas::jobs::{
     ImportSpec, JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsFilter, JobsReply,
-    JobsRequest, TrainSpec, MAX_PAGE,
+    JobsRequest, TrainSpec, DEFAULT_OUTPUTS, MAX_OUTPUTS, MAX_PAGE,
 };
+use bus_schemas::serve::{QueryResult, ResultsBatch};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
 use idunno_datasets::Manifest;
@@ -96,6 +97,7 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
             Ok(None) => error(JobsErrorKind::NotFound, format!("no job {id:?}")),
             Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
         },
+        JobsRequest::Outputs { id, limit } => outputs(ctx, &id, limit).await,
         JobsRequest::Cancel { id } => cancel(ctx, &id).await,
         JobsRequest::Batch { id, size } => batch(ctx, &id, size).await,
         JobsRequest::Qps { policy } => {
@@ -107,6 +109,49 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
                 Ok(s) => JobsReply::Qps { policy: s.qps },
                 Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
             }
+        }
+    }
+}
+
+/// A job and its newest outputs: the last results message of its subject in the results
+/// stream (public subjects; the stream is read here because clients' roles cannot read
+/// JetStream).
+async fn outputs(ctx: &Ctx, id: &str, limit: Option<u32>) -> JobsReply {
+    let job = match ctx.store.get(id).await {
+        Ok(Some((job, _))) => job,
+        Ok(None) => return error(JobsErrorKind::NotFound, format!("no job {id:?}")),
+        Err(e) => return error(JobsErrorKind::Internal, format!("{e:#}")),
+    };
+    let limit = limit.unwrap_or(DEFAULT_OUTPUTS).clamp(1, MAX_OUTPUTS) as usize;
+    let outputs = match &job.serve {
+        Some(_) => newest_outputs(ctx, id, limit).await,
+        None => Vec::new(),
+    };
+    JobsReply::Outputs {
+        job: Box::new(job),
+        outputs,
+    }
+}
+
+/// The last `limit` results of the last batch of job `id` in the results stream (none when
+/// the stream or the job's subject holds nothing yet).
+async fn newest_outputs(ctx: &Ctx, id: &str, limit: usize) -> Vec<QueryResult> {
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    let Ok(stream) = js.get_stream(subjects::RESULTS_STREAM).await else {
+        return Vec::new();
+    };
+    let subject = subjects::job_results(id);
+    let Ok(msg) = stream.get_last_raw_message_by_subject(&subject).await else {
+        return Vec::new();
+    };
+    match decode::<ResultsBatch>(&msg.payload) {
+        Ok(batch) => {
+            let skip = batch.results.len().saturating_sub(limit);
+            batch.results.into_iter().skip(skip).collect()
+        }
+        Err(e) => {
+            tracing::warn!(job = %id, "undecodable results message: {e}");
+            Vec::new()
         }
     }
 }
