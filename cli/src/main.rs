@@ -17,6 +17,7 @@ mod profile;
 mod replication;
 mod results;
 mod secure;
+mod subcommands;
 mod workers;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -28,6 +28,18 @@ pub struct InferQuery {
     timeout_ms: Option<u64>,
 }
 
+/// The HTTP status of an online request refused or failed with `kind` (`/api/infer` and the
+/// Open Inference Protocol alike).
+pub(crate) fn status_of(kind: InferErrorKind) -> StatusCode {
+    match kind {
+        InferErrorKind::BadInput => StatusCode::BAD_REQUEST,
+        InferErrorKind::UnknownModel => StatusCode::NOT_FOUND,
+        InferErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        InferErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        InferErrorKind::Internal | InferErrorKind::Other => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The default deadline of an online request.
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
@@ -66,15 +78,7 @@ pub async fn infer(
     match bus_client::infer(&api.client, &req, wait).await {
         Ok(reply @ InferReply::Done { .. }) => Json(reply).into_response(),
         Ok(reply @ InferReply::Error { kind, .. }) => {
-            let status = match kind {
-                InferErrorKind::BadInput => StatusCode::BAD_REQUEST,
-                InferErrorKind::UnknownModel => StatusCode::NOT_FOUND,
-                InferErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                InferErrorKind::Internal | InferErrorKind::Other => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                InferErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            };
+            let status = status_of(kind);
             (status, Json(reply)).into_response()
         }
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

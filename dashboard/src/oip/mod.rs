@@ -12,15 +12,14 @@ mod request;
 mod response;
 
 use super::body::Body;
+use super::infer::status_of;
 use super::ready::Readiness;
 use super::Api;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bus_schemas::infer::{
-    ByteBuf, InferErrorKind, InferReply, InferRequest, ModelInfo, ModelQuery, ModelReply,
-};
+use bus_schemas::infer::{ByteBuf, InferReply, InferRequest, ModelInfo, ModelQuery, ModelReply};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -49,16 +48,6 @@ struct Refusal(StatusCode, String);
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         error(self.0, self.1)
-    }
-}
-
-fn status_of(kind: InferErrorKind) -> StatusCode {
-    match kind {
-        InferErrorKind::BadInput => StatusCode::BAD_REQUEST,
-        InferErrorKind::UnknownModel => StatusCode::NOT_FOUND,
-        InferErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        InferErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-        InferErrorKind::Internal | InferErrorKind::Other => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
