@@ -6,7 +6,7 @@ export default defineConfig({
   test: {
     include: ['e2e/**/*.e2e.test.ts'],
     environment: 'node',
-    testTimeout: 300_000,
+    testTimeout: 480_000,
     hookTimeout: 60_000,
   },
 });

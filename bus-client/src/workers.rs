@@ -1,7 +1,7 @@
 //! Every member with its work, from a membership view and the job records: what `idunno
 //! workers` prints and the dashboard's Workers page shows.
 
-use bus_schemas::control::{ControlReply, ControlRequest};
+use bus_schemas::control::{ControlReply, ControlRequest, NodeResources, NodeStats};
 use bus_schemas::jobs::{JobRecord, JobState};
 use bus_schemas::membership::{MemberRecord, MemberState, ViewSnapshot};
 use bus_schemas::subjects;
@@ -25,13 +25,15 @@ pub struct Worker {
     pub models: Vec<String>,
     /// Queries it answered, over every inference job on record.
     pub queries: u64,
+    /// Its CPU, memory, disk, libtorch threads and device; `null` when it did not answer.
+    pub resources: Option<NodeResources>,
 }
 
 /// Every member of `view` with its work.
 pub fn workers(
     view: &ViewSnapshot,
     jobs: &[JobRecord],
-    models: &BTreeMap<String, Vec<String>>,
+    stats: &BTreeMap<String, NodeStats>,
 ) -> Vec<Worker> {
     view.members
         .iter()
@@ -48,22 +50,31 @@ pub fn workers(
                 .filter(|j| j.serve.as_ref().is_some_and(|s| s.workers.contains(&m.id)))
                 .map(|j| j.id.clone())
                 .collect(),
-            models: models.get(&m.id).cloned().unwrap_or_default(),
+            models: stats
+                .get(&m.id)
+                .map(|s| s.cached_models.clone())
+                .unwrap_or_default(),
             queries: jobs
                 .iter()
                 .filter_map(|j| j.serve.as_ref()?.by_worker.get(&m.id))
                 .sum(),
+            // The figures of a member that failed or left are stale: none.
+            resources: stats
+                .get(&m.id)
+                .filter(|_| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+                .and_then(|s| s.resources.clone()),
         })
         .collect()
 }
 
-/// Asks every live member (at once, each within `timeout`) which models its inference engine
-/// holds; a member that does not answer is left out.
-pub async fn cached_models(
+/// Asks every live member (at once, each within `timeout`) for its figures (`stat`): the
+/// models its inference engine holds and its resources; a member that does not answer is
+/// left out.
+pub async fn node_stats(
     client: &async_nats::Client,
     members: &[MemberRecord],
     timeout: Duration,
-) -> BTreeMap<String, Vec<String>> {
+) -> BTreeMap<String, NodeStats> {
     let asks = members
         .iter()
         .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
@@ -71,7 +82,7 @@ pub async fn cached_models(
             let req = ControlRequest::Stat;
             let subject = subjects::node_control(&m.id, req.op());
             match crate::request::<_, ControlReply>(client, subject, &req, timeout).await {
-                Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats.cached_models)),
+                Ok(ControlReply::Stats { stats }) => Some((m.id.clone(), stats)),
                 _ => None,
             }
         });

@@ -96,6 +96,29 @@ pub struct NodeStats {
     /// Models this node's inference engine holds in memory (`name vN`).
     #[serde(default)]
     pub cached_models: Vec<String>,
+    /// What the node runs on (absent from nodes older than this field).
+    #[serde(default)]
+    pub resources: Option<NodeResources>,
+}
+
+/// A node's resources at one moment, as `ray status` shows them: what `idunno workers`, the
+/// Workers page and `/metrics` report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeResources {
+    /// CPU the node's process used over the last 5 s, in cores (1.0: one core busy).
+    pub cpu_cores: f64,
+    /// CPUs the process may run on.
+    pub cpus: u32,
+    /// Resident memory of the process, bytes.
+    pub rss_bytes: u64,
+    /// Free bytes on the file system of the node's data directory (0: unknown).
+    pub disk_free_bytes: u64,
+    /// Size of that file system, bytes (0: unknown).
+    pub disk_total_bytes: u64,
+    /// Threads libtorch computes with (`--threads`).
+    pub tch_threads: u32,
+    /// The device models run on: `cpu` or `cuda`.
+    pub device: String,
 }
 
 /// What a node answers to a [`ControlRequest`].
@@ -189,6 +212,15 @@ mod tests {
                 node: "n".into(),
                 drop_rate: 0.03,
                 probes_sent: 5,
+                resources: Some(NodeResources {
+                    cpu_cores: 0.25,
+                    cpus: 2,
+                    rss_bytes: 1 << 30,
+                    disk_free_bytes: 5 << 30,
+                    disk_total_bytes: 10 << 30,
+                    tch_threads: 1,
+                    device: "cpu".into(),
+                }),
                 ..NodeStats::default()
             },
         });

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: a cluster started by `idunno local up`, a model trained
 //! through the CLI, then `frontend/e2e/dashboard.e2e.test.ts` drives Debian's Chromium
-//! (playwright-core) against it, running CLI commands and `kill -9` as it goes.
+//! (playwright-core) against it, running CLI commands and `kill -9` as it goes, submitting a
+//! job from the form and uploading a TorchScript model and an image folder.
 //! The cluster is secure (the default): the dashboard serves HTTPS with a certificate of the
 //! cluster's CA and requires the token `local up` generated, so the test logs in on the page
 //! first, over HTTPS.
@@ -8,12 +9,17 @@
 
 mod common;
 
-use common::{json, Local, IDUNNO};
+use common::{image_folder, json, Local, IDUNNO};
 use std::path::Path;
 use std::process::Command;
 
 const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend");
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// A TorchScript model of Fashion-MNIST exported from PyTorch (the page uploads it).
+const TORCHSCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../node/tests/fixtures/torchscript/fashion_cnn.pt"
+);
 
 #[test]
 fn the_dashboard_follows_the_cluster_live_in_chromium() {
@@ -54,6 +60,9 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
     );
     let ids: Vec<&str> = nodes.iter().filter_map(|n| n["name"].as_str()).collect();
     let pid = |i: usize| node(i)["pid"].as_u64().expect("pid").to_string();
+    // A folder the page uploads as a dataset.
+    let folder = c.dir.path().join("halves");
+    image_folder(&folder, 8, 4);
 
     let out = Command::new(&vitest)
         .args(["run", "--config", "vitest.e2e.config.ts"])
@@ -66,6 +75,8 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         .env("IDUNNO_E2E_VICTIM", format!("{}:{}", ids[3], pid(3)))
         .env("IDUNNO_E2E_HOME", format!("{}:{}", ids[0], pid(0)))
         .env("IDUNNO_E2E_TOKEN", token.trim())
+        .env("IDUNNO_E2E_MODEL", TORCHSCRIPT)
+        .env("IDUNNO_E2E_FOLDER", &folder)
         // The CLI the page test runs is the cluster's operator; Node's fetch and Chromium
         // trust the cluster's CA (Chromium by the dashboard certificate's key).
         .env("IDUNNO_NATS_IDENTITY", c.operator())

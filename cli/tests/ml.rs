@@ -2,27 +2,8 @@
 
 mod common;
 
-use common::{json, Local, IDUNNO};
-use std::path::Path;
+use common::{image_folder, json, Local, IDUNNO};
 use std::process::Command;
-
-/// A tiny image folder: class `left` has a bright left half, `right` a bright right half.
-fn image_folder(root: &Path) {
-    for split in ["train", "test"] {
-        for (class, bright_left) in [("left", true), ("right", false)] {
-            let dir = root.join(split).join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            let n = if split == "train" { 24 } else { 8 };
-            for i in 0..n {
-                let img = image::GrayImage::from_fn(8, 8, |x, _| {
-                    let bright = (x < 4) == bright_left;
-                    image::Luma([if bright { 200 } else { 20 } + (i as u8 % 7)])
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-}
 
 #[test]
 fn bad_dataset_directories_are_refused_before_reaching_any_cluster() {
@@ -60,7 +41,7 @@ fn bad_dataset_directories_are_refused_before_reaching_any_cluster() {
 fn import_list_train_follow_and_inspect_jobs() {
     let c = Local::up(3);
     let root = c.dir.path();
-    image_folder(&root.join("halves"));
+    image_folder(&root.join("halves"), 24, 8);
     let imported = json(&c.ok(&["--json", "dataset", "import", "halves", "halves"]));
     assert_eq!(imported["classes"], serde_json::json!(["left", "right"]));
     let listed = json(&c.ok(&["--json", "datasets"]));
@@ -158,6 +139,16 @@ fn import_list_train_follow_and_inspect_jobs() {
             .any(|m| m == "mlp v1")
     });
     assert!(cached, "{workers}");
+    // And its resources, as `ray status` shows them.
+    let r = &workers[0]["resources"];
+    assert_eq!(r["device"], "cpu", "{workers}");
+    assert!(r["tch_threads"].as_u64() >= Some(1), "{workers}");
+    assert!(r["rss_bytes"].as_u64() > Some(1 << 20), "{workers}");
+    let table = c.ok(&["workers"]);
+    assert!(
+        table.contains("disk free") && table.contains("MiB"),
+        "{table}"
+    );
 
     // The fair-time policy is a cluster setting.
     assert!(c.ok(&["qps"]).contains("qps global"));

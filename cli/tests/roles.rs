@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, Local, IDUNNO};
+use common::{image_folder, json, Local, IDUNNO};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -13,22 +13,6 @@ const TORCHSCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../node/tests/fixtures/torchscript/fashion_cnn.pt"
 );
-
-/// A tiny image folder: class `left` has a bright left half, `right` a bright right half.
-fn image_folder(root: &Path) {
-    for split in ["train", "test"] {
-        for (class, left) in [("left", true), ("right", false)] {
-            let dir = root.join(split).join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            for i in 0..8u8 {
-                let img = image::GrayImage::from_fn(8, 8, |x, _| {
-                    image::Luma([if (x < 4) == left { 200 } else { 20 } + i])
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-}
 
 /// Runs `idunno` in the cluster's directory as the identity in `identity`.
 fn run_as(c: &Local, identity: &Path, args: &[&str]) -> Output {
@@ -55,7 +39,7 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
     let c = Local::up(3);
     let root = c.dir.path();
     let op = |args: &[&str]| c.ok(args);
-    image_folder(&root.join("halves"));
+    image_folder(&root.join("halves"), 8, 8);
     std::fs::write(root.join("f.txt"), "one\n").unwrap();
     std::fs::create_dir_all(root.join("tree/sub")).unwrap();
     std::fs::write(root.join("tree/sub/x.txt"), "x\n").unwrap();

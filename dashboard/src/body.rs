@@ -64,7 +64,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -81,10 +81,16 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 /// Whether a request to `path` with `media` (and a body or not) is one the API reads:
 /// `application/json` everywhere, also an image or `application/octet-stream` for
 /// `/api/infer`, `application/octet-stream` or none at all for the Open Inference Protocol's
-/// `/v2/…`, and nothing at all for a request without a body.
+/// `/v2/…`, and nothing at all for a request without a body; the uploads take only their own
+/// (`application/octet-stream` for a model, `application/x-tar` for a dataset folder).
 pub fn accepts(path: &str, media: Option<&str>, has_body: bool) -> bool {
     // The Open Inference Protocol's clients (Triton's among them) send no Content-Type.
     let v2 = path.starts_with("/v2/");
+    match (upload(path), media) {
+        (Some("model"), m) => return m == Some("application/octet-stream"),
+        (Some(_), m) => return m == Some("application/x-tar"),
+        (None, _) => {}
+    }
     match media {
         Some("application/json") => true,
         Some(m) if path == "/api/infer" => {
@@ -93,6 +99,20 @@ pub fn accepts(path: &str, media: Option<&str>, has_body: bool) -> bool {
         Some("application/octet-stream") => v2,
         Some(_) => false,
         None => !has_body || v2,
+    }
+}
+
+/// `model` or `dataset` for the upload endpoints (`/api/models/<name>/upload`, …).
+fn upload(path: &str) -> Option<&'static str> {
+    let rest = path.strip_suffix("/upload")?;
+    let (kind, name) = rest.strip_prefix("/api/")?.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    match kind {
+        "models" => Some("model"),
+        "datasets" => Some("dataset"),
+        _ => None,
     }
 }
 
@@ -115,6 +135,10 @@ pub async fn media_types(req: Request, next: Next) -> Response {
     });
     let allowed = if path == "/api/infer" {
         "application/json, image/* or application/octet-stream"
+    } else if upload(path) == Some("model") {
+        "application/octet-stream (the TorchScript file)"
+    } else if upload(path) == Some("dataset") {
+        "application/x-tar (the folder as a tar archive)"
     } else if path.starts_with("/v2/") {
         "application/json, application/octet-stream or a body without a Content-Type"
     } else {
@@ -154,6 +178,30 @@ mod tests {
             Some("application/octet-stream"),
             true
         ));
+    }
+
+    #[test]
+    fn uploads_take_their_own_media_type_only() {
+        let octets = Some("application/octet-stream");
+        let tar = Some("application/x-tar");
+        assert!(accepts("/api/models/cnn/upload", octets, true));
+        assert!(!accepts("/api/models/cnn/upload", tar, true));
+        assert!(!accepts(
+            "/api/models/cnn/upload",
+            Some("application/json"),
+            true
+        ));
+        assert!(!accepts("/api/datasets/pics/upload", None, true));
+        assert!(!accepts(
+            "/api/models/cnn/upload",
+            Some("multipart/form-data"),
+            true
+        ));
+        assert!(accepts("/api/datasets/pics/upload", tar, true));
+        assert!(!accepts("/api/datasets/pics/upload", octets, true));
+        assert!(!accepts("/api/models/a/b/upload", octets, true));
+        assert!(!accepts("/api/jobs/upload", octets, true));
+        assert!(!accepts("/api/models//upload", octets, true));
     }
 
     #[test]

@@ -104,20 +104,35 @@ pub async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Response 
     }
 }
 
-/// A jobs API error as an HTTP answer.
-fn jobs_problem(e: JobsError) -> Response {
-    let status = match &e {
-        JobsError::Refused { kind, .. } => match kind {
-            JobsErrorKind::NotFound | JobsErrorKind::UnknownModel => StatusCode::NOT_FOUND,
-            JobsErrorKind::UnknownDataset => StatusCode::NOT_FOUND,
-            JobsErrorKind::BadArgument | JobsErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            JobsErrorKind::AlreadyEnded => StatusCode::CONFLICT,
-            JobsErrorKind::Internal | JobsErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-        JobsError::Request(_) => StatusCode::SERVICE_UNAVAILABLE,
-        JobsError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+/// A jobs API error as an HTTP answer; a refusal also carries the cluster's own kind as
+/// `reason` (`unknown_model`, `unknown_dataset`, `bad_argument`, …) so that a form can say
+/// which field is wrong.
+pub(crate) fn jobs_problem(e: JobsError) -> Response {
+    let (status, reason) = match &e {
+        JobsError::Refused { kind, .. } => {
+            let status = match kind {
+                JobsErrorKind::NotFound | JobsErrorKind::UnknownModel => StatusCode::NOT_FOUND,
+                JobsErrorKind::UnknownDataset => StatusCode::NOT_FOUND,
+                JobsErrorKind::BadArgument | JobsErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+                JobsErrorKind::AlreadyEnded => StatusCode::CONFLICT,
+                JobsErrorKind::Internal | JobsErrorKind::Unknown => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            (status, serde_json::to_value(kind).ok())
+        }
+        JobsError::Request(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+        JobsError::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
-    problem(status, e.to_string())
+    let mut body = serde_json::json!({
+        "reply": "error",
+        "kind": super::status_kind(status),
+        "message": e.to_string(),
+    });
+    if let Some(reason) = reason {
+        body["reason"] = reason;
+    }
+    (status, Json(body)).into_response()
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ async fn manifest(api: &Api, file: &FileInfo) -> Result<Manifest, String> {
     Ok(m)
 }
 
-fn sdfs_problem(e: bus_client::sdfs::SdfsError) -> Response {
+pub(crate) fn sdfs_problem(e: bus_client::sdfs::SdfsError) -> Response {
     use bus_schemas::sdfs::SdfsErrorKind;
     let status = match e.kind() {
         Some(SdfsErrorKind::BadName) => StatusCode::BAD_REQUEST,

@@ -2,6 +2,7 @@
 //! Prometheus metrics, served by axum on `--http`.
 
 mod access;
+mod archive;
 mod auth;
 mod body;
 mod cluster;
@@ -16,12 +17,14 @@ mod prom;
 pub mod ready;
 mod server;
 pub mod sessions;
+mod uploads;
 
 pub use body::{DEFAULT_MAX_INFER_BODY, MAX_JSON_BODY};
 pub use server::{
     serve, tls_acceptor, OverTls, ServerLimits, TlsError, DEFAULT_HEADER_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
 };
+pub use uploads::{DEFAULT_MAX_UPLOAD_BODY, UPLOADS_AT_ONCE};
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -51,6 +54,8 @@ pub const DEFAULT_MAX_STREAMS: usize = 64;
 pub struct HttpLimits {
     /// Largest `POST /api/infer` body in bytes.
     pub max_infer_body: usize,
+    /// Largest model or dataset upload in bytes.
+    pub max_upload_body: u64,
     /// Event streams (`GET /api/events`) open at once; more get 503.
     pub max_streams: usize,
     /// Host names served besides the bind address (and `localhost` on loopback); `*` for any.
@@ -61,6 +66,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_infer_body: DEFAULT_MAX_INFER_BODY,
+            max_upload_body: DEFAULT_MAX_UPLOAD_BODY,
             max_streams: DEFAULT_MAX_STREAMS,
             allowed_hosts: Vec::new(),
         }
@@ -95,6 +101,8 @@ pub struct DashboardDeps {
     pub live_jobs: idunno_cluster::live_jobs::LiveJobs,
     /// The node's readiness (`/readyz`, `/v2/health/ready`).
     pub readiness: ready::Readiness,
+    /// Where uploads are staged (emptied at start).
+    pub staging_dir: PathBuf,
 }
 
 /// What the API handlers share.
@@ -112,6 +120,7 @@ struct Api {
     /// One permit per open event stream.
     streams: Arc<Semaphore>,
     max_streams: usize,
+    uploads: uploads::Uploads,
     shutdown: CancellationToken,
 }
 
@@ -139,6 +148,7 @@ pub fn router(deps: DashboardDeps, tasks: &mut idunno_cluster::tasks::Tasks) -> 
         replication: deps.replication,
         streams: Arc::new(Semaphore::new(deps.limits.max_streams)),
         max_streams: deps.limits.max_streams,
+        uploads: uploads::Uploads::new(deps.staging_dir, deps.limits.max_upload_body),
         shutdown,
     };
     let hosts = guard::Hosts::new(deps.bind, deps.hostname, &deps.limits.allowed_hosts);
@@ -168,7 +178,9 @@ fn api_routes(api: Api, auth: auth::Auth, infer_limit: body::BodyLimit) -> Route
         .route("/api/jobs/{id}/cancel", post(cluster::cancel))
         .route("/api/files", get(files::files))
         .route("/api/models", get(files::models))
+        .route("/api/models/{name}/upload", post(uploads::model))
         .route("/api/datasets", get(files::datasets))
+        .route("/api/datasets/{name}/upload", post(uploads::dataset))
         .route("/api/stats", get(events::stats))
         .route("/api/events", get(events::events))
         .route(
@@ -237,15 +249,19 @@ async fn not_found() -> Response {
 
 /// An error as JSON, shaped like the bus's error replies, with the kind of its status.
 fn problem(status: StatusCode, message: String) -> Response {
-    let kind = match status {
+    problem_kind(status, status_kind(status), message)
+}
+
+/// The error kind of an HTTP status.
+fn status_kind(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::BAD_REQUEST => "bad_input",
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "already_ended",
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => "unavailable",
         _ => "internal",
-    };
-    problem_kind(status, kind, message)
+    }
 }
 
 /// An error as JSON with an explicit kind.

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 const HISTORY: usize = 600;
 /// How often the snapshot is rebuilt.
 const PERIOD: Duration = Duration::from_secs(1);
-/// How often each node is asked which models it holds.
-const MODELS_PERIOD: Duration = Duration::from_secs(5);
+/// How often each node is asked for its figures (models held, resources).
+const STATS_PERIOD: Duration = Duration::from_secs(5);
 /// How long a node has to say it.
 const STAT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -83,8 +83,8 @@ async fn snapshots(
     shutdown: CancellationToken,
 ) {
     let mut history: VecDeque<Sample> = VecDeque::with_capacity(HISTORY);
-    let mut models = BTreeMap::new();
-    let mut models_at: Option<Instant> = None;
+    let mut stats = BTreeMap::new();
+    let mut stats_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -104,10 +104,10 @@ async fn snapshots(
         } else {
             tx.borrow().snapshot.jobs.clone()
         };
-        if models_at.is_none_or(|t| t.elapsed() >= MODELS_PERIOD) {
-            models =
-                bus_client::workers::cached_models(&deps.client, &view.members, STAT_TIMEOUT).await;
-            models_at = Some(Instant::now());
+        if stats_at.is_none_or(|t| t.elapsed() >= STATS_PERIOD) {
+            stats =
+                bus_client::workers::node_stats(&deps.client, &view.members, STAT_TIMEOUT).await;
+            stats_at = Some(Instant::now());
         }
         let counts = counts.borrow().clone();
         let at_ms = model::now_ms();
@@ -121,7 +121,7 @@ async fn snapshots(
             coordinator: view.coordinator.clone(),
             at_ms,
             view_version: view.version,
-            workers: model::workers(&view, &jobs, &models),
+            workers: model::workers(&view, &jobs, &stats),
             jobs,
             sample,
         };

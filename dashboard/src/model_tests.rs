@@ -1,4 +1,5 @@
 use super::*;
+use bus_schemas::control::{NodeResources, NodeStats};
 use bus_schemas::jobs::{Attempt, ServeSpec, ServeState, TrainSpec};
 use bus_schemas::membership::MemberRecord;
 
@@ -92,8 +93,22 @@ fn train_job() -> JobRecord {
 #[test]
 fn workers_carry_their_jobs_models_and_queries() {
     let jobs = vec![serve_job("s-1", 100.0), train_job()];
-    let models = [("n2".to_string(), vec!["cnn v1".to_string()])].into();
-    let w = workers(&view(), &jobs, &models);
+    let resources = NodeResources {
+        cpu_cores: 0.5,
+        cpus: 2,
+        rss_bytes: 300 << 20,
+        disk_free_bytes: 40 << 30,
+        disk_total_bytes: 100 << 30,
+        tch_threads: 1,
+        device: "cpu".into(),
+    };
+    let stats = NodeStats {
+        cached_models: vec!["cnn v1".to_string()],
+        resources: Some(resources.clone()),
+        ..NodeStats::default()
+    };
+    let stats = [("n2".to_string(), stats.clone()), ("n3".to_string(), stats)].into();
+    let w = workers(&view(), &jobs, &stats);
     assert_eq!(w.len(), 3);
     assert!(w[0].coordinator && !w[1].coordinator);
     assert_eq!(w[0].training, None);
@@ -101,6 +116,11 @@ fn workers_carry_their_jobs_models_and_queries() {
     assert_eq!(w[0].serving, vec!["s-1".to_string()]);
     assert_eq!((w[0].queries, w[1].queries, w[2].queries), (100, 60, 0));
     assert_eq!(w[1].models, vec!["cnn v1".to_string()]);
+    assert_eq!(w[1].resources.as_ref(), Some(&resources));
+    assert_eq!(
+        w[0].resources, None,
+        "a node that did not answer has no figures"
+    );
     let json = serde_json::to_value(&w[2]).unwrap();
     assert_eq!(
         json["state"], "failed",

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 
@@ -31,6 +31,8 @@ const nodes = env('IDUNNO_E2E_NODES').split(',');
 const victim = proc('IDUNNO_E2E_VICTIM');
 const home = proc('IDUNNO_E2E_HOME');
 const token = env('IDUNNO_E2E_TOKEN');
+const torchscript = env('IDUNNO_E2E_MODEL');
+const folder = env('IDUNNO_E2E_FOLDER');
 const shots = process.env.IDUNNO_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'idunno-shots-'));
 
 /** The dashboard's certificate: Chromium accepts exactly its key (Node's fetch trusts the CA
@@ -183,6 +185,9 @@ test('the dashboard follows the cluster live', async () => {
   await page.getByText('mlp', { exact: true }).first().waitFor({ timeout: 15_000 });
   await shot('models');
 
+  await submitFromTheForm();
+  await uploadAModelAndADataset();
+
   // kill -9 of a node: marked failed within 5 s, without a reload.
   await nav('Workers');
   const victimRow = page.getByTestId(`worker-row-${victim.id}`);
@@ -223,3 +228,84 @@ test('the dashboard follows the cluster live', async () => {
   await banner.waitFor({ state: 'detached', timeout: 30_000 });
   expect(await stillSamePage()).toBe(true);
 });
+
+/** A serve job from the form: a mistake is shown beside its field and nothing is sent; then
+ * the job's page opens and its progress advances to the end. */
+async function submitFromTheForm(): Promise<void> {
+  await nav('Jobs');
+  await page.getByRole('link', { name: 'New inference job' }).click();
+  const form = page.getByRole('form', { name: 'run inference' });
+  await form.waitFor({ timeout: 15_000 });
+  await form.locator('select[name="model"]').selectOption('mlp');
+  await form.locator('input[name="batch"]').fill('0');
+  await form.getByRole('button', { name: 'Serve' }).click();
+  await expect
+    .poll(() => page.getByTestId('error-batch').textContent())
+    .toBe('the batch size must be between 1 and 4096, not 0');
+  expect(page.url()).toMatch(/\/jobs\/new/);
+  await shot('new-job');
+  await form.locator('input[name="batch"]').fill('25');
+  await form.locator('input[name="passes"]').fill('3');
+  expect(await page.getByTestId('command').textContent()).toBe('idunno serve mlp 25 --passes 3');
+  await form.getByRole('button', { name: 'Serve' }).click();
+  await page.waitForURL(/\/jobs\/serve-/, { timeout: 15_000 });
+  const id = decodeURIComponent(page.url().split('/jobs/')[1] ?? '');
+  expect(await stillSamePage()).toBe(true);
+  const done = (): Promise<number> =>
+    page.getByTestId('job-page-progress').getAttribute('data-done').then((v) => Number(v ?? 'NaN'));
+  // Progress as the page shows it, each value seen, until the job ends.
+  const seen = new Set<number>();
+  await waitFor(`${id} succeeds on its page`, 120_000, async () => {
+    seen.add(await done());
+    return (await page.locator('.job-title .badge').textContent()) === 'succeeded';
+  });
+  seen.add(await done());
+  const values = [...seen].sort((a, b) => a - b);
+  console.log(`form job ${id}: the page showed ${values.length} progress values, ${values.join(' → ')}`);
+  expect(values.at(-1)).toBe(30_000);
+  expect(values.filter((v) => v > 0 && v < 30_000).length).toBeGreaterThan(0);
+  const record = JSON.parse(idunno('--json', 'job', id)) as { spec: Record<string, unknown>; state: string };
+  expect(record.state).toBe('succeeded');
+  expect(record.spec).toMatchObject({ kind: 'serve', model: 'mlp', batch: 25, passes: 3, split: 'test', weight: 1 });
+}
+
+/** A TorchScript model uploaded from the Models page: its import job succeeds and the model's
+ * page lists its version with a test accuracy; then an image folder becomes a dataset. */
+async function uploadAModelAndADataset(): Promise<void> {
+  await nav('Models');
+  const form = page.getByRole('form', { name: 'upload a model' });
+  await form.waitFor({ timeout: 15_000 });
+  await form.locator('input[name="name"]').fill('uploaded');
+  await form.locator('input[name="file"]').setInputFiles(torchscript);
+  await form.locator('input[name="mean"]').fill('0.286');
+  await form.locator('input[name="std"]').fill('0.353');
+  await form.getByRole('button', { name: 'Upload model' }).click();
+  await page.waitForURL(/\/jobs\/import-/, { timeout: 60_000 });
+  await waitFor('the import job succeeds', 120_000, async () => {
+    const state = await page.locator('.job-title .badge').textContent();
+    if (state === 'failed') throw new Error(`the import failed: ${await page.locator('body').textContent()}`);
+    return state === 'succeeded';
+  });
+  await nav('Models');
+  await page.getByRole('link', { name: 'uploaded', exact: true }).first().click();
+  const row = page.getByTestId('version-row-1');
+  await row.waitFor({ timeout: 15_000 });
+  const accuracy = await row.locator('td').nth(7).textContent();
+  // PyTorch's own accuracy of the model on the same test split (made with the fixture).
+  const expected = JSON.parse(readFileSync(join(dirname(torchscript), 'expected.json'), 'utf8')) as { accuracy: number };
+  console.log(`uploaded model v1: test accuracy ${accuracy} (PyTorch: ${expected.accuracy})`);
+  expect(accuracy).toBe(`${(expected.accuracy * 100).toFixed(2)}%`);
+  await shot('model');
+
+  await nav('Models');
+  const data = page.getByRole('form', { name: 'upload a dataset' });
+  await data.locator('input[name="name"]').fill('halves-web');
+  await data.locator('input[name="folder"]').setInputFiles(folder);
+  await data.getByRole('button', { name: 'Upload dataset' }).click();
+  await expect
+    .poll(() => page.getByTestId('dataset-uploaded').textContent(), { timeout: 60_000 })
+    .toBe('Imported halves-web: test 8, train 16.');
+  await page.getByTestId('dataset-row-halves-web').waitFor({ timeout: 15_000 });
+  const listed = JSON.parse(idunno('--json', 'datasets')) as { manifest: { name: string; classes: string[] } }[];
+  expect(listed.find((d) => d.manifest.name === 'halves-web')?.manifest.classes).toEqual(['left', 'right']);
+}

@@ -9,7 +9,9 @@ import { LiveProvider } from './live.tsx';
 import { FilesPage } from './pages/FilesPage.tsx';
 import { JobPage } from './pages/JobPage.tsx';
 import { JobsPage } from './pages/JobsPage.tsx';
+import { ModelPage } from './pages/ModelPage.tsx';
 import { ModelsPage } from './pages/ModelsPage.tsx';
+import { NewJobPage } from './pages/NewJobPage.tsx';
 import { WorkersPage } from './pages/WorkersPage.tsx';
 
 // The charts library is most of the bundle: load it with the Stats page only.
@@ -59,6 +61,7 @@ function Gate({ createEventSource }: AppProps) {
         <Route element={<Layout />}>
           <Route index element={<JobsPage />} />
           <Route path="jobs" element={<JobsPage />} />
+          <Route path="jobs/new" element={<NewJobPage />} />
           <Route path="jobs/:id" element={<JobPage />} />
           <Route path="workers" element={<WorkersPage />} />
           <Route path="files" element={<FilesPage />} />
@@ -71,6 +74,7 @@ function Gate({ createEventSource }: AppProps) {
             }
           />
           <Route path="models" element={<ModelsPage />} />
+          <Route path="models/:name" element={<ModelPage />} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Routes>

@@ -6,8 +6,8 @@ import { authSchema, membersResponseSchema, statsResponseSchema, workersResponse
 import type { Auth, MembersResponse, StatsResponse, WorkersResponse } from './schemas/cluster.ts';
 import { jobDetailSchema, jobRecordSchema, jobsResponseSchema } from './schemas/jobs.ts';
 import type { JobDetail, JobRecord, JobSpecInput, JobsResponse } from './schemas/jobs.ts';
-import { datasetsResponseSchema, filesResponseSchema, modelsResponseSchema } from './schemas/storage.ts';
-import type { DatasetsResponse, FilesResponse, ModelsResponse } from './schemas/storage.ts';
+import { datasetSchema, datasetsResponseSchema, filesResponseSchema, modelsResponseSchema } from './schemas/storage.ts';
+import type { Dataset, DatasetsResponse, FilesResponse, ModelsResponse } from './schemas/storage.ts';
 
 export * from './schemas/cluster.ts';
 export * from './schemas/jobs.ts';
@@ -15,7 +15,12 @@ export * from './schemas/storage.ts';
 
 const submittedSchema = z.object({ id: z.string() });
 const cancelledSchema = z.object({ job: jobRecordSchema });
-const errorBodySchema = z.object({ kind: z.string(), message: z.string() });
+const errorBodySchema = z.object({
+  kind: z.string(),
+  message: z.string(),
+  reason: z.string().nullable().default(null),
+});
+const uploadedModelSchema = z.object({ id: z.string(), upload: z.string() });
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -28,6 +33,8 @@ export class ApiError extends Error {
     /** The error body's `kind` (`bad_input`, `not_found`, `already_ended`, …), or `http`. */
     readonly kind: string,
     message: string,
+    /** The cluster's own kind of a refused job (`unknown_model`, `bad_argument`, …), if any. */
+    readonly reason: string | null = null,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -70,7 +77,10 @@ export function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string)
 
 interface RequestOptions {
   method?: 'GET' | 'POST';
+  /** Sent as JSON. */
   body?: unknown;
+  /** Sent as it is, with this media type (an upload). */
+  raw?: { body: Blob; type: string };
   signal?: AbortSignal;
 }
 
@@ -78,28 +88,29 @@ async function send(path: string, opts: RequestOptions = {}): Promise<Response> 
   const method = opts.method ?? 'GET';
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (opts.raw) headers['Content-Type'] = opts.raw.type;
   const res = await fetch(path, {
     method,
     headers,
     credentials: 'same-origin',
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    body: opts.raw ? opts.raw.body : opts.body === undefined ? undefined : JSON.stringify(opts.body),
     signal: opts.signal,
   });
   if (res.ok) return res;
 
   let kind = 'http';
   let message = `${method} ${path}: HTTP ${res.status}`;
+  let reason: string | null = null;
   try {
     const parsed = errorBodySchema.safeParse(await res.json());
     if (parsed.success) {
-      kind = parsed.data.kind;
-      message = parsed.data.message;
+      ({ kind, message, reason } = parsed.data);
     }
   } catch {
     // Not JSON: keep the status line.
   }
   if (res.status === 401) throw new UnauthorizedError(message);
-  throw new ApiError(res.status, kind, message);
+  throw new ApiError(res.status, kind, message, reason);
 }
 
 async function request<T>(
@@ -171,6 +182,31 @@ export function fetchModels(signal?: AbortSignal): Promise<ModelsResponse> {
 
 export function fetchDatasets(signal?: AbortSignal): Promise<DatasetsResponse> {
   return request('/api/datasets', datasetsResponseSchema, { signal });
+}
+
+/** How a TorchScript model takes its inputs (`idunno model import`'s flags). */
+export interface ModelUpload {
+  /** The dataset whose inputs it takes. */
+  dataset: string;
+  /** Per-channel mean and std, comma-separated ('' : none). */
+  mean: string;
+  std: string;
+}
+
+/** Uploads a TorchScript file as `models/<name>` through an import job; answers the job id. */
+export async function uploadModel(name: string, file: Blob, how: ModelUpload): Promise<string> {
+  const query = new URLSearchParams({ dataset: how.dataset, mean: how.mean, std: how.std });
+  const path = `/api/models/${encodeURIComponent(name)}/upload?${query.toString()}`;
+  const raw = { body: file, type: 'application/octet-stream' };
+  const { id } = await request(path, uploadedModelSchema, { method: 'POST', raw });
+  return id;
+}
+
+/** Uploads a folder (as a tar archive) as the dataset `name`; answers what was stored. */
+export function uploadDataset(name: string, archive: Blob): Promise<Dataset> {
+  const path = `/api/datasets/${encodeURIComponent(name)}/upload`;
+  const raw = { body: archive, type: 'application/x-tar' };
+  return request(path, datasetSchema, { method: 'POST', raw });
 }
 
 export function fetchStats(signal?: AbortSignal): Promise<StatsResponse> {

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod histogram;
+pub mod host;
 pub mod online;
 pub mod process;
 pub mod stages;
@@ -31,6 +32,8 @@ pub struct Metrics {
     pub online: crate::online::Online,
     /// Seconds each served batch of an inference job took in the model, by model.
     pub serve_batches: ServeBatches,
+    /// What the node runs on, set once at start.
+    pub host: std::sync::OnceLock<crate::host::Host>,
 }
 
 /// Seconds each served batch took in the model, by model (see [`Metrics::serve_batches`]).

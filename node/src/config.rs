@@ -24,6 +24,14 @@ pub enum Device {
 }
 
 impl Device {
+    /// `cpu` or `cuda`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        }
+    }
+
     /// The tch device, or why it cannot be used on this machine.
     pub fn tch(self) -> Result<tch::Device, ConfigError> {
         match self {
@@ -83,6 +91,9 @@ pub struct NodeArgs {
     /// Largest `POST /api/infer` body, in bytes.
     #[arg(long, env = "IDUNNO_HTTP_MAX_INFER_BODY", default_value_t = crate::dashboard::DEFAULT_MAX_INFER_BODY)]
     pub http_max_infer_body: usize,
+    /// Largest model or dataset uploaded through the dashboard, in bytes.
+    #[arg(long, env = "IDUNNO_HTTP_MAX_UPLOAD_BODY", default_value_t = crate::dashboard::DEFAULT_MAX_UPLOAD_BODY)]
+    pub http_max_upload_body: u64,
     /// Dashboard event streams open at once.
     #[arg(long, env = "IDUNNO_HTTP_MAX_STREAMS", default_value_t = crate::dashboard::DEFAULT_MAX_STREAMS)]
     pub http_max_streams: usize,
@@ -254,6 +265,7 @@ impl NodeArgs {
             http_tls: self.http_tls_cert.zip(self.http_tls_key),
             http_limits: HttpLimits {
                 max_infer_body: self.http_max_infer_body,
+                max_upload_body: self.http_max_upload_body,
                 max_streams: self.http_max_streams,
                 allowed_hosts: self.http_allowed_hosts,
             },
@@ -352,6 +364,9 @@ impl NodeConfig {
         let (l, s) = (&self.http_limits, &self.http_server);
         ensure((1024..=(1 << 30)).contains(&l.max_infer_body), || {
             "--http-max-infer-body must be between 1024 and 1073741824 bytes".to_string()
+        })?;
+        ensure(l.max_upload_body >= 1024, || {
+            "--http-max-upload-body must be at least 1024 bytes".to_string()
         })?;
         ensure((1..=100_000).contains(&l.max_streams), || {
             "--http-max-streams must be between 1 and 100000".to_string()

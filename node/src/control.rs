@@ -6,9 +6,12 @@ use crate::membership::MembershipHandle;
 use crate::metrics::{Counters, Metrics, Traffic};
 use crate::tasks::Tasks;
 use async_nats::{Client, Message};
-use bus_schemas::control::{ControlErrorKind, ControlReply, ControlRequest, NodeStats};
+use bus_schemas::control::{
+    ControlErrorKind, ControlReply, ControlRequest, NodeResources, NodeStats,
+};
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
+use idunno_metrics::host::CpuWindow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +50,12 @@ async fn run(deps: ControlDeps, mut sub: async_nats::Subscriber, shutdown: Cance
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = sample.tick() => rates.sample(deps.metrics.counters()),
+            _ = sample.tick() => {
+                rates.sample(deps.metrics.counters());
+                if let Some(p) = idunno_metrics::process::read() {
+                    rates.cpu.sample(Instant::now(), p.cpu_seconds);
+                }
+            }
             Some(msg) = sub.next() => handle(&deps, &rates, msg).await,
         }
     }
@@ -211,6 +219,23 @@ async fn stats(
         membership_refused: c.membership_refused,
         drop_rate: id.drop_rate,
         cached_models: deps.metrics.cached_models(),
+        resources: resources(&deps.metrics, &rates.cpu),
+    })
+}
+
+/// The node's resources now: the CPU of the last seconds, the process's memory, the data
+/// directory's disk, libtorch's threads and device.
+fn resources(metrics: &Metrics, cpu: &CpuWindow) -> Option<NodeResources> {
+    let host = metrics.host.get()?;
+    let disk = idunno_metrics::host::disk(&host.data_dir).unwrap_or_default();
+    Some(NodeResources {
+        cpu_cores: cpu.cores(),
+        cpus: host.cpus,
+        rss_bytes: idunno_metrics::process::read().map_or(0, |p| p.resident_bytes),
+        disk_free_bytes: disk.free_bytes,
+        disk_total_bytes: disk.total_bytes,
+        tch_threads: host.tch_threads,
+        device: host.device.clone(),
     })
 }
 
@@ -218,6 +243,8 @@ async fn stats(
 #[derive(Default)]
 struct Rates {
     samples: VecDeque<(Instant, Counters)>,
+    /// The process's CPU seconds, sampled with the counters.
+    cpu: CpuWindow,
 }
 
 impl Rates {

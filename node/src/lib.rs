@@ -90,6 +90,12 @@ pub async fn run(
     let http = listener.local_addr().map_err(unservable)?;
     let client = connect(&cfg, &format!("idunno-node-{}", cfg.id), None).await?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let _ = metrics.host.set(metrics::host::Host {
+        data_dir: cfg.data_dir.clone(),
+        tch_threads: u32::try_from(cfg.threads).unwrap_or(u32::MAX),
+        device: cfg.device.name().into(),
+        cpus: metrics::host::cpus(),
+    });
     let (coordinator_tx, coordinator_rx) = watch::channel(Coordinator::default());
     let members_stop = CancellationToken::new();
     let who = WhoCoordinates(Arc::new(move || coordinator_rx.borrow().node.clone()));
@@ -199,6 +205,7 @@ fn start_dashboard(
         hostname: Some(hostname()),
         limits: cfg.http_limits.clone(),
         live_jobs,
+        staging_dir: cfg.data_dir.join("staging"),
     };
     let router = dashboard::router(dash, tasks);
     let server = dashboard::serve(listener, router, cfg.http_server, tls, tasks.token());

@@ -175,6 +175,11 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
         (404, Some("not_found")),
         "{a:?}"
     );
+    assert_eq!(
+        a.json()["reason"],
+        "unknown_model",
+        "the cluster's own kind: {a:?}"
+    );
     let a = request("POST", &addr, "/api/jobs", &json, br#"{"kind": "bogus"}"#);
     assert_eq!(a.status, 400, "{a:?}");
     let a = request("POST", &addr, "/api/jobs", &json, b"\xff not json");
@@ -271,6 +276,14 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
     assert!(sample(&families, "idunno_sdfs_bytes", &[]).unwrap() > 30e6);
     assert_eq!(sample(&families, "idunno_build_info", &[]), Some(1.0));
     assert!(sample(&families, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    // The node's resources: its data directory's disk, libtorch's threads and device.
+    assert!(sample(&families, "idunno_data_dir_free_bytes", &[]).unwrap() > 0.0);
+    assert!(sample(&families, "idunno_data_dir_size_bytes", &[]).unwrap() > 0.0);
+    assert_eq!(sample(&families, "idunno_tch_threads", &[]), Some(1.0));
+    assert_eq!(
+        sample(&families, "idunno_device_info", &[("device", "cpu")]),
+        Some(1.0)
+    );
     assert!(
         sample(
             &families,
@@ -318,6 +331,24 @@ async fn the_api_shows_jobs_files_workers_and_metrics_of_a_real_cluster() {
         },
     )
     .await;
+    // The live ones report their resources (`stat`), as `ray status` shows them.
+    let w = get(&addr, "/api/workers", &[]).json();
+    for worker in w["workers"].as_array().unwrap() {
+        let r = &worker["resources"];
+        if worker["id"] == "n3" {
+            assert!(r.is_null(), "a dead node has no figures: {worker}");
+            continue;
+        }
+        assert_eq!(
+            (&r["tch_threads"], &r["device"]),
+            (&1.into(), &"cpu".into()),
+            "{worker}"
+        );
+        assert!(r["rss_bytes"].as_u64() > Some(1 << 20), "{worker}");
+        assert!(r["disk_free_bytes"].as_u64() > Some(0), "{worker}");
+        assert!(r["cpus"].as_u64() >= Some(1), "{worker}");
+        assert!(r["cpu_cores"].as_f64() >= Some(0.0), "{worker}");
+    }
     let stats = wait_until(
         "a sample counts the failure",
         Duration::from_secs(10),

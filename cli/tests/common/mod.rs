@@ -107,3 +107,22 @@ impl Local {
         c
     }
 }
+
+/// A tiny image folder: class `left` has a bright left half, `right` a bright right half;
+/// `train` and `test` images per class in each split.
+pub fn image_folder(root: &std::path::Path, train: u8, test: u8) {
+    for split in ["train", "test"] {
+        for (class, bright_left) in [("left", true), ("right", false)] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            let n = if split == "train" { train } else { test };
+            for i in 0..n {
+                let img = image::GrayImage::from_fn(8, 8, |x, _| {
+                    let bright = (x < 4) == bright_left;
+                    image::Luma([if bright { 200 } else { 20 } + (i % 7)])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}

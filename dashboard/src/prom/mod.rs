@@ -271,5 +271,40 @@ fn node(r: &Registry, api: &Api) -> prometheus::Result<()> {
         "Batches of inference jobs this node served (results stored).",
     )?;
     add(r, served)?.inc_by(batches);
+    host(r, api)
+}
+
+/// What the node runs on: its data directory's disk, libtorch's threads and device, its CPUs
+/// (CPU use and memory are the `process_*` series).
+fn host(r: &Registry, api: &Api) -> prometheus::Result<()> {
+    let Some(host) = api.metrics.host.get() else {
+        return Ok(());
+    };
+    if let Some(disk) = idunno_metrics::host::disk(&host.data_dir) {
+        let g = Gauge::new(
+            "idunno_data_dir_free_bytes",
+            "Free bytes on the file system of this node's data directory.",
+        )?;
+        add(r, g)?.set(disk.free_bytes as f64);
+        let g = Gauge::new(
+            "idunno_data_dir_size_bytes",
+            "Size of the file system of this node's data directory.",
+        )?;
+        add(r, g)?.set(disk.total_bytes as f64);
+    }
+    let g = Gauge::new(
+        "idunno_tch_threads",
+        "Threads libtorch computes with on this node (--threads).",
+    )?;
+    add(r, g)?.set(f64::from(host.tch_threads));
+    let g = Gauge::new("idunno_cpus", "CPUs this node's process may run on.")?;
+    add(r, g)?.set(f64::from(host.cpus));
+    let device = gauges(
+        r,
+        "idunno_device_info",
+        "The device this node runs models on (always 1).",
+        &["device"],
+    )?;
+    device.with_label_values(&[host.device.as_str()]).set(1.0);
     Ok(())
 }

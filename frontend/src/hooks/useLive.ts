@@ -80,7 +80,9 @@ export interface LiveOptions {
 export function withMember(workers: readonly Worker[], m: Member): Worker[] {
   const index = workers.findIndex((w) => w.id === m.id);
   if (index < 0) {
-    const added: Worker = { ...m, coordinator: false, training: null, serving: [], models: [], queries: 0 };
+    const added: Worker = {
+      ...m, coordinator: false, training: null, serving: [], models: [], queries: 0, resources: null,
+    };
     return [...workers, added].sort((a, b) => a.id.localeCompare(b.id));
   }
   const fields = {

@@ -22,6 +22,9 @@ describe('JobPage', () => {
     renderJob('serve-bbbb2222');
 
     const proc = await screen.findByTestId('proc-ms');
+    const bar = screen.getByTestId('job-page-progress');
+    expect(bar.getAttribute('data-done')).toBe('1200');
+    expect(bar.textContent).toContain('1,200');
     expect(within(proc).getAllByRole('columnheader').map((c) => c.textContent)).toEqual([
       'mean', 'std', 'median', 'p90', 'p95', 'p99',
     ]);

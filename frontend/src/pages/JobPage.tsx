@@ -2,6 +2,7 @@ import { Link, useParams } from 'react-router';
 import type { JobRecord, JobSpec } from '../api.ts';
 import { StateBadge } from '../components/Badge.tsx';
 import { CancelJobButton } from '../components/CancelJobButton.tsx';
+import { JobProgressBar } from '../components/JobProgress.tsx';
 import { OutputsTable, ServeSection, TrainSection } from '../components/JobSections.tsx';
 import { formatDateTime, formatPercent, formatSeconds } from '../format.ts';
 import { isActive, jobAccuracy, jobRate, jobWorkers } from '../jobs.ts';
@@ -64,6 +65,7 @@ function Overview({ job }: { job: JobRecord }) {
       </div>
       <div className="card">
         <h3>Status</h3>
+        <JobProgressBar job={job} />
         <dl className="kv">
           {rows.map(([k, v]) => (
             <div key={k}>

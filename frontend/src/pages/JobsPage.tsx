@@ -15,6 +15,14 @@ export function JobsPage() {
   const completed = snapshot.jobs.filter((j) => !isActive(j));
   return (
     <>
+      <p className="toolbar">
+        <Link className="button primary" to="/jobs/new?kind=serve">
+          New inference job
+        </Link>
+        <Link className="button" to="/jobs/new?kind=train">
+          Train a model
+        </Link>
+      </p>
       <section>
         <h2>Running</h2>
         <JobsTable jobs={running} empty="no job queued or running" />

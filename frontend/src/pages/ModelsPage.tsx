@@ -1,5 +1,7 @@
 import { Link } from 'react-router';
 import type { Dataset, FileInfo } from '../api.ts';
+import { UploadDatasetForm } from '../components/UploadDatasetForm.tsx';
+import { UploadModelForm } from '../components/UploadModelForm.tsx';
 import { formatBytes, formatCount, formatPercent, formatShape } from '../format.ts';
 import { useDatasets } from '../hooks/useDatasets.ts';
 import { useModels } from '../hooks/useModels.ts';
@@ -23,6 +25,19 @@ export function ModelsPage() {
         ) : (
           <DatasetsTable datasets={datasets.data?.datasets ?? []} />
         )}
+      </section>
+      <section>
+        <h2>Upload a model</h2>
+        <p className="muted">
+          A TorchScript file exported from PyTorch; it takes float32 N×C×H×W pixels scaled to [0, 1], then (x − mean) / std,
+          and returns N×classes logits. An import job stores it and tests it on the dataset's test split.
+        </p>
+        {datasets.data && <UploadModelForm datasets={datasets.data.datasets} />}
+      </section>
+      <section>
+        <h2>Upload a dataset</h2>
+        <p className="muted">A folder: train|test/&lt;class&gt;/*.png|jpg, a folder of unlabelled images, or MNIST-IDX files.</p>
+        <UploadDatasetForm onDone={datasets.refresh} />
       </section>
     </>
   );
@@ -48,7 +63,9 @@ function ModelsTable({ models }: { models: readonly FileInfo[] }) {
         const params = number(a.params);
         return (
           <tr key={`${name}/${v.version}`} data-testid={`model-row-${name}-v${v.version}`}>
-            <td className="mono">{name}</td>
+            <td className="mono">
+              <Link to={`/models/${encodeURIComponent(name)}`}>{name}</Link>
+            </td>
             <td className="num">{v.version}</td>
             <td>{a.arch || '—'}</td>
             <td>{a.dataset || '—'}</td>

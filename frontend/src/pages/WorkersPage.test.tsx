@@ -5,7 +5,7 @@ import { renderPage } from '../test/render.tsx';
 import { WorkersPage } from './WorkersPage.tsx';
 
 describe('WorkersPage', () => {
-  it('lists every member with state, coordinator, jobs, models and queries', () => {
+  it('lists every member with state, coordinator, jobs, models, queries and resources', () => {
     renderPage(<WorkersPage />);
     const rows = screen.getAllByTestId(/^worker-row-/);
     expect(rows.map((r) => r.getAttribute('data-testid'))).toEqual([
@@ -23,8 +23,12 @@ describe('WorkersPage', () => {
     const n2 = screen.getByTestId('worker-row-n2');
     const cells = within(n2).getAllByRole('cell').map((c) => c.textContent);
     expect(cells).toEqual([
-      'n2', 'alive', 'vm2', '2', '0.2 s ago', '', 'serve-bbbb2222, serve-cccc3333', 'cnn v2, mlp v1', '5,700', '127.0.0.1:9301',
+      'n2', 'alive', 'vm2', '2', '0.2 s ago', '', 'serve-bbbb2222, serve-cccc3333', 'cnn v2, mlp v1', '5,700',
+      '0.46/2', '300.0 MiB', '40.0 GiB of 100.0 GiB', '1', 'cpu', '127.0.0.1:9301',
     ]);
+    // A node that did not answer its stat has no figures.
+    const n1cells = within(n1).getAllByRole('cell').map((c) => c.textContent);
+    expect(n1cells.slice(9, 14)).toEqual(['—', '—', '—', '—', '—']);
     expect(within(n2).queryByText('★')).toBeNull();
   });
 

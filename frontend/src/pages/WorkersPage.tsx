@@ -1,11 +1,14 @@
 import { Link } from 'react-router';
-import type { Worker } from '../api.ts';
+import type { Resources, Worker } from '../api.ts';
 import { StateBadge } from '../components/Badge.tsx';
-import { dashboardUrl, formatCount, formatLastHeard } from '../format.ts';
+import { dashboardUrl, fixed, formatBytes, formatCount, formatLastHeard } from '../format.ts';
 import { useLiveContext } from '../live.tsx';
 import { DataTable } from '../components/DataTable.tsx';
 
-const COLUMNS = ['id', 'state', 'host', 'incarnation', 'last heard', 'coordinator', 'jobs', 'cached models', 'queries', 'dashboard'];
+const COLUMNS = [
+  'id', 'state', 'host', 'incarnation', 'last heard', 'coordinator', 'jobs', 'cached models', 'queries',
+  'cpu', 'memory', 'disk free', 'threads', 'device', 'dashboard',
+];
 
 export function WorkersPage() {
   const { snapshot } = useLiveContext();
@@ -62,7 +65,34 @@ function WorkerRow({ worker: w }: { worker: Worker }) {
       </td>
       <td>{w.models.length > 0 ? w.models.join(', ') : '—'}</td>
       <td className="num">{formatCount(w.queries)}</td>
+      <ResourceCells resources={ended ? null : w.resources} />
       <td>{link && !ended ? <a href={link}>{w.http}</a> : (w.http ?? '—')}</td>
     </tr>
+  );
+}
+
+/** CPU in use of the CPUs it has, memory, free disk of its data directory, libtorch threads,
+ * device: as `idunno workers` and `ray status` show them. */
+function ResourceCells({ resources: r }: { resources: Resources | null }) {
+  if (!r) {
+    return (
+      <>
+        {[0, 1, 2, 3, 4].map((i) => (
+          <td key={i}>—</td>
+        ))}
+      </>
+    );
+  }
+  const disk = r.disk_total_bytes > 0 ? `${formatBytes(r.disk_free_bytes)} of ${formatBytes(r.disk_total_bytes)}` : '—';
+  return (
+    <>
+      <td className="num" title="CPU used over the last 5 s, in cores, of the CPUs it may use">
+        {fixed(r.cpu_cores, 2)}/{r.cpus}
+      </td>
+      <td className="num">{formatBytes(r.rss_bytes)}</td>
+      <td className="num">{disk}</td>
+      <td className="num">{r.tch_threads}</td>
+      <td>{r.device}</td>
+    </>
   );
 }

@@ -27,6 +27,20 @@ export const membersResponseSchema = z.object({
 });
 export type MembersResponse = z.infer<typeof membersResponseSchema>;
 
+/** A node's resources at one moment (bus-schemas `NodeResources`). */
+export const resourcesSchema = z.object({
+  /** CPU used over the last 5 s, in cores (1: one core busy). */
+  cpu_cores: z.number(),
+  cpus: z.number(),
+  rss_bytes: z.number(),
+  /** The data directory's file system; 0 when unknown. */
+  disk_free_bytes: z.number(),
+  disk_total_bytes: z.number(),
+  tch_threads: z.number(),
+  device: z.string(),
+});
+export type Resources = z.infer<typeof resourcesSchema>;
+
 export const workerSchema = memberSchema.extend({
   /** This member holds the coordinator lease. */
   coordinator: z.boolean().default(false),
@@ -38,6 +52,8 @@ export const workerSchema = memberSchema.extend({
   models: z.array(z.string()).default([]),
   /** Queries it answered, over every inference job on record. */
   queries: z.number().default(0),
+  /** Its CPU, memory, disk, libtorch threads and device; null when it did not answer. */
+  resources: resourcesSchema.nullable().default(null),
 });
 export type Worker = z.infer<typeof workerSchema>;
 

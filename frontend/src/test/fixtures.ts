@@ -13,7 +13,8 @@ const T0 = 1_764_180_000_000;
 
 export const rawWorkers = [
   { id: 'n1', generation: T0, incarnation: 0, state: 'alive', host: 'vm1', http: '127.0.0.1:9300', last_heard_ms: null, coordinator: true, training: 'train-aaaa1111', serving: ['serve-bbbb2222'], models: ['cnn v2'], queries: 500 },
-  { id: 'n2', generation: T0 + 10, incarnation: 2, state: 'alive', host: 'vm2', http: '127.0.0.1:9301', last_heard_ms: 230, coordinator: false, training: null, serving: ['serve-bbbb2222', 'serve-cccc3333'], models: ['cnn v2', 'mlp v1'], queries: 5700 },
+  { id: 'n2', generation: T0 + 10, incarnation: 2, state: 'alive', host: 'vm2', http: '127.0.0.1:9301', last_heard_ms: 230, coordinator: false, training: null, serving: ['serve-bbbb2222', 'serve-cccc3333'], models: ['cnn v2', 'mlp v1'], queries: 5700,
+    resources: { cpu_cores: 0.456, cpus: 2, rss_bytes: 300 * 2 ** 20, disk_free_bytes: 40 * 2 ** 30, disk_total_bytes: 100 * 2 ** 30, tch_threads: 1, device: 'cpu' } },
   { id: 'n3', generation: T0 + 20, incarnation: 1, state: 'failed', host: 'vm3', http: '127.0.0.1:9302', last_heard_ms: 7400, coordinator: false, training: null, serving: [], models: [], queries: 0 },
   { id: 'n4', generation: T0 + 30, incarnation: 0, state: 'left', host: 'vm4', http: null, last_heard_ms: 125_000, coordinator: false, training: null, serving: [], models: [], queries: 0 },
 ];
