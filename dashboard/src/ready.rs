@@ -1,6 +1,6 @@
 //! Readiness (`GET /readyz`, the Open Inference Protocol's `GET /v2/health/ready`): the node is
-//! ready when its bus connection is up, the cluster's KV buckets answer, and it is a member of
-//! the cluster. `/healthz` (alive) stays a plain "ok" as long as the process serves HTTP.
+//! ready when its bus connection is up, the cluster's KV buckets answer, it is a member of the
+//! cluster, and it takes online inference requests (its queue subscription is up). `/healthz` (alive) stays a plain "ok" as long as the process serves HTTP.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,6 +29,8 @@ pub struct Report {
     pub buckets: bool,
     /// This node is a member of the cluster (joined, not left).
     pub member: bool,
+    /// This node takes online inference requests (`idunno.v1.infer`).
+    pub serving: bool,
     /// What is missing, in words.
     pub why: Vec<String>,
 }
@@ -38,15 +40,22 @@ pub struct Report {
 pub struct Readiness {
     client: async_nats::Client,
     membership: MembershipHandle,
+    metrics: Arc<idunno_metrics::Metrics>,
     last: Arc<Mutex<Option<(Instant, Report)>>>,
 }
 
 impl Readiness {
-    /// Checks `client`'s connection and `membership`.
-    pub fn new(client: async_nats::Client, membership: MembershipHandle) -> Readiness {
+    /// Checks `client`'s connection, `membership`, and the online-inference subscription that
+    /// `metrics` records.
+    pub fn new(
+        client: async_nats::Client,
+        membership: MembershipHandle,
+        metrics: Arc<idunno_metrics::Metrics>,
+    ) -> Readiness {
         Readiness {
             client,
             membership,
+            metrics,
             last: Arc::default(),
         }
     }
@@ -78,11 +87,16 @@ impl Readiness {
         if !member {
             why.push("not a member of the cluster (joining, or left)".to_string());
         }
+        let serving = self.metrics.online.subscribed();
+        if !serving {
+            why.push("not yet taking online inference requests".to_string());
+        }
         Report {
-            ready: bus && buckets && member,
+            ready: bus && buckets && member && serving,
             bus,
             buckets,
             member,
+            serving,
             why,
         }
     }

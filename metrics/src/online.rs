@@ -49,11 +49,14 @@ pub struct Online {
     pub queued: Family,
     /// Images in each batch run, by model.
     pub batch: Family,
+    /// The node's online-inference subscription has been set up (readiness).
+    subscribed: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Online {
     fn default() -> Self {
         Online {
+            subscribed: std::sync::atomic::AtomicBool::new(false),
             requests: Mutex::new(BTreeMap::new()),
             duration: Family::new(SECONDS, MAX_MODELS),
             queued: Family::new(SECONDS, MAX_MODELS),
@@ -63,6 +66,18 @@ impl Default for Online {
 }
 
 impl Online {
+    /// Records that the node takes online requests (its queue subscription is up).
+    pub fn set_subscribed(&self) {
+        self.subscribed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the node's online-inference subscription has been set up since it started
+    /// (it stays so while the node pauses to shed load: it comes back by itself).
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records a request for `model` that ended with `outcome` after `seconds`.
     pub fn request(&self, model: &str, outcome: Outcome, seconds: f64) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());

@@ -188,7 +188,8 @@ fn start_dashboard(
     if cfg.http_token.is_none() && !bind.ip().is_loopback() {
         tracing::warn!(http = %bind, "the dashboard API is exposed without --http-token: anyone who can reach it can cancel and submit jobs");
     }
-    let readiness = dashboard::ready::Readiness::new(client.clone(), membership.clone());
+    let readiness =
+        dashboard::ready::Readiness::new(client.clone(), membership.clone(), metrics.clone());
     let notify = systemd::notify_when_ready(readiness.clone(), tasks.token());
     tasks.once("systemd readiness", tasks::ok(notify));
     let dash = dashboard::DashboardDeps {

@@ -146,15 +146,15 @@ async fn bad_requests_get_the_protocols_errors_and_the_node_keeps_serving() {
         ),
         ("/v2/what", b"", 404, "Open Inference Protocol"),
     ];
-    // The node takes online requests once its inference subscription is up, a moment after it
-    // has joined: until then the bus answers "no responders" (503).
-    let unknown = cases[0];
-    wait_until(
-        "the node takes online requests",
-        Duration::from_secs(30),
-        || async { (post(unknown.0, unknown.1).status == unknown.2).then_some(()) },
-    )
+    // The node is ready once it takes online requests (its inference subscription is up, a
+    // moment after it has joined; before, the bus would answer "no responders"): a client that
+    // waits for readiness never sees that.
+    let ready = wait_until("/v2/health/ready", Duration::from_secs(30), || async {
+        let a = testkit::http::get(&addr, "/readyz", &[]);
+        (a.status == 200).then(|| a.json())
+    })
     .await;
+    assert_eq!(ready["serving"], true, "{ready}");
     for (path, body, status, why) in cases {
         let a = post(path, body);
         assert_eq!(a.status, status, "{path}: {}", a.body);

@@ -76,11 +76,11 @@ export function UploadModelForm({ datasets }: { datasets: readonly Dataset[] }) 
           ))}
         </select>
       </Field>
-      <Field label="Mean" name="mean" error={shown.mean} hint="per channel, after scaling to [0, 1]">
-        <input {...textInput('mean', mean, setMean, shown.mean, { placeholder: 'none (0.2860 for Fashion-MNIST)' })} />
+      <Field label="Mean" name="mean" error={shown.mean} hint="per channel, of pixels in [0, 1]; Fashion-MNIST: 0.2860">
+        <input {...textInput('mean', mean, setMean, shown.mean, { placeholder: 'none' })} />
       </Field>
-      <Field label="Std" name="std" error={shown.std}>
-        <input {...textInput('std', std, setStd, shown.std, { placeholder: 'none (0.3530 for Fashion-MNIST)' })} />
+      <Field label="Std" name="std" error={shown.std} hint="per channel; Fashion-MNIST: 0.3530">
+        <input {...textInput('std', std, setStd, shown.std, { placeholder: 'none' })} />
       </Field>
       <SubmitRow
         busy={busy}

@@ -63,6 +63,7 @@ pub async fn serve(ctx: Arc<Deps>, cfg: InferConfig, shutdown: CancellationToken
         let Some(sub) = joined.await else {
             break;
         };
+        online.ctx.metrics.online.set_subscribed();
         let leaving = online.take(sub, &admit, &shutdown).await;
         if shutdown.is_cancelled() || (leaving && !admit.room(&shutdown).await) {
             break;
