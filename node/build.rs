@@ -19,6 +19,7 @@ fn main() {
     // First the bundle's own lib/ beside bin/ (`make dist`), then the build machine's libtorch.
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real.display());
+    rpath_link(&real);
     let version = lib
         .parent()
         .map(|root| root.join("build-version"))
@@ -26,4 +27,22 @@ fn main() {
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=IDUNNO_LIBTORCH_VERSION={version}");
+}
+
+/// Tells the linker where the libraries libtorch_cpu.so needs (the CUDA runtime, in the
+/// wheel's `nvidia/*/lib`) are: GNU ld, the default linker before Rust 1.90, resolves them at
+/// link time and does not read libtorch's `$ORIGIN` rpath through the LIBTORCH links.
+fn rpath_link(real: &std::path::Path) {
+    let Some(site) = real.parent().and_then(|torch| torch.parent()) else {
+        return;
+    };
+    let Ok(dirs) = std::fs::read_dir(site.join("nvidia")) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let lib = dir.path().join("lib");
+        if lib.is_dir() {
+            println!("cargo:rustc-link-arg=-Wl,-rpath-link,{}", lib.display());
+        }
+    }
 }

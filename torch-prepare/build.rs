@@ -37,4 +37,23 @@ fn main() {
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or(lib);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", real.display());
+    rpath_link(&real);
+}
+
+/// Tells the linker where the libraries libtorch_cpu.so needs (the CUDA runtime, in the
+/// wheel's `nvidia/*/lib`) are: GNU ld, the default linker before Rust 1.90, resolves them at
+/// link time and does not read libtorch's `$ORIGIN` rpath through the LIBTORCH links.
+fn rpath_link(real: &std::path::Path) {
+    let Some(site) = real.parent().and_then(|torch| torch.parent()) else {
+        return;
+    };
+    let Ok(dirs) = std::fs::read_dir(site.join("nvidia")) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let lib = dir.path().join("lib");
+        if lib.is_dir() {
+            println!("cargo:rustc-link-arg=-Wl,-rpath-link,{}", lib.display());
+        }
+    }
 }

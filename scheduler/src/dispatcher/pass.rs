@@ -62,7 +62,7 @@ impl Dispatcher {
                 .is_some_and(|m| !matches!(m.state, MemberState::Failed | MemberState::Left))
         };
         self.pace.retain(|w, _| present(w));
-        self.late.retain(|w| present(w));
+        self.late.retain(present);
     }
 
     /// Sends again at once the batches in flight on workers that are no longer in the pool
