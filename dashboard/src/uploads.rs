@@ -143,7 +143,10 @@ pub async fn dataset(State(api): State<Api>, Path(name): Path<String>, req: Requ
             .put(&out.join(file), &format!("datasets/{name}/{file}"), None)
             .await
         {
-            Ok(_) => bytes += std::fs::metadata(out.join(file)).map_or(0, |m| m.len()),
+            Ok(_) => {
+                let size = tokio::fs::metadata(out.join(file)).await;
+                bytes += size.map_or(0, |m| m.len());
+            }
             Err(e) => return sdfs_problem(e),
         }
     }
