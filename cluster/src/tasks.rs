@@ -220,9 +220,10 @@ mod tests {
         let e = tasks.run().await.expect_err("ending early is a failure");
         assert!(matches!(e, TaskError::Ended { name: "quitter" }), "{e}");
         let mut tasks = Tasks::new(CancellationToken::new());
-        tasks.service("bug", async {
-            panic!("index out of range") as Result<(), BoxError>
-        });
+        fn out_of_range() -> Result<(), BoxError> {
+            panic!("index out of range")
+        }
+        tasks.service("bug", async { out_of_range() });
         let e = tasks.run().await.expect_err("a panic is a failure");
         assert!(
             e.to_string().contains("bug panicked: index out of range"),
