@@ -29,7 +29,7 @@ test: setup frontend
 	cd frontend && npm test
 
 bench: setup
-	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench pytorch --bench dashboard --bench flood --bench protocols --bench durability --bench machines --bench secure --bench scale
+	$(CARGO) bench -p idunno-node --bench membership --bench sdfs --bench serve --bench train --bench train_dp --bench pytorch --bench dashboard --bench flood --bench protocols --bench durability --bench machines --bench secure --bench scale
 	$(MAKE) bench-checks
 
 bench-scale: setup

@@ -72,7 +72,18 @@ pub struct TrainSpec {
     /// Seed of the initial weights and of the sample order.
     #[serde(default)]
     pub seed: u64,
+    /// Workers training the job at once (data-parallel, each on its shard of every step's
+    /// batch); 1 trains on one worker.
+    #[serde(default = "one_worker")]
+    pub workers: u32,
 }
+
+fn one_worker() -> u32 {
+    1
+}
+
+/// The most workers one data-parallel training job may have.
+pub const MAX_TRAIN_WORKERS: u32 = 64;
 
 /// A TorchScript import.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,6 +162,23 @@ pub struct Progress {
     /// Inference: queries per second over the last 10 s.
     #[serde(default)]
     pub query_rate: f64,
+    /// Training: workers in the step just done (data-parallel; 1 otherwise).
+    #[serde(default)]
+    pub workers: u32,
+    /// Training: steps done since the job began (over all epochs).
+    #[serde(default)]
+    pub global_step: u64,
+    /// Training: steps per second over the last few seconds.
+    #[serde(default)]
+    pub steps_per_s: f64,
+    /// Training, data-parallel: the share of step time spent in the all-reduce (sending this
+    /// worker's gradients and waiting for and summing the others'), 0 to 1.
+    #[serde(default)]
+    pub allreduce_share: f64,
+    /// Training, data-parallel: the group's generation (changes when a worker is lost or
+    /// joins).
+    #[serde(default)]
+    pub group_generation: u32,
 }
 
 impl Message for Progress {
@@ -181,6 +209,36 @@ pub struct Attempt {
     /// what the coordinator saw. Each such attempt counts against the limit of worker deaths.
     #[serde(default)]
     pub died: Option<String>,
+    /// A data-parallel attempt's workers; `worker` is its rank 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
+}
+
+impl Attempt {
+    /// Whether `worker` runs this attempt (as its only worker or a member of its group).
+    pub fn runs_on(&self, worker: &str) -> bool {
+        match &self.group {
+            Some(g) => g.has(worker),
+            None => self.worker == worker,
+        }
+    }
+
+    /// The workers running it.
+    pub fn workers(&self) -> Vec<String> {
+        match &self.group {
+            Some(g) => g.workers(),
+            None => vec![self.worker.clone()],
+        }
+    }
+
+    /// After a change of `group`: `worker` (with its generation and start) is rank 0 again.
+    pub fn follow_group(&mut self) {
+        if let Some(first) = self.group.as_ref().and_then(|g| g.members.first()) {
+            self.worker = first.worker.clone();
+            self.generation = first.generation;
+            self.started_ms = first.started_ms;
+        }
+    }
 }
 
 /// What a finished job produced.
@@ -198,6 +256,10 @@ pub struct JobOutcome {
     pub results_file: Option<String>,
     /// Seconds the job ran, over all attempts.
     pub seconds: f64,
+    /// A training job's steps, `results/<job_id>.steps.jsonl` (loss, accuracy and workers of
+    /// each step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_file: Option<String>,
 }
 
 /// The cluster's record of a job: the value under its id in the `idunno-jobs` bucket.
@@ -280,6 +342,9 @@ pub enum JobEventKind {
     Started,
     /// Given to another worker after its worker failed.
     Reassigned,
+    /// A data-parallel job's group changed: a worker was lost or joined (the detail says
+    /// which, and how many go on).
+    Regrouped,
     /// Ended with a result.
     Finished,
     /// Ended with an error.
@@ -352,8 +417,10 @@ impl Message for Lease {
     const NAME: &'static str = "coordinator lease";
 }
 
+mod group;
 mod page;
 mod rpc;
+pub use group::{Group, GroupMember, LostMember, MAX_LOST};
 pub use page::{JobsFilter, MAX_PAGE};
 pub use rpc::{JobsErrorKind, JobsReply, JobsRequest, DEFAULT_OUTPUTS, MAX_OUTPUTS};
 

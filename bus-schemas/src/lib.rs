@@ -11,6 +11,7 @@ mod bytes_field;
 pub mod cluster;
 pub mod codec;
 pub mod control;
+pub mod dp;
 pub mod fsck;
 pub mod infer;
 pub mod jobs;

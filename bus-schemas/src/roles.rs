@@ -172,6 +172,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::cluster_rpc("status"),
         s::infer(),
         s::infer_model(),
+        s::dp_exchange("*", "*"),
         // Answers to any identity's requests: nodes answer everyone.
         "_INBOX.>".into(),
     ]);
@@ -193,6 +194,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         queue(s::cluster_rpc_all(), s::CLUSTER_QUEUE),
         queue(s::infer(), s::INFER_QUEUE),
         queue(s::infer_model(), s::INFER_MODEL_QUEUE),
+        s::dp_exchange("*", "*"),
         inbox,
     ]);
     Permissions {

@@ -179,6 +179,12 @@ pub fn job_work_again(job_id: &str, node_id: &str) -> String {
     format!("{PREFIX}.jobs.{job_id}.work.{node_id}.again")
 }
 
+/// Nodes only: the exchange of the workers of attempt `attempt` of data-parallel training job
+/// `job_id` ([`crate::dp::DpMessage`]): hellos, gradient parts and state parts.
+pub fn dp_exchange(job_id: &str, attempt: &str) -> String {
+    format!("{PREFIX}.train.{job_id}.{attempt}")
+}
+
 /// Request/reply: tell one worker to join or leave a job's work queue
 /// ([`crate::serve::AssignRequest`]).
 pub fn node_assign(node_id: &str) -> String {

@@ -46,6 +46,7 @@ fn attempt(worker: &str, died: Option<&str>) -> Attempt {
         generation: Some(1_700_000_000_001),
         started_ms: Some(1_700_000_000_010),
         died: died.map(str::to_string),
+        group: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn train_job() -> JobRecord {
         lr: Some(0.01),
         limit: Some(6_000),
         seed: 7,
+        workers: 1,
     };
     let progress = Progress {
         job_id: "train-1".into(),
@@ -124,6 +126,7 @@ fn train_job() -> JobRecord {
         queries: 0,
         total: None,
         query_rate: 0.0,
+        ..Default::default()
     };
     JobRecord {
         state: JobState::Succeeded,
@@ -138,6 +141,7 @@ fn train_job() -> JobRecord {
             test_accuracy: Some(0.912),
             results_file: None,
             seconds: 95.5,
+            steps_file: None,
         }),
         ..JobRecord::queued(
             "train-1".into(),

@@ -268,6 +268,11 @@ pub enum Command {
         /// Seed of the initial weights and the sample order.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Train on this many workers at once (data-parallel: each takes its shard of every
+        /// step's batch, gradients are averaged over the bus); a lost worker's share goes to
+        /// the others and free workers join, up to this many.
+        #[arg(long, default_value_t = 1)]
+        workers: u32,
         /// Print the job id and return at once.
         #[arg(long)]
         detach: bool,

@@ -93,6 +93,7 @@ fn submission(cmd: Command) -> anyhow::Result<(JobSpec, bool)> {
             limit,
             name,
             seed,
+            workers,
             detach,
         } => {
             let spec = JobSpec::Train(TrainSpec {
@@ -104,6 +105,7 @@ fn submission(cmd: Command) -> anyhow::Result<(JobSpec, bool)> {
                 lr,
                 limit,
                 seed,
+                workers,
             });
             Ok((spec, detach))
         }
@@ -360,16 +362,23 @@ fn show(bar: &ProgressBar, p: &Progress) {
     }
     bar.set_length(u64::from(p.epochs) * p.steps);
     bar.set_position(u64::from(p.epoch) * p.steps + p.step);
+    let on = match p.workers {
+        0 | 1 => format!("on {}", p.worker),
+        n => format!(
+            "on {n} workers ({:.1} steps/s, all-reduce {:.0}%)",
+            p.steps_per_s,
+            p.allreduce_share * 100.0
+        ),
+    };
     set_message(
         bar,
         format!(
-            "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s on {}",
+            "epoch {}/{} loss {:.3} acc {:.1}% {:.0} img/s {on}",
             p.epoch + 1,
             p.epochs,
             p.loss,
             p.accuracy * 100.0,
             p.images_per_s,
-            p.worker
         ),
     );
 }
@@ -378,7 +387,7 @@ fn show(bar: &ProgressBar, p: &Progress) {
 pub fn assigned(job: &JobRecord) -> Vec<String> {
     match (&job.serve, job.current()) {
         (Some(s), _) => s.workers.clone(),
-        (None, Some(a)) => vec![a.worker.clone()],
+        (None, Some(a)) => a.workers(),
         (None, None) => Vec::new(),
     }
 }

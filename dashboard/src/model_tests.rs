@@ -41,6 +41,7 @@ fn job(id: &str, spec: JobSpec, state: JobState) -> JobRecord {
             resumed_at_epoch: None,
             generation: None,
             died: None,
+            group: None,
         }],
         ..JobRecord::queued(id.into(), spec, 1, None)
     }
@@ -86,6 +87,7 @@ fn train_job() -> JobRecord {
         lr: None,
         limit: None,
         seed: 0,
+        workers: 1,
     });
     job("t-1", spec, JobState::Running)
 }

@@ -45,7 +45,7 @@ describe('API parsing', () => {
     expect(queued?.progress).toBeNull();
     expect(queued?.serve).toBeNull();
     expect(queued?.spec).toEqual({
-      kind: 'train', arch: 'mlp', name: 'small', dataset: 'mnist', epochs: 2, batch: 32, lr: null, limit: null, seed: 0,
+      kind: 'train', arch: 'mlp', name: 'small', dataset: 'mnist', epochs: 2, batch: 32, lr: null, limit: null, seed: 0, workers: 1,
     });
 
     const serve = jobs[0];

@@ -6,7 +6,7 @@ describe('the training form', () => {
     const { spec, errors } = checkTrain(TRAIN_DEFAULTS);
     expect(errors).toEqual({});
     expect(spec).toEqual({
-      kind: 'train', arch: 'cnn', name: 'cnn', dataset: 'fashion-mnist', epochs: 5, batch: 128, lr: null, limit: null, seed: 0,
+      kind: 'train', arch: 'cnn', name: 'cnn', dataset: 'fashion-mnist', epochs: 5, batch: 128, lr: null, limit: null, seed: 0, workers: 1,
     });
   });
 
@@ -26,6 +26,11 @@ describe('the training form', () => {
     });
     expect(checkTrain({ ...TRAIN_DEFAULTS, epochs: '2.5' }).errors.epochs).toBe('--epochs must be between 1 and 10000, not 2.5');
     expect(checkTrain({ ...TRAIN_DEFAULTS, dataset: '' }).errors.dataset).toBe('give the dataset');
+    expect(checkTrain({ ...TRAIN_DEFAULTS, workers: '65' }).errors.workers).toBe('--workers must be between 1 and 64, not 65');
+    expect(checkTrain({ ...TRAIN_DEFAULTS, batch: '2', workers: '3' }).errors.workers).toBe(
+      '--workers 3 is more than the batch of 2: each worker needs a share of every step',
+    );
+    expect(checkTrain({ ...TRAIN_DEFAULTS, workers: '3' }).spec).toMatchObject({ workers: 3 });
   });
 
   it('sends the optional numbers when given', () => {

@@ -9,6 +9,8 @@ import type { JobSpecInput } from './api.ts';
 export const ARCHS = ['mlp', 'cnn', 'resnet'] as const;
 /** Largest inference batch (bus-schemas `MAX_BATCH_QUERIES`). */
 export const MAX_SERVE_BATCH = 4096;
+/** The most workers one training job may have (bus-schemas `MAX_TRAIN_WORKERS`). */
+export const MAX_TRAIN_WORKERS = 64;
 
 /** The training form, as typed. */
 export interface TrainFields {
@@ -20,6 +22,8 @@ export interface TrainFields {
   lr: string;
   limit: string;
   seed: string;
+  /** Workers training at once (data-parallel). */
+  workers: string;
 }
 
 /** The inference form, as typed. */
@@ -39,6 +43,7 @@ export interface ServeFields {
 /** `idunno train`'s defaults. */
 export const TRAIN_DEFAULTS: TrainFields = {
   arch: 'cnn', dataset: 'fashion-mnist', name: '', epochs: '5', batch: '128', lr: '', limit: '', seed: '0',
+  workers: '1',
 };
 
 /** `idunno serve`'s defaults (its batch size has none: it is required). */
@@ -94,11 +99,19 @@ export function checkTrain(f: TrainFields): { spec?: JobSpecInput; errors: Field
   }
   const [seed, e3] = integer('--seed', f.seed, 0, Number.MAX_SAFE_INTEGER);
   if (e3) errors.seed = e3;
-  if (Object.keys(errors).length > 0 || epochs === undefined || batch === undefined || seed === undefined) {
+  const [workers, e4] = integer('--workers', f.workers, 1, MAX_TRAIN_WORKERS);
+  if (e4) errors.workers = e4;
+  else if (workers !== undefined && batch !== undefined && workers > batch) {
+    errors.workers = `--workers ${workers} is more than the batch of ${batch}: each worker needs a share of every step`;
+  }
+  if (
+    Object.keys(errors).length > 0 || epochs === undefined || batch === undefined || seed === undefined ||
+    workers === undefined
+  ) {
     return { errors };
   }
   return {
-    spec: { kind: 'train', arch: f.arch, name, dataset: f.dataset, epochs, batch, lr, limit, seed },
+    spec: { kind: 'train', arch: f.arch, name, dataset: f.dataset, epochs, batch, lr, limit, seed, workers },
     errors,
   };
 }
@@ -137,6 +150,7 @@ export function checkServe(f: ServeFields): { spec?: JobSpecInput; errors: Field
 /** Flags the cluster's messages start with, and the field each belongs to. */
 const FLAGS: Record<string, string> = {
   '--epochs': 'epochs', '--batch': 'batch', '--lr': 'lr', '--limit': 'limit', '--seed': 'seed',
+  '--workers': 'workers',
   '--passes': 'passes', '--weight': 'weight', '--mean': 'mean', '--std': 'std',
   'the batch size': 'batch',
 };

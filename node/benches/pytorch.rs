@@ -294,6 +294,7 @@ async fn train_rate(node: &Node, arch: &str, images: u64) -> f64 {
         lr: None,
         limit: Some(images),
         seed: 0,
+        workers: 1,
     });
     let id = node.jobs.submit(spec).await.unwrap();
     let mut progress = node

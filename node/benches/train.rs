@@ -43,6 +43,7 @@ async fn cluster_bench() {
             lr: None,
             limit: None,
             seed: 0,
+            workers: 1,
         });
         let started = Instant::now();
         let id = jobs.submit(spec).await.unwrap();

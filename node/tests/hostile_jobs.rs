@@ -200,6 +200,7 @@ async fn a_job_whose_worker_dies_every_time_fails_after_three_deaths() {
         lr: None,
         limit: Some(2000),
         seed: 1,
+        workers: 1,
     });
     let id = jobs.submit(spec).await.unwrap();
     // Each time a worker has started an attempt, kill it (as a job that crashes its worker would).

@@ -63,6 +63,7 @@ async fn start(client: &async_nats::Client) -> Workload {
             lr: None,
             limit: Some(3000),
             seed: 1,
+            workers: 1,
         }))
         .await
         .unwrap();

@@ -30,6 +30,7 @@ fn train_spec(arch: &str, dataset: &str, epochs: u32, limit: u64) -> JobSpec {
         lr: None,
         limit: Some(limit),
         seed: 1,
+        workers: 1,
     })
 }
 

@@ -6,7 +6,7 @@
 //! a short cut) rejoins with a new generation of the same process (`started_ms`): the job
 //! moves on, but that worker did not die, and it is not counted against the limit.
 
-use bus_schemas::jobs::{Attempt, JobRecord};
+use bus_schemas::jobs::{Attempt, GroupMember, JobRecord, LostMember};
 use bus_schemas::membership::{MemberRecord, MemberState};
 use std::collections::BTreeSet;
 
@@ -22,8 +22,8 @@ pub fn training_workers<'a>(
     };
     jobs.into_iter()
         .filter_map(JobRecord::current)
-        .filter(|a| usable(&a.worker))
-        .map(|a| a.worker.clone())
+        .flat_map(Attempt::workers)
+        .filter(|w| usable(w))
         .collect()
 }
 
@@ -50,7 +50,12 @@ pub enum Loss {
 
 /// Whether (and how) `job`'s current attempt lost its worker in `view`.
 pub fn loss(view: &[MemberRecord], job: &JobRecord) -> Option<Loss> {
-    let a = job.current()?;
+    loss_of(view, job, job.current()?)
+}
+
+/// Whether (and how) attempt `a` of `job` (or one member's part of it, see
+/// [`as_attempt`]) lost its worker in `view`.
+pub fn loss_of(view: &[MemberRecord], job: &JobRecord, a: &Attempt) -> Option<Loss> {
     let records = || view.iter().filter(|m| m.id == a.worker);
     let newer = |m: &&MemberRecord| a.generation.is_some_and(|g| m.generation > g);
     if records().filter(newer).any(|m| same_process(m, a)) {
@@ -104,6 +109,16 @@ pub fn dead_workers(job: &JobRecord, view: &[MemberRecord], last: Option<&str>) 
         .iter()
         .filter(|a| a.died.is_some() && !came_back(view, a));
     let mut workers: Vec<String> = died.map(|a| a.worker.clone()).collect();
+    // Members of data-parallel groups that died (the group went on without them).
+    let lost = (job.attempts.iter())
+        .filter_map(|a| a.group.as_ref().map(|g| (a, g)))
+        .flat_map(|(a, g)| g.lost.iter().filter(|l| l.died).map(move |l| (a, l)));
+    for (a, l) in lost {
+        let member = lost_attempt(a, l);
+        if !came_back(view, &member) {
+            workers.push(l.worker.clone());
+        }
+    }
     workers.extend(last.map(str::to_string));
     workers
 }
@@ -122,6 +137,29 @@ pub fn died_reason(workers: &[String], holding: &str, last: &str) -> String {
 pub fn mark_died(j: &mut JobRecord, died: &Option<String>) {
     if let (Some(what), Some(a)) = (died, j.attempts.last_mut()) {
         a.died = Some(what.clone());
+    }
+}
+
+/// Attempt `a` as if member `m` ran it alone (what the loss rules read).
+pub fn as_attempt(a: &Attempt, m: &GroupMember) -> Attempt {
+    Attempt {
+        worker: m.worker.clone(),
+        generation: m.generation,
+        started_ms: m.started_ms,
+        group: None,
+        ..a.clone()
+    }
+}
+
+/// Attempt `a` as if lost member `l` ran it alone.
+pub fn lost_attempt(a: &Attempt, l: &LostMember) -> Attempt {
+    Attempt {
+        worker: l.worker.clone(),
+        generation: l.member_generation,
+        started_ms: l.started_ms,
+        group: None,
+        died: Some(l.reason.clone()),
+        ..a.clone()
     }
 }
 
@@ -155,6 +193,7 @@ pub(crate) mod tests {
             lr: None,
             limit: None,
             seed: 0,
+            workers: 1,
         });
         let attempts = workers.iter().enumerate().map(|(i, (w, died))| Attempt {
             started_ms: None,
@@ -164,6 +203,7 @@ pub(crate) mod tests {
             resumed_at_epoch: None,
             generation: Some(5),
             died: died.then(|| format!("{w} was declared failed")),
+            group: None,
         });
         JobRecord {
             state: JobState::Running,

@@ -9,6 +9,8 @@
 //! - [`assign`]: which worker a training or import job goes to.
 //! - [`attempts`]: what counts as a worker's death for a training or import job.
 //! - [`fair`]: the `qps local` division of workers among jobs.
+//! - [`group`]: which members of a data-parallel training group are lost and which free
+//!   workers join.
 //! - [`sim`]: a deterministic simulated cluster of workers for the dispatcher's tests and its
 //!   scale simulation.
 
@@ -19,6 +21,7 @@ pub mod attempts;
 pub mod batches;
 pub mod dispatcher;
 pub mod fair;
+pub mod group;
 pub mod sim;
 
 pub use dispatcher::{Action, Dispatcher, Failure};

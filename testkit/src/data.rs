@@ -46,6 +46,7 @@ pub async fn train_quick(jobs: &JobsClient, arch: &str, limit: u64) {
         lr: None,
         limit: Some(limit),
         seed: 0,
+        workers: 1,
     });
     let id = jobs.submit(spec).await.expect("training job submitted");
     let job = crate::wait_until(

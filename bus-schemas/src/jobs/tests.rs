@@ -13,6 +13,7 @@ fn train() -> JobSpec {
         lr: None,
         limit: Some(1000),
         seed: 7,
+        workers: 1,
     })
 }
 
@@ -42,6 +43,7 @@ fn jobs_messages_round_trip() {
             resumed_at_epoch: Some(0),
             generation: Some(7),
             died: Some("n2 was declared failed".into()),
+            group: None,
         }],
         checkpoint_epochs: 1,
         checkpoint_version: Some(1),

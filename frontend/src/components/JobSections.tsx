@@ -72,6 +72,14 @@ export function TrainSection({ job }: { job: JobRecord }) {
                 ['loss', p.loss.toFixed(4)],
                 ['accuracy', formatPercent(p.accuracy)],
                 ['images/s', formatCount(p.images_per_s)],
+                ...(p.workers > 1
+                  ? ([
+                      ['workers', String(p.workers)],
+                      ['steps/s', p.steps_per_s.toFixed(1)],
+                      ['all-reduce share', formatPercent(p.allreduce_share)],
+                      ['group generation', String(p.group_generation)],
+                    ] as const)
+                  : []),
                 ['resumed at epoch', String(p.resumed_at_epoch)],
                 ['worker', p.worker || '—'],
               ] as const
@@ -97,7 +105,9 @@ export function TrainSection({ job }: { job: JobRecord }) {
           {job.attempts.map((a) => (
             <tr key={a.attempt}>
               <td className="num">{a.attempt}</td>
-              <td className="mono">{a.worker}</td>
+              <td className="mono">
+                {a.group ? a.group.members.map((m) => m.worker).join(', ') || '—' : a.worker}
+              </td>
               <td>{formatDateTime(a.assigned_ms)}</td>
               <td className="num">{a.resumed_at_epoch ?? '—'}</td>
             </tr>

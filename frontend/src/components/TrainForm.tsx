@@ -60,6 +60,9 @@ export function TrainForm({ datasets }: { datasets: readonly Dataset[] }) {
       <Field label="Seed" name="seed" error={shown.seed}>
         <input {...textInput('seed', f.seed, set('seed'), shown.seed, { numeric: true })} />
       </Field>
+      <Field label="Workers" name="workers" error={shown.workers} hint="train on this many workers at once">
+        <input {...textInput('workers', f.workers, set('workers'), shown.workers, { numeric: true })} />
+      </Field>
       <SubmitRow busy={busy} label="Train" error={shown.form} command={spec ? trainCommand(spec) : null} />
     </form>
   );
@@ -75,5 +78,6 @@ function trainCommand(spec: ReturnType<typeof checkTrain>['spec']): string | nul
   if (spec.lr !== null && spec.lr !== undefined) parts.push('--lr', String(spec.lr));
   if (spec.limit !== null && spec.limit !== undefined) parts.push('--limit', String(spec.limit));
   if (spec.seed) parts.push('--seed', String(spec.seed));
+  if (spec.workers !== undefined && spec.workers !== 1) parts.push('--workers', String(spec.workers));
   return parts.join(' ');
 }

@@ -110,7 +110,7 @@ describe('NewJobPage', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Train' }));
     expect(await screen.findByText('job page of train-0000beef')).toBeTruthy();
     expect(sent).toEqual([
-      { kind: 'train', arch: 'mlp', name: 'mlp', dataset: 'fashion-mnist', epochs: 2, batch: 128, lr: null, limit: 3000, seed: 0 },
+      { kind: 'train', arch: 'mlp', name: 'mlp', dataset: 'fashion-mnist', epochs: 2, batch: 128, lr: null, limit: 3000, seed: 0, workers: 1 },
     ]);
   });
 });

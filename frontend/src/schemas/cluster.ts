@@ -131,7 +131,7 @@ export type MemberEvent = z.infer<typeof memberEventSchema>;
 
 export const jobEventSchema = z.object({
   job_id: z.string(),
-  event: z.enum(['submitted', 'started', 'reassigned', 'finished', 'failed', 'cancelled']),
+  event: z.enum(['submitted', 'started', 'reassigned', 'regrouped', 'finished', 'failed', 'cancelled']),
   worker: nullableString,
   detail: nullableString,
   at_ms: z.number(),

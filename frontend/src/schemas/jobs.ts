@@ -12,6 +12,8 @@ export const trainSpecSchema = z.object({
   lr: nullableNumber,
   limit: nullableNumber,
   seed: z.number().default(0),
+  /** Workers training at once (data-parallel); 1: one worker. */
+  workers: z.number().default(1),
 });
 export const importSpecSchema = z.object({
   kind: z.literal('import'),
@@ -48,12 +50,34 @@ export type JobSpecInput = z.input<typeof jobSpecSchema>;
 export const jobStateSchema = z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
 export type JobState = z.infer<typeof jobStateSchema>;
 
+/** A data-parallel attempt's workers (bus-schemas `Group`). */
+export const groupSchema = z.object({
+  /** Bumped at every change of the members. */
+  generation: z.number(),
+  /** In rank order; rank 0 is the attempt's `worker`. */
+  members: z.array(z.object({ worker: z.string(), joined_ms: z.number().default(0) })),
+  /** Workers that left the group, oldest first. */
+  lost: z
+    .array(
+      z.object({
+        worker: z.string(),
+        reason: z.string(),
+        died: z.boolean().default(false),
+        generation: z.number().default(0),
+        at_ms: z.number().default(0),
+      }),
+    )
+    .default([]),
+});
+export type Group = z.infer<typeof groupSchema>;
+
 export const attemptSchema = z.object({
   attempt: z.number(),
   worker: z.string(),
   assigned_ms: z.number(),
   /** Set when the worker starts (0: from scratch). */
   resumed_at_epoch: nullableNumber,
+  group: groupSchema.nullable().default(null),
 });
 export type Attempt = z.infer<typeof attemptSchema>;
 
@@ -73,6 +97,14 @@ export const progressSchema = z.object({
   accuracy: z.number().default(0),
   images_per_s: z.number().default(0),
   resumed_at_epoch: z.number().default(0),
+  /** Workers in the step just done (data-parallel; 1 otherwise; 0 from older nodes). */
+  workers: z.number().default(0),
+  /** Steps done since the job began. */
+  global_step: z.number().default(0),
+  steps_per_s: z.number().default(0),
+  /** Share of step time in the all-reduce, 0–1. */
+  allreduce_share: z.number().default(0),
+  group_generation: z.number().default(0),
 });
 export type Progress = z.infer<typeof progressSchema>;
 

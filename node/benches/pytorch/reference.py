@@ -23,6 +23,9 @@ scaled and normalised per batch (x / 255 - mean) / std as IDunno's model convent
   reference.py train ARCH --threads T --batch B --steps N
         training images/s of ARCH (eager, SGD lr 0.05, Nesterov momentum 0.9, weight decay
         5e-4, cross entropy) over N steps after 5 warm-up steps, on shuffled training images.
+  reference.py ddp ARCH --workers W --batch B --steps N
+        the same with DistributedDataParallel: W processes (gloo, CPU, one thread each), each
+        on B / W images of every step's batch of B; images/s of the whole batch.
 """
 
 import argparse
@@ -260,6 +263,53 @@ def cmd_train(a):
     print(json.dumps({"images_per_s": n / (time.perf_counter() - started)}))
 
 
+def ddp_worker(rank, a, port, out):
+    import torch.distributed as dist
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=a.workers)
+    images, labels = split("train")
+    model = torch.nn.parallel.DistributedDataParallel(seeded(a.arch, 0).train())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+    per = a.batch // a.workers
+    started, n = None, 0
+    for step in range(a.steps + 5):
+        if step == 5:
+            dist.barrier()
+            started, n = time.perf_counter(), 0
+        at = (step * a.batch) % (images.shape[0] - a.batch) + rank * per
+        idx = perm[at: at + per]
+        x, y = prepare(images.index_select(0, idx)), labels.index_select(0, idx)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+        n += per * a.workers
+    dist.barrier()
+    if rank == 0:
+        out.put(n / (time.perf_counter() - started))
+    dist.destroy_process_group()
+
+
+def cmd_ddp(a):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=ddp_worker, args=(r, a, port, out)) for r in range(a.workers)]
+    for p in procs:
+        p.start()
+    rate = out.get()
+    for p in procs:
+        p.join()
+    print(json.dumps({"images_per_s": rate}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -285,10 +335,15 @@ def main():
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--batch", type=int, default=128)
     s.add_argument("--steps", type=int, default=100)
+    s = sub.add_parser("ddp")
+    s.add_argument("arch", choices=ARCHS)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--steps", type=int, default=100)
     a = p.parse_args()
     torch.set_num_threads(getattr(a, "threads", 1))
     torch.set_num_interop_threads(1)
-    {"version": lambda a: print(json.dumps({"torch": torch.__version__})), "script": cmd_script, "serve": cmd_serve, "infer": cmd_infer, "train": cmd_train}[a.cmd](a)
+    {"version": lambda a: print(json.dumps({"torch": torch.__version__})), "script": cmd_script, "serve": cmd_serve, "infer": cmd_infer, "train": cmd_train, "ddp": cmd_ddp}[a.cmd](a)
 
 
 if __name__ == "__main__":

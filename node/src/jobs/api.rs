@@ -8,7 +8,7 @@ use crate::cluster::lease::now_ms;
 use crate::ml::arch::{Arch, ARCH_NAMES};
 use bus_schemas::jobs::{
     ImportSpec, JobEventKind, JobRecord, JobSpec, JobState, JobsErrorKind, JobsFilter, JobsReply,
-    JobsRequest, TrainSpec, DEFAULT_OUTPUTS, MAX_OUTPUTS, MAX_PAGE,
+    JobsRequest, TrainSpec, DEFAULT_OUTPUTS, MAX_OUTPUTS, MAX_PAGE, MAX_TRAIN_WORKERS,
 };
 use bus_schemas::serve::{QueryResult, ResultsBatch};
 use bus_schemas::{decode, encode, subjects};
@@ -311,6 +311,18 @@ fn check_train(t: &TrainSpec, manifest: &Manifest) -> Result<(), JobError> {
     }
     if t.limit == Some(0) {
         return bad("--limit must be at least 1".into());
+    }
+    if !(1..=MAX_TRAIN_WORKERS).contains(&t.workers) {
+        return bad(format!(
+            "--workers must be between 1 and {MAX_TRAIN_WORKERS}, not {}",
+            t.workers
+        ));
+    }
+    if t.workers > t.batch {
+        return bad(format!(
+            "--workers {} is more than the batch of {}: each worker needs a share of every step",
+            t.workers, t.batch
+        ));
     }
     if !manifest.labelled() || !manifest.splits.contains_key("train") {
         return bad(format!(

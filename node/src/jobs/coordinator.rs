@@ -9,7 +9,7 @@
 //! is not counted, nor is one declared failed whose process lived on and rejoined (see
 //! [`super::attempts`]). A new attempt prefers workers that have not died running the job.
 
-use super::Ctx;
+use super::{takeover, Ctx};
 use crate::cluster::lease::now_ms;
 use bus_schemas::jobs::{Attempt, JobEventKind, JobRecord, JobSpec, JobState};
 use bus_schemas::membership::MemberState;
@@ -60,6 +60,12 @@ async fn pass(ctx: &Ctx) -> Result<(), PassError> {
         .iter()
         .filter(|j| !j.state.is_final() && !matches!(j.spec, JobSpec::Serve(_)));
     for job in exclusive {
+        if let JobSpec::Train(t) = &job.spec {
+            if t.workers > 1 {
+                super::groups::pass(ctx, job, t.workers as usize, &view, &mut busy).await?;
+                continue;
+            }
+        }
         let lost = loss(&view, job);
         if job.state != JobState::Queued && lost.is_none() {
             continue;
@@ -76,14 +82,14 @@ async fn pass(ctx: &Ctx) -> Result<(), PassError> {
             let current = job.current().map(|a| a.worker.as_str());
             let dead = dead_workers(job, &view, current);
             if dead.len() >= ctx.max_worker_deaths as usize {
-                fail(ctx, job, what, died_reason(&dead, "", what)).await?;
+                takeover::fail(ctx, job, what, died_reason(&dead, "", what)).await?;
                 continue;
             }
         }
         let avoid: BTreeSet<String> = dead_workers(job, &view, None).into_iter().collect();
         let Some(worker) = pick(&ctx.id, &view, &busy, &avoid, &job.id) else {
             if job.state == JobState::Running {
-                requeue(ctx, job, died).await?;
+                takeover::requeue(ctx, job, died).await?;
             }
             continue;
         };
@@ -124,6 +130,7 @@ async fn assign(
                 generation: process.map(|p| p.0),
                 started_ms: process.and_then(|p| p.1),
                 died: None,
+                group: None,
             });
             true
         })
@@ -145,46 +152,4 @@ async fn assign(
     tracing::info!(job = %job.id, %worker, ?event, "assigned");
     ctx.event(&job.id, event, Some(worker), detail).await;
     Ok(true)
-}
-
-/// A running job whose worker is gone and no other worker is free waits in the queue.
-async fn requeue(ctx: &Ctx, job: &JobRecord, died: Option<String>) -> Result<(), PassError> {
-    let attempts = job.attempts.len();
-    ctx.store
-        .modify(&job.id, |j| {
-            let same = j.state == JobState::Running && j.attempts.len() == attempts;
-            if same {
-                mark_died(j, &died);
-                j.state = JobState::Queued;
-            }
-            same
-        })
-        .await?;
-    Ok(())
-}
-
-/// Fails a running job whose workers died too often (only while its attempt is unchanged).
-async fn fail(ctx: &Ctx, job: &JobRecord, what: &str, reason: String) -> Result<(), PassError> {
-    let attempts = job.attempts.len();
-    let died = Some(what.to_string());
-    let failed = ctx
-        .store
-        .modify(&job.id, |j| {
-            let same = j.state == JobState::Running && j.attempts.len() == attempts;
-            if same {
-                mark_died(j, &died);
-                j.state = JobState::Failed;
-                j.error = Some(reason.clone());
-                j.finished_ms = Some(now_ms());
-            }
-            same
-        })
-        .await?;
-    if let Some(job) = failed {
-        tracing::warn!(job = %job.id, "failed: {reason}");
-        let worker = job.attempts.last().map(|a| a.worker.as_str());
-        ctx.event(&job.id, JobEventKind::Failed, worker, Some(reason))
-            .await;
-    }
-    Ok(())
 }

@@ -81,6 +81,7 @@ async fn import(
         test_accuracy: header.test_accuracy,
         results_file: Some(results),
         seconds: started.elapsed().as_secs_f64(),
+        steps_file: None,
     };
     succeed(ctx, &job.id, Owner::Attempt(attempt), outcome, &split_name).await?;
     let _ = ctx.cache.sdfs().delete(&spec.upload).await;

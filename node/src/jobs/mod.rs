@@ -6,7 +6,9 @@ pub mod accepted;
 pub mod api;
 pub mod coordinator;
 mod dispatch;
+mod dp;
 pub mod ending;
+mod groups;
 mod import_run;
 pub mod index;
 pub mod outputs;
@@ -14,6 +16,7 @@ mod retention;
 mod serve_check;
 mod serve_finish;
 pub mod store;
+mod takeover;
 mod train_run;
 pub mod worker;
 

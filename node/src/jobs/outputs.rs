@@ -109,3 +109,56 @@ pub async fn write_results(
     put_bytes(ctx, &name, &out, BTreeMap::new()).await?;
     Ok(name)
 }
+
+/// The SDFS file of a training job's steps: `results/<job>.steps.jsonl`.
+pub fn steps_file(id: &str) -> String {
+    format!("results/{id}.steps.jsonl")
+}
+
+/// One line of a steps file.
+#[derive(serde::Serialize)]
+struct StepLine {
+    step: u64,
+    epoch: u64,
+    /// Absent for a step of a checkpoint that kept no steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<f32>,
+    samples: u32,
+    workers: u32,
+}
+
+/// Writes `results/<job>.steps.jsonl`: one JSON object per step applied, in order (the step
+/// from 0 over all epochs, its epoch, the batch's mean loss and accuracy, its samples and the
+/// workers that took it).
+pub async fn write_steps(
+    ctx: &Ctx,
+    job: &str,
+    history: &[crate::ml::history::StepRecord],
+    spec: &bus_schemas::jobs::JobSpec,
+) -> Result<String, JobError> {
+    let steps_per_epoch = match spec {
+        bus_schemas::jobs::JobSpec::Train(t) => {
+            (history.len() as u64 / u64::from(t.epochs.max(1))).max(1)
+        }
+        _ => 1,
+    };
+    let mut out = Vec::with_capacity(history.len() * 80);
+    for (i, r) in history.iter().enumerate() {
+        let known = |v: f32| (!v.is_nan()).then_some(v);
+        let line = StepLine {
+            step: i as u64,
+            epoch: i as u64 / steps_per_epoch,
+            loss: known(r.loss),
+            accuracy: known(r.accuracy),
+            samples: r.samples,
+            workers: r.workers,
+        };
+        serde_json::to_writer(&mut out, &line).map_err(|e| JobError::Internal(e.to_string()))?;
+        out.push(b'\n');
+    }
+    let name = steps_file(job);
+    put_bytes(ctx, &name, &out, BTreeMap::new()).await?;
+    Ok(name)
+}

@@ -78,7 +78,12 @@ async fn remove(
     revision: u64,
 ) -> Result<(), JobError> {
     let sdfs = ctx.cache.sdfs();
-    for name in [outputs::results_file(id), outputs::checkpoint_file(id)] {
+    let names = [
+        outputs::results_file(id),
+        outputs::steps_file(id),
+        outputs::checkpoint_file(id),
+    ];
+    for name in names {
         match sdfs.delete(&name).await {
             Err(e) if e.kind() != Some(SdfsErrorKind::NotFound) => {
                 return Err(JobError::storage(name, e));

@@ -83,6 +83,7 @@ async fn write(ctx: &Arc<Ctx>, id: &str) -> Result<(), JobError> {
         test_accuracy: accuracy,
         results_file: Some(file),
         seconds: crate::cluster::lease::now_ms().saturating_sub(job.submitted_ms) as f64 / 1000.0,
+        steps_file: None,
     };
     succeed(ctx, id, Owner::Coordinator, outcome, &spec.split).await
 }

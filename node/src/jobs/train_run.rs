@@ -7,9 +7,10 @@ use super::outputs::{self, checkpoint_file, model_file};
 use super::{Ctx, JobError};
 use crate::cluster::lease::now_ms;
 use crate::ml::arch::Arch;
+use crate::ml::history::{StepRecord, StepReport};
 use crate::ml::model::Model;
 use crate::ml::modelfile::{Header, Payload};
-use crate::ml::train::{evaluate, Evaluation, Samples, Schedule, StepReport, Trainer};
+use crate::ml::train::{evaluate, Evaluation, Samples, Schedule, Trainer};
 use bus_schemas::jobs::{JobOutcome, JobRecord, JobSpec, Progress, TrainSpec};
 use bus_schemas::subjects;
 use std::collections::BTreeMap;
@@ -20,15 +21,33 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// What the training thread tells the job's task.
-enum Msg {
+pub(super) enum Msg {
     Resumed(u32),
-    Step(StepReport),
+    Step(StepReport, TrainStats),
     Checkpoint(u32, Vec<u8>),
-    Done(Box<(Vec<u8>, Option<Evaluation>, Header)>),
+    Done(Box<Done>),
+}
+
+/// A finished training: the model file, its evaluation, its header and every step.
+pub(super) struct Done {
+    pub bytes: Vec<u8>,
+    pub eval: Option<Evaluation>,
+    pub header: Header,
+    pub history: Vec<StepRecord>,
+}
+
+/// Figures of a step beyond the epoch's: see [`Progress`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TrainStats {
+    pub workers: u32,
+    pub global_step: u64,
+    pub steps_per_s: f64,
+    pub allreduce_share: f64,
+    pub group_generation: u32,
 }
 
 /// How often progress goes out on the bus, and into the job record.
-const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+pub(super) const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 const RECORD_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs attempt `attempt` of `job` until it ends or `stop` fires.
@@ -73,13 +92,12 @@ pub async fn run(
                     reporter.resumed = epoch;
                     resumed(ctx, &job.id, attempt, epoch).await?;
                 }
-                Some(Msg::Step(r)) => reporter.step(&r).await?,
+                Some(Msg::Step(r, stats)) => reporter.step(&r, &stats).await?,
                 Some(Msg::Checkpoint(epochs, bytes)) => {
                     store_checkpoint(ctx, &job.id, attempt, epochs, &bytes).await?;
                 }
                 Some(Msg::Done(done)) => {
-                    let (bytes, eval, header) = *done;
-                    finish(ctx, job, attempt, &bytes, eval, &header, &manifest, &test_meta, started).await?;
+                    finish(ctx, job, attempt, *done, &manifest, &test_meta, started).await?;
                 }
                 None => break (&mut thread).await.map_err(|e| JobError::Internal(e.to_string()))?,
             }
@@ -92,7 +110,10 @@ pub async fn run(
 }
 
 /// The checkpoint an attempt resumes from, if the job has one: what it is and its bytes.
-async fn checkpoint(ctx: &Ctx, job: &JobRecord) -> Result<Option<(String, Vec<u8>)>, JobError> {
+pub(super) async fn checkpoint(
+    ctx: &Ctx,
+    job: &JobRecord,
+) -> Result<Option<(String, Vec<u8>)>, JobError> {
     let Some(v) = job.checkpoint_version else {
         return Ok(None);
     };
@@ -109,7 +130,11 @@ async fn checkpoint(ctx: &Ctx, job: &JobRecord) -> Result<Option<(String, Vec<u8
 }
 
 /// The header of the model a training job makes.
-fn header(job: &JobRecord, spec: &TrainSpec, manifest: &idunno_datasets::Manifest) -> Header {
+pub(super) fn header(
+    job: &JobRecord,
+    spec: &TrainSpec,
+    manifest: &idunno_datasets::Manifest,
+) -> Header {
     Header {
         payload: Payload::Weights,
         arch: spec.arch.clone(),
@@ -127,7 +152,7 @@ fn header(job: &JobRecord, spec: &TrainSpec, manifest: &idunno_datasets::Manifes
 }
 
 /// Records in the job that its attempt resumed at `epoch`.
-async fn resumed(ctx: &Ctx, id: &str, attempt: u32, epoch: u32) -> Result<(), JobError> {
+pub(super) async fn resumed(ctx: &Ctx, id: &str, attempt: u32, epoch: u32) -> Result<(), JobError> {
     update(ctx, id, Owner::Attempt(attempt), |j| {
         if let Some(a) = j.attempts.last_mut() {
             a.resumed_at_epoch = Some(epoch);
@@ -138,7 +163,7 @@ async fn resumed(ctx: &Ctx, id: &str, attempt: u32, epoch: u32) -> Result<(), Jo
 }
 
 /// Stores a checkpoint in SDFS and records its version in the job.
-async fn store_checkpoint(
+pub(super) async fn store_checkpoint(
     ctx: &Ctx,
     id: &str,
     attempt: u32,
@@ -166,6 +191,42 @@ fn train_blocking(
     tx: &mpsc::Sender<Msg>,
     halt: &AtomicBool,
 ) -> Result<(), JobError> {
+    let (mut trainer, start) = new_trainer(spec, header, device, train, checkpoint)?;
+    let send = |m: Msg| tx.blocking_send(m).map_err(|_| JobError::Stopped);
+    send(Msg::Resumed(start))?;
+    let mut rate = StepRate::new();
+    for epoch in start..spec.epochs {
+        let report = trainer
+            .run_epoch(epoch, &mut |r| {
+                rate.step(Duration::ZERO);
+                if rate.due() || r.step == r.steps {
+                    let global = u64::from(r.epoch) * r.steps + r.step;
+                    let _ = tx.try_send(Msg::Step(r.clone(), rate.stats(1, global, 0)));
+                }
+                !halt.load(Ordering::Relaxed)
+            })
+            .map_err(|_| JobError::Stopped)?;
+        let global = u64::from(epoch + 1) * report.steps;
+        send(Msg::Step(report, rate.stats(1, global, 0)))?;
+        if epoch + 1 < spec.epochs {
+            send(Msg::Checkpoint(epoch + 1, trainer.checkpoint(epoch + 1)))?;
+        }
+    }
+    send(Msg::Done(Box::new(done(
+        &mut trainer,
+        spec,
+        test.as_ref(),
+    )?)))
+}
+
+/// A trainer for `spec`, resumed from `checkpoint` if given: it and the epochs done.
+pub(super) fn new_trainer(
+    spec: &TrainSpec,
+    header: Header,
+    device: tch::Device,
+    train: Samples,
+    checkpoint: Option<(String, Vec<u8>)>,
+) -> Result<(Trainer, u32), JobError> {
     let arch = Arch::parse(&spec.arch)
         .ok_or_else(|| JobError::UnknownModel(format!("unknown model {:?}", spec.arch)))?;
     tch::manual_seed(spec.seed as i64);
@@ -184,25 +245,16 @@ fn train_blocking(
             .restore(&what, &bytes)
             .map_err(|e| JobError::BadInput(format!("cannot resume: {e}")))?;
     }
-    let send = |m: Msg| tx.blocking_send(m).map_err(|_| JobError::Stopped);
-    send(Msg::Resumed(start))?;
-    let mut last = Instant::now();
-    for epoch in start..spec.epochs {
-        let report = trainer
-            .run_epoch(epoch, &mut |r| {
-                if last.elapsed() >= PUBLISH_EVERY || r.step == r.steps {
-                    last = Instant::now();
-                    let _ = tx.try_send(Msg::Step(r.clone()));
-                }
-                !halt.load(Ordering::Relaxed)
-            })
-            .map_err(|_| JobError::Stopped)?;
-        send(Msg::Step(report))?;
-        if epoch + 1 < spec.epochs {
-            send(Msg::Checkpoint(epoch + 1, trainer.checkpoint(epoch + 1)))?;
-        }
-    }
-    let eval = match &test {
+    Ok((trainer, start))
+}
+
+/// The trained model evaluated on the test split, as a file.
+pub(super) fn done(
+    trainer: &mut Trainer,
+    spec: &TrainSpec,
+    test: Option<&Samples>,
+) -> Result<Done, JobError> {
+    let eval = match test {
         Some(samples) => Some(evaluate(&trainer.model, samples, 512)?),
         None => None,
     };
@@ -210,30 +262,92 @@ fn train_blocking(
     header.epochs = spec.epochs;
     header.test_accuracy = eval.as_ref().and_then(Evaluation::accuracy);
     trainer.model.header = header.clone();
-    send(Msg::Done(Box::new((
-        trainer.model.to_file(None),
+    Ok(Done {
+        bytes: trainer.model.to_file(None),
         eval,
         header,
-    ))))
+        history: trainer.history.clone(),
+    })
+}
+
+/// Steps per second and the all-reduce's share of the time, over the last stretch of
+/// [`PUBLISH_EVERY`] or more.
+pub(super) struct StepRate {
+    since: Instant,
+    steps: u64,
+    waited: Duration,
+    rate: f64,
+    share: f64,
+}
+
+impl StepRate {
+    pub fn new() -> StepRate {
+        StepRate {
+            since: Instant::now(),
+            steps: 0,
+            waited: Duration::ZERO,
+            rate: 0.0,
+            share: 0.0,
+        }
+    }
+
+    /// Counts a step that waited `waited` for the all-reduce.
+    pub fn step(&mut self, waited: Duration) {
+        self.steps += 1;
+        self.waited += waited;
+        let took = self.since.elapsed();
+        if took >= PUBLISH_EVERY {
+            self.rate = self.steps as f64 / took.as_secs_f64();
+            self.share = (self.waited.as_secs_f64() / took.as_secs_f64()).min(1.0);
+            *self = StepRate {
+                since: Instant::now(),
+                steps: 0,
+                waited: Duration::ZERO,
+                ..*self
+            };
+        }
+    }
+
+    /// Whether new figures came since the last call.
+    pub fn due(&self) -> bool {
+        self.steps == 0
+    }
+
+    /// The figures for `workers` workers at step `global` of group generation `generation`.
+    pub fn stats(&self, workers: u32, global: u64, generation: u32) -> TrainStats {
+        TrainStats {
+            workers,
+            global_step: global,
+            steps_per_s: self.rate,
+            allreduce_share: self.share,
+            group_generation: generation,
+        }
+    }
 }
 
 /// The test split's labels and source file names.
-type TestMeta = Option<(Option<Vec<i64>>, Option<Vec<String>>)>;
+pub(super) type TestMeta = Option<(Option<Vec<i64>>, Option<Vec<String>>)>;
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+/// Stores the trained model, its test results and its steps, and ends the job.
+pub(super) async fn finish(
     ctx: &Ctx,
     job: &JobRecord,
     attempt: u32,
-    bytes: &[u8],
-    eval: Option<Evaluation>,
-    header: &Header,
+    done: Done,
     manifest: &idunno_datasets::Manifest,
     test: &TestMeta,
     started: Instant,
 ) -> Result<(), JobError> {
+    let Done {
+        bytes,
+        eval,
+        header,
+        history,
+    } = done;
+    let header = &header;
     let name = model_file(job.spec.model());
-    let version = outputs::put_bytes(ctx, &name, bytes, outputs::model_attrs(header)).await?;
+    let version = outputs::put_bytes(ctx, &name, &bytes, outputs::model_attrs(header)).await?;
+    let steps_file = outputs::write_steps(ctx, &job.id, &history, &job.spec).await?;
     let results_file = match (&eval, test) {
         (Some(eval), Some((labels, files))) => {
             let file = outputs::write_results(
@@ -261,6 +375,7 @@ async fn finish(
         test_accuracy: header.test_accuracy,
         results_file,
         seconds: seconds.max(started.elapsed().as_secs_f64()),
+        steps_file: Some(steps_file),
     };
     succeed(ctx, &job.id, Owner::Attempt(attempt), outcome, "test").await?;
     let _ = ctx.cache.sdfs().delete(&checkpoint_file(&job.id)).await;
@@ -268,17 +383,17 @@ async fn finish(
 }
 
 /// Publishes progress on the bus and, less often, into the job record.
-struct Reporter<'a> {
+pub(super) struct Reporter<'a> {
     ctx: &'a Ctx,
     job: &'a str,
     attempt: u32,
     epochs: u32,
-    resumed: u32,
+    pub resumed: u32,
     recorded: Option<Instant>,
 }
 
 impl<'a> Reporter<'a> {
-    fn new(ctx: &'a Ctx, job: &'a str, attempt: u32, spec: &TrainSpec) -> Self {
+    pub fn new(ctx: &'a Ctx, job: &'a str, attempt: u32, spec: &TrainSpec) -> Self {
         Self {
             ctx,
             job,
@@ -289,7 +404,7 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    async fn step(&mut self, r: &StepReport) -> Result<(), JobError> {
+    pub async fn step(&mut self, r: &StepReport, stats: &TrainStats) -> Result<(), JobError> {
         let p = Progress {
             job_id: self.job.into(),
             worker: self.ctx.id.clone(),
@@ -302,6 +417,11 @@ impl<'a> Reporter<'a> {
             accuracy: r.accuracy,
             images_per_s: r.images_per_s,
             resumed_at_epoch: self.resumed,
+            workers: stats.workers,
+            global_step: stats.global_step,
+            steps_per_s: stats.steps_per_s,
+            allreduce_share: stats.allreduce_share,
+            group_generation: stats.group_generation,
             ..Default::default()
         };
         let _ = bus_client::publish(&self.ctx.client, subjects::job_progress(self.job), &p).await;

@@ -96,7 +96,7 @@ fn consider(
     }
     let mine = job
         .current()
-        .filter(|a| a.worker == ctx.id)
+        .filter(|a| a.runs_on(&ctx.id))
         .map(|a| a.attempt);
     if let Some(r) = running.get(&job.id) {
         if mine == Some(r.attempt) {
@@ -130,6 +130,10 @@ fn consider(
             Ok(()) => {}
             Err(_) if stop.is_cancelled() => {}
             Err(JobError::Stopped) => {}
+            // A member of a data-parallel group leaves it; its rank 0 fails the job.
+            Err(e) if super::dp::leave(&ctx, &id, attempt, &e).await => {
+                tracing::warn!(job = %id, attempt, "left the training group: {e}");
+            }
             Err(e) => ending::fail(&ctx, &id, Owner::Attempt(attempt), e.to_string()).await,
         }
         let _ = done.send((id, attempt));
@@ -171,6 +175,11 @@ impl Retry {
     }
 }
 
+/// Whether `job`'s current attempt is a data-parallel group's.
+fn data_parallel(job: &JobRecord) -> bool {
+    job.current().is_some_and(|a| a.group.is_some())
+}
+
 /// Runs attempt `attempt` of `job`, trying it again from the latest record (so from its
 /// latest checkpoint) while it fails transiently and still belongs to this node.
 async fn run_attempt(
@@ -183,6 +192,9 @@ async fn run_attempt(
     loop {
         let began = tokio::time::Instant::now();
         let result = match &job.spec {
+            JobSpec::Train(_) if data_parallel(&job) => {
+                super::dp::run(ctx, &job, attempt, stop.clone()).await
+            }
             JobSpec::Train(_) => super::train_run::run(ctx, &job, attempt, stop.clone()).await,
             JobSpec::Import(_) => super::import_run::run(ctx, &job, attempt, stop.clone()).await,
             JobSpec::Serve(_) => Ok(()),
@@ -204,7 +216,7 @@ async fn run_attempt(
             Ok(Some((fresh, _))) => {
                 let mine = fresh
                     .current()
-                    .is_some_and(|a| a.worker == ctx.id && a.attempt == attempt);
+                    .is_some_and(|a| a.runs_on(&ctx.id) && a.attempt == attempt);
                 if !mine || fresh.state.is_final() {
                     return Err(JobError::Stopped);
                 }

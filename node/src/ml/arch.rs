@@ -1,8 +1,74 @@
 //! The built-in architectures: `mlp`, `cnn` (batch norm, dropout) and `resnet` (CIFAR-style
 //! ResNet-20), sized from the dataset's input shape and class count.
+//!
+//! Dropout draws each sample's mask from the step's seed and the sample's place in the step's
+//! batch ([`with_rows`]): a worker training on a shard of the batch drops exactly what one
+//! worker training on the whole batch would, so data-parallel training is the same SGD (and a
+//! step's draws owe nothing to libtorch's global generator or to other threads).
 
+use rand::{Rng, SeedableRng};
+use std::cell::Cell;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+/// Where the training forward pass on this thread draws its dropout masks from.
+#[derive(Debug, Clone, Copy)]
+struct Draw {
+    /// The pass holds rows `first..` of a step's batch of `batch` rows.
+    first: i64,
+    batch: i64,
+    /// The step's seed.
+    seed: u64,
+    /// Dropout layers met so far in the pass.
+    layer: u64,
+}
+
+thread_local! {
+    static DRAW: Cell<Option<Draw>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (a training forward pass) on this thread with dropout masks drawn per row of the
+/// step's batch of `batch` rows from `seed`, the pass holding the rows from `first` on: each
+/// row's mask depends on the seed, the layer and its place in the batch only.
+pub fn with_rows<R>(first: i64, batch: i64, seed: u64, f: impl FnOnce() -> R) -> R {
+    let before = DRAW.replace(Some(Draw {
+        first,
+        batch,
+        seed,
+        layer: 0,
+    }));
+    let out = f();
+    DRAW.set(before);
+    out
+}
+
+/// Inverted dropout with probability `p`, its mask drawn as [`with_rows`] says (torch's own
+/// outside of it); the identity when not training.
+fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let rows = x.size().first().copied().unwrap_or(0);
+    let draw = DRAW
+        .get()
+        .filter(|d| d.first >= 0 && d.first + rows <= d.batch);
+    let (Some(mut d), true) = (draw, rows > 0) else {
+        return x.dropout(p, train);
+    };
+    d.layer += 1;
+    DRAW.set(Some(d));
+    let per = x.numel() / rows as usize;
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let mut keep = Vec::with_capacity(per * rows as usize);
+    for row in d.first..d.first + rows {
+        let mixed = (d.seed ^ d.layer.wrapping_mul(0xD6E8_FEB8_6659_FD93))
+            .wrapping_add((row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(mixed);
+        keep.extend((0..per).map(|_| if rng.random::<f64>() >= p { scale } else { 0.0 }));
+    }
+    let mask = Tensor::from_slice(&keep).view(x.size().as_slice());
+    x * mask.to_device(x.device()).to_kind(x.kind())
+}
 
 /// A built-in architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +149,7 @@ fn mlp(vs: &nn::Path, [c, h, w]: [i64; 3], classes: i64) -> nn::SequentialT {
         .add_fn(|x| x.flatten(1, -1))
         .add(nn::linear(vs / "fc1", c * h * w, 256, Default::default()))
         .add_fn(|x| x.relu())
-        .add_fn_t(|x, train| x.dropout(0.2, train))
+        .add_fn_t(|x, train| dropout(x, 0.2, train))
         .add(nn::linear(vs / "fc2", 256, 128, Default::default()))
         .add_fn(|x| x.relu())
         .add(nn::linear(vs / "fc3", 128, classes, Default::default()))
@@ -108,9 +174,9 @@ fn cnn(vs: &nn::Path, [c, h, w]: [i64; 3], classes: i64) -> nn::SequentialT {
         .add(conv3(vs / "conv2", 32, 64, 1))
         .add(nn::batch_norm2d(vs / "bn2", 64, Default::default()))
         .add_fn(|x| x.relu().max_pool2d_default(2))
-        .add_fn_t(|x, train| x.dropout(0.25, train).flatten(1, -1))
+        .add_fn_t(|x, train| dropout(x, 0.25, train).flatten(1, -1))
         .add(nn::linear(vs / "fc1", flat, 128, Default::default()))
-        .add_fn_t(|x, train| x.relu().dropout(0.4, train))
+        .add_fn_t(|x, train| dropout(&x.relu(), 0.4, train))
         .add(nn::linear(vs / "fc2", 128, classes, Default::default()))
 }
 

@@ -2,9 +2,11 @@
 //! loop and evaluation. Everything here is synchronous and runs on blocking threads.
 
 pub mod arch;
+pub mod history;
 pub mod model;
 pub mod modelfile;
 pub mod optim;
+pub mod step;
 pub mod train;
 
 #[cfg(test)]

@@ -46,20 +46,33 @@ impl Sgd {
         }
     }
 
+    /// The trainable variables, by name, in the order of [`Sgd::step_with`]'s gradients.
+    pub fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
     /// One update with learning rate `lr` from the current gradients.
     pub fn step(&mut self, lr: f64) {
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        self.step_with(lr, &grads);
+    }
+
+    /// One update with learning rate `lr` from `grads`, one per parameter in the order of
+    /// [`Sgd::params`] (an undefined one leaves its parameter alone).
+    pub fn step_with(&mut self, lr: f64, grads: &[Tensor]) {
         tch::no_grad(|| {
-            for (name, p) in &mut self.params {
-                let g = p.grad();
+            for ((name, p), g) in self.params.iter_mut().zip(grads) {
                 if !g.defined() {
                     continue;
                 }
                 let decayed = if p.dim() > 1 && self.weight_decay > 0.0 {
-                    &g + &*p * self.weight_decay
+                    g + &*p * self.weight_decay
                 } else {
                     g.shallow_clone()
                 };
-                let buf = self.momentum.get_mut(name).expect("a buffer per parameter");
+                let Some(buf) = self.momentum.get_mut(name) else {
+                    continue; // every parameter has one (made in `new`)
+                };
                 let _ = buf.g_mul_scalar_(self.mu).g_add_(&decayed);
                 let update = decayed + &*buf * self.mu;
                 let _ = p.g_sub_(&(update * lr));

@@ -113,3 +113,81 @@ fn a_checkpoint_restores_weights_and_momentum_and_can_stop_a_run() {
         .unwrap_err();
     assert!(err.to_string().contains("checkpoint of cnn"), "{err}");
 }
+
+/// A trainer of `arch` with the same seed each time.
+fn seeded(arch: Arch) -> Trainer {
+    tch::manual_seed(11);
+    let model = Model::builtin(arch, header(), Device::Cpu);
+    Trainer::new(model, quadrants(320, 1), schedule()).unwrap()
+}
+
+/// The sum of `workers` shards' contributions to `step`, in rank order.
+fn sum_of(t: &mut Trainer, step: u64, workers: usize) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    for rank in 0..workers {
+        let c = t.contribution(step, rank, workers).unwrap();
+        if sum.is_empty() {
+            sum = c;
+        } else {
+            sum.iter_mut().zip(c).for_each(|(s, v)| *s += v);
+        }
+    }
+    sum
+}
+
+#[test]
+fn shards_summed_take_the_step_one_worker_takes() {
+    // mlp has no batch norm: the steps agree to float rounding, dropout included.
+    let mut one = seeded(Arch::Mlp);
+    let mut three = seeded(Arch::Mlp);
+    for step in 0..20 {
+        let a = sum_of(&mut one, step, 1);
+        let b = sum_of(&mut three, step, 3);
+        let ra = one.apply(step, &a, 1);
+        let rb = three.apply(step, &b, 3);
+        assert!(
+            (ra.loss - rb.loss).abs() < 1e-4,
+            "step {step}: {ra:?} {rb:?}"
+        );
+        assert_eq!((ra.samples, rb.workers), (32, 3));
+    }
+    let (sa, sb) = (one.state(), three.state());
+    assert_eq!(sa.len(), sb.len());
+    // Weights, statistics and momentum (the history says 1 worker against 3).
+    let n = sa.len() - 4 * 20;
+    let worst = (sa[..n].iter().zip(&sb[..n]))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "the states differ by {worst}");
+}
+
+#[test]
+fn a_state_adopted_is_the_same_state_and_contributions_leave_it_alone() {
+    let mut a = seeded(Arch::Cnn);
+    for step in 0..5 {
+        let sum = sum_of(&mut a, step, 2);
+        a.apply(step, &sum, 2);
+    }
+    // A contribution's forward pass does not move the state (batch-norm statistics included).
+    let before = a.state();
+    a.contribution(5, 1, 2).unwrap();
+    assert_eq!(a.state(), before);
+    let mut b = seeded(Arch::Cnn);
+    b.load_state(5, &before).unwrap();
+    assert_eq!(b.state(), before);
+    assert_eq!(b.history.len(), 5);
+    assert!(
+        b.load_state(4, &before).is_err(),
+        "a state of another step count"
+    );
+    // Both go on alike.
+    let (x, y) = (sum_of(&mut a, 5, 2), sum_of(&mut b, 5, 2));
+    assert_eq!(x, y);
+    // A checkpoint keeps the steps.
+    let mut d = seeded(Arch::Cnn);
+    d.run_epoch(0, &mut |_| true).unwrap();
+    let mut c = seeded(Arch::Cnn);
+    c.restore("ckpt", &d.checkpoint(1)).unwrap();
+    assert_eq!(c.history.len(), 10);
+    assert_eq!(c.history, d.history);
+}

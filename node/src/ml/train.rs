@@ -2,13 +2,11 @@
 //! schedule of [`super::optim`], checkpoints that hold weights and optimiser state, and
 //! evaluation. It is synchronous; the worker runs it on a blocking thread.
 
+use super::history::{EpochMeter, StepRecord, StepReport};
 use super::model::{read_tensors, write_tensors, Model, ModelError};
 use super::modelfile::{self, Payload};
-use super::optim::{lr_at, Sgd};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use super::optim::Sgd;
 use std::collections::BTreeMap;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// A split in memory: u8 pixels N×C×H×W on the CPU and labels.
@@ -54,23 +52,6 @@ pub struct Schedule {
     pub seed: u64,
 }
 
-/// What a step reports.
-#[derive(Debug, Clone, Default)]
-pub struct StepReport {
-    /// The epoch, from 0.
-    pub epoch: u32,
-    /// Steps done in this epoch.
-    pub step: u64,
-    /// Steps per epoch.
-    pub steps: u64,
-    /// Mean loss of the epoch so far.
-    pub loss: f64,
-    /// Training accuracy of the epoch so far.
-    pub accuracy: f64,
-    /// Images per second since the epoch began.
-    pub images_per_s: f64,
-}
-
 /// Training was stopped by the caller.
 #[derive(Debug)]
 pub struct Stopped;
@@ -79,9 +60,13 @@ pub struct Stopped;
 pub struct Trainer {
     /// The model being trained.
     pub model: Model,
-    opt: Sgd,
-    data: Samples,
-    schedule: Schedule,
+    pub(super) opt: Sgd,
+    pub(super) data: Samples,
+    pub(super) schedule: Schedule,
+    /// The sample order of one epoch, once drawn.
+    pub(super) order: Option<(u32, Vec<i64>)>,
+    /// Every step applied so far, from the job's first.
+    pub history: Vec<StepRecord>,
 }
 
 impl Trainer {
@@ -101,6 +86,8 @@ impl Trainer {
             opt,
             data,
             schedule,
+            order: None,
+            history: Vec::new(),
         })
     }
 
@@ -109,51 +96,26 @@ impl Trainer {
         self.data.len().div_ceil(self.schedule.batch) as u64
     }
 
-    /// Runs epoch `epoch`, calling `report` after every step; `report` returns false to stop.
+    /// Steps in all.
+    pub fn total_steps(&self) -> u64 {
+        self.steps_per_epoch() * u64::from(self.schedule.epochs)
+    }
+
+    /// Runs epoch `epoch` on this worker alone, calling `report` after every step; `report`
+    /// returns false to stop.
     pub fn run_epoch(
         &mut self,
         epoch: u32,
         report: &mut dyn FnMut(&StepReport) -> bool,
     ) -> Result<StepReport, Stopped> {
-        let n = self.data.len();
-        let mut order: Vec<i64> = (0..n as i64).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            self.schedule.seed ^ (u64::from(epoch) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        order.shuffle(&mut rng);
         let steps = self.steps_per_epoch();
-        let total = steps * u64::from(self.schedule.epochs);
-        let labels = self.data.labels.as_ref().expect("checked at new");
-        let device = self.model.device();
-        let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0usize);
+        let mut meter = EpochMeter::new(epoch, steps);
         let mut last = StepReport::default();
-        for (step, chunk) in order.chunks(self.schedule.batch).enumerate() {
-            let idx = Tensor::from_slice(chunk);
-            let x = self.data.images.index_select(0, &idx);
-            let y = labels.index_select(0, &idx).to_device(device);
-            self.opt.zero_grad();
-            let logits = self.model.forward(&x, true).expect("a built-in model runs");
-            let loss = logits.cross_entropy_for_logits(&y);
-            loss.backward();
-            let global = u64::from(epoch) * steps + step as u64;
-            self.opt.step(lr_at(self.schedule.lr, global, total));
-            let b = chunk.len();
-            loss_sum += loss.double_value(&[]) * b as f64;
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-            seen += b;
-            last = StepReport {
-                epoch,
-                step: step as u64 + 1,
-                steps,
-                loss: loss_sum / seen as f64,
-                accuracy: correct as f64 / seen as f64,
-                images_per_s: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            };
+        for k in 0..steps {
+            let step = u64::from(epoch) * steps + k;
+            let sum = self.contribution(step, 0, 1).map_err(|_| Stopped)?;
+            let record = self.apply(step, &sum, 1);
+            last = meter.add(&record);
             if !report(&last) {
                 return Err(Stopped);
             }
@@ -172,6 +134,14 @@ impl Trainer {
         for (n, t) in self.opt.state() {
             named.insert(format!("opt.{n}"), t.shallow_clone());
         }
+        let history: Vec<f32> = (self.history.iter())
+            .flat_map(|r| [r.loss, r.accuracy, r.samples as f32, r.workers as f32])
+            .collect();
+        let rows = self.history.len() as i64;
+        named.insert(
+            "hist.steps".into(),
+            Tensor::from_slice(&history).view([rows, 4]),
+        );
         let mut header = self.model.header.clone();
         header.payload = Payload::Checkpoint;
         header.epochs = epochs_done;
@@ -201,6 +171,28 @@ impl Trainer {
         self.opt
             .restore(&opt)
             .map_err(|e| ModelError::Mismatch(format!("{what}: {e}")))?;
+        // The steps before it (a checkpoint from before steps were kept has none: unknown).
+        let done = self.steps_per_epoch() * u64::from(header.epochs);
+        let kept: Vec<f32> = named
+            .get("hist.steps")
+            .and_then(|t| Vec::<f32>::try_from(t.to_device(Device::Cpu).view([-1])).ok())
+            .unwrap_or_default();
+        self.history = kept
+            .chunks_exact(4)
+            .map(|c| StepRecord {
+                loss: c[0],
+                accuracy: c[1],
+                samples: c[2] as u32,
+                workers: c[3] as u32,
+            })
+            .collect();
+        let unknown = StepRecord {
+            loss: f32::NAN,
+            accuracy: f32::NAN,
+            samples: 0,
+            workers: 0,
+        };
+        self.history.resize(done as usize, unknown);
         Ok(header.epochs)
     }
 }
