@@ -178,7 +178,11 @@ async fn speed(
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+            n => v[n / 2],
+        }
     };
     let mut one: Vec<f64> = rates[0].iter().map(|r| r.0).collect();
     let base = median(&mut one);

@@ -120,13 +120,17 @@ async fn progress_at(
     }
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_epoch_is_dropped_and_no_step_is_lost_or_doubled() {
-    let mut c = Cluster::start(Path::new(NODE), 4).await;
-    let (fs, jobs) = import_fashion(&c.client, "fm").await;
-    // 2 epochs of 100 steps; the reference on one worker.
+/// A 3-worker job of 2 epochs of 100 steps at its step 30, and the same on one worker.
+struct Started {
+    reference: Vec<Step>,
+    id: String,
+    progress: async_nats::Subscriber,
+    p: Progress,
+}
+
+async fn three_at_step_30(c: &Cluster, fs: &SdfsClient, jobs: &JobsClient) -> Started {
     let reference = jobs.submit(spec(1, 2, 12_800)).await.unwrap();
-    let reference = steps(&fs, &wait_job(&jobs, &reference).await).await;
+    let reference = steps(fs, &wait_job(jobs, &reference).await).await;
     let id = jobs.submit(spec(3, 2, 12_800)).await.unwrap();
     let mut progress = c
         .client
@@ -134,6 +138,24 @@ async fn a_worker_killed_mid_epoch_is_dropped_and_no_step_is_lost_or_doubled() {
         .await
         .unwrap();
     let p = progress_at(&mut progress, 3, 30, Duration::from_secs(120)).await;
+    Started {
+        reference,
+        id,
+        progress,
+        p,
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_epoch_is_dropped_and_no_step_is_lost_or_doubled() {
+    let mut c = Cluster::start(Path::new(NODE), 4).await;
+    let (fs, jobs) = import_fashion(&c.client, "fm").await;
+    let Started {
+        reference,
+        id,
+        mut progress,
+        p,
+    } = three_at_step_30(&c, &fs, &jobs).await;
     let job = jobs.get(&id).await.unwrap();
     let members = job
         .current()
@@ -186,15 +208,12 @@ fn stretches(steps: &[Step]) -> Vec<(u32, usize)> {
 async fn a_frozen_worker_is_dropped_the_others_go_on_and_it_may_join_again() {
     let mut c = Cluster::start(Path::new(NODE), 4).await;
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
-    let reference = jobs.submit(spec(1, 2, 12_800)).await.unwrap();
-    let reference = steps(&fs, &wait_job(&jobs, &reference).await).await;
-    let id = jobs.submit(spec(3, 2, 12_800)).await.unwrap();
-    let mut progress = c
-        .client
-        .subscribe(subjects::job_progress(&id))
-        .await
-        .unwrap();
-    let p = progress_at(&mut progress, 3, 30, Duration::from_secs(120)).await;
+    let Started {
+        reference,
+        id,
+        mut progress,
+        p,
+    } = three_at_step_30(&c, &fs, &jobs).await;
     // Rank 0 freezes (SIGSTOP): the others go on without it.
     let frozen = p.worker.clone();
     c.node(&frozen).freeze();

@@ -16,6 +16,42 @@ pub struct StepRecord {
     pub workers: u32,
 }
 
+impl StepRecord {
+    /// Values of one record as floats ([`StepRecord::row`]).
+    pub const ROW: usize = 4;
+
+    /// A step of which nothing is known (kept by a checkpoint from before steps were kept).
+    pub const UNKNOWN: StepRecord = StepRecord {
+        loss: f32::NAN,
+        accuracy: f32::NAN,
+        samples: 0,
+        workers: 0,
+    };
+
+    /// The record as floats: loss, accuracy, samples, workers.
+    pub fn row(&self) -> [f32; StepRecord::ROW] {
+        [
+            self.loss,
+            self.accuracy,
+            self.samples as f32,
+            self.workers as f32,
+        ]
+    }
+
+    /// Records from rows of [`StepRecord::row`] (a trailing partial row is ignored).
+    pub fn from_rows(values: &[f32]) -> Vec<StepRecord> {
+        values
+            .chunks_exact(StepRecord::ROW)
+            .map(|c| StepRecord {
+                loss: c[0],
+                accuracy: c[1],
+                samples: c[2] as u32,
+                workers: c[3] as u32,
+            })
+            .collect()
+    }
+}
+
 /// What a step reports.
 #[derive(Debug, Clone, Default)]
 pub struct StepReport {

@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 /// Values per step in the history.
-const PER_STEP: usize = 4;
+const PER_STEP: usize = StepRecord::ROW;
 
 /// Where rank `rank` of `workers` starts in a batch of `len` samples, and how many it takes:
 /// contiguous shards, the first `len % workers` one sample longer.
@@ -205,12 +205,7 @@ impl Trainer {
             at += k;
         }
         for r in &self.history {
-            out[at..at + PER_STEP].copy_from_slice(&[
-                r.loss,
-                r.accuracy,
-                r.samples as f32,
-                r.workers as f32,
-            ]);
+            out[at..at + PER_STEP].copy_from_slice(&r.row());
             at += PER_STEP;
         }
         out
@@ -242,15 +237,7 @@ impl Trainer {
             tch::no_grad(|| t.copy_(&v));
             at += k;
         }
-        self.history = values[at..]
-            .chunks_exact(PER_STEP)
-            .map(|c| StepRecord {
-                loss: c[0],
-                accuracy: c[1],
-                samples: c[2] as u32,
-                workers: c[3] as u32,
-            })
-            .collect();
+        self.history = StepRecord::from_rows(&values[at..]);
         Ok(())
     }
 }

@@ -134,13 +134,11 @@ impl Trainer {
         for (n, t) in self.opt.state() {
             named.insert(format!("opt.{n}"), t.shallow_clone());
         }
-        let history: Vec<f32> = (self.history.iter())
-            .flat_map(|r| [r.loss, r.accuracy, r.samples as f32, r.workers as f32])
-            .collect();
+        let history: Vec<f32> = self.history.iter().flat_map(StepRecord::row).collect();
         let rows = self.history.len() as i64;
         named.insert(
             "hist.steps".into(),
-            Tensor::from_slice(&history).view([rows, 4]),
+            Tensor::from_slice(&history).view([rows, StepRecord::ROW as i64]),
         );
         let mut header = self.model.header.clone();
         header.payload = Payload::Checkpoint;
@@ -177,22 +175,8 @@ impl Trainer {
             .get("hist.steps")
             .and_then(|t| Vec::<f32>::try_from(t.to_device(Device::Cpu).view([-1])).ok())
             .unwrap_or_default();
-        self.history = kept
-            .chunks_exact(4)
-            .map(|c| StepRecord {
-                loss: c[0],
-                accuracy: c[1],
-                samples: c[2] as u32,
-                workers: c[3] as u32,
-            })
-            .collect();
-        let unknown = StepRecord {
-            loss: f32::NAN,
-            accuracy: f32::NAN,
-            samples: 0,
-            workers: 0,
-        };
-        self.history.resize(done as usize, unknown);
+        self.history = StepRecord::from_rows(&kept);
+        self.history.resize(done as usize, StepRecord::UNKNOWN);
         Ok(header.epochs)
     }
 }
