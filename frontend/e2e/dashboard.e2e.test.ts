@@ -3,7 +3,7 @@
 // up, trains a model and passes what this test needs in IDUNNO_E2E_* variables.
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -102,9 +102,12 @@ async function waitFor(what: string, ms: number, check: () => Promise<boolean>):
   }
 }
 
+/** Chromium's profile, removed after the run (the screenshots stay, to look at a failure). */
+let profile = '';
+
 beforeAll(async () => {
   mkdirSync(shots, { recursive: true });
-  const profile = mkdtempSync(join(tmpdir(), 'idunno-chromium-'));
+  profile = mkdtempSync(join(tmpdir(), 'idunno-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -117,6 +120,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 test('the dashboard follows the cluster live', async () => {
