@@ -206,6 +206,11 @@ impl Exchange {
         self.dropped
     }
 
+    /// Its timing and sizes.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Whether this worker is out of the group.
     pub fn is_left(&self) -> bool {
         matches!(self.phase, Phase::Left)

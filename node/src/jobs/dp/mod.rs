@@ -361,7 +361,10 @@ impl Shell<'_> {
     /// is still at `generation` and this worker in it).
     async fn drop_stalled(&self, generation: u32, missing: &[String], what: &str) {
         let (me, attempt) = (self.ctx.id.as_str(), self.attempt);
-        let secs = Config::default().stall_after.as_secs();
+        let stall_after = self.ex.as_ref().map(|e| e.config().stall_after);
+        let secs = stall_after
+            .unwrap_or(Config::default().stall_after)
+            .as_secs();
         let changed = self
             .ctx
             .store
