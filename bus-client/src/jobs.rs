@@ -4,6 +4,7 @@ use crate::request::{request, RequestError};
 use bus_schemas::jobs::{
     JobRecord, JobSpec, JobsErrorKind, JobsFilter, JobsReply, JobsRequest, QpsPolicy,
 };
+use bus_schemas::models::RoutesStatus;
 use bus_schemas::subjects;
 use std::time::Duration;
 use thiserror::Error;
@@ -53,7 +54,15 @@ impl JobsClient {
     /// so requests that are safe to repeat are retried (three tries within the timeout); a
     /// submission is sent once.
     async fn rpc(&self, req: &JobsRequest) -> Result<JobsReply, JobsError> {
-        let repeatable = !matches!(req, JobsRequest::Submit { .. });
+        // A submission, and a rollout change that another one may follow (promote twice
+        // would fail the second time), are sent once.
+        let repeatable = !matches!(
+            req,
+            JobsRequest::Submit { .. }
+                | JobsRequest::Rollout { .. }
+                | JobsRequest::Promote { .. }
+                | JobsRequest::Rollback { .. }
+        );
         let (tries, each) = if repeatable {
             (3, self.timeout / 3)
         } else {
@@ -173,6 +182,15 @@ impl JobsClient {
     pub async fn cancel(&self, id: &str) -> Result<JobRecord, JobsError> {
         match self.rpc(&JobsRequest::Cancel { id: id.into() }).await? {
             JobsReply::Job { job } => Ok(*job),
+            other => Err(JobsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// A model's routes and rollout figures (`routes`), or changes them (`alias`, `rollout`,
+    /// `promote`, `rollback`) and returns them as they are after the change.
+    pub async fn routes(&self, req: JobsRequest) -> Result<RoutesStatus, JobsError> {
+        match self.rpc(&req).await? {
+            JobsReply::Routes { status } => Ok(*status),
             other => Err(JobsError::Unexpected(format!("{other:?}"))),
         }
     }

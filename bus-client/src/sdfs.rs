@@ -349,6 +349,18 @@ impl SdfsClient {
             .map(|_| ())
     }
 
+    /// Sets the versions of a file that are never pruned (nodes only); returns them.
+    pub async fn pin(&self, name: &str, versions: Vec<u64>) -> Result<Vec<u64>, SdfsError> {
+        let req = SdfsRequest::Pin {
+            name: name.into(),
+            versions,
+        };
+        match self.rpc(&req).await? {
+            SdfsReply::Pinned { versions, .. } => Ok(versions),
+            other => Err(SdfsError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Deletes every file under a directory; returns how many.
     pub async fn deldir(&self, dir: &str) -> Result<u64, SdfsError> {
         match self.rpc(&SdfsRequest::DelDir { dir: dir.into() }).await? {

@@ -25,6 +25,11 @@ pub enum ControlRequest {
     Leave,
     /// Join the cluster again with a new generation, after a leave.
     Join,
+    /// Reply with the figures of the arms of `model`'s rollouts this node answered.
+    Rollout {
+        /// The model.
+        model: String,
+    },
 }
 
 impl ControlRequest {
@@ -39,6 +44,7 @@ impl ControlRequest {
             ControlRequest::ClearLog => "clear_log",
             ControlRequest::Leave => "leave",
             ControlRequest::Join => "join",
+            ControlRequest::Rollout { .. } => "rollout",
         }
     }
 }
@@ -139,6 +145,13 @@ pub enum ControlReply {
     Stats {
         /// The counters.
         stats: NodeStats,
+    },
+    /// The figures of a model's rollout arms on the node.
+    Rollout {
+        /// The node that answered.
+        node: String,
+        /// One per arm (of each rollout the node still has figures of).
+        figures: Vec<crate::models::ArmFigures>,
     },
     /// The command was carried out.
     Done {

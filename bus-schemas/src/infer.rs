@@ -10,9 +10,10 @@ pub use serde_bytes::ByteBuf;
 /// Classify `images` with a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InferRequest {
-    /// The model's name (`models/<name>` in SDFS).
+    /// The model as `name`, `name:version` or `name@alias` (see
+    /// [`crate::models::ModelRef`]); `models/<name>` in SDFS.
     pub model: String,
-    /// Its version; the newest when absent.
+    /// Its version (as `name:version` says); when absent, as the name says.
     pub version: Option<u64>,
     /// PNG or JPEG files, each one query. They are converted to the model's channels and
     /// resized to its input size. Empty when [`InferRequest::tensor`] holds the queries.
@@ -23,6 +24,10 @@ pub struct InferRequest {
     /// holding no image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensor: Option<FloatTensor>,
+    /// The true class of each query, when the client knows it (empty, or one per query): the
+    /// node counts the accuracy of each version a rollout sends requests to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<i64>,
     /// How long the node may take, in milliseconds from when it receives the request; a
     /// request still waiting at its deadline is answered with [`InferErrorKind::Timeout`]
     /// and never run.
@@ -190,12 +195,14 @@ mod tests {
             images: vec![serde_bytes::ByteBuf::from(vec![0x89, b'P', b'N', b'G'])],
             timeout_ms: 1000,
             tensor: None,
+            labels: vec![3],
         });
         round_trip(InferRequest {
             model: "cnn".into(),
             version: None,
             images: vec![],
             timeout_ms: 1000,
+            labels: vec![],
             tensor: Some(FloatTensor::new([1, 1, 1, 2], &[0.5, -1.0])),
         });
         round_trip(ModelQuery {

@@ -16,6 +16,7 @@ pub mod fsck;
 pub mod infer;
 pub mod jobs;
 pub mod membership;
+pub mod models;
 pub mod names;
 pub mod roles;
 pub mod sdfs;

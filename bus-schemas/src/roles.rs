@@ -129,7 +129,7 @@ pub fn permissions(role: Role, identity: &str, node: &str) -> Permissions {
             let mut publish = vec![s::members_list()];
             publish.extend(["locate", "ls"].map(s::sdfs_rpc));
             publish.extend([s::sdfs_read("*"), s::sdfs_inventory("*")]);
-            publish.extend(["list", "get", "qps", "outputs"].map(s::jobs_rpc));
+            publish.extend(["list", "get", "qps", "outputs", "routes"].map(s::jobs_rpc));
             publish.extend([s::cluster_rpc("status"), s::infer(), s::infer_model()]);
             let mut subscribe = public_events();
             subscribe.push(inbox);
@@ -159,6 +159,7 @@ fn node_permissions(id: &str, inbox: String) -> Permissions {
         s::node_control("*", "members"),
         s::node_control("*", "ping"),
         s::node_control("*", "stat"),
+        s::node_control("*", "rollout"),
         s::node_assign("*"),
         s::sdfs_rpc("*"),
         s::sdfs_store("*"),

@@ -35,6 +35,10 @@ pub struct FileInfo {
     pub name: String,
     /// Kept versions, oldest first.
     pub versions: Vec<VersionInfo>,
+    /// Versions never pruned while listed here (those a model alias or rollout names; see
+    /// [`SdfsRequest::Pin`]); a file with pinned versions is not deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<u64>,
 }
 
 impl Message for FileInfo {
@@ -161,6 +165,14 @@ pub enum SdfsRequest {
         /// The versions, with the nodes that hold them as replicas.
         versions: Vec<VersionInfo>,
     },
+    /// Sets the versions of a file that are never pruned (nodes only: they pin what model
+    /// routes name). Every version must exist; the set replaces the one before.
+    Pin {
+        /// The SDFS name.
+        name: String,
+        /// The versions.
+        versions: Vec<u64>,
+    },
     /// A reader found a replica's bytes corrupt: drop it from the version so it is repaired.
     ReportCorrupt {
         /// The SDFS name.
@@ -186,6 +198,7 @@ impl SdfsRequest {
             SdfsRequest::DelDir { .. } => "del_dir",
             SdfsRequest::Restore { .. } => "restore",
             SdfsRequest::ReportCorrupt { .. } => "report_corrupt",
+            SdfsRequest::Pin { .. } => "pin",
         }
     }
 }
@@ -216,6 +229,8 @@ pub enum SdfsErrorKind {
     Limit,
     /// The node has no room for the request now (all its slots are busy); try again later.
     Overloaded,
+    /// The file has versions a model alias or rollout names (pinned): remove the alias first.
+    Pinned,
     /// A kind this build does not know (sent by a newer node).
     #[serde(other)]
     Unknown,
@@ -265,6 +280,13 @@ pub enum SdfsReply {
         name: String,
         /// Versions added.
         added: u64,
+    },
+    /// The versions pinned now.
+    Pinned {
+        /// The SDFS name.
+        name: String,
+        /// The versions.
+        versions: Vec<u64>,
     },
     /// How many files were deleted.
     Deleted {

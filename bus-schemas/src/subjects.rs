@@ -161,6 +161,9 @@ pub const JOBS_BUCKET: &str = "idunno-jobs";
 /// The KV bucket of cluster-wide settings (fair time, copies).
 pub const SETTINGS_BUCKET: &str = "idunno-settings";
 
+/// The KV bucket of model routes: aliases and canary rollouts (see [`crate::models`]).
+pub const MODELS_BUCKET: &str = "idunno-models";
+
 /// The KV bucket of the coordinator lease.
 pub const LEASE_BUCKET: &str = "idunno-coord";
 

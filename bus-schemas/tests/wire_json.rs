@@ -191,6 +191,7 @@ fn the_frontend_fixtures_are_what_the_rust_types_send() {
     let file = FileInfo {
         name: "models/cnn".into(),
         versions: vec![version(1, None), version(2, Some(4))],
+        pinned: vec![1],
     };
     check("file", &file);
     let result = QueryResult {

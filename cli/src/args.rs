@@ -231,17 +231,21 @@ pub enum Command {
     /// Classify image files (PNG or JPEG) with a model now: the cluster batches the request
     /// with others and answers before the deadline, or says it timed out.
     Infer {
-        /// The model.
+        /// The model: `name`, `name:version` or `name@alias`.
         model: String,
         /// The image files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// The model version (default: the newest).
+        /// The model version (default: as the model's name says).
         #[arg(long)]
         model_version: Option<u64>,
         /// The deadline in milliseconds: at it, an unanswered request is answered with a timeout.
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// The true class of each image (`--labels 3,0,7`, one per image): a rollout counts
+        /// each version's accuracy.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<i64>,
     },
     /// Train a built-in model (mlp, cnn, resnet) on a dataset; the result becomes a new
     /// version of models/<name>.

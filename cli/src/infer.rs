@@ -29,23 +29,40 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
         images,
         model_version,
         timeout_ms,
+        labels,
     } = cmd
     else {
         anyhow::bail!("not an infer command");
     };
     anyhow::ensure!(timeout_ms >= 1, "--timeout-ms must be at least 1");
+    anyhow::ensure!(
+        labels.is_empty() || labels.len() == images.len(),
+        "--labels gives one label per image: {} labels for {} images",
+        labels.len(),
+        images.len()
+    );
+    bus_schemas::models::ModelRef::parse(&model).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Read every file first: a missing one is refused without touching the cluster.
     let files = read_images(&images)?;
     let client = bus.connect_once("idunno-cli").await?;
     let mut lines = Vec::with_capacity(images.len());
     let mut notes = Vec::new();
-    for (paths, chunk) in images.chunks(PER_REQUEST).zip(files.chunks(PER_REQUEST)) {
+    for (i, (paths, chunk)) in images
+        .chunks(PER_REQUEST)
+        .zip(files.chunks(PER_REQUEST))
+        .enumerate()
+    {
+        let at = i * PER_REQUEST;
         let req = InferRequest {
             model: model.clone(),
             version: model_version,
             images: chunk.to_vec(),
             timeout_ms,
             tensor: None,
+            labels: labels
+                .get(at..at + chunk.len())
+                .unwrap_or_default()
+                .to_vec(),
         };
         let wait = Duration::from_millis(timeout_ms.saturating_add(2000));
         let reply: InferReply = bus_client::infer(&client, &req, wait)
@@ -87,7 +104,7 @@ fn take_reply(
             ..
         } => {
             notes.push(format!(
-                "{node}: batch of {batch}, waited {queue_ms:.1} ms, ran {run_ms:.1} ms"
+                "{node}: version {version}, batch of {batch}, waited {queue_ms:.1} ms, ran {run_ms:.1} ms"
             ));
             for (path, p) in paths.iter().zip(predictions) {
                 lines.push(Line {

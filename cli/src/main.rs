@@ -16,6 +16,7 @@ mod output;
 mod profile;
 mod replication;
 mod results;
+mod routes;
 mod secure;
 mod subcommands;
 mod workers;

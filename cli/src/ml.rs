@@ -52,6 +52,10 @@ pub async fn run(cmd: Command, bus: &BusOptions, out: &Output) -> anyhow::Result
             crate::jobs::submitted(&client, &jobs, &id, detach, out).await
         }
         Command::Models { name } => models(&sdfs, name, out).await,
+        Command::Model(cmd) => {
+            let jobs = JobsClient::new(client.clone(), crate::routes::TIMEOUT);
+            crate::routes::run(cmd, &jobs, out).await
+        }
         other => anyhow::bail!("{other:?} is not a dataset or model command"),
     }
 }

@@ -102,4 +102,55 @@ pub enum ModelCommand {
         #[arg(long)]
         detach: bool,
     },
+    /// Point an alias (`production`, `staging`, …) at a version, or remove it with --remove.
+    /// `name@alias` then names that version wherever a model is named (`infer`, `serve`); a
+    /// bare name follows `production` when the model has it.
+    Alias {
+        /// The model.
+        name: String,
+        /// The alias.
+        alias: String,
+        /// The version it names.
+        #[arg(required_unless_present = "remove")]
+        version: Option<u64>,
+        /// Remove the alias instead.
+        #[arg(long, conflicts_with = "version")]
+        remove: bool,
+    },
+    /// Start a canary rollout: a share of the online requests for an alias go to a new version.
+    Rollout {
+        /// The model.
+        name: String,
+        /// The new version.
+        version: u64,
+        /// The new version's share of the alias's requests (`10%`, `10` or `0.5%`).
+        #[arg(long, default_value = "10%")]
+        canary: String,
+        /// The alias whose requests are split.
+        #[arg(long, default_value = bus_schemas::models::DEFAULT_ALIAS)]
+        alias: String,
+    },
+    /// End the rollout: the alias names the new version from now on.
+    Promote {
+        /// The model.
+        name: String,
+        /// The alias.
+        #[arg(long, default_value = bus_schemas::models::DEFAULT_ALIAS)]
+        alias: String,
+    },
+    /// End the rollout without the new version; with none running, point the alias back at
+    /// the version it named before.
+    Rollback {
+        /// The model.
+        name: String,
+        /// The alias.
+        #[arg(long, default_value = bus_schemas::models::DEFAULT_ALIAS)]
+        alias: String,
+    },
+    /// A model's aliases, versions and rollout, with each version's requests, errors,
+    /// latency and accuracy (where requests gave labels) side by side.
+    Status {
+        /// The model.
+        name: String,
+    },
 }

@@ -83,6 +83,15 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
     ]);
     op(&["models"]);
     op(&["infer", "mlp", "halves/test/left/0.png"]);
+    // Model routes: an alias, a second version rolled out as a canary, promoted, rolled back.
+    op(&["model", "alias", "mlp", "production", "1"]);
+    op(&["infer", "mlp@production", "halves/test/left/0.png", "--labels", "0"]);
+    op(&["infer", "mlp:1", "halves/test/left/0.png"]);
+    op(&["train", "mlp", "halves", "--epochs", "1"]);
+    op(&["model", "rollout", "mlp", "2", "--canary", "10%"]);
+    op(&["model", "status", "mlp"]);
+    op(&["model", "promote", "mlp"]);
+    op(&["model", "rollback", "mlp"]);
     op(&["serve", "mlp", "4", "--dataset", "halves", "--passes", "1"]);
     let job = json(&op(&[
         "--json",
@@ -121,6 +130,7 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
         &["store"],
         &["datasets"],
         &["models"],
+        &["model", "status", "mlp"],
         &["jobs"],
         &["job", &id],
         &["job-stats", &id],
@@ -161,6 +171,8 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
         &["train", "mlp", "halves", "--detach"],
         &["serve", "mlp", "4", "--dataset", "halves", "--detach"],
         &["cluster", "replicas", "1"],
+        &["model", "alias", "mlp", "staging", "1"],
+        &["model", "rollback", "mlp"],
     ] {
         let out = run_as(&c, &viewer, args);
         assert!(!out.status.success(), "viewer {args:?} succeeded");

@@ -14,6 +14,7 @@ pub mod kv_index;
 pub mod lease;
 pub mod live_jobs;
 pub mod replication;
+pub mod routes;
 pub mod settings;
 pub mod subscribe;
 pub mod tasks;

@@ -114,7 +114,7 @@ pub(crate) fn jobs_problem(e: JobsError) -> Response {
                 JobsErrorKind::NotFound | JobsErrorKind::UnknownModel => StatusCode::NOT_FOUND,
                 JobsErrorKind::UnknownDataset => StatusCode::NOT_FOUND,
                 JobsErrorKind::BadArgument | JobsErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-                JobsErrorKind::AlreadyEnded => StatusCode::CONFLICT,
+                JobsErrorKind::AlreadyEnded | JobsErrorKind::Conflict => StatusCode::CONFLICT,
                 JobsErrorKind::Internal | JobsErrorKind::Unknown => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }

@@ -18,6 +18,9 @@ pub struct InferJson {
     /// Base64-encoded PNG or JPEG files.
     images: Vec<String>,
     timeout_ms: Option<u64>,
+    /// The true class of each image, if known (a rollout counts each version's accuracy).
+    #[serde(default)]
+    labels: Vec<i64>,
 }
 
 /// `POST /api/infer?model=…` with one raw image as the body.
@@ -71,6 +74,7 @@ pub async fn infer(
             images: vec![ByteBuf::from(body.to_vec())],
             timeout_ms: query.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             tensor: None,
+            labels: Vec::new(),
         }
     };
     // The node answering enforces the deadline; the bus wait only covers a lost node.
@@ -104,5 +108,6 @@ fn parse_json(body: &[u8]) -> Result<InferRequest, String> {
         images,
         timeout_ms: j.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
         tensor: None,
+        labels: j.labels,
     })
 }

@@ -156,6 +156,7 @@ fn a_sample_sums_rates_and_reads_percentiles() {
 fn file(name: &str, replicas: &[&str], replication: Option<u32>) -> FileInfo {
     FileInfo {
         name: name.into(),
+        pinned: vec![],
         versions: vec![VersionInfo {
             version: 1,
             blob: "b".into(),

@@ -108,6 +108,7 @@ impl Readiness {
             subjects::SDFS_BUCKET,
             subjects::SETTINGS_BUCKET,
             subjects::LEASE_BUCKET,
+            subjects::MODELS_BUCKET,
         ];
         let mut ok = true;
         for name in names {

@@ -48,6 +48,7 @@ fn request() -> bytes::Bytes {
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png).unwrap();
     let req = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: vec![ByteBuf::from(png.into_inner()); 16],

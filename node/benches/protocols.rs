@@ -124,6 +124,7 @@ fn ways(pixels: &[u8], pngs: &[Vec<u8>], n: usize) -> Vec<(&'static str, Way)> {
         .collect();
     let api = serde_json::to_vec(&serde_json::json!({"model": "fixture", "images": b64})).unwrap();
     let bus = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: pngs[..n].iter().cloned().map(ByteBuf::from).collect(),

@@ -239,6 +239,7 @@ async fn infer_latency(node: &Node, py: &PyTorch, threads: u32) {
             let mut ms = Vec::with_capacity(n);
             for _ in 0..n + 5 {
                 let req = InferRequest {
+                    labels: Vec::new(),
                     model: model.into(),
                     version: None,
                     images: images[..size].to_vec(),

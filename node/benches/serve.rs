@@ -70,6 +70,7 @@ async fn infer_latency(c: &Cluster, png: &[u8], n: usize) -> (f64, f64, usize) {
     let mut shed = 0;
     for _ in 0..n {
         let req = InferRequest {
+            labels: Vec::new(),
             model: "cnn".into(),
             version: None,
             images: vec![ByteBuf::from(png.to_vec())],

@@ -31,6 +31,8 @@ pub struct ControlDeps {
     pub logs: LogFiles,
     /// When the process started.
     pub started: Instant,
+    /// The figures of the rollouts' arms this node answered.
+    pub tally: Arc<crate::serving::tally::Tally>,
 }
 
 /// Subscribes to the node's control subject, then answers it (a task of `tasks`) until they
@@ -137,6 +139,10 @@ async fn answer(deps: &ControlDeps, rates: &Rates, req: ControlRequest) -> Contr
             ),
         },
         ControlRequest::Leave | ControlRequest::Join => leave_or_join(deps, req).await,
+        ControlRequest::Rollout { model } => ControlReply::Rollout {
+            node: deps.id.clone(),
+            figures: deps.tally.figures(&model),
+        },
     }
 }
 

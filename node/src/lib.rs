@@ -102,6 +102,7 @@ pub async fn run(
     let (membership, members_task) =
         start_membership(&cfg, http, metrics.clone(), who, members_stop.clone()).await?;
     let mut tasks = Tasks::new(shutdown.clone());
+    let tally = Arc::new(serving::tally::Tally::default());
     let deps = control::ControlDeps {
         client: client.clone(),
         id: cfg.id.clone(),
@@ -109,6 +110,7 @@ pub async fn run(
         metrics: metrics.clone(),
         logs,
         started,
+        tally: tally.clone(),
     };
     control::spawn(deps, &mut tasks).await?;
     let (c, m, stop) = (client.clone(), membership.clone(), shutdown.clone());
@@ -118,6 +120,7 @@ pub async fn run(
     let published = jobs::Published {
         coordinator: coordinator_tx,
         live: live_tx,
+        tally,
     };
     let jobs = jobs::serve(c, m, metrics.clone(), jobs_cfg, published, tasks.token());
     tasks.service("jobs", jobs);

@@ -136,6 +136,7 @@ async fn hostile_batches_and_requests_get_typed_errors_and_the_job_completes() {
         );
     }
     let huge = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: vec![ByteBuf::from(vec![0u8; 4]); 1025],
@@ -143,6 +144,7 @@ async fn hostile_batches_and_requests_get_typed_errors_and_the_job_completes() {
         tensor: None,
     };
     let forever = InferRequest {
+        labels: Vec::new(),
         images: vec![ByteBuf::from(vec![0u8; 4])],
         timeout_ms: u64::MAX,
         ..huge.clone()
@@ -192,6 +194,7 @@ fn flood(
     tally: Arc<Tally>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let req = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: vec![ByteBuf::from(png()); 16],
@@ -259,6 +262,7 @@ async fn a_flood_of_online_requests_is_shed_within_a_memory_bound() {
     all_alive(&mut c).await;
     // The nodes joined the queue group again: a request after the flood is answered.
     let req = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: vec![ByteBuf::from(png())],

@@ -22,6 +22,7 @@ const MAX_DELAY_MS: u64 = 1500;
 
 async fn infer(c: &Cluster, model: &str, images: &[Vec<u8>], timeout_ms: u64) -> InferReply {
     let req = InferRequest {
+        labels: Vec::new(),
         model: model.into(),
         version: None,
         images: images.iter().cloned().map(ByteBuf::from).collect(),

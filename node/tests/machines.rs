@@ -106,7 +106,7 @@ async fn three_servers_keep_three_copies_of_everything_without_a_flag() {
     let status = wait_copies(&client, 3).await;
     assert_eq!(status.replicas_set, None, "automatic");
     assert_eq!(status.servers.len(), 3, "{status:?}");
-    assert_eq!(status.assets.len(), 6, "{status:?}");
+    assert_eq!(status.assets.len(), 7, "{status:?}");
     // An operator's number applies both ways; `auto` raises again.
     let two = ClusterRequest::Replicas { replicas: Some(2) };
     assert!(matches!(

@@ -24,6 +24,7 @@ const N: usize = 64;
 /// The classes `idunno infer` gives for `pngs`.
 async fn idunno_infer(c: &Cluster, model: &str, pngs: &[Vec<u8>]) -> Vec<i64> {
     let req = InferRequest {
+        labels: Vec::new(),
         model: model.into(),
         version: None,
         images: pngs.iter().cloned().map(ByteBuf::from).collect(),

@@ -112,6 +112,7 @@ async fn online_load(
     ok: Arc<AtomicU64>,
 ) {
     let req = InferRequest {
+        labels: Vec::new(),
         model: "fixture".into(),
         version: None,
         images: pngs.into_iter().map(ByteBuf::from).collect(),

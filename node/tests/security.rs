@@ -153,6 +153,7 @@ async fn a_viewer_reads_everything_public_and_changes_nothing() {
         .unwrap()
         .is_some());
     let ask = bus_schemas::infer::InferRequest {
+        labels: Vec::new(),
         model: "no-such-model".into(),
         version: None,
         images: Vec::new(),

@@ -94,6 +94,7 @@ mod tests {
             let file = FileInfo {
                 name: n.to_string(),
                 versions: Vec::new(),
+                pinned: Vec::new(),
             };
             (n.to_string(), file)
         });

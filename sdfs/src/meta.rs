@@ -25,6 +25,22 @@ pub enum MetaError {
         /// The decode error.
         reason: String,
     },
+    /// The file has versions a model alias or rollout names: it is not deleted.
+    #[error("{name} has versions {versions:?} that a model alias or rollout names (pinned): remove the alias first")]
+    Pinned {
+        /// The SDFS name.
+        name: String,
+        /// Its pinned versions.
+        versions: Vec<u64>,
+    },
+    /// A version to pin does not exist.
+    #[error("{name} has no version {version}")]
+    NoVersion {
+        /// The SDFS name.
+        name: String,
+        /// The version.
+        version: u64,
+    },
     /// Too many concurrent writers changed the entry meanwhile.
     #[error("the metadata of {0} kept changing; try again")]
     Contended(String),
@@ -215,6 +231,7 @@ impl Meta {
                 let mut file = current.unwrap_or_else(|| FileInfo {
                     name: name.to_string(),
                     versions: Vec::new(),
+                    pinned: Vec::new(),
                 });
                 // Already there: an earlier try was applied though its answer was lost.
                 if file.versions.iter().any(|v| v.blob == version.blob) {
@@ -222,8 +239,7 @@ impl Meta {
                 }
                 version.version = file.latest().map_or(1, |v| v.version + 1);
                 file.versions.push(version.clone());
-                let excess = file.versions.len().saturating_sub(keep.max(1));
-                file.versions.drain(..excess);
+                prune(&mut file, keep);
                 Some(file)
             })
             .await?;
@@ -232,6 +248,41 @@ impl Meta {
             None => (self.get(name).await?)
                 .map(|(file, _)| file)
                 .ok_or_else(|| MetaError::Contended(name.into())),
+        }
+    }
+
+    /// Sets the versions of `name` never pruned (every one must exist); the pinned set after.
+    pub async fn pin(&self, name: &str, versions: &[u64]) -> Result<Vec<u64>, MetaError> {
+        let mut missing = None;
+        let wanted: std::collections::BTreeSet<u64> = versions.iter().copied().collect();
+        let changed = self
+            .modify(name, |current| {
+                let mut file = current?;
+                missing = wanted
+                    .iter()
+                    .find(|w| !file.versions.iter().any(|v| v.version == **w))
+                    .copied();
+                let pinned: Vec<u64> = wanted.iter().copied().collect();
+                (missing.is_none() && file.pinned != pinned).then(|| {
+                    file.pinned = pinned;
+                    file
+                })
+            })
+            .await?;
+        if let Some(version) = missing {
+            let name = name.to_string();
+            return Err(MetaError::NoVersion { name, version });
+        }
+        match changed {
+            Some(file) => Ok(file.pinned),
+            None => match self.get(name).await? {
+                Some((file, _)) => Ok(file.pinned),
+                None if versions.is_empty() => Ok(Vec::new()),
+                None => Err(MetaError::NoVersion {
+                    name: name.to_string(),
+                    version: versions.first().copied().unwrap_or(1),
+                }),
+            },
         }
     }
 
@@ -246,6 +297,12 @@ impl Meta {
             };
             if entry.deleted {
                 return Ok(false);
+            }
+            if let Ok(file) = decode::<FileInfo>(&entry.value) {
+                if !file.pinned.is_empty() {
+                    let (name, versions) = (name.to_string(), file.pinned);
+                    return Err(MetaError::Pinned { name, versions });
+                }
             }
             match self
                 .kv
@@ -270,6 +327,7 @@ impl Meta {
             let mut file = current.unwrap_or_else(|| FileInfo {
                 name: name.to_string(),
                 versions: Vec::new(),
+                pinned: Vec::new(),
             });
             added = super::restore::merge_versions(&mut file, restored);
             (added > 0).then_some(file)
@@ -313,5 +371,65 @@ impl Meta {
         // leader, which a cluster that lost a server may be electing for seconds.
         let keys = idunno_cluster::cas::leader_keys(&self.kv).await?;
         Ok(keys.iter().filter_map(|k| keys::name(k)).collect())
+    }
+}
+
+/// Keeps the newest `keep` versions of `file` (at least one) and every pinned one: a file with
+/// pinned versions may keep more than `keep`.
+pub fn prune(file: &mut FileInfo, keep: usize) {
+    let first_kept = file.versions.len().saturating_sub(keep.max(1));
+    let pinned = file.pinned.clone();
+    let mut at = 0;
+    file.versions.retain(|v| {
+        at += 1;
+        at > first_kept || pinned.contains(&v.version)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bus_schemas::sdfs::VersionInfo;
+
+    fn file(versions: &[u64], pinned: &[u64]) -> FileInfo {
+        let v = |n: u64| VersionInfo {
+            version: n,
+            blob: format!("b{n}"),
+            size: 1,
+            sha256: String::new(),
+            replicas: vec![],
+            created_ms: n,
+            replication: None,
+            attrs: Default::default(),
+        };
+        FileInfo {
+            name: "models/m".into(),
+            versions: versions.iter().map(|n| v(*n)).collect(),
+            pinned: pinned.to_vec(),
+        }
+    }
+
+    fn numbers(f: &FileInfo) -> Vec<u64> {
+        f.versions.iter().map(|v| v.version).collect()
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_every_pinned_version() {
+        let mut f = file(&[1, 2, 3, 4, 5, 6], &[]);
+        prune(&mut f, 3);
+        assert_eq!(numbers(&f), [4, 5, 6]);
+        let mut f = file(&[1, 2, 3, 4, 5, 6], &[1]);
+        prune(&mut f, 3);
+        assert_eq!(
+            numbers(&f),
+            [1, 4, 5, 6],
+            "the newest three and the pinned one"
+        );
+        let mut f = file(&[1, 2, 3, 4], &[1, 2, 3]);
+        prune(&mut f, 2);
+        assert_eq!(numbers(&f), [1, 2, 3, 4], "more than keep when pins say so");
+        let mut f = file(&[1, 2], &[]);
+        prune(&mut f, 0);
+        assert_eq!(numbers(&f), [2]);
     }
 }

@@ -49,6 +49,7 @@ mod tests {
         let mut file = FileInfo {
             name: "a".into(),
             versions: vec![v(1, "x")],
+            pinned: vec![],
         };
         let added = merge_versions(&mut file, &[v(3, "c"), v(2, "b"), v(1, "y"), v(1, "x")]);
         assert_eq!(added, 3);

@@ -58,6 +58,47 @@ pub enum JobsRequest {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// A model's routes (aliases, rollout) with the running rollout's figures. Nodes older
+    /// than model routes answer this and the four below with an error.
+    Routes {
+        /// The model.
+        model: String,
+    },
+    /// Points `alias` of `model` at `version`, or removes it (`None`).
+    Alias {
+        /// The model.
+        model: String,
+        /// The alias.
+        alias: String,
+        /// The version, or none to remove the alias.
+        version: Option<u64>,
+    },
+    /// Starts a canary rollout: `percent` of the requests for `alias` go to `version`.
+    Rollout {
+        /// The model.
+        model: String,
+        /// The alias whose requests are split.
+        alias: String,
+        /// The new version.
+        version: u64,
+        /// Its share, in percent (above 0, at most 100).
+        percent: f64,
+    },
+    /// Ends the rollout on `alias`: the alias names the canary from now on.
+    Promote {
+        /// The model.
+        model: String,
+        /// The alias.
+        alias: String,
+    },
+    /// Ends the rollout on `alias` without the canary; with no rollout running, points the
+    /// alias back at the version it named before its last change.
+    Rollback {
+        /// The model.
+        model: String,
+        /// The alias.
+        alias: String,
+    },
 }
 
 /// Outputs an [`JobsRequest::Outputs`] gives unless it says.
@@ -79,6 +120,11 @@ impl JobsRequest {
             JobsRequest::Qps { policy: None } => "qps",
             JobsRequest::Qps { policy: Some(_) } => "set_qps",
             JobsRequest::Outputs { .. } => "outputs",
+            JobsRequest::Routes { .. } => "routes",
+            JobsRequest::Alias { .. } => "alias",
+            JobsRequest::Rollout { .. } => "rollout",
+            JobsRequest::Promote { .. } => "promote",
+            JobsRequest::Rollback { .. } => "rollback",
         }
     }
 }
@@ -102,6 +148,8 @@ pub enum JobsErrorKind {
     BadArgument,
     /// The job has already ended.
     AlreadyEnded,
+    /// The change conflicts with the state (no rollout to promote, one already running).
+    Conflict,
     /// The request could not be decoded.
     BadRequest,
     /// A node-side failure (bus, storage).
@@ -146,6 +194,11 @@ pub enum JobsReply {
     Qps {
         /// The policy.
         policy: QpsPolicy,
+    },
+    /// A model's routes and its rollout's figures.
+    Routes {
+        /// The routes, the versions kept and the figures.
+        status: Box<crate::models::RoutesStatus>,
     },
     /// Refused.
     Error {

@@ -73,6 +73,7 @@ fn replies_round_trip() {
         files: vec![FileInfo {
             name: "a".into(),
             versions: vec![version()],
+            pinned: vec![],
         }],
         next: None,
     });
@@ -88,6 +89,11 @@ fn replies_round_trip() {
     round_trip(FileInfo {
         name: "a".into(),
         versions: vec![version()],
+        pinned: vec![1],
+    });
+    round_trip(SdfsReply::Pinned {
+        name: "a".into(),
+        versions: vec![1],
     });
 }
 

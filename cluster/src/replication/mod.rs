@@ -31,6 +31,7 @@ const ASSETS: &[(&str, Kind)] = &[
     (subjects::SDFS_BUCKET, Kind::Kv),
     (subjects::JOBS_BUCKET, Kind::Kv),
     (subjects::SETTINGS_BUCKET, Kind::Kv),
+    (subjects::MODELS_BUCKET, Kind::Kv),
     (subjects::LEASE_BUCKET, Kind::Kv),
     (subjects::RESULTS_STREAM, Kind::Stream),
     (subjects::ACCEPTED_STREAM, Kind::Stream),

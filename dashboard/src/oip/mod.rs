@@ -266,6 +266,7 @@ async fn run(
         images,
         timeout_ms: asked.timeout_ms,
         tensor,
+        labels: Vec::new(),
     };
     // The node answering enforces the deadline; the bus wait only covers a lost node.
     let wait = Duration::from_millis(req.timeout_ms.saturating_add(2000));

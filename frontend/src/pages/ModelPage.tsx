@@ -50,7 +50,12 @@ export function ModelPage() {
               const change = a !== null && before !== null ? (a - before) * 100 : null;
               return (
                 <tr key={v.version} data-testid={`version-row-${v.version}`}>
-                  <td className="num">v{v.version}</td>
+                  <td className="num">
+                    v{v.version}
+                    {model?.pinned.includes(v.version) && (
+                      <span className="muted" title="a model alias or rollout names it: never pruned"> pinned</span>
+                    )}
+                  </td>
                   <td>{formatDateTime(v.created_ms || null)}</td>
                   <td className="num">{formatBytes(v.size)}</td>
                   <td>{v.attrs.arch || '—'}</td>

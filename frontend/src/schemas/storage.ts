@@ -22,6 +22,8 @@ export const fileInfoSchema = z.object({
   name: z.string(),
   /** Oldest first: the last one is the newest. */
   versions: z.array(versionInfoSchema),
+  /** Versions never pruned: those a model alias or rollout names. */
+  pinned: z.array(z.number()).default([]),
   /** Replicas the newest version should have. */
   wanted: z.number().default(0),
   /**

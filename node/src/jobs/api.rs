@@ -110,6 +110,11 @@ async fn handle(ctx: &Ctx, req: JobsRequest) -> JobsReply {
                 Err(e) => error(JobsErrorKind::Internal, format!("{e:#}")),
             }
         }
+        req @ (JobsRequest::Routes { .. }
+        | JobsRequest::Alias { .. }
+        | JobsRequest::Rollout { .. }
+        | JobsRequest::Promote { .. }
+        | JobsRequest::Rollback { .. }) => super::routes_api::handle(ctx, req).await,
     }
 }
 

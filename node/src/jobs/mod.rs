@@ -13,6 +13,7 @@ mod import_run;
 pub mod index;
 pub mod outputs;
 mod retention;
+mod routes_api;
 mod serve_check;
 mod serve_finish;
 pub mod store;
@@ -61,6 +62,12 @@ pub struct Ctx {
     pub live: index::LiveJobs,
     /// Pages of every job kept, from the job index.
     pub index: index::Index,
+    /// Model routes as this node's watch has them.
+    pub routes: Arc<crate::serving::routes::Routes>,
+    /// The model routes bucket (changes).
+    pub routes_store: crate::cluster::routes::RoutesStore,
+    /// The figures of the rollouts' arms this node answered.
+    pub tally: Arc<crate::serving::tally::Tally>,
 }
 
 /// The default of `--max-worker-deaths`: a job whose workers died this many times fails.
@@ -152,6 +159,8 @@ pub struct Published {
     pub coordinator: watch::Sender<lease::Coordinator>,
     /// The jobs that have not ended and those that ended last (for the dashboard).
     pub live: watch::Sender<Arc<index::Live>>,
+    /// The figures of the rollouts' arms this node answers (for the control API).
+    pub tally: Arc<crate::serving::tally::Tally>,
 }
 
 /// The buckets the jobs subsystem keeps its state in.
@@ -159,6 +168,7 @@ struct Buckets {
     store: store::JobStore,
     lease: async_nats::jetstream::kv::Store,
     settings: settings::SettingsStore,
+    routes: crate::cluster::routes::RoutesStore,
     replicas: usize,
 }
 
@@ -186,6 +196,7 @@ async fn open(client: &async_nats::Client, shutdown: &CancellationToken) -> Opti
             Ok::<_, crate::cluster::error::KvError>(Buckets {
                 store: store::JobStore::open(&js, replicas).await?,
                 settings: settings::SettingsStore::open(&js, replicas).await?,
+                routes: crate::cluster::routes::RoutesStore::open(&js, replicas).await?,
                 lease: lease.await?,
                 replicas,
             })
@@ -215,6 +226,7 @@ pub async fn serve(
     let Published {
         coordinator: coordinator_tx,
         live: live_tx,
+        tally,
     } = published;
     let Some(buckets) = open(&client, &shutdown).await else {
         return Ok(());
@@ -225,6 +237,7 @@ pub async fn serve(
         crate::serving::engine::Engine::new(cache.clone(), cfg.device, metrics.clone(), &cfg.infer);
     let live = live_tx.subscribe();
     let (index, index_runner) = index::new(&buckets.store, live_tx);
+    let (table_tx, table) = watch::channel(None);
     let ctx = Arc::new(Ctx {
         id: cfg.id.clone(),
         client: client.clone(),
@@ -240,8 +253,12 @@ pub async fn serve(
         max_worker_deaths: cfg.max_worker_deaths,
         live,
         index,
+        routes: Arc::new(crate::serving::routes::Routes::new(table)),
+        routes_store: buckets.routes.clone(),
+        tally,
     });
     let mut tasks = Tasks::new(shutdown.clone());
+    follow_routes(&mut tasks, &ctx, table_tx);
     let following = index::run(index_runner, ctx.metrics.clone(), tasks.token());
     tasks.service("job index", ok(following));
     let lease = lease::run(
@@ -257,6 +274,17 @@ pub async fn serve(
     tasks.service("job retention", ok(retention));
     spawn_tasks(&mut tasks, ctx, cfg.infer);
     tasks.run().await
+}
+
+/// Spawns the task that follows the model routes bucket into `table`.
+fn follow_routes(
+    tasks: &mut Tasks,
+    ctx: &Ctx,
+    table: watch::Sender<crate::serving::routes::Table>,
+) {
+    let (store, metrics) = (ctx.routes_store.store().clone(), ctx.metrics.clone());
+    let routes = crate::serving::routes::run(store, table, metrics, tasks.token());
+    tasks.service("model routes", ok(routes));
 }
 
 /// Spawns the jobs subsystem's tasks (and serving's, and the cluster's replication).
@@ -295,6 +323,8 @@ fn spawn_tasks(tasks: &mut Tasks, ctx: Arc<Ctx>, infer: crate::serving::args::In
         engine: ctx.engine.clone(),
         metrics: ctx.metrics.clone(),
         kv_replicas: ctx.kv_replicas,
+        routes: ctx.routes.clone(),
+        tally: ctx.tally.clone(),
     });
     let serving = crate::serving::Worker::serve(deps.clone(), stop.clone());
     tasks.service("serving", ok(serving));

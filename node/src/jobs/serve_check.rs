@@ -78,8 +78,15 @@ fn check_arguments(spec: &ServeSpec) -> Result<(), JobError> {
     Ok(())
 }
 
-/// The version of the model the job serves (the one it names, or the newest).
-async fn model_version(ctx: &Ctx, spec: &ServeSpec) -> Result<VersionInfo, JobError> {
+/// The version of the model the job serves: the one it names (`name:version`, `name@alias`
+/// or `model_version`; an alias with a rollout names its baseline), or the one a bare name
+/// follows (the `production` alias, else the newest). The spec names the model alone after.
+async fn model_version(ctx: &Ctx, spec: &mut ServeSpec) -> Result<VersionInfo, JobError> {
+    let r = bus_schemas::models::ModelRef::parse(&spec.model)
+        .and_then(|r| r.with_version(spec.model_version))
+        .map_err(JobError::UnknownModel)?;
+    spec.model_version = ctx.routes.version_of(&r).await?;
+    spec.model = r.name;
     let file = super::outputs::model_file(&spec.model);
     ctx.cache
         .sdfs()

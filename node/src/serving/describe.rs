@@ -8,6 +8,7 @@ use super::infer::{error_kind, resolve_file};
 use super::Deps;
 use crate::error::JobError;
 use bus_schemas::infer::{InferErrorKind, ModelInfo, ModelQuery, ModelReply};
+use bus_schemas::models::ModelRef;
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -87,7 +88,10 @@ async fn describe(ctx: &Deps, q: &ModelQuery) -> ModelReply {
 }
 
 async fn load(ctx: &Deps, q: &ModelQuery) -> Result<ModelInfo, JobError> {
-    let (file, version) = resolve_file(ctx, &q.model, q.version).await?;
+    let r = ModelRef::parse(&q.model).and_then(|r| r.with_version(q.version));
+    let r = r.map_err(JobError::UnknownModel)?;
+    let version = ctx.routes.version_of(&r).await?;
+    let (file, version) = resolve_file(ctx, &r.name, version).await?;
     let listed = ctx.cache.sdfs().ls(&file).await;
     let files = listed.map_err(|e| JobError::from_sdfs(&file, e))?;
     let versions = files
@@ -101,7 +105,7 @@ async fn load(ctx: &Deps, q: &ModelQuery) -> Result<ModelInfo, JobError> {
         .await
         .map_err(|e| JobError::Internal(e.to_string()))?;
     Ok(ModelInfo {
-        model: q.model.clone(),
+        model: r.name.clone(),
         version,
         versions,
         arch: header.arch,

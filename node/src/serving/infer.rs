@@ -18,8 +18,11 @@ use crate::serving::args::InferConfig;
 use crate::serving::batcher::{batcher, Answer, Input, Pending};
 use crate::serving::engine::SharedModel;
 use crate::serving::executor::Executor;
+use crate::serving::routes::Choice;
+use crate::serving::tally::Answered;
 use async_nats::Subscriber;
 use bus_schemas::infer::{FloatTensor, InferErrorKind, InferReply, InferRequest};
+use bus_schemas::models::ModelRef;
 use bus_schemas::{decode, encode, subjects};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -157,7 +160,7 @@ async fn reply(
 ) -> InferReply {
     let (model, reply) = match decode::<InferRequest>(payload) {
         Ok(req) => (
-            req.model.clone(),
+            model_name(&req.model),
             answer(ctx, tx, versions, req, received).await,
         ),
         Err(e) => {
@@ -210,7 +213,14 @@ fn encode_error(kind: InferErrorKind, message: String) -> bytes::Bytes {
 
 type Versions = Mutex<HashMap<String, (u64, Instant)>>;
 
-/// Checks, decodes and queues one request, and waits for its batch or its deadline.
+/// The model a request names, without its version or alias (the metrics' label).
+fn model_name(text: &str) -> String {
+    let end = text.find(['@', ':']).unwrap_or(text.len());
+    text[..end].to_string()
+}
+
+/// Checks a request, picks its version (through the model's routes), and answers it; a
+/// request a rollout split is counted in its arm's figures.
 async fn answer(
     ctx: &Deps,
     tx: &mpsc::Sender<Pending>,
@@ -225,12 +235,48 @@ async fn answer(
         let why = format!("the timeout must be 1 to {MAX_TIMEOUT_MS} ms");
         return error(InferErrorKind::BadInput, why);
     }
+    let r = match ModelRef::parse(&req.model).and_then(|r| r.with_version(req.version)) {
+        Ok(r) => r,
+        Err(why) => return error(InferErrorKind::UnknownModel, why),
+    };
+    let choice = match ctx.routes.pick(&r).await {
+        Ok(c) => c,
+        Err(e) => return error(error_kind(&e), e.to_string()),
+    };
+    let labels = req.labels.clone();
+    let reply = run(ctx, tx, versions, req, (r.name.clone(), choice), received).await;
+    if let Some(arm) = choice.arm {
+        let predictions = match &reply {
+            InferReply::Done { predictions, .. } => Some(predictions.as_slice()),
+            InferReply::Error { .. } => None,
+        };
+        ctx.tally.record(Answered {
+            model: &r.name,
+            arm,
+            version: choice.version.unwrap_or_default(),
+            predictions,
+            labels: &labels,
+            seconds: received.elapsed().as_secs_f64(),
+        });
+    }
+    reply
+}
+
+/// Decodes and queues one request for the version chosen, and waits for its batch or its
+/// deadline.
+async fn run(
+    ctx: &Deps,
+    tx: &mpsc::Sender<Pending>,
+    versions: &Versions,
+    req: InferRequest,
+    (model, choice): (String, Choice),
+    received: Instant,
+) -> InferReply {
     let timeout_ms = req.timeout_ms;
     let deadline = received + Duration::from_millis(timeout_ms);
     let late = format!("not answered within its deadline of {timeout_ms} ms");
-    let (model, version) = (req.model.clone(), req.version);
     let work = async {
-        let version = resolve(ctx, versions, &model, version).await?;
+        let version = resolve(ctx, versions, &model, choice.version).await?;
         let file = crate::cache::model_file(&model);
         let shared = ctx.engine.model(&file, version).await?;
         let exec = ctx.engine.executor().clone();
@@ -334,6 +380,12 @@ fn check_queries(req: &InferRequest) -> Result<(), String> {
         (Some(t), _) => t.shape[0],
         (None, n) => n as u64,
     };
+    if !req.labels.is_empty() && req.labels.len() as u64 != n {
+        return Err(format!(
+            "a request gives no labels or one per query: {} labels for {n} queries",
+            req.labels.len()
+        ));
+    }
     if n == 0 || n > MAX_IMAGES as u64 {
         let what = if req.tensor.is_some() {
             "queries"

@@ -16,7 +16,9 @@ pub mod infer;
 mod lru;
 mod output;
 mod results;
+pub mod routes;
 pub mod share;
+pub mod tally;
 
 use crate::error::JobError;
 use crate::stages::Stage;
@@ -124,6 +126,10 @@ pub struct Deps {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Copies JetStream keeps of the results stream.
     pub kv_replicas: usize,
+    /// Model routes (aliases, rollouts), as this node's watch of them has them.
+    pub routes: Arc<routes::Routes>,
+    /// The figures of the rollouts' arms this node answered.
+    pub tally: Arc<tally::Tally>,
 }
 
 /// The worker's serving side.

@@ -258,6 +258,7 @@ impl Sdfs {
             SdfsRequest::ReportCorrupt { name, blob, node } => {
                 self.drop_replica(&name, &blob, &node).await
             }
+            SdfsRequest::Pin { name, versions } => self.pin(name, &versions).await,
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
     }
@@ -282,8 +283,18 @@ impl Sdfs {
         match self.meta.delete(name).await {
             Ok(true) => Ok(SdfsReply::Deleted { count: 1 }),
             Ok(false) => Err((SdfsErrorKind::NotFound, format!("no file {name:?}"))),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(meta_error(e)),
         }
+    }
+
+    async fn pin(
+        &self,
+        name: String,
+        versions: &[u64],
+    ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
+        let versions = self.meta.pin(&name, versions).await.map_err(meta_error)?;
+        tracing::info!(%name, ?versions, "pinned versions");
+        Ok(SdfsReply::Pinned { name, versions })
     }
 
     async fn restore(
@@ -409,7 +420,7 @@ impl Sdfs {
         let prefix = format!("{}/", dir.strip_suffix('/').unwrap_or(dir));
         let mut count = 0;
         for name in self.meta.names().await.map_err(internal)? {
-            if name.starts_with(&prefix) && self.meta.delete(&name).await.map_err(internal)? {
+            if name.starts_with(&prefix) && self.meta.delete(&name).await.map_err(meta_error)? {
                 count += 1;
             }
         }
@@ -456,6 +467,17 @@ fn check_name(req: &SdfsRequest) -> Result<(), bus_schemas::NameError> {
         | SdfsRequest::Restore { name, .. }
         | SdfsRequest::Locate { name, .. }
         | SdfsRequest::Delete { name }
+        | SdfsRequest::Pin { name, .. }
         | SdfsRequest::ReportCorrupt { name, .. } => validate_file_name(name),
+    }
+}
+
+/// A metadata failure as an SDFS error: a pinned file or a missing version is the caller's.
+fn meta_error(e: crate::meta::MetaError) -> (SdfsErrorKind, String) {
+    use crate::meta::MetaError;
+    match e {
+        MetaError::Pinned { .. } => (SdfsErrorKind::Pinned, e.to_string()),
+        MetaError::NoVersion { .. } => (SdfsErrorKind::NotFound, e.to_string()),
+        e => internal(e),
     }
 }

@@ -54,6 +54,7 @@ impl Sdfs {
                 }
                 versions.iter().try_for_each(limits::check_version)?;
             }
+            SdfsRequest::Pin { versions, .. } => check_pinned(versions)?,
             SdfsRequest::ReportCorrupt { blob, node, .. } => {
                 limits::check_blob_id(blob)?;
                 bus_schemas::validate_token(node).map_err(|e| LimitError {
@@ -65,6 +66,19 @@ impl Sdfs {
         }
         Ok(())
     }
+}
+
+/// Most versions one file may have pinned (a model's aliases, previous aliases and rollout).
+pub const MAX_PINNED: usize = 64;
+
+fn check_pinned(versions: &[u64]) -> Result<(), LimitError> {
+    if versions.len() > MAX_PINNED {
+        return Err(LimitError {
+            what: "versions",
+            why: format!("at most {MAX_PINNED} pinned versions per file"),
+        });
+    }
+    Ok(())
 }
 
 /// The version a commit request asks to record (numbered by the metadata at commit).
