@@ -85,7 +85,13 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
     op(&["infer", "mlp", "halves/test/left/0.png"]);
     // Model routes: an alias, a second version rolled out as a canary, promoted, rolled back.
     op(&["model", "alias", "mlp", "production", "1"]);
-    op(&["infer", "mlp@production", "halves/test/left/0.png", "--labels", "0"]);
+    op(&[
+        "infer",
+        "mlp@production",
+        "halves/test/left/0.png",
+        "--labels",
+        "0",
+    ]);
     op(&["infer", "mlp:1", "halves/test/left/0.png"]);
     op(&["train", "mlp", "halves", "--epochs", "1"]);
     op(&["model", "rollout", "mlp", "2", "--canary", "10%"]);

@@ -100,6 +100,25 @@ fn took_effect(sent: &[Sent], changed: Instant, old: u64) -> Duration {
         .unwrap_or_default()
 }
 
+/// Sends `req` (a promote or rollback from version `from` to `to`) under the stream: the
+/// alias names `to` after it, and no request sent 1 s after it began got `from`.
+async fn switch(
+    jobs: &JobsClient,
+    sent: &Mutex<Vec<Sent>>,
+    req: JobsRequest,
+    (from, to): (u64, u64),
+    what: &str,
+) -> RoutesStatus {
+    let began = Instant::now();
+    let status = routes(jobs, req).await;
+    assert_eq!(status.routes.aliases["production"], to, "{what}");
+    let after = answered_after(sent, began, 1000).await;
+    let within = took_effect(&after, began, from);
+    println!("{what} took effect within {within:?}");
+    assert!(within < Duration::from_secs(1), "{what}: {within:?}");
+    status
+}
+
 async fn routes(jobs: &JobsClient, req: JobsRequest) -> RoutesStatus {
     jobs.routes(req).await.unwrap()
 }
@@ -149,13 +168,7 @@ async fn a_canary_takes_its_share_and_promote_and_rollback_switch_without_a_fail
         model: m.clone(),
         alias: production.clone(),
     };
-    let promoting = Instant::now();
-    let status = routes(&jobs, promote).await;
-    assert_eq!(status.routes.aliases[&production], 2);
-    let after = answered_after(&sent, promoting, 1000).await;
-    let promoted_in = took_effect(&after, promoting, 1);
-    println!("promote took effect within {promoted_in:?}");
-    assert!(promoted_in < Duration::from_secs(1), "{promoted_in:?}");
+    let status = switch(&jobs, &sent, promote, (1, 2), "promote").await;
     let arms = &status.figures;
     let (base, canary) = (&arms[0], &arms[1]);
     assert_eq!(
@@ -186,13 +199,7 @@ async fn a_canary_takes_its_share_and_promote_and_rollback_switch_without_a_fail
         model: m.clone(),
         alias: production.clone(),
     };
-    let rolling = Instant::now();
-    let status = routes(&jobs, rollback).await;
-    assert_eq!(status.routes.aliases[&production], 1);
-    let after = answered_after(&sent, rolling, 1000).await;
-    let rolled_in = took_effect(&after, rolling, 2);
-    println!("rollback took effect within {rolled_in:?}");
-    assert!(rolled_in < Duration::from_secs(1), "{rolled_in:?}");
+    switch(&jobs, &sent, rollback, (2, 1), "rollback").await;
 
     *stop.lock().unwrap() = true;
     let all = sent.lock().unwrap().clone();
