@@ -349,11 +349,18 @@ impl SdfsClient {
             .map(|_| ())
     }
 
-    /// Sets the versions of a file that are never pruned (nodes only); returns them.
-    pub async fn pin(&self, name: &str, versions: Vec<u64>) -> Result<Vec<u64>, SdfsError> {
+    /// Pins versions of a file (never pruned) and unpins others (nodes only); returns the
+    /// versions pinned after.
+    pub async fn pin(
+        &self,
+        name: &str,
+        pin: Vec<u64>,
+        unpin: Vec<u64>,
+    ) -> Result<Vec<u64>, SdfsError> {
         let req = SdfsRequest::Pin {
             name: name.into(),
-            versions,
+            pin,
+            unpin,
         };
         match self.rpc(&req).await? {
             SdfsReply::Pinned { versions, .. } => Ok(versions),

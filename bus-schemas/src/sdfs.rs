@@ -165,13 +165,19 @@ pub enum SdfsRequest {
         /// The versions, with the nodes that hold them as replicas.
         versions: Vec<VersionInfo>,
     },
-    /// Sets the versions of a file that are never pruned (nodes only: they pin what model
-    /// routes name). Every version must exist; the set replaces the one before.
+    /// Changes the versions of a file that are never pruned (nodes only: they pin what model
+    /// routes name): `unpin` leaves the set, then `pin` joins it (each of those must exist).
+    /// Adding and removing, rather than setting, lets two writers pin their own versions at
+    /// once without undoing each other's.
     Pin {
         /// The SDFS name.
         name: String,
-        /// The versions.
-        versions: Vec<u64>,
+        /// Versions to pin.
+        #[serde(default)]
+        pin: Vec<u64>,
+        /// Versions to unpin.
+        #[serde(default)]
+        unpin: Vec<u64>,
     },
     /// A reader found a replica's bytes corrupt: drop it from the version so it is repaired.
     ReportCorrupt {

@@ -251,18 +251,22 @@ impl Meta {
         }
     }
 
-    /// Sets the versions of `name` never pruned (every one must exist); the pinned set after.
-    pub async fn pin(&self, name: &str, versions: &[u64]) -> Result<Vec<u64>, MetaError> {
+    /// Changes the versions of `name` never pruned: `unpin` leave, then `pin` join (each of
+    /// those must exist); the pinned set after.
+    pub async fn pin(&self, name: &str, pin: &[u64], unpin: &[u64]) -> Result<Vec<u64>, MetaError> {
         let mut missing = None;
-        let wanted: std::collections::BTreeSet<u64> = versions.iter().copied().collect();
         let changed = self
             .modify(name, |current| {
                 let mut file = current?;
-                missing = wanted
-                    .iter()
-                    .find(|w| !file.versions.iter().any(|v| v.version == **w))
-                    .copied();
-                let pinned: Vec<u64> = wanted.iter().copied().collect();
+                let has = |w: &u64| file.versions.iter().any(|v| v.version == *w);
+                missing = pin.iter().find(|w| !has(w)).copied();
+                let mut pinned: std::collections::BTreeSet<u64> =
+                    file.pinned.iter().copied().collect();
+                unpin.iter().for_each(|v| {
+                    pinned.remove(v);
+                });
+                pinned.extend(pin);
+                let pinned: Vec<u64> = pinned.into_iter().collect();
                 (missing.is_none() && file.pinned != pinned).then(|| {
                     file.pinned = pinned;
                     file
@@ -277,11 +281,13 @@ impl Meta {
             Some(file) => Ok(file.pinned),
             None => match self.get(name).await? {
                 Some((file, _)) => Ok(file.pinned),
-                None if versions.is_empty() => Ok(Vec::new()),
-                None => Err(MetaError::NoVersion {
-                    name: name.to_string(),
-                    version: versions.first().copied().unwrap_or(1),
-                }),
+                None => match pin.first() {
+                    None => Ok(Vec::new()),
+                    Some(version) => Err(MetaError::NoVersion {
+                        name: name.to_string(),
+                        version: *version,
+                    }),
+                },
             },
         }
     }

@@ -91,6 +91,11 @@ fn replies_round_trip() {
         versions: vec![version()],
         pinned: vec![1],
     });
+    round_trip(SdfsRequest::Pin {
+        name: "a".into(),
+        pin: vec![2],
+        unpin: vec![1],
+    });
     round_trip(SdfsReply::Pinned {
         name: "a".into(),
         versions: vec![1],

@@ -94,7 +94,10 @@ async fn change(ctx: &Ctx, model: &str, req: JobsRequest) -> Result<(), Refusal>
 
 type Edit = dyn FnMut(&mut ModelRoutes) -> Result<(), String> + Send;
 
-/// Pins what the routes will name, writes them, then pins exactly what they name.
+/// Pins what the routes will name, writes them, then unpins what they no longer name. Pins
+/// are added and removed, never set, and only the versions this change touched are unpinned
+/// (those the routes, read again from the bucket's leader, do not name): a change made beside
+/// it keeps its own pins.
 async fn apply(
     ctx: &Ctx,
     model: &str,
@@ -102,35 +105,51 @@ async fn apply(
     mut edit: Box<Edit>,
 ) -> Result<(), Refusal> {
     let internal = |e: String| (JobsErrorKind::Internal, e);
-    let (now, _) = (ctx.routes_store.get(model).await).map_err(|e| internal(e.to_string()))?;
-    let mut before = now.named_versions();
-    before.extend(new);
-    pin(ctx, model, &before).await?;
+    let named = || async {
+        let read = ctx.routes_store.get(model).await;
+        read.map(|(r, _)| r.named_versions())
+            .map_err(|e| internal(e.to_string()))
+    };
+    let mut touched = named().await?;
+    touched.extend(new);
+    pin(ctx, model, &touched, &BTreeSet::new()).await?;
     let written = ctx.routes_store.modify(model, |r| edit(r)).await;
     let routes = written.map_err(|e| match e {
         RoutesError::Refused(why) => (JobsErrorKind::Conflict, why),
         other => internal(other.to_string()),
     });
-    // Pins what is named now, also after a refusal (the pin above may name one too many).
-    let named = match &routes {
-        Ok(r) => r.named_versions(),
-        Err(_) => (ctx.routes_store.get(model).await)
-            .map(|(r, _)| r.named_versions())
-            .unwrap_or(before),
+    // Also after a refusal: the pin above may have pinned a version nothing names.
+    let unpin: Result<BTreeSet<u64>, Refusal> = named()
+        .await
+        .map(|now| touched.difference(&now).copied().collect());
+    let unpinned = match unpin {
+        Ok(unpin) => pin(ctx, model, &BTreeSet::new(), &unpin).await,
+        Err(e) => Err(e),
     };
-    if let Err(e) = pin(ctx, model, &named).await {
-        tracing::warn!(%model, "routes changed, old pins kept: {}", e.1);
+    if let Err(e) = unpinned {
+        tracing::warn!(%model, "versions no longer named stay pinned: {}", e.1);
     }
-    routes.map(|r| tracing::info!(%model, aliases = ?r.aliases, rollout = ?r.rollout, "model routes changed"))
+    let r = routes?;
+    tracing::info!(%model, aliases = ?r.aliases, rollout = ?r.rollout, "model routes changed");
+    Ok(())
 }
 
-async fn pin(ctx: &Ctx, model: &str, versions: &BTreeSet<u64>) -> Result<(), Refusal> {
+async fn pin(
+    ctx: &Ctx,
+    model: &str,
+    pin: &BTreeSet<u64>,
+    unpin: &BTreeSet<u64>,
+) -> Result<(), Refusal> {
+    if pin.is_empty() && unpin.is_empty() {
+        return Ok(());
+    }
     let file = super::outputs::model_file(model);
-    let pinned = ctx
-        .cache
-        .sdfs()
-        .pin(&file, versions.iter().copied().collect());
-    pinned.await.map(|_| ()).map_err(|e| {
+    let (pin, unpin) = (
+        pin.iter().copied().collect(),
+        unpin.iter().copied().collect(),
+    );
+    let pinned = ctx.cache.sdfs().pin(&file, pin, unpin).await;
+    pinned.map(|_| ()).map_err(|e| {
         let why = format!("cannot pin the versions of {file}: {e}");
         (JobsErrorKind::Internal, why)
     })

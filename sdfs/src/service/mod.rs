@@ -258,7 +258,7 @@ impl Sdfs {
             SdfsRequest::ReportCorrupt { name, blob, node } => {
                 self.drop_replica(&name, &blob, &node).await
             }
-            SdfsRequest::Pin { name, versions } => self.pin(name, &versions).await,
+            SdfsRequest::Pin { name, pin, unpin } => self.pin(name, &pin, &unpin).await,
         };
         result.unwrap_or_else(|(kind, message)| error(kind, message))
     }
@@ -290,9 +290,10 @@ impl Sdfs {
     async fn pin(
         &self,
         name: String,
-        versions: &[u64],
+        pin: &[u64],
+        unpin: &[u64],
     ) -> Result<SdfsReply, (SdfsErrorKind, String)> {
-        let versions = self.meta.pin(&name, versions).await.map_err(meta_error)?;
+        let versions = self.meta.pin(&name, pin, unpin).await.map_err(meta_error)?;
         tracing::info!(%name, ?versions, "pinned versions");
         Ok(SdfsReply::Pinned { name, versions })
     }

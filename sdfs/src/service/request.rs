@@ -54,7 +54,7 @@ impl Sdfs {
                 }
                 versions.iter().try_for_each(limits::check_version)?;
             }
-            SdfsRequest::Pin { versions, .. } => check_pinned(versions)?,
+            SdfsRequest::Pin { pin, unpin, .. } => check_pinned(pin.len().max(unpin.len()))?,
             SdfsRequest::ReportCorrupt { blob, node, .. } => {
                 limits::check_blob_id(blob)?;
                 bus_schemas::validate_token(node).map_err(|e| LimitError {
@@ -71,11 +71,11 @@ impl Sdfs {
 /// Most versions one file may have pinned (a model's aliases, previous aliases and rollout).
 pub const MAX_PINNED: usize = 64;
 
-fn check_pinned(versions: &[u64]) -> Result<(), LimitError> {
-    if versions.len() > MAX_PINNED {
+fn check_pinned(versions: usize) -> Result<(), LimitError> {
+    if versions > MAX_PINNED {
         return Err(LimitError {
             what: "versions",
-            why: format!("at most {MAX_PINNED} pinned versions per file"),
+            why: format!("at most {MAX_PINNED} versions pinned or unpinned at once"),
         });
     }
     Ok(())
