@@ -101,6 +101,23 @@ async fn n_workers_take_the_same_steps_as_one() {
     }
 }
 
+/// Waits until the job's rank 0 reports a step after `p`'s from a newer group than `p`'s (the
+/// group went on without a member: with one worker fewer, or as many if a free node joined at
+/// once); the progress.
+async fn going_on(sub: &mut async_nats::Subscriber, p: &Progress, limit: Duration) -> Progress {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, sub.next()).await;
+        let msg =
+            msg.unwrap_or_else(|_| panic!("no new group went on after step {}", p.global_step));
+        let q: Progress = decode(&msg.expect("the subscription").payload).unwrap();
+        if q.group_generation > p.group_generation && q.global_step > p.global_step {
+            return q;
+        }
+    }
+}
+
 /// Waits until the job's rank 0 reports step `at` or later on `workers` workers; the progress.
 async fn progress_at(
     sub: &mut async_nats::Subscriber,
@@ -164,11 +181,11 @@ async fn a_worker_killed_mid_epoch_is_dropped_and_no_step_is_lost_or_doubled() {
     let victim = members.members[1].worker.clone();
     c.node(&victim).kill9();
     let killed = Instant::now();
-    let after = progress_at(&mut progress, 2, p.global_step + 2, Duration::from_secs(60)).await;
+    let after = going_on(&mut progress, &p, Duration::from_secs(60)).await;
     let took = killed.elapsed();
     eprintln!(
-        "kill -9 of {victim} at step {}: going on with 2 workers at step {} after {took:?}",
-        p.global_step, after.global_step
+        "kill -9 of {victim} at step {}: going on with {} workers at step {} after {took:?}",
+        p.global_step, after.workers, after.global_step
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
     let done = wait_job(&jobs, &id).await;
@@ -178,12 +195,16 @@ async fn a_worker_killed_mid_epoch_is_dropped_and_no_step_is_lost_or_doubled() {
         "{lost:?}"
     );
     let got = steps(&fs, &done).await;
-    // 3 workers, 2 after the kill, then perhaps 3 again: the free fourth node may join.
+    // 3 workers, 2 after the kill, then 3 again when the free fourth node joins (it may join
+    // in the very regroup that drops the victim: then no step is taken by 2).
     let stretches = stretches(&got);
     eprintln!("workers per stretch of steps: {stretches:?}");
     assert_eq!(stretches[0].0, 3, "{stretches:?}");
-    assert_eq!(stretches[1].0, 2, "{stretches:?}");
     assert!(stretches[0].1 >= p.global_step as usize, "{stretches:?}");
+    assert!(
+        stretches.iter().all(|s| (2..=3).contains(&s.0)),
+        "{stretches:?}"
+    );
     same_curve(
         &got,
         &reference,
@@ -217,7 +238,7 @@ async fn a_frozen_worker_is_dropped_the_others_go_on_and_it_may_join_again() {
     // Rank 0 freezes (SIGSTOP): the others go on without it.
     let frozen = p.worker.clone();
     c.node(&frozen).freeze();
-    let after = progress_at(&mut progress, 2, p.global_step + 2, Duration::from_secs(60)).await;
+    let after = going_on(&mut progress, &p, Duration::from_secs(60)).await;
     assert_ne!(after.worker, frozen, "another worker is rank 0");
     c.node(&frozen).thaw();
     let done = wait_job(&jobs, &id).await;
