@@ -15,6 +15,7 @@ pub mod executor;
 pub mod infer;
 mod lru;
 mod output;
+mod queries;
 mod results;
 pub mod routes;
 pub mod share;
