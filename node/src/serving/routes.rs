@@ -117,6 +117,18 @@ impl Routes {
     /// The version `r` asks for now; a request for an alias with a rollout is counted and
     /// sent to its arm.
     pub async fn pick(&self, r: &ModelRef) -> Result<Choice, JobError> {
+        self.resolve(r, true).await
+    }
+
+    /// The version `r` names without counting a request: an alias with a rollout names its
+    /// baseline (what batch jobs and model descriptions take). `None`: the newest.
+    pub async fn version_of(&self, r: &ModelRef) -> Result<Option<u64>, JobError> {
+        Ok(self.resolve(r, false).await?.version)
+    }
+
+    /// `r` through the table; a rollout splits the request when `count`, else gives its
+    /// baseline.
+    async fn resolve(&self, r: &ModelRef, count: bool) -> Result<Choice, JobError> {
         let alias = match &r.pick {
             Pick::Version(v) => return Ok(fixed(Some(*v))),
             Pick::Alias(a) => a.as_str(),
@@ -125,6 +137,9 @@ impl Routes {
         let table = self.table().await?;
         let routes = table.get(&r.name);
         if let Some(rollout) = routes.and_then(|m| m.rollout_on(alias)) {
+            if !count {
+                return Ok(fixed(Some(rollout.baseline)));
+            }
             let arm = rollout.arm(self.count(&r.name, rollout));
             let version = Some(rollout.version(arm));
             let arm = Some((rollout.id, arm));
@@ -133,26 +148,6 @@ impl Routes {
         match routes.and_then(|m| m.aliases.get(alias)) {
             Some(v) => Ok(fixed(Some(*v))),
             None if r.pick == Pick::Default => Ok(fixed(None)),
-            None => Err(no_alias(&r.name, alias)),
-        }
-    }
-
-    /// The version `r` names without counting a request: an alias with a rollout names its
-    /// baseline (what batch jobs and model descriptions take). `None`: the newest.
-    pub async fn version_of(&self, r: &ModelRef) -> Result<Option<u64>, JobError> {
-        let alias = match &r.pick {
-            Pick::Version(v) => return Ok(Some(*v)),
-            Pick::Alias(a) => a.as_str(),
-            Pick::Default => DEFAULT_ALIAS,
-        };
-        let table = self.table().await?;
-        let routes = table.get(&r.name);
-        if let Some(rollout) = routes.and_then(|m| m.rollout_on(alias)) {
-            return Ok(Some(rollout.baseline));
-        }
-        match routes.and_then(|m| m.aliases.get(alias)) {
-            Some(v) => Ok(Some(*v)),
-            None if r.pick == Pick::Default => Ok(None),
             None => Err(no_alias(&r.name, alias)),
         }
     }
@@ -241,6 +236,11 @@ mod tests {
             }
         }
         assert_eq!(canary, 200, "exactly 10% of 2000");
+        // Batch jobs and descriptions take the baseline, uncounted.
+        let m = ModelRef::parse("m@production").unwrap();
+        assert_eq!(routes.version_of(&m).await.unwrap(), Some(1));
+        let n = pick(&routes, "m").await.unwrap().arm.unwrap();
+        assert_eq!(n.1, Arm::Baseline, "request 2000 of the rollout, not 2001");
     }
 
     #[tokio::test]
