@@ -37,6 +37,15 @@ at_least() {
   [[ $2 =~ ^([0-9]+)\.([0-9]+) ]] || return 1
   (( a > BASH_REMATCH[1] || (a == BASH_REMATCH[1] && b >= BASH_REMATCH[2]) ))
 }
+# rustup 1.28+ no longer installs the toolchain of rust-toolchain.toml on first use: install it.
+ensure_toolchain() {
+  command -v rustup >/dev/null 2>&1 || return 0
+  [ -f "$REPO/rust-toolchain.toml" ] || return 0
+  (cd "$REPO" && rustup toolchain list 2>/dev/null | grep -q "^$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)-") && return 0
+  say "installing the Rust toolchain of rust-toolchain.toml"
+  (cd "$REPO" && rustup toolchain install >/dev/null) ||
+    stop "rustup could not install the toolchain named in rust-toolchain.toml (run rustup toolchain install in $REPO)."
+}
 check_tools() {
   command -v cargo >/dev/null 2>&1 ||
     stop "cargo is missing: install Rust $RUST_MIN or newer with rustup (https://rustup.rs), then run this again."
@@ -58,6 +67,7 @@ check_tools() {
   command -v python3 >/dev/null 2>&1 ||
     stop "python3 is missing: install it (apt-get install python3); the tools' venvs use it."
 }
+ensure_toolchain
 check_tools
 
 want_browser=0
