@@ -153,7 +153,7 @@ impl<R: Rng> Detector<R> {
             http: ev.http.clone(),
             started_ms: ev.started_ms,
         };
-        self.merge(member, ev.reporter == self.me.id, now)
+        self.merge(member, Some(&ev.reporter), now)
     }
 
     /// Merges the whole view of peer `from`, record by record, refusing implausible records;
@@ -174,14 +174,17 @@ impl<R: Rng> Detector<R> {
             Side::Smaller => self.yield_verdicts(&members),
         }
         for m in members {
-            out.extend(self.merge(m, false, now));
+            out.extend(self.merge(m, None, now));
         }
         out
     }
 
-    fn merge(&mut self, member: Member, own_report: bool, now: Now) -> Vec<Output> {
+    fn merge(&mut self, member: Member, reporter: Option<&str>, now: Now) -> Vec<Output> {
         if member.id == self.me.id {
             return self.about_me(member, now);
+        }
+        if member.state == MemberState::Suspect && self.heard_suspect(&member, reporter) {
+            return Vec::new(); // a confirmation of a suspicion this node holds
         }
         match self.view.apply(member.clone(), now.mono) {
             Applied::Changed => {}
@@ -193,16 +196,8 @@ impl<R: Rng> Detector<R> {
             }
         }
         match member.state {
-            MemberState::Suspect if !own_report => {
-                // Back up the suspecting node: if it dies, fail the suspect a bit later.
-                let deadline = now.mono + self.cfg.suspect_timeout.saturating_mul(2);
-                let suspicion = super::Suspicion {
-                    generation: member.generation,
-                    deadline,
-                };
-                self.suspicions.insert(member.id.clone(), suspicion);
-            }
-            MemberState::Suspect => {}
+            // Back up the suspecting node: if it dies, fail the suspect a bit later.
+            MemberState::Suspect => self.back_up(&member, reporter, now.mono),
             _ => {
                 self.suspicions.remove(&member.id);
             }

@@ -4,7 +4,9 @@
 //! it returns what to send. Each node probes one peer per period (round-robin over a shuffled
 //! list), asks `indirect_probes` helpers to probe it when the direct ping gets no ack in
 //! time, suspects it when the period ends without an ack, and declares it failed when the
-//! suspicion is not refuted within `suspect_timeout`. The cost per node per period is constant.
+//! suspicion is not refuted in time: `suspect_timeout_max` for one reporter, falling to
+//! `suspect_timeout` as others confirm it (see [`suspicion`]). The cost per node per period
+//! is constant.
 //! While cut off from the bus, during a grace period after reconnecting and after the process
 //! was paused, it declares nobody suspect or failed.
 
@@ -23,8 +25,14 @@ pub struct DetectorConfig {
     pub ping_timeout: Duration,
     /// Helpers asked to probe indirectly.
     pub indirect_probes: usize,
-    /// Time a suspect has to refute before the node that suspected it declares it failed.
+    /// Time a suspect has to refute before the node that suspected it declares it failed,
+    /// once `confirmations` other nodes confirmed the suspicion.
     pub suspect_timeout: Duration,
+    /// The same for a suspicion nobody confirmed: a single node's failed probe is weak
+    /// evidence on a slow or loaded bus.
+    pub suspect_timeout_max: Duration,
+    /// Confirmations by other nodes that bring the timeout down to `suspect_timeout`.
+    pub confirmations: usize,
     /// Quiet time after (re)connecting or a pause: nobody is suspected or failed meanwhile.
     pub grace: Duration,
     /// A gap between ticks longer than this means the process was paused.
@@ -52,6 +60,8 @@ impl Default for DetectorConfig {
             ping_timeout: Duration::from_millis(80),
             indirect_probes: 3,
             suspect_timeout: Duration::from_millis(500),
+            suspect_timeout_max: Duration::from_millis(2000),
+            confirmations: 2,
             grace: Duration::from_secs(2),
             pause_threshold: Duration::from_millis(1000),
             sync_interval: Duration::from_secs(2),
@@ -73,6 +83,7 @@ impl DetectorConfig {
             period,
             ping_timeout: scale(default.ping_timeout),
             suspect_timeout: scale(default.suspect_timeout),
+            suspect_timeout_max: scale(default.suspect_timeout_max),
             ..default
         }
     }
@@ -121,12 +132,6 @@ struct Relay {
     requester_seq: u64,
     target: String,
     expires: Instant,
-}
-
-#[derive(Debug)]
-struct Suspicion {
-    generation: u64,
-    deadline: Instant,
 }
 
 /// Counters kept by the detector.
@@ -263,7 +268,7 @@ impl<R: Rng> Detector<R> {
         self.relays.clear();
         let deadline = self.quiet_until + self.cfg.suspect_timeout;
         for s in self.suspicions.values_mut() {
-            s.deadline = s.deadline.max(deadline);
+            s.hold_until(deadline);
         }
     }
 
@@ -365,8 +370,10 @@ mod handle;
 mod heal;
 mod probe;
 mod refused;
+mod suspicion;
 
 pub use refused::Refused;
+use suspicion::Suspicion;
 #[cfg(test)]
 mod heal_tests;
 #[cfg(test)]
@@ -375,5 +382,7 @@ mod hostile_tests;
 mod prop_tests;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod suspicion_tests;
 #[cfg(test)]
 mod tests;

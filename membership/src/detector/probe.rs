@@ -1,47 +1,13 @@
-//! Probing: one peer per period, indirect probes, suspicions and failures.
+//! Probing: one peer per period, and indirect probes when the direct one gets no ack.
 
-use super::{Detector, Now, Output, Probe, Suspicion};
+use super::{Detector, Now, Output, Probe};
 use crate::view::Member;
-use bus_schemas::membership::{FdMessage, MemberEventKind, MemberState};
+use bus_schemas::membership::FdMessage;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use std::time::Instant;
 
 impl<R: Rng> Detector<R> {
-    pub(super) fn expire_suspicions(&mut self, now: Now, out: &mut Vec<Output>) {
-        if self.quiet(now.mono) {
-            return;
-        }
-        let due: Vec<String> = self
-            .suspicions
-            .iter()
-            .filter(|(_, s)| s.deadline <= now.mono)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let Some(s) = self.suspicions.remove(&id) else {
-                continue;
-            };
-            let Some(member) = self.view.get(&id).cloned() else {
-                continue;
-            };
-            if member.generation != s.generation || member.state != MemberState::Suspect {
-                continue;
-            }
-            let failed = Member {
-                state: MemberState::Failed,
-                ..member
-            };
-            self.view.apply(failed.clone(), now.mono);
-            self.stats.failures_detected = self.stats.failures_detected.saturating_add(1);
-            out.push(Output::Broadcast(self.event(
-                MemberEventKind::Fail,
-                &failed,
-                now,
-            )));
-        }
-    }
-
     pub(super) fn advance_probe(&mut self, now: Now, out: &mut Vec<Output>) {
         let Some(probe) = &mut self.probe else { return };
         let elapsed = now.mono.saturating_duration_since(probe.started);
@@ -109,31 +75,5 @@ impl<R: Rng> Detector<R> {
             started: now,
             indirect_sent: false,
         });
-    }
-
-    fn suspect(&mut self, id: &str, now: Now, out: &mut Vec<Output>) {
-        let Some(member) = self.view.get(id).cloned() else {
-            return;
-        };
-        if member.state != MemberState::Alive {
-            return;
-        }
-        let suspect = Member {
-            state: MemberState::Suspect,
-            ..member
-        };
-        self.view.apply(suspect.clone(), now.mono);
-        self.suspicions.insert(
-            id.to_string(),
-            Suspicion {
-                generation: suspect.generation,
-                deadline: now.mono + self.cfg.suspect_timeout,
-            },
-        );
-        out.push(Output::Broadcast(self.event(
-            MemberEventKind::Suspect,
-            &suspect,
-            now,
-        )));
     }
 }

@@ -2,9 +2,10 @@
 
 use super::*;
 use bus_schemas::membership::MemberEventKind;
+use bus_schemas::membership::MemberRecord;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 pub(super) const STEP: Duration = Duration::from_millis(10);
 
@@ -16,6 +17,10 @@ pub(super) struct Sim {
     pub(super) cut: HashSet<usize>,
     pub(super) paused: HashSet<usize>,
     pub(super) held: Vec<(usize, Delivery)>,
+    /// Slow links: whatever `from` sends `to` arrives this much later.
+    pub(super) lag: HashMap<(usize, usize), Duration>,
+    /// Deliveries on slow links, with when they arrive.
+    late: Vec<(Instant, usize, Delivery)>,
     pub(super) loss: f64,
     pub(super) rng: StdRng,
     pub(super) events: Vec<MemberEvent>,
@@ -27,6 +32,7 @@ pub(super) struct Sim {
 pub(super) enum Delivery {
     Fd(FdMessage),
     Event(MemberEvent),
+    View(String, Vec<MemberRecord>),
 }
 
 impl Sim {
@@ -46,6 +52,8 @@ impl Sim {
             cut: HashSet::new(),
             paused: HashSet::new(),
             held: Vec::new(),
+            lag: HashMap::new(),
+            late: Vec::new(),
             loss: 0.0,
             rng: StdRng::seed_from_u64(seed),
             events: Vec::new(),
@@ -91,6 +99,7 @@ impl Sim {
                 self.nodes[to].handle_fd(msg, now)
             }
             Delivery::Event(ev) => self.nodes[to].handle_event(&ev, now),
+            Delivery::View(from, records) => self.nodes[to].merge_records(&from, &records, now),
         }
     }
 
@@ -112,7 +121,7 @@ impl Sim {
                     if self.apart(src, to) {
                         continue;
                     }
-                    vec![(to, self.deliver(to, Delivery::Fd(msg)))]
+                    vec![(to, self.send(src, to, Delivery::Fd(msg)))]
                 }
                 Output::Broadcast(ev) => {
                     self.events.push(ev.clone());
@@ -120,7 +129,7 @@ impl Sim {
                         .filter(|i| !self.apart(src, *i))
                         .collect::<Vec<_>>()
                         .into_iter()
-                        .map(|i| (i, self.deliver(i, Delivery::Event(ev.clone()))))
+                        .map(|i| (i, self.send(src, i, Delivery::Event(ev.clone()))))
                         .collect()
                 }
                 Output::SyncAny => continue,
@@ -137,13 +146,24 @@ impl Sim {
                         continue;
                     }
                     let records = self.nodes[peer].view().records(self.now.mono);
-                    let (now, from) = (self.now, format!("n{peer}"));
-                    vec![(src, self.nodes[src].merge_records(&from, &records, now))]
+                    let view = Delivery::View(format!("n{peer}"), records);
+                    vec![(src, self.send(peer, src, view))]
                 }
             };
             for (i, outs) in results {
                 queue.extend(outs.into_iter().map(|o| (i, o)));
             }
+        }
+    }
+
+    /// Delivers now, or later on a slow link.
+    fn send(&mut self, from: usize, to: usize, d: Delivery) -> Vec<Output> {
+        match self.lag.get(&(from, to)) {
+            Some(lag) => {
+                self.late.push((self.now.mono + *lag, to, d));
+                Vec::new()
+            }
+            None => self.deliver(to, d),
         }
     }
 
@@ -160,6 +180,14 @@ impl Sim {
         while self.now.mono < end {
             self.now.mono += STEP;
             self.now.wall_ms += STEP.as_millis() as u64;
+            let (due, late): (Vec<_>, Vec<_>) = std::mem::take(&mut self.late)
+                .into_iter()
+                .partition(|(t, _, _)| *t <= self.now.mono);
+            self.late = late;
+            for (_, to, d) in due {
+                let out = self.deliver(to, d);
+                self.route(to, out);
+            }
             for i in 0..self.nodes.len() {
                 if self.down.contains(&i) || self.paused.contains(&i) {
                     continue;
