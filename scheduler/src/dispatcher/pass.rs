@@ -257,12 +257,21 @@ impl Dispatcher {
 
     /// Takes what the record says: counted batches are no longer suspect, recorded deaths are;
     /// whether every query is cut; the batch size; a complete job is finished (again, if its
-    /// finishing failed or this coordinator took over a complete job).
+    /// finishing failed or this coordinator took over a complete job); pending batches nothing
+    /// here holds are sent again ([`Run::adopt_strays`]).
     fn read_record(&mut self, id: &str, s: &ServeView, now: Instant) {
         let refinish = self.cfg.refinish;
+        let flying: BTreeSet<u64> = (self.flights.values())
+            .filter(|f| f.job == id)
+            .map(|f| f.batch.batch_id)
+            .collect();
         let Some(run) = self.runs.get_mut(id) else {
             return;
         };
+        let adopted = run.adopt_strays(&s.pending, &flying, now);
+        if adopted > 0 {
+            tracing::info!(job = %id, adopted, "sending again recorded batches nobody held (cut by an earlier coordinator after this one read the record)");
+        }
         run.dead
             .retain(|b| s.pending.iter().any(|p| p.batch_id == *b));
         run.dead.extend(s.deaths.iter().copied());

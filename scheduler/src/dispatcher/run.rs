@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// Processing times kept per job for its statistics and deadlines.
 const PROC_MS_KEPT: usize = 2000;
 
+/// How long a batch the record holds pending may be held nowhere here before it is sent again
+/// (a record read just before a count still names the counted batch for a moment).
+pub(super) const STRAY_AFTER: Duration = Duration::from_secs(2);
+
 /// A batch sent to a worker and not answered yet.
 pub(super) struct Flight {
     pub(super) job: String,
@@ -103,6 +107,9 @@ pub(super) struct Run {
     pub(super) held: VecDeque<(Batch, Instant)>,
     /// Answered batches not yet counted in the record (counted in groups).
     pub(super) uncounted: Vec<Answered>,
+    /// Batches the record holds pending that nothing here held at the last pass, and since
+    /// when ([`Run::adopt_strays`]).
+    pub(super) strays: BTreeMap<u64, Instant>,
     pub(super) exhausted: bool,
     /// Queries sent, divided by the weight, since the job started competing (fair queueing).
     pub(super) vq: f64,
@@ -146,6 +153,7 @@ impl Run {
             dead: BTreeSet::new(),
             held: VecDeque::new(),
             uncounted: Vec::new(),
+            strays: BTreeMap::new(),
             exhausted: false,
             answered: VecDeque::new(),
             vq: 0.0,
@@ -192,6 +200,40 @@ impl Run {
     pub(super) fn retry(&mut self, batch: Batch) {
         self.refund(batch);
         self.resend.push_back(batch);
+    }
+
+    /// Sends again the batches the record holds pending that nothing here has held for
+    /// [`STRAY_AFTER`]: not in flight (`flying`), waiting, lost, held or answered. A
+    /// coordinator that lost its lease while writing a cut can land it after the next one read
+    /// the record; without this its batches would stay pending, and the job unfinished,
+    /// forever. A batch is counted once whatever happens, so a false stray costs one more run
+    /// of it, never a double count. Returns how many were adopted.
+    pub(super) fn adopt_strays(
+        &mut self,
+        pending: &[Batch],
+        flying: &BTreeSet<u64>,
+        now: Instant,
+    ) -> usize {
+        let mut known: BTreeSet<u64> = flying.clone();
+        known.extend(self.resend.iter().map(|b| b.batch_id));
+        known.extend(self.lost.iter().map(|l| l.batch.batch_id));
+        known.extend(self.held.iter().map(|(b, _)| b.batch_id));
+        known.extend(self.uncounted.iter().map(|a| a.batch.batch_id));
+        let strays: Vec<&Batch> = (pending.iter())
+            .filter(|b| !known.contains(&b.batch_id))
+            .collect();
+        let was = std::mem::take(&mut self.strays);
+        let mut adopted = 0;
+        for b in strays {
+            let since = was.get(&b.batch_id).copied().unwrap_or(now);
+            if now.saturating_duration_since(since) >= STRAY_AFTER {
+                self.resend.push_back(*b);
+                adopted += 1;
+            } else {
+                self.strays.insert(b.batch_id, since);
+            }
+        }
+        adopted
     }
 
     /// Stops sending to `worker` (it does not serve the job, or failed a batch); it is asked

@@ -213,6 +213,31 @@ fn a_new_coordinator_sends_the_recorded_batches_again_and_counts_each_once() {
 }
 
 #[test]
+fn a_cut_the_old_coordinator_lands_after_the_takeover_is_sent_and_counted_once() {
+    let mut sim = Sim::new(3, 3, 2);
+    sim.submit("j", 1, 16, Some(4_000), 2.0);
+    sim.run_for(SECOND);
+    let mut next = Dispatcher::new("w001", Config::default());
+    next.set_coordinating(true);
+    next.set_view(sim.dispatcher.view.clone());
+    next.replace_jobs(sim.records.values());
+    sim.dispatcher.set_coordinating(false);
+    sim.dispatcher = next;
+    sim.run_for(Duration::from_millis(300)); // the new coordinator took the job up
+                                             // The deposed coordinator's cut, retried while its lease ran out, lands now: batches the
+                                             // new one never read nor cut.
+    let mut late = Vec::new();
+    sim.change("j", |r| {
+        if let Some(s) = r.serve.as_mut() {
+            late = crate::batches::cut(s, 2);
+        }
+    });
+    assert_eq!(late.len(), 2);
+    assert!(sim.run_to_end(&["j"], 60 * SECOND), "{:?}", sim.serve("j"));
+    all_counted_once(&sim, &["j"]);
+}
+
+#[test]
 fn a_batch_size_change_applies_to_the_batches_cut_from_then_on() {
     let mut sim = Sim::new(2, 2, 1);
     sim.submit("j", 1, 32, Some(3_000), 1.0);

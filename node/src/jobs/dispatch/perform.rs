@@ -65,14 +65,17 @@ pub(super) async fn start(ctx: &Ctx, job: String) -> Reply {
     Reply::Started { job, record }
 }
 
-/// Cuts up to `n` batches into the job's record (while it runs).
+/// Cuts up to `n` batches into the job's record (while it runs and this node coordinates: a
+/// cut retried past the loss of the lease would land after the next coordinator read the
+/// record; its batches would then be found and sent only as strays).
 pub(super) async fn cut(ctx: &Ctx, job: String, n: usize) -> Reply {
     let mut cut = Vec::new();
     let written = ctx
         .store
         .modify(&job, |j| {
             cut.clear();
-            let Some(s) = j.serve.as_mut().filter(|_| j.state == JobState::Running) else {
+            let running = j.state == JobState::Running && ctx.coordinator.borrow().me;
+            let Some(s) = j.serve.as_mut().filter(|_| running) else {
                 return false;
             };
             cut = batches::cut(s, n);
