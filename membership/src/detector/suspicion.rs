@@ -115,10 +115,14 @@ impl<R: Rng> Detector<R> {
                 out.push(Output::Broadcast(ev));
             }
             MemberState::Suspect => {
-                let s = self
-                    .suspicions
-                    .entry(id.to_string())
-                    .or_insert_with(|| Suspicion::new(&member, None, false, now.mono));
+                let held = self.suspicions.get(id).is_some_and(|s| s.of(&member));
+                if !held {
+                    let s = Suspicion::new(&member, None, false, now.mono);
+                    self.suspicions.insert(id.to_string(), s);
+                }
+                let Some(s) = self.suspicions.get_mut(id) else {
+                    return;
+                };
                 s.own = true;
                 if s.confirm(&me, cap) {
                     let ev = self.event(MemberEventKind::Suspect, &member, now);
@@ -130,9 +134,11 @@ impl<R: Rng> Detector<R> {
     }
 
     /// Another node (`reporter`, or a view record when `None`) says `m` is suspect. Returns
-    /// whether it only confirmed the suspicion this node already holds.
+    /// whether it only confirmed the suspicion this node already holds. Only live members
+    /// confirm: names nobody knows (a forger's) do not shorten anyone's timeout.
     pub(super) fn heard_suspect(&mut self, m: &Member, reporter: Option<&str>) -> bool {
         let cap = self.confirmations_possible() + 1;
+        let reporter = reporter.filter(|r| self.view.get(r).is_some_and(Member::is_live));
         let Some(s) = self.suspicions.get_mut(&m.id).filter(|s| s.of(m)) else {
             return false;
         };
@@ -182,7 +188,28 @@ impl<R: Rng> Detector<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sim::Sim;
     use super::*;
+
+    #[test]
+    fn only_live_members_confirm_a_suspicion() {
+        let mut sim = Sim::new(5, 3);
+        sim.run_for(Duration::from_secs(2));
+        let now = sim.now;
+        let suspect = Member {
+            state: MemberState::Suspect,
+            ..sim.nodes[2].me().clone()
+        };
+        for reporter in ["n0", "x1", "x2", "n0", "n3", "n4"] {
+            let mut ev = sim.nodes[0].event(MemberEventKind::Suspect, &suspect, now);
+            ev.reporter = reporter.into();
+            let _ = sim.nodes[1].handle_event(&ev, now);
+        }
+        // Forged names count for nothing, a repeat once, and no more than 2 confirmations.
+        let s = &sim.nodes[1].suspicions["n2"];
+        assert_eq!(s.reporters, ["n0", "n3", "n4"]);
+        assert!(!s.own);
+    }
 
     #[test]
     fn the_timeout_falls_from_max_to_min_with_confirmations() {
