@@ -16,7 +16,10 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 fn wire_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../frontend/src/test/wire")
+    // Run time, not compile time: a test binary may be reused from another checkout's build.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    dir.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../frontend/src/test/wire")
 }
 
 /// Compares `value`'s JSON with the checked-in file `name` (or rewrites it when asked).

@@ -13,17 +13,13 @@ use common::{image_folder, json, Local, IDUNNO};
 use std::path::Path;
 use std::process::Command;
 
-const FRONTEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// A TorchScript model of Fashion-MNIST exported from PyTorch (the page uploads it).
-const TORCHSCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../node/tests/fixtures/torchscript/fashion_cnn.pt"
-);
+const TORCHSCRIPT: &str = "node/tests/fixtures/torchscript/fashion_cnn.pt";
 
 #[test]
 fn the_dashboard_follows_the_cluster_live_in_chromium() {
-    let frontend = Path::new(FRONTEND);
+    let frontend = testkit::repo_dir().join("frontend");
     assert!(
         frontend.join("dist/index.html").is_file(),
         "the dashboard is not built: run `make frontend` (make test does)"
@@ -75,7 +71,7 @@ fn the_dashboard_follows_the_cluster_live_in_chromium() {
         .env("IDUNNO_E2E_VICTIM", format!("{}:{}", ids[3], pid(3)))
         .env("IDUNNO_E2E_HOME", format!("{}:{}", ids[0], pid(0)))
         .env("IDUNNO_E2E_TOKEN", token.trim())
-        .env("IDUNNO_E2E_MODEL", TORCHSCRIPT)
+        .env("IDUNNO_E2E_MODEL", testkit::repo_dir().join(TORCHSCRIPT))
         .env("IDUNNO_E2E_FOLDER", &folder)
         // The CLI the page test runs is the cluster's operator; Node's fetch and Chromium
         // trust the cluster's CA (Chromium by the dashboard certificate's key).

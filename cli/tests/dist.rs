@@ -15,7 +15,7 @@ use testkit::{wait_until, Machines};
 /// this checkout's dashboard are empty.
 fn hiding_wrapper(dir: &Path, run: &Path) -> PathBuf {
     let tools = bus_client::tools_home();
-    let dashboard = Path::new(env!("CARGO_MANIFEST_DIR")).join("../frontend/dist");
+    let dashboard = testkit::repo_dir().join("frontend/dist");
     let script = format!(
         "#!/bin/sh\nexec unshare --mount --propagation private sh -c '\n\
          mount -t tmpfs hidden \"$1\" && mount -t tmpfs hidden \"$2\" || exit 97\n\

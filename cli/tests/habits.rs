@@ -149,8 +149,7 @@ async fn results_follow_a_serve_job_and_ij_shows_its_accuracy() {
     let c = Cluster::start(&node_bin(), 2).await;
     let operator = c.nats.bus("operator");
     let (fs, jobs) = testkit::import_fashion(&c.client, "fm").await;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../node/tests/fixtures/torchscript/fashion_cnn.pt");
+    let fixture = testkit::repo_dir().join("node/tests/fixtures/torchscript/fashion_cnn.pt");
     testkit::import_torchscript(&fs, &jobs, &fixture, "fixture").await;
     let id = jobs
         .submit(testkit::serve_spec("fixture", Some(1)))

@@ -9,10 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const TORCHSCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../node/tests/fixtures/torchscript/fashion_cnn.pt"
-);
+const TORCHSCRIPT: &str = "node/tests/fixtures/torchscript/fashion_cnn.pt";
 
 /// Runs `idunno` in the cluster's directory as the identity in `identity`.
 fn run_as(c: &Local, identity: &Path, args: &[&str]) -> Output {
@@ -69,11 +66,12 @@ fn the_operator_runs_every_command_and_a_viewer_only_reads() {
     op(&["dataset", "import", "fashion-mnist"]);
     op(&["datasets"]);
     op(&["train", "mlp", "halves", "--epochs", "1"]);
+    let torchscript = testkit::repo_dir().join(TORCHSCRIPT);
     op(&[
         "model",
         "import",
         "fm",
-        TORCHSCRIPT,
+        torchscript.to_str().expect("a UTF-8 path"),
         "--dataset",
         "fashion-mnist",
         "--mean",

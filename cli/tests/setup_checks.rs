@@ -2,7 +2,7 @@
 //! or too old: run with a PATH holding only what each case leaves (the real tools, or a stand-in
 //! that reports an old version), before it installs anything.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const TOOLS: [&str; 9] = [
@@ -10,7 +10,7 @@ const TOOLS: [&str; 9] = [
 ];
 
 fn setup_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/setup.sh")
+    testkit::repo_dir().join("infra/setup.sh")
 }
 
 fn real(tool: &str) -> PathBuf {

@@ -310,7 +310,7 @@ async fn the_readme_walkthrough_installs_adds_and_drains_machines() {
     if let Some(why) = testkit::machines_unavailable() {
         panic!("{why}");
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = testkit::repo_dir();
     let text = std::fs::read_to_string(root.join("README.md")).unwrap();
     let steps = readme::steps(&text);
     let numbers: Vec<u32> = steps.iter().map(|s| s.number).collect();

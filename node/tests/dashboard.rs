@@ -24,7 +24,7 @@ fn parse_prometheus(text: &str) -> Vec<Value> {
         "tools-torch{}/venv/bin/python",
         idunno_node::LIBTORCH_VERSION
     ));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/prom_parse.py");
+    let script = testkit::repo_dir().join("node/tests/prom_parse.py");
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(script);
     let what = format!("{} (run infra/setup.sh)", python.display());

@@ -43,7 +43,7 @@ async fn idunno_infer(c: &Cluster, model: &str, pngs: &[Vec<u8>]) -> Vec<i64> {
 /// Runs the Triton client script against `addr`; its JSON report.
 fn triton_client(addr: &str, model: &str, dir: &Path) -> Value {
     let python: PathBuf = bus_client::tools_home().join("triton-venv/bin/python");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oip/triton_client.py");
+    let script = testkit::repo_dir().join("node/tests/oip/triton_client.py");
     let out = std::process::Command::new(&python)
         .arg(script)
         .args([addr, model])

@@ -11,7 +11,9 @@ use std::time::Duration;
 use testkit::{import_fashion, wait_until, Cluster};
 
 const NODE: &str = env!("CARGO_BIN_EXE_idunno-node");
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchscript");
+fn fixtures() -> std::path::PathBuf {
+    testkit::repo_dir().join("node/tests/fixtures/torchscript")
+}
 
 async fn wait_job(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord {
     wait_until(&format!("job {id} ends"), limit, || async {
@@ -118,9 +120,8 @@ async fn a_pytorch_torchscript_model_gives_pytorchs_predictions_through_idunno()
     let c = Cluster::start(Path::new(NODE), 3).await;
     let (fs, jobs) = import_fashion(&c.client, "fm").await;
     let expected: Expected =
-        serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/expected.json")).unwrap())
-            .unwrap();
-    let pt = Path::new(FIXTURES).join("fashion_cnn.pt");
+        serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).unwrap()).unwrap();
+    let pt = fixtures().join("fashion_cnn.pt");
     fs.put(&pt, "uploads/fixture.pt", None).await.unwrap();
     let spec = JobSpec::Import(ImportSpec {
         name: "fixture".into(),
@@ -209,7 +210,7 @@ async fn bad_jobs_are_refused_or_fail_clearly_and_every_node_keeps_running() {
         ),
         (
             "five.pt",
-            std::fs::read(format!("{FIXTURES}/five_outputs.pt")).unwrap(),
+            std::fs::read(fixtures().join("five_outputs.pt")).unwrap(),
             "but fm has 10 classes",
         ),
     ];

@@ -22,7 +22,20 @@ pub use process::{free_port, free_ports, NatsServer, NodeProc};
 pub use results::{collect_results, served_once, Seen};
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The repository's root: the parent of the running test's or bench's package, which cargo
+/// names in `CARGO_MANIFEST_DIR` when it runs them. Read at run time, not compiled in: cargo's
+/// hashes do not depend on where a checkout is, so with a shared target directory (as CI's) a
+/// test binary built in one checkout is reused by another, and a compiled-in path would read
+/// the first checkout's files.
+pub fn repo_dir() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package.parent().map(PathBuf::from).unwrap_or(package)
+}
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics naming `what` after `limit`.
 pub async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T

@@ -2,15 +2,11 @@
 //! `infra/pytorch.sh` installs (once, for benchmarks only) running
 //! `node/benches/pytorch/reference.py`, whose commands print one JSON object each.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// The repository's root (this crate is one folder below it).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit sits in the repository")
-        .to_path_buf()
+    crate::repo_dir()
 }
 
 /// The reference script run by the full PyTorch's python.

@@ -4,10 +4,9 @@ use tch::{Kind, Tensor};
 /// The node's TorchScript fixture: a small CNN traced by PyTorch 2.13 (float N×1×28×28 in,
 /// N×10 logits out).
 fn fixture() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../node/tests/fixtures/torchscript/fashion_cnn.pt"
-    );
+    // Run time, not compile time: a test binary may be reused from another checkout's build.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    let path = format!("{dir}/../node/tests/fixtures/torchscript/fashion_cnn.pt");
     std::fs::read(path).expect("the fixture is in the repository")
 }
 

@@ -58,7 +58,11 @@ fn main() -> anyhow::Result<()> {
     let check = args.iter().any(|a| a == "--check");
     let check_circles = check || args.iter().any(|a| a == "--check-circles");
     let list = args.iter().any(|a| a == "--list");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Run time (`cargo run` names the package's directory), not compile time: the binary may
+    // be reused from another checkout's build when the target directory is shared (as CI's).
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    let package = package.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    let workspace = package
         .parent()
         .ok_or_else(|| anyhow::anyhow!("xtask is not in a workspace"))?
         .to_path_buf();

@@ -7,7 +7,7 @@ use std::process::Command;
 /// Builds the bundle from the binaries beside `idunno` into `into/archive/`; returns the
 /// archive (`idunno-<version>-linux-<arch>.tar.gz`).
 pub fn archive(into: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = testkit::repo_dir();
     let bins = Path::new(IDUNNO).parent().unwrap();
     let made = Command::new("bash")
         .arg(root.join("infra/dist.sh"))

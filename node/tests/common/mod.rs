@@ -11,7 +11,9 @@ use std::time::Duration;
 pub mod machines;
 
 /// The TorchScript fixture's directory.
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torchscript");
+pub fn fixtures() -> std::path::PathBuf {
+    testkit::repo_dir().join("node/tests/fixtures/torchscript")
+}
 
 /// What PyTorch predicted for the fixture on the 10000 test images.
 #[derive(serde::Deserialize)]
@@ -46,7 +48,7 @@ pub fn test_pngs(n: usize) -> Vec<Vec<u8>> {
 
 /// Reads `expected.json`.
 pub fn expected() -> Expected {
-    serde_json::from_slice(&std::fs::read(format!("{FIXTURES}/expected.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).unwrap()).unwrap()
 }
 
 /// Waits until job `id` ends.
@@ -77,7 +79,7 @@ pub async fn wait_job(jobs: &JobsClient, id: &str, limit: Duration) -> JobRecord
 
 /// Registers the fixture as `models/<name>` on dataset `fm`.
 pub async fn import_fixture(fs: &SdfsClient, jobs: &JobsClient, name: &str) {
-    let file = Path::new(FIXTURES).join("fashion_cnn.pt");
+    let file = fixtures().join("fashion_cnn.pt");
     testkit::import_torchscript(fs, jobs, &file, name).await;
 }
 
