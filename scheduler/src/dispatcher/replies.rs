@@ -213,6 +213,9 @@ impl Dispatcher {
         let Some(run) = self.runs.get_mut(id) else {
             return;
         };
+        if complete.is_some() {
+            run.counted_now(answered, now);
+        }
         match complete {
             Some(true) => {
                 run.finishing = Some(now);

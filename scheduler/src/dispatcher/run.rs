@@ -16,6 +16,10 @@ const PROC_MS_KEPT: usize = 2000;
 /// (a record read just before a count still names the counted batch for a moment).
 pub(super) const STRAY_AFTER: Duration = Duration::from_secs(2);
 
+/// How long the batches this coordinator counted are remembered: a record read while the
+/// records' watch lags (a server restart) may still name them pending; they are no strays.
+const COUNTED_KEPT: Duration = Duration::from_secs(60);
+
 /// A batch sent to a worker and not answered yet.
 pub(super) struct Flight {
     pub(super) job: String,
@@ -110,6 +114,8 @@ pub(super) struct Run {
     /// Batches the record holds pending that nothing here held at the last pass, and since
     /// when ([`Run::adopt_strays`]).
     pub(super) strays: BTreeMap<u64, Instant>,
+    /// Batches counted in the last [`COUNTED_KEPT`], and when.
+    counted: VecDeque<(u64, Instant)>,
     pub(super) exhausted: bool,
     /// Queries sent, divided by the weight, since the job started competing (fair queueing).
     pub(super) vq: f64,
@@ -154,6 +160,7 @@ impl Run {
             held: VecDeque::new(),
             uncounted: Vec::new(),
             strays: BTreeMap::new(),
+            counted: VecDeque::new(),
             exhausted: false,
             answered: VecDeque::new(),
             vq: 0.0,
@@ -203,7 +210,8 @@ impl Run {
     }
 
     /// Sends again the batches the record holds pending that nothing here has held for
-    /// [`STRAY_AFTER`]: not in flight (`flying`), waiting, lost, held or answered. A
+    /// [`STRAY_AFTER`]: not in flight (`flying`), waiting, lost, held, answered or lately
+    /// counted. A
     /// coordinator that lost its lease while writing a cut can land it after the next one read
     /// the record; without this its batches would stay pending, and the job unfinished,
     /// forever. A batch is counted once whatever happens, so a false stray costs one more run
@@ -214,7 +222,14 @@ impl Run {
         flying: &BTreeSet<u64>,
         now: Instant,
     ) -> usize {
+        while let Some((_, at)) = self.counted.front() {
+            if now.saturating_duration_since(*at) < COUNTED_KEPT {
+                break;
+            }
+            self.counted.pop_front();
+        }
         let mut known: BTreeSet<u64> = flying.clone();
+        known.extend(self.counted.iter().map(|(id, _)| *id));
         known.extend(self.resend.iter().map(|b| b.batch_id));
         known.extend(self.lost.iter().map(|l| l.batch.batch_id));
         known.extend(self.held.iter().map(|(b, _)| b.batch_id));
@@ -234,6 +249,12 @@ impl Run {
             }
         }
         adopted
+    }
+
+    /// Remembers batches whose count was written (see [`COUNTED_KEPT`]).
+    pub(super) fn counted_now(&mut self, answered: &[Answered], now: Instant) {
+        let ids = answered.iter().map(|a| (a.batch.batch_id, now));
+        self.counted.extend(ids);
     }
 
     /// Stops sending to `worker` (it does not serve the job, or failed a batch); it is asked
@@ -304,6 +325,72 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bus_schemas::jobs::JobState;
+
+    fn run_of(pending: &[Batch], now: Instant) -> Run {
+        let spec = ServeSpec {
+            model: "m".into(),
+            model_version: Some(1),
+            dataset: "d".into(),
+            split: "test".into(),
+            batch: 16,
+            passes: None,
+            weight: 1,
+        };
+        let s = ServeView {
+            model_version: 1,
+            batch: 16,
+            next_query: 16 * pending.len() as u64,
+            total: Some(1000),
+            done: 0,
+            pending: pending.to_vec(),
+            deaths: Vec::new(),
+            workers: 0,
+        };
+        let job = JobView {
+            id: "j".into(),
+            state: JobState::Running,
+            spec: Some(spec.clone()),
+            serve: Some(s.clone()),
+            holds: None,
+        };
+        Run::new(&job, &spec, &s, now)
+    }
+
+    #[test]
+    fn strays_are_sent_again_after_a_while_and_counted_batches_are_no_strays() {
+        let t0 = Instant::now();
+        let b = |id| Batch::new(id, id * 16, 16);
+        let mut run = run_of(&[b(0)], t0);
+        run.resend.clear(); // sent, answered, counted: the core holds it nowhere now
+        let answered = |id| Answered {
+            batch: b(id),
+            worker: "w".into(),
+            stream_seq: id,
+            queries: 16,
+            correct: None,
+        };
+        run.counted_now(&[answered(0)], t0);
+        // A lagging record still names batch 0 and names 1, which nobody here cut.
+        let record = [b(0), b(1)];
+        let none = BTreeSet::new();
+        assert_eq!(run.adopt_strays(&record, &none, t0), 0);
+        let later = t0 + STRAY_AFTER;
+        assert_eq!(run.adopt_strays(&record, &none, later), 1);
+        assert_eq!(
+            run.resend.iter().map(|b| b.batch_id).collect::<Vec<_>>(),
+            [1]
+        );
+        // Batch 1 is now waiting to be sent: no stray any more; batch 0 stays counted.
+        assert_eq!(run.adopt_strays(&record, &none, later + STRAY_AFTER), 0);
+        // A batch in flight is no stray either.
+        run.resend.clear();
+        let flying = BTreeSet::from([1]);
+        assert_eq!(
+            run.adopt_strays(&record, &flying, later + 2 * STRAY_AFTER),
+            0
+        );
+    }
 
     #[test]
     fn a_worker_holds_one_batch_more_than_its_lanes_and_another_while_batches_are_short() {
