@@ -5,10 +5,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-fn repo() -> PathBuf {
-    crate::repo_dir()
-}
-
 /// The reference script run by the full PyTorch's python.
 pub struct PyTorch {
     python: PathBuf,
@@ -20,7 +16,7 @@ impl PyTorch {
     /// the first time) and finds its python.
     pub fn install() -> PyTorch {
         let out = Command::new("bash")
-            .arg(repo().join("infra/pytorch.sh"))
+            .arg(crate::repo_dir().join("infra/pytorch.sh"))
             .stderr(Stdio::inherit())
             .output()
             .expect("run infra/pytorch.sh");
@@ -28,7 +24,7 @@ impl PyTorch {
         let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
         PyTorch {
             python: PathBuf::from(python),
-            script: repo().join("node/benches/pytorch/reference.py"),
+            script: crate::repo_dir().join("node/benches/pytorch/reference.py"),
         }
     }
 
